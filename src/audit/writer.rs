@@ -1,0 +1,167 @@
+//! The single writer task: assigns seq, time and the hash chain, appends, keeps the head file.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{head_path, record_hash, Record, GENESIS};
+
+/// The audit trail could not be opened or written.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// I/O on the trail.
+    #[error("audit trail {path}: {source}")]
+    Io {
+        /// File.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The existing trail's last record cannot be continued.
+    #[error("audit trail {path} ends with a damaged record at line {line}; run `firebreak audit verify {path}` and move the file aside to start a new trail")]
+    Damaged {
+        /// File.
+        path: PathBuf,
+        /// Line.
+        line: usize,
+    },
+    /// The writer task has stopped.
+    #[error("the audit writer has stopped")]
+    Closed,
+}
+
+struct Msg {
+    record: Record,
+    ack: Option<oneshot::Sender<Result<u64, String>>>,
+}
+
+/// A handle for sending records to the writer. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Audit {
+    tx: mpsc::Sender<Msg>,
+}
+
+impl std::fmt::Debug for Msg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Msg")
+    }
+}
+
+struct Chain {
+    seq: u64,
+    hash: String,
+}
+
+fn resume(path: &Path) -> Result<Chain, AuditError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Chain { seq: 0, hash: GENESIS.into() }),
+        Err(source) => return Err(AuditError::Io { path: path.into(), source }),
+    };
+    let lines = text.lines().filter(|l| !l.trim().is_empty()).count();
+    let Some(last) = text.lines().rev().find(|l| !l.trim().is_empty()) else {
+        return Ok(Chain { seq: 0, hash: GENESIS.into() });
+    };
+    let damaged = || AuditError::Damaged { path: path.into(), line: lines };
+    let v: Map<String, Value> = serde_json::from_str(last).map_err(|_| damaged())?;
+    let seq = v.get("seq").and_then(Value::as_u64).ok_or_else(damaged)?;
+    let hash = v.get("hash").and_then(Value::as_str).ok_or_else(damaged)?.to_owned();
+    if !text.ends_with('\n') {
+        return Err(damaged());
+    }
+    Ok(Chain { seq, hash })
+}
+
+impl Audit {
+    /// Opens (or creates) the trail at `path` and starts the writer task.
+    pub fn open(path: &Path) -> Result<Audit, AuditError> {
+        let chain = resume(path)?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|source| AuditError::Io { path: path.into(), source })?;
+        let (tx, rx) = mpsc::channel(8192);
+        let path = path.to_path_buf();
+        std::thread::Builder::new()
+            .name("firebreak-audit".into())
+            .spawn(move || run(rx, file, path, chain))
+            .map_err(|source| AuditError::Io { path: PathBuf::new(), source })?;
+        Ok(Audit { tx })
+    }
+
+    /// Queues a record (waits only when the queue is full: backpressure, never loss).
+    pub async fn record(&self, record: Record) {
+        if self.tx.send(Msg { record, ack: None }).await.is_err() {
+            tracing::error!("audit writer stopped; a record was lost");
+        }
+    }
+
+    /// Writes a record and waits until it is on disk (fsynced). Returns its seq.
+    pub async fn record_durable(&self, record: Record) -> Result<u64, AuditError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Msg { record, ack: Some(tx) }).await.map_err(|_| AuditError::Closed)?;
+        match rx.await {
+            Ok(Ok(seq)) => Ok(seq),
+            Ok(Err(e)) => Err(AuditError::Io { path: PathBuf::new(), source: std::io::Error::other(e) }),
+            Err(_) => Err(AuditError::Closed),
+        }
+    }
+}
+
+/// The writer loop, on its own thread so file I/O never blocks the runtime's workers.
+fn run(mut rx: mpsc::Receiver<Msg>, file: std::fs::File, path: PathBuf, mut chain: Chain) {
+    let head = head_path(&path);
+    let mut out = std::io::BufWriter::with_capacity(64 << 10, file);
+    let mut acks: Vec<(oneshot::Sender<Result<u64, String>>, u64)> = Vec::new();
+    while let Some(first) = rx.blocking_recv() {
+        let mut next = Some(first);
+        let mut result: Result<(), std::io::Error> = Ok(());
+        // Drain what is queued, then flush once: one write syscall per burst, not per record.
+        while let Some(Msg { record, ack }) = next.take() {
+            let mut m = record.0;
+            chain.seq += 1;
+            m.insert("seq".into(), Value::from(chain.seq));
+            m.insert("time".into(), Value::from(humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()));
+            m.insert("prev".into(), Value::from(std::mem::take(&mut chain.hash)));
+            let h = record_hash(&m);
+            m.insert("hash".into(), Value::from(h.clone()));
+            chain.hash = h;
+            if result.is_ok() {
+                result = serde_json::to_writer(&mut out, &m).map_err(std::io::Error::other).and_then(|_| out.write_all(b"\n"));
+            }
+            if let Some(a) = ack {
+                acks.push((a, chain.seq));
+            }
+            next = rx.try_recv().ok();
+        }
+        if result.is_ok() {
+            result = out.flush();
+        }
+        if result.is_ok() && !acks.is_empty() {
+            result = out.get_ref().sync_data();
+        }
+        if result.is_ok() {
+            let head_doc = format!("{{\"seq\":{},\"hash\":\"{}\"}}\n", chain.seq, chain.hash);
+            result = write_head(&head, head_doc.as_bytes());
+        }
+        if let Err(e) = &result {
+            tracing::error!(error = %e, path = %path.display(), "audit write failed");
+        }
+        for (a, seq) in acks.drain(..) {
+            let _ = a.send(result.as_ref().map(|_| seq).map_err(|e| e.to_string()));
+        }
+    }
+}
+
+fn write_head(head: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = {
+        let mut s = head.as_os_str().to_owned();
+        s.push(".tmp");
+        PathBuf::from(s)
+    };
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, head)
+}

@@ -1,0 +1,216 @@
+//! `firebreak admin …`: a thin client of the admin API.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{json, Value};
+
+/// Arguments.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Admin API base URL.
+    #[arg(long, env = "FIREBREAK_ADMIN_URL", default_value = "http://127.0.0.1:9090", global = true)]
+    url: String,
+    /// Environment variable holding the admin token.
+    #[arg(long, default_value = "FIREBREAK_ADMIN_TOKEN", global = true)]
+    token_env: String,
+    /// Who is acting (recorded in the audit trail; default: $USER).
+    #[arg(long, global = true)]
+    actor: Option<String>,
+    /// Why (recorded in the audit trail).
+    #[arg(long, global = true)]
+    reason: Option<String>,
+    /// Apply only if the state is still at this version (409 otherwise).
+    #[arg(long, global = true)]
+    expect_version: Option<u64>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum OnOff {
+    On,
+    Off,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Cmd {
+    /// Show the switch state.
+    State,
+    /// Set the degradation level (normal, elevated, critical, lockdown).
+    Level {
+        /// The level.
+        level: String,
+    },
+    /// Turn safe mode on or off.
+    SafeMode {
+        /// on or off.
+        mode: OnOff,
+    },
+    /// Block a user (cuts their open streams).
+    BlockUser {
+        /// User id.
+        user: String,
+        /// For how long (e.g. 30m, 1h).
+        #[arg(long)]
+        ttl: Option<String>,
+    },
+    /// Lift a user block.
+    UnblockUser {
+        /// User id.
+        user: String,
+    },
+    /// Block a tenant.
+    BlockTenant {
+        /// Tenant id.
+        tenant: String,
+        /// For how long.
+        #[arg(long)]
+        ttl: Option<String>,
+    },
+    /// Lift a tenant block.
+    UnblockTenant {
+        /// Tenant id.
+        tenant: String,
+    },
+    /// Revoke a virtual key by id.
+    RevokeKey {
+        /// Key id.
+        key_id: String,
+    },
+    /// Terminate a session.
+    TerminateSession {
+        /// Session id.
+        session: String,
+    },
+    /// Disable a model tool.
+    DisableTool {
+        /// Tool name.
+        tool: String,
+    },
+    /// Re-enable a model tool.
+    EnableTool {
+        /// Tool name.
+        tool: String,
+    },
+    /// Disable an endpoint (chat_completions, responses, embeddings, models, messages).
+    DisableEndpoint {
+        /// Endpoint.
+        endpoint: String,
+    },
+    /// Re-enable an endpoint.
+    EnableEndpoint {
+        /// Endpoint.
+        endpoint: String,
+    },
+    /// Apply a whole batch from a JSON file (`{"actions":[…],"reason":"…"}` or just `[…]`).
+    Apply {
+        /// The file.
+        file: PathBuf,
+    },
+    /// Reload the policy (validated first; an invalid one is rejected).
+    Reload,
+    /// Print audit records.
+    Audit {
+        /// RFC 3339 time or a duration back from now (e.g. 1h).
+        #[arg(long)]
+        since: Option<String>,
+    },
+}
+
+pub fn run(a: Args) -> anyhow::Result<ExitCode> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(run_async(a))
+}
+
+fn action(cmd: &Cmd) -> anyhow::Result<Option<Value>> {
+    Ok(Some(match cmd {
+        Cmd::Level { level } => json!({"action": "set_level", "level": level}),
+        Cmd::SafeMode { mode } => json!({"action": "safe_mode", "enabled": matches!(mode, OnOff::On)}),
+        Cmd::BlockUser { user, ttl } => json!({"action": "block_user", "user": user, "ttl": ttl}),
+        Cmd::UnblockUser { user } => json!({"action": "unblock_user", "user": user}),
+        Cmd::BlockTenant { tenant, ttl } => json!({"action": "block_tenant", "tenant": tenant, "ttl": ttl}),
+        Cmd::UnblockTenant { tenant } => json!({"action": "unblock_tenant", "tenant": tenant}),
+        Cmd::RevokeKey { key_id } => json!({"action": "revoke_key", "key_id": key_id}),
+        Cmd::TerminateSession { session } => json!({"action": "terminate_session", "session": session}),
+        Cmd::DisableTool { tool } => json!({"action": "disable_tool", "tool": tool}),
+        Cmd::EnableTool { tool } => json!({"action": "enable_tool", "tool": tool}),
+        Cmd::DisableEndpoint { endpoint } => json!({"action": "disable_endpoint", "endpoint": endpoint}),
+        Cmd::EnableEndpoint { endpoint } => json!({"action": "enable_endpoint", "endpoint": endpoint}),
+        _ => return Ok(None),
+    }))
+}
+
+async fn run_async(a: Args) -> anyhow::Result<ExitCode> {
+    let token = std::env::var(&a.token_env).with_context(|| format!("set the admin token in ${}", a.token_env))?;
+    let actor = a.actor.clone().or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "cli".into());
+    let reason = a.reason.clone().unwrap_or_else(|| "no reason given (firebreak admin)".into());
+    let (method, path, body) = if let Some(act) = action(&a.cmd)? {
+        let mut batch = json!({"actions": [strip_nulls(act)], "reason": reason, "actor": actor});
+        if let Some(v) = a.expect_version {
+            batch["expect_version"] = json!(v);
+        }
+        ("POST", "/admin/v1/switches".to_owned(), Some(batch))
+    } else {
+        match &a.cmd {
+            Cmd::State => ("GET", "/admin/v1/state".to_owned(), None),
+            Cmd::Reload => ("POST", "/admin/v1/policy/reload".to_owned(), Some(json!({}))),
+            Cmd::Audit { since } => (
+                "GET",
+                match since {
+                    Some(s) => format!("/admin/v1/audit?since={s}"),
+                    None => "/admin/v1/audit".to_owned(),
+                },
+                None,
+            ),
+            Cmd::Apply { file } => {
+                let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+                let v: Value = serde_json::from_str(&text).with_context(|| format!("{} is not JSON", file.display()))?;
+                let mut batch = match v {
+                    Value::Array(actions) => json!({"actions": actions}),
+                    Value::Object(_) => v,
+                    _ => bail!("{}: expected an object with \"actions\" or an array of actions", file.display()),
+                };
+                if batch.get("reason").is_none() {
+                    batch["reason"] = json!(reason);
+                }
+                if batch.get("actor").is_none() {
+                    batch["actor"] = json!(actor);
+                }
+                if let Some(v) = a.expect_version {
+                    batch["expect_version"] = json!(v);
+                }
+                ("POST", "/admin/v1/switches".to_owned(), Some(batch))
+            }
+            _ => unreachable!("every switch command maps to an action"),
+        }
+    };
+    let uri: http::Uri = format!("{}{}", a.url.trim_end_matches('/'), path).parse().context("invalid --url")?;
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let req = http::Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.map(|b| b.to_string()).unwrap_or_default())))?;
+    let resp = client.request(req).await.with_context(|| format!("cannot reach the admin API at {}", a.url))?;
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await?.to_bytes();
+    match serde_json::from_slice::<Value>(&bytes) {
+        Ok(v) => println!("{}", serde_json::to_string_pretty(&v)?),
+        Err(_) => println!("{}", String::from_utf8_lossy(&bytes)),
+    }
+    Ok(if status.is_success() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn strip_nulls(mut v: Value) -> Value {
+    if let Value::Object(m) = &mut v {
+        m.retain(|_, x| !x.is_null());
+    }
+    v
+}

@@ -1,0 +1,46 @@
+//! `firebreak check FILE…`
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Arguments.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Policy files.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// Print problems as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(a: Args) -> anyhow::Result<ExitCode> {
+    let mut all = Vec::new();
+    for f in &a.files {
+        match crate::config::load(f) {
+            Ok(p) => {
+                if !a.json {
+                    println!(
+                        "{}: ok ({} upstream(s), {} key(s), {} role(s))",
+                        f.display(),
+                        p.upstreams.len(),
+                        p.key_ids.len(),
+                        p.roles.len()
+                    );
+                }
+            }
+            Err(e) => all.extend(e.0),
+        }
+    }
+    if a.json {
+        println!("{}", serde_json::json!({ "problems": all }));
+    } else {
+        for p in &all {
+            println!("{p}");
+        }
+        if !all.is_empty() {
+            println!("{} problem(s) found", all.len());
+        }
+    }
+    Ok(if all.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}

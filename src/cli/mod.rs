@@ -1,0 +1,53 @@
+//! The `firebreak` command line: one file per subcommand.
+
+mod admin;
+mod audit;
+mod check;
+mod key;
+mod serve;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// firebreak — an inline, policy-enforcing reverse proxy for AI traffic.
+#[derive(Debug, Parser)]
+#[command(name = "firebreak", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway (default: the embedded demo policy, no provider key needed).
+    Serve(serve::Args),
+    /// Validate policy files; report every problem with file, line and a hint.
+    Check(check::Args),
+    /// Talk to a running gateway's admin API (switches, state, reload, audit).
+    Admin(admin::Args),
+    /// Audit trail tools.
+    Audit(audit::Args),
+    /// Virtual keys.
+    Key(key::Args),
+}
+
+/// Runs the CLI; returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        None => serve::run(serve::Args::default()),
+        Some(Command::Serve(a)) => serve::run(a),
+        Some(Command::Check(a)) => check::run(a),
+        Some(Command::Admin(a)) => admin::run(a),
+        Some(Command::Audit(a)) => audit::run(a),
+        Some(Command::Key(a)) => key::run(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("firebreak: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! `firebreak serve`: run the gateway.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::config::{self, Secret};
+use crate::control::Admin;
+use crate::metrics::Metrics;
+use crate::proxy::{self, Gateway, PolicySource};
+
+/// Arguments.
+#[derive(Debug, Default, clap::Args)]
+pub struct Args {
+    /// Policy file (default: the embedded demo policy).
+    #[arg(long, short)]
+    policy: Option<PathBuf>,
+    /// Override the AI-traffic listener (e.g. 127.0.0.1:0 for an ephemeral port).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Override the admin listener.
+    #[arg(long)]
+    admin_listen: Option<SocketAddr>,
+    /// Override the state file.
+    #[arg(long)]
+    state_file: Option<PathBuf>,
+    /// Override the audit file.
+    #[arg(long)]
+    audit_file: Option<PathBuf>,
+    /// Log JSON lines instead of text.
+    #[arg(long)]
+    json_logs: bool,
+    /// Once listening, write the bound addresses to this file as JSON (for scripts and tests).
+    #[arg(long)]
+    ready_file: Option<PathBuf>,
+}
+
+pub fn run(a: Args) -> anyhow::Result<ExitCode> {
+    let (mut policy, source) = match &a.policy {
+        Some(p) => (config::load(p)?, PolicySource::File(p.clone())),
+        None => (config::load_str(config::DEMO_NAME, config::DEMO_POLICY, std::path::Path::new("."))?, PolicySource::Demo),
+    };
+    let demo = matches!(source, PolicySource::Demo);
+    if let Some(l) = a.listen {
+        policy.listen.proxy = l;
+    }
+    if let Some(l) = a.admin_listen {
+        policy.listen.admin = l;
+    }
+    if let Some(f) = &a.state_file {
+        policy.storage.state_file = f.clone();
+    }
+    if let Some(f) = &a.audit_file {
+        policy.storage.audit_file = f.clone();
+    }
+    let metrics = Arc::new(Metrics::default());
+    let _telemetry = crate::telemetry::init(&policy.telemetry, a.json_logs, Some(metrics.clone()));
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    rt.block_on(serve(policy, source, demo, metrics, a.ready_file))
+}
+
+async fn serve(policy: config::Policy, source: PolicySource, demo: bool, metrics: Arc<Metrics>, ready_file: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let (mut token, mut generated) = (None, false);
+    if let Some(src) = &policy.admin_token_source {
+        match src.read() {
+            Ok(t) => token = Some(t),
+            Err(e) if demo => {
+                let bytes: [u8; 16] = rand::random();
+                token = Some(Secret::new(format!("demo-{}", hex::encode(bytes))));
+                generated = true;
+                tracing::debug!(reason = %e, "demo: generated an admin token");
+            }
+            Err(e) => tracing::warn!("admin API disabled until restart: {e}"),
+        }
+    }
+    let listen = policy.listen.clone();
+    let header_timeout = policy.limits.header_read_timeout;
+    let gw = Gateway::new(policy, source, metrics)?;
+    let proxy_listener = tokio::net::TcpListener::bind(listen.proxy).await.with_context(|| format!("binding the proxy listener {}", listen.proxy))?;
+    let admin_listener = tokio::net::TcpListener::bind(listen.admin).await.with_context(|| format!("binding the admin listener {}", listen.admin))?;
+    let proxy_addr = proxy_listener.local_addr()?;
+    let admin_addr = admin_listener.local_addr()?;
+    let admin = Admin::new(gw.clone(), token.clone());
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let grace = Duration::from_secs(10);
+    let proxy_task = tokio::spawn(proxy::serve(proxy_listener, proxy::handler(gw.clone()), header_timeout, stopped(stop_rx.clone()), grace));
+    let admin_task = tokio::spawn(proxy::serve(admin_listener, admin.handler(), header_timeout, stopped(stop_rx.clone()), grace));
+
+    tracing::info!(proxy = %proxy_addr, admin = %admin_addr, policy = %gw.policy().source.display(), switch_version = gw.state.load().version, "firebreak listening");
+    if demo {
+        print_demo_banner(proxy_addr, admin_addr, token.as_ref().filter(|_| generated));
+    }
+    if let Some(f) = &ready_file {
+        let doc = serde_json::json!({"proxy": proxy_addr.to_string(), "admin": admin_addr.to_string(), "pid": std::process::id()});
+        crate::state::write_atomic(f, doc.to_string().as_bytes()).with_context(|| format!("writing {}", f.display()))?;
+    }
+
+    wait_for_signals(&gw).await;
+    tracing::info!("shutting down: draining connections");
+    let _ = stop_tx.send(true);
+    let _ = tokio::join!(proxy_task, admin_task);
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(unix)]
+async fn wait_for_signals(gw: &Arc<Gateway>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut hup), Ok(mut term)) = (signal(SignalKind::hangup()), signal(SignalKind::terminate())) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return,
+            _ = term.recv() => return,
+            _ = hup.recv() => {
+                // Errors are logged and audited by reload(); the old policy stays.
+                let _ = gw.reload("SIGHUP").await;
+            }
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn wait_for_signals(_gw: &Arc<Gateway>) {
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+fn print_demo_banner(proxy: SocketAddr, admin: SocketAddr, generated: Option<&Secret>) {
+    let token_line = match generated {
+        Some(t) => format!("export FIREBREAK_ADMIN_TOKEN={}   # generated for this demo run", t.expose()),
+        None => "(admin token: from $FIREBREAK_ADMIN_TOKEN)".to_owned(),
+    };
+    println!(
+        r#"
+firebreak demo — embedded policy, scripted upstream, no provider key needed.
+
+  AI traffic  http://{proxy}   keys: fb-demo-alice (acme), fb-demo-bob (globex)
+  admin API   http://{admin}
+
+Try, in another terminal:
+  curl -s http://{proxy}/v1/chat/completions -H 'Authorization: Bearer fb-demo-alice' \
+       -H 'content-type: application/json' -d '{{"model":"demo","messages":[{{"role":"user","content":"hi"}}]}}'
+  curl -sN http://{proxy}/v1/chat/completions -H 'Authorization: Bearer fb-demo-alice' \
+       -H 'content-type: application/json' -d '{{"model":"demo","stream":true,"messages":[{{"role":"user","content":"tell me a story"}}]}}'
+
+  {token_line}
+  firebreak admin --url http://{admin} block-user alice --ttl 10m --reason "demo"   # cuts alice's open streams
+  firebreak admin --url http://{admin} level lockdown --reason "demo"               # every request now gets 503
+  firebreak admin --url http://{admin} level normal --reason "demo over"
+"#
+    );
+}

@@ -1,0 +1,453 @@
+//! Raw policy → validated, compiled [`Policy`]. Every problem is collected, never just the first.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::raw::{RawKey, RawPolicy, RawRoute, RawUpstream};
+use super::validate::{Problems, Seg, Source};
+use super::*;
+
+/// Where a merged item came from: file index and its index (or key) in that file.
+struct Origin {
+    file: usize,
+    index: usize,
+}
+
+struct Merged {
+    main: RawPolicy,
+    upstreams: BTreeMap<String, (usize, RawUpstream)>,
+    roles: BTreeMap<String, (usize, super::raw::RawRole)>,
+    tools: BTreeMap<String, (usize, super::raw::RawTool)>,
+    keys: Vec<(Origin, RawKey)>,
+    routes: Vec<(Origin, RawRoute)>,
+}
+
+pub(super) fn load_file(path: &Path) -> Result<Policy, PolicyError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        PolicyError(vec![Located {
+            file: path.display().to_string(),
+            line: 0,
+            message: format!("cannot read policy: {e}"),
+            hint: Some("check the path and permissions".into()),
+        }])
+    })?;
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    load_text(path.to_path_buf(), text, &base)
+}
+
+pub(super) fn load_text(name: PathBuf, text: String, base: &Path) -> Result<Policy, PolicyError> {
+    let mut sources = vec![Source { path: name, text }];
+    let mut problems = Problems::default();
+    let policy = build(&mut sources, base, &mut problems);
+    match policy {
+        Some(mut p) if problems.is_empty() => {
+            p.source = sources[0].path.clone();
+            Ok(p)
+        }
+        _ => Err(PolicyError(problems.locate(&sources))),
+    }
+}
+
+fn parse(file: usize, text: &str, problems: &mut Problems) -> Option<RawPolicy> {
+    match toml::from_str::<RawPolicy>(text) {
+        Ok(raw) => Some(raw),
+        Err(e) => {
+            let line = e.span().map_or(0, |s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+            let msg = e.message().trim().to_owned();
+            let hint = if msg.contains("unknown field") {
+                Some("remove the key or fix its spelling; policies/example.toml documents every key".into())
+            } else {
+                Some("fix the TOML syntax or the value's type".into())
+            };
+            problems.add_at_line(file, line, msg, hint);
+            None
+        }
+    }
+}
+
+fn build(sources: &mut Vec<Source>, base: &Path, problems: &mut Problems) -> Option<Policy> {
+    let main = parse(0, &sources[0].text, problems)?;
+    let mut merged = Merged {
+        upstreams: BTreeMap::new(),
+        roles: BTreeMap::new(),
+        tools: BTreeMap::new(),
+        keys: Vec::new(),
+        routes: Vec::new(),
+        main: RawPolicy::default(),
+    };
+    let includes = main.include.clone();
+    absorb(&mut merged, 0, main, problems);
+    merged.main.include = includes.clone();
+    for (i, inc) in includes.iter().enumerate() {
+        let path = base.join(inc);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                let file = sources.len();
+                sources.push(Source { path: path.clone(), text });
+                if let Some(raw) = parse(file, &sources[file].text, problems) {
+                    if !raw.include.is_empty() {
+                        problems.add(file, vec!["include".into()], "nested includes are not supported", Some("include every file from the main policy".into()));
+                    }
+                    absorb(&mut merged, file, raw, problems);
+                }
+            }
+            Err(e) => problems.add(0, vec!["include".into(), i.into()], format!("cannot read include {}: {e}", path.display()), Some("paths are relative to the main policy file".into())),
+        }
+    }
+    compile(merged, base, problems)
+}
+
+/// Moves the mergeable sections of one file into `merged`; other sections only count in the main file.
+fn absorb(m: &mut Merged, file: usize, mut raw: RawPolicy, problems: &mut Problems) {
+    for (name, u) in std::mem::take(&mut raw.upstreams) {
+        if m.upstreams.contains_key(&name) {
+            problems.add(file, vec!["upstreams".into(), name.clone().into()], format!("upstream `{name}` is declared twice"), Some("rename one of them".into()));
+        }
+        m.upstreams.insert(name, (file, u));
+    }
+    for (name, r) in std::mem::take(&mut raw.roles) {
+        if m.roles.contains_key(&name) {
+            problems.add(file, vec!["roles".into(), name.clone().into()], format!("role `{name}` is declared twice"), Some("rename one of them".into()));
+        }
+        m.roles.insert(name, (file, r));
+    }
+    for (name, t) in std::mem::take(&mut raw.tools) {
+        m.tools.insert(name, (file, t));
+    }
+    for (index, k) in std::mem::take(&mut raw.keys).into_iter().enumerate() {
+        m.keys.push((Origin { file, index }, k));
+    }
+    for (index, r) in std::mem::take(&mut raw.routes).into_iter().enumerate() {
+        m.routes.push((Origin { file, index }, r));
+    }
+    if file == 0 {
+        m.main = raw;
+    } else {
+        let sections = [
+            (raw.listen.proxy.is_some() || raw.listen.admin.is_some(), "listen"),
+            (raw.admin.token_env.is_some() || raw.admin.token_file.is_some(), "admin"),
+            (raw.storage.state_file.is_some() || raw.storage.audit_file.is_some(), "storage"),
+            (!raw.levels.is_empty(), "levels"),
+            (raw.safe_mode.reply.is_some(), "safe_mode"),
+        ];
+        for (present, name) in sections {
+            if present {
+                problems.add(file, vec![name.into()], format!("[{name}] is only read from the main policy file"), Some("move it to the main file".into()));
+            }
+        }
+    }
+}
+
+fn path<const N: usize>(segs: [Seg; N]) -> Vec<Seg> {
+    segs.into()
+}
+
+fn positive(v: Option<i64>, default: u64, file: usize, at: Vec<Seg>, problems: &mut Problems) -> u64 {
+    match v {
+        None => default,
+        Some(n) if n > 0 => n as u64,
+        Some(n) => {
+            problems.add(file, at, format!("must be a positive number, not {n}"), Some(format!("the default is {default}")));
+            default
+        }
+    }
+}
+
+fn compile(m: Merged, base: &Path, problems: &mut Problems) -> Option<Policy> {
+    let raw = m.main;
+    let resolve = |p: &str| -> PathBuf {
+        let p = Path::new(p);
+        if p.is_absolute() { p.to_path_buf() } else { base.join(p) }
+    };
+
+    // Listeners.
+    let addr = |v: &Option<String>, default: &str, key: &str, problems: &mut Problems| -> std::net::SocketAddr {
+        let s = v.as_deref().unwrap_or(default);
+        s.parse().unwrap_or_else(|_| {
+            problems.add(0, path(["listen".into(), key.into()]), format!("`{s}` is not an address"), Some("write host:port with an IP, e.g. 127.0.0.1:8080".into()));
+            default.parse().unwrap_or_else(|_| std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+        })
+    };
+    let listen = Listen {
+        proxy: addr(&raw.listen.proxy, "127.0.0.1:8080", "proxy", problems),
+        admin: addr(&raw.listen.admin, "127.0.0.1:9090", "admin", problems),
+    };
+
+    let admin_token_source = match (&raw.admin.token_env, &raw.admin.token_file) {
+        (Some(_), Some(_)) => {
+            problems.add(0, path(["admin".into()]), "set token_env or token_file, not both", None);
+            None
+        }
+        (Some(e), None) => Some(TokenSource::Env(e.clone())),
+        (None, Some(f)) => Some(TokenSource::File(resolve(f))),
+        (None, None) => Some(TokenSource::Env("FIREBREAK_ADMIN_TOKEN".into())),
+    };
+
+    let storage = Storage {
+        state_file: resolve(raw.storage.state_file.as_deref().unwrap_or("firebreak-state.json")),
+        audit_file: resolve(raw.storage.audit_file.as_deref().unwrap_or("firebreak-audit.jsonl")),
+    };
+
+    let d = Limits::default();
+    let l = &raw.limits;
+    let lim = |k: &str| path(["limits".into(), k.into()]);
+    let ms = Duration::from_millis;
+    let limits = Limits {
+        max_request_body: positive(l.max_request_body_bytes, d.max_request_body as u64, 0, lim("max_request_body_bytes"), problems) as usize,
+        max_response_body: positive(l.max_response_body_bytes, d.max_response_body as u64, 0, lim("max_response_body_bytes"), problems) as usize,
+        header_read_timeout: ms(positive(l.header_read_timeout_ms, d.header_read_timeout.as_millis() as u64, 0, lim("header_read_timeout_ms"), problems)),
+        upstream_connect_timeout: ms(positive(l.upstream_connect_timeout_ms, d.upstream_connect_timeout.as_millis() as u64, 0, lim("upstream_connect_timeout_ms"), problems)),
+        upstream_timeout: ms(positive(l.upstream_timeout_ms, d.upstream_timeout.as_millis() as u64, 0, lim("upstream_timeout_ms"), problems)),
+        stream_idle_timeout: ms(positive(l.stream_idle_timeout_ms, d.stream_idle_timeout.as_millis() as u64, 0, lim("stream_idle_timeout_ms"), problems)),
+        max_concurrent_requests: positive(l.max_concurrent_requests, d.max_concurrent_requests as u64, 0, lim("max_concurrent_requests"), problems) as usize,
+    };
+
+    let json_logs = match raw.telemetry.log_format.as_deref() {
+        None | Some("text") => false,
+        Some("json") => true,
+        Some(other) => {
+            problems.add(0, path(["telemetry".into(), "log_format".into()]), format!("unknown log format `{other}`"), Some("use \"text\" or \"json\"".into()));
+            false
+        }
+    };
+    if let Some(ep) = &raw.telemetry.otlp_endpoint {
+        if !(ep.starts_with("http://") || ep.starts_with("https://")) {
+            problems.add(0, path(["telemetry".into(), "otlp_endpoint".into()]), format!("`{ep}` is not an http(s) URL"), Some("e.g. http://127.0.0.1:4318 (OTLP over HTTP)".into()));
+        }
+    }
+    let telemetry = Telemetry {
+        json_logs,
+        log_level: raw.telemetry.log_level.clone(),
+        otlp_endpoint: raw.telemetry.otlp_endpoint.clone(),
+        service_name: raw.telemetry.service_name.clone().unwrap_or_else(|| "firebreak".into()),
+    };
+
+    // Upstreams.
+    let mut upstreams = BTreeMap::new();
+    for (name, (file, u)) in m.upstreams {
+        let at = |k: &str| path(["upstreams".into(), name.clone().into(), k.into()]);
+        let kind = match u.kind.as_str() {
+            "openai" => UpstreamKind::OpenAi,
+            "anthropic" => UpstreamKind::Anthropic,
+            "scripted" => UpstreamKind::Scripted,
+            other => {
+                problems.add(file, at("kind"), format!("unknown upstream kind `{other}`"), Some("use \"openai\", \"anthropic\" or \"scripted\"".into()));
+                continue;
+            }
+        };
+        let base_url = match (&u.base_url, kind) {
+            (Some(url), UpstreamKind::OpenAi | UpstreamKind::Anthropic) => match url.parse::<http::Uri>() {
+                Ok(uri) if matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some() && uri.query().is_none() => Some(uri),
+                _ => {
+                    problems.add(file, at("base_url"), format!("`{url}` is not an http(s) base URL"), Some("e.g. https://api.openai.com (the API paths are appended)".into()));
+                    None
+                }
+            },
+            (None, UpstreamKind::OpenAi | UpstreamKind::Anthropic) => {
+                problems.add(file, path(["upstreams".into(), name.clone().into()]), format!("upstream `{name}` has no base_url"), Some("add base_url = \"https://…\"".into()));
+                None
+            }
+            (Some(_), UpstreamKind::Scripted) => {
+                problems.add(file, at("base_url"), "a scripted upstream has no base_url", Some("remove it, or use kind = \"openai\"/\"anthropic\"".into()));
+                None
+            }
+            (None, UpstreamKind::Scripted) => None,
+        };
+        let credential_source = match (&u.credential_env, &u.credential_file) {
+            (Some(_), Some(_)) => {
+                problems.add(file, at("credential_env"), "set credential_env or credential_file, not both", None);
+                None
+            }
+            (Some(e), None) => Some(TokenSource::Env(e.clone())),
+            (None, Some(f)) => Some(TokenSource::File(resolve(f))),
+            (None, None) => None,
+        };
+        // A missing credential is not a policy error (`check` runs where the secret is absent); the
+        // upstream refuses requests with a clear error until it is provided and rotated in.
+        let credential = credential_source.as_ref().and_then(|s| s.read().ok());
+        let extra_ca = u.extra_ca.as_deref().map(resolve);
+        if let Some(ca) = &extra_ca {
+            if let Err(e) = crate::proxy::tls::read_ca(ca) {
+                problems.add(file, at("extra_ca"), e, Some("name a PEM file with one or more CERTIFICATE blocks".into()));
+            }
+        }
+        if kind != UpstreamKind::Scripted && !u.replies.is_empty() {
+            problems.add(file, at("replies"), "only scripted upstreams have replies", None);
+        }
+        if kind == UpstreamKind::Scripted && u.replies.is_empty() {
+            problems.add(file, path(["upstreams".into(), name.clone().into()]), format!("scripted upstream `{name}` has no replies"), Some("add [[upstreams.NAME.replies]] with text = \"…\"".into()));
+        }
+        let chunk_chars = positive(u.chunk_chars, 8, file, at("chunk_chars"), problems) as usize;
+        let chunk_delay = match u.chunk_delay_ms {
+            None => Duration::from_millis(30),
+            Some(n) if n >= 0 => Duration::from_millis(n as u64),
+            Some(n) => {
+                problems.add(file, at("chunk_delay_ms"), format!("must not be negative, not {n}"), None);
+                Duration::ZERO
+            }
+        };
+        let replies = u.replies.into_iter().map(|r| Reply { when_contains: r.when_contains, text: r.text }).collect();
+        upstreams.insert(name.clone(), Arc::new(Upstream { name, kind, base_url, credential_source, credential, extra_ca, replies, chunk_chars, chunk_delay }));
+    }
+
+    // Routes.
+    let mut routes = Vec::new();
+    for (o, r) in m.routes {
+        let at = |k: &str| path(["routes".into(), o.index.into(), k.into()]);
+        let api = match r.api.as_str() {
+            "openai" => Api::OpenAi,
+            "anthropic" => Api::Anthropic,
+            other => {
+                problems.add(o.file, at("api"), format!("unknown api `{other}`"), Some("use \"openai\" or \"anthropic\"".into()));
+                continue;
+            }
+        };
+        match upstreams.get(&r.upstream) {
+            None => problems.add(o.file, at("upstream"), format!("unknown upstream `{}`", r.upstream), Some(format!("upstreams declared: {}", names(upstreams.keys())))),
+            Some(u) => {
+                let fits = matches!((api, u.kind), (_, UpstreamKind::Scripted) | (Api::OpenAi, UpstreamKind::OpenAi) | (Api::Anthropic, UpstreamKind::Anthropic));
+                if !fits {
+                    problems.add(o.file, at("upstream"), format!("upstream `{}` does not speak the {} API", r.upstream, r.api), Some("route each API to an upstream of its kind".into()));
+                }
+            }
+        }
+        routes.push(Route { api, any_model: r.models.is_empty(), models: GlobSet::new(r.models.iter().map(String::as_str)), upstream: r.upstream });
+    }
+    // Implicit routes: an API with no route goes to its only upstream of that kind.
+    for api in [Api::OpenAi, Api::Anthropic] {
+        if routes.iter().any(|r| r.api == api) {
+            continue;
+        }
+        let fitting: Vec<&Arc<Upstream>> = upstreams.values().filter(|u| matches!((api, u.kind), (Api::OpenAi, UpstreamKind::OpenAi) | (Api::Anthropic, UpstreamKind::Anthropic))).collect();
+        let only = match fitting.as_slice() {
+            [one] => Some(*one),
+            [] => upstreams.values().find(|u| u.kind == UpstreamKind::Scripted),
+            _ => None,
+        };
+        if let Some(u) = only {
+            routes.push(Route { api, any_model: true, models: GlobSet::default(), upstream: u.name.clone() });
+        }
+    }
+
+    // Roles and tools.
+    let mut roles = HashMap::new();
+    for (name, (_, r)) in m.roles {
+        roles.insert(name, Role {
+            tools: r.tools.as_ref().map(|t| GlobSet::new(t.iter().map(String::as_str))),
+            models: r.models.as_ref().map(|t| GlobSet::new(t.iter().map(String::as_str))),
+        });
+    }
+    let tools = m.tools.into_iter().map(|(n, (_, t))| (n, ToolInfo { side_effects: t.side_effects })).collect();
+
+    // Keys.
+    let mut keys = HashMap::new();
+    let mut key_ids = BTreeMap::new();
+    for (o, k) in m.keys {
+        let at = |f: &str| path(["keys".into(), o.index.into(), f.into()]);
+        let mut digest = [0u8; 32];
+        let hash_ok = k.sha256.len() == 64 && hex::decode_to_slice(&k.sha256, &mut digest).is_ok();
+        if !hash_ok {
+            problems.add(o.file, at("sha256"), format!("key `{}`: sha256 must be 64 hex digits", k.id), Some("run `firebreak key new --id ID` or `printf %s KEY | sha256sum`".into()));
+        }
+        if !roles.contains_key(&k.role) {
+            problems.add(o.file, at("role"), format!("key `{}`: unknown role `{}`", k.id, k.role), Some(format!("roles declared: {}", names(roles.keys()))));
+        }
+        for (field, v) in [("id", &k.id), ("tenant", &k.tenant), ("user", &k.user)] {
+            if v.trim().is_empty() {
+                problems.add(o.file, at(field), format!("key {field} must not be empty"), None);
+            }
+        }
+        let expires = match &k.expires {
+            None => None,
+            Some(s) => match humantime::parse_rfc3339_weak(s) {
+                Ok(t) => Some(t),
+                Err(_) => {
+                    problems.add(o.file, at("expires"), format!("`{s}` is not a date-time"), Some("write RFC 3339 UTC, e.g. 2027-01-31T00:00:00Z".into()));
+                    None
+                }
+            },
+        };
+        let entry = Arc::new(KeyEntry { id: k.id.clone(), tenant: k.tenant, user: k.user, role: k.role, expires });
+        if key_ids.insert(k.id.clone(), entry.clone()).is_some() {
+            problems.add(o.file, at("id"), format!("key id `{}` is used twice", k.id), Some("key ids must be unique".into()));
+        }
+        if hash_ok && keys.insert(digest, entry).is_some() {
+            problems.add(o.file, at("sha256"), format!("key `{}` has the same hash as another key", k.id), Some("issue a new key".into()));
+        }
+    }
+
+    // Levels.
+    let mut settings = Level::ALL.map(default_level);
+    for (name, lv) in &raw.levels {
+        let at = |k: &str| path(["levels".into(), name.clone().into(), k.into()]);
+        let Some(level) = Level::parse(name) else {
+            problems.add(0, path(["levels".into(), name.clone().into()]), format!("unknown level `{name}`"), Some("levels are normal, elevated, critical, lockdown".into()));
+            continue;
+        };
+        let s = &mut settings[level as usize];
+        if let Some(rpm) = lv.requests_per_minute {
+            match u32::try_from(rpm) {
+                Ok(v) => s.requests_per_minute = v,
+                Err(_) => problems.add(0, at("requests_per_minute"), format!("must be 0 or more, not {rpm}"), None),
+            }
+        }
+        if let Some(t) = &lv.tools {
+            s.tools = match t.as_str() {
+                "all" => ToolsMode::All,
+                "no_side_effects" => ToolsMode::NoSideEffects,
+                "none" => ToolsMode::None,
+                other => {
+                    problems.add(0, at("tools"), format!("unknown tools mode `{other}`"), Some("use \"all\", \"no_side_effects\" or \"none\"".into()));
+                    s.tools
+                }
+            };
+        }
+        if lv.model.is_some() {
+            s.model = lv.model.clone();
+        }
+        if let Some(msg) = &lv.message {
+            s.message = msg.clone();
+        }
+    }
+
+    Some(Policy {
+        source: PathBuf::new(),
+        listen,
+        admin_token_source,
+        storage,
+        limits,
+        telemetry,
+        upstreams,
+        routes,
+        keys,
+        key_ids,
+        roles,
+        tools,
+        levels: Levels(settings),
+        safe_mode_reply: raw.safe_mode.reply.unwrap_or_else(|| {
+            "This assistant is temporarily in safe mode. Your request was received but cannot be processed right now.".into()
+        }),
+    })
+}
+
+fn default_level(level: Level) -> LevelSettings {
+    let (rpm, tools) = match level {
+        Level::Normal => (100, ToolsMode::All),
+        Level::Elevated => (20, ToolsMode::NoSideEffects),
+        Level::Critical => (5, ToolsMode::None),
+        Level::Lockdown => (0, ToolsMode::None),
+    };
+    LevelSettings {
+        requests_per_minute: rpm,
+        tools,
+        model: None,
+        message: "The AI service is under maintenance. Please try again later.".into(),
+    }
+}
+
+fn names<'a>(it: impl Iterator<Item = &'a String>) -> String {
+    let v: Vec<&str> = it.map(String::as_str).collect();
+    if v.is_empty() { "(none)".into() } else { v.join(", ") }
+}

@@ -1,0 +1,386 @@
+//! The policy: loaded from TOML, validated with every problem located, compiled into an immutable
+//! [`Policy`] that the request path reads through one `Arc`.
+//!
+//! raw.rs (serde) → validate.rs (problems with file:line) → compile.rs (the runtime object). A
+//! `Policy` cannot exist unvalidated: the only way to build one is [`load`] / [`load_str`].
+
+mod compile;
+pub mod glob;
+mod raw;
+pub mod validate;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+pub use glob::{Glob, GlobSet};
+pub use validate::Located;
+
+use crate::protocol::Api;
+
+/// The demo policy, embedded so `firebreak serve` runs with no file and no provider key.
+pub const DEMO_POLICY: &str = include_str!("../../policies/demo.toml");
+/// How the embedded demo policy is named in messages.
+pub const DEMO_NAME: &str = "<embedded demo policy>";
+
+/// A policy that failed validation: every problem, located.
+#[derive(Debug, thiserror::Error)]
+#[error("policy has {} problem(s):\n{}", .0.len(), .0.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n"))]
+pub struct PolicyError(pub Vec<Located>);
+
+/// Loads, validates and compiles the policy at `path` (and its includes).
+pub fn load(path: &Path) -> Result<Policy, PolicyError> {
+    compile::load_file(path)
+}
+
+/// Loads a policy from text; `base` resolves relative paths (includes, CA files, credential files).
+pub fn load_str(name: &str, text: &str, base: &Path) -> Result<Policy, PolicyError> {
+    compile::load_text(PathBuf::from(name), text.to_owned(), base)
+}
+
+/// A secret value (admin token, provider credential). Never printed: `Debug` shows `<redacted>`.
+#[derive(Clone)]
+pub struct Secret(Arc<str>);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(s: impl Into<Arc<str>>) -> Self {
+        Secret(s.into())
+    }
+    /// The secret itself, for the one place that must send it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// The compiled policy.
+#[derive(Debug)]
+pub struct Policy {
+    /// Where it was loaded from.
+    pub source: PathBuf,
+    /// Listener addresses (changing them needs a restart).
+    pub listen: Listen,
+    /// Where the admin token comes from (`env:NAME` or `file:PATH`); the token is read at start.
+    pub admin_token_source: Option<TokenSource>,
+    /// State and audit files.
+    pub storage: Storage,
+    /// Size, time and concurrency limits.
+    pub limits: Limits,
+    /// Logging and OpenTelemetry.
+    pub telemetry: Telemetry,
+    /// Upstreams by name.
+    pub upstreams: BTreeMap<String, Arc<Upstream>>,
+    /// Routes, first match wins, per API.
+    pub routes: Vec<Route>,
+    /// Virtual keys by SHA-256 of the key.
+    pub keys: HashMap<[u8; 32], Arc<KeyEntry>>,
+    /// Key ids declared (for `revoke_key` validation).
+    pub key_ids: BTreeMap<String, Arc<KeyEntry>>,
+    /// Roles by name.
+    pub roles: HashMap<String, Role>,
+    /// Known model tools and their traits.
+    pub tools: HashMap<String, ToolInfo>,
+    /// Settings per degradation level.
+    pub levels: Levels,
+    /// The pre-approved reply served in safe mode.
+    pub safe_mode_reply: String,
+}
+
+/// Where a secret is read from.
+#[derive(Debug, Clone)]
+pub enum TokenSource {
+    /// An environment variable.
+    Env(String),
+    /// A file (trailing whitespace trimmed).
+    File(PathBuf),
+}
+
+impl TokenSource {
+    /// Reads the secret now.
+    pub fn read(&self) -> Result<Secret, String> {
+        match self {
+            TokenSource::Env(name) => match std::env::var(name) {
+                Ok(v) if !v.trim().is_empty() => Ok(Secret::new(v.trim())),
+                _ => Err(format!("environment variable {name} is not set or empty")),
+            },
+            TokenSource::File(p) => match std::fs::read_to_string(p) {
+                Ok(v) if !v.trim().is_empty() => Ok(Secret::new(v.trim())),
+                Ok(_) => Err(format!("{} is empty", p.display())),
+                Err(e) => Err(format!("cannot read {}: {e}", p.display())),
+            },
+        }
+    }
+}
+
+impl fmt::Display for TokenSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TokenSource::Env(n) => write!(f, "env:{n}"),
+            TokenSource::File(p) => write!(f, "file:{}", p.display()),
+        }
+    }
+}
+
+/// Listener addresses.
+#[derive(Debug, Clone)]
+pub struct Listen {
+    /// AI traffic.
+    pub proxy: SocketAddr,
+    /// Admin API and metrics.
+    pub admin: SocketAddr,
+}
+
+/// Files the gateway writes.
+#[derive(Debug, Clone)]
+pub struct Storage {
+    /// The switch snapshot.
+    pub state_file: PathBuf,
+    /// The audit trail (JSONL).
+    pub audit_file: PathBuf,
+}
+
+/// Limits with safe defaults.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest request body accepted.
+    pub max_request_body: usize,
+    /// Largest non-streamed response body, and largest single SSE event.
+    pub max_response_body: usize,
+    /// Time a client has to send its request headers.
+    pub header_read_timeout: Duration,
+    /// Time to connect to an upstream.
+    pub upstream_connect_timeout: Duration,
+    /// Time until the upstream's response headers (and, for JSON, its whole body).
+    pub upstream_timeout: Duration,
+    /// Longest silence allowed inside a stream.
+    pub stream_idle_timeout: Duration,
+    /// Requests served at once; more wait for none and get 503.
+    pub max_concurrent_requests: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_request_body: 8 << 20,
+            max_response_body: 16 << 20,
+            header_read_timeout: Duration::from_secs(10),
+            upstream_connect_timeout: Duration::from_secs(5),
+            upstream_timeout: Duration::from_secs(300),
+            stream_idle_timeout: Duration::from_secs(120),
+            max_concurrent_requests: 1024,
+        }
+    }
+}
+
+/// Logging and tracing.
+#[derive(Debug, Clone, Default)]
+pub struct Telemetry {
+    /// JSON log lines instead of text.
+    pub json_logs: bool,
+    /// `tracing` filter directive (e.g. `info`, `firebreak=debug`).
+    pub log_level: Option<String>,
+    /// OTLP/HTTP endpoint (e.g. `http://127.0.0.1:4318`); export is off when absent.
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` resource attribute.
+    pub service_name: String,
+}
+
+/// What kind of upstream an upstream is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamKind {
+    /// An OpenAI-compatible HTTP API; credential sent as `Authorization: Bearer`.
+    OpenAi,
+    /// The Anthropic HTTP API; credential sent as `x-api-key`.
+    Anthropic,
+    /// In-process canned replies in both wire formats; never touches the network.
+    Scripted,
+}
+
+/// An upstream provider.
+#[derive(Debug)]
+pub struct Upstream {
+    /// Its name in the policy.
+    pub name: String,
+    /// Its kind.
+    pub kind: UpstreamKind,
+    /// Base URL (HTTP kinds), e.g. `https://api.openai.com`; paths are appended to it.
+    pub base_url: Option<http::Uri>,
+    /// Where its credential comes from.
+    pub credential_source: Option<TokenSource>,
+    /// The credential, read when the policy was compiled.
+    pub credential: Option<Secret>,
+    /// Extra CA certificate (PEM) trusted for this upstream, in addition to the platform roots.
+    pub extra_ca: Option<PathBuf>,
+    /// Scripted replies.
+    pub replies: Vec<Reply>,
+    /// Scripted streaming: characters per chunk.
+    pub chunk_chars: usize,
+    /// Scripted streaming: delay between chunks.
+    pub chunk_delay: Duration,
+}
+
+/// A scripted reply.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    /// Chosen when the last user message contains this (None: always).
+    pub when_contains: Option<String>,
+    /// The assistant's text.
+    pub text: String,
+}
+
+/// A route from an API (and model pattern) to an upstream.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// The API the client speaks.
+    pub api: Api,
+    /// Models this route takes (empty: any).
+    pub models: GlobSet,
+    /// Whether `models` is empty.
+    pub any_model: bool,
+    /// The upstream's name.
+    pub upstream: String,
+}
+
+/// A virtual key's principal.
+#[derive(Debug)]
+pub struct KeyEntry {
+    /// Key id (safe to log and audit).
+    pub id: String,
+    /// Tenant.
+    pub tenant: String,
+    /// User (unique across tenants).
+    pub user: String,
+    /// Role name.
+    pub role: String,
+    /// Expiry.
+    pub expires: Option<SystemTime>,
+}
+
+/// A role's permissions.
+#[derive(Debug, Clone, Default)]
+pub struct Role {
+    /// Allowed model tools (None: all).
+    pub tools: Option<GlobSet>,
+    /// Allowed models (None: all).
+    pub models: Option<GlobSet>,
+}
+
+/// What the policy knows of a model tool.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ToolInfo {
+    /// Whether calling it changes something outside the conversation.
+    pub side_effects: bool,
+}
+
+/// A degradation level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Level {
+    /// All features.
+    Normal,
+    /// Reduced: no tools with side effects.
+    Elevated,
+    /// Minimal: no tools, constrained model.
+    Critical,
+    /// Every AI request refused.
+    Lockdown,
+}
+
+impl Level {
+    /// All levels, in order.
+    pub const ALL: [Level; 4] = [Level::Normal, Level::Elevated, Level::Critical, Level::Lockdown];
+
+    /// Its name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Normal => "normal",
+            Level::Elevated => "elevated",
+            Level::Critical => "critical",
+            Level::Lockdown => "lockdown",
+        }
+    }
+
+    /// Parses a level name.
+    pub fn parse(s: &str) -> Option<Level> {
+        Level::ALL.into_iter().find(|l| l.as_str() == s)
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for Level {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which tools a level keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ToolsMode {
+    /// Every tool the role allows.
+    All,
+    /// Only tools known to have no side effects.
+    NoSideEffects,
+    /// None.
+    None,
+}
+
+/// Settings of one level.
+#[derive(Debug, Clone)]
+pub struct LevelSettings {
+    /// Requests per minute per user (0 refuses everything).
+    pub requests_per_minute: u32,
+    /// Tools kept.
+    pub tools: ToolsMode,
+    /// Model that replaces the requested one.
+    pub model: Option<String>,
+    /// Message returned when refused (lockdown).
+    pub message: String,
+}
+
+/// Settings of all four levels.
+#[derive(Debug, Clone)]
+pub struct Levels([LevelSettings; 4]);
+
+impl Levels {
+    /// The settings of `level`.
+    pub fn get(&self, level: Level) -> &LevelSettings {
+        &self.0[level.index()]
+    }
+}
+
+impl Policy {
+    /// The upstream for a request of `api` asking for `model`.
+    pub fn route(&self, api: Api, model: Option<&str>) -> Option<&Arc<Upstream>> {
+        self.routes
+            .iter()
+            .find(|r| r.api == api && (r.any_model || model.is_some_and(|m| r.models.matches(m))))
+            .and_then(|r| self.upstreams.get(&r.upstream))
+    }
+
+    /// Whether `tool` may be offered to / called by the model for `role` at `level`
+    /// (switches are checked separately).
+    pub fn tool_allowed(&self, role: &str, level: Level, tool: &str) -> bool {
+        let role_ok = self.roles.get(role).is_some_and(|r| r.tools.as_ref().is_none_or(|g| g.matches(tool)));
+        role_ok
+            && match self.levels.get(level).tools {
+                ToolsMode::All => true,
+                // Unknown tools count as having side effects: fail closed.
+                ToolsMode::NoSideEffects => self.tools.get(tool).is_some_and(|t| !t.side_effects),
+                ToolsMode::None => false,
+            }
+    }
+}

@@ -1,0 +1,163 @@
+//! The policy file exactly as written: serde structs with `deny_unknown_fields`, no meaning attached.
+//!
+//! Step one of three (raw → [`validate`](super::validate) → [`compile`](super::compile)). Nothing here
+//! is trusted; every value is checked in `validate`, which reports all problems at once.
+
+// Field meanings are documented once, in policies/example.toml, which `check` points to.
+#![allow(missing_docs)]
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+/// The whole policy document.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPolicy {
+    /// Other policy files merged into this one (paths relative to this file).
+    #[serde(default)]
+    pub include: Vec<String>,
+    #[serde(default)]
+    pub listen: RawListen,
+    #[serde(default)]
+    pub admin: RawAdmin,
+    #[serde(default)]
+    pub storage: RawStorage,
+    #[serde(default)]
+    pub limits: RawLimits,
+    #[serde(default)]
+    pub telemetry: RawTelemetry,
+    #[serde(default)]
+    pub upstreams: BTreeMap<String, RawUpstream>,
+    #[serde(default)]
+    pub routes: Vec<RawRoute>,
+    #[serde(default)]
+    pub keys: Vec<RawKey>,
+    #[serde(default)]
+    pub roles: BTreeMap<String, RawRole>,
+    #[serde(default)]
+    pub tools: BTreeMap<String, RawTool>,
+    #[serde(default)]
+    pub levels: BTreeMap<String, RawLevel>,
+    #[serde(default)]
+    pub safe_mode: RawSafeMode,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawListen {
+    pub proxy: Option<String>,
+    pub admin: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    pub token_env: Option<String>,
+    pub token_file: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStorage {
+    pub state_file: Option<String>,
+    pub audit_file: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    pub max_request_body_bytes: Option<i64>,
+    pub max_response_body_bytes: Option<i64>,
+    pub header_read_timeout_ms: Option<i64>,
+    pub upstream_connect_timeout_ms: Option<i64>,
+    pub upstream_timeout_ms: Option<i64>,
+    pub stream_idle_timeout_ms: Option<i64>,
+    pub max_concurrent_requests: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTelemetry {
+    pub log_format: Option<String>,
+    pub log_level: Option<String>,
+    pub otlp_endpoint: Option<String>,
+    pub service_name: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    pub kind: String,
+    pub base_url: Option<String>,
+    pub credential_env: Option<String>,
+    pub credential_file: Option<String>,
+    pub extra_ca: Option<String>,
+    /// Scripted upstreams only: canned replies, first match wins.
+    #[serde(default)]
+    pub replies: Vec<RawReply>,
+    /// Scripted upstreams only: characters per streamed chunk.
+    pub chunk_chars: Option<i64>,
+    /// Scripted upstreams only: delay between streamed chunks.
+    pub chunk_delay_ms: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReply {
+    /// The reply is chosen when the last user message contains this text (absent: matches anything).
+    #[serde(rename = "when_contains")]
+    pub when_contains: Option<String>,
+    pub text: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub api: String,
+    pub upstream: String,
+    #[serde(default)]
+    pub models: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKey {
+    pub id: String,
+    pub sha256: String,
+    pub tenant: String,
+    pub user: String,
+    pub role: String,
+    pub expires: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRole {
+    /// Model tools this role may use (names, `*` wildcards). Absent: every tool.
+    pub tools: Option<Vec<String>>,
+    /// Models this role may request (names, `*` wildcards). Absent: every model.
+    pub models: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTool {
+    #[serde(default)]
+    pub side_effects: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLevel {
+    pub requests_per_minute: Option<i64>,
+    pub tools: Option<String>,
+    pub model: Option<String>,
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSafeMode {
+    pub reply: Option<String>,
+}

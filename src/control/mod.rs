@@ -1,0 +1,225 @@
+//! The admin API: thin routes over the switch store, the policy reload and the audit trail, on a
+//! listener of its own, behind a bearer token compared in constant time.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{header, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::audit::Record;
+use crate::config::Secret;
+use crate::proxy::body::{full, Body};
+use crate::proxy::Gateway;
+use crate::state::{ApplyError, Batch};
+
+/// Largest admin request body.
+const MAX_ADMIN_BODY: usize = 1 << 20;
+
+/// The admin side of a running gateway.
+#[derive(Debug)]
+pub struct Admin {
+    gw: Arc<Gateway>,
+    token_digest: Option<[u8; 32]>,
+}
+
+impl Admin {
+    /// Admin API over `gw`; with no token every protected route answers 503 (fail closed).
+    pub fn new(gw: Arc<Gateway>, token: Option<Secret>) -> Arc<Admin> {
+        let token_digest = token.map(|t| Sha256::digest(t.expose().as_bytes()).into());
+        Arc::new(Admin { gw, token_digest })
+    }
+
+    /// The handler for [`crate::proxy::serve`].
+    pub fn handler(self: &Arc<Self>) -> impl Fn(Request<Incoming>) -> std::pin::Pin<Box<dyn std::future::Future<Output = Response<Body>> + Send>> + Clone + Send + Sync + 'static {
+        let me = self.clone();
+        move |req| {
+            let me = me.clone();
+            Box::pin(async move { me.route(req).await })
+        }
+    }
+
+    fn authorized(&self, req: &Request<Incoming>) -> Result<(), Response<Body>> {
+        let Some(expected) = &self.token_digest else {
+            return Err(error(StatusCode::SERVICE_UNAVAILABLE, "admin_token_unset", "no admin token is configured; set the variable or file named in [admin] and restart"));
+        };
+        let presented = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .map(str::trim);
+        let Some(p) = presented else {
+            return Err(error(StatusCode::UNAUTHORIZED, "unauthorized", "send the admin token as `Authorization: Bearer <token>`"));
+        };
+        // Comparing digests keeps the comparison constant-time and independent of the token's length.
+        let digest: [u8; 32] = Sha256::digest(p.as_bytes()).into();
+        if bool::from(digest.ct_eq(expected)) {
+            Ok(())
+        } else {
+            Err(error(StatusCode::UNAUTHORIZED, "unauthorized", "the admin token is wrong"))
+        }
+    }
+
+    async fn route(&self, req: Request<Incoming>) -> Response<Body> {
+        let path = req.uri().path().to_owned();
+        let method = req.method().clone();
+        match (&method, path.as_str()) {
+            (&Method::GET, "/healthz") => return text(StatusCode::OK, "ok\n"),
+            (&Method::GET, "/readyz") => return text(StatusCode::OK, "ready\n"),
+            _ => {}
+        }
+        if let Err(resp) = self.authorized(&req) {
+            return resp;
+        }
+        match (&method, path.as_str()) {
+            (&Method::GET, "/metrics") => {
+                let mut r = Response::new(full(self.gw.metrics.render()));
+                r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/plain; version=0.0.4"));
+                r
+            }
+            (&Method::GET, "/admin/v1/state") => self.state(),
+            (&Method::POST, "/admin/v1/switches") => self.switches(req).await,
+            (&Method::POST, "/admin/v1/policy/reload") => self.reload().await,
+            (&Method::GET, "/admin/v1/audit") => self.audit(req.uri().query()).await,
+            _ => error(StatusCode::NOT_FOUND, "not_found", &format!("no admin route {method} {path}")),
+        }
+    }
+
+    fn state(&self) -> Response<Body> {
+        let snap = self.gw.state.load();
+        let policy = self.gw.policy();
+        let mut v = serde_json::to_value(&*snap).unwrap_or(Value::Null);
+        v["policy"] = json!({ "source": policy.source.display().to_string() });
+        v["level_settings"] = {
+            let l = policy.levels.get(snap.level);
+            json!({"requests_per_minute": l.requests_per_minute, "model": l.model})
+        };
+        json_response(StatusCode::OK, &v)
+    }
+
+    async fn switches(&self, req: Request<Incoming>) -> Response<Body> {
+        let bytes = match read(req).await {
+            Ok(b) => b,
+            Err(r) => return r,
+        };
+        let batch: Batch = match serde_json::from_slice(&bytes) {
+            Ok(b) => b,
+            Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_batch", &format!("the batch is not valid: {e}; see README \"Switches\" for the format")),
+        };
+        let policy = self.gw.policy();
+        match self.gw.state.apply(&batch, &policy).await {
+            Ok(applied) => {
+                let actor = batch.actor.as_deref().unwrap_or("admin");
+                let record = Record::new("switch")
+                    .with("actor", actor)
+                    .with("reason", batch.reason.as_str())
+                    .with("before_version", applied.before)
+                    .with("after_version", applied.after.version)
+                    .with("actions", serde_json::to_value(&batch.actions).unwrap_or(Value::Null));
+                let audit_seq = match self.gw.audit.record_durable(record).await {
+                    Ok(seq) => Some(seq),
+                    Err(e) => {
+                        tracing::error!(error = %e, "switch change applied but its audit record failed");
+                        None
+                    }
+                };
+                self.gw.metrics.set_switch_version(applied.after.version);
+                tracing::info!(actor, before = applied.before, after = applied.after.version, "switches applied");
+                json_response(StatusCode::OK, &json!({
+                    "applied": true,
+                    "before_version": applied.before,
+                    "version": applied.after.version,
+                    "audit_seq": audit_seq,
+                    "state": &*applied.after,
+                }))
+            }
+            Err(ApplyError::Conflict { expected, current }) => json_response(StatusCode::CONFLICT, &json!({"error": {
+                "code": "version_conflict",
+                "message": format!("expected version {expected}, current is {current}; re-read the state and retry"),
+                "current_version": current}})),
+            Err(ApplyError::Invalid(errors)) => json_response(StatusCode::BAD_REQUEST, &json!({"error": {
+                "code": "invalid_batch",
+                "message": "the batch was rejected whole; nothing changed",
+                "problems": errors}})),
+            Err(e @ ApplyError::Persist(_)) => error(StatusCode::INTERNAL_SERVER_ERROR, "persist_failed", &e.to_string()),
+        }
+    }
+
+    async fn reload(&self) -> Response<Body> {
+        match self.gw.reload("admin-api").await {
+            Ok(p) => json_response(StatusCode::OK, &json!({"reloaded": true, "source": p.source.display().to_string()})),
+            Err(e) => {
+                let problems: Vec<Value> = match &e {
+                    crate::proxy::ReloadError::Invalid(pe) => pe.0.iter().map(|l| serde_json::to_value(l).unwrap_or(Value::Null)).collect(),
+                    crate::proxy::ReloadError::Tls(m) => vec![json!({"message": m})],
+                };
+                json_response(StatusCode::UNPROCESSABLE_ENTITY, &json!({"error": {
+                    "code": "policy_rejected",
+                    "message": "the new policy is invalid; the old one stays in force",
+                    "problems": problems}}))
+            }
+        }
+    }
+
+    async fn audit(&self, query: Option<&str>) -> Response<Body> {
+        let mut since = None;
+        let mut limit = 1000usize;
+        for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            match k {
+                "since" => match parse_since(v) {
+                    Some(t) => since = Some(t),
+                    None => return error(StatusCode::BAD_REQUEST, "invalid_since", "since must be RFC 3339 (2026-11-23T10:00:00Z) or a duration back from now (30m, 24h)"),
+                },
+                "limit" => match v.parse() {
+                    Ok(n) if n > 0 => limit = n,
+                    _ => return error(StatusCode::BAD_REQUEST, "invalid_limit", "limit must be a positive number"),
+                },
+                _ => return error(StatusCode::BAD_REQUEST, "unknown_parameter", &format!("unknown parameter `{k}`; use since and limit")),
+            }
+        }
+        let path = self.gw.policy().storage.audit_file.clone();
+        match tokio::task::spawn_blocking(move || crate::audit::read_since(&path, since, limit)).await {
+            Ok(Ok(records)) => json_response(StatusCode::OK, &json!({"records": records})),
+            Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, "audit_read_failed", &e.to_string()),
+            Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "audit_read_failed", &e.to_string()),
+        }
+    }
+}
+
+/// Parses `since`: RFC 3339, or a duration meaning "that long ago".
+pub fn parse_since(v: &str) -> Option<std::time::SystemTime> {
+    let v = v.replace("%3A", ":").replace("%3a", ":");
+    humantime::parse_rfc3339_weak(&v)
+        .ok()
+        .or_else(|| humantime::parse_duration(&v).ok().and_then(|d| std::time::SystemTime::now().checked_sub(d)))
+}
+
+async fn read(req: Request<Incoming>) -> Result<Bytes, Response<Body>> {
+    match Limited::new(req.into_body(), MAX_ADMIN_BODY).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(_) => Err(error(StatusCode::PAYLOAD_TOO_LARGE, "too_large", "admin request bodies are limited to 1 MiB")),
+    }
+}
+
+fn json_response(status: StatusCode, v: &Value) -> Response<Body> {
+    let mut r = Response::new(full(v.to_string()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+    r
+}
+
+fn error(status: StatusCode, code: &str, message: &str) -> Response<Body> {
+    json_response(status, &json!({"error": {"code": code, "message": message}}))
+}
+
+fn text(status: StatusCode, s: &'static str) -> Response<Body> {
+    let mut r = Response::new(full(s));
+    *r.status_mut() = status;
+    r
+}

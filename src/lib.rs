@@ -1,0 +1,32 @@
+//! firebreak: an inline, policy-enforcing reverse proxy for AI traffic.
+//!
+//! # Layout
+//!
+//! The request path runs left to right through these modules:
+//!
+//! - [`config`] — the policy: TOML → validated (every problem with file:line) → compiled [`config::Policy`].
+//! - [`protocol`] — wire formats: endpoints, error bodies, SSE framing, request bodies, replies the
+//!   gateway writes itself (safe mode, the scripted upstream).
+//! - [`proxy`] — the data plane: listener, the phase-by-phase [`proxy`] pipeline, upstream client
+//!   (rustls), streaming pump, tool-call filter, rate limits, and errors → responses in one place.
+//! - [`state`] — the switches: one immutable snapshot in an `ArcSwap`, batches applied all or nothing,
+//!   persisted before they are acknowledged.
+//! - [`control`] — the admin API over `state`, policy reload and the audit trail.
+//! - [`audit`] — the hash-chained JSONL trail and its verifier.
+//! - [`metrics`], [`telemetry`] — Prometheus text, tracing logs, OpenTelemetry export.
+//! - [`cli`] — the `firebreak` subcommands.
+//!
+//! See `docs/ARCHITECTURE.md` for the phases drawn out.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod audit;
+pub mod cli;
+pub mod config;
+pub mod control;
+pub mod metrics;
+pub mod protocol;
+pub mod proxy;
+pub mod state;
+pub mod telemetry;

@@ -1,0 +1,113 @@
+//! Prometheus metrics, rendered as text on the admin listener's `/metrics`.
+//!
+//! Counters are keyed by static label values only (endpoint, status, rule id, action): never by user,
+//! key or anything from the request, so cardinality stays bounded.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Latency histogram bucket bounds, in seconds.
+const BUCKETS: [f64; 14] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+/// All gateway metrics.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
+    decisions: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    latency_buckets: [AtomicU64; BUCKETS.len()],
+    latency_count: AtomicU64,
+    latency_sum_us: AtomicU64,
+    in_flight: AtomicI64,
+    streams_terminated: AtomicU64,
+    switch_version: AtomicU64,
+    policy_reloads: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+impl Metrics {
+    /// Counts a finished request.
+    pub fn request(&self, endpoint: &'static str, status: u16, elapsed: Duration) {
+        *self.requests.lock().unwrap_or_else(|p| p.into_inner()).entry((endpoint, status)).or_default() += 1;
+        let secs = elapsed.as_secs_f64();
+        for (i, b) in BUCKETS.iter().enumerate() {
+            if secs <= *b {
+                self.latency_buckets[i].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.latency_count.fetch_add(1, Ordering::Relaxed);
+        self.latency_sum_us.fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// Counts a policy decision.
+    pub fn decision(&self, rule: &'static str, action: &'static str) {
+        *self.decisions.lock().unwrap_or_else(|p| p.into_inner()).entry((rule, action)).or_default() += 1;
+    }
+
+    /// A request started (+1) or ended (-1).
+    pub fn in_flight(&self, delta: i64) {
+        self.in_flight.fetch_add(delta, Ordering::Relaxed);
+    }
+
+    /// A stream was ended by a switch.
+    pub fn stream_terminated(&self) {
+        self.streams_terminated.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The switch snapshot version now in force.
+    pub fn set_switch_version(&self, v: u64) {
+        self.switch_version.store(v, Ordering::Relaxed);
+    }
+
+    /// A policy reload attempt (`ok` or `rejected`).
+    pub fn policy_reload(&self, outcome: &'static str) {
+        *self.policy_reloads.lock().unwrap_or_else(|p| p.into_inner()).entry(outcome).or_default() += 1;
+    }
+
+    /// Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut s = String::with_capacity(4096);
+        s.push_str("# HELP firebreak_requests_total AI requests by endpoint and status.\n# TYPE firebreak_requests_total counter\n");
+        for ((ep, st), n) in self.requests.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            let _ = writeln!(s, "firebreak_requests_total{{endpoint=\"{ep}\",status=\"{st}\"}} {n}");
+        }
+        s.push_str("# HELP firebreak_decisions_total Policy decisions by rule and action.\n# TYPE firebreak_decisions_total counter\n");
+        for ((rule, action), n) in self.decisions.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            let _ = writeln!(s, "firebreak_decisions_total{{rule=\"{rule}\",action=\"{action}\"}} {n}");
+        }
+        s.push_str("# HELP firebreak_request_duration_seconds Time from request to response head (streams: to first byte).\n# TYPE firebreak_request_duration_seconds histogram\n");
+        for (i, b) in BUCKETS.iter().enumerate() {
+            let _ = writeln!(s, "firebreak_request_duration_seconds_bucket{{le=\"{b}\"}} {}", self.latency_buckets[i].load(Ordering::Relaxed));
+        }
+        let count = self.latency_count.load(Ordering::Relaxed);
+        let _ = writeln!(s, "firebreak_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(s, "firebreak_request_duration_seconds_sum {}", self.latency_sum_us.load(Ordering::Relaxed) as f64 / 1e6);
+        let _ = writeln!(s, "firebreak_request_duration_seconds_count {count}");
+        let _ = writeln!(s, "# HELP firebreak_requests_in_flight Requests being served.\n# TYPE firebreak_requests_in_flight gauge\nfirebreak_requests_in_flight {}", self.in_flight.load(Ordering::Relaxed));
+        let _ = writeln!(s, "# HELP firebreak_streams_terminated_total Streams ended by a switch.\n# TYPE firebreak_streams_terminated_total counter\nfirebreak_streams_terminated_total {}", self.streams_terminated.load(Ordering::Relaxed));
+        let _ = writeln!(s, "# HELP firebreak_switch_version Version of the switch snapshot in force.\n# TYPE firebreak_switch_version gauge\nfirebreak_switch_version {}", self.switch_version.load(Ordering::Relaxed));
+        s.push_str("# HELP firebreak_policy_reloads_total Policy reloads by outcome.\n# TYPE firebreak_policy_reloads_total counter\n");
+        for (o, n) in self.policy_reloads.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            let _ = writeln!(s, "firebreak_policy_reloads_total{{outcome=\"{o}\"}} {n}");
+        }
+        s
+    }
+}
+
+impl Metrics {
+    /// Request counts by (endpoint, status), for exporters.
+    pub fn request_counts(&self) -> Vec<((&'static str, u16), u64)> {
+        self.requests.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|(k, v)| (*k, *v)).collect()
+    }
+
+    /// Decision counts by (rule, action), for exporters.
+    pub fn decision_counts(&self) -> Vec<((&'static str, &'static str), u64)> {
+        self.decisions.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|(k, v)| (*k, *v)).collect()
+    }
+
+    /// The switch version.
+    pub fn switch_version(&self) -> u64 {
+        self.switch_version.load(Ordering::Relaxed)
+    }
+}

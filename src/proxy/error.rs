@@ -1,0 +1,188 @@
+//! Every way a request can be refused or fail, and the one place they become HTTP responses shaped
+//! like the caller's API.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Response, StatusCode};
+
+use super::body::{full, Body};
+use crate::protocol::{error_body, Api, ErrorKind};
+use crate::state::Refusal;
+
+/// A refusal or failure on the request path. Messages never contain secrets.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// No route for this method and path.
+    #[error("unknown route {method} {path}; firebreak serves /v1/chat/completions, /v1/responses, /v1/embeddings, /v1/models and /v1/messages")]
+    NotFound {
+        /// Method.
+        method: String,
+        /// Path (no query).
+        path: String,
+    },
+    /// No key presented.
+    #[error("missing API key: send your firebreak virtual key as `Authorization: Bearer <key>` or `x-api-key: <key>`")]
+    MissingKey,
+    /// The key is not known.
+    #[error("invalid API key: this key is not a firebreak virtual key")]
+    UnknownKey,
+    /// The key expired.
+    #[error("API key `{0}` has expired; ask your platform team for a new one")]
+    KeyExpired(String),
+    /// A switch refuses the request.
+    #[error("{}", refusal_message(*.0))]
+    Refused(Refusal),
+    /// Lockdown.
+    #[error("{0}")]
+    Lockdown(String),
+    /// Rate limit of the current level.
+    #[error("rate limit of {rpm} requests per minute reached at degradation level {level}; retry after {} s", .retry_after.as_secs().max(1))]
+    RateLimited {
+        /// Limit.
+        rpm: u32,
+        /// Level name.
+        level: &'static str,
+        /// When a request will be accepted again.
+        retry_after: Duration,
+    },
+    /// Body too large.
+    #[error("request body exceeds the limit of {0} bytes")]
+    TooLarge(usize),
+    /// Not JSON.
+    #[error("content-type must be application/json")]
+    UnsupportedMediaType,
+    /// Malformed JSON.
+    #[error("request body is not valid JSON: {0}")]
+    BadJson(String),
+    /// The body is JSON but not of the expected shape.
+    #[error("invalid request: {0}")]
+    BadRequest(String),
+    /// The role may not use this model.
+    #[error("model `{0}` is not allowed for your role")]
+    ModelNotAllowed(String),
+    /// Too many requests in flight.
+    #[error("the gateway is at its concurrency limit; retry shortly")]
+    Overloaded,
+    /// No upstream configured for this request.
+    #[error("no upstream is configured for this API and model")]
+    NoRoute,
+    /// The upstream's credential is not available.
+    #[error("upstream `{0}` has no credential configured; the operator must set it and rotate it in")]
+    NoCredential(String),
+    /// Could not reach the upstream.
+    #[error("upstream `{0}` is unreachable")]
+    UpstreamUnavailable(String),
+    /// The upstream did not answer in time.
+    #[error("upstream `{0}` did not answer in time")]
+    UpstreamTimeout(String),
+    /// The upstream answered with something the gateway cannot pass on safely.
+    #[error("upstream `{upstream}` sent an invalid response: {detail}")]
+    UpstreamInvalid {
+        /// Upstream name.
+        upstream: String,
+        /// What was wrong.
+        detail: String,
+    },
+}
+
+fn refusal_message(r: Refusal) -> &'static str {
+    match r {
+        Refusal::Lockdown => "the AI service is in lockdown",
+        Refusal::EndpointDisabled => "this endpoint is disabled by the gateway operator",
+        Refusal::KeyRevoked => "this API key has been revoked",
+        Refusal::TenantBlocked => "access for your organisation is suspended by the gateway operator",
+        Refusal::UserBlocked => "access for this user is suspended by the gateway operator",
+        Refusal::SessionTerminated => "this session was terminated by the gateway operator",
+    }
+}
+
+impl GatewayError {
+    /// HTTP status.
+    pub fn status(&self) -> StatusCode {
+        use GatewayError::*;
+        match self {
+            NotFound { .. } => StatusCode::NOT_FOUND,
+            MissingKey | UnknownKey | KeyExpired(_) | Refused(Refusal::KeyRevoked) => StatusCode::UNAUTHORIZED,
+            Refused(Refusal::Lockdown) | Lockdown(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Refused(_) | ModelNotAllowed(_) => StatusCode::FORBIDDEN,
+            RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            BadJson(_) | BadRequest(_) => StatusCode::BAD_REQUEST,
+            Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            NoRoute | NoCredential(_) | UpstreamUnavailable(_) | UpstreamInvalid { .. } => StatusCode::BAD_GATEWAY,
+            UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// Rule id for audit, metrics and logs.
+    pub fn reason(&self) -> &'static str {
+        use GatewayError::*;
+        match self {
+            NotFound { .. } => "request.unknown_route",
+            MissingKey => "auth.missing_key",
+            UnknownKey => "auth.unknown_key",
+            KeyExpired(_) => "auth.key_expired",
+            Refused(r) => r.rule(),
+            Lockdown(_) => "level.lockdown",
+            RateLimited { .. } => "level.rate_limit",
+            TooLarge(_) => "request.too_large",
+            UnsupportedMediaType => "request.content_type",
+            BadJson(_) => "request.bad_json",
+            BadRequest(_) => "request.invalid",
+            ModelNotAllowed(_) => "role.model_not_allowed",
+            Overloaded => "limits.concurrency",
+            NoRoute => "upstream.no_route",
+            NoCredential(_) => "upstream.no_credential",
+            UpstreamUnavailable(_) => "upstream.unavailable",
+            UpstreamTimeout(_) => "upstream.timeout",
+            UpstreamInvalid { .. } => "upstream.invalid_response",
+        }
+    }
+
+    /// The API error class.
+    pub fn kind(&self) -> ErrorKind {
+        match self.status() {
+            StatusCode::BAD_REQUEST | StatusCode::UNSUPPORTED_MEDIA_TYPE => ErrorKind::InvalidRequest,
+            StatusCode::UNAUTHORIZED => ErrorKind::Authentication,
+            StatusCode::FORBIDDEN => ErrorKind::Permission,
+            StatusCode::NOT_FOUND => ErrorKind::NotFound,
+            StatusCode::PAYLOAD_TOO_LARGE => ErrorKind::TooLarge,
+            StatusCode::TOO_MANY_REQUESTS => ErrorKind::RateLimit,
+            StatusCode::SERVICE_UNAVAILABLE => ErrorKind::Overloaded,
+            _ => ErrorKind::Api,
+        }
+    }
+
+    /// The `code` field of OpenAI-style errors.
+    pub fn code(&self) -> &'static str {
+        let r = self.reason();
+        r.rsplit('.').next().unwrap_or(r)
+    }
+
+    /// Whether the gateway refused (policy) rather than failed.
+    pub fn is_block(&self) -> bool {
+        self.status().is_client_error() || matches!(self, GatewayError::Refused(_) | GatewayError::Lockdown(_))
+    }
+
+    /// The response, in the caller's format, with the request id.
+    pub fn into_response(self, api: Api, request_id: &HeaderValue) -> Response<Body> {
+        let body: Bytes = error_body(api, self.kind(), &self.to_string(), self.code());
+        let mut resp = Response::new(full(body));
+        *resp.status_mut() = self.status();
+        let h = resp.headers_mut();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        h.insert("x-request-id", request_id.clone());
+        if api == Api::Anthropic {
+            h.insert("request-id", request_id.clone());
+        }
+        if let GatewayError::RateLimited { retry_after, .. } = &self {
+            h.insert(header::RETRY_AFTER, HeaderValue::from(retry_after.as_secs().max(1)));
+        }
+        if self.status() == StatusCode::SERVICE_UNAVAILABLE {
+            h.insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+        }
+        resp
+    }
+}

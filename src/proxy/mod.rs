@@ -1,0 +1,216 @@
+//! The data plane: listener, request pipeline, upstream client, streaming, errors.
+
+pub mod body;
+pub mod error;
+mod pipeline;
+pub mod ratelimit;
+mod stream;
+pub mod tls;
+pub mod toolcalls;
+pub mod upstream;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use crate::audit::{Audit, Record};
+use crate::config::{self, Policy, PolicyError};
+use crate::metrics::Metrics;
+use crate::state::StateStore;
+
+pub use upstream::Clients;
+
+/// The policy in force together with what was built from it.
+#[derive(Debug)]
+pub struct Active {
+    /// The policy.
+    pub policy: Arc<Policy>,
+    /// Upstream clients built for it.
+    pub clients: Clients,
+}
+
+impl Active {
+    /// Builds the runtime objects of a policy.
+    pub fn new(policy: Policy) -> Result<Active, String> {
+        let clients = Clients::build(&policy)?;
+        Ok(Active { policy: Arc::new(policy), clients })
+    }
+}
+
+/// Where the policy is reloaded from.
+#[derive(Debug, Clone)]
+pub enum PolicySource {
+    /// A file.
+    File(PathBuf),
+    /// The embedded demo policy.
+    Demo,
+}
+
+/// Shared state of a running gateway.
+#[derive(Debug)]
+pub struct Gateway {
+    /// Policy and clients; swapped whole on reload.
+    pub active: ArcSwap<Active>,
+    /// The switches.
+    pub state: StateStore,
+    /// The audit trail.
+    pub audit: Audit,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    limiter: ratelimit::RateLimiter,
+    concurrency: Arc<Semaphore>,
+    source: PolicySource,
+    reload_lock: tokio::sync::Mutex<()>,
+}
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Policy.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    /// State file.
+    #[error(transparent)]
+    State(#[from] crate::state::PersistError),
+    /// Audit trail.
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
+    /// Clients (TLS).
+    #[error("upstream TLS setup failed: {0}")]
+    Tls(String),
+}
+
+/// Why a reload was refused (the old policy stays).
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// Invalid.
+    #[error(transparent)]
+    Invalid(#[from] PolicyError),
+    /// Could not build clients.
+    #[error("upstream TLS setup failed: {0}")]
+    Tls(String),
+}
+
+impl Gateway {
+    /// Opens state and audit, and builds the runtime from `policy`.
+    pub fn new(policy: Policy, source: PolicySource, metrics: Arc<Metrics>) -> Result<Arc<Gateway>, StartError> {
+        let state = StateStore::open(&policy.storage.state_file)?;
+        let audit = Audit::open(&policy.storage.audit_file)?;
+        let concurrency = Arc::new(Semaphore::new(policy.limits.max_concurrent_requests));
+        let active = Active::new(policy).map_err(StartError::Tls)?;
+        metrics.set_switch_version(state.load().version);
+        Ok(Arc::new(Gateway {
+            active: ArcSwap::from_pointee(active),
+            state,
+            audit,
+            metrics,
+            limiter: ratelimit::RateLimiter::default(),
+            concurrency,
+            source,
+            reload_lock: tokio::sync::Mutex::new(()),
+        }))
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> Arc<Policy> {
+        self.active.load().policy.clone()
+    }
+
+    /// Re-reads the policy, validates it off the hot path, and swaps it in. On any error the old
+    /// policy stays in force. Listener addresses, storage paths and the concurrency limit need a
+    /// restart to change.
+    pub async fn reload(&self, actor: &str) -> Result<Arc<Policy>, ReloadError> {
+        let _g = self.reload_lock.lock().await;
+        let source = self.source.clone();
+        let loaded = tokio::task::spawn_blocking(move || match source {
+            PolicySource::File(p) => config::load(&p),
+            PolicySource::Demo => config::load_str(config::DEMO_NAME, config::DEMO_POLICY, std::path::Path::new(".")),
+        })
+        .await
+        .unwrap_or_else(|e| Err(PolicyError(vec![config::Located { file: String::new(), line: 0, message: format!("reload task failed: {e}"), hint: None }])));
+        let outcome = match loaded {
+            Ok(policy) => Active::new(policy).map_err(ReloadError::Tls),
+            Err(e) => Err(ReloadError::Invalid(e)),
+        };
+        match outcome {
+            Ok(active) => {
+                let policy = active.policy.clone();
+                self.active.store(Arc::new(active));
+                self.metrics.policy_reload("ok");
+                self.audit.record(Record::new("policy").with("event", "reloaded").with("actor", actor)).await;
+                tracing::info!(actor, "policy reloaded");
+                Ok(policy)
+            }
+            Err(e) => {
+                self.metrics.policy_reload("rejected");
+                self.audit
+                    .record(Record::new("policy").with("event", "reload_rejected").with("actor", actor).with("reason", e.to_string()))
+                    .await;
+                tracing::warn!(actor, error = %e, "policy reload rejected; the old policy stays in force");
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Accepts connections on `listener` until `shutdown` resolves, then drains open connections
+/// (bounded by `grace`). HTTP/1.1 and HTTP/2 (prior knowledge or negotiated) are both served.
+pub async fn serve<F, Fut>(
+    listener: TcpListener,
+    handler: F,
+    header_read_timeout: std::time::Duration,
+    shutdown: impl Future<Output = ()>,
+    grace: std::time::Duration,
+) where
+    F: Fn(http::Request<hyper::body::Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = http::Response<body::Body>> + Send + 'static,
+{
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(header_read_timeout);
+    builder.http2().timer(TokioTimer::new());
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => {
+                let (stream, _peer): (tokio::net::TcpStream, SocketAddr) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let h = handler.clone();
+                let svc = service_fn(move |req| {
+                    let h = h.clone();
+                    async move { Ok::<_, std::convert::Infallible>(h(req).await) }
+                });
+                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+                let conn = graceful.watch(conn.into_owned());
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                });
+            }
+        }
+    }
+    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+        tracing::warn!("connections still open after the grace period; closing them");
+    }
+}
+
+/// The AI-traffic handler for [`serve`].
+pub fn handler(gw: Arc<Gateway>) -> impl Fn(http::Request<hyper::body::Incoming>) -> std::pin::Pin<Box<dyn Future<Output = http::Response<body::Body>> + Send>> + Clone + Send + Sync + 'static {
+    move |req| Box::pin(pipeline::handle(gw.clone(), req))
+}

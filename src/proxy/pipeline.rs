@@ -1,0 +1,348 @@
+//! The request path, as named phases. One plain async function runs them in order; each phase can
+//! answer early with a [`GatewayError`], which becomes a response in exactly one place.
+//!
+//! Order, and why:
+//! 1. route — unknown paths are refused before any work.
+//! 2. admission (concurrency) — shed load before reading bodies.
+//! 3. identity — nothing else is decided for an anonymous caller.
+//! 4. switches — one snapshot for the whole request: lockdown, disabled endpoint, revoked key,
+//!    blocked tenant/user, terminated session. Cheap and most urgent during an incident.
+//! 5. rate limit of the current level — before the body is read, so a flood costs little.
+//! 6. body — size limit, content type, JSON.
+//! 7. decide — model allowlist, model override, tools stripped (role, level, switches).
+//! 8. safe mode — answered here, the model is never asked.
+//! 9. upstream — route, credential injection, timeouts.
+//! 10. response — JSON checked whole (tool calls) or streamed through the pump.
+//! 11. log — metrics and one audit record per request decision.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderValue, Request, Response};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use subtle::ConstantTimeEq;
+
+use super::body::{full, Body, ChannelBody};
+use super::error::GatewayError;
+use super::stream::{self, StreamCtx};
+use super::toolcalls;
+use super::upstream::{self, Outgoing};
+use super::Gateway;
+use crate::audit::Record;
+use crate::config::KeyEntry;
+use crate::protocol::reply::{self, ReplySpec};
+use crate::protocol::request::{Body as ReqBody, BodyError};
+use crate::protocol::{api_for_path, Api, Endpoint};
+use crate::state::{unix_now, Refusal};
+
+/// What the phases learn about a request, for logging at the end.
+#[derive(Debug)]
+struct Ctx {
+    request_id: HeaderValue,
+    endpoint: Option<Endpoint>,
+    api: Api,
+    key: Option<Arc<KeyEntry>>,
+    session: Option<String>,
+    upstream: Option<String>,
+    model: Option<String>,
+    stream: bool,
+    /// (rule, action) pairs decided along the way.
+    decisions: Vec<(&'static str, &'static str)>,
+    tools_removed: Vec<String>,
+}
+
+fn new_request_id() -> HeaderValue {
+    let n: u128 = rand::random();
+    let s = format!("req_{:024x}", n >> 32);
+    HeaderValue::from_str(&s).unwrap_or_else(|_| HeaderValue::from_static("req_unknown"))
+}
+
+/// Serves one AI request.
+pub async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<Body> {
+    let start = Instant::now();
+    let path = req.uri().path();
+    let endpoint = Endpoint::route(req.method(), path);
+    let mut ctx = Ctx {
+        request_id: new_request_id(),
+        api: endpoint.map_or_else(|| api_for_path(path), Endpoint::api),
+        endpoint,
+        key: None,
+        session: session_of(req.headers()),
+        upstream: None,
+        model: None,
+        stream: false,
+        decisions: Vec::new(),
+        tools_removed: Vec::new(),
+    };
+    gw.metrics.in_flight(1);
+    let span = tracing::info_span!("request", request_id = ?ctx.request_id, endpoint = endpoint.map_or("unknown", Endpoint::name),
+        key_id = tracing::field::Empty, decision = tracing::field::Empty, status = tracing::field::Empty);
+    let result = tracing::Instrument::instrument(serve(&gw, req, &mut ctx), span.clone()).await;
+    let mut resp = match result {
+        Ok(r) => r,
+        Err(e) => {
+            ctx.decisions.push((e.reason(), if e.is_block() { "block" } else { "error" }));
+            e.into_response(ctx.api, &ctx.request_id)
+        }
+    };
+    resp.headers_mut().insert("x-request-id", ctx.request_id.clone());
+    let status = resp.status().as_u16();
+    if ctx.decisions.is_empty() {
+        ctx.decisions.push(("allow", "allow"));
+    }
+    span.record("status", status);
+    span.record("decision", ctx.decisions[0].0);
+    if let Some(k) = &ctx.key {
+        span.record("key_id", k.id.as_str());
+    }
+    let endpoint_name = endpoint.map_or("unknown", Endpoint::name);
+    gw.metrics.request(endpoint_name, status, start.elapsed());
+    for (rule, action) in &ctx.decisions {
+        gw.metrics.decision(rule, action);
+    }
+    gw.metrics.in_flight(-1);
+    gw.audit.record(audit_record(&ctx, endpoint_name, status, start)).await;
+    resp
+}
+
+fn audit_record(ctx: &Ctx, endpoint: &str, status: u16, start: Instant) -> Record {
+    let decisions: Vec<serde_json::Value> = ctx
+        .decisions
+        .iter()
+        .map(|(rule, action)| serde_json::json!({"rule": rule, "action": action}))
+        .collect();
+    Record::new("request")
+        .with("event", "decision")
+        .with("request_id", ctx.request_id.to_str().unwrap_or(""))
+        .with("endpoint", endpoint)
+        .with("status", status)
+        .with("decisions", decisions)
+        .with("stream", ctx.stream)
+        .with("duration_us", start.elapsed().as_micros() as u64)
+        .with_opt("key_id", ctx.key.as_ref().map(|k| k.id.as_str()))
+        .with_opt("tenant", ctx.key.as_ref().map(|k| k.tenant.as_str()))
+        .with_opt("user", ctx.key.as_ref().map(|k| k.user.as_str()))
+        .with_opt("role", ctx.key.as_ref().map(|k| k.role.as_str()))
+        .with_opt("session", ctx.session.as_deref())
+        .with_opt("upstream", ctx.upstream.as_deref())
+        .with_opt("model", ctx.model.as_deref())
+        .with_opt("tools_removed", (!ctx.tools_removed.is_empty()).then(|| ctx.tools_removed.clone()))
+}
+
+fn session_of(h: &HeaderMap) -> Option<String> {
+    h.get("x-session-id")
+        .or_else(|| h.get("mcp-session-id"))
+        .and_then(|v| v.to_str().ok())
+        .filter(|s| !s.is_empty() && s.len() <= 256)
+        .map(str::to_owned)
+}
+
+/// The presented virtual key, from `Authorization: Bearer` or `x-api-key`.
+fn presented_key(h: &HeaderMap) -> Option<&[u8]> {
+    if let Some(v) = h.get(header::AUTHORIZATION) {
+        let b = v.as_bytes();
+        if b.len() > 7 && b[..7].eq_ignore_ascii_case(b"bearer ") {
+            return Some(b[7..].trim_ascii());
+        }
+    }
+    h.get("x-api-key").map(|v| v.as_bytes().trim_ascii()).filter(|b| !b.is_empty())
+}
+
+fn authenticate(policy: &crate::config::Policy, h: &HeaderMap) -> Result<Arc<KeyEntry>, GatewayError> {
+    use sha2::{Digest, Sha256};
+    let key = presented_key(h).ok_or(GatewayError::MissingKey)?;
+    let digest: [u8; 32] = Sha256::digest(key).into();
+    // Keys are looked up by the SHA-256 of the secret, so timing reveals nothing about the secret
+    // itself; the final comparison of the digests is constant-time all the same.
+    let (stored, entry) = policy.keys.get_key_value(&digest).ok_or(GatewayError::UnknownKey)?;
+    if !bool::from(stored.ct_eq(&digest)) {
+        return Err(GatewayError::UnknownKey);
+    }
+    if entry.expires.is_some_and(|e| e <= std::time::SystemTime::now()) {
+        return Err(GatewayError::KeyExpired(entry.id.clone()));
+    }
+    Ok(entry.clone())
+}
+
+async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, GatewayError> {
+    match Limited::new(body, limit).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(GatewayError::TooLarge(limit)),
+        Err(e) => Err(GatewayError::BadRequest(format!("could not read the request body: {e}"))),
+    }
+}
+
+async fn serve(gw: &Arc<Gateway>, req: Request<Incoming>, ctx: &mut Ctx) -> Result<Response<Body>, GatewayError> {
+    // 1. route
+    let endpoint = ctx.endpoint.ok_or_else(|| GatewayError::NotFound {
+        method: req.method().to_string(),
+        path: req.uri().path().chars().take(200).collect(),
+    })?;
+    // 2. admission
+    let permit = gw.concurrency.clone().try_acquire_owned().map_err(|_| GatewayError::Overloaded)?;
+    let active = gw.active.load_full();
+    let policy = &active.policy;
+    // 3. identity
+    let key = authenticate(policy, req.headers())?;
+    ctx.key = Some(key.clone());
+    // 4. switches: this snapshot decides the whole request.
+    let snap = gw.state.load();
+    let now = unix_now();
+    if let Some(r) = snap.refusal(&key, endpoint, ctx.session.as_deref(), now) {
+        return Err(match r {
+            Refusal::Lockdown => GatewayError::Lockdown(policy.levels.get(snap.level).message.clone()),
+            r => GatewayError::Refused(r),
+        });
+    }
+    // 5. rate limit
+    let level = policy.levels.get(snap.level);
+    gw.limiter.check(&key.user, level.requests_per_minute).map_err(|retry_after| GatewayError::RateLimited {
+        rpm: level.requests_per_minute,
+        level: snap.level.as_str(),
+        retry_after,
+    })?;
+    // 6. body
+    let (parts, body) = req.into_parts();
+    let mut parsed = if endpoint.has_body() {
+        let ct = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+        if !ct.trim_start().to_ascii_lowercase().starts_with("application/json") {
+            return Err(GatewayError::UnsupportedMediaType);
+        }
+        let bytes = read_body(body, policy.limits.max_request_body).await?;
+        let parsed = ReqBody::parse(endpoint, &bytes).map_err(|e| match e {
+            BodyError::Json(m) => GatewayError::BadJson(m),
+            BodyError::Shape(m) => GatewayError::BadRequest(m),
+        })?;
+        Some((parsed, bytes))
+    } else {
+        None
+    };
+    // 7. decide
+    if let Some((b, _)) = parsed.as_mut() {
+        ctx.stream = b.stream();
+        if let (Some(model), Some(role)) = (b.model(), policy.roles.get(&key.role)) {
+            if role.models.as_ref().is_some_and(|m| !m.matches(model)) {
+                return Err(GatewayError::ModelNotAllowed(model.to_owned()));
+            }
+        }
+        if let Some(m) = &level.model {
+            if b.model() != Some(m.as_str()) {
+                b.set_model(m);
+                ctx.decisions.push(("level.model_override", "modify"));
+            }
+        }
+        let removed = b.strip_tools(endpoint, |name| policy.tool_allowed(&key.role, snap.level, name) && !snap.tool_disabled(name, now));
+        if !removed.is_empty() {
+            ctx.decisions.push(("tools.stripped", "modify"));
+            ctx.tools_removed = removed;
+        }
+        ctx.model = b.model().map(str::to_owned);
+    }
+    // 8. safe mode
+    if snap.safe_mode {
+        ctx.decisions.push(("switch.safe_mode", "safe_mode"));
+        let spec = ReplySpec {
+            endpoint,
+            stream: ctx.stream,
+            model: ctx.model.as_deref().unwrap_or("firebreak-safe-mode"),
+            text: &policy.safe_mode_reply,
+            chunk_chars: 64,
+            id: ctx.request_id.to_str().unwrap_or("fb"),
+            inputs: parsed.as_ref().map_or(0, |(b, _)| b.embedding_inputs()),
+        };
+        return Ok(upstream::rendered_response(reply::render(&spec), std::time::Duration::ZERO));
+    }
+    // 9. upstream
+    let up = policy.route(endpoint.api(), ctx.model.as_deref()).ok_or(GatewayError::NoRoute)?.clone();
+    ctx.upstream = Some(up.name.clone());
+    let (body_bytes, last_user, inputs) = match &parsed {
+        Some((b, original)) => (
+            if b.changed { b.to_bytes() } else { original.clone() },
+            if up.kind == crate::config::UpstreamKind::Scripted { b.last_user_text(endpoint) } else { String::new() },
+            b.embedding_inputs(),
+        ),
+        None => (Bytes::new(), String::new(), 0),
+    };
+    let out = Outgoing {
+        endpoint,
+        headers: &parts.headers,
+        body: body_bytes,
+        request_id: &ctx.request_id,
+        stream: ctx.stream,
+        model: ctx.model.as_deref(),
+        last_user_text: &last_user,
+        inputs,
+    };
+    let resp = upstream::send(&active.clients, &up, out, &policy.limits).await?;
+    // 10. response
+    let (head, upstream_body) = resp.into_parts();
+    let is_sse = head
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("text/event-stream"));
+    let mut out = Response::builder().status(head.status);
+    if let Some(h) = out.headers_mut() {
+        upstream::copy_response_headers(&head.headers, h);
+    }
+    if is_sse && head.status.is_success() {
+        let (tx, body) = ChannelBody::new(8);
+        stream::spawn(
+            StreamCtx {
+                gw: gw.clone(),
+                policy: active.policy.clone(),
+                key,
+                endpoint,
+                session: ctx.session.clone(),
+                request_id: ctx.request_id.to_str().unwrap_or("").to_owned(),
+                upstream: up.name.clone(),
+                permit: Some(permit),
+            },
+            upstream_body,
+            tx,
+        );
+        return out.body(body.boxed()).map_err(|e| GatewayError::UpstreamInvalid { upstream: up.name.clone(), detail: e.to_string() });
+    }
+    let limit = policy.limits.max_response_body;
+    let bytes = match tokio::time::timeout(policy.limits.upstream_timeout, collect_limited(upstream_body, limit)).await {
+        Err(_) => return Err(GatewayError::UpstreamTimeout(up.name.clone())),
+        Ok(Err(detail)) => return Err(GatewayError::UpstreamInvalid { upstream: up.name.clone(), detail }),
+        Ok(Ok(b)) => b,
+    };
+    let may_call_tools = memchr::memmem::find(&bytes, b"tool").is_some() || memchr::memmem::find(&bytes, b"function_call").is_some();
+    let bytes = if head.status.is_success() && may_call_tools {
+        check_tool_calls(endpoint, bytes, &|name| policy.tool_allowed(&key.role, snap.level, name) && !snap.tool_disabled(name, now), ctx)
+    } else {
+        bytes
+    };
+    drop(permit);
+    out.body(full(bytes)).map_err(|e| GatewayError::UpstreamInvalid { upstream: up.name.clone(), detail: e.to_string() })
+}
+
+fn check_tool_calls(endpoint: Endpoint, bytes: Bytes, allowed: &dyn Fn(&str) -> bool, ctx: &mut Ctx) -> Bytes {
+    let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(&bytes) else { return bytes };
+    let blocked = toolcalls::filter_json(endpoint, &mut v, allowed);
+    if blocked.is_empty() {
+        return bytes;
+    }
+    ctx.decisions.push(("tools.response_call_refused", "block"));
+    ctx.tools_removed.extend(blocked);
+    Bytes::from(v.to_string())
+}
+
+/// Reads a whole upstream body, refusing more than `limit` bytes.
+async fn collect_limited(mut body: Body, limit: usize) -> Result<Bytes, String> {
+    let mut buf = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| format!("body read failed: {e}"))?;
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > limit {
+                return Err(format!("response body exceeds {limit} bytes"));
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok(buf.freeze())
+}

@@ -1,0 +1,153 @@
+//! The response-body phase for streams: a pump task reads the upstream's SSE, frames it into events,
+//! runs each through the tool-call filter, and forwards it. It also listens to the switches: when a
+//! new snapshot refuses this stream's principal, session or endpoint, the stream ends at once with a
+//! terminal error event in the provider's format (never a torn connection).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit};
+
+use super::body::Body;
+use super::toolcalls::{EventAction, StreamFilter};
+use super::Gateway;
+use crate::audit::Record;
+use crate::config::{KeyEntry, Policy};
+use crate::protocol::sse::SseFramer;
+use crate::protocol::{error_event, Endpoint, ErrorKind};
+use crate::state::{unix_now, Snapshot};
+
+/// Everything the pump needs to know about its request.
+pub struct StreamCtx {
+    /// Gateway (audit, metrics).
+    pub gw: Arc<Gateway>,
+    /// The policy the request was decided with.
+    pub policy: Arc<Policy>,
+    /// The principal.
+    pub key: Arc<KeyEntry>,
+    /// Endpoint.
+    pub endpoint: Endpoint,
+    /// Session.
+    pub session: Option<String>,
+    /// Request id (for audit).
+    pub request_id: String,
+    /// Upstream name (for messages).
+    pub upstream: String,
+    /// Concurrency permit, held for the stream's life.
+    pub permit: Option<OwnedSemaphorePermit>,
+}
+
+enum End {
+    Done,
+    ClientGone,
+    Cut(&'static str, String),
+    Broken(String),
+}
+
+/// Starts the pump; the returned sender side is owned by the task.
+pub fn spawn(ctx: StreamCtx, upstream: Body, tx: mpsc::Sender<Bytes>) {
+    let switches = ctx.gw.state.subscribe();
+    tokio::spawn(pump(ctx, upstream, tx, switches));
+}
+
+async fn pump(ctx: StreamCtx, mut upstream: Body, tx: mpsc::Sender<Bytes>, mut switches: watch::Receiver<Arc<Snapshot>>) {
+    let api = ctx.endpoint.api();
+    let limits = &ctx.policy.limits;
+    let mut framer = SseFramer::new(limits.max_response_body);
+    let mut filter = StreamFilter::new(ctx.endpoint);
+    let mut snap = switches.borrow_and_update().clone();
+    let end = 'outer: loop {
+        // A switch flipped between polls still counts: check before every read.
+        if let Some(r) = snap.refusal(&ctx.key, ctx.endpoint, ctx.session.as_deref(), unix_now()) {
+            break End::Cut(r.rule(), refusal_text(r));
+        }
+        tokio::select! {
+            biased;
+            changed = switches.changed() => {
+                if changed.is_err() {
+                    break End::Broken("the gateway is shutting down".into());
+                }
+                snap = switches.borrow_and_update().clone();
+                continue;
+            }
+            frame = tokio::time::timeout(limits.stream_idle_timeout, upstream.frame()) => {
+                let frame = match frame {
+                    Err(_) => break End::Broken(format!("upstream `{}` sent nothing for {} s", ctx.upstream, limits.stream_idle_timeout.as_secs())),
+                    Ok(None) => {
+                        break match framer.finish() {
+                            Ok(()) => End::Done,
+                            Err(e) => End::Broken(e.to_string()),
+                        };
+                    }
+                    Ok(Some(Err(e))) => break End::Broken(format!("upstream stream failed: {e}")),
+                    Ok(Some(Ok(f))) => f,
+                };
+                let Ok(data) = frame.into_data() else { continue };
+                framer.push(&data);
+                loop {
+                    let event = match framer.next_event() {
+                        Ok(Some(e)) => e,
+                        Ok(None) => break,
+                        Err(e) => break 'outer End::Broken(e.to_string()),
+                    };
+                    let now = unix_now();
+                    let allowed = |name: &str| ctx.policy.tool_allowed(&ctx.key.role, snap.level, name) && !snap.tool_disabled(name, now);
+                    let out = match filter.on_event(&event, &allowed) {
+                        EventAction::Forward => vec![event],
+                        EventAction::Drop => continue,
+                        EventAction::Replace(v) => v,
+                    };
+                    for b in out {
+                        if tx.send(b).await.is_err() {
+                            break 'outer End::ClientGone;
+                        }
+                    }
+                }
+            }
+        }
+    };
+    let gw = &ctx.gw;
+    for name in filter.blocked.drain(..) {
+        gw.metrics.decision("tools.response_call_refused", "block");
+        gw.audit
+            .record(base_record(&ctx, "tool_call_refused").with("rule", "tools.response_call_refused").with("tool", name))
+            .await;
+    }
+    match end {
+        End::Done | End::ClientGone => {}
+        End::Cut(rule, msg) => {
+            let _ = tx.send(error_event(api, ErrorKind::Permission, &msg, "stream_terminated")).await;
+            gw.metrics.stream_terminated();
+            gw.metrics.decision(rule, "terminate_stream");
+            gw.audit.record(base_record(&ctx, "stream_terminated").with("rule", rule)).await;
+        }
+        End::Broken(detail) => {
+            let msg = format!("the upstream stream from `{}` broke off: {detail}", ctx.upstream);
+            let _ = tx.send(error_event(api, ErrorKind::Api, &msg, "upstream_stream_error")).await;
+            gw.metrics.decision("upstream.broken_stream", "error");
+            gw.audit
+                .record(base_record(&ctx, "stream_error").with("rule", "upstream.broken_stream").with("detail", detail))
+                .await;
+        }
+    }
+    drop(ctx.permit);
+}
+
+fn base_record(ctx: &StreamCtx, event: &str) -> Record {
+    Record::new("request")
+        .with("event", event)
+        .with("request_id", ctx.request_id.as_str())
+        .with("endpoint", ctx.endpoint.name())
+        .with("key_id", ctx.key.id.as_str())
+        .with("tenant", ctx.key.tenant.as_str())
+        .with("user", ctx.key.user.as_str())
+        .with_opt("session", ctx.session.as_deref())
+}
+
+fn refusal_text(r: crate::state::Refusal) -> String {
+    format!(
+        "stream terminated by the gateway operator ({})",
+        super::error::GatewayError::Refused(r)
+    )
+}

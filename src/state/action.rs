@@ -1,0 +1,196 @@
+//! Switch actions: what a security lead can flip, each validated before anything changes.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Entry, Snapshot};
+use crate::config::{Level, Policy};
+use crate::protocol::Endpoint;
+
+/// One action of a batch. JSON: `{"action":"block_user","user":"alice","ttl":"1h"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Action {
+    /// Set the degradation level.
+    SetLevel {
+        /// normal, elevated, critical or lockdown.
+        level: String,
+    },
+    /// Turn safe mode on or off.
+    SafeMode {
+        /// On or off.
+        enabled: bool,
+    },
+    /// Block a user (optionally for a while).
+    BlockUser {
+        /// User id.
+        user: String,
+        /// How long, e.g. `30m`, `1h`, `2d`.
+        #[serde(default)]
+        ttl: Option<String>,
+    },
+    /// Lift a user block.
+    UnblockUser {
+        /// User id.
+        user: String,
+    },
+    /// Block a tenant.
+    BlockTenant {
+        /// Tenant id.
+        tenant: String,
+        /// How long.
+        #[serde(default)]
+        ttl: Option<String>,
+    },
+    /// Lift a tenant block.
+    UnblockTenant {
+        /// Tenant id.
+        tenant: String,
+    },
+    /// Revoke a virtual key by its id.
+    RevokeKey {
+        /// Key id from the policy.
+        key_id: String,
+    },
+    /// End a session: its requests are refused and its streams cut.
+    TerminateSession {
+        /// Session id (`x-session-id` or `Mcp-Session-Id`).
+        session: String,
+        /// How long the session stays refused.
+        #[serde(default)]
+        ttl: Option<String>,
+    },
+    /// Disable a model tool everywhere.
+    DisableTool {
+        /// Tool name.
+        tool: String,
+        /// How long.
+        #[serde(default)]
+        ttl: Option<String>,
+    },
+    /// Re-enable a tool.
+    EnableTool {
+        /// Tool name.
+        tool: String,
+    },
+    /// Disable an endpoint (`chat_completions`, `responses`, `embeddings`, `models`, `messages`).
+    DisableEndpoint {
+        /// Endpoint name or path.
+        endpoint: String,
+        /// How long.
+        #[serde(default)]
+        ttl: Option<String>,
+    },
+    /// Re-enable an endpoint.
+    EnableEndpoint {
+        /// Endpoint name or path.
+        endpoint: String,
+    },
+}
+
+/// An invalid action in a batch.
+#[derive(Debug, Clone, thiserror::Error, Serialize)]
+#[error("action {index}: {message}")]
+pub struct ActionError {
+    /// Position in the batch (0-based).
+    pub index: usize,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+impl ActionError {
+    pub(super) fn new(index: usize, message: impl Into<String>) -> Self {
+        ActionError { index, message: message.into() }
+    }
+}
+
+fn entry(actor: &str, reason: &str, now: SystemTime, ttl: Option<&str>) -> Result<Entry, String> {
+    let expires = match ttl {
+        None => None,
+        Some(t) => {
+            let d = humantime::parse_duration(t)
+                .map_err(|_| format!("ttl `{t}` is not a duration; write e.g. 30m, 1h, 7d"))?;
+            if d.is_zero() {
+                return Err("ttl must be longer than zero".into());
+            }
+            Some(now + d)
+        }
+    };
+    Ok(Entry {
+        reason: reason.to_owned(),
+        actor: actor.to_owned(),
+        since: humantime::format_rfc3339_seconds(now).to_string(),
+        expires: expires.map(|t| humantime::format_rfc3339_seconds(t).to_string()),
+        expires_unix: expires.and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok()).map(|d| d.as_secs()),
+    })
+}
+
+fn non_empty<'a>(what: &str, v: &'a str) -> Result<&'a str, String> {
+    let v = v.trim();
+    if v.is_empty() {
+        Err(format!("{what} must not be empty"))
+    } else if v.len() > 256 {
+        Err(format!("{what} is longer than 256 characters"))
+    } else {
+        Ok(v)
+    }
+}
+
+fn insert(map: &mut BTreeMap<String, Entry>, what: &str, id: &str, e: Entry) -> Result<(), String> {
+    map.insert(non_empty(what, id)?.to_owned(), e);
+    Ok(())
+}
+
+fn endpoint(name: &str) -> Result<Endpoint, String> {
+    Endpoint::parse(name).ok_or_else(|| {
+        let known: Vec<&str> = Endpoint::ALL.iter().map(|e| e.name()).collect();
+        format!("unknown endpoint `{name}`; endpoints: {}", known.join(", "))
+    })
+}
+
+impl Action {
+    /// Applies the action to `s` (a private copy), or says why it is invalid.
+    pub fn apply(&self, s: &mut Snapshot, policy: &Policy, actor: &str, reason: &str, now: SystemTime) -> Result<(), String> {
+        match self {
+            Action::SetLevel { level } => {
+                s.level = Level::parse(level)
+                    .ok_or_else(|| format!("unknown level `{level}`; levels: normal, elevated, critical, lockdown"))?;
+            }
+            Action::SafeMode { enabled } => s.safe_mode = *enabled,
+            Action::BlockUser { user, ttl } => insert(&mut s.blocked_users, "user", user, entry(actor, reason, now, ttl.as_deref())?)?,
+            Action::UnblockUser { user } => {
+                s.blocked_users.remove(non_empty("user", user)?);
+            }
+            Action::BlockTenant { tenant, ttl } => {
+                insert(&mut s.blocked_tenants, "tenant", tenant, entry(actor, reason, now, ttl.as_deref())?)?
+            }
+            Action::UnblockTenant { tenant } => {
+                s.blocked_tenants.remove(non_empty("tenant", tenant)?);
+            }
+            Action::RevokeKey { key_id } => {
+                if !policy.key_ids.contains_key(key_id) {
+                    return Err(format!("unknown key id `{key_id}`; revoke by the id declared in the policy's [[keys]]"));
+                }
+                insert(&mut s.revoked_keys, "key_id", key_id, entry(actor, reason, now, None)?)?
+            }
+            Action::TerminateSession { session, ttl } => {
+                let ttl = ttl.as_deref().or(Some("24h"));
+                insert(&mut s.terminated_sessions, "session", session, entry(actor, reason, now, ttl)?)?
+            }
+            Action::DisableTool { tool, ttl } => insert(&mut s.disabled_tools, "tool", tool, entry(actor, reason, now, ttl.as_deref())?)?,
+            Action::EnableTool { tool } => {
+                s.disabled_tools.remove(non_empty("tool", tool)?);
+            }
+            Action::DisableEndpoint { endpoint: name, ttl } => {
+                let ep = endpoint(name)?;
+                s.disabled_endpoints.insert(ep.name().to_owned(), entry(actor, reason, now, ttl.as_deref())?);
+            }
+            Action::EnableEndpoint { endpoint: name } => {
+                s.disabled_endpoints.remove(endpoint(name)?.name());
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,289 @@
+//! The containment state ("the switches"): one immutable [`Snapshot`] behind an `ArcSwap`.
+//!
+//! Every request loads one snapshot and decides with it from start to end. A batch of
+//! [`Action`]s is validated whole against a copy, persisted to disk (temp file, fsync, rename), and
+//! only then swapped in with one pointer store and announced on a `watch` channel, which streams in
+//! flight listen to. Writers are serialised by one async mutex; readers never wait.
+
+mod action;
+mod persist;
+
+pub use persist::write_atomic;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use arc_swap::ArcSwap;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{watch, Mutex};
+
+pub use action::{Action, ActionError};
+pub use persist::PersistError;
+
+use crate::config::{KeyEntry, Level, Policy};
+use crate::protocol::Endpoint;
+
+/// Why an entry is in a block list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Why.
+    pub reason: String,
+    /// Who.
+    pub actor: String,
+    /// When (RFC 3339).
+    pub since: String,
+    /// Until when (RFC 3339); none means until lifted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<String>,
+    /// `expires` as seconds since the epoch, for cheap checks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_unix: Option<u64>,
+}
+
+impl Entry {
+    /// Whether the entry is in force at `now` (seconds since the epoch).
+    pub fn active(&self, now: u64) -> bool {
+        self.expires_unix.is_none_or(|e| now < e)
+    }
+}
+
+/// One immutable version of the switches.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Snapshot {
+    /// Increases by one with every applied batch.
+    pub version: u64,
+    /// Degradation level.
+    pub level: Level,
+    /// Safe mode: the model is not asked.
+    pub safe_mode: bool,
+    /// Blocked users.
+    #[serde(default)]
+    pub blocked_users: BTreeMap<String, Entry>,
+    /// Blocked tenants.
+    #[serde(default)]
+    pub blocked_tenants: BTreeMap<String, Entry>,
+    /// Revoked key ids.
+    #[serde(default)]
+    pub revoked_keys: BTreeMap<String, Entry>,
+    /// Terminated sessions.
+    #[serde(default)]
+    pub terminated_sessions: BTreeMap<String, Entry>,
+    /// Disabled model tools.
+    #[serde(default)]
+    pub disabled_tools: BTreeMap<String, Entry>,
+    /// Disabled endpoints (by name).
+    #[serde(default)]
+    pub disabled_endpoints: BTreeMap<String, Entry>,
+    /// When the last batch was applied (RFC 3339).
+    #[serde(default)]
+    pub updated_at: Option<String>,
+}
+
+impl Default for Snapshot {
+    fn default() -> Self {
+        Snapshot {
+            version: 0,
+            level: Level::Normal,
+            safe_mode: false,
+            blocked_users: BTreeMap::new(),
+            blocked_tenants: BTreeMap::new(),
+            revoked_keys: BTreeMap::new(),
+            terminated_sessions: BTreeMap::new(),
+            disabled_tools: BTreeMap::new(),
+            disabled_endpoints: BTreeMap::new(),
+            updated_at: None,
+        }
+    }
+}
+
+/// Why a principal's request (or stream) is refused by the switches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Lockdown level.
+    Lockdown,
+    /// The endpoint is disabled.
+    EndpointDisabled,
+    /// The key was revoked.
+    KeyRevoked,
+    /// The tenant is blocked.
+    TenantBlocked,
+    /// The user is blocked.
+    UserBlocked,
+    /// The session was terminated.
+    SessionTerminated,
+}
+
+impl Refusal {
+    /// Rule id for audit and metrics.
+    pub fn rule(self) -> &'static str {
+        match self {
+            Refusal::Lockdown => "switch.lockdown",
+            Refusal::EndpointDisabled => "switch.endpoint_disabled",
+            Refusal::KeyRevoked => "switch.key_revoked",
+            Refusal::TenantBlocked => "switch.tenant_blocked",
+            Refusal::UserBlocked => "switch.user_blocked",
+            Refusal::SessionTerminated => "switch.session_terminated",
+        }
+    }
+}
+
+/// Seconds since the epoch.
+pub fn unix_now() -> u64 {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+impl Snapshot {
+    /// The first switch that refuses this principal on this endpoint, if any.
+    pub fn refusal(&self, key: &KeyEntry, endpoint: Endpoint, session: Option<&str>, now: u64) -> Option<Refusal> {
+        let hit = |m: &BTreeMap<String, Entry>, k: &str| m.get(k).is_some_and(|e| e.active(now));
+        if self.level == Level::Lockdown {
+            Some(Refusal::Lockdown)
+        } else if hit(&self.disabled_endpoints, endpoint.name()) {
+            Some(Refusal::EndpointDisabled)
+        } else if hit(&self.revoked_keys, &key.id) {
+            Some(Refusal::KeyRevoked)
+        } else if hit(&self.blocked_tenants, &key.tenant) {
+            Some(Refusal::TenantBlocked)
+        } else if hit(&self.blocked_users, &key.user) {
+            Some(Refusal::UserBlocked)
+        } else if session.is_some_and(|s| hit(&self.terminated_sessions, s)) {
+            Some(Refusal::SessionTerminated)
+        } else {
+            None
+        }
+    }
+
+    /// Whether a tool is disabled by a switch.
+    pub fn tool_disabled(&self, tool: &str, now: u64) -> bool {
+        self.disabled_tools.get(tool).is_some_and(|e| e.active(now))
+    }
+}
+
+/// A batch of actions as posted to the admin API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Batch {
+    /// The actions, applied all or nothing.
+    pub actions: Vec<Action>,
+    /// Why (required: it goes into the audit trail).
+    pub reason: String,
+    /// Who.
+    #[serde(default)]
+    pub actor: Option<String>,
+    /// Apply only if the current version is this one.
+    #[serde(default)]
+    pub expect_version: Option<u64>,
+}
+
+/// Why a batch was not applied.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// One or more actions are invalid; nothing changed.
+    #[error("batch rejected, nothing changed: {}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
+    Invalid(Vec<ActionError>),
+    /// `expect_version` did not match.
+    #[error("version conflict: expected {expected}, current is {current}; re-read the state and retry")]
+    Conflict {
+        /// What the caller expected.
+        expected: u64,
+        /// What it is.
+        current: u64,
+    },
+    /// The new state could not be persisted; nothing changed.
+    #[error(transparent)]
+    Persist(#[from] PersistError),
+}
+
+/// The outcome of an applied batch.
+#[derive(Debug, Clone)]
+pub struct Applied {
+    /// Version before.
+    pub before: u64,
+    /// Version after.
+    pub after: Arc<Snapshot>,
+}
+
+/// Owns the current snapshot, its file, and the change announcements.
+#[derive(Debug)]
+pub struct StateStore {
+    current: ArcSwap<Snapshot>,
+    changes: watch::Sender<Arc<Snapshot>>,
+    writer: Mutex<()>,
+    path: PathBuf,
+}
+
+impl StateStore {
+    /// Opens the state at `path`: restored when the file exists, fresh when it does not.
+    /// An unreadable or corrupt file is an error: starting without it could lift a lockdown.
+    pub fn open(path: &Path) -> Result<Self, PersistError> {
+        let snap = persist::load(path)?.unwrap_or_default();
+        let snap = Arc::new(snap);
+        let (changes, _) = watch::channel(snap.clone());
+        Ok(StateStore { current: ArcSwap::new(snap), changes, writer: Mutex::new(()), path: path.to_path_buf() })
+    }
+
+    /// The snapshot in force now. Hold it for the whole request.
+    pub fn load(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    /// A receiver that sees every new snapshot.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<Snapshot>> {
+        self.changes.subscribe()
+    }
+
+    /// Validates the batch whole, persists, swaps, announces. All or nothing.
+    pub async fn apply(&self, batch: &Batch, policy: &Policy) -> Result<Applied, ApplyError> {
+        let _guard = self.writer.lock().await;
+        let cur = self.current.load_full();
+        if let Some(expected) = batch.expect_version {
+            if expected != cur.version {
+                return Err(ApplyError::Conflict { expected, current: cur.version });
+            }
+        }
+        let now = SystemTime::now();
+        let actor = batch.actor.as_deref().unwrap_or("admin");
+        let mut next = (*cur).clone();
+        let mut errors = Vec::new();
+        if batch.reason.trim().is_empty() {
+            errors.push(ActionError::new(0, "reason must not be empty: it is recorded in the audit trail"));
+        }
+        if batch.actions.is_empty() {
+            errors.push(ActionError::new(0, "the batch has no actions"));
+        }
+        for (i, a) in batch.actions.iter().enumerate() {
+            if let Err(e) = a.apply(&mut next, policy, actor, &batch.reason, now) {
+                errors.push(ActionError::new(i, e));
+            }
+        }
+        if !errors.is_empty() {
+            return Err(ApplyError::Invalid(errors));
+        }
+        next.purge_expired(crate::state::unix_now());
+        next.version = cur.version + 1;
+        next.updated_at = Some(humantime::format_rfc3339_seconds(now).to_string());
+        let next = Arc::new(next);
+        persist::save(&self.path, &next).await?;
+        self.current.store(next.clone());
+        self.changes.send_replace(next.clone());
+        Ok(Applied { before: cur.version, after: next })
+    }
+}
+
+impl Snapshot {
+    fn purge_expired(&mut self, now: u64) {
+        for m in [
+            &mut self.blocked_users,
+            &mut self.blocked_tenants,
+            &mut self.revoked_keys,
+            &mut self.terminated_sessions,
+            &mut self.disabled_tools,
+            &mut self.disabled_endpoints,
+        ] {
+            m.retain(|_, e| e.active(now));
+        }
+    }
+}

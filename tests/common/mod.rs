@@ -1,0 +1,150 @@
+//! Shared harness for integration tests: starts the real `firebreak` binary on ephemeral loopback
+//! ports with a policy written to a temp dir, and talks to it over HTTP.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The admin token every test gateway uses.
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
+/// A running gateway process.
+pub struct Gateway {
+    child: Option<Child>,
+    /// AI traffic base URL, e.g. `http://127.0.0.1:41234`.
+    pub proxy: String,
+    /// Admin base URL.
+    pub admin: String,
+    /// Temp dir holding policy, state and audit files (kept across restarts).
+    pub dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl Gateway {
+    /// Writes `policy` to a fresh temp dir and starts the gateway on it.
+    pub fn start(policy: &str) -> Gateway {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().to_path_buf();
+        std::fs::write(dir.join("policy.toml"), policy).expect("write policy");
+        let mut g = Gateway::spawn(&dir);
+        g._tmp = Some(tmp);
+        g
+    }
+
+    /// Starts a gateway on the policy, state and audit files already in `dir`.
+    pub fn spawn(dir: &Path) -> Gateway {
+        match Gateway::try_spawn(dir) {
+            Ok(g) => g,
+            Err(msg) => panic!("{msg}"),
+        }
+    }
+
+    /// Like [`spawn`], but returns the gateway's stderr when it fails to start.
+    pub fn try_spawn(dir: &Path) -> Result<Gateway, String> {
+        let ready = dir.join("ready.json");
+        let _ = std::fs::remove_file(&ready);
+        let stderr_path = dir.join("stderr.log");
+        let stderr = std::fs::File::create(&stderr_path).expect("stderr log");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_firebreak"))
+            .arg("serve")
+            .arg("--policy")
+            .arg(dir.join("policy.toml"))
+            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+            .arg("--state-file")
+            .arg(dir.join("state.json"))
+            .arg("--audit-file")
+            .arg(dir.join("audit.jsonl"))
+            .arg("--ready-file")
+            .arg(&ready)
+            .env("FIREBREAK_ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("FIREBREAK_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn firebreak");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&ready) {
+                if let Ok(v) = serde_json::from_str::<Value>(&text) {
+                    return Ok(Gateway {
+                        child: Some(child),
+                        proxy: format!("http://{}", v["proxy"].as_str().unwrap_or_default()),
+                        admin: format!("http://{}", v["admin"].as_str().unwrap_or_default()),
+                        dir: dir.to_path_buf(),
+                        _tmp: None,
+                    });
+                }
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                let log = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+                return Err(format!("firebreak exited with {status} before it was ready:\n{log}"));
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let log = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+                return Err(format!("firebreak not ready after 30 s:\n{log}"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops the process (SIGKILL: a crash, the hardest case for durability).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Kills and starts again on the same files; keeps the temp dir alive.
+    pub fn restart(mut self) -> Gateway {
+        self.kill();
+        let tmp = self._tmp.take();
+        let mut g = Gateway::spawn(&self.dir);
+        g._tmp = tmp;
+        g
+    }
+
+    /// The gateway's stderr so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.dir.join("stderr.log")).unwrap_or_default()
+    }
+
+    /// `{proxy}{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.proxy, path)
+    }
+
+    /// An admin request with the token; returns status and JSON body.
+    pub async fn admin(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let client = reqwest::Client::new();
+        let mut rb = client.request(method, format!("{}{}", self.admin, path)).bearer_auth(ADMIN_TOKEN);
+        if let Some(b) = body {
+            rb = rb.json(&b);
+        }
+        let resp = rb.send().await.expect("admin request");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    /// Posts a batch of switch actions.
+    pub async fn switches(&self, batch: Value) -> (u16, Value) {
+        self.admin(reqwest::Method::POST, "/admin/v1/switches", Some(batch)).await
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// SHA-256 hex of a key, for policies written in tests.
+pub fn sha256_hex(s: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(s.as_bytes()))
+}
