@@ -26,6 +26,7 @@ use crate::config::{self, Policy, PolicyError};
 use crate::metrics::Metrics;
 use crate::state::StateStore;
 
+pub use pipeline::authenticate;
 pub use upstream::Clients;
 
 /// The policy in force together with what was built from it.

@@ -150,7 +150,8 @@ fn presented_key(h: &HeaderMap) -> Option<&[u8]> {
     h.get("x-api-key").map(|v| v.as_bytes().trim_ascii()).filter(|b| !b.is_empty())
 }
 
-fn authenticate(policy: &crate::config::Policy, h: &HeaderMap) -> Result<Arc<KeyEntry>, GatewayError> {
+/// Identity phase: the principal of the presented virtual key (Bearer or `x-api-key`).
+pub fn authenticate(policy: &crate::config::Policy, h: &HeaderMap) -> Result<Arc<KeyEntry>, GatewayError> {
     use sha2::{Digest, Sha256};
     let key = presented_key(h).ok_or(GatewayError::MissingKey)?;
     let digest: [u8; 32] = Sha256::digest(key).into();
