@@ -135,6 +135,7 @@ async fn wait_for_signals(_gw: &Arc<Gateway>) {
 }
 
 fn print_demo_banner(proxy: SocketAddr, admin: SocketAddr, generated: Option<&Secret>) {
+    let exe = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "firebreak".into());
     let token_line = match generated {
         Some(t) => format!("export FIREBREAK_ADMIN_TOKEN={}   # generated for this demo run", t.expose()),
         None => "(admin token: from $FIREBREAK_ADMIN_TOKEN)".to_owned(),
@@ -153,9 +154,9 @@ Try, in another terminal:
        -H 'content-type: application/json' -d '{{"model":"demo","stream":true,"messages":[{{"role":"user","content":"tell me a story"}}]}}'
 
   {token_line}
-  firebreak admin --url http://{admin} block-user alice --ttl 10m --reason "demo"   # cuts alice's open streams
-  firebreak admin --url http://{admin} level lockdown --reason "demo"               # every request now gets 503
-  firebreak admin --url http://{admin} level normal --reason "demo over"
+  {exe} admin --url http://{admin} block-user alice --ttl 10m --reason "demo"   # cuts alice's open streams
+  {exe} admin --url http://{admin} level lockdown --reason "demo"               # every request now gets 503
+  {exe} admin --url http://{admin} level normal --reason "demo over"
 "#
     );
 }
