@@ -106,7 +106,8 @@ mod otel {
             .with_endpoint(format!("{base}/v1/metrics"))
             .build()
             .map_err(|e| e.to_string())?;
-        let reader = PeriodicReader::builder(exporter).with_interval(std::time::Duration::from_secs(10)).build();
+        // The interval comes from OTEL_METRIC_EXPORT_INTERVAL (ms; the SDK's default is 60 s).
+        let reader = PeriodicReader::builder(exporter).build();
         let meter_provider = SdkMeterProvider::builder().with_reader(reader).with_resource(resource).build();
         if let Some(m) = metrics {
             let meter = meter_provider.meter("firebreak");

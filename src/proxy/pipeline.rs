@@ -98,6 +98,9 @@ pub async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<Body> 
         span.record("key_id", k.id.as_str());
     }
     let endpoint_name = endpoint.map_or("unknown", Endpoint::name);
+    span.in_scope(|| {
+        tracing::info!(elapsed_us = start.elapsed().as_micros() as u64, stream = ctx.stream, upstream = ctx.upstream.as_deref(), "request");
+    });
     gw.metrics.request(endpoint_name, status, start.elapsed());
     for (rule, action) in &ctx.decisions {
         gw.metrics.decision(rule, action);

@@ -57,10 +57,13 @@ async fn pump(ctx: StreamCtx, mut upstream: Body, tx: mpsc::Sender<Bytes>, mut s
     let mut framer = SseFramer::new(limits.max_response_body);
     let mut filter = StreamFilter::new(ctx.endpoint);
     let mut snap = switches.borrow_and_update().clone();
+    // A switch flipped after the request was decided but before the pump started still counts.
+    let mut check = true;
     let end = 'outer: loop {
-        // A switch flipped between polls still counts: check before every read.
-        if let Some(r) = snap.refusal(&ctx.key, ctx.endpoint, ctx.session.as_deref(), unix_now()) {
-            break End::Cut(r.rule(), refusal_text(r));
+        if std::mem::take(&mut check) {
+            if let Some(r) = snap.refusal(&ctx.key, ctx.endpoint, ctx.session.as_deref(), unix_now()) {
+                break End::Cut(r.rule(), refusal_text(r));
+            }
         }
         tokio::select! {
             biased;
@@ -69,6 +72,7 @@ async fn pump(ctx: StreamCtx, mut upstream: Body, tx: mpsc::Sender<Bytes>, mut s
                     break End::Broken("the gateway is shutting down".into());
                 }
                 snap = switches.borrow_and_update().clone();
+                check = true;
                 continue;
             }
             frame = tokio::time::timeout(limits.stream_idle_timeout, upstream.frame()) => {

@@ -44,6 +44,11 @@ impl Gateway {
 
     /// Like [`spawn`], but returns the gateway's stderr when it fails to start.
     pub fn try_spawn(dir: &Path) -> Result<Gateway, String> {
+        Gateway::try_spawn_with_env(dir, &[])
+    }
+
+    /// Starts a gateway in `dir` with extra environment variables.
+    pub fn try_spawn_with_env(dir: &Path, env: &[(&str, &str)]) -> Result<Gateway, String> {
         let ready = dir.join("ready.json");
         let _ = std::fs::remove_file(&ready);
         let stderr_path = dir.join("stderr.log");
@@ -61,6 +66,7 @@ impl Gateway {
             .arg(&ready)
             .env("FIREBREAK_ADMIN_TOKEN", ADMIN_TOKEN)
             .env("FIREBREAK_LOG", "info")
+            .envs(env.iter().map(|(k, v)| (*k, *v)))
             .stdout(Stdio::null())
             .stderr(stderr)
             .spawn()
