@@ -43,9 +43,10 @@ impl Admin {
         }
     }
 
-    fn authorized(&self, req: &Request<Incoming>) -> Result<(), Response<Body>> {
+    /// `None` when the request carries the admin token; otherwise the refusal to send.
+    fn refusal(&self, req: &Request<Incoming>) -> Option<Response<Body>> {
         let Some(expected) = &self.token_digest else {
-            return Err(error(StatusCode::SERVICE_UNAVAILABLE, "admin_token_unset", "no admin token is configured; set the variable or file named in [admin] and restart"));
+            return Some(error(StatusCode::SERVICE_UNAVAILABLE, "admin_token_unset", "no admin token is configured; set the variable or file named in [admin] and restart"));
         };
         let presented = req
             .headers()
@@ -54,14 +55,14 @@ impl Admin {
             .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
             .map(str::trim);
         let Some(p) = presented else {
-            return Err(error(StatusCode::UNAUTHORIZED, "unauthorized", "send the admin token as `Authorization: Bearer <token>`"));
+            return Some(error(StatusCode::UNAUTHORIZED, "unauthorized", "send the admin token as `Authorization: Bearer <token>`"));
         };
         // Comparing digests keeps the comparison constant-time and independent of the token's length.
         let digest: [u8; 32] = Sha256::digest(p.as_bytes()).into();
         if bool::from(digest.ct_eq(expected)) {
-            Ok(())
+            None
         } else {
-            Err(error(StatusCode::UNAUTHORIZED, "unauthorized", "the admin token is wrong"))
+            Some(error(StatusCode::UNAUTHORIZED, "unauthorized", "the admin token is wrong"))
         }
     }
 
@@ -73,7 +74,7 @@ impl Admin {
             (&Method::GET, "/readyz") => return text(StatusCode::OK, "ready\n"),
             _ => {}
         }
-        if let Err(resp) = self.authorized(&req) {
+        if let Some(resp) = self.refusal(&req) {
             return resp;
         }
         match (&method, path.as_str()) {

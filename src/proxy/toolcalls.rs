@@ -144,7 +144,10 @@ impl StreamFilter {
     pub fn on_event(&mut self, raw: &[u8], allowed: &dyn Fn(&str) -> bool) -> EventAction {
         match self.endpoint {
             Endpoint::ChatCompletions => {
-                if memchr::memmem::find(raw, b"\"tool_calls\"").is_none() && !(!self.chat_calls.is_empty() && memchr::memmem::find(raw, b"finish_reason").is_some()) {
+                // Parse only events that carry tool calls, or a finish reason once calls were seen.
+                let relevant = memchr::memmem::find(raw, b"\"tool_calls\"").is_some()
+                    || (!self.chat_calls.is_empty() && memchr::memmem::find(raw, b"finish_reason").is_some());
+                if !relevant {
                     return EventAction::Forward;
                 }
                 self.chat_event(raw, allowed)
