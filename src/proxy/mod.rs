@@ -1,6 +1,7 @@
 //! The data plane: listener, request pipeline, upstream client, streaming, errors.
 
 pub mod body;
+pub mod decide;
 pub mod error;
 mod pipeline;
 pub mod ratelimit;

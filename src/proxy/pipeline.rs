@@ -25,6 +25,7 @@ use hyper::body::Incoming;
 use subtle::ConstantTimeEq;
 
 use super::body::{full, Body, ChannelBody};
+use super::decide;
 use super::error::GatewayError;
 use super::stream::{self, StreamCtx};
 use super::toolcalls;
@@ -35,7 +36,7 @@ use crate::config::KeyEntry;
 use crate::protocol::reply::{self, ReplySpec};
 use crate::protocol::request::{Body as ReqBody, BodyError};
 use crate::protocol::{api_for_path, Api, Endpoint};
-use crate::state::{unix_now, Refusal};
+use crate::state::unix_now;
 
 /// What the phases learn about a request, for logging at the end.
 #[derive(Debug)]
@@ -191,22 +192,10 @@ async fn serve(gw: &Arc<Gateway>, req: Request<Incoming>, ctx: &mut Ctx) -> Resu
     // 3. identity
     let key = authenticate(policy, req.headers())?;
     ctx.key = Some(key.clone());
-    // 4. switches: this snapshot decides the whole request.
+    // 4, 5. switches and rate limit: this snapshot decides the whole request.
     let snap = gw.state.load();
     let now = unix_now();
-    if let Some(r) = snap.refusal(&key, endpoint, ctx.session.as_deref(), now) {
-        return Err(match r {
-            Refusal::Lockdown => GatewayError::Lockdown(policy.levels.get(snap.level).message.clone()),
-            r => GatewayError::Refused(r),
-        });
-    }
-    // 5. rate limit
-    let level = policy.levels.get(snap.level);
-    gw.limiter.check(&key.user, level.requests_per_minute).map_err(|retry_after| GatewayError::RateLimited {
-        rpm: level.requests_per_minute,
-        level: snap.level.as_str(),
-        retry_after,
-    })?;
+    decide::admit(policy, &snap, &gw.limiter, &key, endpoint, ctx.session.as_deref(), now)?;
     // 6. body
     let (parts, body) = req.into_parts();
     let mut parsed = if endpoint.has_body() {
@@ -226,21 +215,13 @@ async fn serve(gw: &Arc<Gateway>, req: Request<Incoming>, ctx: &mut Ctx) -> Resu
     // 7. decide
     if let Some((b, _)) = parsed.as_mut() {
         ctx.stream = b.stream();
-        if let (Some(model), Some(role)) = (b.model(), policy.roles.get(&key.role)) {
-            if role.models.as_ref().is_some_and(|m| !m.matches(model)) {
-                return Err(GatewayError::ModelNotAllowed(model.to_owned()));
-            }
+        let rw = decide::rewrite(policy, &snap, &key, endpoint, b, now)?;
+        if rw.model_overridden {
+            ctx.decisions.push(("level.model_override", "modify"));
         }
-        if let Some(m) = &level.model {
-            if b.model() != Some(m.as_str()) {
-                b.set_model(m);
-                ctx.decisions.push(("level.model_override", "modify"));
-            }
-        }
-        let removed = b.strip_tools(endpoint, |name| policy.tool_allowed(&key.role, snap.level, name) && !snap.tool_disabled(name, now));
-        if !removed.is_empty() {
+        if !rw.tools_removed.is_empty() {
             ctx.decisions.push(("tools.stripped", "modify"));
-            ctx.tools_removed = removed;
+            ctx.tools_removed = rw.tools_removed;
         }
         ctx.model = b.model().map(str::to_owned);
     }
@@ -317,7 +298,7 @@ async fn serve(gw: &Arc<Gateway>, req: Request<Incoming>, ctx: &mut Ctx) -> Resu
     };
     let may_call_tools = memchr::memmem::find(&bytes, b"tool").is_some() || memchr::memmem::find(&bytes, b"function_call").is_some();
     let bytes = if head.status.is_success() && may_call_tools {
-        check_tool_calls(endpoint, bytes, &|name| policy.tool_allowed(&key.role, snap.level, name) && !snap.tool_disabled(name, now), ctx)
+        check_tool_calls(endpoint, bytes, &|name| decide::tool_permitted(policy, &snap, &key.role, name, now), ctx)
     } else {
         bytes
     };

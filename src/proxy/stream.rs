@@ -96,7 +96,7 @@ async fn pump(ctx: StreamCtx, mut upstream: Body, tx: mpsc::Sender<Bytes>, mut s
                         Err(e) => break 'outer End::Broken(e.to_string()),
                     };
                     let now = unix_now();
-                    let allowed = |name: &str| ctx.policy.tool_allowed(&ctx.key.role, snap.level, name) && !snap.tool_disabled(name, now);
+                    let allowed = |name: &str| super::decide::tool_permitted(&ctx.policy, &snap, &ctx.key.role, name, now);
                     let out = match filter.on_event(&event, &allowed) {
                         EventAction::Forward => vec![event],
                         EventAction::Drop => continue,

@@ -1,0 +1,73 @@
+//! The decision phases that need no I/O, as plain functions: the pipeline, the benches and (later)
+//! offline replay call the same code.
+
+use crate::config::{KeyEntry, Policy};
+use crate::protocol::request::Body;
+use crate::protocol::Endpoint;
+use crate::state::{Refusal, Snapshot};
+
+use super::error::GatewayError;
+use super::ratelimit::RateLimiter;
+
+/// Whether the principal's role, the level and the switches allow `tool`.
+pub fn tool_permitted(policy: &Policy, snap: &Snapshot, role: &str, tool: &str, now: u64) -> bool {
+    policy.tool_allowed(role, snap.level, tool) && !snap.tool_disabled(tool, now)
+}
+
+/// Switches and rate limit (phases 4 and 5): whether this principal may send a request now.
+pub fn admit(
+    policy: &Policy,
+    snap: &Snapshot,
+    limiter: &RateLimiter,
+    key: &KeyEntry,
+    endpoint: Endpoint,
+    session: Option<&str>,
+    now: u64,
+) -> Result<(), GatewayError> {
+    if let Some(r) = snap.refusal(key, endpoint, session, now) {
+        return Err(match r {
+            Refusal::Lockdown => GatewayError::Lockdown(policy.levels.get(snap.level).message.clone()),
+            r => GatewayError::Refused(r),
+        });
+    }
+    let level = policy.levels.get(snap.level);
+    limiter.check(&key.user, level.requests_per_minute).map_err(|retry_after| GatewayError::RateLimited {
+        rpm: level.requests_per_minute,
+        level: snap.level.as_str(),
+        retry_after,
+    })
+}
+
+/// What [`rewrite`] changed.
+#[derive(Debug, Default)]
+pub struct Rewrites {
+    /// The level replaced the model.
+    pub model_overridden: bool,
+    /// Tools stripped from the request.
+    pub tools_removed: Vec<String>,
+}
+
+/// Phase 7: the model allowlist, the level's model override, and tools stripped.
+pub fn rewrite(
+    policy: &Policy,
+    snap: &Snapshot,
+    key: &KeyEntry,
+    endpoint: Endpoint,
+    body: &mut Body,
+    now: u64,
+) -> Result<Rewrites, GatewayError> {
+    if let (Some(model), Some(role)) = (body.model(), policy.roles.get(&key.role)) {
+        if role.models.as_ref().is_some_and(|m| !m.matches(model)) {
+            return Err(GatewayError::ModelNotAllowed(model.to_owned()));
+        }
+    }
+    let mut out = Rewrites::default();
+    if let Some(m) = &policy.levels.get(snap.level).model {
+        if body.model() != Some(m.as_str()) {
+            body.set_model(m);
+            out.model_overridden = true;
+        }
+    }
+    out.tools_removed = body.strip_tools(endpoint, |name| tool_permitted(policy, snap, &key.role, name, now));
+    Ok(out)
+}
