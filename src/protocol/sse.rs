@@ -71,10 +71,18 @@ impl SseFramer {
         Ok(None)
     }
 
-    /// Call at end of stream: an unfinished event is an error (whitespace-only leftovers are not).
-    pub fn finish(&self) -> Result<(), SseError> {
+    /// Call at end of stream: returns a last event completed by the end itself (a final lone `\r`
+    /// line ending); an unfinished event is an error (whitespace-only leftovers are not).
+    pub fn finish(&mut self) -> Result<Option<Bytes>, SseError> {
+        if self.buf.last() == Some(&b'\r') {
+            // At the end of the stream a lone `\r` can no longer become `\r\n`: it ends its line.
+            self.buf.extend_from_slice(b"\n");
+            if let Some(e) = self.next_event()? {
+                return if self.buf.iter().all(|b| b.is_ascii_whitespace()) { Ok(Some(e)) } else { Err(SseError::Truncated) };
+            }
+        }
         if self.buf.iter().all(|b| b.is_ascii_whitespace()) {
-            Ok(())
+            Ok(None)
         } else {
             Err(SseError::Truncated)
         }
@@ -129,7 +137,9 @@ mod tests {
                 out.push(e);
             }
         }
-        f.finish().unwrap();
+        if let Some(last) = f.finish().unwrap() {
+            out.push(last);
+        }
         out
     }
 

@@ -80,7 +80,10 @@ async fn pump(ctx: StreamCtx, mut upstream: Body, tx: mpsc::Sender<Bytes>, mut s
                     Err(_) => break End::Broken(format!("upstream `{}` sent nothing for {} s", ctx.upstream, limits.stream_idle_timeout.as_secs())),
                     Ok(None) => {
                         break match framer.finish() {
-                            Ok(()) => End::Done,
+                            Ok(None) => End::Done,
+                            Ok(Some(last)) => {
+                                if deliver(last, &mut filter, &ctx, &snap, &tx).await { End::Done } else { End::ClientGone }
+                            }
                             Err(e) => End::Broken(e.to_string()),
                         };
                     }
@@ -95,17 +98,8 @@ async fn pump(ctx: StreamCtx, mut upstream: Body, tx: mpsc::Sender<Bytes>, mut s
                         Ok(None) => break,
                         Err(e) => break 'outer End::Broken(e.to_string()),
                     };
-                    let now = unix_now();
-                    let allowed = |name: &str| super::decide::tool_permitted(&ctx.policy, &snap, &ctx.key.role, name, now);
-                    let out = match filter.on_event(&event, &allowed) {
-                        EventAction::Forward => vec![event],
-                        EventAction::Drop => continue,
-                        EventAction::Replace(v) => v,
-                    };
-                    for b in out {
-                        if tx.send(b).await.is_err() {
-                            break 'outer End::ClientGone;
-                        }
+                    if !deliver(event, &mut filter, &ctx, &snap, &tx).await {
+                        break 'outer End::ClientGone;
                     }
                 }
             }
@@ -136,6 +130,24 @@ async fn pump(ctx: StreamCtx, mut upstream: Body, tx: mpsc::Sender<Bytes>, mut s
         }
     }
     drop(ctx.permit);
+}
+
+/// Runs one event through the tool-call filter and sends what remains; false when the client is gone.
+async fn deliver(event: Bytes, filter: &mut StreamFilter, ctx: &StreamCtx, snap: &Snapshot, tx: &mpsc::Sender<Bytes>) -> bool {
+    let now = unix_now();
+    let allowed = |name: &str| super::decide::tool_permitted(&ctx.policy, snap, &ctx.key.role, name, now);
+    match filter.on_event(&event, &allowed) {
+        EventAction::Forward => tx.send(event).await.is_ok(),
+        EventAction::Drop => true,
+        EventAction::Replace(events) => {
+            for b in events {
+                if tx.send(b).await.is_err() {
+                    return false;
+                }
+            }
+            true
+        }
+    }
 }
 
 fn base_record(ctx: &StreamCtx, event: &str) -> Record {
