@@ -50,21 +50,120 @@ pub(super) fn load_text(name: PathBuf, text: String, base: &Path) -> Result<Poli
     }
 }
 
+/// Parses one file. An unknown key is reported, blanked out (newlines kept, so every line number
+/// stays the same) and parsing goes on, so one misspelt key does not hide the file's other problems.
+/// Any other parse error stops at that error.
 fn parse(file: usize, text: &str, problems: &mut Problems) -> Option<RawPolicy> {
-    match toml::from_str::<RawPolicy>(text) {
-        Ok(raw) => Some(raw),
-        Err(e) => {
-            let line = e.span().map_or(0, |s| text[..s.start.min(text.len())].matches('\n').count() + 1);
-            let msg = e.message().trim().to_owned();
-            let hint = if msg.contains("unknown field") {
-                Some("remove the key or fix its spelling; policies/example.toml documents every key".into())
-            } else {
-                Some("fix the TOML syntax or the value's type".into())
+    const MAX_UNKNOWN_KEYS: usize = 64;
+    let mut current = std::borrow::Cow::Borrowed(text);
+    let mut unknown = 0;
+    loop {
+        let e = match toml::from_str::<RawPolicy>(&current) {
+            Ok(raw) => return Some(raw),
+            Err(e) => e,
+        };
+        let line = e.span().map_or(0, |s| current[..s.start.min(current.len())].matches('\n').count() + 1);
+        let msg = e.message().trim().to_owned();
+        if msg.starts_with("unknown field") {
+            problems.add_at_line(file, line, msg, Some("remove the key or fix its spelling; policies/example.toml documents every key".into()));
+            unknown += 1;
+            match e.span().and_then(|s| without_key_at(&current, s.start)) {
+                Some(next) if unknown < MAX_UNKNOWN_KEYS => {
+                    current = std::borrow::Cow::Owned(next);
+                    continue;
+                }
+                _ => return None,
+            }
+        }
+        problems.add_at_line(file, line, msg, Some("fix the TOML syntax or the value's type".into()));
+        return None;
+    }
+}
+
+/// `text` with the key whose name starts at byte `at` (and its value, or its whole table) replaced
+/// by spaces, newlines kept; `None` when that cannot be done cleanly (the caller then stops).
+fn without_key_at(text: &str, at: usize) -> Option<String> {
+    use toml_edit::{Item, TableLike, Value};
+    fn leaf_ranges(item: &Item, out: &mut Vec<std::ops::Range<usize>>) -> Option<()> {
+        match item {
+            Item::Table(t) => {
+                if t.is_dotted() {
+                    return None;
+                }
+                // A header of its own, or an implicit parent of sub-tables only.
+                if let Some(s) = t.span() {
+                    out.push(s);
+                }
+                for (k, child) in t.iter() {
+                    match child {
+                        Item::Value(v) => out.push(t.key(k)?.span()?.start..v.span()?.end),
+                        other => leaf_ranges(other, out)?,
+                    }
+                }
+            }
+            Item::ArrayOfTables(a) => {
+                for t in a.iter() {
+                    leaf_ranges(&Item::Table(t.clone()), out)?;
+                }
+            }
+            _ => return None,
+        }
+        Some(())
+    }
+    // A key-value inside an inline table takes one of its separating commas with it.
+    fn with_comma(text: &[u8], r: std::ops::Range<usize>) -> std::ops::Range<usize> {
+        let blank = |b: &u8| *b == b' ' || *b == b'\t';
+        let after = r.end + text.get(r.end..).map_or(0, |t| t.iter().take_while(|b| blank(b)).count());
+        if text.get(after) == Some(&b',') {
+            return r.start..after + 1;
+        }
+        let before = r.start - text[..r.start].iter().rev().take_while(|b| blank(b)).count();
+        if before > 0 && text[before - 1] == b',' {
+            return before - 1..r.end;
+        }
+        r
+    }
+    fn find(text: &[u8], t: &dyn TableLike, at: usize) -> Option<Vec<std::ops::Range<usize>>> {
+        for (k, item) in t.iter() {
+            let key = t.key(k)?;
+            if key.span().is_some_and(|s| s.start == at) {
+                let mut out = Vec::new();
+                match item {
+                    Item::Value(v) => out.push(with_comma(text, at..v.span()?.end)),
+                    other => leaf_ranges(other, &mut out)?,
+                }
+                return Some(out);
+            }
+            let found = match item {
+                Item::Table(t) => find(text, t, at),
+                Item::ArrayOfTables(a) => a.iter().find_map(|t| find(text, t, at)),
+                Item::Value(Value::InlineTable(t)) => find(text, t, at),
+                Item::Value(Value::Array(a)) => a.iter().find_map(|v| match v {
+                    Value::InlineTable(t) => find(text, t, at),
+                    _ => None,
+                }),
+                _ => None,
             };
-            problems.add_at_line(file, line, msg, hint);
-            None
+            if found.is_some() {
+                return found;
+            }
+        }
+        None
+    }
+    let doc = toml_edit::ImDocument::parse(text).ok()?;
+    let ranges = find(text.as_bytes(), doc.as_table(), at)?;
+    let mut bytes = text.as_bytes().to_vec();
+    for r in ranges {
+        for b in bytes.get_mut(r)? {
+            if *b != b'\n' {
+                *b = b' ';
+            }
         }
     }
+    // Only ASCII bytes inside whole items were replaced, but check: the result must still be TOML.
+    let out = String::from_utf8(bytes).ok()?;
+    toml_edit::ImDocument::parse(out.as_str()).ok()?;
+    Some(out)
 }
 
 fn build(sources: &mut Vec<Source>, base: &Path, problems: &mut Problems) -> Option<Policy> {

@@ -118,12 +118,17 @@ fn entry(actor: &str, reason: &str, now: SystemTime, ttl: Option<&str>) -> Resul
             Some(now + d)
         }
     };
+    // Rounded up to the whole second: checks compare whole seconds, so rounding down would lift a
+    // block up to a second early (a `1s` ttl could last a millisecond). A block lasts at least its ttl.
+    let expires_unix = expires
+        .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+        .map(|d| d.as_secs() + u64::from(d.subsec_nanos() > 0));
     Ok(Entry {
         reason: reason.to_owned(),
         actor: actor.to_owned(),
         since: humantime::format_rfc3339_seconds(now).to_string(),
-        expires: expires.map(|t| humantime::format_rfc3339_seconds(t).to_string()),
-        expires_unix: expires.and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok()).map(|d| d.as_secs()),
+        expires: expires_unix.map(|s| humantime::format_rfc3339_seconds(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(s)).to_string()),
+        expires_unix,
     })
 }
 
