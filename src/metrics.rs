@@ -78,11 +78,19 @@ impl Metrics {
         }
         s.push_str("# HELP firebreak_request_duration_seconds Time from request to response head (streams: to first byte).\n# TYPE firebreak_request_duration_seconds histogram\n");
         for (i, b) in BUCKETS.iter().enumerate() {
-            let _ = writeln!(s, "firebreak_request_duration_seconds_bucket{{le=\"{b}\"}} {}", self.latency_buckets[i].load(Ordering::Relaxed));
+            let _ = writeln!(
+                s,
+                "firebreak_request_duration_seconds_bucket{{le=\"{b}\"}} {}",
+                self.latency_buckets[i].load(Ordering::Relaxed)
+            );
         }
         let count = self.latency_count.load(Ordering::Relaxed);
         let _ = writeln!(s, "firebreak_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}");
-        let _ = writeln!(s, "firebreak_request_duration_seconds_sum {}", self.latency_sum_us.load(Ordering::Relaxed) as f64 / 1e6);
+        let _ = writeln!(
+            s,
+            "firebreak_request_duration_seconds_sum {}",
+            self.latency_sum_us.load(Ordering::Relaxed) as f64 / 1e6
+        );
         let _ = writeln!(s, "firebreak_request_duration_seconds_count {count}");
         let _ = writeln!(s, "# HELP firebreak_requests_in_flight Requests being served.\n# TYPE firebreak_requests_in_flight gauge\nfirebreak_requests_in_flight {}", self.in_flight.load(Ordering::Relaxed));
         let _ = writeln!(s, "# HELP firebreak_streams_terminated_total Streams ended by a switch.\n# TYPE firebreak_streams_terminated_total counter\nfirebreak_streams_terminated_total {}", self.streams_terminated.load(Ordering::Relaxed));

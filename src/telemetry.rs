@@ -46,7 +46,8 @@ pub fn init(t: &Telemetry, json_flag: bool, metrics: Option<Arc<Metrics>>) -> Gu
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let json = json_flag || t.json_logs;
     let fmt_text = (!json).then(|| tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false));
-    let fmt_json = json.then(|| tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr).with_current_span(true));
+    let fmt_json =
+        json.then(|| tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr).with_current_span(true));
     #[allow(unused_mut)]
     let mut guard = Guard::default();
     #[cfg(feature = "otel")]
@@ -92,7 +93,11 @@ mod otel {
 
     use crate::metrics::Metrics;
 
-    pub fn start(endpoint: &str, service: &str, metrics: Option<Arc<Metrics>>) -> Result<(SdkTracerProvider, SdkMeterProvider), String> {
+    pub fn start(
+        endpoint: &str,
+        service: &str,
+        metrics: Option<Arc<Metrics>>,
+    ) -> Result<(SdkTracerProvider, SdkMeterProvider), String> {
         let base = endpoint.trim_end_matches('/');
         let resource = Resource::builder().with_service_name(service.to_owned()).build();
         let spans = opentelemetry_otlp::SpanExporter::builder()
@@ -117,7 +122,13 @@ mod otel {
                 .with_description("AI requests by endpoint and status")
                 .with_callback(move |obs| {
                     for ((ep, status), n) in m1.request_counts() {
-                        obs.observe(n, &[opentelemetry::KeyValue::new("endpoint", ep), opentelemetry::KeyValue::new("status", i64::from(status))]);
+                        obs.observe(
+                            n,
+                            &[
+                                opentelemetry::KeyValue::new("endpoint", ep),
+                                opentelemetry::KeyValue::new("status", i64::from(status)),
+                            ],
+                        );
                     }
                 })
                 .build();
@@ -127,7 +138,13 @@ mod otel {
                 .with_description("Policy decisions by rule and action")
                 .with_callback(move |obs| {
                     for ((rule, action), n) in m2.decision_counts() {
-                        obs.observe(n, &[opentelemetry::KeyValue::new("rule", rule), opentelemetry::KeyValue::new("action", action)]);
+                        obs.observe(
+                            n,
+                            &[
+                                opentelemetry::KeyValue::new("rule", rule),
+                                opentelemetry::KeyValue::new("action", action),
+                            ],
+                        );
                     }
                 })
                 .build();

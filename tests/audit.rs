@@ -81,7 +81,8 @@ async fn produce_trail() -> (tempfile::TempDir, PathBuf, String) {
     .into_iter()
     .enumerate()
     {
-        let (status, body) = g.switches(json!({"actions": actions, "reason": format!("step {i}"), "actor": "auditor"})).await;
+        let (status, body) =
+            g.switches(json!({"actions": actions, "reason": format!("step {i}"), "actor": "auditor"})).await;
         assert_eq!(status, 200, "{body}");
     }
     assert_eq!(chat(&g, BOB, false).await, 401);
@@ -89,7 +90,9 @@ async fn produce_trail() -> (tempfile::TempDir, PathBuf, String) {
     // The last change is written durably (fsynced, head updated) before it is acknowledged, and the
     // writer keeps order: once it returns, every earlier record is on disk too.
     let (status, body) = g
-        .switches(json!({"actions": [{"action": "set_level", "level": "normal"}], "reason": "all clear", "actor": "auditor"}))
+        .switches(
+            json!({"actions": [{"action": "set_level", "level": "normal"}], "reason": "all clear", "actor": "auditor"}),
+        )
         .await;
     assert_eq!(status, 200, "{body}");
     g.kill();
@@ -104,20 +107,12 @@ fn verify(file: &Path) -> (i32, String) {
         .arg(file)
         .output()
         .expect("run firebreak audit verify");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     (out.status.code().unwrap_or(-1), text)
 }
 
 fn lines(file: &Path) -> Vec<String> {
-    std::fs::read_to_string(file)
-        .expect("audit file")
-        .lines()
-        .map(str::to_owned)
-        .collect()
+    std::fs::read_to_string(file).expect("audit file").lines().map(str::to_owned).collect()
 }
 
 /// Writes a tampered copy of the trail (with a copy of the original head file) and verifies it.
@@ -140,9 +135,7 @@ fn join(lines: &[String]) -> String {
 
 fn record_hash(m: &Map<String, Value>) -> String {
     use sha2::{Digest, Sha256};
-    hex::encode(Sha256::digest(
-        serde_json::to_string(m).expect("json").as_bytes(),
-    ))
+    hex::encode(Sha256::digest(serde_json::to_string(m).expect("json").as_bytes()))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -150,39 +143,16 @@ async fn verify_accepts_the_trail_and_finds_every_tampering() {
     let (tmp, file, _stderr) = produce_trail().await;
     let (code, out) = verify(&file);
     assert_eq!(code, 0, "an untouched trail verifies: {out}");
-    assert!(
-        out.contains("head matches"),
-        "the head file was checked: {out}"
-    );
+    assert!(out.contains("head matches"), "the head file was checked: {out}");
     let orig = lines(&file);
     let n = orig.len();
-    assert!(
-        n >= 8,
-        "requests and switch changes were audited ({n} records)"
-    );
-    let records: Vec<Value> = orig
-        .iter()
-        .map(|l| serde_json::from_str(l).expect("JSON record"))
-        .collect();
-    assert!(
-        records
-            .iter()
-            .any(|r| r["kind"] == "switch" && r["actor"] == "auditor"),
-        "switch records"
-    );
-    assert!(
-        records.iter().any(|r| r["kind"] == "request"),
-        "request records"
-    );
-    let switch = records
-        .iter()
-        .find(|r| r["kind"] == "switch")
-        .expect("switch record");
+    assert!(n >= 8, "requests and switch changes were audited ({n} records)");
+    let records: Vec<Value> = orig.iter().map(|l| serde_json::from_str(l).expect("JSON record")).collect();
+    assert!(records.iter().any(|r| r["kind"] == "switch" && r["actor"] == "auditor"), "switch records");
+    assert!(records.iter().any(|r| r["kind"] == "request"), "request records");
+    let switch = records.iter().find(|r| r["kind"] == "switch").expect("switch record");
     for field in ["reason", "before_version", "after_version", "actions"] {
-        assert!(
-            switch.get(field).is_some(),
-            "switch record has {field}: {switch}"
-        );
+        assert!(switch.get(field).is_some(), "switch record has {field}: {switch}");
     }
     let dir = tmp.path();
     let mid = n / 2; // 0-based index of a middle record; its line is mid + 1
@@ -191,42 +161,26 @@ async fn verify_accepts_the_trail_and_finds_every_tampering() {
     // 1. One field of a middle record edited (valid JSON, same shape).
     let mut edited = orig.clone();
     let mut rec: Map<String, Value> = serde_json::from_str(&edited[mid]).expect("record");
-    let field = if rec.contains_key("user") {
-        "user"
-    } else {
-        "kind"
-    };
+    let field = if rec.contains_key("user") { "user" } else { "kind" };
     rec.insert(field.into(), Value::from("mallory"));
     edited[mid] = serde_json::to_string(&rec).expect("json");
     let (code, out) = verify_tampered(dir, "edited", &file, &join(&edited));
     assert_eq!(code, 1, "{out}");
-    assert!(
-        bad_at(&out, mid + 1),
-        "edited record found at line {}: {out}",
-        mid + 1
-    );
+    assert!(bad_at(&out, mid + 1), "edited record found at line {}: {out}", mid + 1);
 
     // 2. A middle record deleted.
     let mut deleted = orig.clone();
     deleted.remove(mid);
     let (code, out) = verify_tampered(dir, "deleted", &file, &join(&deleted));
     assert_eq!(code, 1, "{out}");
-    assert!(
-        bad_at(&out, mid + 1),
-        "deletion found at line {}: {out}",
-        mid + 1
-    );
+    assert!(bad_at(&out, mid + 1), "deletion found at line {}: {out}", mid + 1);
 
     // 3. Two records swapped.
     let mut swapped = orig.clone();
     swapped.swap(mid, mid + 1);
     let (code, out) = verify_tampered(dir, "swapped", &file, &join(&swapped));
     assert_eq!(code, 1, "{out}");
-    assert!(
-        bad_at(&out, mid + 1),
-        "swap found at line {}: {out}",
-        mid + 1
-    );
+    assert!(bad_at(&out, mid + 1), "swap found at line {}: {out}", mid + 1);
 
     // 4. A forged record inserted: well-formed, correctly hashed and chained to its predecessor.
     //    Its own line verifies; the record after it no longer does.
@@ -244,43 +198,27 @@ async fn verify_accepts_the_trail_and_finds_every_tampering() {
     inserted.insert(mid, serde_json::to_string(&forged).expect("json"));
     let (code, out) = verify_tampered(dir, "inserted", &file, &join(&inserted));
     assert_eq!(code, 1, "{out}");
-    assert!(
-        bad_at(&out, mid + 2),
-        "insertion found at line {}: {out}",
-        mid + 2
-    );
+    assert!(bad_at(&out, mid + 2), "insertion found at line {}: {out}", mid + 2);
     //    A clumsy forgery (wrong hash) is found on its own line.
     let mut clumsy = orig.clone();
-    clumsy.insert(
-        mid,
-        json!({"kind": "switch", "seq": 999, "prev": "00", "hash": "ff"}).to_string(),
-    );
+    clumsy.insert(mid, json!({"kind": "switch", "seq": 999, "prev": "00", "hash": "ff"}).to_string());
     let (code, out) = verify_tampered(dir, "clumsy", &file, &join(&clumsy));
     assert_eq!(code, 1, "{out}");
     assert!(bad_at(&out, mid + 1), "{out}");
 
     // 5. The file truncated in the middle of a line.
     let full = join(&orig);
-    let offset: usize =
-        orig[..mid].iter().map(|l| l.len() + 1).sum::<usize>() + orig[mid].len() / 2;
+    let offset: usize = orig[..mid].iter().map(|l| l.len() + 1).sum::<usize>() + orig[mid].len() / 2;
     let (code, out) = verify_tampered(dir, "truncated", &file, &full[..offset]);
     assert_eq!(code, 1, "{out}");
-    assert!(
-        bad_at(&out, mid + 1),
-        "truncation found at line {}: {out}",
-        mid + 1
-    );
+    assert!(bad_at(&out, mid + 1), "truncation found at line {}: {out}", mid + 1);
 
     // 6. The last record(s) deleted at a line boundary: the chain is intact, the head file disagrees.
     for cut in [1, 2] {
         let kept = &orig[..n - cut];
         let (code, out) = verify_tampered(dir, &format!("tail{cut}"), &file, &join(kept));
         assert_eq!(code, 1, "removing the last {cut} record(s) is found: {out}");
-        assert!(
-            bad_at(&out, n - cut + 1),
-            "first missing line {} named: {out}",
-            n - cut + 1
-        );
+        assert!(bad_at(&out, n - cut + 1), "first missing line {} named: {out}", n - cut + 1);
     }
     //    The last record replaced by a different, validly chained one: the head's hash disagrees.
     let before_last: Map<String, Value> = serde_json::from_str(&orig[n - 2]).expect("record");
@@ -307,57 +245,29 @@ async fn no_key_or_admin_token_in_the_trail_or_the_log() {
     let trail = std::fs::read_to_string(&file).expect("audit file");
     assert!(!trail.is_empty());
     assert!(!stderr.is_empty(), "the gateway logged something");
-    for secret in [
-        ALICE,
-        BOB,
-        STRAY,
-        ADMIN_TOKEN,
-        "sk-wrong-admin-token-5a5a5a",
-    ] {
-        assert!(
-            !trail.contains(secret),
-            "audit trail contains the secret {secret}"
-        );
-        assert!(
-            !stderr.contains(secret),
-            "stderr log contains the secret {secret}"
-        );
+    for secret in [ALICE, BOB, STRAY, ADMIN_TOKEN, "sk-wrong-admin-token-5a5a5a"] {
+        assert!(!trail.contains(secret), "audit trail contains the secret {secret}");
+        assert!(!stderr.contains(secret), "stderr log contains the secret {secret}");
     }
     // Keys appear by id only.
-    assert!(
-        trail.contains("alice-key"),
-        "requests are attributed by key id"
-    );
+    assert!(trail.contains("alice-key"), "requests are attributed by key id");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trail_continues_across_restart() {
     let g = Gateway::start(&policy());
     assert_eq!(chat(&g, ALICE, false).await, 200);
-    let (status, _) = g
-        .switches(json!({"actions": [{"action": "safe_mode", "enabled": true}], "reason": "one"}))
-        .await;
+    let (status, _) = g.switches(json!({"actions": [{"action": "safe_mode", "enabled": true}], "reason": "one"})).await;
     assert_eq!(status, 200);
     let g = g.restart();
-    let (status, _) = g
-        .switches(json!({"actions": [{"action": "safe_mode", "enabled": false}], "reason": "two"}))
-        .await;
+    let (status, _) =
+        g.switches(json!({"actions": [{"action": "safe_mode", "enabled": false}], "reason": "two"})).await;
     assert_eq!(status, 200);
     let file = g.dir.join("audit.jsonl");
     let (code, out) = verify(&file);
     assert_eq!(code, 0, "the chain continues across a restart: {out}");
-    let recs: Vec<Value> = lines(&file)
-        .iter()
-        .map(|l| serde_json::from_str(l).expect("json"))
-        .collect();
-    let seqs: Vec<u64> = recs
-        .iter()
-        .map(|r| r["seq"].as_u64().expect("seq"))
-        .collect();
-    assert_eq!(
-        seqs,
-        (1..=seqs.len() as u64).collect::<Vec<_>>(),
-        "seq has no gaps"
-    );
+    let recs: Vec<Value> = lines(&file).iter().map(|l| serde_json::from_str(l).expect("json")).collect();
+    let seqs: Vec<u64> = recs.iter().map(|r| r["seq"].as_u64().expect("seq")).collect();
+    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "seq has no gaps");
     assert!(recs.iter().any(|r| r["reason"] == "two"));
 }

@@ -5,19 +5,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn check(args: &[&Path]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_firebreak"))
-        .arg("check")
-        .args(args)
-        .output()
-        .expect("run firebreak check")
+    Command::new(env!("CARGO_BIN_EXE_firebreak")).arg("check").args(args).output().expect("run firebreak check")
 }
 
 fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
 
 fn policies() -> PathBuf {
@@ -82,10 +74,7 @@ tools = ["search_*"]
 "#;
 
 fn line_of(marker: &str) -> usize {
-    BROKEN
-        .lines()
-        .position(|l| l.contains(&format!("# <- {marker}")))
-        .unwrap_or_else(|| panic!("no marker {marker}"))
+    BROKEN.lines().position(|l| l.contains(&format!("# <- {marker}"))).unwrap_or_else(|| panic!("no marker {marker}"))
         + 1
 }
 
@@ -98,10 +87,7 @@ fn problems(out: &str, file: &str) -> Vec<(usize, String, Option<String>)> {
             continue;
         };
         let (line, msg) = rest.split_once(": ").expect("file:line: message");
-        let hint = lines
-            .get(i + 1)
-            .and_then(|h| h.trim_start().strip_prefix("hint: "))
-            .map(str::to_owned);
+        let hint = lines.get(i + 1).and_then(|h| h.trim_start().strip_prefix("hint: ")).map(str::to_owned);
         found.push((line.parse().expect("line number"), msg.to_owned(), hint));
     }
     found
@@ -129,26 +115,12 @@ fn broken_policy_reports_every_problem_with_file_line_and_hint() {
         let p = found
             .iter()
             .find(|(l, m, _)| *l == line && m.contains(word))
-            .unwrap_or_else(|| {
-                panic!(
-                    "no problem mentioning `{word}` at {}:{line}:\n{all}",
-                    file.display()
-                )
-            });
-        let hint =
-            p.2.as_deref()
-                .unwrap_or_else(|| panic!("problem at line {line} has no hint:\n{all}"));
+            .unwrap_or_else(|| panic!("no problem mentioning `{word}` at {}:{line}:\n{all}", file.display()));
+        let hint = p.2.as_deref().unwrap_or_else(|| panic!("problem at line {line} has no hint:\n{all}"));
         assert!(!hint.trim().is_empty(), "{all}");
     }
-    assert_eq!(
-        found.len(),
-        expect.len(),
-        "exactly these problems, no noise:\n{all}"
-    );
-    assert!(
-        all.contains(&format!("{} problem(s) found", expect.len())),
-        "{all}"
-    );
+    assert_eq!(found.len(), expect.len(), "exactly these problems, no noise:\n{all}");
+    assert!(all.contains(&format!("{} problem(s) found", expect.len())), "{all}");
     // Problems are sorted by line.
     let lines: Vec<usize> = found.iter().map(|p| p.0).collect();
     let mut sorted = lines.clone();
@@ -161,11 +133,7 @@ fn broken_policy_problems_as_json() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let file = tmp.path().join("broken.toml");
     std::fs::write(&file, BROKEN).expect("write");
-    let out = Command::new(env!("CARGO_BIN_EXE_firebreak"))
-        .args(["check", "--json"])
-        .arg(&file)
-        .output()
-        .expect("run");
+    let out = Command::new(env!("CARGO_BIN_EXE_firebreak")).args(["check", "--json"]).arg(&file).output().expect("run");
     assert_eq!(out.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON output");
     let problems = v["problems"].as_array().expect("problems");
@@ -176,19 +144,8 @@ fn broken_policy_problems_as_json() {
         assert!(p["hint"].is_string(), "{p}");
     }
     let lines: Vec<u64> = problems.iter().filter_map(|p| p["line"].as_u64()).collect();
-    for marker in [
-        "listen",
-        "unknown field",
-        "upstream kind",
-        "route",
-        "sha256",
-        "role",
-    ] {
-        assert!(
-            lines.contains(&(line_of(marker) as u64)),
-            "{marker} at line {}: {v}",
-            line_of(marker)
-        );
+    for marker in ["listen", "unknown field", "upstream kind", "route", "sha256", "role"] {
+        assert!(lines.contains(&(line_of(marker) as u64)), "{marker} at line {}: {v}", line_of(marker));
     }
 }
 
@@ -228,9 +185,7 @@ replay = "typo"
         let line = at(word);
         let name = word.trim_end_matches(" = ");
         assert!(
-            found
-                .iter()
-                .any(|(l, m, h)| *l == line && m.contains(&format!("`{name}`")) && h.is_some()),
+            found.iter().any(|(l, m, h)| *l == line && m.contains(&format!("`{name}`")) && h.is_some()),
             "unknown key `{name}` reported at line {line}:\n{all}"
         );
     }

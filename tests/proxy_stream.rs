@@ -14,21 +14,8 @@ use tokio::sync::Notify;
 use upstream::gw::*;
 use upstream::*;
 
-const PIECES: &[&str] = &[
-    "Hé",
-    "llo, wö",
-    "rld — ",
-    "naïve café ",
-    "✓ 🦀",
-    " done.",
-    " 日本語のテキスト",
-];
-const CHUNKINGS: [Chunking; 4] = [
-    Chunking::Whole,
-    Chunking::Awkward,
-    Chunking::Bytes(1),
-    Chunking::Bytes(7),
-];
+const PIECES: &[&str] = &["Hé", "llo, wö", "rld — ", "naïve café ", "✓ 🦀", " done.", " 日本語のテキスト"];
+const CHUNKINGS: [Chunking; 4] = [Chunking::Whole, Chunking::Awkward, Chunking::Bytes(1), Chunking::Bytes(7)];
 
 type Normal = (Option<String>, Option<Value>, Vec<String>);
 
@@ -49,11 +36,7 @@ async fn passthrough(path: &str, body: Value, sent: &str, text_of: fn(&[SseEvent
         up.push(reply);
         let g = call(&gw, path, &body).await;
         assert_eq!(g.status, 200, "{path} {chunking:?}: {}", g.text);
-        assert!(
-            g.header("content-type")
-                .is_some_and(|c| c.starts_with("text/event-stream")),
-            "{path} {chunking:?}"
-        );
+        assert!(g.header("content-type").is_some_and(|c| c.starts_with("text/event-stream")), "{path} {chunking:?}");
         assert!(g.header("x-request-id").is_some());
         let got = parse_sse(&g.text);
         assert_eq!(
@@ -72,34 +55,19 @@ async fn chat_completions_sse_passthrough_any_chunking() {
     let sent = chat_sse(PIECES, "gpt-4o");
     let events = parse_sse(&sent);
     assert_eq!(
-        events
-            .iter()
-            .filter(|e| e.comments == vec![" keep-alive".to_owned()])
-            .count(),
+        events.iter().filter(|e| e.comments == vec![" keep-alive".to_owned()]).count(),
         2,
         "fixture has keep-alives"
     );
-    passthrough(
-        "/v1/chat/completions",
-        chat_body("gpt-4o", true),
-        &sent,
-        chat_stream_text,
-    )
-    .await;
+    passthrough("/v1/chat/completions", chat_body("gpt-4o", true), &sent, chat_stream_text).await;
     // The normalised comparison above covers [DONE] and the comments; spell them out anyway.
     let (up, gw) = setup("").await;
     up.push(Reply::sse(&sent, Chunking::Awkward));
     let g = call(&gw, "/v1/chat/completions", &chat_body("gpt-4o", true)).await;
     let got = parse_sse(&g.text);
+    assert_eq!(got.last().and_then(|e| e.data.as_deref()), Some("[DONE]"), "[DONE] is the last event");
     assert_eq!(
-        got.last().and_then(|e| e.data.as_deref()),
-        Some("[DONE]"),
-        "[DONE] is the last event"
-    );
-    assert_eq!(
-        got.iter()
-            .filter(|e| e.comments.iter().any(|c| c.trim() == "keep-alive"))
-            .count(),
+        got.iter().filter(|e| e.comments.iter().any(|c| c.trim() == "keep-alive")).count(),
         2,
         "keep-alive comments are preserved"
     );
@@ -108,17 +76,8 @@ async fn chat_completions_sse_passthrough_any_chunking() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn responses_sse_passthrough_any_chunking() {
     let sent = responses_sse(PIECES, "gpt-4o");
-    passthrough(
-        "/v1/responses",
-        responses_body("gpt-4o", true),
-        &sent,
-        responses_stream_text,
-    )
-    .await;
-    let names: Vec<_> = parse_sse(&sent)
-        .into_iter()
-        .filter_map(|e| e.name)
-        .collect();
+    passthrough("/v1/responses", responses_body("gpt-4o", true), &sent, responses_stream_text).await;
+    let names: Vec<_> = parse_sse(&sent).into_iter().filter_map(|e| e.name).collect();
     assert!(
         names.contains(&"response.output_text.delta".to_owned())
             && names.last().map(String::as_str) == Some("response.completed")
@@ -128,51 +87,26 @@ async fn responses_sse_passthrough_any_chunking() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn anthropic_messages_sse_passthrough_any_chunking() {
     let sent = anthropic_sse(PIECES, "claude-sonnet-4");
-    passthrough(
-        "/v1/messages",
-        messages_body("claude-sonnet-4", true),
-        &sent,
-        anthropic_stream_text,
-    )
-    .await;
+    passthrough("/v1/messages", messages_body("claude-sonnet-4", true), &sent, anthropic_stream_text).await;
     let (up, gw) = setup("").await;
     up.push(Reply::sse(&sent, Chunking::Awkward));
     let g = call(&gw, "/v1/messages", &messages_body("claude-sonnet-4", true)).await;
-    let names: Vec<_> = parse_sse(&g.text)
-        .into_iter()
-        .map(|e| e.name.unwrap_or_default())
-        .collect();
+    let names: Vec<_> = parse_sse(&g.text).into_iter().map(|e| e.name.unwrap_or_default()).collect();
     assert_eq!(names.first().map(String::as_str), Some("message_start"));
     assert_eq!(names.last().map(String::as_str), Some("message_stop"));
-    assert_eq!(
-        names.iter().filter(|n| *n == "ping").count(),
-        2,
-        "ping events are preserved"
-    );
+    assert_eq!(names.iter().filter(|n| *n == "ping").count(), 2, "ping events are preserved");
 }
 
 /// Asserts `ev` is a terminal error event in the format of `path`'s API.
 fn assert_error_event(path: &str, ev: &SseEvent) {
-    let v = ev
-        .json()
-        .unwrap_or_else(|| panic!("the terminal event carries JSON: {ev:?}"));
+    let v = ev.json().unwrap_or_else(|| panic!("the terminal event carries JSON: {ev:?}"));
     if path == "/v1/messages" {
-        assert_eq!(
-            ev.name.as_deref(),
-            Some("error"),
-            "Anthropic error events are named `error`: {ev:?}"
-        );
+        assert_eq!(ev.name.as_deref(), Some("error"), "Anthropic error events are named `error`: {ev:?}");
         assert_eq!(v["type"], "error", "{v}");
-        assert!(
-            v["error"]["type"].is_string() && v["error"]["message"].is_string(),
-            "{v}"
-        );
+        assert!(v["error"]["type"].is_string() && v["error"]["message"].is_string(), "{v}");
     } else {
         let e = &v["error"];
-        assert!(
-            e["message"].is_string() && e["type"].is_string() && e["code"].is_string(),
-            "OpenAI error shape: {v}"
-        );
+        assert!(e["message"].is_string() && e["type"].is_string() && e["code"].is_string(), "OpenAI error shape: {v}");
     }
 }
 
@@ -189,30 +123,10 @@ fn cut_mid_event(sent: &str, keep: usize) -> (String, String) {
 async fn broken_upstream_streams_end_with_a_terminal_error_event() {
     let (up, gw) = setup("").await;
     let cases: [(&str, Value, String, End); 4] = [
-        (
-            "/v1/chat/completions",
-            chat_body("gpt-4o", true),
-            chat_sse(PIECES, "gpt-4o"),
-            End::Clean,
-        ),
-        (
-            "/v1/chat/completions",
-            chat_body("gpt-4o", true),
-            chat_sse(PIECES, "gpt-4o"),
-            End::Abort,
-        ),
-        (
-            "/v1/responses",
-            responses_body("gpt-4o", true),
-            responses_sse(PIECES, "gpt-4o"),
-            End::Clean,
-        ),
-        (
-            "/v1/messages",
-            messages_body("claude-sonnet-4", true),
-            anthropic_sse(PIECES, "claude-sonnet-4"),
-            End::Abort,
-        ),
+        ("/v1/chat/completions", chat_body("gpt-4o", true), chat_sse(PIECES, "gpt-4o"), End::Clean),
+        ("/v1/chat/completions", chat_body("gpt-4o", true), chat_sse(PIECES, "gpt-4o"), End::Abort),
+        ("/v1/responses", responses_body("gpt-4o", true), responses_sse(PIECES, "gpt-4o"), End::Clean),
+        ("/v1/messages", messages_body("claude-sonnet-4", true), anthropic_sse(PIECES, "claude-sonnet-4"), End::Abort),
     ];
     for (path, body, sent, end) in cases {
         let keep = 4;
@@ -221,20 +135,14 @@ async fn broken_upstream_streams_end_with_a_terminal_error_event() {
         let g = call(&gw, path, &body).await;
         assert_eq!(g.status, 200, "{path}: the stream had started");
         let got = parse_sse(&g.text); // panics when the stream is torn mid-event
-        assert!(
-            got.len() == keep + 1,
-            "{path} {end:?}: the whole events, then one error event; got {got:#?}"
-        );
+        assert!(got.len() == keep + 1, "{path} {end:?}: the whole events, then one error event; got {got:#?}");
         assert_eq!(
             normalized(&got[..keep]),
             normalized(&parse_sse(&whole)),
             "{path} {end:?}: events before the break arrive intact"
         );
         assert_error_event(path, &got[keep]);
-        assert!(
-            !g.text.contains("[DONE]"),
-            "a broken stream does not pretend to be complete"
-        );
+        assert!(!g.text.contains("[DONE]"), "a broken stream does not pretend to be complete");
         // The gateway keeps serving.
         up.push(Reply::sse(&sent, Chunking::Whole));
         let g = call(&gw, path, &body).await;
@@ -252,11 +160,7 @@ async fn an_oversized_upstream_event_ends_the_stream_with_an_error_event() {
     let huge = "A".repeat(20_000);
     let marker = "OVERSIZED-EVENT-MARKER";
     for (path, body, sent) in [
-        (
-            "/v1/chat/completions",
-            chat_body("gpt-4o", true),
-            chat_sse(&["ok ", marker, &huge, " end"], "gpt-4o"),
-        ),
+        ("/v1/chat/completions", chat_body("gpt-4o", true), chat_sse(&["ok ", marker, &huge, " end"], "gpt-4o")),
         (
             "/v1/messages",
             messages_body("claude-sonnet-4", true),
@@ -269,26 +173,14 @@ async fn an_oversized_upstream_event_ends_the_stream_with_an_error_event() {
         let got = parse_sse(&g.text);
         let last = got.last().expect("some events");
         assert_error_event(path, last);
-        assert!(
-            !g.text.contains(&huge[..5000]),
-            "{path}: the oversized event is not delivered"
-        );
-        assert!(
-            !g.text.contains(" end"),
-            "{path}: nothing after the break is delivered"
-        );
+        assert!(!g.text.contains(&huge[..5000]), "{path}: the oversized event is not delivered");
+        assert!(!g.text.contains(" end"), "{path}: nothing after the break is delivered");
         // The gateway keeps serving.
-        let small = if path == "/v1/messages" {
-            anthropic_sse(PIECES, "claude-sonnet-4")
-        } else {
-            chat_sse(PIECES, "gpt-4o")
-        };
+        let small =
+            if path == "/v1/messages" { anthropic_sse(PIECES, "claude-sonnet-4") } else { chat_sse(PIECES, "gpt-4o") };
         up.push(Reply::sse(&small, Chunking::Awkward));
         let g = call(&gw, path, &body).await;
-        assert_eq!(
-            normalized(&parse_sse(&g.text)),
-            normalized(&parse_sse(&small))
-        );
+        assert_eq!(normalized(&parse_sse(&g.text)), normalized(&parse_sse(&small)));
     }
 }
 
@@ -301,10 +193,9 @@ async fn read_until(
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while !pred(buf) {
         match tokio::time::timeout_at(deadline, stream.next()).await {
-            Err(_) => panic!(
-                "nothing more reached the client within 10 s; got so far: {:?}",
-                String::from_utf8_lossy(buf)
-            ),
+            Err(_) => {
+                panic!("nothing more reached the client within 10 s; got so far: {:?}", String::from_utf8_lossy(buf))
+            }
             Ok(None) => return,
             Ok(Some(chunk)) => buf.extend_from_slice(&chunk.expect("stream chunk")),
         }
@@ -315,53 +206,30 @@ async fn read_until(
 async fn first_event_reaches_the_client_before_the_upstream_finishes() {
     let (up, gw) = setup("").await;
     for (path, body, sent) in [
-        (
-            "/v1/chat/completions",
-            chat_body("gpt-4o", true),
-            chat_sse(PIECES, "gpt-4o"),
-        ),
-        (
-            "/v1/messages",
-            messages_body("claude-sonnet-4", true),
-            anthropic_sse(PIECES, "claude-sonnet-4"),
-        ),
+        ("/v1/chat/completions", chat_body("gpt-4o", true), chat_sse(PIECES, "gpt-4o")),
+        ("/v1/messages", messages_body("claude-sonnet-4", true), anthropic_sse(PIECES, "claude-sonnet-4")),
     ] {
         let events: Vec<String> = parse_sse(&sent).into_iter().map(|e| e.raw).collect();
         let release = Arc::new(Notify::new());
         // The provider writes the first event, then waits until the test has seen it arrive.
         up.push(Reply::sse_chunks(events.clone()).with_gate(0, release.clone()));
-        let resp = post(&client(), &gw, path, auth_for(path, ALICE), &body)
-            .send()
-            .await
-            .expect("stream request");
+        let resp = post(&client(), &gw, path, auth_for(path, ALICE), &body).send().await.expect("stream request");
         assert_eq!(resp.status(), 200);
         let mut stream = resp.bytes_stream();
         let mut buf = Vec::new();
-        read_until(&mut stream, &mut buf, |b| {
-            b.windows(2).any(|w| w == b"\n\n")
-        })
-        .await;
-        let first = parse_sse(&String::from_utf8_lossy(
-            &buf[..buf.windows(2).position(|w| w == b"\n\n").unwrap_or(0) + 2],
-        ));
+        read_until(&mut stream, &mut buf, |b| b.windows(2).any(|w| w == b"\n\n")).await;
+        let first =
+            parse_sse(&String::from_utf8_lossy(&buf[..buf.windows(2).position(|w| w == b"\n\n").unwrap_or(0) + 2]));
         assert_eq!(
             normalized(&first),
             normalized(&parse_sse(&events[0])),
             "{path}: the first event arrived while the provider was still writing"
         );
-        assert_eq!(
-            buf.len(),
-            events[0].len(),
-            "{path}: nothing beyond the first event can have arrived yet"
-        );
+        assert_eq!(buf.len(), events[0].len(), "{path}: nothing beyond the first event can have arrived yet");
         release.notify_one();
         read_until(&mut stream, &mut buf, |_| false).await;
         let got = parse_sse(&String::from_utf8_lossy(&buf));
-        assert_eq!(
-            normalized(&got),
-            normalized(&parse_sse(&sent)),
-            "{path}: then the rest"
-        );
+        assert_eq!(normalized(&got), normalized(&parse_sse(&sent)), "{path}: then the rest");
     }
 }
 
@@ -387,18 +255,10 @@ fn the_awkward_chunking_really_is_awkward() {
     let sent = chat_sse(PIECES, "gpt-4o");
     let chunks = split(sent.as_bytes(), Chunking::Awkward);
     assert_eq!(chunks.concat(), sent.as_bytes());
+    assert!(chunks.iter().any(|c| std::str::from_utf8(c).is_err()), "some chunk ends inside a UTF-8 character");
+    assert!(chunks.iter().any(|c| c.starts_with(b"a: ")), "some chunk starts inside a `data:` prefix");
     assert!(
-        chunks.iter().any(|c| std::str::from_utf8(c).is_err()),
-        "some chunk ends inside a UTF-8 character"
-    );
-    assert!(
-        chunks.iter().any(|c| c.starts_with(b"a: ")),
-        "some chunk starts inside a `data:` prefix"
-    );
-    assert!(
-        chunks
-            .iter()
-            .any(|c| c.as_ref() == b"\n" || c.starts_with(b"\ndat")),
+        chunks.iter().any(|c| c.as_ref() == b"\n" || c.starts_with(b"\ndat")),
         "some chunk starts between an event's two newlines"
     );
     assert!(chunks.len() > parse_sse(&sent).len() * 2);
@@ -408,16 +268,8 @@ fn the_awkward_chunking_really_is_awkward() {
 async fn an_idle_upstream_stream_ends_with_a_terminal_error_event() {
     let (up, gw) = setup("[limits]\nstream_idle_timeout_ms = 1000\n").await;
     for (path, body, sent) in [
-        (
-            "/v1/chat/completions",
-            chat_body("gpt-4o", true),
-            chat_sse(PIECES, "gpt-4o"),
-        ),
-        (
-            "/v1/messages",
-            messages_body("claude-sonnet-4", true),
-            anthropic_sse(PIECES, "claude-sonnet-4"),
-        ),
+        ("/v1/chat/completions", chat_body("gpt-4o", true), chat_sse(PIECES, "gpt-4o")),
+        ("/v1/messages", messages_body("claude-sonnet-4", true), anthropic_sse(PIECES, "claude-sonnet-4")),
     ] {
         let events: Vec<String> = parse_sse(&sent).into_iter().map(|e| e.raw).collect();
         // The provider sends one event and then goes silent (never released).
@@ -426,11 +278,7 @@ async fn an_idle_upstream_stream_ends_with_a_terminal_error_event() {
         let g = call(&gw, path, &body).await;
         assert_eq!(g.status, 200);
         let got = parse_sse(&g.text);
-        assert_eq!(
-            got.len(),
-            2,
-            "{path}: the first event, then the error: {got:#?}"
-        );
+        assert_eq!(got.len(), 2, "{path}: the first event, then the error: {got:#?}");
         assert_eq!(got[0].normalized(), parse_sse(&events[0])[0].normalized());
         assert_error_event(path, &got[1]);
     }

@@ -43,7 +43,9 @@ async fn collector() -> (String, Arc<Mutex<Vec<(String, usize)>>>) {
 
 fn policy(otlp: Option<&str>) -> String {
     let telemetry = match otlp {
-        Some(ep) => format!("[telemetry]\nlog_format = \"json\"\notlp_endpoint = \"{ep}\"\nservice_name = \"firebreak-test\"\n"),
+        Some(ep) => {
+            format!("[telemetry]\nlog_format = \"json\"\notlp_endpoint = \"{ep}\"\nservice_name = \"firebreak-test\"\n")
+        }
         None => "[telemetry]\nlog_format = \"json\"\n".to_owned(),
     };
     format!(

@@ -52,9 +52,7 @@ async fn fake_openai_tls(seen: Arc<Seen>) -> u16 {
         .expect("server certificate and key match");
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let port = listener.local_addr().expect("addr").port();
     tokio::spawn(async move {
         loop {
@@ -68,10 +66,7 @@ async fn fake_openai_tls(seen: Arc<Seen>) -> u16 {
                 let tls = match acceptor.accept(tcp).await {
                     Ok(tls) => tls,
                     Err(e) => {
-                        seen.handshake_errors
-                            .lock()
-                            .expect("lock")
-                            .push(e.to_string());
+                        seen.handshake_errors.lock().expect("lock").push(e.to_string());
                         return;
                     }
                 };
@@ -88,10 +83,7 @@ async fn fake_openai_tls(seen: Arc<Seen>) -> u16 {
     port
 }
 
-async fn answer(
-    req: hyper::Request<hyper::body::Incoming>,
-    seen: &Seen,
-) -> hyper::Response<Full<Bytes>> {
+async fn answer(req: hyper::Request<hyper::body::Incoming>, seen: &Seen) -> hyper::Response<Full<Bytes>> {
     seen.requests.fetch_add(1, Ordering::SeqCst);
     let authorized = req
         .headers()
@@ -102,12 +94,7 @@ async fn answer(
         seen.with_credential.fetch_add(1, Ordering::SeqCst);
     }
     let path = req.uri().path().to_owned();
-    let body = req
-        .into_body()
-        .collect()
-        .await
-        .map(|c| c.to_bytes())
-        .unwrap_or_default();
+    let body = req.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default();
     let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let (status, v) = if !authorized {
         (
@@ -115,10 +102,7 @@ async fn answer(
             json!({"error": {"message": "bad upstream credential", "type": "invalid_request_error", "code": "invalid_api_key"}}),
         )
     } else if path != "/v1/chat/completions" {
-        (
-            404,
-            json!({"error": {"message": "no such path", "type": "invalid_request_error", "code": null}}),
-        )
+        (404, json!({"error": {"message": "no such path", "type": "invalid_request_error", "code": null}}))
     } else {
         (
             200,
@@ -138,10 +122,7 @@ async fn answer(
     };
     let mut resp = hyper::Response::new(Full::new(Bytes::from(v.to_string())));
     *resp.status_mut() = hyper::StatusCode::from_u16(status).expect("status");
-    resp.headers_mut().insert(
-        "content-type",
-        http::HeaderValue::from_static("application/json"),
-    );
+    resp.headers_mut().insert("content-type", http::HeaderValue::from_static("application/json"));
     resp
 }
 
@@ -151,11 +132,7 @@ fn gateway(port: u16, with_extra_ca: bool) -> (Gateway, tempfile::TempDir) {
     let cred = tmp.path().join("upstream-credential");
     std::fs::write(&cred, format!("{UPSTREAM_CREDENTIAL}\n")).expect("credential file");
     let ca = certs_dir().join("ca.pem");
-    let extra_ca = if with_extra_ca {
-        format!("extra_ca = {:?}\n", ca.display().to_string())
-    } else {
-        String::new()
-    };
+    let extra_ca = if with_extra_ca { format!("extra_ca = {:?}\n", ca.display().to_string()) } else { String::new() };
     let policy = format!(
         r#"
 [upstreams.secure]
@@ -190,10 +167,7 @@ async fn chat(g: &Gateway) -> (u16, Value) {
         .expect("request through the gateway");
     let status = resp.status().as_u16();
     let text = resp.text().await.expect("body");
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or_else(|_| panic!("response is not JSON: {text}")),
-    )
+    (status, serde_json::from_str(&text).unwrap_or_else(|_| panic!("response is not JSON: {text}")))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -202,26 +176,11 @@ async fn chat_completion_through_https_upstream_with_extra_ca() {
     let port = fake_openai_tls(seen.clone()).await;
     let (g, _tmp) = gateway(port, true);
     let (status, body) = chat(&g).await;
-    assert_eq!(
-        status,
-        200,
-        "chat through the HTTPS upstream failed: {body}\n{}",
-        g.stderr()
-    );
-    assert_eq!(
-        body["choices"][0]["message"]["content"], "hello over TLS",
-        "{body}"
-    );
+    assert_eq!(status, 200, "chat through the HTTPS upstream failed: {body}\n{}", g.stderr());
+    assert_eq!(body["choices"][0]["message"]["content"], "hello over TLS", "{body}");
     assert_eq!(body["object"], "chat.completion");
-    assert_eq!(
-        seen.requests.load(Ordering::SeqCst),
-        1,
-        "the upstream saw exactly one request"
-    );
-    assert!(
-        seen.handshake_errors.lock().expect("lock").is_empty(),
-        "the handshake succeeded"
-    );
+    assert_eq!(seen.requests.load(Ordering::SeqCst), 1, "the upstream saw exactly one request");
+    assert!(seen.handshake_errors.lock().expect("lock").is_empty(), "the handshake succeeded");
     assert_eq!(
         seen.with_credential.load(Ordering::SeqCst),
         1,
@@ -239,39 +198,23 @@ async fn https_upstream_without_extra_ca_is_not_trusted() {
     let port = fake_openai_tls(seen.clone()).await;
     let (g, _tmp) = gateway(port, false);
     let (status, body) = chat(&g).await;
-    assert_eq!(
-        status, 502,
-        "the platform roots must not trust the test CA: {body}"
-    );
+    assert_eq!(status, 502, "the platform roots must not trust the test CA: {body}");
     // OpenAI error format.
     let err = &body["error"];
     assert!(err.is_object(), "OpenAI-style error body expected: {body}");
-    assert!(
-        err["message"].as_str().is_some_and(|m| !m.is_empty()),
-        "{body}"
-    );
+    assert!(err["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
     assert!(err["type"].is_string(), "{body}");
     assert!(err.get("code").is_some(), "{body}");
-    assert_eq!(
-        seen.requests.load(Ordering::SeqCst),
-        0,
-        "no HTTP request may pass an untrusted TLS handshake"
-    );
+    assert_eq!(seen.requests.load(Ordering::SeqCst), 0, "no HTTP request may pass an untrusted TLS handshake");
     // The gateway did connect, and refused the handshake itself: the server saw the client's alert.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {
         let errors = seen.handshake_errors.lock().expect("lock").clone();
         if let Some(e) = errors.first() {
-            assert!(
-                e.to_lowercase().contains("alert"),
-                "handshake refused by the client: {e}"
-            );
+            assert!(e.to_lowercase().contains("alert"), "handshake refused by the client: {e}");
             break;
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the upstream saw no failed TLS handshake"
-        );
+        assert!(std::time::Instant::now() < deadline, "the upstream saw no failed TLS handshake");
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     // The upstream credential never reaches the client.

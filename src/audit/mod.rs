@@ -60,7 +60,11 @@ pub(crate) fn record_hash(m: &Map<String, Value>) -> String {
 }
 
 /// Reads the records with `time >= since` (RFC 3339 comparison), at most `limit`, oldest first.
-pub fn read_since(path: &std::path::Path, since: Option<std::time::SystemTime>, limit: usize) -> std::io::Result<Vec<Value>> {
+pub fn read_since(
+    path: &std::path::Path,
+    since: Option<std::time::SystemTime>,
+    limit: usize,
+) -> std::io::Result<Vec<Value>> {
     use std::io::BufRead;
     let f = match std::fs::File::open(path) {
         Ok(f) => f,

@@ -40,13 +40,19 @@ pub enum VerifyError {
 
 /// Verifies the chain of the trail at `path` (and its head file, when present).
 pub fn verify(path: &Path) -> Result<VerifyReport, VerifyError> {
-    let text = std::fs::read_to_string(path).map_err(|source| VerifyError::Io { path: path.display().to_string(), source })?;
+    let text =
+        std::fs::read_to_string(path).map_err(|source| VerifyError::Io { path: path.display().to_string(), source })?;
     // The head (if any) names a record that must be in the chain with exactly that hash; records after
     // it are tolerated (the writer may have died between appending and updating the head).
     let head: Option<(u64, String)> = std::fs::read_to_string(head_path(path))
         .ok()
         .and_then(|t| serde_json::from_str::<Map<String, Value>>(&t).ok())
-        .map(|h| (h.get("seq").and_then(Value::as_u64).unwrap_or(0), h.get("hash").and_then(Value::as_str).unwrap_or("").to_owned()));
+        .map(|h| {
+            (
+                h.get("seq").and_then(Value::as_u64).unwrap_or(0),
+                h.get("hash").and_then(Value::as_str).unwrap_or("").to_owned(),
+            )
+        });
     let mut prev = GENESIS.to_owned();
     let mut expect_seq: Option<u64> = None;
     let mut records = 0u64;
@@ -74,12 +80,16 @@ pub fn verify(path: &Path) -> Result<VerifyReport, VerifyError> {
         }
         if let Some(e) = expect_seq {
             if seq != e {
-                return Err(bad(format!("seq {seq} where {e} was expected: records were removed, inserted or reordered")));
+                return Err(bad(format!(
+                    "seq {seq} where {e} was expected: records were removed, inserted or reordered"
+                )));
             }
         }
         if let Some((hseq, hhash)) = &head {
             if seq == *hseq && hash != *hhash {
-                return Err(bad(format!("record seq {seq} differs from the one the head file recorded: the trail was rewritten")));
+                return Err(bad(format!(
+                    "record seq {seq} differs from the one the head file recorded: the trail was rewritten"
+                )));
             }
         }
         expect_seq = Some(seq + 1);

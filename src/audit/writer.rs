@@ -124,13 +124,18 @@ fn run(mut rx: mpsc::Receiver<Msg>, file: std::fs::File, path: PathBuf, mut chai
             let mut m = record.0;
             chain.seq += 1;
             m.insert("seq".into(), Value::from(chain.seq));
-            m.insert("time".into(), Value::from(humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()));
+            m.insert(
+                "time".into(),
+                Value::from(humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()),
+            );
             m.insert("prev".into(), Value::from(std::mem::take(&mut chain.hash)));
             let h = record_hash(&m);
             m.insert("hash".into(), Value::from(h.clone()));
             chain.hash = h;
             if result.is_ok() {
-                result = serde_json::to_writer(&mut out, &m).map_err(std::io::Error::other).and_then(|_| out.write_all(b"\n"));
+                result = serde_json::to_writer(&mut out, &m)
+                    .map_err(std::io::Error::other)
+                    .and_then(|_| out.write_all(b"\n"));
             }
             if let Some(a) = ack {
                 acks.push((a, chain.seq));

@@ -170,7 +170,8 @@ async fn run_async(a: Args) -> anyhow::Result<ExitCode> {
             ),
             Cmd::Apply { file } => {
                 let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-                let v: Value = serde_json::from_str(&text).with_context(|| format!("{} is not JSON", file.display()))?;
+                let v: Value =
+                    serde_json::from_str(&text).with_context(|| format!("{} is not JSON", file.display()))?;
                 let mut batch = match v {
                     Value::Array(actions) => json!({"actions": actions}),
                     Value::Object(_) => v,

@@ -39,7 +39,9 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             let key = format!("fbk_{}", hex::encode(bytes));
             let digest = hex::encode(Sha256::digest(key.as_bytes()));
             eprintln!("key (shown once; hand it to the client): {key}");
-            println!("[[keys]]\nid = {id:?}\nsha256 = \"{digest}\"\ntenant = {tenant:?}\nuser = {user:?}\nrole = {role:?}");
+            println!(
+                "[[keys]]\nid = {id:?}\nsha256 = \"{digest}\"\ntenant = {tenant:?}\nuser = {user:?}\nrole = {role:?}"
+            );
         }
         Cmd::Hash => {
             let mut s = String::new();

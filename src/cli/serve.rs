@@ -42,7 +42,9 @@ pub struct Args {
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let (mut policy, source) = match &a.policy {
         Some(p) => (config::load(p)?, PolicySource::File(p.clone())),
-        None => (config::load_str(config::DEMO_NAME, config::DEMO_POLICY, std::path::Path::new("."))?, PolicySource::Demo),
+        None => {
+            (config::load_str(config::DEMO_NAME, config::DEMO_POLICY, std::path::Path::new("."))?, PolicySource::Demo)
+        }
     };
     let demo = matches!(source, PolicySource::Demo);
     if let Some(l) = a.listen {
@@ -63,7 +65,13 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     rt.block_on(serve(policy, source, demo, metrics, a.ready_file))
 }
 
-async fn serve(policy: config::Policy, source: PolicySource, demo: bool, metrics: Arc<Metrics>, ready_file: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+async fn serve(
+    policy: config::Policy,
+    source: PolicySource,
+    demo: bool,
+    metrics: Arc<Metrics>,
+    ready_file: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
     let (mut token, mut generated) = (None, false);
     if let Some(src) = &policy.admin_token_source {
         match src.read() {
@@ -80,8 +88,12 @@ async fn serve(policy: config::Policy, source: PolicySource, demo: bool, metrics
     let listen = policy.listen.clone();
     let header_timeout = policy.limits.header_read_timeout;
     let gw = Gateway::new(policy, source, metrics)?;
-    let proxy_listener = tokio::net::TcpListener::bind(listen.proxy).await.with_context(|| format!("binding the proxy listener {}", listen.proxy))?;
-    let admin_listener = tokio::net::TcpListener::bind(listen.admin).await.with_context(|| format!("binding the admin listener {}", listen.admin))?;
+    let proxy_listener = tokio::net::TcpListener::bind(listen.proxy)
+        .await
+        .with_context(|| format!("binding the proxy listener {}", listen.proxy))?;
+    let admin_listener = tokio::net::TcpListener::bind(listen.admin)
+        .await
+        .with_context(|| format!("binding the admin listener {}", listen.admin))?;
     let proxy_addr = proxy_listener.local_addr()?;
     let admin_addr = admin_listener.local_addr()?;
     let admin = Admin::new(gw.clone(), token.clone());
@@ -91,8 +103,15 @@ async fn serve(policy: config::Policy, source: PolicySource, demo: bool, metrics
         let _ = rx.wait_for(|s| *s).await;
     };
     let grace = Duration::from_secs(10);
-    let proxy_task = tokio::spawn(proxy::serve(proxy_listener, proxy::handler(gw.clone()), header_timeout, stopped(stop_rx.clone()), grace));
-    let admin_task = tokio::spawn(proxy::serve(admin_listener, admin.handler(), header_timeout, stopped(stop_rx.clone()), grace));
+    let proxy_task = tokio::spawn(proxy::serve(
+        proxy_listener,
+        proxy::handler(gw.clone()),
+        header_timeout,
+        stopped(stop_rx.clone()),
+        grace,
+    ));
+    let admin_task =
+        tokio::spawn(proxy::serve(admin_listener, admin.handler(), header_timeout, stopped(stop_rx.clone()), grace));
 
     tracing::info!(proxy = %proxy_addr, admin = %admin_addr, policy = %gw.policy().source.display(), switch_version = gw.state.load().version, "firebreak listening");
     if demo {
@@ -100,7 +119,8 @@ async fn serve(policy: config::Policy, source: PolicySource, demo: bool, metrics
     }
     if let Some(f) = &ready_file {
         let doc = serde_json::json!({"proxy": proxy_addr.to_string(), "admin": admin_addr.to_string(), "pid": std::process::id()});
-        crate::state::write_atomic(f, doc.to_string().as_bytes()).with_context(|| format!("writing {}", f.display()))?;
+        crate::state::write_atomic(f, doc.to_string().as_bytes())
+            .with_context(|| format!("writing {}", f.display()))?;
     }
 
     wait_for_signals(&gw).await;

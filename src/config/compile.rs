@@ -65,7 +65,12 @@ fn parse(file: usize, text: &str, problems: &mut Problems) -> Option<RawPolicy> 
         let line = e.span().map_or(0, |s| current[..s.start.min(current.len())].matches('\n').count() + 1);
         let msg = e.message().trim().to_owned();
         if msg.starts_with("unknown field") {
-            problems.add_at_line(file, line, msg, Some("remove the key or fix its spelling; policies/example.toml documents every key".into()));
+            problems.add_at_line(
+                file,
+                line,
+                msg,
+                Some("remove the key or fix its spelling; policies/example.toml documents every key".into()),
+            );
             unknown += 1;
             match e.span().and_then(|s| without_key_at(&current, s.start)) {
                 Some(next) if unknown < MAX_UNKNOWN_KEYS => {
@@ -187,12 +192,22 @@ fn build(sources: &mut Vec<Source>, base: &Path, problems: &mut Problems) -> Opt
                 sources.push(Source { path: path.clone(), text });
                 if let Some(raw) = parse(file, &sources[file].text, problems) {
                     if !raw.include.is_empty() {
-                        problems.add(file, vec!["include".into()], "nested includes are not supported", Some("include every file from the main policy".into()));
+                        problems.add(
+                            file,
+                            vec!["include".into()],
+                            "nested includes are not supported",
+                            Some("include every file from the main policy".into()),
+                        );
                     }
                     absorb(&mut merged, file, raw, problems);
                 }
             }
-            Err(e) => problems.add(0, vec!["include".into(), i.into()], format!("cannot read include {}: {e}", path.display()), Some("paths are relative to the main policy file".into())),
+            Err(e) => problems.add(
+                0,
+                vec!["include".into(), i.into()],
+                format!("cannot read include {}: {e}", path.display()),
+                Some("paths are relative to the main policy file".into()),
+            ),
         }
     }
     compile(merged, base, problems)
@@ -202,13 +217,23 @@ fn build(sources: &mut Vec<Source>, base: &Path, problems: &mut Problems) -> Opt
 fn absorb(m: &mut Merged, file: usize, mut raw: RawPolicy, problems: &mut Problems) {
     for (name, u) in std::mem::take(&mut raw.upstreams) {
         if m.upstreams.contains_key(&name) {
-            problems.add(file, vec!["upstreams".into(), name.clone().into()], format!("upstream `{name}` is declared twice"), Some("rename one of them".into()));
+            problems.add(
+                file,
+                vec!["upstreams".into(), name.clone().into()],
+                format!("upstream `{name}` is declared twice"),
+                Some("rename one of them".into()),
+            );
         }
         m.upstreams.insert(name, (file, u));
     }
     for (name, r) in std::mem::take(&mut raw.roles) {
         if m.roles.contains_key(&name) {
-            problems.add(file, vec!["roles".into(), name.clone().into()], format!("role `{name}` is declared twice"), Some("rename one of them".into()));
+            problems.add(
+                file,
+                vec!["roles".into(), name.clone().into()],
+                format!("role `{name}` is declared twice"),
+                Some("rename one of them".into()),
+            );
         }
         m.roles.insert(name, (file, r));
     }
@@ -233,7 +258,12 @@ fn absorb(m: &mut Merged, file: usize, mut raw: RawPolicy, problems: &mut Proble
         ];
         for (present, name) in sections {
             if present {
-                problems.add(file, vec![name.into()], format!("[{name}] is only read from the main policy file"), Some("move it to the main file".into()));
+                problems.add(
+                    file,
+                    vec![name.into()],
+                    format!("[{name}] is only read from the main policy file"),
+                    Some("move it to the main file".into()),
+                );
             }
         }
     }
@@ -248,7 +278,12 @@ fn positive(v: Option<i64>, default: u64, file: usize, at: Vec<Seg>, problems: &
         None => default,
         Some(n) if n > 0 => n as u64,
         Some(n) => {
-            problems.add(file, at, format!("must be a positive number, not {n}"), Some(format!("the default is {default}")));
+            problems.add(
+                file,
+                at,
+                format!("must be a positive number, not {n}"),
+                Some(format!("the default is {default}")),
+            );
             default
         }
     }
@@ -258,14 +293,23 @@ fn compile(m: Merged, base: &Path, problems: &mut Problems) -> Option<Policy> {
     let raw = m.main;
     let resolve = |p: &str| -> PathBuf {
         let p = Path::new(p);
-        if p.is_absolute() { p.to_path_buf() } else { base.join(p) }
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            base.join(p)
+        }
     };
 
     // Listeners.
     let addr = |v: &Option<String>, default: &str, key: &str, problems: &mut Problems| -> std::net::SocketAddr {
         let s = v.as_deref().unwrap_or(default);
         s.parse().unwrap_or_else(|_| {
-            problems.add(0, path(["listen".into(), key.into()]), format!("`{s}` is not an address"), Some("write host:port with an IP, e.g. 127.0.0.1:8080".into()));
+            problems.add(
+                0,
+                path(["listen".into(), key.into()]),
+                format!("`{s}` is not an address"),
+                Some("write host:port with an IP, e.g. 127.0.0.1:8080".into()),
+            );
             default.parse().unwrap_or_else(|_| std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
         })
     };
@@ -294,26 +338,78 @@ fn compile(m: Merged, base: &Path, problems: &mut Problems) -> Option<Policy> {
     let lim = |k: &str| path(["limits".into(), k.into()]);
     let ms = Duration::from_millis;
     let limits = Limits {
-        max_request_body: positive(l.max_request_body_bytes, d.max_request_body as u64, 0, lim("max_request_body_bytes"), problems) as usize,
-        max_response_body: positive(l.max_response_body_bytes, d.max_response_body as u64, 0, lim("max_response_body_bytes"), problems) as usize,
-        header_read_timeout: ms(positive(l.header_read_timeout_ms, d.header_read_timeout.as_millis() as u64, 0, lim("header_read_timeout_ms"), problems)),
-        upstream_connect_timeout: ms(positive(l.upstream_connect_timeout_ms, d.upstream_connect_timeout.as_millis() as u64, 0, lim("upstream_connect_timeout_ms"), problems)),
-        upstream_timeout: ms(positive(l.upstream_timeout_ms, d.upstream_timeout.as_millis() as u64, 0, lim("upstream_timeout_ms"), problems)),
-        stream_idle_timeout: ms(positive(l.stream_idle_timeout_ms, d.stream_idle_timeout.as_millis() as u64, 0, lim("stream_idle_timeout_ms"), problems)),
-        max_concurrent_requests: positive(l.max_concurrent_requests, d.max_concurrent_requests as u64, 0, lim("max_concurrent_requests"), problems) as usize,
+        max_request_body: positive(
+            l.max_request_body_bytes,
+            d.max_request_body as u64,
+            0,
+            lim("max_request_body_bytes"),
+            problems,
+        ) as usize,
+        max_response_body: positive(
+            l.max_response_body_bytes,
+            d.max_response_body as u64,
+            0,
+            lim("max_response_body_bytes"),
+            problems,
+        ) as usize,
+        header_read_timeout: ms(positive(
+            l.header_read_timeout_ms,
+            d.header_read_timeout.as_millis() as u64,
+            0,
+            lim("header_read_timeout_ms"),
+            problems,
+        )),
+        upstream_connect_timeout: ms(positive(
+            l.upstream_connect_timeout_ms,
+            d.upstream_connect_timeout.as_millis() as u64,
+            0,
+            lim("upstream_connect_timeout_ms"),
+            problems,
+        )),
+        upstream_timeout: ms(positive(
+            l.upstream_timeout_ms,
+            d.upstream_timeout.as_millis() as u64,
+            0,
+            lim("upstream_timeout_ms"),
+            problems,
+        )),
+        stream_idle_timeout: ms(positive(
+            l.stream_idle_timeout_ms,
+            d.stream_idle_timeout.as_millis() as u64,
+            0,
+            lim("stream_idle_timeout_ms"),
+            problems,
+        )),
+        max_concurrent_requests: positive(
+            l.max_concurrent_requests,
+            d.max_concurrent_requests as u64,
+            0,
+            lim("max_concurrent_requests"),
+            problems,
+        ) as usize,
     };
 
     let json_logs = match raw.telemetry.log_format.as_deref() {
         None | Some("text") => false,
         Some("json") => true,
         Some(other) => {
-            problems.add(0, path(["telemetry".into(), "log_format".into()]), format!("unknown log format `{other}`"), Some("use \"text\" or \"json\"".into()));
+            problems.add(
+                0,
+                path(["telemetry".into(), "log_format".into()]),
+                format!("unknown log format `{other}`"),
+                Some("use \"text\" or \"json\"".into()),
+            );
             false
         }
     };
     if let Some(ep) = &raw.telemetry.otlp_endpoint {
         if !(ep.starts_with("http://") || ep.starts_with("https://")) {
-            problems.add(0, path(["telemetry".into(), "otlp_endpoint".into()]), format!("`{ep}` is not an http(s) URL"), Some("e.g. http://127.0.0.1:4318 (OTLP over HTTP)".into()));
+            problems.add(
+                0,
+                path(["telemetry".into(), "otlp_endpoint".into()]),
+                format!("`{ep}` is not an http(s) URL"),
+                Some("e.g. http://127.0.0.1:4318 (OTLP over HTTP)".into()),
+            );
         }
     }
     let telemetry = Telemetry {
@@ -332,24 +428,50 @@ fn compile(m: Merged, base: &Path, problems: &mut Problems) -> Option<Policy> {
             "anthropic" => UpstreamKind::Anthropic,
             "scripted" => UpstreamKind::Scripted,
             other => {
-                problems.add(file, at("kind"), format!("unknown upstream kind `{other}`"), Some("use \"openai\", \"anthropic\" or \"scripted\"".into()));
+                problems.add(
+                    file,
+                    at("kind"),
+                    format!("unknown upstream kind `{other}`"),
+                    Some("use \"openai\", \"anthropic\" or \"scripted\"".into()),
+                );
                 continue;
             }
         };
         let base_url = match (&u.base_url, kind) {
             (Some(url), UpstreamKind::OpenAi | UpstreamKind::Anthropic) => match url.parse::<http::Uri>() {
-                Ok(uri) if matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some() && uri.query().is_none() => Some(uri),
+                Ok(uri)
+                    if matches!(uri.scheme_str(), Some("http" | "https"))
+                        && uri.host().is_some()
+                        && uri.query().is_none() =>
+                {
+                    Some(uri)
+                }
                 _ => {
-                    problems.add(file, at("base_url"), format!("`{url}` is not an http(s) base URL"), Some("e.g. https://api.openai.com (the API paths are appended)".into()));
+                    problems.add(
+                        file,
+                        at("base_url"),
+                        format!("`{url}` is not an http(s) base URL"),
+                        Some("e.g. https://api.openai.com (the API paths are appended)".into()),
+                    );
                     None
                 }
             },
             (None, UpstreamKind::OpenAi | UpstreamKind::Anthropic) => {
-                problems.add(file, path(["upstreams".into(), name.clone().into()]), format!("upstream `{name}` has no base_url"), Some("add base_url = \"https://…\"".into()));
+                problems.add(
+                    file,
+                    path(["upstreams".into(), name.clone().into()]),
+                    format!("upstream `{name}` has no base_url"),
+                    Some("add base_url = \"https://…\"".into()),
+                );
                 None
             }
             (Some(_), UpstreamKind::Scripted) => {
-                problems.add(file, at("base_url"), "a scripted upstream has no base_url", Some("remove it, or use kind = \"openai\"/\"anthropic\"".into()));
+                problems.add(
+                    file,
+                    at("base_url"),
+                    "a scripted upstream has no base_url",
+                    Some("remove it, or use kind = \"openai\"/\"anthropic\"".into()),
+                );
                 None
             }
             (None, UpstreamKind::Scripted) => None,
@@ -369,14 +491,24 @@ fn compile(m: Merged, base: &Path, problems: &mut Problems) -> Option<Policy> {
         let extra_ca = u.extra_ca.as_deref().map(resolve);
         if let Some(ca) = &extra_ca {
             if let Err(e) = crate::proxy::tls::read_ca(ca) {
-                problems.add(file, at("extra_ca"), e, Some("name a PEM file with one or more CERTIFICATE blocks".into()));
+                problems.add(
+                    file,
+                    at("extra_ca"),
+                    e,
+                    Some("name a PEM file with one or more CERTIFICATE blocks".into()),
+                );
             }
         }
         if kind != UpstreamKind::Scripted && !u.replies.is_empty() {
             problems.add(file, at("replies"), "only scripted upstreams have replies", None);
         }
         if kind == UpstreamKind::Scripted && u.replies.is_empty() {
-            problems.add(file, path(["upstreams".into(), name.clone().into()]), format!("scripted upstream `{name}` has no replies"), Some("add [[upstreams.NAME.replies]] with text = \"…\"".into()));
+            problems.add(
+                file,
+                path(["upstreams".into(), name.clone().into()]),
+                format!("scripted upstream `{name}` has no replies"),
+                Some("add [[upstreams.NAME.replies]] with text = \"…\"".into()),
+            );
         }
         let chunk_chars = positive(u.chunk_chars, 8, file, at("chunk_chars"), problems) as usize;
         let chunk_delay = match u.chunk_delay_ms {
@@ -388,7 +520,20 @@ fn compile(m: Merged, base: &Path, problems: &mut Problems) -> Option<Policy> {
             }
         };
         let replies = u.replies.into_iter().map(|r| Reply { when_contains: r.when_contains, text: r.text }).collect();
-        upstreams.insert(name.clone(), Arc::new(Upstream { name, kind, base_url, credential_source, credential, extra_ca, replies, chunk_chars, chunk_delay }));
+        upstreams.insert(
+            name.clone(),
+            Arc::new(Upstream {
+                name,
+                kind,
+                base_url,
+                credential_source,
+                credential,
+                extra_ca,
+                replies,
+                chunk_chars,
+                chunk_delay,
+            }),
+        );
     }
 
     // Routes.
@@ -399,27 +544,57 @@ fn compile(m: Merged, base: &Path, problems: &mut Problems) -> Option<Policy> {
             "openai" => Api::OpenAi,
             "anthropic" => Api::Anthropic,
             other => {
-                problems.add(o.file, at("api"), format!("unknown api `{other}`"), Some("use \"openai\" or \"anthropic\"".into()));
+                problems.add(
+                    o.file,
+                    at("api"),
+                    format!("unknown api `{other}`"),
+                    Some("use \"openai\" or \"anthropic\"".into()),
+                );
                 continue;
             }
         };
         match upstreams.get(&r.upstream) {
-            None => problems.add(o.file, at("upstream"), format!("unknown upstream `{}`", r.upstream), Some(format!("upstreams declared: {}", names(upstreams.keys())))),
+            None => problems.add(
+                o.file,
+                at("upstream"),
+                format!("unknown upstream `{}`", r.upstream),
+                Some(format!("upstreams declared: {}", names(upstreams.keys()))),
+            ),
             Some(u) => {
-                let fits = matches!((api, u.kind), (_, UpstreamKind::Scripted) | (Api::OpenAi, UpstreamKind::OpenAi) | (Api::Anthropic, UpstreamKind::Anthropic));
+                let fits = matches!(
+                    (api, u.kind),
+                    (_, UpstreamKind::Scripted)
+                        | (Api::OpenAi, UpstreamKind::OpenAi)
+                        | (Api::Anthropic, UpstreamKind::Anthropic)
+                );
                 if !fits {
-                    problems.add(o.file, at("upstream"), format!("upstream `{}` does not speak the {} API", r.upstream, r.api), Some("route each API to an upstream of its kind".into()));
+                    problems.add(
+                        o.file,
+                        at("upstream"),
+                        format!("upstream `{}` does not speak the {} API", r.upstream, r.api),
+                        Some("route each API to an upstream of its kind".into()),
+                    );
                 }
             }
         }
-        routes.push(Route { api, any_model: r.models.is_empty(), models: GlobSet::new(r.models.iter().map(String::as_str)), upstream: r.upstream });
+        routes.push(Route {
+            api,
+            any_model: r.models.is_empty(),
+            models: GlobSet::new(r.models.iter().map(String::as_str)),
+            upstream: r.upstream,
+        });
     }
     // Implicit routes: an API with no route goes to its only upstream of that kind.
     for api in [Api::OpenAi, Api::Anthropic] {
         if routes.iter().any(|r| r.api == api) {
             continue;
         }
-        let fitting: Vec<&Arc<Upstream>> = upstreams.values().filter(|u| matches!((api, u.kind), (Api::OpenAi, UpstreamKind::OpenAi) | (Api::Anthropic, UpstreamKind::Anthropic))).collect();
+        let fitting: Vec<&Arc<Upstream>> = upstreams
+            .values()
+            .filter(|u| {
+                matches!((api, u.kind), (Api::OpenAi, UpstreamKind::OpenAi) | (Api::Anthropic, UpstreamKind::Anthropic))
+            })
+            .collect();
         let only = match fitting.as_slice() {
             [one] => Some(*one),
             [] => upstreams.values().find(|u| u.kind == UpstreamKind::Scripted),
@@ -433,10 +608,13 @@ fn compile(m: Merged, base: &Path, problems: &mut Problems) -> Option<Policy> {
     // Roles and tools.
     let mut roles = HashMap::new();
     for (name, (_, r)) in m.roles {
-        roles.insert(name, Role {
-            tools: r.tools.as_ref().map(|t| GlobSet::new(t.iter().map(String::as_str))),
-            models: r.models.as_ref().map(|t| GlobSet::new(t.iter().map(String::as_str))),
-        });
+        roles.insert(
+            name,
+            Role {
+                tools: r.tools.as_ref().map(|t| GlobSet::new(t.iter().map(String::as_str))),
+                models: r.models.as_ref().map(|t| GlobSet::new(t.iter().map(String::as_str))),
+            },
+        );
     }
     let tools = m.tools.into_iter().map(|(n, (_, t))| (n, ToolInfo { side_effects: t.side_effects })).collect();
 
@@ -448,10 +626,20 @@ fn compile(m: Merged, base: &Path, problems: &mut Problems) -> Option<Policy> {
         let mut digest = [0u8; 32];
         let hash_ok = k.sha256.len() == 64 && hex::decode_to_slice(&k.sha256, &mut digest).is_ok();
         if !hash_ok {
-            problems.add(o.file, at("sha256"), format!("key `{}`: sha256 must be 64 hex digits", k.id), Some("run `firebreak key new --id ID` or `printf %s KEY | sha256sum`".into()));
+            problems.add(
+                o.file,
+                at("sha256"),
+                format!("key `{}`: sha256 must be 64 hex digits", k.id),
+                Some("run `firebreak key new --id ID` or `printf %s KEY | sha256sum`".into()),
+            );
         }
         if !roles.contains_key(&k.role) {
-            problems.add(o.file, at("role"), format!("key `{}`: unknown role `{}`", k.id, k.role), Some(format!("roles declared: {}", names(roles.keys()))));
+            problems.add(
+                o.file,
+                at("role"),
+                format!("key `{}`: unknown role `{}`", k.id, k.role),
+                Some(format!("roles declared: {}", names(roles.keys()))),
+            );
         }
         for (field, v) in [("id", &k.id), ("tenant", &k.tenant), ("user", &k.user)] {
             if v.trim().is_empty() {
@@ -463,17 +651,32 @@ fn compile(m: Merged, base: &Path, problems: &mut Problems) -> Option<Policy> {
             Some(s) => match humantime::parse_rfc3339_weak(s) {
                 Ok(t) => Some(t),
                 Err(_) => {
-                    problems.add(o.file, at("expires"), format!("`{s}` is not a date-time"), Some("write RFC 3339 UTC, e.g. 2027-01-31T00:00:00Z".into()));
+                    problems.add(
+                        o.file,
+                        at("expires"),
+                        format!("`{s}` is not a date-time"),
+                        Some("write RFC 3339 UTC, e.g. 2027-01-31T00:00:00Z".into()),
+                    );
                     None
                 }
             },
         };
         let entry = Arc::new(KeyEntry { id: k.id.clone(), tenant: k.tenant, user: k.user, role: k.role, expires });
         if key_ids.insert(k.id.clone(), entry.clone()).is_some() {
-            problems.add(o.file, at("id"), format!("key id `{}` is used twice", k.id), Some("key ids must be unique".into()));
+            problems.add(
+                o.file,
+                at("id"),
+                format!("key id `{}` is used twice", k.id),
+                Some("key ids must be unique".into()),
+            );
         }
         if hash_ok && keys.insert(digest, entry).is_some() {
-            problems.add(o.file, at("sha256"), format!("key `{}` has the same hash as another key", k.id), Some("issue a new key".into()));
+            problems.add(
+                o.file,
+                at("sha256"),
+                format!("key `{}` has the same hash as another key", k.id),
+                Some("issue a new key".into()),
+            );
         }
     }
 
@@ -482,7 +685,12 @@ fn compile(m: Merged, base: &Path, problems: &mut Problems) -> Option<Policy> {
     for (name, lv) in &raw.levels {
         let at = |k: &str| path(["levels".into(), name.clone().into(), k.into()]);
         let Some(level) = Level::parse(name) else {
-            problems.add(0, path(["levels".into(), name.clone().into()]), format!("unknown level `{name}`"), Some("levels are normal, elevated, critical, lockdown".into()));
+            problems.add(
+                0,
+                path(["levels".into(), name.clone().into()]),
+                format!("unknown level `{name}`"),
+                Some("levels are normal, elevated, critical, lockdown".into()),
+            );
             continue;
         };
         let s = &mut settings[level as usize];
@@ -498,7 +706,12 @@ fn compile(m: Merged, base: &Path, problems: &mut Problems) -> Option<Policy> {
                 "no_side_effects" => ToolsMode::NoSideEffects,
                 "none" => ToolsMode::None,
                 other => {
-                    problems.add(0, at("tools"), format!("unknown tools mode `{other}`"), Some("use \"all\", \"no_side_effects\" or \"none\"".into()));
+                    problems.add(
+                        0,
+                        at("tools"),
+                        format!("unknown tools mode `{other}`"),
+                        Some("use \"all\", \"no_side_effects\" or \"none\"".into()),
+                    );
                     s.tools
                 }
             };
@@ -548,5 +761,9 @@ fn default_level(level: Level) -> LevelSettings {
 
 fn names<'a>(it: impl Iterator<Item = &'a String>) -> String {
     let v: Vec<&str> = it.map(String::as_str).collect();
-    if v.is_empty() { "(none)".into() } else { v.join(", ") }
+    if v.is_empty() {
+        "(none)".into()
+    } else {
+        v.join(", ")
+    }
 }

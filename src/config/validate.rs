@@ -111,9 +111,9 @@ impl Problems {
             .map(|p| {
                 let (file, line) = match sources.get(p.file) {
                     Some(src) => {
-                        let line = p.line.unwrap_or_else(|| {
-                            docs[p.file].as_ref().map_or(0, |d| line_of(d, &src.text, &p.path))
-                        });
+                        let line = p
+                            .line
+                            .unwrap_or_else(|| docs[p.file].as_ref().map_or(0, |d| line_of(d, &src.text, &p.path)));
                         (src.path.display().to_string(), line)
                     }
                     None => ("<policy>".to_owned(), 0),

@@ -35,7 +35,13 @@ impl Admin {
     }
 
     /// The handler for [`crate::proxy::serve`].
-    pub fn handler(self: &Arc<Self>) -> impl Fn(Request<Incoming>) -> std::pin::Pin<Box<dyn std::future::Future<Output = Response<Body>> + Send>> + Clone + Send + Sync + 'static {
+    pub fn handler(
+        self: &Arc<Self>,
+    ) -> impl Fn(Request<Incoming>) -> std::pin::Pin<Box<dyn std::future::Future<Output = Response<Body>> + Send>>
+           + Clone
+           + Send
+           + Sync
+           + 'static {
         let me = self.clone();
         move |req| {
             let me = me.clone();
@@ -46,7 +52,11 @@ impl Admin {
     /// `None` when the request carries the admin token; otherwise the refusal to send.
     fn refusal(&self, req: &Request<Incoming>) -> Option<Response<Body>> {
         let Some(expected) = &self.token_digest else {
-            return Some(error(StatusCode::SERVICE_UNAVAILABLE, "admin_token_unset", "no admin token is configured; set the variable or file named in [admin] and restart"));
+            return Some(error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "admin_token_unset",
+                "no admin token is configured; set the variable or file named in [admin] and restart",
+            ));
         };
         let presented = req
             .headers()
@@ -55,7 +65,11 @@ impl Admin {
             .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
             .map(str::trim);
         let Some(p) = presented else {
-            return Some(error(StatusCode::UNAUTHORIZED, "unauthorized", "send the admin token as `Authorization: Bearer <token>`"));
+            return Some(error(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "send the admin token as `Authorization: Bearer <token>`",
+            ));
         };
         // Comparing digests keeps the comparison constant-time and independent of the token's length.
         let digest: [u8; 32] = Sha256::digest(p.as_bytes()).into();
@@ -80,7 +94,8 @@ impl Admin {
         match (&method, path.as_str()) {
             (&Method::GET, "/metrics") => {
                 let mut r = Response::new(full(self.gw.metrics.render()));
-                r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/plain; version=0.0.4"));
+                r.headers_mut()
+                    .insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/plain; version=0.0.4"));
                 r
             }
             (&Method::GET, "/admin/v1/state") => self.state(),
@@ -110,7 +125,13 @@ impl Admin {
         };
         let batch: Batch = match serde_json::from_slice(&bytes) {
             Ok(b) => b,
-            Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_batch", &format!("the batch is not valid: {e}; see README \"Switches\" for the format")),
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_batch",
+                    &format!("the batch is not valid: {e}; see README \"Switches\" for the format"),
+                )
+            }
         };
         let policy = self.gw.policy();
         match self.gw.state.apply(&batch, &policy).await {
@@ -131,38 +152,56 @@ impl Admin {
                 };
                 self.gw.metrics.set_switch_version(applied.after.version);
                 tracing::info!(actor, before = applied.before, after = applied.after.version, "switches applied");
-                json_response(StatusCode::OK, &json!({
-                    "applied": true,
-                    "before_version": applied.before,
-                    "version": applied.after.version,
-                    "audit_seq": audit_seq,
-                    "state": &*applied.after,
-                }))
+                json_response(
+                    StatusCode::OK,
+                    &json!({
+                        "applied": true,
+                        "before_version": applied.before,
+                        "version": applied.after.version,
+                        "audit_seq": audit_seq,
+                        "state": &*applied.after,
+                    }),
+                )
             }
-            Err(ApplyError::Conflict { expected, current }) => json_response(StatusCode::CONFLICT, &json!({"error": {
+            Err(ApplyError::Conflict { expected, current }) => json_response(
+                StatusCode::CONFLICT,
+                &json!({"error": {
                 "code": "version_conflict",
                 "message": format!("expected version {expected}, current is {current}; re-read the state and retry"),
-                "current_version": current}})),
-            Err(ApplyError::Invalid(errors)) => json_response(StatusCode::BAD_REQUEST, &json!({"error": {
+                "current_version": current}}),
+            ),
+            Err(ApplyError::Invalid(errors)) => json_response(
+                StatusCode::BAD_REQUEST,
+                &json!({"error": {
                 "code": "invalid_batch",
                 "message": "the batch was rejected whole; nothing changed",
-                "problems": errors}})),
-            Err(e @ ApplyError::Persist(_)) => error(StatusCode::INTERNAL_SERVER_ERROR, "persist_failed", &e.to_string()),
+                "problems": errors}}),
+            ),
+            Err(e @ ApplyError::Persist(_)) => {
+                error(StatusCode::INTERNAL_SERVER_ERROR, "persist_failed", &e.to_string())
+            }
         }
     }
 
     async fn reload(&self) -> Response<Body> {
         match self.gw.reload("admin-api").await {
-            Ok(p) => json_response(StatusCode::OK, &json!({"reloaded": true, "source": p.source.display().to_string()})),
+            Ok(p) => {
+                json_response(StatusCode::OK, &json!({"reloaded": true, "source": p.source.display().to_string()}))
+            }
             Err(e) => {
                 let problems: Vec<Value> = match &e {
-                    crate::proxy::ReloadError::Invalid(pe) => pe.0.iter().map(|l| serde_json::to_value(l).unwrap_or(Value::Null)).collect(),
+                    crate::proxy::ReloadError::Invalid(pe) => {
+                        pe.0.iter().map(|l| serde_json::to_value(l).unwrap_or(Value::Null)).collect()
+                    }
                     crate::proxy::ReloadError::Tls(m) => vec![json!({"message": m})],
                 };
-                json_response(StatusCode::UNPROCESSABLE_ENTITY, &json!({"error": {
+                json_response(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    &json!({"error": {
                     "code": "policy_rejected",
                     "message": "the new policy is invalid; the old one stays in force",
-                    "problems": problems}}))
+                    "problems": problems}}),
+                )
             }
         }
     }
@@ -175,13 +214,25 @@ impl Admin {
             match k {
                 "since" => match parse_since(v) {
                     Some(t) => since = Some(t),
-                    None => return error(StatusCode::BAD_REQUEST, "invalid_since", "since must be RFC 3339 (2026-11-23T10:00:00Z) or a duration back from now (30m, 24h)"),
+                    None => {
+                        return error(
+                            StatusCode::BAD_REQUEST,
+                            "invalid_since",
+                            "since must be RFC 3339 (2026-11-23T10:00:00Z) or a duration back from now (30m, 24h)",
+                        )
+                    }
                 },
                 "limit" => match v.parse() {
                     Ok(n) if n > 0 => limit = n,
                     _ => return error(StatusCode::BAD_REQUEST, "invalid_limit", "limit must be a positive number"),
                 },
-                _ => return error(StatusCode::BAD_REQUEST, "unknown_parameter", &format!("unknown parameter `{k}`; use since and limit")),
+                _ => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        "unknown_parameter",
+                        &format!("unknown parameter `{k}`; use since and limit"),
+                    )
+                }
             }
         }
         let path = self.gw.policy().storage.audit_file.clone();

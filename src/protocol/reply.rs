@@ -37,13 +37,13 @@ pub struct ReplySpec<'a> {
 
 /// Renders a reply.
 pub fn render(spec: &ReplySpec<'_>) -> Rendered {
-    let created = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let created = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     match (spec.endpoint, spec.stream) {
         (Endpoint::ChatCompletions, false) => Rendered::Json(json_bytes(&chat_json(spec, created))),
         (Endpoint::ChatCompletions, true) => Rendered::Events(chat_events(spec, created)),
-        (Endpoint::Responses, false) => Rendered::Json(json_bytes(&response_json(spec, created, "completed", spec.text))),
+        (Endpoint::Responses, false) => {
+            Rendered::Json(json_bytes(&response_json(spec, created, "completed", spec.text)))
+        }
         (Endpoint::Responses, true) => Rendered::Events(response_events(spec, created)),
         (Endpoint::Messages, false) => Rendered::Json(json_bytes(&message_json(spec))),
         (Endpoint::Messages, true) => Rendered::Events(message_events(spec)),
@@ -145,20 +145,38 @@ fn response_events(s: &ReplySpec<'_>, created: u64) -> Vec<Bytes> {
     };
     let mut out = vec![
         ev("response.created", json!({"response": response_json(s, created, "in_progress", "")})),
-        ev("response.output_item.added", json!({"output_index": 0, "item": {
-            "type": "message", "id": item_id, "status": "in_progress", "role": "assistant", "content": []}})),
-        ev("response.content_part.added", json!({"item_id": item_id, "output_index": 0, "content_index": 0,
-            "part": {"type": "output_text", "text": "", "annotations": []}})),
+        ev(
+            "response.output_item.added",
+            json!({"output_index": 0, "item": {
+            "type": "message", "id": item_id, "status": "in_progress", "role": "assistant", "content": []}}),
+        ),
+        ev(
+            "response.content_part.added",
+            json!({"item_id": item_id, "output_index": 0, "content_index": 0,
+            "part": {"type": "output_text", "text": "", "annotations": []}}),
+        ),
     ];
     for p in pieces(s.text, s.chunk_chars) {
-        out.push(ev("response.output_text.delta", json!({"item_id": item_id, "output_index": 0, "content_index": 0, "delta": p})));
+        out.push(ev(
+            "response.output_text.delta",
+            json!({"item_id": item_id, "output_index": 0, "content_index": 0, "delta": p}),
+        ));
     }
-    out.push(ev("response.output_text.done", json!({"item_id": item_id, "output_index": 0, "content_index": 0, "text": s.text})));
-    out.push(ev("response.content_part.done", json!({"item_id": item_id, "output_index": 0, "content_index": 0,
-        "part": {"type": "output_text", "text": s.text, "annotations": []}})));
-    out.push(ev("response.output_item.done", json!({"output_index": 0, "item": {
+    out.push(ev(
+        "response.output_text.done",
+        json!({"item_id": item_id, "output_index": 0, "content_index": 0, "text": s.text}),
+    ));
+    out.push(ev(
+        "response.content_part.done",
+        json!({"item_id": item_id, "output_index": 0, "content_index": 0,
+        "part": {"type": "output_text", "text": s.text, "annotations": []}}),
+    ));
+    out.push(ev(
+        "response.output_item.done",
+        json!({"output_index": 0, "item": {
         "type": "message", "id": item_id, "status": "completed", "role": "assistant",
-        "content": [{"type": "output_text", "text": s.text, "annotations": []}]}})));
+        "content": [{"type": "output_text", "text": s.text, "annotations": []}]}}),
+    ));
     out.push(ev("response.completed", json!({"response": response_json(s, created, "completed", s.text)})));
     out
 }
@@ -174,21 +192,33 @@ fn message_json(s: &ReplySpec<'_>) -> Value {
 
 fn message_events(s: &ReplySpec<'_>) -> Vec<Bytes> {
     let mut out = vec![
-        named_event("message_start", &json!({"type": "message_start", "message": {
+        named_event(
+            "message_start",
+            &json!({"type": "message_start", "message": {
             "id": s.id, "type": "message", "role": "assistant", "model": s.model, "content": [],
-            "stop_reason": null, "stop_sequence": null, "usage": {"input_tokens": 1, "output_tokens": 1}}})),
-        named_event("content_block_start", &json!({"type": "content_block_start", "index": 0,
-            "content_block": {"type": "text", "text": ""}})),
+            "stop_reason": null, "stop_sequence": null, "usage": {"input_tokens": 1, "output_tokens": 1}}}),
+        ),
+        named_event(
+            "content_block_start",
+            &json!({"type": "content_block_start", "index": 0,
+            "content_block": {"type": "text", "text": ""}}),
+        ),
         named_event("ping", &json!({"type": "ping"})),
     ];
     for p in pieces(s.text, s.chunk_chars) {
-        out.push(named_event("content_block_delta", &json!({"type": "content_block_delta", "index": 0,
-            "delta": {"type": "text_delta", "text": p}})));
+        out.push(named_event(
+            "content_block_delta",
+            &json!({"type": "content_block_delta", "index": 0,
+            "delta": {"type": "text_delta", "text": p}}),
+        ));
     }
     out.push(named_event("content_block_stop", &json!({"type": "content_block_stop", "index": 0})));
-    out.push(named_event("message_delta", &json!({"type": "message_delta",
+    out.push(named_event(
+        "message_delta",
+        &json!({"type": "message_delta",
         "delta": {"stop_reason": "end_turn", "stop_sequence": null},
-        "usage": {"output_tokens": usage_tokens(s.text)}})));
+        "usage": {"output_tokens": usage_tokens(s.text)}}),
+    ));
     out.push(named_event("message_stop", &json!({"type": "message_stop"})));
     out
 }
@@ -217,7 +247,15 @@ mod tests {
 
     #[test]
     fn chat_stream_ends_with_done() {
-        let spec = ReplySpec { endpoint: Endpoint::ChatCompletions, stream: true, model: "m", text: "hello there", chunk_chars: 3, id: "x", inputs: 0 };
+        let spec = ReplySpec {
+            endpoint: Endpoint::ChatCompletions,
+            stream: true,
+            model: "m",
+            text: "hello there",
+            chunk_chars: 3,
+            id: "x",
+            inputs: 0,
+        };
         let Rendered::Events(ev) = render(&spec) else { panic!("expected events") };
         assert_eq!(ev.last().map(|b| &b[..]), Some(&b"data: [DONE]\n\n"[..]));
         let text: String = ev[1..ev.len() - 2]

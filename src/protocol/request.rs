@@ -73,11 +73,9 @@ impl Body {
         let text_of = |content: &Value| -> String {
             match content {
                 Value::String(s) => s.clone(),
-                Value::Array(parts) => parts
-                    .iter()
-                    .filter_map(|p| p.get("text").and_then(Value::as_str))
-                    .collect::<Vec<_>>()
-                    .join("\n"),
+                Value::Array(parts) => {
+                    parts.iter().filter_map(|p| p.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join("\n")
+                }
                 _ => String::new(),
             }
         };
@@ -161,11 +159,9 @@ impl Body {
 /// The name of a tool definition in a request.
 pub fn tool_name(endpoint: Endpoint, tool: &Value) -> Option<&str> {
     match endpoint {
-        Endpoint::ChatCompletions => tool
-            .get("function")
-            .and_then(|f| f.get("name"))
-            .or_else(|| tool.get("name"))
-            .and_then(Value::as_str),
+        Endpoint::ChatCompletions => {
+            tool.get("function").and_then(|f| f.get("name")).or_else(|| tool.get("name")).and_then(Value::as_str)
+        }
         // Responses API built-in tools (web_search, file_search, …) have a type but no name.
         Endpoint::Responses => tool.get("name").or_else(|| tool.get("type")).and_then(Value::as_str),
         _ => tool.get("name").and_then(Value::as_str),

@@ -78,7 +78,11 @@ impl SseFramer {
             // At the end of the stream a lone `\r` can no longer become `\r\n`: it ends its line.
             self.buf.extend_from_slice(b"\n");
             if let Some(e) = self.next_event()? {
-                return if self.buf.iter().all(|b| b.is_ascii_whitespace()) { Ok(Some(e)) } else { Err(SseError::Truncated) };
+                return if self.buf.iter().all(|b| b.is_ascii_whitespace()) {
+                    Ok(Some(e))
+                } else {
+                    Err(SseError::Truncated)
+                };
             }
         }
         if self.buf.iter().all(|b| b.is_ascii_whitespace()) {

@@ -137,7 +137,14 @@ impl Gateway {
             PolicySource::Demo => config::load_str(config::DEMO_NAME, config::DEMO_POLICY, std::path::Path::new(".")),
         })
         .await
-        .unwrap_or_else(|e| Err(PolicyError(vec![config::Located { file: String::new(), line: 0, message: format!("reload task failed: {e}"), hint: None }])));
+        .unwrap_or_else(|e| {
+            Err(PolicyError(vec![config::Located {
+                file: String::new(),
+                line: 0,
+                message: format!("reload task failed: {e}"),
+                hint: None,
+            }]))
+        });
         let outcome = match loaded {
             Ok(policy) => Active::new(policy).map_err(ReloadError::Tls),
             Err(e) => Err(ReloadError::Invalid(e)),
@@ -154,7 +161,12 @@ impl Gateway {
             Err(e) => {
                 self.metrics.policy_reload("rejected");
                 self.audit
-                    .record(Record::new("policy").with("event", "reload_rejected").with("actor", actor).with("reason", e.to_string()))
+                    .record(
+                        Record::new("policy")
+                            .with("event", "reload_rejected")
+                            .with("actor", actor)
+                            .with("reason", e.to_string()),
+                    )
                     .await;
                 tracing::warn!(actor, error = %e, "policy reload rejected; the old policy stays in force");
                 Err(e)
@@ -213,6 +225,14 @@ pub async fn serve<F, Fut>(
 }
 
 /// The AI-traffic handler for [`serve`].
-pub fn handler(gw: Arc<Gateway>) -> impl Fn(http::Request<hyper::body::Incoming>) -> std::pin::Pin<Box<dyn Future<Output = http::Response<body::Body>> + Send>> + Clone + Send + Sync + 'static {
+pub fn handler(
+    gw: Arc<Gateway>,
+) -> impl Fn(
+    http::Request<hyper::body::Incoming>,
+) -> std::pin::Pin<Box<dyn Future<Output = http::Response<body::Body>> + Send>>
+       + Clone
+       + Send
+       + Sync
+       + 'static {
     move |req| Box::pin(pipeline::handle(gw.clone(), req))
 }

@@ -100,7 +100,12 @@ pub async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<Body> 
     }
     let endpoint_name = endpoint.map_or("unknown", Endpoint::name);
     span.in_scope(|| {
-        tracing::info!(elapsed_us = start.elapsed().as_micros() as u64, stream = ctx.stream, upstream = ctx.upstream.as_deref(), "request");
+        tracing::info!(
+            elapsed_us = start.elapsed().as_micros() as u64,
+            stream = ctx.stream,
+            upstream = ctx.upstream.as_deref(),
+            "request"
+        );
     });
     gw.metrics.request(endpoint_name, status, start.elapsed());
     for (rule, action) in &ctx.decisions {
@@ -112,11 +117,8 @@ pub async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<Body> 
 }
 
 fn audit_record(ctx: &Ctx, endpoint: &str, status: u16, start: Instant) -> Record {
-    let decisions: Vec<serde_json::Value> = ctx
-        .decisions
-        .iter()
-        .map(|(rule, action)| serde_json::json!({"rule": rule, "action": action}))
-        .collect();
+    let decisions: Vec<serde_json::Value> =
+        ctx.decisions.iter().map(|(rule, action)| serde_json::json!({"rule": rule, "action": action})).collect();
     Record::new("request")
         .with("event", "decision")
         .with("request_id", ctx.request_id.to_str().unwrap_or(""))
@@ -288,22 +290,27 @@ async fn serve(gw: &Arc<Gateway>, req: Request<Incoming>, ctx: &mut Ctx) -> Resu
             upstream_body,
             tx,
         );
-        return out.body(body.boxed()).map_err(|e| GatewayError::UpstreamInvalid { upstream: up.name.clone(), detail: e.to_string() });
+        return out
+            .body(body.boxed())
+            .map_err(|e| GatewayError::UpstreamInvalid { upstream: up.name.clone(), detail: e.to_string() });
     }
     let limit = policy.limits.max_response_body;
-    let bytes = match tokio::time::timeout(policy.limits.upstream_timeout, collect_limited(upstream_body, limit)).await {
+    let bytes = match tokio::time::timeout(policy.limits.upstream_timeout, collect_limited(upstream_body, limit)).await
+    {
         Err(_) => return Err(GatewayError::UpstreamTimeout(up.name.clone())),
         Ok(Err(detail)) => return Err(GatewayError::UpstreamInvalid { upstream: up.name.clone(), detail }),
         Ok(Ok(b)) => b,
     };
-    let may_call_tools = memchr::memmem::find(&bytes, b"tool").is_some() || memchr::memmem::find(&bytes, b"function_call").is_some();
+    let may_call_tools =
+        memchr::memmem::find(&bytes, b"tool").is_some() || memchr::memmem::find(&bytes, b"function_call").is_some();
     let bytes = if head.status.is_success() && may_call_tools {
         check_tool_calls(endpoint, bytes, &|name| decide::tool_permitted(policy, &snap, &key.role, name, now), ctx)
     } else {
         bytes
     };
     drop(permit);
-    out.body(full(bytes)).map_err(|e| GatewayError::UpstreamInvalid { upstream: up.name.clone(), detail: e.to_string() })
+    out.body(full(bytes))
+        .map_err(|e| GatewayError::UpstreamInvalid { upstream: up.name.clone(), detail: e.to_string() })
 }
 
 fn check_tool_calls(endpoint: Endpoint, bytes: Bytes, allowed: &dyn Fn(&str) -> bool, ctx: &mut Ctx) -> Bytes {

@@ -20,9 +20,7 @@ pub struct RateLimiter {
 
 impl Default for RateLimiter {
     fn default() -> Self {
-        RateLimiter {
-            buckets: Cache::builder().max_capacity(1_000_000).time_to_idle(Duration::from_secs(600)).build(),
-        }
+        RateLimiter { buckets: Cache::builder().max_capacity(1_000_000).time_to_idle(Duration::from_secs(600)).build() }
     }
 }
 

@@ -51,7 +51,12 @@ pub fn spawn(ctx: StreamCtx, upstream: Body, tx: mpsc::Sender<Bytes>) {
     tokio::spawn(pump(ctx, upstream, tx, switches));
 }
 
-async fn pump(ctx: StreamCtx, mut upstream: Body, tx: mpsc::Sender<Bytes>, mut switches: watch::Receiver<Arc<Snapshot>>) {
+async fn pump(
+    ctx: StreamCtx,
+    mut upstream: Body,
+    tx: mpsc::Sender<Bytes>,
+    mut switches: watch::Receiver<Arc<Snapshot>>,
+) {
     let api = ctx.endpoint.api();
     let limits = &ctx.policy.limits;
     let mut framer = SseFramer::new(limits.max_response_body);
@@ -109,7 +114,9 @@ async fn pump(ctx: StreamCtx, mut upstream: Body, tx: mpsc::Sender<Bytes>, mut s
     for name in filter.blocked.drain(..) {
         gw.metrics.decision("tools.response_call_refused", "block");
         gw.audit
-            .record(base_record(&ctx, "tool_call_refused").with("rule", "tools.response_call_refused").with("tool", name))
+            .record(
+                base_record(&ctx, "tool_call_refused").with("rule", "tools.response_call_refused").with("tool", name),
+            )
             .await;
     }
     match end {
@@ -133,7 +140,13 @@ async fn pump(ctx: StreamCtx, mut upstream: Body, tx: mpsc::Sender<Bytes>, mut s
 }
 
 /// Runs one event through the tool-call filter and sends what remains; false when the client is gone.
-async fn deliver(event: Bytes, filter: &mut StreamFilter, ctx: &StreamCtx, snap: &Snapshot, tx: &mpsc::Sender<Bytes>) -> bool {
+async fn deliver(
+    event: Bytes,
+    filter: &mut StreamFilter,
+    ctx: &StreamCtx,
+    snap: &Snapshot,
+    tx: &mpsc::Sender<Bytes>,
+) -> bool {
     let now = unix_now();
     let allowed = |name: &str| super::decide::tool_permitted(&ctx.policy, snap, &ctx.key.role, name, now);
     match filter.on_event(&event, &allowed) {
@@ -162,8 +175,5 @@ fn base_record(ctx: &StreamCtx, event: &str) -> Record {
 }
 
 fn refusal_text(r: crate::state::Refusal) -> String {
-    format!(
-        "stream terminated by the gateway operator ({})",
-        super::error::GatewayError::Refused(r)
-    )
+    format!("stream terminated by the gateway operator ({})", super::error::GatewayError::Refused(r))
 }

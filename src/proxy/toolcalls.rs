@@ -154,7 +154,8 @@ impl StreamFilter {
             }
             Endpoint::Messages => {
                 let relevant = memchr::memmem::find(raw, b"tool_use").is_some()
-                    || (!self.replaced_blocks.is_empty() && memchr::memmem::find(raw, b"content_block_delta").is_some());
+                    || (!self.replaced_blocks.is_empty()
+                        && memchr::memmem::find(raw, b"content_block_delta").is_some());
                 if !relevant {
                     return EventAction::Forward;
                 }
@@ -175,7 +176,9 @@ impl StreamFilter {
 
     fn chat_event(&mut self, raw: &[u8], allowed: &dyn Fn(&str) -> bool) -> EventAction {
         let ev = parse_event(raw);
-        let Some(Ok(mut v)) = ev.data.as_deref().map(serde_json::from_str::<Value>) else { return EventAction::Forward };
+        let Some(Ok(mut v)) = ev.data.as_deref().map(serde_json::from_str::<Value>) else {
+            return EventAction::Forward;
+        };
         let mut changed = false;
         for choice in v.get_mut("choices").and_then(Value::as_array_mut).into_iter().flatten() {
             let ci = choice.get("index").and_then(Value::as_u64).unwrap_or(0);
@@ -220,7 +223,10 @@ impl StreamFilter {
                 }
             }
             let any_allowed = decisions.iter().any(|d| *d);
-            if !any_allowed && !decisions.is_empty() && choice.get("finish_reason").and_then(Value::as_str) == Some("tool_calls") {
+            if !any_allowed
+                && !decisions.is_empty()
+                && choice.get("finish_reason").and_then(Value::as_str) == Some("tool_calls")
+            {
                 choice["finish_reason"] = json!("stop");
                 changed = true;
             }
@@ -234,7 +240,9 @@ impl StreamFilter {
 
     fn messages_event(&mut self, raw: &[u8], allowed: &dyn Fn(&str) -> bool) -> EventAction {
         let ev = parse_event(raw);
-        let Some(Ok(mut v)) = ev.data.as_deref().map(serde_json::from_str::<Map<String, Value>>) else { return EventAction::Forward };
+        let Some(Ok(mut v)) = ev.data.as_deref().map(serde_json::from_str::<Map<String, Value>>) else {
+            return EventAction::Forward;
+        };
         let index = v.get("index").and_then(Value::as_u64);
         match v.get("type").and_then(Value::as_str) {
             Some("content_block_start") => {
@@ -249,12 +257,18 @@ impl StreamFilter {
                 }
                 let i = index.unwrap_or(0);
                 self.replaced_blocks.insert(i);
-                let start = json!({"type": "content_block_start", "index": i, "content_block": {"type": "text", "text": ""}});
+                let start =
+                    json!({"type": "content_block_start", "index": i, "content_block": {"type": "text", "text": ""}});
                 let delta = json!({"type": "content_block_delta", "index": i, "delta": {"type": "text_delta", "text": notice(&name)}});
                 self.blocked.push(name);
-                EventAction::Replace(vec![sse(Some("content_block_start"), &start), sse(Some("content_block_delta"), &delta)])
+                EventAction::Replace(vec![
+                    sse(Some("content_block_start"), &start),
+                    sse(Some("content_block_delta"), &delta),
+                ])
             }
-            Some("content_block_delta") if index.is_some_and(|i| self.replaced_blocks.contains(&i)) => EventAction::Drop,
+            Some("content_block_delta") if index.is_some_and(|i| self.replaced_blocks.contains(&i)) => {
+                EventAction::Drop
+            }
             Some("message_delta") if !self.replaced_blocks.is_empty() && self.allowed_tool_blocks == 0 => {
                 if v.get("delta").and_then(|d| d.get("stop_reason")).and_then(Value::as_str) == Some("tool_use") {
                     if let Some(d) = v.get_mut("delta") {
@@ -270,7 +284,9 @@ impl StreamFilter {
 
     fn responses_event(&mut self, raw: &[u8], allowed: &dyn Fn(&str) -> bool) -> EventAction {
         let ev = parse_event(raw);
-        let Some(Ok(mut v)) = ev.data.as_deref().map(serde_json::from_str::<Value>) else { return EventAction::Forward };
+        let Some(Ok(mut v)) = ev.data.as_deref().map(serde_json::from_str::<Value>) else {
+            return EventAction::Forward;
+        };
         let oi = v.get("output_index").and_then(Value::as_u64);
         let ty = v.get("type").and_then(Value::as_str).unwrap_or("").to_owned();
         match ty.as_str() {
@@ -353,7 +369,10 @@ mod tests {
         assert!(!String::from_utf8_lossy(&r2[0]).contains("arguments"));
         let EventAction::Replace(r3) = f.on_event(e3, &only_a) else { panic!() };
         assert!(String::from_utf8_lossy(&r3[0]).contains("\"index\":0"), "renumbered");
-        assert_eq!(f.on_event(b"data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\n", &only_a), EventAction::Forward);
+        assert_eq!(
+            f.on_event(b"data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\n", &only_a),
+            EventAction::Forward
+        );
         assert_eq!(f.blocked, vec!["b"]);
     }
 
@@ -365,7 +384,8 @@ mod tests {
         assert_eq!(r.len(), 2);
         let delta = b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"{}\"}}\n\n";
         assert_eq!(f.on_event(delta, &only_a), EventAction::Drop);
-        let md = b"event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"tool_use\"}}\n\n";
+        let md =
+            b"event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"tool_use\"}}\n\n";
         let EventAction::Replace(r) = f.on_event(md, &only_a) else { panic!() };
         assert!(String::from_utf8_lossy(&r[0]).contains("end_turn"));
     }

@@ -75,8 +75,17 @@ const FORWARDED_PREFIXED: [&str; 3] = ["anthropic-version", "anthropic-beta", "o
 fn drop_response_header(name: &header::HeaderName) -> bool {
     matches!(
         name.as_str(),
-        "connection" | "keep-alive" | "proxy-connection" | "transfer-encoding" | "upgrade" | "trailer" | "te"
-            | "content-length" | "content-encoding" | "set-cookie" | "alt-svc"
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "transfer-encoding"
+            | "upgrade"
+            | "trailer"
+            | "te"
+            | "content-length"
+            | "content-encoding"
+            | "set-cookie"
+            | "alt-svc"
     )
 }
 
@@ -111,14 +120,24 @@ pub struct Outgoing<'a> {
 }
 
 /// Sends the request and returns the response head with a streaming body.
-pub async fn send(clients: &Clients, upstream: &Arc<Upstream>, out: Outgoing<'_>, limits: &Limits) -> Result<Response<Body>, GatewayError> {
+pub async fn send(
+    clients: &Clients,
+    upstream: &Arc<Upstream>,
+    out: Outgoing<'_>,
+    limits: &Limits,
+) -> Result<Response<Body>, GatewayError> {
     match upstream.kind {
         UpstreamKind::Scripted => Ok(scripted(upstream, &out)),
         UpstreamKind::OpenAi | UpstreamKind::Anthropic => http_send(clients, upstream, out, limits).await,
     }
 }
 
-async fn http_send(clients: &Clients, up: &Arc<Upstream>, out: Outgoing<'_>, limits: &Limits) -> Result<Response<Body>, GatewayError> {
+async fn http_send(
+    clients: &Clients,
+    up: &Arc<Upstream>,
+    out: Outgoing<'_>,
+    limits: &Limits,
+) -> Result<Response<Body>, GatewayError> {
     let client = clients.by_upstream.get(&up.name).ok_or(GatewayError::NoRoute)?;
     let base = up.base_url.as_ref().ok_or(GatewayError::NoRoute)?;
     let credential = up.credential.as_ref().ok_or_else(|| GatewayError::NoCredential(up.name.clone()))?;
@@ -147,11 +166,13 @@ async fn http_send(clients: &Clients, up: &Arc<Upstream>, out: Outgoing<'_>, lim
     if out.endpoint.has_body() {
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     }
-    let mut cred = HeaderValue::from_str(match up.kind {
-        UpstreamKind::Anthropic => credential.expose().to_owned(),
-        _ => format!("Bearer {}", credential.expose()),
-    }
-    .as_str())
+    let mut cred = HeaderValue::from_str(
+        match up.kind {
+            UpstreamKind::Anthropic => credential.expose().to_owned(),
+            _ => format!("Bearer {}", credential.expose()),
+        }
+        .as_str(),
+    )
     .map_err(|_| GatewayError::NoCredential(up.name.clone()))?;
     cred.set_sensitive(true);
     match up.kind {

@@ -127,7 +127,9 @@ fn entry(actor: &str, reason: &str, now: SystemTime, ttl: Option<&str>) -> Resul
         reason: reason.to_owned(),
         actor: actor.to_owned(),
         since: humantime::format_rfc3339_seconds(now).to_string(),
-        expires: expires_unix.map(|s| humantime::format_rfc3339_seconds(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(s)).to_string()),
+        expires: expires_unix.map(|s| {
+            humantime::format_rfc3339_seconds(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(s)).to_string()
+        }),
         expires_unix,
     })
 }
@@ -157,14 +159,23 @@ fn endpoint(name: &str) -> Result<Endpoint, String> {
 
 impl Action {
     /// Applies the action to `s` (a private copy), or says why it is invalid.
-    pub fn apply(&self, s: &mut Snapshot, policy: &Policy, actor: &str, reason: &str, now: SystemTime) -> Result<(), String> {
+    pub fn apply(
+        &self,
+        s: &mut Snapshot,
+        policy: &Policy,
+        actor: &str,
+        reason: &str,
+        now: SystemTime,
+    ) -> Result<(), String> {
         match self {
             Action::SetLevel { level } => {
                 s.level = Level::parse(level)
                     .ok_or_else(|| format!("unknown level `{level}`; levels: normal, elevated, critical, lockdown"))?;
             }
             Action::SafeMode { enabled } => s.safe_mode = *enabled,
-            Action::BlockUser { user, ttl } => insert(&mut s.blocked_users, "user", user, entry(actor, reason, now, ttl.as_deref())?)?,
+            Action::BlockUser { user, ttl } => {
+                insert(&mut s.blocked_users, "user", user, entry(actor, reason, now, ttl.as_deref())?)?
+            }
             Action::UnblockUser { user } => {
                 s.blocked_users.remove(non_empty("user", user)?);
             }
@@ -176,7 +187,9 @@ impl Action {
             }
             Action::RevokeKey { key_id } => {
                 if !policy.key_ids.contains_key(key_id) {
-                    return Err(format!("unknown key id `{key_id}`; revoke by the id declared in the policy's [[keys]]"));
+                    return Err(format!(
+                        "unknown key id `{key_id}`; revoke by the id declared in the policy's [[keys]]"
+                    ));
                 }
                 insert(&mut s.revoked_keys, "key_id", key_id, entry(actor, reason, now, None)?)?
             }
@@ -184,7 +197,9 @@ impl Action {
                 let ttl = ttl.as_deref().or(Some("24h"));
                 insert(&mut s.terminated_sessions, "session", session, entry(actor, reason, now, ttl)?)?
             }
-            Action::DisableTool { tool, ttl } => insert(&mut s.disabled_tools, "tool", tool, entry(actor, reason, now, ttl.as_deref())?)?,
+            Action::DisableTool { tool, ttl } => {
+                insert(&mut s.disabled_tools, "tool", tool, entry(actor, reason, now, ttl.as_deref())?)?
+            }
             Action::EnableTool { tool } => {
                 s.disabled_tools.remove(non_empty("tool", tool)?);
             }

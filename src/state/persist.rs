@@ -48,10 +48,8 @@ pub fn load(path: &Path) -> Result<Option<Snapshot>, PersistError> {
 
 /// Writes the snapshot atomically and durably.
 pub async fn save(path: &Path, snap: &Snapshot) -> Result<(), PersistError> {
-    let bytes = serde_json::to_vec_pretty(snap).map_err(|e| PersistError::Write {
-        path: path.to_path_buf(),
-        source: std::io::Error::other(e),
-    })?;
+    let bytes = serde_json::to_vec_pretty(snap)
+        .map_err(|e| PersistError::Write { path: path.to_path_buf(), source: std::io::Error::other(e) })?;
     let path = path.to_path_buf();
     let p = path.clone();
     tokio::task::spawn_blocking(move || write_atomic(&p, &bytes))

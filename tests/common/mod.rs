@@ -86,9 +86,7 @@ impl Gateway {
             }
             if let Ok(Some(status)) = child.try_wait() {
                 let log = std::fs::read_to_string(&stderr_path).unwrap_or_default();
-                return Err(format!(
-                    "firebreak exited with {status} before it was ready:\n{log}"
-                ));
+                return Err(format!("firebreak exited with {status} before it was ready:\n{log}"));
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
@@ -127,32 +125,21 @@ impl Gateway {
     }
 
     /// An admin request with the token; returns status and JSON body.
-    pub async fn admin(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (u16, Value) {
+    pub async fn admin(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
         let client = reqwest::Client::new();
-        let mut rb = client
-            .request(method, format!("{}{}", self.admin, path))
-            .bearer_auth(ADMIN_TOKEN);
+        let mut rb = client.request(method, format!("{}{}", self.admin, path)).bearer_auth(ADMIN_TOKEN);
         if let Some(b) = body {
             rb = rb.json(&b);
         }
         let resp = rb.send().await.expect("admin request");
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap_or_default();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
 
     /// Posts a batch of switch actions.
     pub async fn switches(&self, batch: Value) -> (u16, Value) {
-        self.admin(reqwest::Method::POST, "/admin/v1/switches", Some(batch))
-            .await
+        self.admin(reqwest::Method::POST, "/admin/v1/switches", Some(batch)).await
     }
 }
 

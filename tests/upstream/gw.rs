@@ -129,12 +129,7 @@ pub async fn setup(extra: &str) -> (FakeUpstream, Gateway) {
     let up = FakeUpstream::start().await;
     let url = up.base_url();
     let text = policy(
-        &Upstreams {
-            openai_url: &url,
-            openai_env: OPENAI_ENV,
-            anthropic_url: &url,
-            anthropic_env: ANTHROPIC_ENV,
-        },
+        &Upstreams { openai_url: &url, openai_env: OPENAI_ENV, anthropic_url: &url, anthropic_env: ANTHROPIC_ENV },
         extra,
     );
     let gw = tokio::task::block_in_place(|| Gateway::start(&text));
@@ -174,22 +169,11 @@ pub fn auth_for(path: &str, key: &'static str) -> Auth<'static> {
 }
 
 /// A POST with a JSON body to the gateway.
-pub fn post(
-    c: &reqwest::Client,
-    gw: &Gateway,
-    path: &str,
-    auth: Auth<'_>,
-    body: &Value,
-) -> reqwest::RequestBuilder {
-    let mut rb = c
-        .post(gw.url(path))
-        .header("content-type", "application/json")
-        .body(body.to_string());
+pub fn post(c: &reqwest::Client, gw: &Gateway, path: &str, auth: Auth<'_>, body: &Value) -> reqwest::RequestBuilder {
+    let mut rb = c.post(gw.url(path)).header("content-type", "application/json").body(body.to_string());
     rb = match auth {
         Auth::Bearer(k) => rb.bearer_auth(k),
-        Auth::ApiKey(k) => rb
-            .header("x-api-key", k)
-            .header("anthropic-version", "2023-06-01"),
+        Auth::ApiKey(k) => rb.header("x-api-key", k).header("anthropic-version", "2023-06-01"),
         Auth::None => rb,
     };
     rb
@@ -224,19 +208,10 @@ pub async fn send(rb: reqwest::RequestBuilder) -> Got {
         let resp = rb.send().await.expect("request to the gateway failed");
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
-        let text = resp
-            .text()
-            .await
-            .expect("reading the gateway's body failed");
-        Got {
-            status,
-            headers,
-            text,
-        }
+        let text = resp.text().await.expect("reading the gateway's body failed");
+        Got { status, headers, text }
     };
-    tokio::time::timeout(std::time::Duration::from_secs(30), fut)
-        .await
-        .expect("gateway response within 30 s")
+    tokio::time::timeout(std::time::Duration::from_secs(30), fut).await.expect("gateway response within 30 s")
 }
 
 /// POSTs `body` to `path` as alice (the usual key header for the path) and reads the answer.
@@ -254,13 +229,8 @@ pub fn assert_openai_error(g: &Got, status: u16) -> String {
         assert!(e[f].is_string(), "OpenAI error needs a string `{f}`: {v}");
     }
     assert!(v.get("type").is_none(), "not an Anthropic error: {v}");
-    assert!(
-        g.header("x-request-id").is_some_and(|r| !r.is_empty()),
-        "x-request-id header on {status}"
-    );
-    assert!(g
-        .header("content-type")
-        .is_some_and(|c| c.starts_with("application/json")));
+    assert!(g.header("x-request-id").is_some_and(|r| !r.is_empty()), "x-request-id header on {status}");
+    assert!(g.header("content-type").is_some_and(|c| c.starts_with("application/json")));
     e["message"].as_str().unwrap_or_default().to_owned()
 }
 
@@ -269,22 +239,10 @@ pub fn assert_anthropic_error(g: &Got, status: u16) -> String {
     assert_eq!(g.status, status, "status; body: {}", g.text);
     let v = g.json();
     assert_eq!(v["type"], "error", "Anthropic error shape expected: {v}");
-    assert!(
-        v["error"]["type"].is_string(),
-        "Anthropic error needs error.type: {v}"
-    );
-    assert!(
-        v["error"]["message"].is_string(),
-        "Anthropic error needs error.message: {v}"
-    );
-    assert!(
-        g.header("x-request-id").is_some_and(|r| !r.is_empty()),
-        "x-request-id header on {status}"
-    );
-    v["error"]["message"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
+    assert!(v["error"]["type"].is_string(), "Anthropic error needs error.type: {v}");
+    assert!(v["error"]["message"].is_string(), "Anthropic error needs error.message: {v}");
+    assert!(g.header("x-request-id").is_some_and(|r| !r.is_empty()), "x-request-id header on {status}");
+    v["error"]["message"].as_str().unwrap_or_default().to_owned()
 }
 
 /// Asserts the error shape of the API `path` belongs to.
@@ -298,9 +256,7 @@ pub fn assert_error(path: &str, g: &Got, status: u16) -> String {
 
 /// Posts a switch batch and asserts it was applied.
 pub async fn flip(gw: &Gateway, actions: Value) {
-    let (status, body) = gw
-        .switches(json!({"actions": actions, "reason": "proxy test", "actor": "tests"}))
-        .await;
+    let (status, body) = gw.switches(json!({"actions": actions, "reason": "proxy test", "actor": "tests"})).await;
     assert_eq!(status, 200, "switch batch refused: {body}");
 }
 
@@ -346,10 +302,7 @@ pub fn tool_names(body: &Value) -> Vec<String> {
         .into_iter()
         .flatten()
         .filter_map(|t| {
-            t.pointer("/function/name")
-                .or_else(|| t.get("name"))
-                .and_then(Value::as_str)
-                .map(str::to_owned)
+            t.pointer("/function/name").or_else(|| t.get("name")).and_then(Value::as_str).map(str::to_owned)
         })
         .collect()
 }

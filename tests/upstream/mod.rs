@@ -129,18 +129,11 @@ impl Reply {
         Reply {
             status: 200,
             headers: vec![
-                (
-                    "content-type".into(),
-                    "text/event-stream; charset=utf-8".into(),
-                ),
+                ("content-type".into(), "text/event-stream; charset=utf-8".into()),
                 ("cache-control".into(), "no-cache".into()),
             ],
             chunks: split(body.as_bytes(), chunking),
-            chunk_delay: if chunking == Chunking::Whole {
-                Duration::ZERO
-            } else {
-                Duration::from_millis(1)
-            },
+            chunk_delay: if chunking == Chunking::Whole { Duration::ZERO } else { Duration::from_millis(1) },
             head_delay: Duration::ZERO,
             gate: None,
             end: End::Clean,
@@ -220,18 +213,12 @@ impl Recorded {
 
     /// One header as text.
     pub fn header(&self, name: &str) -> Option<String> {
-        self.headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
+        self.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
     }
 
     /// Every header as `name: value` text, for "never appears anywhere" assertions.
     pub fn all_headers_text(&self) -> String {
-        self.headers
-            .iter()
-            .map(|(k, v)| format!("{}: {}\n", k, String::from_utf8_lossy(v.as_bytes())))
-            .collect()
+        self.headers.iter().map(|(k, v)| format!("{}: {}\n", k, String::from_utf8_lossy(v.as_bytes()))).collect()
     }
 }
 
@@ -251,9 +238,7 @@ pub struct FakeUpstream {
 impl FakeUpstream {
     /// Starts the server; by default it answers every request with a small chat completion.
     pub async fn start() -> FakeUpstream {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind fake upstream");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind fake upstream");
         let addr = listener.local_addr().expect("local addr");
         let shared = Arc::new(Shared {
             queue: Mutex::new(VecDeque::new()),
@@ -312,20 +297,14 @@ impl FakeUpstream {
             if r.len() >= n {
                 return r;
             }
-            assert!(
-                Instant::now() < deadline,
-                "fake upstream got {} requests, expected {n}",
-                r.len()
-            );
+            assert!(Instant::now() < deadline, "fake upstream got {} requests, expected {n}", r.len());
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
 
     /// The last request received (panics if none).
     pub fn last(&self) -> Recorded {
-        self.requests()
-            .pop()
-            .expect("the fake upstream received no request")
+        self.requests().pop().expect("the fake upstream received no request")
     }
 }
 
@@ -347,18 +326,10 @@ impl http_body::Body for ChanBody {
 
 async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Result<Response<FakeBody>, Infallible> {
     let (parts, body) = req.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map(|c| c.to_bytes())
-        .unwrap_or_default();
+    let body = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
     s.requests.lock().unwrap().push(Recorded {
         method: parts.method.to_string(),
-        path: parts
-            .uri
-            .path_and_query()
-            .map(|p| p.to_string())
-            .unwrap_or_default(),
+        path: parts.uri.path_and_query().map(|p| p.to_string()).unwrap_or_default(),
         headers: parts.headers,
         body,
     });
@@ -370,13 +341,7 @@ async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Result<Response<FakeB
         tokio::time::sleep(reply.head_delay).await;
     }
     let (tx, rx) = mpsc::channel(1);
-    let Reply {
-        chunks,
-        chunk_delay,
-        gate,
-        end,
-        ..
-    } = reply.clone();
+    let Reply { chunks, chunk_delay, gate, end, .. } = reply.clone();
     tokio::spawn(async move {
         for (i, c) in chunks.into_iter().enumerate() {
             if i > 0 && !chunk_delay.is_zero() {
@@ -392,20 +357,13 @@ async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Result<Response<FakeB
             }
         }
         if end == End::Abort {
-            let _ = tx
-                .send(Err(std::io::Error::other(
-                    "fake upstream tears the connection down",
-                )))
-                .await;
+            let _ = tx.send(Err(std::io::Error::other("fake upstream tears the connection down"))).await;
         }
     });
     let mut resp = Response::new(BodyExt::boxed(ChanBody(rx)));
     *resp.status_mut() = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK);
     for (k, v) in &reply.headers {
-        if let (Ok(k), Ok(v)) = (
-            http::HeaderName::from_bytes(k.as_bytes()),
-            http::HeaderValue::from_str(v),
-        ) {
+        if let (Ok(k), Ok(v)) = (http::HeaderName::from_bytes(k.as_bytes()), http::HeaderValue::from_str(v)) {
             resp.headers_mut().append(k, v);
         }
     }
@@ -445,11 +403,7 @@ fn chat_chunk(model: &str, delta: Value, finish: Value) -> Value {
 /// second keep-alive in the middle), a finish chunk, a usage chunk, `data: [DONE]`.
 pub fn chat_sse(pieces: &[&str], model: &str) -> String {
     let mut s = String::new();
-    s += &data(&chat_chunk(
-        model,
-        json!({"role": "assistant", "content": "", "refusal": null}),
-        Value::Null,
-    ));
+    s += &data(&chat_chunk(model, json!({"role": "assistant", "content": "", "refusal": null}), Value::Null));
     s += ": keep-alive\n\n";
     for (i, p) in pieces.iter().enumerate() {
         s += &data(&chat_chunk(model, json!({"content": p}), Value::Null));
@@ -458,11 +412,9 @@ pub fn chat_sse(pieces: &[&str], model: &str) -> String {
         }
     }
     s += &data(&chat_chunk(model, json!({}), json!("stop")));
-    s += &data(
-        &json!({"id": "chatcmpl-fake123", "object": "chat.completion.chunk", "created": 1_700_000_000,
+    s += &data(&json!({"id": "chatcmpl-fake123", "object": "chat.completion.chunk", "created": 1_700_000_000,
                        "model": model, "choices": [],
-                       "usage": {"prompt_tokens": 9, "completion_tokens": 12, "total_tokens": 21}}),
-    );
+                       "usage": {"prompt_tokens": 9, "completion_tokens": 12, "total_tokens": 21}}));
     s += "data: [DONE]\n\n";
     s
 }
@@ -520,11 +472,7 @@ pub fn chat_tool_call_events(index: usize, c: &Call, model: &str) -> Vec<String>
 /// OpenAI chat completion stream with tool calls (arguments streamed in pieces), ending with
 /// `finish_reason: "tool_calls"` and `[DONE]`.
 pub fn chat_tool_sse(calls: &[Call], model: &str) -> String {
-    let mut s = data(&chat_chunk(
-        model,
-        json!({"role": "assistant", "content": null}),
-        Value::Null,
-    ));
+    let mut s = data(&chat_chunk(model, json!({"role": "assistant", "content": null}), Value::Null));
     for (i, c) in calls.iter().enumerate() {
         for e in chat_tool_call_events(i, c, model) {
             s += &e;
@@ -593,10 +541,7 @@ pub fn responses_sse(pieces: &[&str], model: &str) -> String {
         json!({"output_index": 0, "item": {"type": "message", "id": "msg_fake",
         "status": "completed", "role": "assistant", "content": [{"type": "output_text", "text": text, "annotations": []}]}}),
     );
-    ev(
-        "response.completed",
-        json!({"response": responses_json(&text, model)}),
-    );
+    ev("response.completed", json!({"response": responses_json(&text, model)}));
     s
 }
 
@@ -660,10 +605,7 @@ pub fn anthropic_sse(pieces: &[&str], model: &str) -> String {
             s += &named("ping", &json!({"type": "ping"}));
         }
     }
-    s += &named(
-        "content_block_stop",
-        &json!({"type": "content_block_stop", "index": 0}),
-    );
+    s += &named("content_block_stop", &json!({"type": "content_block_stop", "index": 0}));
     s += &anthropic_end("end_turn");
     s
 }
@@ -682,10 +624,7 @@ pub fn anthropic_tool_block_events(index: usize, c: &Call) -> Vec<String> {
             "delta": {"type": "input_json_delta", "partial_json": p}}),
         ));
     }
-    out.push(named(
-        "content_block_stop",
-        &json!({"type": "content_block_stop", "index": index}),
-    ));
+    out.push(named("content_block_stop", &json!({"type": "content_block_stop", "index": index})));
     out
 }
 
@@ -702,10 +641,7 @@ pub fn anthropic_tool_sse(calls: &[Call], model: &str) -> String {
         &json!({"type": "content_block_delta", "index": 0,
         "delta": {"type": "text_delta", "text": "Let me use some tools."}}),
     );
-    s += &named(
-        "content_block_stop",
-        &json!({"type": "content_block_stop", "index": 0}),
-    );
+    s += &named("content_block_stop", &json!({"type": "content_block_stop", "index": 0}));
     for (i, c) in calls.iter().enumerate() {
         for e in anthropic_tool_block_events(i + 1, c) {
             s += &e;
@@ -735,17 +671,12 @@ pub struct SseEvent {
 impl SseEvent {
     /// The data as JSON (`None` for `[DONE]`, comments or non-JSON data).
     pub fn json(&self) -> Option<Value> {
-        self.data
-            .as_deref()
-            .and_then(|d| serde_json::from_str(d).ok())
+        self.data.as_deref().and_then(|d| serde_json::from_str(d).ok())
     }
 
     /// A comparable form: name, data (as JSON when it is JSON), comments.
     pub fn normalized(&self) -> (Option<String>, Option<Value>, Vec<String>) {
-        let d = self
-            .data
-            .as_ref()
-            .map(|d| serde_json::from_str(d).unwrap_or_else(|_| Value::String(d.clone())));
+        let d = self.data.as_ref().map(|d| serde_json::from_str(d).unwrap_or_else(|_| Value::String(d.clone())));
         (self.name.clone(), d, self.comments.clone())
     }
 }
@@ -762,12 +693,7 @@ pub fn parse_sse(body: &str) -> Vec<SseEvent> {
         };
         let raw = &rest[..end + 2];
         rest = &rest[end + 2..];
-        let mut ev = SseEvent {
-            name: None,
-            data: None,
-            comments: Vec::new(),
-            raw: raw.to_owned(),
-        };
+        let mut ev = SseEvent { name: None, data: None, comments: Vec::new(), raw: raw.to_owned() };
         for line in raw[..end].split('\n') {
             if let Some(c) = line.strip_prefix(':') {
                 ev.comments.push(c.to_owned());
@@ -798,11 +724,7 @@ pub fn chat_stream_text(events: &[SseEvent]) -> String {
     events
         .iter()
         .filter_map(SseEvent::json)
-        .filter_map(|v| {
-            v.pointer("/choices/0/delta/content")
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        })
+        .filter_map(|v| v.pointer("/choices/0/delta/content").and_then(Value::as_str).map(str::to_owned))
         .collect()
 }
 
@@ -822,10 +744,6 @@ pub fn anthropic_stream_text(events: &[SseEvent]) -> String {
         .iter()
         .filter(|e| e.name.as_deref() == Some("content_block_delta"))
         .filter_map(SseEvent::json)
-        .filter_map(|v| {
-            v.pointer("/delta/text")
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        })
+        .filter_map(|v| v.pointer("/delta/text").and_then(Value::as_str).map(str::to_owned))
         .collect()
 }
