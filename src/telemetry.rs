@@ -45,7 +45,10 @@ pub fn init(t: &Telemetry, json_flag: bool, metrics: Option<Arc<Metrics>>) -> Gu
         .or_else(|_| EnvFilter::try_new(t.log_level.as_deref().unwrap_or("info")))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let json = json_flag || t.json_logs;
-    let fmt_text = (!json).then(|| tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false));
+    // Colours only on a terminal: log files and collectors get plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
+    let fmt_text = (!json)
+        .then(|| tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false).with_ansi(ansi));
     let fmt_json =
         json.then(|| tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr).with_current_span(true));
     #[allow(unused_mut)]

@@ -104,6 +104,11 @@ fn assert_error_event(path: &str, ev: &SseEvent) {
         assert_eq!(ev.name.as_deref(), Some("error"), "Anthropic error events are named `error`: {ev:?}");
         assert_eq!(v["type"], "error", "{v}");
         assert!(v["error"]["type"].is_string() && v["error"]["message"].is_string(), "{v}");
+    } else if path == "/v1/responses" {
+        // The Responses API's own stream error: `event: error` with a flat {type, code, message}.
+        assert_eq!(ev.name.as_deref(), Some("error"), "Responses error events are named `error`: {ev:?}");
+        assert_eq!(v["type"], "error", "{v}");
+        assert!(v["code"].is_string() && v["message"].is_string(), "{v}");
     } else {
         let e = &v["error"];
         assert!(e["message"].is_string() && e["type"].is_string() && e["code"].is_string(), "OpenAI error shape: {v}");

@@ -121,11 +121,22 @@ pub fn error_body(api: Api, kind: ErrorKind, message: &str, code: &str) -> Bytes
     Bytes::from(v.to_string())
 }
 
-/// A terminal SSE error event in the caller's format, ending a stream cleanly.
-pub fn error_event(api: Api, kind: ErrorKind, message: &str, code: &str) -> Bytes {
-    let body = error_body(api, kind, message, code);
+/// A terminal SSE error event in the stream's own format, ending a stream cleanly: Anthropic
+/// `event: error`, OpenAI Responses `event: error` with `{"type":"error","code","message"}`, OpenAI
+/// chat completions a `data:` line carrying `{"error":{…}}`.
+pub fn error_event(endpoint: Endpoint, kind: ErrorKind, message: &str, code: &str) -> Bytes {
+    let body = match endpoint {
+        // The Responses API's own error event is flat ({type, code, message}); the nested `error`
+        // object as well makes the official SDKs raise instead of yielding a silent event.
+        Endpoint::Responses => Bytes::from(
+            serde_json::json!({"type": "error", "code": code, "message": message, "param": null,
+                "error": {"type": kind.openai_type(), "code": code, "message": message}})
+            .to_string(),
+        ),
+        _ => error_body(endpoint.api(), kind, message, code),
+    };
     let mut out = Vec::with_capacity(body.len() + 32);
-    if api == Api::Anthropic {
+    if matches!(endpoint, Endpoint::Messages | Endpoint::Responses) {
         out.extend_from_slice(b"event: error\n");
     }
     out.extend_from_slice(b"data: ");

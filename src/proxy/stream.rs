@@ -57,7 +57,6 @@ async fn pump(
     tx: mpsc::Sender<Bytes>,
     mut switches: watch::Receiver<Arc<Snapshot>>,
 ) {
-    let api = ctx.endpoint.api();
     let limits = &ctx.policy.limits;
     let mut framer = SseFramer::new(limits.max_response_body);
     let mut filter = StreamFilter::new(ctx.endpoint);
@@ -122,14 +121,14 @@ async fn pump(
     match end {
         End::Done | End::ClientGone => {}
         End::Cut(rule, msg) => {
-            let _ = tx.send(error_event(api, ErrorKind::Permission, &msg, "stream_terminated")).await;
+            let _ = tx.send(error_event(ctx.endpoint, ErrorKind::Permission, &msg, "stream_terminated")).await;
             gw.metrics.stream_terminated();
             gw.metrics.decision(rule, "terminate_stream");
             gw.audit.record(base_record(&ctx, "stream_terminated").with("rule", rule)).await;
         }
         End::Broken(detail) => {
             let msg = format!("the upstream stream from `{}` broke off: {detail}", ctx.upstream);
-            let _ = tx.send(error_event(api, ErrorKind::Api, &msg, "upstream_stream_error")).await;
+            let _ = tx.send(error_event(ctx.endpoint, ErrorKind::Api, &msg, "upstream_stream_error")).await;
             gw.metrics.decision("upstream.broken_stream", "error");
             gw.audit
                 .record(base_record(&ctx, "stream_error").with("rule", "upstream.broken_stream").with("detail", detail))
