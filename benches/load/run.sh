@@ -1,0 +1,333 @@
+#!/usr/bin/env bash
+# Load test: firebreak against a direct connection (and nginx proxy_pass, when nginx is available) to
+# the same fast local upstream, in one run. See benches/README.md.
+#
+#   bash benches/load/run.sh
+#
+# Knobs (environment): DURATION (seconds per run, default 8), ROUNDS (default 3), CONNS (default 32),
+# THREADS (wrk threads, default 2), NO_NGINX=1 (skip the nginx baseline), NO_INSTALL=1 (never apt-get).
+# Prints a Markdown table; writes benches/load/out/results.json. Everything listens on 127.0.0.1 only,
+# and everything started here is stopped on exit.
+set -euo pipefail
+
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+HERE=$ROOT/benches/load
+OUT=$HERE/out
+DURATION=${DURATION:-8}
+ROUNDS=${ROUNDS:-3}
+CONNS=${CONNS:-32}
+THREADS=${THREADS:-2}
+PROVIDER_KEY=sk-bench-provider-not-a-real-key
+CLIENT_KEY=fb-bench-load-alice
+
+log() { printf '>> %s\n' "$*" >&2; }
+die() { printf 'load test: %s\n' "$*" >&2; exit 1; }
+
+mkdir -p "$OUT"
+rm -rf "$OUT"/runs "$OUT"/nginx "$OUT"/*.ready "$OUT"/state.json "$OUT"/audit.jsonl "$OUT"/results.json
+mkdir -p "$OUT"/runs
+
+PIDS=()
+cleanup() {
+    local p
+    for p in "${PIDS[@]}"; do
+        kill -TERM "$p" 2>/dev/null || true
+    done
+    for p in "${PIDS[@]}"; do
+        for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$p" 2>/dev/null || true
+    done
+    # The audit trail of a load test is large and of no further use.
+    rm -f "$OUT"/audit.jsonl "$OUT"/audit.jsonl.head
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Waits for a ready file and prints its content.
+wait_ready() {
+    local f=$1 pid=$2 what=$3
+    for _ in $(seq 300); do
+        if [[ -s $f ]]; then cat "$f"; return 0; fi
+        kill -0 "$pid" 2>/dev/null || die "$what exited before it was ready (see $OUT/$what.log)"
+        sleep 0.1
+    done
+    die "$what was not ready within 30 s (see $OUT/$what.log)"
+}
+
+json_field() { sed -n "s/.*\"$1\":\"\([^\"]*\)\".*/\1/p"; }
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+
+# ---------------------------------------------------------------- tools
+APT_UPDATED=0
+apt_install() {
+    [[ ${NO_INSTALL:-0} == 1 ]] && return 1
+    command -v apt-get >/dev/null || return 1
+    [[ $(id -u) == 0 ]] || return 1
+    if [[ $APT_UPDATED == 0 ]]; then
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null 2>&1 || true
+        APT_UPDATED=1
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null 2>&1
+}
+
+command -v python3 >/dev/null || die "python3 is needed to summarise the results"
+if ! command -v wrk >/dev/null; then
+    log "installing wrk (apt-get install -y wrk)"
+    apt_install wrk || true
+    command -v wrk >/dev/null || die "wrk is not installed and could not be installed (apt-get install -y wrk needs root and Debian's package lists); install it and re-run"
+fi
+NGINX=""
+if [[ ${NO_NGINX:-0} != 1 ]]; then
+    if ! command -v nginx >/dev/null && [[ ! -x /usr/sbin/nginx ]]; then
+        log "installing nginx for the baseline (optional)"
+        apt_install nginx-light || apt_install nginx || true
+    fi
+    NGINX=$(command -v nginx || { [[ -x /usr/sbin/nginx ]] && echo /usr/sbin/nginx; } || true)
+    [[ -n $NGINX ]] || log "nginx is not available: the nginx baseline is skipped (firebreak is compared with the direct connection only)"
+fi
+
+# ---------------------------------------------------------------- build
+log "building release binaries (firebreak, examples/fake_provider)"
+cargo build --release --bin firebreak --example fake_provider >&2 || die "release build failed"
+TARGET=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+FIREBREAK=$TARGET/release/firebreak
+PROVIDER=$TARGET/release/examples/fake_provider
+[[ -x $FIREBREAK && -x $PROVIDER ]] || die "release binaries not found under $TARGET/release"
+
+# ---------------------------------------------------------------- start
+"$PROVIDER" --listen 127.0.0.1:0 --ready-file "$OUT/provider.ready" --threads 1 >"$OUT/provider.log" 2>&1 &
+PIDS+=($!)
+UP_ADDR=$(wait_ready "$OUT/provider.ready" "${PIDS[-1]}" provider | json_field addr)
+log "fake provider on $UP_ADDR"
+
+sed "s#^base_url = .*#base_url = \"http://$UP_ADDR\"#" "$HERE/policy.toml" >"$OUT/policy.toml"
+FIREBREAK_BENCH_PROVIDER_KEY=$PROVIDER_KEY FIREBREAK_ADMIN_TOKEN=bench-admin-token-$$ \
+    "$FIREBREAK" serve --policy "$OUT/policy.toml" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
+    --state-file "$OUT/state.json" --audit-file "$OUT/audit.jsonl" --ready-file "$OUT/firebreak.ready" \
+    >"$OUT/firebreak.log" 2>&1 &
+PIDS+=($!)
+FB_PID=${PIDS[-1]}
+FB_ADDR=$(wait_ready "$OUT/firebreak.ready" "$FB_PID" firebreak | json_field proxy)
+log "firebreak on $FB_ADDR (pid $FB_PID)"
+
+NGINX_PID="" NG_PORT="" NG_STREAM_PORT=""
+if [[ -n $NGINX ]]; then
+    NG=$OUT/nginx
+    mkdir -p "$NG"/tmp
+    NG_PORT=$(free_port)
+    NG_STREAM_PORT=$(free_port)
+    USER_LINE=""
+    [[ $(id -u) == 0 ]] && USER_LINE="user root;"
+    proxy_common="proxy_pass http://provider; proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_set_header Authorization \"Bearer $PROVIDER_KEY\";"
+    cat >"$NG/nginx.conf" <<EOF
+# Baseline: a plain reverse proxy to the same upstream, with upstream keepalive.
+$USER_LINE
+worker_processes auto;
+daemon off;
+pid $NG/nginx.pid;
+error_log $NG/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $NG/tmp/body;
+    proxy_temp_path $NG/tmp/proxy;
+    fastcgi_temp_path $NG/tmp/fastcgi;
+    uwsgi_temp_path $NG/tmp/uwsgi;
+    scgi_temp_path $NG/tmp/scgi;
+    upstream provider { server $UP_ADDR; keepalive 64; }
+    # JSON: nginx's defaults (response buffering on).
+    server { listen 127.0.0.1:$NG_PORT; location / { $proxy_common } }
+    # SSE: buffering off, as an AI proxy must stream.
+    server { listen 127.0.0.1:$NG_STREAM_PORT; location / { $proxy_common proxy_buffering off; } }
+}
+EOF
+    "$NGINX" -p "$NG" -c "$NG/nginx.conf" >"$OUT/nginx.log" 2>&1 &
+    PIDS+=($!)
+    NGINX_PID=${PIDS[-1]}
+    for _ in $(seq 50); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$NG_STREAM_PORT") 2>/dev/null && break
+        kill -0 "$NGINX_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$NGINX_PID" 2>/dev/null; then
+        log "nginx on 127.0.0.1:$NG_PORT (JSON) and 127.0.0.1:$NG_STREAM_PORT (SSE)"
+    else
+        log "nginx did not start (see $OUT/nginx.log, $NG/error.log): baseline skipped"
+        NGINX="" NGINX_PID=""
+    fi
+fi
+
+# ---------------------------------------------------------------- sanity
+check() {
+    local name=$1 url=$2 auth=$3 body=$4 expect=$5 out
+    out=$(curl -sS --max-time 5 -H "Authorization: $auth" -H 'Content-Type: application/json' --data-binary "@$body" -w '\n%{http_code}' "$url") \
+        || die "$name: request failed"
+    [[ ${out##*$'\n'} == 200 ]] || die "$name: HTTP ${out##*$'\n'}: ${out%$'\n'*}"
+    [[ $out == *"$expect"* ]] || die "$name: unexpected body: ${out:0:300}"
+}
+command -v curl >/dev/null || die "curl is needed for the sanity checks"
+for m in json sse; do
+    body=$HERE/chat.json expect='"chat.completion"'
+    [[ $m == sse ]] && body=$HERE/chat_stream.json expect='[DONE]'
+    check "direct $m" "http://$UP_ADDR/v1/chat/completions" "Bearer $PROVIDER_KEY" "$body" "$expect"
+    check "firebreak $m" "http://$FB_ADDR/v1/chat/completions" "Bearer $CLIENT_KEY" "$body" "$expect"
+    if [[ -n $NGINX ]]; then
+        port=$NG_PORT; [[ $m == sse ]] && port=$NG_STREAM_PORT
+        check "nginx $m" "http://127.0.0.1:$port/v1/chat/completions" "Bearer client" "$body" "$expect"
+    fi
+done
+log "sanity checks passed"
+
+# ---------------------------------------------------------------- runs
+TARGETS=(direct firebreak)
+[[ -n $NGINX ]] && TARGETS+=(nginx)
+
+url_of() { # target mode
+    case $1 in
+        direct) echo "http://$UP_ADDR/v1/chat/completions" ;;
+        firebreak) echo "http://$FB_ADDR/v1/chat/completions" ;;
+        nginx) if [[ $2 == sse ]]; then echo "http://127.0.0.1:$NG_STREAM_PORT/v1/chat/completions"; else echo "http://127.0.0.1:$NG_PORT/v1/chat/completions"; fi ;;
+    esac
+}
+auth_of() { [[ $1 == firebreak ]] && echo "Bearer $CLIENT_KEY" || echo "Bearer $PROVIDER_KEY"; }
+body_of() { [[ $1 == sse ]] && echo "$HERE/chat_stream.json" || echo "$HERE/chat.json"; }
+
+# run ROUND MODE TARGET SECONDS
+run() {
+    local round=$1 mode=$2 target=$3 secs=$4 f
+    f=$OUT/runs/$round-$mode-$target.txt
+    BODY_FILE=$(body_of "$mode") AUTH=$(auth_of "$target") \
+        timeout $((secs + 30)) wrk -t"$THREADS" -c"$CONNS" -d"${secs}s" --timeout 5s --latency -s "$HERE/post.lua" "$(url_of "$target" "$mode")" >"$f" 2>&1 \
+        || die "wrk failed for $target $mode (see $f)"
+    local line
+    line=$(sed -n 's/^WRKJSON //p' "$f")
+    [[ -n $line ]] || die "no summary from wrk for $target $mode (see $f)"
+    [[ $round == warmup ]] && return 0
+    printf '{"round":%s,"mode":"%s","target":"%s","wrk":%s}\n' "$round" "$mode" "$target" "$line" >>"$OUT/runs.jsonl"
+    python3 - "$line" "$round" "$mode" "$target" <<'PY' >&2
+import json, sys
+w = json.loads(sys.argv[1])
+print("   %3s %-4s %-9s %9.0f req/s  p50 %.2f ms  p99 %.2f ms  errors %d"
+      % (sys.argv[2], sys.argv[3], sys.argv[4], w["rps"], w["p50_us"] / 1000, w["p99_us"] / 1000, sum(w["errors"].values())))
+PY
+}
+
+rm -f "$OUT/runs.jsonl"
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+START=$(date +%s)
+log "warm-up (2 s per target and mode)"
+for mode in json sse; do for t in "${TARGETS[@]}"; do run warmup "$mode" "$t" 2; done; done
+log "measuring: $ROUNDS rounds x {json, sse} x {${TARGETS[*]}}, ${DURATION} s each, $CONNS connections, $THREADS wrk threads"
+n=${#TARGETS[@]}
+for round in $(seq "$ROUNDS"); do
+    for mode in json sse; do
+        # Rotate the order every round so no target always runs first (A/B/C, B/C/A, …).
+        for i in $(seq 0 $((n - 1))); do
+            run "$round" "$mode" "${TARGETS[$(((i + round - 1) % n))]}" "$DURATION"
+        done
+    done
+done
+ELAPSED=$(($(date +%s) - START))
+LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# ---------------------------------------------------------------- memory
+vm() { sed -n "s/^$2:[[:space:]]*\([0-9]*\) kB/\1/p" "/proc/$1/status" 2>/dev/null || true; }
+FB_HWM=$(vm "$FB_PID" VmHWM)
+FB_RSS=$(vm "$FB_PID" VmRSS)
+NG_HWM=0
+if [[ -n $NGINX_PID ]]; then
+    for p in $NGINX_PID $(pgrep -P "$NGINX_PID" || true); do
+        v=$(vm "$p" VmHWM)
+        NG_HWM=$((NG_HWM + ${v:-0}))
+    done
+fi
+kill -0 "$FB_PID" 2>/dev/null || die "firebreak died during the load test (see $OUT/firebreak.log)"
+AUDIT_BYTES=$(stat -c %s "$OUT/audit.jsonl" 2>/dev/null || echo 0)
+
+# ---------------------------------------------------------------- report
+CPU=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
+export CPU NPROC=$(nproc) KERNEL=$(uname -r) LOAD_BEFORE LOAD_AFTER ELAPSED FB_HWM FB_RSS NG_HWM AUDIT_BYTES \
+    DURATION ROUNDS CONNS THREADS REV=$(git rev-parse --short HEAD 2>/dev/null || echo unknown) \
+    WRK_VERSION=$(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2) NGINX_VERSION=$([[ -n $NGINX ]] && "$NGINX" -v 2>&1 | sed 's/.*: //' || echo "")
+python3 - "$OUT/runs.jsonl" "$OUT/results.json" <<'PY'
+import json, os, statistics, sys, datetime
+runs = [json.loads(l) for l in open(sys.argv[1])]
+targets = [t for t in ("direct", "firebreak", "nginx") if any(r["target"] == t for r in runs)]
+med = statistics.median
+by = {}
+for r in runs:
+    by.setdefault((r["mode"], r["target"]), []).append(r)
+def per_round(mode, t, f):
+    return {r["round"]: f(r["wrk"]) for r in by.get((mode, t), [])}
+res = {"machine": {"nproc": int(os.environ["NPROC"]), "cpu": os.environ["CPU"], "kernel": os.environ["KERNEL"],
+                   "loadavg_before": os.environ["LOAD_BEFORE"], "loadavg_after": os.environ["LOAD_AFTER"]},
+       "when": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+       "firebreak_rev": os.environ["REV"], "wrk": os.environ["WRK_VERSION"], "nginx": os.environ["NGINX_VERSION"] or None,
+       "settings": {"duration_s": int(os.environ["DURATION"]), "rounds": int(os.environ["ROUNDS"]),
+                    "connections": int(os.environ["CONNS"]), "wrk_threads": int(os.environ["THREADS"]), "elapsed_s": int(os.environ["ELAPSED"])},
+       "memory_kib": {"firebreak_vmhwm": int(os.environ["FB_HWM"] or 0), "firebreak_vmrss_end": int(os.environ["FB_RSS"] or 0),
+                      "nginx_vmhwm_all_processes": int(os.environ["NG_HWM"] or 0) or None},
+       "audit_bytes_written": int(os.environ["AUDIT_BYTES"]),
+       "modes": {}, "runs": runs}
+rows = []
+for mode in ("json", "sse"):
+    m = {}
+    for t in targets:
+        rs = [r["wrk"] for r in by.get((mode, t), [])]
+        if not rs:
+            continue
+        m[t] = {"rps_median": round(med(w["rps"] for w in rs), 1), "p50_ms_median": round(med(w["p50_us"] for w in rs) / 1000, 3),
+                "p99_ms_median": round(med(w["p99_us"] for w in rs) / 1000, 3), "errors": sum(sum(w["errors"].values()) for w in rs),
+                "rps_runs": [round(w["rps"], 1) for w in rs]}
+    # Ratios are taken round by round (same conditions), then the median over rounds.
+    def ratio(a, b, f):
+        ra, rb = per_round(mode, a, f), per_round(mode, b, f)
+        xs = [ra[k] / rb[k] for k in ra if k in rb and rb[k]]
+        return round(med(xs), 3) if xs else None
+    def diff_ms(a, b, f):
+        ra, rb = per_round(mode, a, f), per_round(mode, b, f)
+        xs = [(ra[k] - rb[k]) / 1000 for k in ra if k in rb]
+        return round(med(xs), 3) if xs else None
+    cmp = {"firebreak_over_direct_rps": ratio("firebreak", "direct", lambda w: w["rps"]),
+           "firebreak_p50_overhead_ms_vs_direct": diff_ms("firebreak", "direct", lambda w: w["p50_us"]),
+           "firebreak_p99_overhead_ms_vs_direct": diff_ms("firebreak", "direct", lambda w: w["p99_us"])}
+    if "nginx" in targets:
+        cmp.update({"firebreak_over_nginx_rps": ratio("firebreak", "nginx", lambda w: w["rps"]),
+                    "nginx_over_direct_rps": ratio("nginx", "direct", lambda w: w["rps"]),
+                    "firebreak_p99_overhead_ms_vs_nginx": diff_ms("firebreak", "nginx", lambda w: w["p99_us"]),
+                    "nginx_p99_overhead_ms_vs_direct": diff_ms("nginx", "direct", lambda w: w["p99_us"])})
+    m["compare"] = cmp
+    res["modes"][mode] = m
+json.dump(res, open(sys.argv[2], "w"), indent=2)
+
+fmt = lambda x, s="": "n/a" if x is None else f"{x}{s}"
+print(f"\n### firebreak load test ({res['when']}, rev {res['firebreak_rev']})\n")
+print(f"Machine: {res['machine']['nproc']} cores, {res['machine']['cpu']}, Linux {res['machine']['kernel']}; "
+      f"load average before/after: {res['machine']['loadavg_before']} / {res['machine']['loadavg_after']}.  ")
+s = res["settings"]
+print(f"wrk {s['connections']} connections, {s['wrk_threads']} threads, {s['rounds']} rounds x {s['duration_s']} s per target, order rotated each round; "
+      f"medians over rounds; ratios taken within each round.\n")
+print("| mode | target | req/s | p50 ms | p99 ms | errors |")
+print("|---|---|---:|---:|---:|---:|")
+for mode, m in res["modes"].items():
+    for t in targets:
+        if t in m:
+            x = m[t]
+            print(f"| {mode} | {t} | {x['rps_median']:.0f} | {x['p50_ms_median']:.2f} | {x['p99_ms_median']:.2f} | {x['errors']} |")
+print("\n| mode | firebreak/direct req/s | firebreak p99 overhead vs direct | firebreak/nginx req/s | firebreak p99 overhead vs nginx | nginx/direct req/s |")
+print("|---|---:|---:|---:|---:|---:|")
+for mode, m in res["modes"].items():
+    c = m["compare"]
+    print(f"| {mode} | {fmt(c['firebreak_over_direct_rps'])} | {fmt(c['firebreak_p99_overhead_ms_vs_direct'], ' ms')} | "
+          f"{fmt(c.get('firebreak_over_nginx_rps'))} | {fmt(c.get('firebreak_p99_overhead_ms_vs_nginx'), ' ms')} | {fmt(c.get('nginx_over_direct_rps'))} |")
+mem = res["memory_kib"]
+print(f"\nfirebreak peak RSS (VmHWM): {mem['firebreak_vmhwm'] / 1024:.1f} MiB (RSS at end {mem['firebreak_vmrss_end'] / 1024:.1f} MiB)"
+      + (f"; nginx, all processes: {mem['nginx_vmhwm_all_processes'] / 1024:.1f} MiB" if mem["nginx_vmhwm_all_processes"] else "")
+      + f". Audit trail written: {res['audit_bytes_written'] / 2**20:.0f} MiB. Measuring took {s['elapsed_s']} s.")
+print(f"\nJSON: benches/load/out/results.json")
+errs = sum(m[t]["errors"] for m in res["modes"].values() for t in targets if t in m)
+if errs:
+    print(f"\nWARNING: {errs} wrk errors (non-2xx, timeouts or socket errors); see benches/load/out/runs/.")
+PY
