@@ -129,7 +129,13 @@ reply = "Safe mode is on."
 }
 
 fn entry() -> Entry {
-    Entry { reason: "incident 42".into(), actor: "bench".into(), since: "2026-01-01T00:00:00Z".into(), expires: None, expires_unix: None }
+    Entry {
+        reason: "incident 42".into(),
+        actor: "bench".into(),
+        since: "2026-01-01T00:00:00Z".into(),
+        expires: None,
+        expires_unix: None,
+    }
 }
 
 /// A switch state as it might look during an incident: some blocked users and tenants, revoked keys,
@@ -197,11 +203,15 @@ fn chat_body(with_forbidden_tool: bool) -> Bytes {
 fn chat_stream() -> Vec<u8> {
     let words = "The gateway checks every request against the policy , forwards it to the provider , and streams the answer back one event at a time .".split(' ').collect::<Vec<_>>();
     let chunk = |delta: serde_json::Value, finish: serde_json::Value| {
-        format!("data: {}\n\n", serde_json::json!({"id": "chatcmpl-AbC123xyz", "object": "chat.completion.chunk", "created": 1_731_000_000u64,
+        format!(
+            "data: {}\n\n",
+            serde_json::json!({"id": "chatcmpl-AbC123xyz", "object": "chat.completion.chunk", "created": 1_731_000_000u64,
             "model": "gpt-4o-mini-2024-07-18", "system_fingerprint": "fp_0ba0d124f1",
-            "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]}))
+            "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]})
+        )
     };
-    let mut s = chunk(serde_json::json!({"role": "assistant", "content": "", "refusal": null}), serde_json::Value::Null);
+    let mut s =
+        chunk(serde_json::json!({"role": "assistant", "content": "", "refusal": null}), serde_json::Value::Null);
     for i in 0..300 {
         let w = words[i % words.len()];
         s.push_str(&chunk(serde_json::json!({"content": format!(" {w}")}), serde_json::Value::Null));
@@ -234,28 +244,18 @@ fn frame_all(stream: &[u8]) -> Vec<Bytes> {
     out
 }
 
-/// The decision the pipeline makes before contacting the upstream (phases 3–7 and the route).
-/// Returns the bytes that would be forwarded.
+/// The decision the pipeline makes before contacting the upstream (phases 3–7 and the route),
+/// through the same functions the pipeline calls. Returns the bytes that would be forwarded.
 fn decide(policy: &Policy, state: &StateStore, limiter: &RateLimiter, h: &HeaderMap, raw: &Bytes) -> Bytes {
     let endpoint = Endpoint::ChatCompletions;
     let key = authenticate(policy, h).expect("authenticated");
     let snap = state.load();
     let now = unix_now();
     let session = h.get("x-session-id").and_then(|v| v.to_str().ok());
-    assert!(snap.refusal(&key, endpoint, session, now).is_none());
-    let level = policy.levels.get(snap.level);
-    limiter.check(&key.user, level.requests_per_minute).expect("within the rate limit");
+    firebreak::proxy::decide::admit(policy, &snap, limiter, &key, endpoint, session, now).expect("admitted");
     let mut b = Body::parse(endpoint, raw).expect("parsed");
-    if let (Some(model), Some(role)) = (b.model(), policy.roles.get(&key.role)) {
-        assert!(role.models.as_ref().is_none_or(|m| m.matches(model)), "model allowed");
-    }
-    if let Some(m) = &level.model {
-        if b.model() != Some(m.as_str()) {
-            b.set_model(m);
-        }
-    }
-    let removed = b.strip_tools(endpoint, |name| policy.tool_allowed(&key.role, snap.level, name) && !snap.tool_disabled(name, now));
-    black_box(&removed);
+    let rw = firebreak::proxy::decide::rewrite(policy, &snap, &key, endpoint, &mut b, now).expect("allowed");
+    black_box(&rw);
     let up = policy.route(endpoint.api(), b.model()).expect("routed");
     black_box(&up.name);
     if b.changed {
@@ -287,7 +287,9 @@ fn hot_path(c: &mut Criterion) {
     });
     let mut xh = HeaderMap::new();
     xh.insert("x-api-key", HeaderValue::from_str(&secret(5)).expect("header"));
-    g.bench_function("x_api_key_sha256_lookup", |b| b.iter(|| black_box(authenticate(&policy, &xh).expect("known key"))));
+    g.bench_function("x_api_key_sha256_lookup", |b| {
+        b.iter(|| black_box(authenticate(&policy, &xh).expect("known key")))
+    });
     let mut unknown = HeaderMap::new();
     unknown.insert(http::header::AUTHORIZATION, HeaderValue::from_static("Bearer fb-not-a-key-000000000000"));
     g.bench_function("unknown_key", |b| b.iter(|| black_box(authenticate(&policy, &unknown).is_err())));
@@ -319,11 +321,15 @@ fn hot_path(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("body");
     g.throughput(Throughput::Bytes(body_strip.len() as u64));
-    g.bench_function("parse", |b| b.iter(|| black_box(Body::parse(Endpoint::ChatCompletions, &body_strip).expect("parsed"))));
+    g.bench_function("parse", |b| {
+        b.iter(|| black_box(Body::parse(Endpoint::ChatCompletions, &body_strip).expect("parsed")))
+    });
     g.bench_function("parse_strip_serialise", |b| {
         b.iter(|| {
             let mut body = Body::parse(Endpoint::ChatCompletions, &body_strip).expect("parsed");
-            let removed = body.strip_tools(Endpoint::ChatCompletions, |n| policy.tool_allowed("developer", firebreak::config::Level::Normal, n));
+            let removed = body.strip_tools(Endpoint::ChatCompletions, |n| {
+                policy.tool_allowed("developer", firebreak::config::Level::Normal, n)
+            });
             debug_assert_eq!(removed, ["run_shell"]);
             black_box(body.to_bytes())
         })
@@ -332,7 +338,11 @@ fn hot_path(c: &mut Criterion) {
         // The parsed body is built and dropped outside the timing.
         b.iter_batched_ref(
             || Body::parse(Endpoint::ChatCompletions, &body_strip).expect("parsed"),
-            |body| black_box(body.strip_tools(Endpoint::ChatCompletions, |n| policy.tool_allowed("developer", firebreak::config::Level::Normal, n))),
+            |body| {
+                black_box(body.strip_tools(Endpoint::ChatCompletions, |n| {
+                    policy.tool_allowed("developer", firebreak::config::Level::Normal, n)
+                }))
+            },
             BatchSize::SmallInput,
         )
     });
@@ -381,9 +391,10 @@ fn streaming(c: &mut Criterion) {
         });
     }
     let allow = |_: &str| true;
-    for (name, endpoint, stream) in
-        [("toolcall_filter_chat_text", Endpoint::ChatCompletions, &chat), ("toolcall_filter_messages_text", Endpoint::Messages, &messages)]
-    {
+    for (name, endpoint, stream) in [
+        ("toolcall_filter_chat_text", Endpoint::ChatCompletions, &chat),
+        ("toolcall_filter_messages_text", Endpoint::Messages, &messages),
+    ] {
         let events = frame_all(stream);
         g.throughput(Throughput::Bytes(stream.len() as u64));
         g.bench_function(name, |b| {
@@ -401,7 +412,11 @@ fn streaming(c: &mut Criterion) {
 }
 
 fn config() -> Criterion {
-    Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3)).sample_size(30).without_plots()
+    Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .sample_size(30)
+        .without_plots()
 }
 
 criterion_group! {

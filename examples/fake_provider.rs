@@ -51,9 +51,39 @@ impl http_body::Body for Frames {
 }
 
 const WORDS: &[&str] = &[
-    "The", " gateway", " checks", " every", " request", " against", " the", " policy", ",", " forwards", " it", " to", " the",
-    " provider", ",", " and", " streams", " the", " answer", " back", " one", " event", " at", " a", " time", ".", " Nothing",
-    " is", " buffered", " longer", " than", " needed", ".",
+    "The",
+    " gateway",
+    " checks",
+    " every",
+    " request",
+    " against",
+    " the",
+    " policy",
+    ",",
+    " forwards",
+    " it",
+    " to",
+    " the",
+    " provider",
+    ",",
+    " and",
+    " streams",
+    " the",
+    " answer",
+    " back",
+    " one",
+    " event",
+    " at",
+    " a",
+    " time",
+    ".",
+    " Nothing",
+    " is",
+    " buffered",
+    " longer",
+    " than",
+    " needed",
+    ".",
 ];
 
 struct Canned {
@@ -143,9 +173,12 @@ async fn handle(req: Request<Incoming>) -> Result<Response<Frames>, Infallible> 
         Ok(b) => b.to_bytes(),
         Err(_) => Bytes::new(),
     };
-    let stream = memchr::memmem::find(&body, b"\"stream\":true").is_some() || memchr::memmem::find(&body, b"\"stream\": true").is_some();
+    let stream = memchr::memmem::find(&body, b"\"stream\":true").is_some()
+        || memchr::memmem::find(&body, b"\"stream\": true").is_some();
     let r = match (&parts.method, parts.uri.path()) {
-        (&Method::POST, "/v1/chat/completions") if stream => reply(StatusCode::OK, "text/event-stream", c.chat_sse.clone()),
+        (&Method::POST, "/v1/chat/completions") if stream => {
+            reply(StatusCode::OK, "text/event-stream", c.chat_sse.clone())
+        }
         (&Method::POST, "/v1/chat/completions") => reply(StatusCode::OK, "application/json", vec![c.chat_json.clone()]),
         (&Method::POST, "/v1/messages") if stream => reply(StatusCode::OK, "text/event-stream", c.messages_sse.clone()),
         (&Method::POST, "/v1/messages") => reply(StatusCode::OK, "application/json", vec![c.messages_json.clone()]),
@@ -154,7 +187,9 @@ async fn handle(req: Request<Incoming>) -> Result<Response<Frames>, Infallible> 
         _ => reply(
             StatusCode::NOT_FOUND,
             "application/json",
-            vec![Bytes::from_static(br#"{"error":{"message":"not found","type":"invalid_request_error","code":"not_found"}}"#)],
+            vec![Bytes::from_static(
+                br#"{"error":{"message":"not found","type":"invalid_request_error","code":"not_found"}}"#,
+            )],
         ),
     };
     Ok(r)

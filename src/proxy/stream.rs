@@ -86,7 +86,9 @@ async fn pump(
                         break match framer.finish() {
                             Ok(None) => End::Done,
                             Ok(Some(last)) => {
-                                if deliver(last, &mut filter, &ctx, &snap, &tx).await { End::Done } else { End::ClientGone }
+                                let mut batch = bytes::BytesMut::new();
+                                filtered(last, &mut filter, &ctx, &snap, &mut batch);
+                                if batch.is_empty() || tx.send(batch.freeze()).await.is_ok() { End::Done } else { End::ClientGone }
                             }
                             Err(e) => End::Broken(e.to_string()),
                         };
@@ -96,15 +98,23 @@ async fn pump(
                 };
                 let Ok(data) = frame.into_data() else { continue };
                 framer.push(&data);
+                // Every complete event of this read goes out as one frame: one write, not one per event.
+                let mut batch = bytes::BytesMut::new();
                 loop {
                     let event = match framer.next_event() {
                         Ok(Some(e)) => e,
                         Ok(None) => break,
-                        Err(e) => break 'outer End::Broken(e.to_string()),
+                        Err(e) => {
+                            if !batch.is_empty() {
+                                let _ = tx.send(batch.freeze()).await;
+                            }
+                            break 'outer End::Broken(e.to_string());
+                        }
                     };
-                    if !deliver(event, &mut filter, &ctx, &snap, &tx).await {
-                        break 'outer End::ClientGone;
-                    }
+                    filtered(event, &mut filter, &ctx, &snap, &mut batch);
+                }
+                if !batch.is_empty() && tx.send(batch.freeze()).await.is_err() {
+                    break 'outer End::ClientGone;
                 }
             }
         }
@@ -138,27 +148,14 @@ async fn pump(
     drop(ctx.permit);
 }
 
-/// Runs one event through the tool-call filter and sends what remains; false when the client is gone.
-async fn deliver(
-    event: Bytes,
-    filter: &mut StreamFilter,
-    ctx: &StreamCtx,
-    snap: &Snapshot,
-    tx: &mpsc::Sender<Bytes>,
-) -> bool {
+/// Runs one event through the tool-call filter and appends what remains to `out`.
+fn filtered(event: Bytes, filter: &mut StreamFilter, ctx: &StreamCtx, snap: &Snapshot, out: &mut bytes::BytesMut) {
     let now = unix_now();
     let allowed = |name: &str| super::decide::tool_permitted(&ctx.policy, snap, &ctx.key.role, name, now);
     match filter.on_event(&event, &allowed) {
-        EventAction::Forward => tx.send(event).await.is_ok(),
-        EventAction::Drop => true,
-        EventAction::Replace(events) => {
-            for b in events {
-                if tx.send(b).await.is_err() {
-                    return false;
-                }
-            }
-            true
-        }
+        EventAction::Forward => out.extend_from_slice(&event),
+        EventAction::Drop => {}
+        EventAction::Replace(events) => events.iter().for_each(|e| out.extend_from_slice(e)),
     }
 }
 
