@@ -25,6 +25,7 @@ pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod inspect;
 pub mod metrics;
 pub mod protocol;
 pub mod proxy;

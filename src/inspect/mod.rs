@@ -1,0 +1,17 @@
+//! Inspection: what a client receives must never contain a credential, a canary or a link that
+//! smuggles data out, whatever the provider sends and however the stream is chunked.
+//!
+//! - [`rule`] — a detection rule: prefilter anchor, windowed regex, validator.
+//! - [`scanner`] — one aho-corasick automaton for all keywords + a digit-run detector decide where
+//!   each rule's regex runs; findings are merged and replaced.
+//! - [`holdback`] — streaming redaction that never releases part of a future match.
+//! - [`validate`] — checksums and entropy.
+
+pub mod holdback;
+pub mod rule;
+pub mod scanner;
+pub mod validate;
+
+pub use holdback::HoldBack;
+pub use rule::{Anchor, Category, Rule, RuleError, Severity};
+pub use scanner::{Finding, Scanner};

@@ -1,0 +1,295 @@
+//! The scanner: one aho-corasick automaton over every rule's keywords (built once per policy) plus a
+//! digit-run detector decide where to look; each rule's regex runs only in a small window around an
+//! anchor; validators confirm. Never one big regex set over the whole text.
+
+use std::borrow::Cow;
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+
+use super::rule::{Anchor, Rule, RuleError};
+
+/// A confirmed match: byte range of the secret in the scanned text, and the rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Finding {
+    /// Start (inclusive).
+    pub start: usize,
+    /// End (exclusive).
+    pub end: usize,
+    /// Index of the rule in the scanner.
+    pub rule: u16,
+}
+
+/// A compiled set of rules.
+#[derive(Debug)]
+pub struct Scanner {
+    rules: Vec<Rule>,
+    automaton: Option<AhoCorasick>,
+    /// Keyword pattern index → rules anchored on it.
+    by_keyword: Vec<Vec<u16>>,
+    /// Rules anchored on digit runs, with their minimum digit count.
+    digit_rules: Vec<(u16, usize)>,
+    min_digits: usize,
+    /// Bytes a stream must hold back (longest bounded match, or keyword, plus one).
+    hold: usize,
+    /// Bytes of released text a stream keeps as left context.
+    context: usize,
+    replacements: Vec<String>,
+}
+
+impl Scanner {
+    /// Compiles the rules (ids must be unique) into one scanner.
+    pub fn new(rules: Vec<Rule>, replacement: &str) -> Result<Scanner, RuleError> {
+        if rules.len() > u16::MAX as usize {
+            return Err(RuleError { id: String::new(), message: "too many rules".into() });
+        }
+        let mut keywords: Vec<String> = Vec::new();
+        let mut by_keyword: Vec<Vec<u16>> = Vec::new();
+        let mut digit_rules = Vec::new();
+        let mut hold = 1;
+        let mut context = 1;
+        let mut seen = std::collections::HashSet::new();
+        for (i, r) in rules.iter().enumerate() {
+            if !seen.insert(r.id.as_str()) {
+                return Err(RuleError { id: r.id.clone(), message: "duplicate rule id".into() });
+            }
+            match &r.anchor {
+                Anchor::Keywords(ks) => {
+                    for k in ks {
+                        let k = k.to_ascii_lowercase();
+                        hold = hold.max(k.len() + 1);
+                        match keywords.iter().position(|x| *x == k) {
+                            Some(p) => by_keyword[p].push(i as u16),
+                            None => {
+                                keywords.push(k);
+                                by_keyword.push(vec![i as u16]);
+                            }
+                        }
+                    }
+                }
+                Anchor::Digits(n) => digit_rules.push((i as u16, *n)),
+            }
+            if r.terminator.is_none() {
+                hold = hold.max(r.max_len + 1);
+            }
+            context = context.max(r.before + r.max_len + 1);
+        }
+        let automaton = if keywords.is_empty() {
+            None
+        } else {
+            Some(
+                AhoCorasickBuilder::new()
+                    .ascii_case_insensitive(true)
+                    .match_kind(MatchKind::Standard)
+                    .build(&keywords)
+                    .map_err(|e| RuleError { id: String::new(), message: e.to_string() })?,
+            )
+        };
+        let min_digits = digit_rules.iter().map(|(_, n)| *n).min().unwrap_or(usize::MAX);
+        let replacements = rules.iter().map(|r| replacement.replace("<rule-id>", &r.id)).collect();
+        Ok(Scanner { rules, automaton, by_keyword, digit_rules, min_digits, hold, context, replacements })
+    }
+
+    /// The rule of a finding.
+    pub fn rule(&self, i: u16) -> &Rule {
+        &self.rules[i as usize]
+    }
+
+    /// All rules.
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// Bytes a stream holds back so that no part of a future match is released early.
+    pub fn hold(&self) -> usize {
+        self.hold
+    }
+
+    /// Bytes of already-released text kept as left context for the next scan.
+    pub fn context(&self) -> usize {
+        self.context
+    }
+
+    /// The replacement text of a rule.
+    pub fn replacement(&self, rule: u16) -> &str {
+        &self.replacements[rule as usize]
+    }
+
+    /// Findings in `text`, sorted and merged (overlaps become one finding, first rule wins).
+    pub fn scan(&self, text: &str) -> Vec<Finding> {
+        self.scan_from(text, 0)
+    }
+
+    /// Findings that end after `from`; text before `from` is context only.
+    pub fn scan_from(&self, text: &str, from: usize) -> Vec<Finding> {
+        let mut out = Vec::new();
+        let bytes = text.as_bytes();
+        let lo = floor(text, from.saturating_sub(self.hold));
+        if let Some(ac) = &self.automaton {
+            let mut last_end = vec![0usize; self.rules.len()];
+            for hit in ac.find_overlapping_iter(&bytes[lo..]) {
+                let (hs, he) = (lo + hit.start(), lo + hit.end());
+                for &ri in &self.by_keyword[hit.pattern().as_usize()] {
+                    if hs < last_end[ri as usize] {
+                        continue; // inside a finding of this rule already
+                    }
+                    if let Some(f) = self.try_rule(text, ri, hs, he) {
+                        last_end[ri as usize] = f.end;
+                        out.push(f);
+                    }
+                }
+            }
+        }
+        if !self.digit_rules.is_empty() {
+            self.scan_digits(text, lo, &mut out);
+        }
+        out.retain(|f| f.end > from);
+        merge(&mut out);
+        out
+    }
+
+    /// Runs rule `ri` in the window around the anchor `hs..he`; the first validated match that
+    /// covers the anchor's start.
+    fn try_rule(&self, text: &str, ri: u16, hs: usize, he: usize) -> Option<Finding> {
+        let r = &self.rules[ri as usize];
+        let ws = floor(text, hs.saturating_sub(r.before));
+        let we = ceil(text, (he + r.max_len).min(text.len()));
+        let hay = &text[..we];
+        let mut at = ws;
+        while at <= hs {
+            let caps = r.pattern.captures_at(hay, at)?;
+            let whole = caps.get(0)?;
+            if whole.start() > hs {
+                return None;
+            }
+            if whole.end() > hs {
+                if let Some(g) = caps.get(r.group) {
+                    let s = g.as_str();
+                    if !s.is_empty() && r.validator.is_none_or(|v| v(s)) {
+                        return Some(Finding { start: g.start(), end: g.end(), rule: ri });
+                    }
+                }
+            }
+            at = next_char(text, whole.start().max(at));
+        }
+        None
+    }
+
+    fn scan_digits(&self, text: &str, lo: usize, out: &mut Vec<Finding>) {
+        let b = text.as_bytes();
+        let mut i = lo;
+        while i < b.len() {
+            let Some(off) = b[i..].iter().position(u8::is_ascii_digit) else { break };
+            let start = i + off;
+            // Extend the run over digits and single separators.
+            let mut end = start;
+            let mut digits = 0;
+            while end < b.len() {
+                if b[end].is_ascii_digit() {
+                    digits += 1;
+                    end += 1;
+                } else if matches!(b[end], b' ' | b'-' | b'.') && b.get(end + 1).is_some_and(u8::is_ascii_digit) {
+                    end += 1;
+                } else {
+                    break;
+                }
+            }
+            if digits >= self.min_digits {
+                let mut last = start;
+                for &(ri, n) in &self.digit_rules {
+                    if digits < n {
+                        continue;
+                    }
+                    let r = &self.rules[ri as usize];
+                    let ws = floor(text, start.saturating_sub(r.before));
+                    let we = ceil(text, (end + 8).min(text.len()));
+                    let hay = &text[..we];
+                    let mut at = ws;
+                    while let Some(caps) = r.pattern.captures_at(hay, at) {
+                        let Some(whole) = caps.get(0) else { break };
+                        if whole.start() >= end {
+                            break;
+                        }
+                        if let Some(g) = caps.get(r.group) {
+                            if !g.as_str().is_empty() && r.validator.is_none_or(|v| v(g.as_str())) && g.end() > start {
+                                out.push(Finding { start: g.start(), end: g.end(), rule: ri });
+                                last = last.max(g.end());
+                            }
+                        }
+                        at = next_char(text, whole.end().max(whole.start() + 1).min(text.len()));
+                        if at >= we {
+                            break;
+                        }
+                    }
+                }
+                let _ = last;
+            }
+            i = end.max(start + 1);
+        }
+    }
+
+    /// `text` with every finding replaced.
+    pub fn redact<'a>(&self, text: &'a str) -> (Cow<'a, str>, Vec<Finding>) {
+        let findings = self.scan(text);
+        if findings.is_empty() {
+            return (Cow::Borrowed(text), findings);
+        }
+        let mut out = String::with_capacity(text.len());
+        self.write_redacted(text, 0, text.len(), &findings, &mut out);
+        (Cow::Owned(out), findings)
+    }
+
+    /// Appends `text[from..to]` to `out` with the findings inside it replaced.
+    pub fn write_redacted(&self, text: &str, from: usize, to: usize, findings: &[Finding], out: &mut String) {
+        let mut at = from;
+        for f in findings {
+            if f.end <= from || f.start >= to {
+                continue;
+            }
+            let s = f.start.max(at);
+            out.push_str(&text[at..s]);
+            out.push_str(self.replacement(f.rule));
+            at = f.end.min(to);
+        }
+        out.push_str(&text[at..to]);
+    }
+}
+
+/// Sorts and merges overlapping findings (the earliest-starting keeps its rule).
+fn merge(v: &mut Vec<Finding>) {
+    if v.len() < 2 {
+        return;
+    }
+    v.sort_by_key(|f| (f.start, std::cmp::Reverse(f.end)));
+    let mut w = 0;
+    for i in 1..v.len() {
+        if v[i].start < v[w].end {
+            v[w].end = v[w].end.max(v[i].end);
+        } else {
+            w += 1;
+            v[w] = v[i];
+        }
+    }
+    v.truncate(w + 1);
+}
+
+/// Largest char boundary ≤ i.
+pub fn floor(s: &str, mut i: usize) -> usize {
+    i = i.min(s.len());
+    while !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+/// Smallest char boundary ≥ i.
+pub fn ceil(s: &str, mut i: usize) -> usize {
+    i = i.min(s.len());
+    while !s.is_char_boundary(i) {
+        i += 1;
+    }
+    i
+}
+
+fn next_char(s: &str, i: usize) -> usize {
+    ceil(s, i + 1)
+}
