@@ -16,7 +16,8 @@ const BUCKETS: [f64; 14] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1
 #[derive(Debug, Default)]
 pub struct Metrics {
     requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
-    decisions: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    /// rule id → action → count. Rule ids come from the policy (bounded), not from requests.
+    decisions: Mutex<BTreeMap<String, BTreeMap<&'static str, u64>>>,
     latency_buckets: [AtomicU64; BUCKETS.len()],
     latency_count: AtomicU64,
     latency_sum_us: AtomicU64,
@@ -41,8 +42,19 @@ impl Metrics {
     }
 
     /// Counts a policy decision.
-    pub fn decision(&self, rule: &'static str, action: &'static str) {
-        *self.decisions.lock().unwrap_or_else(|p| p.into_inner()).entry((rule, action)).or_default() += 1;
+    pub fn decision(&self, rule: &str, action: &'static str) {
+        self.decisions_n(rule, action, 1);
+    }
+
+    /// Counts `n` decisions at once.
+    pub fn decisions_n(&self, rule: &str, action: &'static str, n: u64) {
+        let mut d = self.decisions.lock().unwrap_or_else(|p| p.into_inner());
+        // Allocate the rule id only the first time it is seen.
+        let per_rule = match d.get_mut(rule) {
+            Some(m) => m,
+            None => d.entry(rule.to_owned()).or_default(),
+        };
+        *per_rule.entry(action).or_default() += n;
     }
 
     /// A request started (+1) or ended (-1).
@@ -73,8 +85,10 @@ impl Metrics {
             let _ = writeln!(s, "firebreak_requests_total{{endpoint=\"{ep}\",status=\"{st}\"}} {n}");
         }
         s.push_str("# HELP firebreak_decisions_total Policy decisions by rule and action.\n# TYPE firebreak_decisions_total counter\n");
-        for ((rule, action), n) in self.decisions.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-            let _ = writeln!(s, "firebreak_decisions_total{{rule=\"{rule}\",action=\"{action}\"}} {n}");
+        for (rule, actions) in self.decisions.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            for (action, n) in actions {
+                let _ = writeln!(s, "firebreak_decisions_total{{rule=\"{rule}\",action=\"{action}\"}} {n}");
+            }
         }
         s.push_str("# HELP firebreak_request_duration_seconds Time from request to response head (streams: to first byte).\n# TYPE firebreak_request_duration_seconds histogram\n");
         for (i, b) in BUCKETS.iter().enumerate() {
@@ -110,8 +124,9 @@ impl Metrics {
     }
 
     /// Decision counts by (rule, action), for exporters.
-    pub fn decision_counts(&self) -> Vec<((&'static str, &'static str), u64)> {
-        self.decisions.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|(k, v)| (*k, *v)).collect()
+    pub fn decision_counts(&self) -> Vec<((String, &'static str), u64)> {
+        let d = self.decisions.lock().unwrap_or_else(|p| p.into_inner());
+        d.iter().flat_map(|(rule, actions)| actions.iter().map(move |(a, n)| ((rule.clone(), *a), *n))).collect()
     }
 
     /// The switch version.

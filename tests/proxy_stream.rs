@@ -19,8 +19,40 @@ const CHUNKINGS: [Chunking; 4] = [Chunking::Whole, Chunking::Awkward, Chunking::
 
 type Normal = (Option<String>, Option<Value>, Vec<String>);
 
+/// The events with their model text taken out: text deltas (which redaction's hold-back may
+/// redistribute across events, or move into the closing event) are dropped and text fields removed.
+/// Everything else (roles, keep-alive comments, tool calls, usage, event names, `[DONE]`) must
+/// arrive unchanged and in order; the text itself is compared separately.
 fn normalized(events: &[SseEvent]) -> Vec<Normal> {
-    events.iter().map(SseEvent::normalized).collect()
+    events
+        .iter()
+        .filter(|e| !is_text_delta(e))
+        .map(|e| {
+            let (name, mut data, comments) = e.normalized();
+            if let Some(Value::Array(choices)) = data.as_mut().and_then(|d| d.get_mut("choices")) {
+                for c in choices {
+                    if let Some(Value::Object(d)) = c.get_mut("delta") {
+                        d.remove("content");
+                    }
+                }
+            }
+            (name, data, comments)
+        })
+        .collect()
+}
+
+fn is_text_delta(e: &SseEvent) -> bool {
+    let Some(v) = e.json() else { return false };
+    match e.name.as_deref() {
+        Some("response.output_text.delta") => true,
+        Some("content_block_delta") => v.pointer("/delta/type").and_then(Value::as_str) == Some("text_delta"),
+        _ => {
+            v.pointer("/choices/0/finish_reason").is_some_and(Value::is_null)
+                && v.pointer("/choices/0/delta")
+                    .and_then(Value::as_object)
+                    .is_some_and(|d| d.len() == 1 && d.contains_key("content"))
+        }
+    }
 }
 
 /// Sends `sent` through the gateway under every chunking and checks the client gets the same events.
@@ -42,7 +74,7 @@ async fn passthrough(path: &str, body: Value, sent: &str, text_of: fn(&[SseEvent
         assert_eq!(
             normalized(&got),
             normalized(&want),
-            "{path} {chunking:?}: the client gets exactly the provider's events"
+            "{path} {chunking:?}: the client gets the provider's events (text compared below)"
         );
         assert_eq!(text_of(&got), PIECES.concat(), "{path} {chunking:?}: text");
     }
@@ -140,13 +172,15 @@ async fn broken_upstream_streams_end_with_a_terminal_error_event() {
         let g = call(&gw, path, &body).await;
         assert_eq!(g.status, 200, "{path}: the stream had started");
         let got = parse_sse(&g.text); // panics when the stream is torn mid-event
-        assert!(got.len() == keep + 1, "{path} {end:?}: the whole events, then one error event; got {got:#?}");
+                                      // Text the redaction hold-back still held when the upstream broke goes out (redacted) just
+                                      // before the error event; the structure of the events before the break is intact.
+        let (last, before) = got.split_last().expect("at least the error event");
         assert_eq!(
-            normalized(&got[..keep]),
+            normalized(before),
             normalized(&parse_sse(&whole)),
-            "{path} {end:?}: events before the break arrive intact"
+            "{path} {end:?}: events before the break arrive intact; got {got:#?}"
         );
-        assert_error_event(path, &got[keep]);
+        assert_error_event(path, last);
         assert!(!g.text.contains("[DONE]"), "a broken stream does not pretend to be complete");
         // The gateway keeps serving.
         up.push(Reply::sse(&sent, Chunking::Whole));

@@ -210,9 +210,8 @@ async fn disable_tool_refuses_streamed_chat_tool_calls() {
         let g = call(&gw, CHAT, &chat_body("gpt-4o", true)).await;
         assert_eq!(g.status, 200);
         assert_blocked_call_invisible(&g.text);
-        for raw in chat_tool_call_events(0, &ALLOWED, "gpt-4o") {
-            assert!(g.text.contains(&raw), "{chunking:?}: the allowed call's event arrives byte-identical: {raw}");
-        }
+        // Argument deltas pass the redaction hold-back and may be regrouped across events: the
+        // reassembled call (id, name, arguments) is compared byte for byte below.
         let events = parse_sse(&g.text);
         let calls = chat_calls(&events);
         assert_eq!(calls.len(), 1, "{calls:?}");
@@ -284,9 +283,8 @@ async fn disable_tool_refuses_streamed_anthropic_tool_use() {
         let g = call(&gw, MESSAGES, &messages_body("claude-sonnet-4", true)).await;
         assert_eq!(g.status, 200);
         assert_blocked_call_invisible(&g.text);
-        for raw in anthropic_tool_block_events(1, &ALLOWED) {
-            assert!(g.text.contains(&raw), "{chunking:?}: the allowed block's event arrives byte-identical: {raw}");
-        }
+        // Argument deltas pass the redaction hold-back and may be regrouped across events: the
+        // reassembled call (id, name, arguments) is compared byte for byte below.
         let events = parse_sse(&g.text);
         let calls = anthropic_calls(&events);
         assert_eq!(

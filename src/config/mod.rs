@@ -95,6 +95,8 @@ pub struct Policy {
     pub levels: Levels,
     /// The pre-approved reply served in safe mode.
     pub safe_mode_reply: String,
+    /// The redaction scanner (built-in catalog, custom rules, canaries), built once per policy.
+    pub scanner: Arc<crate::inspect::Scanner>,
 }
 
 /// Where a secret is read from.

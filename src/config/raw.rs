@@ -41,6 +41,45 @@ pub struct RawPolicy {
     pub levels: BTreeMap<String, RawLevel>,
     #[serde(default)]
     pub safe_mode: RawSafeMode,
+    #[serde(default)]
+    pub redaction: RawRedaction,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRedaction {
+    /// Replacement text; `<rule-id>` is replaced by the rule's id.
+    pub replacement: Option<String>,
+    /// Built-in rules switched off.
+    #[serde(default)]
+    pub disabled: Vec<String>,
+    /// Built-in rules that are off by default, switched on.
+    #[serde(default)]
+    pub enabled: Vec<String>,
+    #[serde(default)]
+    pub custom: Vec<RawCustomRule>,
+    #[serde(default)]
+    pub canaries: Vec<RawCanary>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCustomRule {
+    pub id: String,
+    pub pattern: String,
+    pub keywords: Vec<String>,
+    pub max_len: Option<i64>,
+    pub group: Option<i64>,
+    pub category: Option<String>,
+    pub severity: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCanary {
+    pub id: String,
+    pub value: Option<String>,
+    pub value_env: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

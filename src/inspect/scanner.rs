@@ -37,7 +37,8 @@ pub struct Scanner {
 }
 
 impl Scanner {
-    /// Compiles the rules (ids must be unique) into one scanner.
+    /// Compiles the rules into one scanner. Several rules may share an id (one concept, several
+    /// encodings, as canaries do).
     pub fn new(rules: Vec<Rule>, replacement: &str) -> Result<Scanner, RuleError> {
         if rules.len() > u16::MAX as usize {
             return Err(RuleError { id: String::new(), message: "too many rules".into() });
@@ -47,11 +48,7 @@ impl Scanner {
         let mut digit_rules = Vec::new();
         let mut hold = 1;
         let mut context = 1;
-        let mut seen = std::collections::HashSet::new();
         for (i, r) in rules.iter().enumerate() {
-            if !seen.insert(r.id.as_str()) {
-                return Err(RuleError { id: r.id.clone(), message: "duplicate rule id".into() });
-            }
             match &r.anchor {
                 Anchor::Keywords(ks) => {
                     for k in ks {

@@ -52,6 +52,8 @@ struct Ctx {
     /// (rule, action) pairs decided along the way.
     decisions: Vec<(&'static str, &'static str)>,
     tools_removed: Vec<String>,
+    /// Redactions by rule id (never the text).
+    redactions: std::collections::BTreeMap<String, u64>,
 }
 
 fn new_request_id() -> HeaderValue {
@@ -76,6 +78,7 @@ pub async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<Body> 
         stream: false,
         decisions: Vec::new(),
         tools_removed: Vec::new(),
+        redactions: std::collections::BTreeMap::new(),
     };
     gw.metrics.in_flight(1);
     let span = tracing::info_span!("request", request_id = ?ctx.request_id, endpoint = endpoint.map_or("unknown", Endpoint::name),
@@ -111,6 +114,9 @@ pub async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<Body> 
     for (rule, action) in &ctx.decisions {
         gw.metrics.decision(rule, action);
     }
+    for (rule, n) in &ctx.redactions {
+        gw.metrics.decisions_n(rule, "redact", *n);
+    }
     gw.metrics.in_flight(-1);
     gw.audit.record(audit_record(&ctx, endpoint_name, status, start)).await;
     resp
@@ -135,6 +141,10 @@ fn audit_record(ctx: &Ctx, endpoint: &str, status: u16, start: Instant) -> Recor
         .with_opt("upstream", ctx.upstream.as_deref())
         .with_opt("model", ctx.model.as_deref())
         .with_opt("tools_removed", (!ctx.tools_removed.is_empty()).then(|| ctx.tools_removed.clone()))
+        .with_opt(
+            "redactions",
+            (!ctx.redactions.is_empty()).then(|| serde_json::to_value(&ctx.redactions).unwrap_or_default()),
+        )
 }
 
 fn session_of(h: &HeaderMap) -> Option<String> {
@@ -301,27 +311,73 @@ async fn serve(gw: &Arc<Gateway>, req: Request<Incoming>, ctx: &mut Ctx) -> Resu
         Ok(Err(detail)) => return Err(GatewayError::UpstreamInvalid { upstream: up.name.clone(), detail }),
         Ok(Ok(b)) => b,
     };
-    let may_call_tools =
-        memchr::memmem::find(&bytes, b"tool").is_some() || memchr::memmem::find(&bytes, b"function_call").is_some();
-    let bytes = if head.status.is_success() && may_call_tools {
-        check_tool_calls(endpoint, bytes, &|name| decide::tool_permitted(policy, &snap, &key.role, name, now), ctx)
-    } else {
-        bytes
-    };
+    let allowed = |name: &str| decide::tool_permitted(policy, &snap, &key.role, name, now);
+    let bytes = inspect_json(endpoint, head.status.is_success(), bytes, &allowed, &policy.scanner, ctx);
     drop(permit);
     out.body(full(bytes))
         .map_err(|e| GatewayError::UpstreamInvalid { upstream: up.name.clone(), detail: e.to_string() })
 }
 
-fn check_tool_calls(endpoint: Endpoint, bytes: Bytes, allowed: &dyn Fn(&str) -> bool, ctx: &mut Ctx) -> Bytes {
-    let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(&bytes) else { return bytes };
-    let blocked = toolcalls::filter_json(endpoint, &mut v, allowed);
-    if blocked.is_empty() {
+/// The response-body phase for whole JSON bodies: refused tool calls replaced by a notice, then every
+/// text string redacted (error bodies too: providers echo parts of keys). The body is parsed only
+/// when it may need either.
+fn inspect_json(
+    endpoint: Endpoint,
+    success: bool,
+    bytes: Bytes,
+    allowed: &dyn Fn(&str) -> bool,
+    scanner: &crate::inspect::Scanner,
+    ctx: &mut Ctx,
+) -> Bytes {
+    let may_call_tools = success
+        && (memchr::memmem::find(&bytes, b"tool").is_some()
+            || memchr::memmem::find(&bytes, b"function_call").is_some());
+    // A secret can hide behind JSON escapes (`\n` in a PEM block, `\u0041`): only a body without
+    // escapes and without raw findings can skip parsing.
+    let may_leak = match std::str::from_utf8(&bytes) {
+        Ok(text) => memchr::memchr(b'\\', &bytes).is_some() || !scanner.scan(text).is_empty(),
+        Err(_) => true,
+    };
+    if !may_call_tools && !may_leak {
         return bytes;
     }
-    ctx.decisions.push(("tools.response_call_refused", "block"));
-    ctx.tools_removed.extend(blocked);
-    Bytes::from(v.to_string())
+    let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+        // Not JSON: redact as text (fail closed).
+        let text = String::from_utf8_lossy(&bytes);
+        let (red, found) = scanner.redact(&text);
+        if found.is_empty() {
+            return bytes;
+        }
+        let rules: Vec<u16> = found.iter().map(|f| f.rule).collect();
+        count_redactions(scanner, &rules, ctx);
+        return Bytes::from(red.into_owned());
+    };
+    let mut changed = false;
+    if may_call_tools {
+        let blocked = toolcalls::filter_json(endpoint, &mut v, allowed);
+        if !blocked.is_empty() {
+            ctx.decisions.push(("tools.response_call_refused", "block"));
+            ctx.tools_removed.extend(blocked);
+            changed = true;
+        }
+    }
+    let mut found = Vec::new();
+    crate::inspect::redact::redact_json(scanner, &mut v, &mut found);
+    if !found.is_empty() {
+        count_redactions(scanner, &found, ctx);
+        changed = true;
+    }
+    if changed {
+        Bytes::from(v.to_string())
+    } else {
+        bytes
+    }
+}
+
+fn count_redactions(scanner: &crate::inspect::Scanner, found: &[u16], ctx: &mut Ctx) {
+    for &r in found {
+        *ctx.redactions.entry(scanner.rule(r).id.clone()).or_default() += 1;
+    }
 }
 
 /// Reads a whole upstream body, refusing more than `limit` bytes.

@@ -14,6 +14,7 @@ use super::toolcalls::{EventAction, StreamFilter};
 use super::Gateway;
 use crate::audit::Record;
 use crate::config::{KeyEntry, Policy};
+use crate::inspect::redact::{Redacted, StreamRedactor};
 use crate::protocol::sse::SseFramer;
 use crate::protocol::{error_event, Endpoint, ErrorKind};
 use crate::state::{unix_now, Snapshot};
@@ -59,7 +60,7 @@ async fn pump(
 ) {
     let limits = &ctx.policy.limits;
     let mut framer = SseFramer::new(limits.max_response_body);
-    let mut filter = StreamFilter::new(ctx.endpoint);
+    let mut filter = Inspect { tools: StreamFilter::new(ctx.endpoint), redact: StreamRedactor::new(ctx.endpoint) };
     let mut snap = switches.borrow_and_update().clone();
     // A switch flipped after the request was decided but before the pump started still counts.
     let mut check = true;
@@ -120,7 +121,19 @@ async fn pump(
         }
     };
     let gw = &ctx.gw;
-    for name in filter.blocked.drain(..) {
+    let scanner = &ctx.policy.scanner;
+    if matches!(end, End::Done | End::Broken(_)) {
+        // Text still held when the upstream ended (or broke off) without its closing events goes out
+        // redacted; a stream cut by a switch releases nothing more.
+        let rest = filter.redact.finish(scanner);
+        if !rest.is_empty() {
+            let mut batch = bytes::BytesMut::new();
+            rest.iter().for_each(|e| batch.extend_from_slice(e));
+            let _ = tx.send(batch.freeze()).await;
+        }
+    }
+    record_redactions(&ctx, scanner, &filter.redact.found).await;
+    for name in filter.tools.blocked.drain(..) {
         gw.metrics.decision("tools.response_call_refused", "block");
         gw.audit
             .record(
@@ -148,15 +161,42 @@ async fn pump(
     drop(ctx.permit);
 }
 
-/// Runs one event through the tool-call filter and appends what remains to `out`.
-fn filtered(event: Bytes, filter: &mut StreamFilter, ctx: &StreamCtx, snap: &Snapshot, out: &mut bytes::BytesMut) {
+/// Per-stream inspection state.
+struct Inspect {
+    tools: StreamFilter,
+    redact: StreamRedactor,
+}
+
+/// Runs one event through the tool-call filter, then redaction, and appends what remains to `out`.
+fn filtered(event: Bytes, insp: &mut Inspect, ctx: &StreamCtx, snap: &Snapshot, out: &mut bytes::BytesMut) {
     let now = unix_now();
     let allowed = |name: &str| super::decide::tool_permitted(&ctx.policy, snap, &ctx.key.role, name, now);
-    match filter.on_event(&event, &allowed) {
-        EventAction::Forward => out.extend_from_slice(&event),
+    let scanner = &ctx.policy.scanner;
+    let mut redact = |e: &Bytes, out: &mut bytes::BytesMut| match insp.redact.on_event(scanner, e) {
+        Redacted::Same => out.extend_from_slice(e),
+        Redacted::Events(v) => v.iter().for_each(|e| out.extend_from_slice(e)),
+    };
+    match insp.tools.on_event(&event, &allowed) {
+        EventAction::Forward => redact(&event, out),
         EventAction::Drop => {}
-        EventAction::Replace(events) => events.iter().for_each(|e| out.extend_from_slice(e)),
+        EventAction::Replace(events) => events.iter().for_each(|e| redact(e, out)),
     }
+}
+
+/// Counts and audits what was redacted: rule ids and counts, never the text.
+pub(super) async fn record_redactions(ctx: &StreamCtx, scanner: &crate::inspect::Scanner, found: &[u16]) {
+    if found.is_empty() {
+        return;
+    }
+    let mut counts: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
+    for &r in found {
+        *counts.entry(scanner.rule(r).id.as_str()).or_default() += 1;
+    }
+    for (id, n) in &counts {
+        ctx.gw.metrics.decisions_n(id, "redact", *n);
+    }
+    let rules = serde_json::to_value(&counts).unwrap_or_default();
+    ctx.gw.audit.record(base_record(ctx, "redaction").with("rule", "redaction").with("redactions", rules)).await;
 }
 
 fn base_record(ctx: &StreamCtx, event: &str) -> Record {

@@ -1,0 +1,366 @@
+//! Redaction of model output: whole JSON bodies, and SSE streams of the three formats (OpenAI chat
+//! completions, OpenAI Responses, Anthropic messages), where every text field is JSON-decoded per
+//! choice / content block, passed through a [`HoldBack`], and re-encoded.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use serde_json::{json, Map, Value};
+
+use super::holdback::HoldBack;
+use super::scanner::Scanner;
+use crate::protocol::sse::parse_event;
+use crate::protocol::Endpoint;
+
+/// Keys whose string values are identifiers or enums, never model text: left alone.
+const SKIP_KEYS: [&str; 17] = [
+    "id",
+    "object",
+    "model",
+    "type",
+    "role",
+    "finish_reason",
+    "stop_reason",
+    "status",
+    "item_id",
+    "call_id",
+    "tool_use_id",
+    "system_fingerprint",
+    "service_tier",
+    "name",
+    "event",
+    "logprobs",
+    "stop_sequence",
+];
+
+/// Redacts every text string in a JSON value in place; returns the rules that matched.
+pub fn redact_json(scanner: &Scanner, v: &mut Value, found: &mut Vec<u16>) {
+    match v {
+        Value::String(s) => {
+            let (red, f) = scanner.redact(s);
+            if !f.is_empty() {
+                found.extend(f.iter().map(|f| f.rule));
+                *s = red.into_owned();
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(|x| redact_json(scanner, x, found)),
+        Value::Object(m) => {
+            for (k, x) in m.iter_mut() {
+                if !SKIP_KEYS.contains(&k.as_str()) {
+                    redact_json(scanner, x, found);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// What became of one event.
+#[derive(Debug)]
+pub enum Redacted {
+    /// Forward unchanged.
+    Same,
+    /// Send these instead (possibly none).
+    Events(Vec<Bytes>),
+}
+
+/// Per-stream redaction state.
+#[derive(Debug)]
+pub struct StreamRedactor {
+    endpoint: Endpoint,
+    /// One hold-back per text stream: (choice or output index, field slot).
+    held: BTreeMap<(u64, u64), HoldBack>,
+    /// Chat: the last chunk's envelope, to wrap text flushed before `[DONE]`.
+    last_chunk: Option<Map<String, Value>>,
+    /// Anthropic: what kind of delta each content block carries.
+    block_kind: BTreeMap<u64, &'static str>,
+    /// Rules that matched (for audit and metrics; never the text).
+    pub found: Vec<u16>,
+}
+
+fn sse(name: Option<&str>, v: &Value) -> Bytes {
+    match name {
+        Some(n) => Bytes::from(format!("event: {n}\ndata: {v}\n\n")),
+        None => Bytes::from(format!("data: {v}\n\n")),
+    }
+}
+
+/// Slots for the text fields of one choice / block / item.
+const TEXT: u64 = 0;
+const ARGS: u64 = 1;
+
+impl StreamRedactor {
+    /// A redactor for a stream of `endpoint`.
+    pub fn new(endpoint: Endpoint) -> Self {
+        StreamRedactor {
+            endpoint,
+            held: BTreeMap::new(),
+            last_chunk: None,
+            block_kind: BTreeMap::new(),
+            found: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, scanner: &Scanner, key: (u64, u64), text: &str) -> String {
+        let hb = self.held.entry(key).or_default();
+        let mut out = String::with_capacity(text.len());
+        hb.push(scanner, text, &mut out);
+        self.found.append(&mut hb.findings);
+        out
+    }
+
+    fn flush(&mut self, scanner: &Scanner, key: (u64, u64)) -> String {
+        let mut out = String::new();
+        if let Some(mut hb) = self.held.remove(&key) {
+            hb.finish(scanner, &mut out);
+            self.found.append(&mut hb.findings);
+        }
+        out
+    }
+
+    /// Redacts one raw SSE event.
+    pub fn on_event(&mut self, scanner: &Scanner, raw: &[u8]) -> Redacted {
+        let ev = parse_event(raw);
+        let Some(data) = ev.data.as_deref() else { return Redacted::Same };
+        let name = ev.name.map(str::to_owned);
+        match self.endpoint {
+            Endpoint::ChatCompletions => self.chat(scanner, data),
+            Endpoint::Messages => self.messages(scanner, name.as_deref(), data),
+            Endpoint::Responses => self.responses(scanner, name.as_deref(), data),
+            _ => Redacted::Same,
+        }
+    }
+
+    /// The text still held at the end of an upstream stream that ended without its terminal events.
+    pub fn finish(&mut self, scanner: &Scanner) -> Vec<Bytes> {
+        let keys: Vec<(u64, u64)> = self.held.keys().copied().collect();
+        let mut out = Vec::new();
+        for k in keys {
+            let text = self.flush(scanner, k);
+            if text.is_empty() {
+                continue;
+            }
+            out.push(match self.endpoint {
+                Endpoint::Messages => sse(Some("content_block_delta"), &json!({"type": "content_block_delta", "index": k.0, "delta": {"type": "text_delta", "text": text}})),
+                Endpoint::Responses => sse(Some("response.output_text.delta"), &json!({"type": "response.output_text.delta", "output_index": k.0, "content_index": 0, "delta": text})),
+                _ => self.chat_envelope(k.0, text),
+            });
+        }
+        out
+    }
+
+    fn chat_envelope(&self, choice: u64, text: String) -> Bytes {
+        let mut m = self.last_chunk.clone().unwrap_or_default();
+        m.insert("choices".into(), json!([{"index": choice, "delta": {"content": text}, "finish_reason": null}]));
+        sse(None, &Value::Object(m))
+    }
+
+    fn chat(&mut self, scanner: &Scanner, data: &str) -> Redacted {
+        if data.trim() == "[DONE]" {
+            let mut events = self.finish(scanner);
+            if events.is_empty() {
+                return Redacted::Same;
+            }
+            events.push(Bytes::from_static(b"data: [DONE]\n\n"));
+            return Redacted::Events(events);
+        }
+        let Ok(Value::Object(mut v)) = serde_json::from_str::<Value>(data) else {
+            return self.opaque(scanner, None, data);
+        };
+        let mut changed = false;
+        if let Some(Value::Array(choices)) = v.get_mut("choices") {
+            for c in choices.iter_mut() {
+                let ci = c.get("index").and_then(Value::as_u64).unwrap_or(0);
+                let finished = c.get("finish_reason").is_some_and(|f| !f.is_null());
+                let Some(delta) = c.get_mut("delta").and_then(Value::as_object_mut) else { continue };
+                if let Some(Value::String(t)) = delta.get("content") {
+                    let t = t.clone();
+                    let mut released = self.push(scanner, (ci, TEXT), &t);
+                    if finished {
+                        released.push_str(&self.flush(scanner, (ci, TEXT)));
+                    }
+                    delta.insert("content".into(), Value::from(released));
+                    changed = true;
+                } else if finished && self.held.contains_key(&(ci, TEXT)) {
+                    delta.insert("content".into(), Value::from(self.flush(scanner, (ci, TEXT))));
+                    changed = true;
+                }
+                if let Some(Value::Array(calls)) = delta.get_mut("tool_calls") {
+                    for call in calls.iter_mut() {
+                        let ti = call.get("index").and_then(Value::as_u64).unwrap_or(0);
+                        if let Some(Value::String(a)) = call.pointer("/function/arguments") {
+                            let a = a.clone();
+                            let released = self.push(scanner, (ci, ARGS + 1 + ti), &a);
+                            call["function"]["arguments"] = Value::from(released);
+                            changed = true;
+                        }
+                    }
+                }
+                if finished {
+                    // Arguments held for this choice's calls go out with the finishing chunk.
+                    let keys: Vec<(u64, u64)> = self.held.keys().filter(|k| k.0 == ci && k.1 > ARGS).copied().collect();
+                    for k in keys {
+                        let rest = self.flush(scanner, k);
+                        if !rest.is_empty() {
+                            let calls = delta.entry("tool_calls").or_insert_with(|| json!([]));
+                            if let Value::Array(a) = calls {
+                                a.push(json!({"index": k.1 - ARGS - 1, "function": {"arguments": rest}}));
+                            }
+                            changed = true;
+                        }
+                    }
+                }
+            }
+        }
+        let mut envelope = v.clone();
+        envelope.remove("choices");
+        envelope.remove("usage");
+        self.last_chunk = Some(envelope);
+        if changed {
+            Redacted::Events(vec![sse(None, &Value::Object(v))])
+        } else {
+            Redacted::Same
+        }
+    }
+
+    fn messages(&mut self, scanner: &Scanner, name: Option<&str>, data: &str) -> Redacted {
+        let mut v = match serde_json::from_str::<Value>(data) {
+            Ok(v @ Value::Object(_)) => v,
+            _ => return self.opaque(scanner, name, data),
+        };
+        let index = v.get("index").and_then(Value::as_u64).unwrap_or(0);
+        match v.get("type").and_then(Value::as_str) {
+            Some("content_block_start") => {
+                let kind = match v.pointer("/content_block/type").and_then(Value::as_str) {
+                    Some("tool_use") | Some("server_tool_use") => "input_json_delta",
+                    Some("thinking") => "thinking_delta",
+                    _ => "text_delta",
+                };
+                self.block_kind.insert(index, kind);
+                let mut found = Vec::new();
+                if let Some(b) = v.get_mut("content_block") {
+                    redact_json(scanner, b, &mut found);
+                }
+                if found.is_empty() {
+                    Redacted::Same
+                } else {
+                    self.found.extend(found);
+                    Redacted::Events(vec![sse(name, &v)])
+                }
+            }
+            Some("content_block_delta") => {
+                let field = match v.pointer("/delta/type").and_then(Value::as_str) {
+                    Some("text_delta") => "text",
+                    Some("input_json_delta") => "partial_json",
+                    Some("thinking_delta") => "thinking",
+                    _ => return Redacted::Same,
+                };
+                let Some(t) = v.pointer(&format!("/delta/{field}")).and_then(Value::as_str).map(str::to_owned) else {
+                    return Redacted::Same;
+                };
+                let released = self.push(scanner, (index, TEXT), &t);
+                v["delta"][field] = Value::from(released);
+                Redacted::Events(vec![sse(name, &v)])
+            }
+            Some("content_block_stop") => {
+                let rest = self.flush(scanner, (index, TEXT));
+                if rest.is_empty() {
+                    return Redacted::Same;
+                }
+                let kind = self.block_kind.get(&index).copied().unwrap_or("text_delta");
+                let field = match kind {
+                    "input_json_delta" => "partial_json",
+                    "thinking_delta" => "thinking",
+                    _ => "text",
+                };
+                let delta =
+                    json!({"type": "content_block_delta", "index": index, "delta": {"type": kind, field: rest}});
+                Redacted::Events(vec![sse(Some("content_block_delta"), &delta), sse(name, &v)])
+            }
+            Some("message_stop") => {
+                let mut events = self.finish(scanner);
+                if events.is_empty() {
+                    return Redacted::Same;
+                }
+                events.push(sse(name, &v));
+                Redacted::Events(events)
+            }
+            _ => self.whole(scanner, name, v),
+        }
+    }
+
+    fn responses(&mut self, scanner: &Scanner, name: Option<&str>, data: &str) -> Redacted {
+        let Ok(Value::Object(mut v)) = serde_json::from_str::<Value>(data) else {
+            return self.opaque(scanner, name, data);
+        };
+        let oi = v.get("output_index").and_then(Value::as_u64).unwrap_or(0);
+        let ci = v.get("content_index").and_then(Value::as_u64).unwrap_or(0);
+        let ty = v.get("type").and_then(Value::as_str).unwrap_or("").to_owned();
+        let (key, field) = match ty.as_str() {
+            "response.output_text.delta" | "response.refusal.delta" => ((oi, TEXT + 2 * ci), "delta"),
+            "response.function_call_arguments.delta" => ((oi, ARGS), "delta"),
+            "response.output_text.done" | "response.refusal.done" | "response.function_call_arguments.done" => {
+                let key = if ty.starts_with("response.function") { (oi, ARGS) } else { (oi, TEXT + 2 * ci) };
+                let rest = self.flush(scanner, key);
+                // The done event repeats the whole text: redacted whole, it equals what was streamed.
+                let mut whole = Value::Object(v);
+                let mut ignored = Vec::new();
+                redact_json(scanner, &mut whole, &mut ignored);
+                let mut events = Vec::new();
+                if !rest.is_empty() {
+                    let delta_type = if key.1 == ARGS {
+                        "response.function_call_arguments.delta"
+                    } else {
+                        "response.output_text.delta"
+                    };
+                    let mut d = json!({"type": delta_type, "output_index": oi, "delta": rest});
+                    if key.1 != ARGS {
+                        d["content_index"] = json!(ci);
+                    }
+                    if let Some(id) = whole.get("item_id") {
+                        d["item_id"] = id.clone();
+                    }
+                    events.push(sse(Some(delta_type), &d));
+                }
+                events.push(sse(name, &whole));
+                return Redacted::Events(events);
+            }
+            _ => return self.whole(scanner, name, Value::Object(v)),
+        };
+        let Some(t) = v.get(field).and_then(Value::as_str).map(str::to_owned) else { return Redacted::Same };
+        let released = self.push(scanner, key, &t);
+        v.insert(field.into(), Value::from(released));
+        Redacted::Events(vec![sse(name, &Value::Object(v))])
+    }
+
+    /// An event with whole texts (item done, response completed, message start): redacted whole.
+    fn whole(&mut self, scanner: &Scanner, name: Option<&str>, mut v: Value) -> Redacted {
+        let before = self.found.len();
+        redact_json(scanner, &mut v, &mut self.found);
+        if self.found.len() == before {
+            Redacted::Same
+        } else {
+            Redacted::Events(vec![sse(name, &v)])
+        }
+    }
+
+    /// A data line that is not JSON: redacted as plain text (fail closed).
+    fn opaque(&mut self, scanner: &Scanner, name: Option<&str>, data: &str) -> Redacted {
+        let (red, f) = scanner.redact(data);
+        if f.is_empty() {
+            return Redacted::Same;
+        }
+        self.found.extend(f.iter().map(|f| f.rule));
+        let mut s = String::new();
+        if let Some(n) = name {
+            s.push_str(&format!("event: {n}\n"));
+        }
+        for line in red.split('\n') {
+            s.push_str("data: ");
+            s.push_str(line);
+            s.push('\n');
+        }
+        s.push('\n');
+        Redacted::Events(vec![Bytes::from(s)])
+    }
+}
