@@ -172,6 +172,9 @@ Try, in another terminal:
        -H 'content-type: application/json' -d '{{"model":"demo","messages":[{{"role":"user","content":"hi"}}]}}'
   curl -sN http://{proxy}/v1/chat/completions -H 'Authorization: Bearer fb-demo-alice' \
        -H 'content-type: application/json' -d '{{"model":"demo","stream":true,"messages":[{{"role":"user","content":"tell me a story"}}]}}'
+  curl -sN http://{proxy}/v1/chat/completions -H 'Authorization: Bearer fb-demo-alice' \
+       -H 'content-type: application/json' -d '{{"model":"demo","stream":true,"messages":[{{"role":"user","content":"tell me a secret"}}]}}'
+       # ^ the scripted model leaks an AWS key and a password; the client sees [REDACTED:…]
 
   {token_line}
   {exe} admin --url http://{admin} block-user alice --ttl 10m --reason "demo"   # cuts alice's open streams
