@@ -4,6 +4,7 @@ mod admin;
 mod audit;
 mod check;
 mod key;
+mod scan;
 mod serve;
 
 use std::process::ExitCode;
@@ -30,6 +31,8 @@ enum Command {
     Audit(audit::Args),
     /// Virtual keys.
     Key(key::Args),
+    /// Scan files and directories (logs) for credentials with the gateway's catalog; exit 1 on findings.
+    Scan(scan::Args),
 }
 
 /// Runs the CLI; returns the process exit code.
@@ -42,6 +45,7 @@ pub fn main() -> ExitCode {
         Some(Command::Admin(a)) => admin::run(a),
         Some(Command::Audit(a)) => audit::run(a),
         Some(Command::Key(a)) => key::run(a),
+        Some(Command::Scan(a)) => scan::run(a),
     };
     match result {
         Ok(code) => code,
