@@ -104,12 +104,15 @@ async fn streamed_secrets_are_redacted_in_every_format_and_chunking() {
         let msgs = json!([{"role": "user", "content": "hi"}]);
 
         let body = post(&gw, "/v1/chat/completions", json!({"model": "m", "stream": true, "messages": msgs})).await;
-        let text: String =
-            events(&body).iter().filter_map(|(_, v)| v.pointer("/choices/0/delta/content").and_then(Value::as_str)).collect();
+        let text: String = events(&body)
+            .iter()
+            .filter_map(|(_, v)| v.pointer("/choices/0/delta/content").and_then(Value::as_str))
+            .collect();
         assert_eq!(text, want, "chat, {chunk} chars per chunk");
         assert!(body.trim_end().ends_with("data: [DONE]"));
 
-        let body = post(&gw, "/v1/messages", json!({"model": "m", "max_tokens": 100, "stream": true, "messages": msgs})).await;
+        let body =
+            post(&gw, "/v1/messages", json!({"model": "m", "max_tokens": 100, "stream": true, "messages": msgs})).await;
         let text: String = events(&body)
             .iter()
             .filter(|(n, _)| n.as_deref() == Some("content_block_delta"))
@@ -137,10 +140,16 @@ async fn json_responses_are_redacted_and_audited_without_the_secret() {
     let p = policy(8);
     let want = expected(&p);
     let gw = Gateway::start(&p);
-    let body = post(&gw, "/v1/chat/completions", json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]})).await;
+    let body =
+        post(&gw, "/v1/chat/completions", json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]})).await;
     let v: Value = serde_json::from_str(&body).expect("json");
     assert_eq!(v["choices"][0]["message"]["content"], want);
-    let body = post(&gw, "/v1/messages", json!({"model": "m", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]})).await;
+    let body = post(
+        &gw,
+        "/v1/messages",
+        json!({"model": "m", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
     let v: Value = serde_json::from_str(&body).expect("json");
     assert_eq!(v["content"][0]["text"], want);
     assert_clean(&want);
@@ -161,8 +170,5 @@ async fn json_responses_are_redacted_and_audited_without_the_secret() {
     let (status, metrics) = gw.admin(reqwest::Method::GET, "/metrics", None).await;
     assert_eq!(status, 200);
     let metrics = metrics.as_str().unwrap_or_default().to_owned();
-    assert!(
-        metrics.contains("firebreak_decisions_total{rule=\"aws_access_key_id\",action=\"redact\"}"),
-        "{metrics}"
-    );
+    assert!(metrics.contains("firebreak_decisions_total{rule=\"aws_access_key_id\",action=\"redact\"}"), "{metrics}");
 }
