@@ -616,7 +616,28 @@ fn compile(m: Merged, base: &Path, problems: &mut Problems) -> Option<Policy> {
             },
         );
     }
-    let tools = m.tools.into_iter().map(|(n, (_, t))| (n, ToolInfo { side_effects: t.side_effects })).collect();
+    let mut tools = HashMap::new();
+    for (name, (file, t)) in m.tools {
+        let mut args = BTreeMap::new();
+        for (arg, a) in t.args {
+            let at = |k: &str| path(["tools".into(), name.clone().into(), "args".into(), arg.clone().into(), k.into()]);
+            let pattern = a.pattern.as_deref().and_then(|p| match regex::Regex::new(&format!("^(?:{p})$")) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    problems.add(
+                        file,
+                        at("pattern"),
+                        format!("invalid pattern: {e}"),
+                        Some("Rust regex syntax; it must match the whole value".into()),
+                    );
+                    None
+                }
+            });
+            let max_len = a.max_len.map(|n| positive(Some(n), 1, file, at("max_len"), problems) as usize);
+            args.insert(arg, ArgRule { values: a.values, pattern, max_len, required: a.required });
+        }
+        tools.insert(name, ToolInfo { side_effects: t.side_effects, args });
+    }
 
     // Keys.
     let mut keys = HashMap::new();

@@ -279,10 +279,48 @@ pub struct Role {
 }
 
 /// What the policy knows of a model tool.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct ToolInfo {
     /// Whether calling it changes something outside the conversation.
     pub side_effects: bool,
+    /// Constraints on its arguments, by argument name.
+    pub args: BTreeMap<String, ArgRule>,
+}
+
+/// A constraint on one tool argument.
+#[derive(Debug, Clone, Default)]
+pub struct ArgRule {
+    /// The only values allowed.
+    pub values: Option<Vec<String>>,
+    /// A regex the whole value must match (anchored when compiled).
+    pub pattern: Option<regex::Regex>,
+    /// Longest value, in characters.
+    pub max_len: Option<usize>,
+    /// The argument must be present.
+    pub required: bool,
+}
+
+impl ArgRule {
+    /// Why `value` breaks the rule (naming the argument, never echoing the value).
+    pub fn violation(&self, arg: &str, value: Option<&serde_json::Value>) -> Option<String> {
+        let Some(value) = value else {
+            return self.required.then(|| format!("argument `{arg}` is required"));
+        };
+        let text = match value {
+            serde_json::Value::String(s) => std::borrow::Cow::Borrowed(s.as_str()),
+            other => std::borrow::Cow::Owned(other.to_string()),
+        };
+        if self.max_len.is_some_and(|m| text.chars().count() > m) {
+            return Some(format!("argument `{arg}` is longer than allowed"));
+        }
+        if self.values.as_ref().is_some_and(|v| !v.iter().any(|x| *x == text)) {
+            return Some(format!("argument `{arg}` has a value that is not allowed"));
+        }
+        if self.pattern.as_ref().is_some_and(|p| !p.is_match(&text)) {
+            return Some(format!("argument `{arg}` does not match its allowed pattern"));
+        }
+        None
+    }
 }
 
 /// A degradation level.

@@ -184,6 +184,23 @@ pub struct RawRole {
 pub struct RawTool {
     #[serde(default)]
     pub side_effects: bool,
+    /// Constraints per argument name.
+    #[serde(default)]
+    pub args: BTreeMap<String, RawArg>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawArg {
+    /// The only values allowed.
+    pub values: Option<Vec<String>>,
+    /// A regex the whole value must match.
+    pub pattern: Option<String>,
+    /// Longest value, in characters.
+    pub max_len: Option<i64>,
+    /// The argument must be present.
+    #[serde(default)]
+    pub required: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -8,6 +8,7 @@ use crate::state::{Refusal, Snapshot};
 
 use super::error::GatewayError;
 use super::ratelimit::RateLimiter;
+use super::toolcalls::{CallCheck, CallRefusal};
 
 /// Whether the principal's role, the level and the switches allow `tool`.
 pub fn tool_permitted(policy: &Policy, snap: &Snapshot, role: &str, tool: &str, now: u64) -> bool {
@@ -70,4 +71,50 @@ pub fn rewrite(
     }
     out.tools_removed = body.strip_tools(endpoint, |name| tool_permitted(policy, snap, &key.role, name, now));
     Ok(out)
+}
+
+/// The tool-call decisions for one principal under one snapshot.
+#[derive(Debug)]
+pub struct CallPolicy<'a> {
+    /// The policy.
+    pub policy: &'a Policy,
+    /// The switches in force.
+    pub snap: &'a Snapshot,
+    /// The principal's role.
+    pub role: &'a str,
+    /// Now, in seconds since the epoch.
+    pub now: u64,
+}
+
+impl CallCheck for CallPolicy<'_> {
+    fn check_name(&self, name: &str) -> Option<CallRefusal> {
+        (!tool_permitted(self.policy, self.snap, self.role, name, self.now)).then(|| CallRefusal {
+            rule: "tools.not_allowed",
+            detail: "the tool is not allowed for your role, at the current level, or by the operator".into(),
+        })
+    }
+
+    fn check_args(&self, name: &str, args: &str) -> Option<CallRefusal> {
+        let parsed: serde_json::Value = if args.trim().is_empty() {
+            serde_json::Value::Object(serde_json::Map::new())
+        } else {
+            match serde_json::from_str(args) {
+                Ok(v) => v,
+                Err(_) => {
+                    return Some(CallRefusal {
+                        rule: "tools.arguments_invalid",
+                        detail: "the arguments are not valid JSON".into(),
+                    })
+                }
+            }
+        };
+        if let Some(tool) = self.policy.tools.get(name) {
+            for (arg, rule) in &tool.args {
+                if let Some(detail) = rule.violation(arg, parsed.get(arg)) {
+                    return Some(CallRefusal { rule: "tools.argument", detail });
+                }
+            }
+        }
+        None
+    }
 }

@@ -311,8 +311,8 @@ async fn serve(gw: &Arc<Gateway>, req: Request<Incoming>, ctx: &mut Ctx) -> Resu
         Ok(Err(detail)) => return Err(GatewayError::UpstreamInvalid { upstream: up.name.clone(), detail }),
         Ok(Ok(b)) => b,
     };
-    let allowed = |name: &str| decide::tool_permitted(policy, &snap, &key.role, name, now);
-    let bytes = inspect_json(endpoint, head.status.is_success(), bytes, &allowed, &policy.scanner, ctx);
+    let check = decide::CallPolicy { policy, snap: &snap, role: &key.role, now };
+    let bytes = inspect_json(endpoint, head.status.is_success(), bytes, &check, &policy.scanner, ctx);
     drop(permit);
     out.body(full(bytes))
         .map_err(|e| GatewayError::UpstreamInvalid { upstream: up.name.clone(), detail: e.to_string() })
@@ -325,7 +325,7 @@ fn inspect_json(
     endpoint: Endpoint,
     success: bool,
     bytes: Bytes,
-    allowed: &dyn Fn(&str) -> bool,
+    check: &dyn toolcalls::CallCheck,
     scanner: &crate::inspect::Scanner,
     ctx: &mut Ctx,
 ) -> Bytes {
@@ -354,10 +354,12 @@ fn inspect_json(
     };
     let mut changed = false;
     if may_call_tools {
-        let blocked = toolcalls::filter_json(endpoint, &mut v, allowed);
-        if !blocked.is_empty() {
-            ctx.decisions.push(("tools.response_call_refused", "block"));
-            ctx.tools_removed.extend(blocked);
+        let refused = toolcalls::filter_json(endpoint, &mut v, check);
+        if !refused.is_empty() {
+            for r in refused {
+                ctx.decisions.push((r.why.rule, "block"));
+                ctx.tools_removed.push(r.tool);
+            }
             changed = true;
         }
     }

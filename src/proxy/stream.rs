@@ -60,7 +60,10 @@ async fn pump(
 ) {
     let limits = &ctx.policy.limits;
     let mut framer = SseFramer::new(limits.max_response_body);
-    let mut filter = Inspect { tools: StreamFilter::new(ctx.endpoint), redact: StreamRedactor::new(ctx.endpoint) };
+    let mut filter = Inspect {
+        tools: StreamFilter::new(ctx.endpoint, limits.max_response_body),
+        redact: StreamRedactor::new(ctx.endpoint),
+    };
     let mut snap = switches.borrow_and_update().clone();
     // A switch flipped after the request was decided but before the pump started still counts.
     let mut check = true;
@@ -133,11 +136,14 @@ async fn pump(
         }
     }
     record_redactions(&ctx, scanner, &filter.redact.found).await;
-    for name in filter.tools.blocked.drain(..) {
-        gw.metrics.decision("tools.response_call_refused", "block");
+    for r in filter.tools.refused.drain(..) {
+        gw.metrics.decision(r.why.rule, "block");
         gw.audit
             .record(
-                base_record(&ctx, "tool_call_refused").with("rule", "tools.response_call_refused").with("tool", name),
+                base_record(&ctx, "tool_call_refused")
+                    .with("rule", r.why.rule)
+                    .with("tool", r.tool)
+                    .with("detail", r.why.detail),
             )
             .await;
     }
@@ -169,14 +175,13 @@ struct Inspect {
 
 /// Runs one event through the tool-call filter, then redaction, and appends what remains to `out`.
 fn filtered(event: Bytes, insp: &mut Inspect, ctx: &StreamCtx, snap: &Snapshot, out: &mut bytes::BytesMut) {
-    let now = unix_now();
-    let allowed = |name: &str| super::decide::tool_permitted(&ctx.policy, snap, &ctx.key.role, name, now);
+    let check = super::decide::CallPolicy { policy: &ctx.policy, snap, role: &ctx.key.role, now: unix_now() };
     let scanner = &ctx.policy.scanner;
     let mut redact = |e: &Bytes, out: &mut bytes::BytesMut| match insp.redact.on_event(scanner, e) {
         Redacted::Same => out.extend_from_slice(e),
         Redacted::Events(v) => v.iter().for_each(|e| out.extend_from_slice(e)),
     };
-    match insp.tools.on_event(&event, &allowed) {
+    match insp.tools.on_event(&event, &check) {
         EventAction::Forward => redact(&event, out),
         EventAction::Drop => {}
         EventAction::Replace(events) => events.iter().for_each(|e| redact(e, out)),
