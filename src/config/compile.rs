@@ -607,12 +607,26 @@ fn compile(m: Merged, base: &Path, problems: &mut Problems) -> Option<Policy> {
 
     // Roles and tools.
     let mut roles = HashMap::new();
-    for (name, (_, r)) in m.roles {
+    for (name, (file, r)) in m.roles {
+        let refuse_disallowed_tools = match r.disallowed_tools.as_deref() {
+            None | Some("strip") => false,
+            Some("refuse") => true,
+            Some(other) => {
+                problems.add(
+                    file,
+                    path(["roles".into(), name.clone().into(), "disallowed_tools".into()]),
+                    format!("unknown action `{other}`"),
+                    Some("use \"strip\" or \"refuse\"".into()),
+                );
+                false
+            }
+        };
         roles.insert(
             name,
             Role {
                 tools: r.tools.as_ref().map(|t| GlobSet::new(t.iter().map(String::as_str))),
                 models: r.models.as_ref().map(|t| GlobSet::new(t.iter().map(String::as_str))),
+                refuse_disallowed_tools,
             },
         );
     }

@@ -276,6 +276,8 @@ pub struct Role {
     pub tools: Option<GlobSet>,
     /// Allowed models (None: all).
     pub models: Option<GlobSet>,
+    /// Refuse (instead of strip) requests offering tools the role may not use.
+    pub refuse_disallowed_tools: bool,
 }
 
 /// What the policy knows of a model tool.

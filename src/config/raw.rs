@@ -177,6 +177,8 @@ pub struct RawRole {
     pub tools: Option<Vec<String>>,
     /// Models this role may request (names, `*` wildcards). Absent: every model.
     pub models: Option<Vec<String>>,
+    /// What to do with a request offering tools the role may not use: "strip" (default) or "refuse".
+    pub disallowed_tools: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

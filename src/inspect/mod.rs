@@ -8,6 +8,7 @@
 //! - [`validate`] — checksums and entropy.
 
 pub mod canary;
+pub mod catalog;
 pub mod holdback;
 pub mod redact;
 pub mod rule;

@@ -251,12 +251,13 @@ impl Scanner {
     }
 }
 
-/// Sorts and merges overlapping findings (the earliest-starting keeps its rule).
+/// Sorts and merges overlapping findings (the earliest-starting keeps its rule; among findings that
+/// start at the same byte, the rule listed first, so a catalog puts specific formats before generic).
 fn merge(v: &mut Vec<Finding>) {
     if v.len() < 2 {
         return;
     }
-    v.sort_by_key(|f| (f.start, std::cmp::Reverse(f.end)));
+    v.sort_by_key(|f| (f.start, f.rule));
     let mut w = 0;
     for i in 1..v.len() {
         if v[i].start < v[w].end {

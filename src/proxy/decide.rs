@@ -70,6 +70,9 @@ pub fn rewrite(
         }
     }
     out.tools_removed = body.strip_tools(endpoint, |name| tool_permitted(policy, snap, &key.role, name, now));
+    if !out.tools_removed.is_empty() && policy.roles.get(&key.role).is_some_and(|r| r.refuse_disallowed_tools) {
+        return Err(GatewayError::ToolsNotAllowed(std::mem::take(&mut out.tools_removed)));
+    }
     Ok(out)
 }
 

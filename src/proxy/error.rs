@@ -58,6 +58,9 @@ pub enum GatewayError {
     /// The body is JSON but not of the expected shape.
     #[error("invalid request: {0}")]
     BadRequest(String),
+    /// The request offers tools the principal may not use, and the role says refuse.
+    #[error("tools not allowed for your role or at the current level: {}", .0.join(", "))]
+    ToolsNotAllowed(Vec<String>),
     /// The role may not use this model.
     #[error("model `{0}` is not allowed for your role")]
     ModelNotAllowed(String),
@@ -105,7 +108,7 @@ impl GatewayError {
             NotFound { .. } => StatusCode::NOT_FOUND,
             MissingKey | UnknownKey | KeyExpired(_) | Refused(Refusal::KeyRevoked) => StatusCode::UNAUTHORIZED,
             Refused(Refusal::Lockdown) | Lockdown(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Refused(_) | ModelNotAllowed(_) => StatusCode::FORBIDDEN,
+            Refused(_) | ModelNotAllowed(_) | ToolsNotAllowed(_) => StatusCode::FORBIDDEN,
             RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -132,6 +135,7 @@ impl GatewayError {
             BadJson(_) => "request.bad_json",
             BadRequest(_) => "request.invalid",
             ModelNotAllowed(_) => "role.model_not_allowed",
+            ToolsNotAllowed(_) => "tools.not_allowed",
             Overloaded => "limits.concurrency",
             NoRoute => "upstream.no_route",
             NoCredential(_) => "upstream.no_credential",
