@@ -192,3 +192,146 @@ mod tests {
         assert!(Body::parse(Endpoint::Messages, br#"{"model":"m","stream":"yes"}"#).is_err());
     }
 }
+
+/// Where a piece of request text comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// Written by the user.
+    User,
+    /// A tool's output fed back into the conversation (indirect injection lives here).
+    ToolResult,
+}
+
+impl Source {
+    /// Its name in audit records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::User => "user_input",
+            Source::ToolResult => "tool_result",
+        }
+    }
+}
+
+/// Calls `f` on every user-written and tool-result text of the request, mutably, so a stage can
+/// inspect and rewrite them in place. Returns whether `f` reported a change.
+pub fn visit_texts(
+    endpoint: Endpoint,
+    map: &mut Map<String, Value>,
+    f: &mut dyn FnMut(Source, &mut String) -> bool,
+) -> bool {
+    fn text_or_parts(v: &mut Value, source: Source, f: &mut dyn FnMut(Source, &mut String) -> bool) -> bool {
+        match v {
+            Value::String(s) => f(source, s),
+            Value::Array(parts) => {
+                let mut changed = false;
+                for p in parts {
+                    let is_text = matches!(p.get("type").and_then(Value::as_str), Some("text" | "input_text") | None);
+                    if is_text {
+                        if let Some(Value::String(s)) = p.get_mut("text") {
+                            changed |= f(source, s);
+                        }
+                    }
+                }
+                changed
+            }
+            _ => false,
+        }
+    }
+    let mut changed = false;
+    match endpoint {
+        Endpoint::ChatCompletions => {
+            for m in map.get_mut("messages").and_then(Value::as_array_mut).into_iter().flatten() {
+                let source = match m.get("role").and_then(Value::as_str) {
+                    Some("user") => Source::User,
+                    Some("tool" | "function") => Source::ToolResult,
+                    _ => continue,
+                };
+                if let Some(c) = m.get_mut("content") {
+                    changed |= text_or_parts(c, source, f);
+                }
+            }
+        }
+        Endpoint::Messages => {
+            for m in map.get_mut("messages").and_then(Value::as_array_mut).into_iter().flatten() {
+                if m.get("role").and_then(Value::as_str) != Some("user") {
+                    continue;
+                }
+                match m.get_mut("content") {
+                    Some(Value::String(s)) => changed |= f(Source::User, s),
+                    Some(Value::Array(blocks)) => {
+                        for b in blocks {
+                            match b.get("type").and_then(Value::as_str) {
+                                Some("text") => {
+                                    if let Some(Value::String(s)) = b.get_mut("text") {
+                                        changed |= f(Source::User, s);
+                                    }
+                                }
+                                Some("tool_result") => {
+                                    if let Some(c) = b.get_mut("content") {
+                                        changed |= text_or_parts(c, Source::ToolResult, f);
+                                    }
+                                }
+                                _ => {}
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Endpoint::Responses => match map.get_mut("input") {
+            Some(Value::String(s)) => changed |= f(Source::User, s),
+            Some(Value::Array(items)) => {
+                for it in items {
+                    if it.get("type").and_then(Value::as_str) == Some("function_call_output") {
+                        if let Some(o) = it.get_mut("output") {
+                            changed |= text_or_parts(o, Source::ToolResult, f);
+                        }
+                    } else if it.get("role").and_then(Value::as_str) == Some("user") {
+                        if let Some(c) = it.get_mut("content") {
+                            changed |= text_or_parts(c, Source::User, f);
+                        }
+                    }
+                }
+            }
+            _ => {}
+        },
+        Endpoint::Embeddings | Endpoint::Models => {}
+    }
+    changed
+}
+
+#[cfg(test)]
+mod visit_tests {
+    use super::*;
+
+    fn collect(endpoint: Endpoint, body: &str) -> Vec<(Source, String)> {
+        let Value::Object(mut map) = serde_json::from_str(body).unwrap() else { panic!() };
+        let mut out = Vec::new();
+        visit_texts(endpoint, &mut map, &mut |s, t| {
+            out.push((s, t.clone()));
+            false
+        });
+        out
+    }
+
+    #[test]
+    fn finds_user_and_tool_texts_in_every_format() {
+        let chat = r#"{"model":"m","messages":[{"role":"system","content":"sys"},{"role":"user","content":[{"type":"text","text":"hi"}]},
+            {"role":"tool","tool_call_id":"1","content":"result"}]}"#;
+        assert_eq!(
+            collect(Endpoint::ChatCompletions, chat),
+            vec![(Source::User, "hi".into()), (Source::ToolResult, "result".into())]
+        );
+        let ant = r#"{"model":"m","messages":[{"role":"user","content":[{"type":"tool_result","tool_use_id":"t","content":"out"},{"type":"text","text":"q"}]}]}"#;
+        assert_eq!(
+            collect(Endpoint::Messages, ant),
+            vec![(Source::ToolResult, "out".into()), (Source::User, "q".into())]
+        );
+        let resp = r#"{"model":"m","input":[{"role":"user","content":"a"},{"type":"function_call_output","call_id":"c","output":"o"}]}"#;
+        assert_eq!(
+            collect(Endpoint::Responses, resp),
+            vec![(Source::User, "a".into()), (Source::ToolResult, "o".into())]
+        );
+    }
+}

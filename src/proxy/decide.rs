@@ -121,3 +121,33 @@ impl CallCheck for CallPolicy<'_> {
         None
     }
 }
+
+/// What the request-inspection phase found.
+#[derive(Debug, Default)]
+pub struct RequestFindings {
+    /// Redaction rules that matched in tool results (by rule index in the policy's scanner).
+    pub redactions: Vec<u16>,
+}
+
+/// Phase 7b: tool results coming back into the conversation are redacted before the model sees them.
+pub fn inspect_request(policy: &Policy, endpoint: Endpoint, body: &mut Body) -> RequestFindings {
+    use crate::protocol::request::{visit_texts, Source};
+    let mut found = RequestFindings::default();
+    let scanner = &policy.scanner;
+    let changed = visit_texts(endpoint, &mut body.map, &mut |source, text| {
+        if source != Source::ToolResult {
+            return false;
+        }
+        let (red, f) = scanner.redact(text);
+        if f.is_empty() {
+            return false;
+        }
+        found.redactions.extend(f.iter().map(|f| f.rule));
+        *text = red.into_owned();
+        true
+    });
+    if changed {
+        body.changed = true;
+    }
+    found
+}

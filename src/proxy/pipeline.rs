@@ -228,6 +228,8 @@ async fn serve(gw: &Arc<Gateway>, req: Request<Incoming>, ctx: &mut Ctx) -> Resu
     if let Some((b, _)) = parsed.as_mut() {
         ctx.stream = b.stream();
         let rw = decide::rewrite(policy, &snap, &key, endpoint, b, now)?;
+        let found = decide::inspect_request(policy, endpoint, b);
+        count_redactions(&policy.scanner, &found.redactions, ctx);
         if rw.model_overridden {
             ctx.decisions.push(("level.model_override", "modify"));
         }
