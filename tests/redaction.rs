@@ -14,7 +14,7 @@ fn secret_text() -> String {
     use base64::Engine;
     let b64 = base64::engine::general_purpose::STANDARD.encode(format!("x{CANARY}"));
     format!(
-        "Sure! The deploy key is AKIAIOSFODNN7EXAMPLE and the db password: \"Xk29-vLq8-Pz71\". \
+        "Sure! The deploy key is AKIAZ7Q3M4N5P6R2T8VW and the db password: \"Xk29-vLq8-Pz71\". \
          Card on file: 4111 1111 1111 1111. Internal marker {b64}.\n\
          -----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEAq7BFUpkGp3+LQmlQ\n-----END RSA PRIVATE KEY-----\n\
          Ünïcödé stays intact 🦀. Done."
@@ -56,7 +56,7 @@ fn expected(policy_text: &str) -> String {
 }
 
 fn assert_clean(text: &str) {
-    for secret in ["AKIAIOSFODNN7EXAMPLE", "Xk29-vLq8-Pz71", "4111 1111 1111 1111", "MIIEowIBAAKCAQEA", CANARY] {
+    for secret in ["AKIAZ7Q3M4N5P6R2T8VW", "Xk29-vLq8-Pz71", "4111 1111 1111 1111", "MIIEowIBAAKCAQEA", CANARY] {
         assert!(!text.contains(secret), "{secret} reached the client: {text}");
     }
     assert!(text.contains("[REDACTED:aws_access_key_id]"), "{text}");
@@ -130,7 +130,7 @@ async fn streamed_secrets_are_redacted_in_every_format_and_chunking() {
         assert_eq!(text, want, "responses, {chunk} chars per chunk");
         let done = evs.iter().find(|(n, _)| n.as_deref() == Some("response.output_text.done")).expect("done event");
         assert_eq!(done.1["text"], want, "the done event's whole text is redacted the same way");
-        assert!(!body.contains("AKIAIOSFODNN7EXAMPLE"), "no event (completed, item done…) leaks: {body}");
+        assert!(!body.contains("AKIAZ7Q3M4N5P6R2T8VW"), "no event (completed, item done…) leaks: {body}");
         assert_clean(&want);
     }
 }
@@ -159,7 +159,7 @@ async fn json_responses_are_redacted_and_audited_without_the_secret() {
     loop {
         let trail = std::fs::read_to_string(gw.dir.join("audit.jsonl")).unwrap_or_default();
         if trail.contains("\"redactions\"") && trail.contains("aws_access_key_id") {
-            for secret in ["AKIAIOSFODNN7EXAMPLE", "Xk29-vLq8-Pz71", CANARY, "MIIEow"] {
+            for secret in ["AKIAZ7Q3M4N5P6R2T8VW", "Xk29-vLq8-Pz71", CANARY, "MIIEow"] {
                 assert!(!trail.contains(secret), "{secret} in the audit trail");
             }
             break;

@@ -14,16 +14,16 @@ fn reports_file_line_rule_without_the_secret() {
     let dir = tempfile::tempdir().expect("tempdir");
     let logs = dir.path().join("logs");
     std::fs::create_dir(&logs).expect("mkdir");
-    std::fs::write(logs.join("app.log"), "start\nuser=bob key=AKIAIOSFODNN7EXAMPLE ok\ncard 4111 1111 1111 1111\n")
+    std::fs::write(logs.join("app.log"), "start\nuser=bob key=AKIAZ7Q3M4N5P6R2T8VW ok\ncard 4111 1111 1111 1111\n")
         .expect("write");
     std::fs::write(logs.join("clean.log"), "nothing to see\n").expect("write");
-    std::fs::write(dir.path().join("blob.bin"), b"\x00\x01AKIAIOSFODNN7EXAMPLE").expect("write");
+    std::fs::write(dir.path().join("blob.bin"), b"\x00\x01AKIAZ7Q3M4N5P6R2T8VW").expect("write");
 
     let (code, out) = scan(&[dir.path().to_str().unwrap_or_default()]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("app.log:2:14: aws_access_key_id"), "{out}");
     assert!(out.contains("app.log:3:6: payment_card"), "{out}");
-    assert!(!out.contains("AKIAIOSFODNN7EXAMPLE") && !out.contains("4111"), "the secret must not be printed: {out}");
+    assert!(!out.contains("AKIAZ7Q3M4N5P6R2T8VW") && !out.contains("4111"), "the secret must not be printed: {out}");
     assert!(!out.contains("blob.bin"), "binary files are skipped: {out}");
 
     let (code, out) = scan(&["--json", logs.join("app.log").to_str().unwrap_or_default()]);

@@ -199,7 +199,14 @@ pub fn phone_nanp(s: &str) -> bool {
 /// 12 digits, not all the same after the leading 0.
 pub fn phone_national(s: &str) -> bool {
     let d = digits(s);
-    (9..=12).contains(&d.len()) && d[1..].iter().any(|x| *x != d[1])
+    let b = s.as_bytes();
+    let ssn_shape = b.len() == 11 && b[3] == b'-' && b[6] == b'-';
+    (9..=12).contains(&d.len()) && d[1..].iter().any(|x| *x != d[1]) && !ssn_shape
+}
+
+/// The value of a `password = …`-style assignment: [`generic_secret`], and not a URL or a path.
+pub fn generic_assignment(s: &str) -> bool {
+    generic_secret(s) && !s.contains("://") && !s.starts_with('/') && !s.starts_with("./")
 }
 
 /// An e-mail address that is not a documentation placeholder (`example.com`, `.test`,

@@ -47,8 +47,7 @@ pub(crate) fn parse_ipv4(host: &str) -> V4 {
         Some(t) => t,
     };
     let last = trimmed.rsplit('.').next().unwrap_or("");
-    let ends_in_number =
-        (!last.is_empty() && last.bytes().all(|b| b.is_ascii_digit())) || ipv4_number(last).is_some();
+    let ends_in_number = (!last.is_empty() && last.bytes().all(|b| b.is_ascii_digit())) || ipv4_number(last).is_some();
     if !ends_in_number {
         return V4::NotIpv4;
     }
@@ -173,7 +172,10 @@ fn classify_v4(v4: Ipv4Addr) -> Option<DenyReason> {
         Some(DenyReason::Unspecified)
     } else if a == 127 {
         Some(DenyReason::Loopback)
-    } else if a == 10 || (a == 172 && (16..32).contains(&b)) || (a == 192 && b == 168) || (a == 100 && (64..128).contains(&b))
+    } else if a == 10
+        || (a == 172 && (16..32).contains(&b))
+        || (a == 192 && b == 168)
+        || (a == 100 && (64..128).contains(&b))
     {
         Some(DenyReason::PrivateAddress)
     } else if a == 169 && b == 254 {
@@ -211,11 +213,11 @@ impl Cidr {
         let first = classify(self.net)?;
         let last = match self.net {
             IpAddr::V4(n) => {
-                let host = if self.len == 0 { u32::MAX } else { u32::MAX >> self.len };
+                let host = u32::MAX.checked_shr(u32::from(self.len)).unwrap_or(0);
                 IpAddr::V4(Ipv4Addr::from(u32::from(n) | host))
             }
             IpAddr::V6(n) => {
-                let host = if self.len == 0 { u128::MAX } else { u128::MAX >> self.len };
+                let host = u128::MAX.checked_shr(u32::from(self.len)).unwrap_or(0);
                 IpAddr::V6(Ipv6Addr::from(u128::from(n) | host))
             }
         };
