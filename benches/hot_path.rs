@@ -390,7 +390,16 @@ fn streaming(c: &mut Criterion) {
             })
         });
     }
-    let allow = |_: &str| true;
+    struct AllowAll;
+    impl firebreak::proxy::toolcalls::CallCheck for AllowAll {
+        fn check_name(&self, _: &str) -> Option<firebreak::proxy::toolcalls::CallRefusal> {
+            None
+        }
+        fn check_args(&self, _: &str, _: &str) -> Option<firebreak::proxy::toolcalls::CallRefusal> {
+            None
+        }
+    }
+    let allow = AllowAll;
     for (name, endpoint, stream) in [
         ("toolcall_filter_chat_text", Endpoint::ChatCompletions, &chat),
         ("toolcall_filter_messages_text", Endpoint::Messages, &messages),
@@ -399,7 +408,7 @@ fn streaming(c: &mut Criterion) {
         g.throughput(Throughput::Bytes(stream.len() as u64));
         g.bench_function(name, |b| {
             b.iter(|| {
-                let mut f = StreamFilter::new(endpoint);
+                let mut f = StreamFilter::new(endpoint, 1 << 20);
                 for ev in &events {
                     let a = f.on_event(ev, &allow);
                     debug_assert_eq!(a, EventAction::Forward);
