@@ -108,6 +108,19 @@ enum Cmd {
         /// Endpoint.
         endpoint: String,
     },
+    /// Block egress to a host or domain (tool-call arguments and links in output).
+    BlockEgress {
+        /// Host, domain or IP.
+        host: String,
+        /// For how long.
+        #[arg(long)]
+        ttl: Option<String>,
+    },
+    /// Lift an egress block.
+    UnblockEgress {
+        /// Host, domain or IP.
+        host: String,
+    },
     /// Apply a whole batch from a JSON file (`{"actions":[…],"reason":"…"}` or just `[…]`).
     Apply {
         /// The file.
@@ -142,6 +155,8 @@ fn action(cmd: &Cmd) -> anyhow::Result<Option<Value>> {
         Cmd::EnableTool { tool } => json!({"action": "enable_tool", "tool": tool}),
         Cmd::DisableEndpoint { endpoint } => json!({"action": "disable_endpoint", "endpoint": endpoint}),
         Cmd::EnableEndpoint { endpoint } => json!({"action": "enable_endpoint", "endpoint": endpoint}),
+        Cmd::BlockEgress { host, ttl } => json!({"action": "block_egress", "host": host, "ttl": ttl}),
+        Cmd::UnblockEgress { host } => json!({"action": "unblock_egress", "host": host}),
         _ => return Ok(None),
     }))
 }

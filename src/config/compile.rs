@@ -760,9 +760,43 @@ fn compile(m: Merged, base: &Path, problems: &mut Problems) -> Option<Policy> {
     }
 
     let scanner = compile_redaction(&raw.redaction, problems);
+    let egress_cfg = raw.egress.clone().unwrap_or_else(|| crate::inspect::egress::EgressConfig {
+        mode: crate::inspect::egress::EgressMode::Denylist,
+        ..Default::default()
+    });
+    let egress = match crate::inspect::egress::EgressRules::compile(&egress_cfg) {
+        Ok(e) => Some(e),
+        Err(errs) => {
+            for e in errs {
+                problems.add(
+                    0,
+                    path(["egress".into()]),
+                    e,
+                    Some("see the [egress] section of policies/example.toml".into()),
+                );
+            }
+            None
+        }
+    };
+    let injection = match crate::inspect::injection::Signatures::with_config(&raw.injection) {
+        Ok(s) => Some(s),
+        Err(errs) => {
+            for e in errs {
+                problems.add(
+                    0,
+                    path(["injection".into()]),
+                    e,
+                    Some("see the [injection] section of policies/example.toml".into()),
+                );
+            }
+            None
+        }
+    };
 
     Some(Policy {
         scanner: Arc::new(scanner?),
+        egress: Arc::new(egress?),
+        injection: Arc::new(injection?),
         source: PathBuf::new(),
         listen,
         admin_token_source,

@@ -97,6 +97,10 @@ pub struct Policy {
     pub safe_mode_reply: String,
     /// The redaction scanner (built-in catalog, custom rules, canaries), built once per policy.
     pub scanner: Arc<crate::inspect::Scanner>,
+    /// Egress rules for tool-call arguments and links in model output.
+    pub egress: Arc<crate::inspect::egress::EgressRules>,
+    /// Prompt-injection signatures for user input and tool results.
+    pub injection: Arc<crate::inspect::injection::Signatures>,
 }
 
 /// Where a secret is read from.

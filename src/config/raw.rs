@@ -43,6 +43,10 @@ pub struct RawPolicy {
     pub safe_mode: RawSafeMode,
     #[serde(default)]
     pub redaction: RawRedaction,
+    /// Absent: denylist mode (public hosts allowed; private, loopback, link-local and metadata denied).
+    pub egress: Option<crate::inspect::egress::EgressConfig>,
+    #[serde(default)]
+    pub injection: crate::inspect::injection::InjectionConfig,
 }
 
 #[derive(Debug, Default, Deserialize)]

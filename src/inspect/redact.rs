@@ -12,6 +12,28 @@ use super::scanner::Scanner;
 use crate::protocol::sse::parse_event;
 use crate::protocol::Endpoint;
 
+/// Neutralises links and images in model output that point outside the egress rules.
+#[derive(Clone)]
+pub struct LinkGuard {
+    /// The policy's egress rules.
+    pub rules: std::sync::Arc<super::egress::EgressRules>,
+    /// Extra blocked hosts (the switches in force).
+    pub blocked: std::sync::Arc<dyn Fn(&str) -> bool + Send + Sync>,
+}
+
+impl std::fmt::Debug for LinkGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LinkGuard")
+    }
+}
+
+impl LinkGuard {
+    /// `text` with outside links neutralised; the number neutralised.
+    pub fn apply(&self, text: &str) -> Option<(String, usize)> {
+        self.rules.neutralize_markdown(text, &*self.blocked).map(|(s, n)| (s, n.len()))
+    }
+}
+
 /// Keys whose string values are identifiers or enums, never model text: left alone.
 const SKIP_KEYS: [&str; 17] = [
     "id",
@@ -33,8 +55,20 @@ const SKIP_KEYS: [&str; 17] = [
     "stop_sequence",
 ];
 
-/// Redacts every text string in a JSON value in place; returns the rules that matched.
+/// Redacts every text string in a JSON value in place (and neutralises outside links when a guard
+/// is given); returns the rules that matched.
 pub fn redact_json(scanner: &Scanner, v: &mut Value, found: &mut Vec<u16>) {
+    redact_json_with(scanner, None, v, found, &mut 0);
+}
+
+/// [`redact_json`] with an optional link guard; `links` counts neutralised links.
+pub fn redact_json_with(
+    scanner: &Scanner,
+    guard: Option<&LinkGuard>,
+    v: &mut Value,
+    found: &mut Vec<u16>,
+    links: &mut usize,
+) {
     match v {
         Value::String(s) => {
             let (red, f) = scanner.redact(s);
@@ -42,12 +76,16 @@ pub fn redact_json(scanner: &Scanner, v: &mut Value, found: &mut Vec<u16>) {
                 found.extend(f.iter().map(|f| f.rule));
                 *s = red.into_owned();
             }
+            if let Some((out, n)) = guard.and_then(|g| g.apply(s)) {
+                *links += n;
+                *s = out;
+            }
         }
-        Value::Array(a) => a.iter_mut().for_each(|x| redact_json(scanner, x, found)),
+        Value::Array(a) => a.iter_mut().for_each(|x| redact_json_with(scanner, guard, x, found, links)),
         Value::Object(m) => {
             for (k, x) in m.iter_mut() {
                 if !SKIP_KEYS.contains(&k.as_str()) {
-                    redact_json(scanner, x, found);
+                    redact_json_with(scanner, guard, x, found, links);
                 }
             }
         }
@@ -76,6 +114,12 @@ pub struct StreamRedactor {
     block_kind: BTreeMap<u64, &'static str>,
     /// Rules that matched (for audit and metrics; never the text).
     pub found: Vec<u16>,
+    /// Outside links in text are neutralised (held until complete).
+    guard: Option<LinkGuard>,
+    /// Per text stream: released-by-redaction text not yet released past the link check.
+    md: BTreeMap<(u64, u64), String>,
+    /// Links neutralised so far.
+    pub links: usize,
 }
 
 fn sse(name: Option<&str>, v: &Value) -> Bytes {
@@ -98,7 +142,16 @@ impl StreamRedactor {
             last_chunk: None,
             block_kind: BTreeMap::new(),
             found: Vec::new(),
+            guard: None,
+            md: BTreeMap::new(),
+            links: 0,
         }
+    }
+
+    /// Adds a guard that neutralises links pointing outside the egress rules.
+    pub fn with_links(mut self, guard: LinkGuard) -> Self {
+        self.guard = Some(guard);
+        self
     }
 
     fn push(&mut self, scanner: &Scanner, key: (u64, u64), text: &str) -> String {
@@ -106,7 +159,7 @@ impl StreamRedactor {
         let mut out = String::with_capacity(text.len());
         hb.push(scanner, text, &mut out);
         self.found.append(&mut hb.findings);
-        out
+        self.links_stage(key, out, false)
     }
 
     fn flush(&mut self, scanner: &Scanner, key: (u64, u64)) -> String {
@@ -115,7 +168,36 @@ impl StreamRedactor {
             hb.finish(scanner, &mut out);
             self.found.append(&mut hb.findings);
         }
-        out
+        self.links_stage(key, out, true)
+    }
+
+    /// Second stage for text (not tool arguments): hold an open markdown construct until complete,
+    /// then neutralise outside links in what is released.
+    fn links_stage(&mut self, key: (u64, u64), released: String, end: bool) -> String {
+        let Some(guard) = self.guard.clone() else { return released };
+        let is_text = match self.endpoint {
+            Endpoint::ChatCompletions => key.1 == TEXT,
+            Endpoint::Responses => key.1 % 2 == 0,
+            Endpoint::Messages => self.block_kind.get(&key.0).copied() != Some("input_json_delta"),
+            _ => false,
+        };
+        if !is_text {
+            return released;
+        }
+        let mut pending = self.md.remove(&key).unwrap_or_default();
+        pending.push_str(&released);
+        let cut = if end { pending.len() } else { markdown_cut(&pending) };
+        let rest = pending.split_off(cut);
+        if !rest.is_empty() {
+            self.md.insert(key, rest);
+        }
+        match guard.apply(&pending) {
+            Some((out, n)) => {
+                self.links += n;
+                out
+            }
+            None => pending,
+        }
     }
 
     /// Redacts one raw SSE event.
@@ -133,7 +215,9 @@ impl StreamRedactor {
 
     /// The text still held at the end of an upstream stream that ended without its terminal events.
     pub fn finish(&mut self, scanner: &Scanner) -> Vec<Bytes> {
-        let keys: Vec<(u64, u64)> = self.held.keys().copied().collect();
+        let mut keys: Vec<(u64, u64)> = self.held.keys().chain(self.md.keys()).copied().collect();
+        keys.sort_unstable();
+        keys.dedup();
         let mut out = Vec::new();
         for k in keys {
             let text = self.flush(scanner, k);
@@ -305,7 +389,8 @@ impl StreamRedactor {
                 // The done event repeats the whole text: redacted whole, it equals what was streamed.
                 let mut whole = Value::Object(v);
                 let mut ignored = Vec::new();
-                redact_json(scanner, &mut whole, &mut ignored);
+                let guard = self.guard.clone();
+                redact_json_with(scanner, guard.as_ref(), &mut whole, &mut ignored, &mut 0);
                 let mut events = Vec::new();
                 if !rest.is_empty() {
                     let delta_type = if key.1 == ARGS {
@@ -335,9 +420,10 @@ impl StreamRedactor {
 
     /// An event with whole texts (item done, response completed, message start): redacted whole.
     fn whole(&mut self, scanner: &Scanner, name: Option<&str>, mut v: Value) -> Redacted {
-        let before = self.found.len();
-        redact_json(scanner, &mut v, &mut self.found);
-        if self.found.len() == before {
+        let before = (self.found.len(), self.links);
+        let guard = self.guard.clone();
+        redact_json_with(scanner, guard.as_ref(), &mut v, &mut self.found, &mut self.links);
+        if (self.found.len(), self.links) == before {
             Redacted::Same
         } else {
             Redacted::Events(vec![sse(name, &v)])
@@ -363,4 +449,40 @@ impl StreamRedactor {
         s.push('\n');
         Redacted::Events(vec![Bytes::from(s)])
     }
+}
+
+/// Longest markdown link or image the stream holds back for (text + URL + title).
+pub const MARKDOWN_HOLD: usize = 2600;
+
+/// Where released stream text must stop so no markdown link, image, autolink or HTML tag is cut
+/// in half: the start of the earliest construct in the last [`MARKDOWN_HOLD`] bytes that is still
+/// open (no closing `)` / `>` yet). Everything before it can be neutralised and released.
+pub fn markdown_cut(text: &str) -> usize {
+    let b = text.as_bytes();
+    let from = super::scanner::floor(text, b.len().saturating_sub(MARKDOWN_HOLD));
+    let mut i = from;
+    while let Some(off) = memchr::memchr2(b'[', b'<', &b[i..]) {
+        let c = i + off;
+        let rest = &b[c..];
+        let open = if rest[0] == b'<' {
+            memchr::memchr(b'>', rest).is_none()
+        } else {
+            match memchr::memchr(b']', rest) {
+                None => true,
+                // `[text]` at the very end: a `(` or `:` may still follow.
+                Some(close) if c + close + 1 == b.len() => true,
+                Some(close) => match rest.get(close + 1) {
+                    Some(b'(') => memchr::memchr(b')', &rest[close..]).is_none(),
+                    Some(b':') => memchr::memchr(b'\n', &rest[close..]).is_none(),
+                    _ => false,
+                },
+            }
+        };
+        if open {
+            // Include a `!` that makes it an image.
+            return if c > 0 && b[c - 1] == b'!' { c - 1 } else { c };
+        }
+        i = c + 1;
+    }
+    b.len()
 }

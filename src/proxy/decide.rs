@@ -118,7 +118,12 @@ impl CallCheck for CallPolicy<'_> {
                 }
             }
         }
-        None
+        let blocked = |h: &str| self.snap.egress_blocked(h, self.now);
+        let denied = self.policy.egress.check_json(&parsed, &blocked);
+        denied.into_iter().next().map(|(pointer, reason)| CallRefusal {
+            rule: reason.rule_id(),
+            detail: format!("argument `{}`: {}", pointer.trim_start_matches('/'), reason.message()),
+        })
     }
 }
 
@@ -127,27 +132,60 @@ impl CallCheck for CallPolicy<'_> {
 pub struct RequestFindings {
     /// Redaction rules that matched in tool results (by rule index in the policy's scanner).
     pub redactions: Vec<u16>,
+    /// Injection signatures that matched: (source, signature id, action taken).
+    pub injections: Vec<(&'static str, String, &'static str)>,
 }
 
-/// Phase 7b: tool results coming back into the conversation are redacted before the model sees them.
-pub fn inspect_request(policy: &Policy, endpoint: Endpoint, body: &mut Body) -> RequestFindings {
+/// Phase 7b: user input and tool results are checked against the injection signatures, with the
+/// action the policy names per source (block, flag, strip); tool results coming back into the
+/// conversation are also redacted before the model sees them.
+pub fn inspect_request(policy: &Policy, endpoint: Endpoint, body: &mut Body) -> Result<RequestFindings, GatewayError> {
+    use crate::inspect::injection::{Action, Source as InjSource};
     use crate::protocol::request::{visit_texts, Source};
     let mut found = RequestFindings::default();
+    let mut blocked: Option<String> = None;
     let scanner = &policy.scanner;
+    let sigs = &policy.injection;
     let changed = visit_texts(endpoint, &mut body.map, &mut |source, text| {
-        if source != Source::ToolResult {
-            return false;
+        let mut changed = false;
+        let inj_source = match source {
+            Source::User => InjSource::UserInput,
+            Source::ToolResult => InjSource::ToolResult,
+        };
+        let hits: Vec<String> = sigs.scan(text).iter().map(|h| h.id.to_owned()).collect();
+        if !hits.is_empty() {
+            let action = sigs.action(inj_source);
+            let name = match action {
+                Action::Block => "block",
+                Action::Flag => "flag",
+                Action::Strip => "strip",
+            };
+            if action == Action::Block && blocked.is_none() {
+                blocked = Some(hits[0].clone());
+            }
+            if action == Action::Strip {
+                if let Some(stripped) = sigs.strip(text) {
+                    *text = stripped;
+                    changed = true;
+                }
+            }
+            found.injections.extend(hits.into_iter().map(|id| (source.as_str(), id, name)));
         }
-        let (red, f) = scanner.redact(text);
-        if f.is_empty() {
-            return false;
+        if source == Source::ToolResult {
+            let (red, f) = scanner.redact(text);
+            if !f.is_empty() {
+                found.redactions.extend(f.iter().map(|f| f.rule));
+                *text = red.into_owned();
+                changed = true;
+            }
         }
-        found.redactions.extend(f.iter().map(|f| f.rule));
-        *text = red.into_owned();
-        true
+        changed
     });
+    if let Some(id) = blocked {
+        return Err(GatewayError::InjectionBlocked(id));
+    }
     if changed {
         body.changed = true;
     }
-    found
+    Ok(found)
 }

@@ -61,6 +61,9 @@ pub enum GatewayError {
     /// The request offers tools the principal may not use, and the role says refuse.
     #[error("tools not allowed for your role or at the current level: {}", .0.join(", "))]
     ToolsNotAllowed(Vec<String>),
+    /// A prompt-injection signature matched where the policy says block.
+    #[error("the request was blocked by prompt-injection signature `{0}`")]
+    InjectionBlocked(String),
     /// The role may not use this model.
     #[error("model `{0}` is not allowed for your role")]
     ModelNotAllowed(String),
@@ -112,7 +115,7 @@ impl GatewayError {
             RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            BadJson(_) | BadRequest(_) => StatusCode::BAD_REQUEST,
+            BadJson(_) | BadRequest(_) | InjectionBlocked(_) => StatusCode::BAD_REQUEST,
             Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             NoRoute | NoCredential(_) | UpstreamUnavailable(_) | UpstreamInvalid { .. } => StatusCode::BAD_GATEWAY,
             UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
@@ -136,6 +139,7 @@ impl GatewayError {
             BadRequest(_) => "request.invalid",
             ModelNotAllowed(_) => "role.model_not_allowed",
             ToolsNotAllowed(_) => "tools.not_allowed",
+            InjectionBlocked(_) => "injection.blocked",
             Overloaded => "limits.concurrency",
             NoRoute => "upstream.no_route",
             NoCredential(_) => "upstream.no_credential",

@@ -54,6 +54,8 @@ struct Ctx {
     tools_removed: Vec<String>,
     /// Redactions by rule id (never the text).
     redactions: std::collections::BTreeMap<String, u64>,
+    /// Injection signature ids that matched.
+    injections: Vec<String>,
 }
 
 fn new_request_id() -> HeaderValue {
@@ -79,6 +81,7 @@ pub async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<Body> 
         decisions: Vec::new(),
         tools_removed: Vec::new(),
         redactions: std::collections::BTreeMap::new(),
+        injections: Vec::new(),
     };
     gw.metrics.in_flight(1);
     let span = tracing::info_span!("request", request_id = ?ctx.request_id, endpoint = endpoint.map_or("unknown", Endpoint::name),
@@ -141,6 +144,7 @@ fn audit_record(ctx: &Ctx, endpoint: &str, status: u16, start: Instant) -> Recor
         .with_opt("upstream", ctx.upstream.as_deref())
         .with_opt("model", ctx.model.as_deref())
         .with_opt("tools_removed", (!ctx.tools_removed.is_empty()).then(|| ctx.tools_removed.clone()))
+        .with_opt("injections", (!ctx.injections.is_empty()).then(|| ctx.injections.clone()))
         .with_opt(
             "redactions",
             (!ctx.redactions.is_empty()).then(|| serde_json::to_value(&ctx.redactions).unwrap_or_default()),
@@ -228,8 +232,13 @@ async fn serve(gw: &Arc<Gateway>, req: Request<Incoming>, ctx: &mut Ctx) -> Resu
     if let Some((b, _)) = parsed.as_mut() {
         ctx.stream = b.stream();
         let rw = decide::rewrite(policy, &snap, &key, endpoint, b, now)?;
-        let found = decide::inspect_request(policy, endpoint, b);
+        let found = decide::inspect_request(policy, endpoint, b)?;
         count_redactions(&policy.scanner, &found.redactions, ctx);
+        for (source, id, action) in found.injections {
+            ctx.decisions
+                .push((if source == "tool_result" { "injection.tool_result" } else { "injection.user_input" }, action));
+            ctx.injections.push(id);
+        }
         if rw.model_overridden {
             ctx.decisions.push(("level.model_override", "modify"));
         }
@@ -314,7 +323,8 @@ async fn serve(gw: &Arc<Gateway>, req: Request<Incoming>, ctx: &mut Ctx) -> Resu
         Ok(Ok(b)) => b,
     };
     let check = decide::CallPolicy { policy, snap: &snap, role: &key.role, now };
-    let bytes = inspect_json(endpoint, head.status.is_success(), bytes, &check, &policy.scanner, ctx);
+    let guard = stream::link_guard(policy, snap.clone());
+    let bytes = inspect_json(endpoint, head.status.is_success(), bytes, &check, &policy.scanner, &guard, ctx);
     drop(permit);
     out.body(full(bytes))
         .map_err(|e| GatewayError::UpstreamInvalid { upstream: up.name.clone(), detail: e.to_string() })
@@ -329,6 +339,7 @@ fn inspect_json(
     bytes: Bytes,
     check: &dyn toolcalls::CallCheck,
     scanner: &crate::inspect::Scanner,
+    guard: &crate::inspect::redact::LinkGuard,
     ctx: &mut Ctx,
 ) -> Bytes {
     let may_call_tools = success
@@ -340,7 +351,8 @@ fn inspect_json(
         Ok(text) => memchr::memchr(b'\\', &bytes).is_some() || !scanner.scan(text).is_empty(),
         Err(_) => true,
     };
-    if !may_call_tools && !may_leak {
+    let may_link = memchr::memmem::find(&bytes, b"](").is_some() || memchr::memmem::find(&bytes, b"://").is_some();
+    if !may_call_tools && !may_leak && !may_link {
         return bytes;
     }
     let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
@@ -366,9 +378,14 @@ fn inspect_json(
         }
     }
     let mut found = Vec::new();
-    crate::inspect::redact::redact_json(scanner, &mut v, &mut found);
+    let mut links = 0;
+    crate::inspect::redact::redact_json_with(scanner, Some(guard), &mut v, &mut found, &mut links);
     if !found.is_empty() {
         count_redactions(scanner, &found, ctx);
+        changed = true;
+    }
+    if links > 0 {
+        ctx.decisions.push(("egress.markdown_link", "neutralize"));
         changed = true;
     }
     if changed {

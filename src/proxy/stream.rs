@@ -14,7 +14,7 @@ use super::toolcalls::{EventAction, StreamFilter};
 use super::Gateway;
 use crate::audit::Record;
 use crate::config::{KeyEntry, Policy};
-use crate::inspect::redact::{Redacted, StreamRedactor};
+use crate::inspect::redact::{LinkGuard, Redacted, StreamRedactor};
 use crate::protocol::sse::SseFramer;
 use crate::protocol::{error_event, Endpoint, ErrorKind};
 use crate::state::{unix_now, Snapshot};
@@ -60,9 +60,10 @@ async fn pump(
 ) {
     let limits = &ctx.policy.limits;
     let mut framer = SseFramer::new(limits.max_response_body);
+    let guard = link_guard(&ctx.policy, switches.borrow().clone());
     let mut filter = Inspect {
         tools: StreamFilter::new(ctx.endpoint, limits.max_response_body),
-        redact: StreamRedactor::new(ctx.endpoint),
+        redact: StreamRedactor::new(ctx.endpoint).with_links(guard),
     };
     let mut snap = switches.borrow_and_update().clone();
     // A switch flipped after the request was decided but before the pump started still counts.
@@ -136,6 +137,16 @@ async fn pump(
         }
     }
     record_redactions(&ctx, scanner, &filter.redact.found).await;
+    if filter.redact.links > 0 {
+        gw.metrics.decisions_n("egress.markdown_link", "neutralize", filter.redact.links as u64);
+        gw.audit
+            .record(
+                base_record(&ctx, "links_neutralized")
+                    .with("rule", "egress.markdown_link")
+                    .with("count", filter.redact.links),
+            )
+            .await;
+    }
     for r in filter.tools.refused.drain(..) {
         gw.metrics.decision(r.why.rule, "block");
         gw.audit
@@ -165,6 +176,11 @@ async fn pump(
         }
     }
     drop(ctx.permit);
+}
+
+/// The link guard for a response: the policy's egress rules and the egress switches of `snap`.
+pub(super) fn link_guard(policy: &Policy, snap: Arc<Snapshot>) -> LinkGuard {
+    LinkGuard { rules: policy.egress.clone(), blocked: Arc::new(move |h: &str| snap.egress_blocked(h, unix_now())) }
 }
 
 /// Per-stream inspection state.

@@ -88,6 +88,19 @@ pub enum Action {
         /// Endpoint name or path.
         endpoint: String,
     },
+    /// Block egress to a host or domain (and its subdomains), in tool-call arguments and output links.
+    BlockEgress {
+        /// Host name, domain or IP address.
+        host: String,
+        /// How long.
+        #[serde(default)]
+        ttl: Option<String>,
+    },
+    /// Lift an egress block.
+    UnblockEgress {
+        /// Host name, domain or IP address.
+        host: String,
+    },
 }
 
 /// An invalid action in a batch.
@@ -206,6 +219,16 @@ impl Action {
             Action::DisableEndpoint { endpoint: name, ttl } => {
                 let ep = endpoint(name)?;
                 s.disabled_endpoints.insert(ep.name().to_owned(), entry(actor, reason, now, ttl.as_deref())?);
+            }
+            Action::BlockEgress { host, ttl } => {
+                let h = non_empty("host", host)?.trim_end_matches('.').to_ascii_lowercase();
+                if h.contains(['/', ':', '@', ' ']) && h.parse::<std::net::IpAddr>().is_err() {
+                    return Err(format!("`{host}` is not a host name, domain or IP address (no scheme, port or path)"));
+                }
+                s.blocked_egress.insert(h, entry(actor, reason, now, ttl.as_deref())?);
+            }
+            Action::UnblockEgress { host } => {
+                s.blocked_egress.remove(&non_empty("host", host)?.trim_end_matches('.').to_ascii_lowercase());
             }
             Action::EnableEndpoint { endpoint: name } => {
                 s.disabled_endpoints.remove(endpoint(name)?.name());

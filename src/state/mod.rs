@@ -77,6 +77,9 @@ pub struct Snapshot {
     /// Disabled endpoints (by name).
     #[serde(default)]
     pub disabled_endpoints: BTreeMap<String, Entry>,
+    /// Extra egress blocks: hosts or domains (a domain covers its subdomains).
+    #[serde(default)]
+    pub blocked_egress: BTreeMap<String, Entry>,
     /// When the last batch was applied (RFC 3339).
     #[serde(default)]
     pub updated_at: Option<String>,
@@ -94,6 +97,7 @@ impl Default for Snapshot {
             terminated_sessions: BTreeMap::new(),
             disabled_tools: BTreeMap::new(),
             disabled_endpoints: BTreeMap::new(),
+            blocked_egress: BTreeMap::new(),
             updated_at: None,
         }
     }
@@ -154,6 +158,12 @@ impl Snapshot {
         } else {
             None
         }
+    }
+
+    /// Whether a host (or one of its parent domains, as the egress checker passes them) is blocked
+    /// by a switch.
+    pub fn egress_blocked(&self, host: &str, now: u64) -> bool {
+        self.blocked_egress.get(&host.to_ascii_lowercase()).is_some_and(|e| e.active(now))
     }
 
     /// Whether a tool is disabled by a switch.
@@ -282,6 +292,7 @@ impl Snapshot {
             &mut self.terminated_sessions,
             &mut self.disabled_tools,
             &mut self.disabled_endpoints,
+            &mut self.blocked_egress,
         ] {
             m.retain(|_, e| e.active(now));
         }
