@@ -519,7 +519,15 @@ fn compile(m: Merged, base: &Path, problems: &mut Problems) -> Option<Policy> {
                 Duration::ZERO
             }
         };
-        let replies = u.replies.into_iter().map(|r| Reply { when_contains: r.when_contains, text: r.text }).collect();
+        let replies = u
+            .replies
+            .into_iter()
+            .map(|r| Reply {
+                when_contains: r.when_contains,
+                text: r.text,
+                tool_call: r.tool_call.map(|t| (t.name, t.arguments)),
+            })
+            .collect();
         upstreams.insert(
             name.clone(),
             Arc::new(Upstream {

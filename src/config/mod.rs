@@ -243,6 +243,8 @@ pub struct Reply {
     pub when_contains: Option<String>,
     /// The assistant's text.
     pub text: String,
+    /// A tool call made after the text: (name, JSON arguments).
+    pub tool_call: Option<(String, String)>,
 }
 
 /// A route from an API (and model pattern) to an upstream.

@@ -152,6 +152,16 @@ pub struct RawReply {
     #[serde(rename = "when_contains")]
     pub when_contains: Option<String>,
     pub text: String,
+    /// Scripted tool call the "model" makes after the text (chat completions and messages).
+    pub tool_call: Option<RawToolCall>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawToolCall {
+    pub name: String,
+    /// JSON document as text.
+    pub arguments: String,
 }
 
 #[derive(Debug, Deserialize)]

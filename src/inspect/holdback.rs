@@ -37,7 +37,7 @@ impl HoldBack {
         self.buf.push_str(delta);
         let findings = scanner.scan_from(&self.buf, self.released);
         let len = self.buf.len();
-        let mut cut = floor(&self.buf, len.saturating_sub(scanner.hold())).max(self.released);
+        let mut cut = scanner.stable_prefix(&self.buf, self.released).max(self.released);
         for f in &findings {
             if f.start >= cut {
                 break;

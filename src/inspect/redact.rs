@@ -484,5 +484,9 @@ pub fn markdown_cut(text: &str) -> usize {
         }
         i = c + 1;
     }
+    // A trailing `!` may become an image once its `[` arrives.
+    if b.last() == Some(&b'!') {
+        return b.len() - 1;
+    }
     b.len()
 }

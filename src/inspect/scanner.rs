@@ -33,6 +33,10 @@ pub struct Scanner {
     hold: usize,
     /// Bytes of released text a stream keeps as left context.
     context: usize,
+    /// How far before the end of a stream a match whose anchor has not arrived yet may start.
+    future_hold: usize,
+    /// The widest anchor window (before + keyword + max_len), bounding the tail a stream re-checks.
+    widest: usize,
     replacements: Vec<String>,
 }
 
@@ -48,6 +52,8 @@ impl Scanner {
         let mut digit_rules = Vec::new();
         let mut hold = 1;
         let mut context = 1;
+        let mut future_hold = 1;
+        let mut widest = 1;
         for (i, r) in rules.iter().enumerate() {
             match &r.anchor {
                 Anchor::Keywords(ks) => {
@@ -65,6 +71,14 @@ impl Scanner {
                 }
                 Anchor::Digits(n) => digit_rules.push((i as u16, *n)),
             }
+            let longest_kw = match &r.anchor {
+                Anchor::Keywords(ks) => ks.iter().map(String::len).max().unwrap_or(0),
+                Anchor::Digits(_) => 1,
+            };
+            // A future anchor starts at most `longest_kw - 1` bytes before the end; its match may
+            // start `before` bytes ahead of it; one more byte for a `\b` before the match.
+            future_hold = future_hold.max(longest_kw + r.before + 1);
+            widest = widest.max(r.before + longest_kw + r.max_len + 8);
             if r.terminator.is_none() {
                 hold = hold.max(r.max_len + 1);
             }
@@ -89,7 +103,18 @@ impl Scanner {
         };
         let min_digits = digit_rules.iter().map(|(_, n)| *n).min().unwrap_or(usize::MAX);
         let replacements = rules.iter().map(|r| replacement.replace("<rule-id>", &r.id)).collect();
-        Ok(Scanner { rules, automaton, by_keyword, digit_rules, min_digits, hold, context, replacements })
+        Ok(Scanner {
+            rules,
+            automaton,
+            by_keyword,
+            digit_rules,
+            min_digits,
+            hold,
+            context,
+            future_hold,
+            widest,
+            replacements,
+        })
     }
 
     /// The rule of a finding.
@@ -105,6 +130,43 @@ impl Scanner {
     /// Bytes a stream holds back so that no part of a future match is released early.
     pub fn hold(&self) -> usize {
         self.hold
+    }
+
+    /// The longest prefix of a growing `text` (of which `released` bytes are out already) that no
+    /// future match can reach into: before any anchor whose window is not complete yet, before a
+    /// digit run that may still grow, and far enough from the end that an anchor still to come
+    /// cannot start a match in it. Clean text therefore flows with a hold of only a few bytes.
+    pub fn stable_prefix(&self, text: &str, released: usize) -> usize {
+        let b = text.as_bytes();
+        let len = b.len();
+        let mut cut = len.saturating_sub(self.future_hold);
+        // Hits further back either have complete windows or lie in released text.
+        let lo = floor(text, len.saturating_sub(self.widest).max(released.saturating_sub(self.context)));
+        if let Some(ac) = &self.automaton {
+            for hit in ac.find_overlapping_iter(&b[lo..]) {
+                let (hs, he) = (lo + hit.start(), lo + hit.end());
+                for &ri in &self.by_keyword[hit.pattern().as_usize()] {
+                    let r = &self.rules[ri as usize];
+                    if he + r.max_len >= len {
+                        cut = cut.min(hs.saturating_sub(r.before));
+                    }
+                }
+            }
+        }
+        if !self.digit_rules.is_empty() {
+            // A digit run ending within the digit window (8 bytes) of the end may still grow or
+            // change its match: hold from its start (minus the rules' `before`).
+            if let Some(last) = b[len.saturating_sub(9)..].iter().rposition(u8::is_ascii_digit) {
+                let mut s0 = len.saturating_sub(9) + last;
+                while s0 > 0 && (b[s0 - 1].is_ascii_digit() || matches!(b[s0 - 1], b' ' | b'-' | b'.')) {
+                    s0 -= 1;
+                }
+                let max_before =
+                    self.digit_rules.iter().map(|(ri, _)| self.rules[*ri as usize].before).max().unwrap_or(0);
+                cut = cut.min(s0.saturating_sub(max_before));
+            }
+        }
+        floor(text, cut)
     }
 
     /// Bytes of already-released text kept as left context for the next scan.

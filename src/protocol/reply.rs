@@ -33,6 +33,8 @@ pub struct ReplySpec<'a> {
     pub id: &'a str,
     /// For embeddings: how many inputs were given.
     pub inputs: usize,
+    /// A tool call after the text: (name, JSON arguments).
+    pub tool_call: Option<(&'a str, &'a str)>,
 }
 
 /// Renders a reply.
@@ -90,12 +92,17 @@ fn usage_tokens(text: &str) -> u64 {
 
 fn chat_json(s: &ReplySpec<'_>, created: u64) -> Value {
     let n = usage_tokens(s.text);
-    json!({
+    let mut v = json!({
         "id": s.id, "object": "chat.completion", "created": created, "model": s.model,
         "choices": [{"index": 0, "message": {"role": "assistant", "content": s.text, "refusal": null},
                      "logprobs": null, "finish_reason": "stop"}],
         "usage": {"prompt_tokens": 1, "completion_tokens": n, "total_tokens": n + 1}
-    })
+    });
+    if let Some((name, args)) = s.tool_call {
+        v["choices"][0]["message"]["tool_calls"] = json!([{"id": format!("call_{}", s.id), "type": "function", "function": {"name": name, "arguments": args}}]);
+        v["choices"][0]["finish_reason"] = json!("tool_calls");
+    }
+    v
 }
 
 fn chat_events(s: &ReplySpec<'_>, created: u64) -> Vec<Bytes> {
@@ -108,6 +115,19 @@ fn chat_events(s: &ReplySpec<'_>, created: u64) -> Vec<Bytes> {
     let mut out = vec![chunk(json!({"role": "assistant", "content": ""}), Value::Null)];
     for p in pieces(s.text, s.chunk_chars) {
         out.push(chunk(json!({"content": p}), Value::Null));
+    }
+    if let Some((name, args)) = s.tool_call {
+        out.push(chunk(
+            json!({"tool_calls": [{"index": 0, "id": format!("call_{}", s.id), "type": "function",
+                                   "function": {"name": name, "arguments": ""}}]}),
+            Value::Null,
+        ));
+        for p in pieces(args, s.chunk_chars) {
+            out.push(chunk(json!({"tool_calls": [{"index": 0, "function": {"arguments": p}}]}), Value::Null));
+        }
+        out.push(chunk(json!({}), json!("tool_calls")));
+        out.push(Bytes::from_static(b"data: [DONE]\n\n"));
+        return out;
     }
     out.push(chunk(json!({}), json!("stop")));
     out.push(Bytes::from_static(b"data: [DONE]\n\n"));
@@ -182,6 +202,18 @@ fn response_events(s: &ReplySpec<'_>, created: u64) -> Vec<Bytes> {
 }
 
 fn message_json(s: &ReplySpec<'_>) -> Value {
+    let mut v = message_json_text(s);
+    if let Some((name, args)) = s.tool_call {
+        let input: Value = serde_json::from_str(args).unwrap_or_else(|_| json!({}));
+        if let Some(Value::Array(c)) = v.get_mut("content") {
+            c.push(json!({"type": "tool_use", "id": format!("toolu_{}", s.id), "name": name, "input": input}));
+        }
+        v["stop_reason"] = json!("tool_use");
+    }
+    v
+}
+
+fn message_json_text(s: &ReplySpec<'_>) -> Value {
     json!({
         "id": s.id, "type": "message", "role": "assistant", "model": s.model,
         "content": [{"type": "text", "text": s.text}],
@@ -213,10 +245,27 @@ fn message_events(s: &ReplySpec<'_>) -> Vec<Bytes> {
         ));
     }
     out.push(named_event("content_block_stop", &json!({"type": "content_block_stop", "index": 0})));
+    let mut stop = "end_turn";
+    if let Some((name, args)) = s.tool_call {
+        stop = "tool_use";
+        out.push(named_event(
+            "content_block_start",
+            &json!({"type": "content_block_start", "index": 1,
+            "content_block": {"type": "tool_use", "id": format!("toolu_{}", s.id), "name": name, "input": {}}}),
+        ));
+        for p in pieces(args, s.chunk_chars) {
+            out.push(named_event(
+                "content_block_delta",
+                &json!({"type": "content_block_delta", "index": 1,
+                "delta": {"type": "input_json_delta", "partial_json": p}}),
+            ));
+        }
+        out.push(named_event("content_block_stop", &json!({"type": "content_block_stop", "index": 1})));
+    }
     out.push(named_event(
         "message_delta",
         &json!({"type": "message_delta",
-        "delta": {"stop_reason": "end_turn", "stop_sequence": null},
+        "delta": {"stop_reason": stop, "stop_sequence": null},
         "usage": {"output_tokens": usage_tokens(s.text)}}),
     ));
     out.push(named_event("message_stop", &json!({"type": "message_stop"})));
@@ -255,6 +304,7 @@ mod tests {
             chunk_chars: 3,
             id: "x",
             inputs: 0,
+            tool_call: None,
         };
         let Rendered::Events(ev) = render(&spec) else { panic!("expected events") };
         assert_eq!(ev.last().map(|b| &b[..]), Some(&b"data: [DONE]\n\n"[..]));

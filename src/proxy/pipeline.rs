@@ -259,6 +259,7 @@ async fn serve(gw: &Arc<Gateway>, req: Request<Incoming>, ctx: &mut Ctx) -> Resu
             chunk_chars: 64,
             id: ctx.request_id.to_str().unwrap_or("fb"),
             inputs: parsed.as_ref().map_or(0, |(b, _)| b.embedding_inputs()),
+            tool_call: None,
         };
         return Ok(upstream::rendered_response(reply::render(&spec), std::time::Duration::ZERO));
     }

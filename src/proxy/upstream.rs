@@ -201,11 +201,9 @@ async fn http_send(
 /// The scripted upstream: the first reply whose `when_contains` is in the last user message,
 /// rendered in the endpoint's real wire format and streamed chunk by chunk with the configured delay.
 fn scripted(up: &Upstream, out: &Outgoing<'_>) -> Response<Body> {
-    let text = up
-        .replies
-        .iter()
-        .find(|r| r.when_contains.as_deref().is_none_or(|w| out.last_user_text.contains(w)))
-        .map_or("", |r| r.text.as_str());
+    let reply = up.replies.iter().find(|r| r.when_contains.as_deref().is_none_or(|w| out.last_user_text.contains(w)));
+    let text = reply.map_or("", |r| r.text.as_str());
+    let tool_call = reply.and_then(|r| r.tool_call.as_ref()).map(|(n, a)| (n.as_str(), a.as_str()));
     let id = out.request_id.to_str().unwrap_or("fb");
     let spec = ReplySpec {
         endpoint: out.endpoint,
@@ -215,6 +213,7 @@ fn scripted(up: &Upstream, out: &Outgoing<'_>) -> Response<Body> {
         chunk_chars: up.chunk_chars,
         id,
         inputs: out.inputs,
+        tool_call,
     };
     rendered_response(reply::render(&spec), up.chunk_delay)
 }
