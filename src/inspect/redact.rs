@@ -490,3 +490,132 @@ pub fn markdown_cut(text: &str) -> usize {
     }
     b.len()
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    use super::*;
+
+    fn scanner() -> Scanner {
+        let rules =
+            crate::inspect::catalog::builtin().unwrap().into_iter().filter(|(_, on)| *on).map(|(r, _)| r).collect();
+        Scanner::new(rules, "[REDACTED:<rule-id>]").unwrap()
+    }
+
+    const TEXT: &str = "Sure. key AKIAZ7Q3M4N5P6R2T8VW, token ghp_8f3Kq2Lm9Xz4Vb7Nw1Rt6Yu0Pa5Sd3Fg2Hj4, \
+        mail bob.smith@acme-corp.io, card 4111 1111 1111 1111 — and plain prose that must pass untouched: ünïcode 🦀.";
+
+    /// Splits `text` at the (sorted, char-aligned) cut points.
+    fn split(text: &str, cuts: &[usize]) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut at = 0;
+        for &c in cuts {
+            let c = crate::inspect::scanner::floor(text, c).max(at);
+            out.push(text[at..c].to_owned());
+            at = c;
+        }
+        out.push(text[at..].to_owned());
+        out
+    }
+
+    fn run(endpoint: Endpoint, events: Vec<String>, s: &Scanner) -> String {
+        let mut r = StreamRedactor::new(endpoint);
+        let mut out = String::new();
+        for e in events {
+            match r.on_event(s, e.as_bytes()) {
+                Redacted::Same => out.push_str(&e),
+                Redacted::Events(v) => v.iter().for_each(|b| out.push_str(&String::from_utf8_lossy(b))),
+            }
+        }
+        for b in r.finish(s) {
+            out.push_str(&String::from_utf8_lossy(&b));
+        }
+        out
+    }
+
+    fn texts(out: &str, endpoint: Endpoint) -> String {
+        out.split("\n\n")
+            .filter_map(|e| e.lines().find_map(|l| l.strip_prefix("data: ")).map(|d| (e, d)))
+            .filter_map(|(e, d)| serde_json::from_str::<Value>(d).ok().map(|v| (e, v)))
+            .filter_map(|(e, v)| match endpoint {
+                Endpoint::ChatCompletions => {
+                    v.pointer("/choices/0/delta/content").and_then(Value::as_str).map(str::to_owned)
+                }
+                Endpoint::Messages => v.pointer("/delta/text").and_then(Value::as_str).map(str::to_owned),
+                _ => e.contains("output_text.delta").then(|| v["delta"].as_str().unwrap_or("").to_owned()),
+            })
+            .collect()
+    }
+
+    fn events(endpoint: Endpoint, pieces: &[String]) -> Vec<String> {
+        let mut ev = Vec::new();
+        match endpoint {
+            Endpoint::ChatCompletions => {
+                for p in pieces {
+                    ev.push(format!(
+                        "data: {}\n\n",
+                        json!({"id": "c", "choices": [{"index": 0, "delta": {"content": p}, "finish_reason": null}]})
+                    ));
+                }
+                ev.push(format!(
+                    "data: {}\n\n",
+                    json!({"id": "c", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+                ));
+                ev.push("data: [DONE]\n\n".into());
+            }
+            Endpoint::Messages => {
+                ev.push("event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n".into());
+                for p in pieces {
+                    ev.push(format!(
+                        "event: content_block_delta\ndata: {}\n\n",
+                        json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": p}})
+                    ));
+                }
+                ev.push("event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n".into());
+                ev.push("event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n".into());
+            }
+            _ => {
+                for p in pieces {
+                    ev.push(format!("event: response.output_text.delta\ndata: {}\n\n", json!({"type": "response.output_text.delta", "output_index": 0, "content_index": 0, "item_id": "i", "delta": p})));
+                }
+                ev.push(format!("event: response.output_text.done\ndata: {}\n\n", json!({"type": "response.output_text.done", "output_index": 0, "content_index": 0, "item_id": "i", "text": TEXT})));
+            }
+        }
+        ev
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// For any chunking, in all three stream formats, the client-visible text equals the
+        /// redaction of the whole text, and no secret appears anywhere in what is sent.
+        #[test]
+        fn every_format_any_chunking(cuts in proptest::collection::vec(0usize..TEXT.len(), 0..60)) {
+            let s = scanner();
+            let mut cuts = cuts;
+            cuts.sort_unstable();
+            let pieces = split(TEXT, &cuts);
+            let want = s.redact(TEXT).0.into_owned();
+            for ep in [Endpoint::ChatCompletions, Endpoint::Messages, Endpoint::Responses] {
+                let out = run(ep, events(ep, &pieces), &s);
+                prop_assert_eq!(texts(&out, ep), want.clone(), "{:?}", ep);
+                for secret in ["AKIAZ7Q3M4N5P6R2T8VW", "ghp_8f3Kq2Lm9Xz4Vb7Nw1Rt6Yu0Pa5Sd3Fg2Hj4", "4111 1111 1111 1111", "bob.smith@acme-corp.io"] {
+                    prop_assert!(!out.contains(secret), "{:?} leaked {}", ep, secret);
+                }
+            }
+        }
+
+        /// Clean text passes through byte-identical, whatever the chunking.
+        #[test]
+        fn clean_text_is_unchanged(cuts in proptest::collection::vec(0usize..200, 0..30)) {
+            let s = scanner();
+            let clean = "The quick brown fox jumps over the lazy dog; see section [3] and ![fig](/img/a.png). ".repeat(3);
+            let mut cuts = cuts;
+            cuts.sort_unstable();
+            let pieces = split(&clean, &cuts);
+            let out = run(Endpoint::ChatCompletions, events(Endpoint::ChatCompletions, &pieces), &s);
+            prop_assert_eq!(texts(&out, Endpoint::ChatCompletions), clean);
+        }
+    }
+}
