@@ -172,3 +172,53 @@ async fn json_responses_are_redacted_and_audited_without_the_secret() {
     let metrics = metrics.as_str().unwrap_or_default().to_owned();
     assert!(metrics.contains("firebreak_decisions_total{rule=\"aws_access_key_id\",action=\"redact\"}"), "{metrics}");
 }
+
+#[tokio::test]
+async fn system_prompt_fragments_are_counted_per_response() {
+    let prompt = "You are Acme's support assistant. Never reveal internal pricing tiers, never discuss unreleased products, and always escalate refund requests above 500 euros to a human agent.";
+    let leak = "My instructions: never reveal internal pricing tiers, never discuss unreleased products, and always escalate refund requests.";
+    let p = format!(
+        r#"
+[upstreams.s]
+kind = "scripted"
+chunk_chars = 5
+chunk_delay_ms = 0
+
+[[upstreams.s.replies]]
+text = {leak:?}
+
+[[keys]]
+id = "k"
+sha256 = "{hash}"
+tenant = "t"
+user = "u"
+role = "r"
+
+[roles.r]
+
+[[redaction.prompts]]
+id = "support"
+text = {prompt:?}
+"#,
+        hash = sha256_hex(KEY),
+    );
+    let gw = Gateway::start(&p);
+    let msgs = json!([{"role": "user", "content": "hello there"}]);
+    post(&gw, "/v1/chat/completions", json!({"model": "m", "stream": true, "messages": msgs})).await;
+    post(&gw, "/v1/chat/completions", json!({"model": "m", "messages": msgs})).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let trail = std::fs::read_to_string(gw.dir.join("audit.jsonl")).unwrap_or_default();
+        let records: Vec<Value> = trail.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+        let streamed = records.iter().find(|r| r["event"] == "prompt_fragments").and_then(|r| r["count"].as_u64());
+        let whole = records.iter().find_map(|r| r["prompt_fragments"].as_u64());
+        if let (Some(s), Some(w)) = (streamed, whole) {
+            assert!(s >= 5, "streamed count {s}");
+            assert_eq!(s, w, "streamed and whole responses count the same fragments");
+            assert!(!trail.contains("pricing tiers"), "the prompt text is never audited");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no fragment counts in the audit trail:\n{trail}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

@@ -768,6 +768,39 @@ fn compile(m: Merged, base: &Path, problems: &mut Problems) -> Option<Policy> {
     }
 
     let scanner = compile_redaction(&raw.redaction, problems);
+    let mut prompts = crate::inspect::fragments::PromptShingles::default();
+    for (i, p) in raw.redaction.prompts.iter().enumerate() {
+        let at = path(["redaction".into(), "prompts".into(), i.into(), "id".into()]);
+        let text = match (&p.text, &p.text_file) {
+            (Some(t), None) => Some(t.clone()),
+            (None, Some(f)) => match std::fs::read_to_string(resolve(f)) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    problems.add(0, at.clone(), format!("cannot read prompt file {f}: {e}"), None);
+                    None
+                }
+            },
+            _ => {
+                problems.add(0, at.clone(), "set text or text_file, not both", None);
+                None
+            }
+        };
+        if let Some(t) = text {
+            if t.split_whitespace().count() < crate::inspect::fragments::SHINGLE {
+                problems.add(
+                    0,
+                    at,
+                    format!(
+                        "prompt `{}` is shorter than {} words: no fragment could be recognised",
+                        p.id,
+                        crate::inspect::fragments::SHINGLE
+                    ),
+                    None,
+                );
+            }
+            prompts.add(&p.id, &t);
+        }
+    }
     let egress_cfg = raw.egress.clone().unwrap_or_else(|| crate::inspect::egress::EgressConfig {
         mode: crate::inspect::egress::EgressMode::Denylist,
         ..Default::default()
@@ -804,6 +837,7 @@ fn compile(m: Merged, base: &Path, problems: &mut Problems) -> Option<Policy> {
     Some(Policy {
         scanner: Arc::new(scanner?),
         egress: Arc::new(egress?),
+        prompts: Arc::new(prompts),
         injection: Arc::new(injection?),
         source: PathBuf::new(),
         listen,

@@ -97,6 +97,8 @@ pub struct Policy {
     pub safe_mode_reply: String,
     /// The redaction scanner (built-in catalog, custom rules, canaries), built once per policy.
     pub scanner: Arc<crate::inspect::Scanner>,
+    /// Shingles of the system prompts whose fragments are counted in output.
+    pub prompts: Arc<crate::inspect::fragments::PromptShingles>,
     /// Egress rules for tool-call arguments and links in model output.
     pub egress: Arc<crate::inspect::egress::EgressRules>,
     /// Prompt-injection signatures for user input and tool results.

@@ -64,6 +64,16 @@ pub struct RawRedaction {
     pub custom: Vec<RawCustomRule>,
     #[serde(default)]
     pub canaries: Vec<RawCanary>,
+    #[serde(default)]
+    pub prompts: Vec<RawPrompt>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPrompt {
+    pub id: String,
+    pub text: Option<String>,
+    pub text_file: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

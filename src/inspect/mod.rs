@@ -10,6 +10,7 @@
 pub mod canary;
 pub mod catalog;
 pub mod egress;
+pub mod fragments;
 pub mod holdback;
 pub mod injection;
 pub mod redact;

@@ -120,6 +120,8 @@ pub struct StreamRedactor {
     md: BTreeMap<(u64, u64), String>,
     /// Links neutralised so far.
     pub links: usize,
+    /// System-prompt fragments in the released text.
+    fragments: Option<(std::sync::Arc<super::fragments::PromptShingles>, super::fragments::FragmentCounter)>,
 }
 
 fn sse(name: Option<&str>, v: &Value) -> Bytes {
@@ -145,6 +147,26 @@ impl StreamRedactor {
             guard: None,
             md: BTreeMap::new(),
             links: 0,
+            fragments: None,
+        }
+    }
+
+    /// Counts fragments of these prompts in the released text.
+    pub fn with_prompts(mut self, prompts: std::sync::Arc<super::fragments::PromptShingles>) -> Self {
+        if !prompts.is_empty() {
+            self.fragments = Some((prompts, super::fragments::FragmentCounter::default()));
+        }
+        self
+    }
+
+    /// System-prompt shingles found in the stream so far.
+    pub fn prompt_fragments(&mut self) -> usize {
+        match &mut self.fragments {
+            Some((p, c)) => {
+                c.finish(p);
+                c.total()
+            }
+            None => 0,
         }
     }
 
@@ -183,6 +205,9 @@ impl StreamRedactor {
         };
         if !is_text {
             return released;
+        }
+        if let Some((p, c)) = &mut self.fragments {
+            c.push(p, &released);
         }
         let mut pending = self.md.remove(&key).unwrap_or_default();
         pending.push_str(&released);

@@ -56,6 +56,8 @@ struct Ctx {
     redactions: std::collections::BTreeMap<String, u64>,
     /// Injection signature ids that matched.
     injections: Vec<String>,
+    /// System-prompt shingles found in a whole response.
+    prompt_fragments: usize,
 }
 
 fn new_request_id() -> HeaderValue {
@@ -82,6 +84,7 @@ pub async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<Body> 
         tools_removed: Vec::new(),
         redactions: std::collections::BTreeMap::new(),
         injections: Vec::new(),
+        prompt_fragments: 0,
     };
     gw.metrics.in_flight(1);
     let span = tracing::info_span!("request", request_id = ?ctx.request_id, endpoint = endpoint.map_or("unknown", Endpoint::name),
@@ -144,6 +147,7 @@ fn audit_record(ctx: &Ctx, endpoint: &str, status: u16, start: Instant) -> Recor
         .with_opt("upstream", ctx.upstream.as_deref())
         .with_opt("model", ctx.model.as_deref())
         .with_opt("tools_removed", (!ctx.tools_removed.is_empty()).then(|| ctx.tools_removed.clone()))
+        .with_opt("prompt_fragments", (ctx.prompt_fragments > 0).then_some(ctx.prompt_fragments))
         .with_opt("injections", (!ctx.injections.is_empty()).then(|| ctx.injections.clone()))
         .with_opt(
             "redactions",
@@ -325,7 +329,8 @@ async fn serve(gw: &Arc<Gateway>, req: Request<Incoming>, ctx: &mut Ctx) -> Resu
     };
     let check = decide::CallPolicy { policy, snap: &snap, role: &key.role, now };
     let guard = stream::link_guard(policy, snap.clone());
-    let bytes = inspect_json(endpoint, head.status.is_success(), bytes, &check, &policy.scanner, &guard, ctx);
+    let bytes =
+        inspect_json(endpoint, head.status.is_success(), bytes, &check, &policy.scanner, &guard, &policy.prompts, ctx);
     drop(permit);
     out.body(full(bytes))
         .map_err(|e| GatewayError::UpstreamInvalid { upstream: up.name.clone(), detail: e.to_string() })
@@ -341,6 +346,7 @@ fn inspect_json(
     check: &dyn toolcalls::CallCheck,
     scanner: &crate::inspect::Scanner,
     guard: &crate::inspect::redact::LinkGuard,
+    prompts: &crate::inspect::fragments::PromptShingles,
     ctx: &mut Ctx,
 ) -> Bytes {
     let may_call_tools = success
@@ -353,7 +359,7 @@ fn inspect_json(
         Err(_) => true,
     };
     let may_link = memchr::memmem::find(&bytes, b"](").is_some() || memchr::memmem::find(&bytes, b"://").is_some();
-    if !may_call_tools && !may_leak && !may_link {
+    if !may_call_tools && !may_leak && !may_link && prompts.is_empty() {
         return bytes;
     }
     let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
@@ -389,10 +395,32 @@ fn inspect_json(
         ctx.decisions.push(("egress.markdown_link", "neutralize"));
         changed = true;
     }
+    if !prompts.is_empty() {
+        let mut all = String::new();
+        collect_strings(&v, &mut all);
+        let n: usize = prompts.count(&all).values().sum();
+        if n > 0 {
+            ctx.decisions.push(("prompt.fragment", "detect"));
+            ctx.prompt_fragments = n;
+        }
+    }
     if changed {
         Bytes::from(v.to_string())
     } else {
         bytes
+    }
+}
+
+/// Every string of a JSON value, newline-separated (for fragment counting).
+fn collect_strings(v: &serde_json::Value, out: &mut String) {
+    match v {
+        serde_json::Value::String(s) => {
+            out.push_str(s);
+            out.push('\n');
+        }
+        serde_json::Value::Array(a) => a.iter().for_each(|x| collect_strings(x, out)),
+        serde_json::Value::Object(m) => m.values().for_each(|x| collect_strings(x, out)),
+        _ => {}
     }
 }
 

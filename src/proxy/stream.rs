@@ -63,7 +63,7 @@ async fn pump(
     let guard = link_guard(&ctx.policy, switches.borrow().clone());
     let mut filter = Inspect {
         tools: StreamFilter::new(ctx.endpoint, limits.max_response_body),
-        redact: StreamRedactor::new(ctx.endpoint).with_links(guard),
+        redact: StreamRedactor::new(ctx.endpoint).with_links(guard).with_prompts(ctx.policy.prompts.clone()),
     };
     let mut snap = switches.borrow_and_update().clone();
     // A switch flipped after the request was decided but before the pump started still counts.
@@ -137,6 +137,13 @@ async fn pump(
         }
     }
     record_redactions(&ctx, scanner, &filter.redact.found).await;
+    let fragments = filter.redact.prompt_fragments();
+    if fragments > 0 {
+        gw.metrics.decisions_n("prompt.fragment", "detect", fragments as u64);
+        gw.audit
+            .record(base_record(&ctx, "prompt_fragments").with("rule", "prompt.fragment").with("count", fragments))
+            .await;
+    }
     if filter.redact.links > 0 {
         gw.metrics.decisions_n("egress.markdown_link", "neutralize", filter.redact.links as u64);
         gw.audit

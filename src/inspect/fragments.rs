@@ -1,0 +1,159 @@
+//! System-prompt fragments in model output: each managed prompt is cut into shingles of
+//! [`SHINGLE`] consecutive normalised words (lowercase letters and digits), hashed once per policy;
+//! output is scanned word by word with a rolling window, across stream deltas, and every shingle of a
+//! prompt found in it is counted. The count per response feeds the audit trail and metrics (and the
+//! prompt-exposure triggers); the text itself is never recorded.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::hash::{Hash, Hasher};
+
+/// Words per shingle: long enough that ordinary phrases do not collide with a prompt.
+pub const SHINGLE: usize = 8;
+
+/// The shingles of every managed prompt.
+#[derive(Debug, Default)]
+pub struct PromptShingles {
+    by_hash: HashMap<u64, u16>,
+    ids: Vec<String>,
+}
+
+fn word_hash(w: &str) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    w.hash(&mut h);
+    h.finish()
+}
+
+fn shingle_hash(window: &VecDeque<u64>) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for w in window {
+        w.hash(&mut h);
+    }
+    h.finish()
+}
+
+/// Normalised words of `text`.
+fn words(text: &str) -> impl Iterator<Item = String> + '_ {
+    text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_lowercase)
+}
+
+impl PromptShingles {
+    /// Adds a prompt; prompts shorter than one shingle add nothing.
+    pub fn add(&mut self, id: &str, text: &str) {
+        let idx = self.ids.len() as u16;
+        self.ids.push(id.to_owned());
+        let mut window = VecDeque::with_capacity(SHINGLE);
+        for w in words(text) {
+            window.push_back(word_hash(&w));
+            if window.len() > SHINGLE {
+                window.pop_front();
+            }
+            if window.len() == SHINGLE {
+                self.by_hash.insert(shingle_hash(&window), idx);
+            }
+        }
+    }
+
+    /// Whether no prompt is registered.
+    pub fn is_empty(&self) -> bool {
+        self.by_hash.is_empty()
+    }
+
+    /// The id of a prompt.
+    pub fn id(&self, idx: u16) -> &str {
+        &self.ids[idx as usize]
+    }
+
+    /// Distinct prompt shingles found in a whole text, by prompt index.
+    pub fn count(&self, text: &str) -> HashMap<u16, usize> {
+        let mut c = FragmentCounter::default();
+        c.push(self, text);
+        c.finish(self);
+        c.counts()
+    }
+}
+
+/// Rolling state over a stream of text deltas.
+#[derive(Debug, Default)]
+pub struct FragmentCounter {
+    window: VecDeque<u64>,
+    partial: String,
+    seen: HashSet<u64>,
+    hits: HashMap<u16, usize>,
+}
+
+impl FragmentCounter {
+    /// Feeds a delta (a word cut between deltas is joined).
+    pub fn push(&mut self, shingles: &PromptShingles, delta: &str) {
+        if shingles.is_empty() {
+            return;
+        }
+        self.partial.push_str(delta);
+        // Everything up to the last separator is whole words.
+        let Some(last_sep) = self.partial.rfind(|c: char| !c.is_alphanumeric()) else { return };
+        let split = last_sep + self.partial[last_sep..].chars().next().map_or(1, char::len_utf8);
+        let done: String = self.partial.drain(..split).collect();
+        for w in words(&done) {
+            self.word(shingles, &w);
+        }
+    }
+
+    /// End of the text.
+    pub fn finish(&mut self, shingles: &PromptShingles) {
+        let rest = std::mem::take(&mut self.partial);
+        for w in words(&rest) {
+            self.word(shingles, &w);
+        }
+    }
+
+    fn word(&mut self, shingles: &PromptShingles, w: &str) {
+        self.window.push_back(word_hash(w));
+        if self.window.len() > SHINGLE {
+            self.window.pop_front();
+        }
+        if self.window.len() == SHINGLE {
+            let h = shingle_hash(&self.window);
+            if let Some(&p) = shingles.by_hash.get(&h) {
+                if self.seen.insert(h) {
+                    *self.hits.entry(p).or_default() += 1;
+                }
+            }
+        }
+    }
+
+    /// Shingles found so far, by prompt index.
+    pub fn counts(&self) -> HashMap<u16, usize> {
+        self.hits.clone()
+    }
+
+    /// Total shingles found.
+    pub fn total(&self) -> usize {
+        self.hits.values().sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PROMPT: &str = "You are Acme's support assistant. Never reveal internal pricing tiers, never discuss \
+        unreleased products, and always escalate refund requests above 500 euros to a human agent.";
+
+    #[test]
+    fn counts_fragments_across_any_chunking() {
+        let mut s = PromptShingles::default();
+        s.add("support", PROMPT);
+        let leak = "Sure! My instructions say: never reveal internal pricing tiers, never discuss unreleased products, and always escalate refund requests. Anything else?";
+        let whole = s.count(leak);
+        assert!(whole.get(&0).copied().unwrap_or(0) >= 3, "{whole:?}");
+        for n in [1, 3, 7] {
+            let mut c = FragmentCounter::default();
+            let chars: Vec<char> = leak.chars().collect();
+            for piece in chars.chunks(n) {
+                c.push(&s, &piece.iter().collect::<String>());
+            }
+            c.finish(&s);
+            assert_eq!(c.counts(), whole, "chunks of {n}");
+        }
+        assert!(s.count("I can help with your order; what is the problem with the delivery today?").is_empty());
+    }
+}
