@@ -329,8 +329,14 @@ async fn serve(gw: &Arc<Gateway>, req: Request<Incoming>, ctx: &mut Ctx) -> Resu
     };
     let check = decide::CallPolicy { policy, snap: &snap, role: &key.role, now };
     let guard = stream::link_guard(policy, snap.clone());
-    let bytes =
-        inspect_json(endpoint, head.status.is_success(), bytes, &check, &policy.scanner, &guard, &policy.prompts, ctx);
+    let bytes = inspect_json(
+        endpoint,
+        head.status.is_success(),
+        bytes,
+        &check,
+        &OutputInspect { scanner: &policy.scanner, guard: &guard, prompts: &policy.prompts },
+        ctx,
+    );
     drop(permit);
     out.body(full(bytes))
         .map_err(|e| GatewayError::UpstreamInvalid { upstream: up.name.clone(), detail: e.to_string() })
@@ -344,11 +350,10 @@ fn inspect_json(
     success: bool,
     bytes: Bytes,
     check: &dyn toolcalls::CallCheck,
-    scanner: &crate::inspect::Scanner,
-    guard: &crate::inspect::redact::LinkGuard,
-    prompts: &crate::inspect::fragments::PromptShingles,
+    out: &OutputInspect<'_>,
     ctx: &mut Ctx,
 ) -> Bytes {
+    let (scanner, guard, prompts) = (out.scanner, out.guard, out.prompts);
     let may_call_tools = success
         && (memchr::memmem::find(&bytes, b"tool").is_some()
             || memchr::memmem::find(&bytes, b"function_call").is_some());
@@ -409,6 +414,13 @@ fn inspect_json(
     } else {
         bytes
     }
+}
+
+/// What inspects a response body: redaction, link neutralisation, prompt-fragment counting.
+struct OutputInspect<'a> {
+    scanner: &'a crate::inspect::Scanner,
+    guard: &'a crate::inspect::redact::LinkGuard,
+    prompts: &'a crate::inspect::fragments::PromptShingles,
 }
 
 /// Every string of a JSON value, newline-separated (for fragment counting).
