@@ -317,6 +317,45 @@ impl StreamFilter {
         }
     }
 
+    /// A call (Anthropic block or Responses item) starts: hold it when its name is allowed; when it
+    /// is not, record the refusal and return the notice that takes its place.
+    fn open_call(&mut self, i: u64, name: String, raw: &[u8], check: &dyn CallCheck) -> Option<String> {
+        match check.check_name(&name) {
+            None => {
+                self.held_bytes += raw.len();
+                self.held
+                    .insert(i, HeldCall { name, events: vec![Bytes::copy_from_slice(raw)], ..HeldCall::default() });
+                None
+            }
+            Some(why) => {
+                let text = notice(&name, &why);
+                self.refused.push(Refused { tool: name.clone(), why });
+                self.held.insert(i, HeldCall { name, refused: true, ..HeldCall::default() });
+                Some(text)
+            }
+        }
+    }
+
+    /// A held call is complete: its events (with the closing `raw` one) when its arguments pass,
+    /// otherwise the refusal is recorded and the notice returned.
+    fn close_call(&mut self, h: HeldCall, args: &str, raw: &[u8], check: &dyn CallCheck) -> Result<Vec<Bytes>, String> {
+        let over = self.held_bytes > self.max_held;
+        self.held_bytes = self.held_bytes.saturating_sub(h.events.iter().map(Bytes::len).sum());
+        match if over { Some(too_large()) } else { check.check_args(&h.name, args) } {
+            None => {
+                self.allowed_calls += 1;
+                let mut events = h.events;
+                events.push(Bytes::copy_from_slice(raw));
+                Ok(events)
+            }
+            Some(why) => {
+                let text = notice(&h.name, &why);
+                self.refused.push(Refused { tool: h.name, why });
+                Err(text)
+            }
+        }
+    }
+
     fn remember_envelope(&mut self, v: &Map<String, Value>) {
         if self.envelope.is_empty() {
             for k in ["id", "object", "created", "model", "system_fingerprint"] {
@@ -379,19 +418,10 @@ impl StreamFilter {
                 }
                 let name = v.pointer("/content_block/name").and_then(Value::as_str).unwrap_or("<unnamed>").to_owned();
                 let i = index.unwrap_or(0);
-                match check.check_name(&name) {
-                    None => {
-                        self.held_bytes += raw.len();
-                        self.held.insert(
-                            i,
-                            HeldCall { name, events: vec![Bytes::copy_from_slice(raw)], ..HeldCall::default() },
-                        );
-                        EventAction::Drop
-                    }
-                    Some(why) => {
-                        let events = anthropic_notice(i, &notice(&name, &why));
-                        self.refused.push(Refused { tool: name.clone(), why });
-                        self.held.insert(i, HeldCall { name, refused: true, ..HeldCall::default() });
+                match self.open_call(i, name, raw, check) {
+                    None => EventAction::Drop,
+                    Some(text) => {
+                        let events = anthropic_notice(i, &text);
                         EventAction::Replace(events)
                     }
                 }
@@ -413,19 +443,11 @@ impl StreamFilter {
                 if h.refused {
                     return EventAction::Forward; // closes the notice's text block
                 }
-                let over = self.held_bytes > self.max_held;
-                self.held_bytes = self.held_bytes.saturating_sub(h.events.iter().map(Bytes::len).sum());
-                let args = if h.args.trim().is_empty() { "{}" } else { h.args.as_str() };
-                match if over { Some(too_large()) } else { check.check_args(&h.name, args) } {
-                    None => {
-                        self.allowed_calls += 1;
-                        let mut events = h.events;
-                        events.push(Bytes::copy_from_slice(raw));
-                        EventAction::Replace(events)
-                    }
-                    Some(why) => {
-                        let mut events = anthropic_notice(index.unwrap_or(0), &notice(&h.name, &why));
-                        self.refused.push(Refused { tool: h.name, why });
+                let args = if h.args.trim().is_empty() { "{}".to_owned() } else { h.args.clone() };
+                match self.close_call(h, &args, raw, check) {
+                    Ok(events) => EventAction::Replace(events),
+                    Err(text) => {
+                        let mut events = anthropic_notice(index.unwrap_or(0), &text);
                         events.push(Bytes::copy_from_slice(raw));
                         EventAction::Replace(events)
                     }
@@ -456,20 +478,11 @@ impl StreamFilter {
                 }
                 let name = v.pointer("/item/name").and_then(Value::as_str).unwrap_or("<unnamed>").to_owned();
                 let i = oi.unwrap_or(0);
-                match check.check_name(&name) {
-                    None => {
-                        self.held_bytes += raw.len();
-                        self.held.insert(
-                            i,
-                            HeldCall { name, events: vec![Bytes::copy_from_slice(raw)], ..HeldCall::default() },
-                        );
-                        EventAction::Drop
-                    }
-                    Some(why) => {
+                match self.open_call(i, name, raw, check) {
+                    None => EventAction::Drop,
+                    Some(text) => {
                         let id = v.pointer("/item/id").cloned().unwrap_or(Value::Null);
-                        v["item"] = notice_item(id, &notice(&name, &why));
-                        self.refused.push(Refused { tool: name.clone(), why });
-                        self.held.insert(i, HeldCall { name, refused: true, ..HeldCall::default() });
+                        v["item"] = notice_item(id, &text);
                         EventAction::Replace(vec![sse(ev.name, &v)])
                     }
                 }
@@ -505,19 +518,14 @@ impl StreamFilter {
                     v["item"] = notice_item(id, &text);
                     return EventAction::Replace(vec![sse(ev.name, &v)]);
                 }
-                let args = v.pointer("/item/arguments").and_then(Value::as_str).map(str::to_owned).unwrap_or(h.args);
-                let over = self.held_bytes > self.max_held;
-                self.held_bytes = self.held_bytes.saturating_sub(h.events.iter().map(Bytes::len).sum());
-                match if over { Some(too_large()) } else { check.check_args(&h.name, &args) } {
-                    None => {
-                        self.allowed_calls += 1;
-                        let mut events = h.events;
-                        events.push(Bytes::copy_from_slice(raw));
-                        EventAction::Replace(events)
-                    }
-                    Some(why) => {
-                        let text = notice(&h.name, &why);
-                        self.refused.push(Refused { tool: h.name, why });
+                let args = v
+                    .pointer("/item/arguments")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| h.args.clone());
+                match self.close_call(h, &args, raw, check) {
+                    Ok(events) => EventAction::Replace(events),
+                    Err(text) => {
                         let mut added = json!({"type": "response.output_item.added", "output_index": oi, "item": notice_item(id.clone(), &text)});
                         added["item"]["status"] = json!("in_progress");
                         v["item"] = notice_item(id, &text);
