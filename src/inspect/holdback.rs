@@ -42,12 +42,7 @@ impl HoldBack {
             if f.start >= cut {
                 break;
             }
-            let rule = scanner.rule(f.rule);
-            let may_grow = match &rule.terminator {
-                Some(t) => !self.buf[f.start..f.end].ends_with(t.as_str()) && f.start + rule.max_len > len,
-                None => false,
-            };
-            if f.end > cut || may_grow {
+            if f.end > cut {
                 cut = f.start.max(self.released);
                 break;
             }
@@ -177,6 +172,21 @@ mod tests {
         let text = "a".repeat(1000);
         hb.push(&s, &text, &mut out);
         assert!(out.len() >= 1000 - s.hold(), "released {} of 1000 with hold {}", out.len(), s.hold());
+    }
+
+    #[test]
+    fn text_after_a_complete_pem_block_flows() {
+        let s = scanner();
+        let mut hb = HoldBack::new();
+        let mut out = String::new();
+        let tail = "and then a long ordinary sentence follows the key block. ".repeat(4);
+        hb.push(
+            &s,
+            &format!("-----BEGIN RSA PRIVATE KEY-----\nMIIEow\n-----END RSA PRIVATE KEY-----\n{tail}"),
+            &mut out,
+        );
+        assert!(out.starts_with("[REDACTED:pem]\nand then"), "{out}");
+        assert!(out.len() > tail.len() / 2, "text after a closed block is not held for the block's cap: {out}");
     }
 
     #[test]

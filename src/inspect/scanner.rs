@@ -147,9 +147,16 @@ impl Scanner {
                 let (hs, he) = (lo + hit.start(), lo + hit.end());
                 for &ri in &self.by_keyword[hit.pattern().as_usize()] {
                     let r = &self.rules[ri as usize];
-                    if he + r.max_len >= len {
-                        cut = cut.min(hs.saturating_sub(r.before));
+                    if he + r.max_len < len {
+                        continue; // the window is complete: its findings are final
                     }
+                    // A block (PEM) that already reached its terminator cannot grow any more.
+                    if let Some(t) = &r.terminator {
+                        if self.try_rule(text, ri, hs, he).is_some_and(|f| text[f.start..f.end].ends_with(t.as_str())) {
+                            continue;
+                        }
+                    }
+                    cut = cut.min(hs.saturating_sub(r.before));
                 }
             }
         }
