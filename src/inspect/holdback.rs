@@ -36,7 +36,6 @@ impl HoldBack {
     pub fn push(&mut self, scanner: &Scanner, delta: &str, out: &mut String) {
         self.buf.push_str(delta);
         let findings = scanner.scan_from(&self.buf, self.released);
-        let len = self.buf.len();
         let mut cut = scanner.stable_prefix(&self.buf, self.released).max(self.released);
         for f in &findings {
             if f.start >= cut {
