@@ -9,7 +9,7 @@ use serde_json::{json, Map, Value};
 
 use super::holdback::HoldBack;
 use super::scanner::Scanner;
-use crate::protocol::sse::parse_event;
+use crate::protocol::sse::{event as sse, parse_event};
 use crate::protocol::Endpoint;
 
 /// Neutralises links and images in model output that point outside the egress rules.
@@ -122,13 +122,6 @@ pub struct StreamRedactor {
     pub links: usize,
     /// System-prompt fragments in the released text.
     fragments: Option<(std::sync::Arc<super::fragments::PromptShingles>, super::fragments::FragmentCounter)>,
-}
-
-fn sse(name: Option<&str>, v: &Value) -> Bytes {
-    match name {
-        Some(n) => Bytes::from(format!("event: {n}\ndata: {v}\n\n")),
-        None => Bytes::from(format!("data: {v}\n\n")),
-    }
 }
 
 /// Slots for the text fields of one choice / block / item.

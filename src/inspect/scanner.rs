@@ -266,7 +266,6 @@ impl Scanner {
                 }
             }
             if digits >= self.min_digits {
-                let mut last = start;
                 for &(ri, n) in &self.digit_rules {
                     if digits < n {
                         continue;
@@ -284,7 +283,6 @@ impl Scanner {
                         if let Some(g) = caps.get(r.group) {
                             if !g.as_str().is_empty() && r.validator.is_none_or(|v| v(g.as_str())) && g.end() > start {
                                 out.push(Finding { start: g.start(), end: g.end(), rule: ri });
-                                last = last.max(g.end());
                             }
                         }
                         at = next_char(text, whole.end().max(whole.start() + 1).min(text.len()));
@@ -293,7 +291,6 @@ impl Scanner {
                         }
                     }
                 }
-                let _ = last;
             }
             i = end.max(start + 1);
         }

@@ -62,11 +62,11 @@ fn json_bytes(v: &Value) -> Bytes {
 }
 
 fn data_event(v: &Value) -> Bytes {
-    Bytes::from(format!("data: {v}\n\n"))
+    super::sse::event(None, v)
 }
 
 fn named_event(name: &str, v: &Value) -> Bytes {
-    Bytes::from(format!("event: {name}\ndata: {v}\n\n"))
+    super::sse::event(Some(name), v)
 }
 
 /// Splits `text` into pieces of at most `n` characters, on character boundaries.

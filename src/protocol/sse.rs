@@ -93,6 +93,14 @@ impl SseFramer {
     }
 }
 
+/// Writes one SSE event carrying a JSON document, named or not.
+pub fn event(name: Option<&str>, data: &serde_json::Value) -> Bytes {
+    match name {
+        Some(n) => Bytes::from(format!("event: {n}\ndata: {data}\n\n")),
+        None => Bytes::from(format!("data: {data}\n\n")),
+    }
+}
+
 /// The fields of one raw event that the gateway looks at.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Event<'a> {

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
-use crate::protocol::sse::parse_event;
+use crate::protocol::sse::{event as sse, parse_event};
 use crate::protocol::Endpoint;
 
 /// Why a call was refused. `detail` names an argument or a rule, never a value.
@@ -176,13 +176,6 @@ pub struct StreamFilter {
     allowed_calls: usize,
     /// Calls refused so far.
     pub refused: Vec<Refused>,
-}
-
-fn sse(name: Option<&str>, v: &Value) -> Bytes {
-    match name {
-        Some(n) => Bytes::from(format!("event: {n}\ndata: {v}\n\n")),
-        None => Bytes::from(format!("data: {v}\n\n")),
-    }
 }
 
 fn too_large() -> CallRefusal {
