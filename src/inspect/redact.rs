@@ -189,7 +189,7 @@ impl StreamRedactor {
     /// Second stage for text (not tool arguments): hold an open markdown construct until complete,
     /// then neutralise outside links in what is released.
     fn links_stage(&mut self, key: (u64, u64), released: String, end: bool) -> String {
-        let Some(guard) = self.guard.clone() else { return released };
+        let Some(guard) = self.guard.as_ref() else { return released };
         let is_text = match self.endpoint {
             Endpoint::ChatCompletions => key.1 == TEXT,
             Endpoint::Responses => key.1 % 2 == 0,
@@ -407,8 +407,7 @@ impl StreamRedactor {
                 // The done event repeats the whole text: redacted whole, it equals what was streamed.
                 let mut whole = Value::Object(v);
                 let mut ignored = Vec::new();
-                let guard = self.guard.clone();
-                redact_json_with(scanner, guard.as_ref(), &mut whole, &mut ignored, &mut 0);
+                redact_json_with(scanner, self.guard.as_ref(), &mut whole, &mut ignored, &mut 0);
                 let mut events = Vec::new();
                 if !rest.is_empty() {
                     let delta_type = if key.1 == ARGS {
@@ -439,8 +438,7 @@ impl StreamRedactor {
     /// An event with whole texts (item done, response completed, message start): redacted whole.
     fn whole(&mut self, scanner: &Scanner, name: Option<&str>, mut v: Value) -> Redacted {
         let before = (self.found.len(), self.links);
-        let guard = self.guard.clone();
-        redact_json_with(scanner, guard.as_ref(), &mut v, &mut self.found, &mut self.links);
+        redact_json_with(scanner, self.guard.as_ref(), &mut v, &mut self.found, &mut self.links);
         if (self.found.len(), self.links) == before {
             Redacted::Same
         } else {
