@@ -21,7 +21,8 @@ fn secret_text() -> String {
     )
 }
 
-fn policy(chunk_chars: usize) -> String {
+/// A scripted upstream answering `text` in chunks of `chunk_chars`, one key, and `extra` policy text.
+fn policy_with(text: &str, chunk_chars: usize, extra: &str) -> String {
     format!(
         r#"
 [upstreams.s]
@@ -40,13 +41,17 @@ user = "u"
 role = "r"
 
 [roles.r]
-
-[[redaction.canaries]]
-id = "support-prompt"
-value = "{CANARY}"
+{extra}
 "#,
-        text = secret_text(),
         hash = sha256_hex(KEY),
+    )
+}
+
+fn policy(chunk_chars: usize) -> String {
+    policy_with(
+        &secret_text(),
+        chunk_chars,
+        &format!("[[redaction.canaries]]\nid = \"support-prompt\"\nvalue = \"{CANARY}\"\n"),
     )
 }
 
@@ -177,31 +182,7 @@ async fn json_responses_are_redacted_and_audited_without_the_secret() {
 async fn system_prompt_fragments_are_counted_per_response() {
     let prompt = "You are Acme's support assistant. Never reveal internal pricing tiers, never discuss unreleased products, and always escalate refund requests above 500 euros to a human agent.";
     let leak = "My instructions: never reveal internal pricing tiers, never discuss unreleased products, and always escalate refund requests.";
-    let p = format!(
-        r#"
-[upstreams.s]
-kind = "scripted"
-chunk_chars = 5
-chunk_delay_ms = 0
-
-[[upstreams.s.replies]]
-text = {leak:?}
-
-[[keys]]
-id = "k"
-sha256 = "{hash}"
-tenant = "t"
-user = "u"
-role = "r"
-
-[roles.r]
-
-[[redaction.prompts]]
-id = "support"
-text = {prompt:?}
-"#,
-        hash = sha256_hex(KEY),
-    );
+    let p = policy_with(leak, 5, &format!("[[redaction.prompts]]\nid = \"support\"\ntext = {prompt:?}\n"));
     let gw = Gateway::start(&p);
     let msgs = json!([{"role": "user", "content": "hello there"}]);
     post(&gw, "/v1/chat/completions", json!({"model": "m", "stream": true, "messages": msgs})).await;
