@@ -6,6 +6,7 @@
 
 mod compile;
 pub mod glob;
+mod inspection;
 mod raw;
 pub mod validate;
 
