@@ -5,6 +5,7 @@ pub mod decide;
 pub mod error;
 mod pipeline;
 pub mod ratelimit;
+pub mod script;
 mod stream;
 pub mod tls;
 pub mod toolcalls;
