@@ -21,10 +21,9 @@ use std::time::Instant;
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Request, Response};
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
 use subtle::ConstantTimeEq;
 
-use super::body::{full, Body, ChannelBody};
+use super::body::{full, Body, BoxError, ChannelBody};
 use super::decide;
 use super::error::GatewayError;
 use super::stream::{self, StreamCtx};
@@ -66,8 +65,13 @@ fn new_request_id() -> HeaderValue {
     HeaderValue::from_str(&s).unwrap_or_else(|_| HeaderValue::from_static("req_unknown"))
 }
 
-/// Serves one AI request.
-pub async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<Body> {
+/// Serves one AI request. Generic over the body so in-process callers (offline replay) can hand in a
+/// whole buffer instead of a socket's `Incoming`.
+pub async fn handle<B>(gw: Arc<Gateway>, req: Request<B>) -> Response<Body>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
     let start = Instant::now();
     let path = req.uri().path();
     let endpoint = Endpoint::route(req.method(), path);
@@ -191,7 +195,11 @@ pub fn authenticate(policy: &crate::config::Policy, h: &HeaderMap) -> Result<Arc
     Ok(entry.clone())
 }
 
-async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, GatewayError> {
+async fn read_body<B>(body: B, limit: usize) -> Result<Bytes, GatewayError>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
     match Limited::new(body, limit).collect().await {
         Ok(c) => Ok(c.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(GatewayError::TooLarge(limit)),
@@ -199,7 +207,11 @@ async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, GatewayError> 
     }
 }
 
-async fn serve(gw: &Arc<Gateway>, req: Request<Incoming>, ctx: &mut Ctx) -> Result<Response<Body>, GatewayError> {
+async fn serve<B>(gw: &Arc<Gateway>, req: Request<B>, ctx: &mut Ctx) -> Result<Response<Body>, GatewayError>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
     // 1. route
     let endpoint = ctx.endpoint.ok_or_else(|| GatewayError::NotFound {
         method: req.method().to_string(),
@@ -287,6 +299,7 @@ async fn serve(gw: &Arc<Gateway>, req: Request<Incoming>, ctx: &mut Ctx) -> Resu
         model: ctx.model.as_deref(),
         last_user_text: &last_user,
         inputs,
+        scripted: parts.extensions.get::<super::script::ScriptedReply>(),
     };
     let resp = upstream::send(&active.clients, &up, out, &policy.limits).await?;
     // 10. response
