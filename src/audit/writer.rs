@@ -33,8 +33,11 @@ pub enum AuditError {
 }
 
 struct Msg {
-    record: Record,
+    /// None: a barrier (see [`Audit::flush`]).
+    record: Option<Record>,
     ack: Option<oneshot::Sender<Result<u64, String>>>,
+    /// The ack waits for fsync (not only for the write).
+    durable: bool,
 }
 
 /// A handle for sending records to the writer. Cheap to clone.
@@ -94,7 +97,7 @@ impl Audit {
 
     /// Queues a record (waits only when the queue is full: backpressure, never loss).
     pub async fn record(&self, record: Record) {
-        if self.tx.send(Msg { record, ack: None }).await.is_err() {
+        if self.tx.send(Msg { record: Some(record), ack: None, durable: false }).await.is_err() {
             tracing::error!("audit writer stopped; a record was lost");
         }
     }
@@ -102,9 +105,24 @@ impl Audit {
     /// Writes a record and waits until it is on disk (fsynced). Returns its seq.
     pub async fn record_durable(&self, record: Record) -> Result<u64, AuditError> {
         let (tx, rx) = oneshot::channel();
-        self.tx.send(Msg { record, ack: Some(tx) }).await.map_err(|_| AuditError::Closed)?;
+        self.tx
+            .send(Msg { record: Some(record), ack: Some(tx), durable: true })
+            .await
+            .map_err(|_| AuditError::Closed)?;
         match rx.await {
             Ok(Ok(seq)) => Ok(seq),
+            Ok(Err(e)) => Err(AuditError::Io { path: PathBuf::new(), source: std::io::Error::other(e) }),
+            Err(_) => Err(AuditError::Closed),
+        }
+    }
+
+    /// Waits until every record queued before this call is written and flushed to the file (not
+    /// fsynced), so a reader of the file sees them. Offline replay reads a case's records this way.
+    pub async fn flush(&self) -> Result<(), AuditError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Msg { record: None, ack: Some(tx), durable: false }).await.map_err(|_| AuditError::Closed)?;
+        match rx.await {
+            Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(AuditError::Io { path: PathBuf::new(), source: std::io::Error::other(e) }),
             Err(_) => Err(AuditError::Closed),
         }
@@ -116,11 +134,21 @@ fn run(mut rx: mpsc::Receiver<Msg>, file: std::fs::File, path: PathBuf, mut chai
     let mut head = Head::open(&head_path(&path));
     let mut out = std::io::BufWriter::with_capacity(64 << 10, file);
     let mut acks: Vec<(oneshot::Sender<Result<u64, String>>, u64)> = Vec::new();
+    let mut sync = false;
     while let Some(first) = rx.blocking_recv() {
         let mut next = Some(first);
         let mut result: Result<(), std::io::Error> = Ok(());
         // Drain what is queued, then flush once: one write syscall per burst, not per record.
-        while let Some(Msg { record, ack }) = next.take() {
+        while let Some(Msg { record, ack, durable }) = next.take() {
+            let Some(record) = record else {
+                // A barrier: acknowledged once what was queued before it is flushed.
+                if let Some(a) = ack {
+                    acks.push((a, chain.seq));
+                }
+                next = rx.try_recv().ok();
+                continue;
+            };
+            sync |= durable;
             let mut m = record.0;
             chain.seq += 1;
             m.insert("seq".into(), Value::from(chain.seq));
@@ -145,7 +173,7 @@ fn run(mut rx: mpsc::Receiver<Msg>, file: std::fs::File, path: PathBuf, mut chai
         if result.is_ok() {
             result = out.flush();
         }
-        if result.is_ok() && !acks.is_empty() {
+        if result.is_ok() && std::mem::take(&mut sync) {
             result = out.get_ref().sync_data();
         }
         if result.is_ok() {
