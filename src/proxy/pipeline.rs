@@ -57,6 +57,9 @@ struct Ctx {
     injections: Vec<String>,
     /// System-prompt shingles found in a whole response.
     prompt_fragments: usize,
+    /// The request body, kept only when `[audit] store_blocked_payloads` is on (for the audit
+    /// record of a blocked request, redacted there).
+    payload: Option<Bytes>,
 }
 
 fn new_request_id() -> HeaderValue {
@@ -89,6 +92,7 @@ where
         redactions: std::collections::BTreeMap::new(),
         injections: Vec::new(),
         prompt_fragments: 0,
+        payload: None,
     };
     gw.metrics.in_flight(1);
     let span = tracing::info_span!("request", request_id = ?ctx.request_id, endpoint = endpoint.map_or("unknown", Endpoint::name),
@@ -128,8 +132,30 @@ where
         gw.metrics.decisions_n(rule, "redact", *n);
     }
     gw.metrics.in_flight(-1);
-    gw.audit.record(audit_record(&ctx, endpoint_name, status, start)).await;
+    let mut record = audit_record(&ctx, endpoint_name, status, start);
+    if let Some(p) = blocked_payload(&gw, &ctx) {
+        record = record.with("payload", p);
+    }
+    gw.audit.record(record).await;
     resp
+}
+
+/// The payload of a blocked request for its audit record, every string redacted by the scanner, when
+/// the policy keeps payloads (`[audit] store_blocked_payloads`); `None` otherwise.
+fn blocked_payload(gw: &Gateway, ctx: &Ctx) -> Option<serde_json::Value> {
+    let bytes = ctx.payload.as_ref()?;
+    if !ctx.decisions.iter().any(|(_, action)| *action == "block") {
+        return None;
+    }
+    let scanner = gw.policy().scanner.clone();
+    let mut found = Vec::new();
+    match serde_json::from_slice::<serde_json::Value>(bytes) {
+        Ok(mut v) => {
+            crate::inspect::redact::redact_json(&scanner, &mut v, &mut found);
+            Some(v)
+        }
+        Err(_) => Some(serde_json::Value::from(scanner.redact(&String::from_utf8_lossy(bytes)).0.into_owned())),
+    }
 }
 
 fn audit_record(ctx: &Ctx, endpoint: &str, status: u16, start: Instant) -> Record {
@@ -236,6 +262,9 @@ where
             return Err(GatewayError::UnsupportedMediaType);
         }
         let bytes = read_body(body, policy.limits.max_request_body).await?;
+        if policy.audit.store_blocked_payloads {
+            ctx.payload = Some(bytes.clone());
+        }
         let parsed = ReqBody::parse(endpoint, &bytes).map_err(|e| match e {
             BodyError::Json(m) => GatewayError::BadJson(m),
             BodyError::Shape(m) => GatewayError::BadRequest(m),
