@@ -14,6 +14,7 @@
 //! - [`control`] — the admin API over `state`, policy reload and the audit trail.
 //! - [`audit`] — the hash-chained JSONL trail and its verifier.
 //! - [`metrics`], [`telemetry`] — Prometheus text, tracing logs, OpenTelemetry export.
+//! - [`replay`] — remediation validation: attack suites run offline (in-process) or online.
 //! - [`cli`] — the `firebreak` subcommands.
 //!
 //! See `docs/ARCHITECTURE.md` for the phases drawn out.
@@ -29,5 +30,6 @@ pub mod inspect;
 pub mod metrics;
 pub mod protocol;
 pub mod proxy;
+pub mod replay;
 pub mod state;
 pub mod telemetry;

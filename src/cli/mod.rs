@@ -4,6 +4,7 @@ mod admin;
 mod audit;
 mod check;
 mod key;
+mod replay;
 mod scan;
 mod serve;
 
@@ -31,6 +32,9 @@ enum Command {
     Audit(audit::Args),
     /// Virtual keys.
     Key(key::Args),
+    /// Replay attack suites against a policy (offline) or a running gateway; exit 1 when any case
+    /// still gets through, 2 when the suite is broken.
+    Replay(replay::Args),
     /// Scan files and directories (logs) for credentials with the gateway's catalog; exit 1 on findings.
     Scan(scan::Args),
 }
@@ -46,6 +50,7 @@ pub fn main() -> ExitCode {
         Some(Command::Audit(a)) => audit::run(a),
         Some(Command::Key(a)) => key::run(a),
         Some(Command::Scan(a)) => scan::run(a),
+        Some(Command::Replay(a)) => replay::run(a),
     };
     match result {
         Ok(code) => code,
