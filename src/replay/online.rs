@@ -6,8 +6,9 @@
 //! run one at a time, so the reply in force is always the current case's). The target's policy must
 //! route the cases' models to `http://ADDR`. Cases that set switches as preconditions are skipped
 //! (they need the admin API; run them offline). With `--target-audit FILE` (the target's audit
-//! trail, readable on this machine) outcomes are judged from the request's audit records; without
-//! it, from the response alone.
+//! trail, readable on this machine) outcomes are judged from the request's audit records — each case
+//! is followed by an unauthenticated `GET /v1/models` whose record marks that the case's records are
+//! all written — and without it, from the response alone.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -109,25 +110,46 @@ impl Online {
             Err(_) => return Err(Outcome::Fail("the response did not finish within 120 s".into())),
         };
         let (records, audited) = match &self.audit {
-            Some(path) if !request_id.is_empty() => (records_of(path, &request_id).await, true),
+            Some(path) if !request_id.is_empty() => {
+                let barrier = self.barrier().await;
+                (records_of(path, &request_id, barrier.as_deref()).await, true)
+            }
             _ => (Vec::new(), false),
         };
         Ok(Observed { status, body: body.to_vec(), records, audited })
     }
 }
 
-/// The audit records of one request, waiting briefly for the gateway's writer to flush them.
-async fn records_of(path: &std::path::Path, request_id: &str) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(3);
+impl Online {
+    /// A request queued into the target's audit trail after every record of the case (a stream's
+    /// pump queues its records before the client sees the stream end): an unauthenticated
+    /// `GET /v1/models`, refused with 401 and audited as `auth.missing_key`. Returns its request id.
+    async fn barrier(&self) -> Option<String> {
+        let req = http::Request::get(format!("{}/v1/models", self.target)).body(Full::new(Bytes::new())).ok()?;
+        let resp = tokio::time::timeout(Duration::from_secs(10), self.client.request(req)).await.ok()?.ok()?;
+        let id = resp.headers().get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let _ = resp.into_body().collect().await;
+        id
+    }
+}
+
+/// The audit records of one request, once the barrier's record (or, without one, the request's own
+/// decision record) is in the file.
+async fn records_of(path: &std::path::Path, request_id: &str, barrier: Option<&str>) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let id_of = |r: &Value| r.get("request_id").and_then(Value::as_str).map(str::to_owned);
     loop {
         let all = crate::audit::read_since(path, None, usize::MAX).unwrap_or_default();
-        let mine: Vec<Value> =
-            all.into_iter().filter(|r| r.get("request_id").and_then(Value::as_str) == Some(request_id)).collect();
-        let done = mine.iter().any(|r| r.get("event").and_then(Value::as_str) == Some("decision"));
+        let done = match barrier {
+            Some(b) => all.iter().any(|r| id_of(r).as_deref() == Some(b)),
+            None => all.iter().any(|r| {
+                id_of(r).as_deref() == Some(request_id) && r.get("event").and_then(Value::as_str) == Some("decision")
+            }),
+        };
         if done || Instant::now() > deadline {
-            return mine;
+            return all.into_iter().filter(|r| id_of(r).as_deref() == Some(request_id)).collect();
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
