@@ -42,11 +42,7 @@ impl Offline {
     /// Builds the gateway for `policy`, with state and audit in a fresh temp dir (the policy's own
     /// files are never touched).
     pub fn new(mut policy: Policy, source: PolicySource) -> anyhow::Result<Offline> {
-        let dir = std::env::temp_dir().join(format!(
-            "firebreak-replay-{}-{:016x}",
-            std::process::id(),
-            rand::random::<u64>()
-        ));
+        let dir = scratch_dir().join(format!("firebreak-replay-{}-{:016x}", std::process::id(), rand::random::<u64>()));
         std::fs::create_dir_all(&dir)?;
         policy.storage.state_file = dir.join("state.json");
         policy.storage.audit_file = dir.join("audit.jsonl");
@@ -124,4 +120,16 @@ impl Offline {
         self.offset += complete as u64;
         Ok(buf[..complete].split(|b| *b == b'\n').filter_map(|l| serde_json::from_slice::<Value>(l).ok()).collect())
     }
+}
+
+/// Where the run's state and audit files go: `$TMPDIR` when set, else `/dev/shm` where it exists (the
+/// switch state is fsynced on every change, which costs nothing in memory), else the system temp dir.
+fn scratch_dir() -> PathBuf {
+    if std::env::var_os("TMPDIR").is_none() {
+        let shm = std::path::Path::new("/dev/shm");
+        if shm.is_dir() {
+            return shm.to_path_buf();
+        }
+    }
+    std::env::temp_dir()
 }
