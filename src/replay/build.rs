@@ -286,12 +286,10 @@ pub(super) fn reply(r: &RawReply, info: &Info) -> Result<ScriptedReply, Problem>
             "`text` / `tool_call` replies exist for AI endpoints; script MCP replies with `json` or `sse`".into(),
         ));
     };
-    if r.tool_call.is_some() && endpoint == Endpoint::Responses {
-        return Err((
-            "tool_call",
-            "`tool_call` replies are rendered for chat and messages; script a Responses function_call with `json` or `sse`"
-                .into(),
-        ));
+    if let (Some(call), Endpoint::Responses) = (&r.tool_call, endpoint) {
+        // The shared renderer writes Responses text only; a function call item is written here.
+        let chunk = r.chunk_chars.unwrap_or(8).max(1);
+        return Ok(responses_call(status, info, r.text.as_deref().unwrap_or(""), call, chunk, r.split_bytes));
     }
     let text = r.text.as_deref().unwrap_or("");
     let spec = ReplySpec {
@@ -368,4 +366,60 @@ pub fn info_of(req: &HttpRequest) -> Info {
             None => 0,
         },
     }
+}
+
+/// A Responses reply whose output is (optional text and) one `function_call` item: one JSON body, or
+/// the event stream of the real API with the arguments in `chunk`-character deltas.
+fn responses_call(
+    status: u16,
+    info: &Info,
+    text: &str,
+    call: &super::suite::RawToolCall,
+    chunk: usize,
+    split: Option<usize>,
+) -> ScriptedReply {
+    let item = |args: &str, st: &str| {
+        json!({"type": "function_call", "id": "fc_replay", "call_id": "call_replay", "name": call.name,
+               "arguments": args, "status": st})
+    };
+    let message = json!({"type": "message", "id": "msg_replay", "status": "completed", "role": "assistant",
+                         "content": [{"type": "output_text", "text": text, "annotations": []}]});
+    let mut output = Vec::new();
+    if !text.is_empty() {
+        output.push(message);
+    }
+    output.push(item(&call.arguments, "completed"));
+    let response = |st: &str, output: Value| {
+        json!({"id": "resp_replay", "object": "response", "created_at": 0, "status": st, "model": info.model,
+               "output": output, "tools": [], "error": null, "incomplete_details": null, "metadata": {}})
+    };
+    if !info.stream {
+        let body = Bytes::from(response("completed", Value::Array(output.clone())).to_string());
+        return ScriptedReply::Json { status, body };
+    }
+    let mut events = Vec::new();
+    let mut seq = 0u64;
+    let mut ev = |name: &str, mut v: Value| {
+        v["type"] = json!(name);
+        v["sequence_number"] = json!(seq);
+        seq += 1;
+        events.push(crate::protocol::sse::event(Some(name), &v));
+    };
+    ev("response.created", json!({"response": response("in_progress", json!([]))}));
+    let oi = output.len() - 1;
+    if oi == 1 {
+        ev("response.output_item.added", json!({"output_index": 0, "item": output[0]}));
+        ev("response.output_item.done", json!({"output_index": 0, "item": output[0]}));
+    }
+    ev("response.output_item.added", json!({"output_index": oi, "item": item("", "in_progress")}));
+    for p in reply::pieces(&call.arguments, chunk) {
+        ev("response.function_call_arguments.delta", json!({"item_id": "fc_replay", "output_index": oi, "delta": p}));
+    }
+    ev(
+        "response.function_call_arguments.done",
+        json!({"item_id": "fc_replay", "output_index": oi, "arguments": call.arguments}),
+    );
+    ev("response.output_item.done", json!({"output_index": oi, "item": item(&call.arguments, "completed")}));
+    ev("response.completed", json!({"response": response("completed", Value::Array(output))}));
+    ScriptedReply::Sse { status, chunks: resplit(events, split) }
 }
