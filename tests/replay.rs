@@ -466,6 +466,14 @@ fn from_audit_round_trip() {
         let r = c.post(gw.url("/v1/messages")).header("x-api-key", "not-a-key").json(&attack).send().await.unwrap();
         assert_eq!(r.status().as_u16(), 401);
     });
+    // The gateway is killed on drop: wait until its writer has put both records in the file.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::fs::read_to_string(tmp.path().join("audit.jsonl")).unwrap_or_default().matches("\"decision\"").count()
+        < 2
+    {
+        assert!(std::time::Instant::now() < deadline, "audit records not written");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     drop(gw);
     let out = replay(&["--from-audit", "audit.jsonl", "--since", "1h", "--out", "from-audit.toml"], tmp.path());
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));

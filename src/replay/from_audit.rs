@@ -57,7 +57,7 @@ pub struct Converted {
 }
 
 /// Converts the blocked requests in `records` (audit records, oldest first) into a suite.
-pub fn convert(records: &[Value], source: &str, since: Option<SystemTime>) -> anyhow::Result<Converted> {
+pub fn convert(records: &[Value], source: &str, since: Option<SystemTime>) -> Result<Converted, super::SetupError> {
     let mut out = OutSuite { cases: Vec::new() };
     let mut c = Converted::default();
     for r in records {
@@ -89,7 +89,7 @@ pub fn convert(records: &[Value], source: &str, since: Option<SystemTime>) -> an
             (Some(p), Some(kind)) => {
                 let body = match p {
                     Value::String(text) => text.clone(),
-                    v => serde_json::to_string_pretty(v)?,
+                    v => serde_json::to_string_pretty(v).map_err(|e| super::SetupError::Serialize(e.to_string()))?,
                 };
                 c.replayable += 1;
                 (Some(OutRequest { kind: kind.to_owned(), body }), None)
@@ -125,6 +125,10 @@ pub fn convert(records: &[Value], source: &str, since: Option<SystemTime>) -> an
         c.replayable,
         c.without_payload
     );
-    c.toml = if out.cases.is_empty() { header } else { header + &toml::to_string(&out)? };
+    c.toml = if out.cases.is_empty() {
+        header
+    } else {
+        header + &toml::to_string(&out).map_err(|e| super::SetupError::Serialize(e.to_string()))?
+    };
     Ok(c)
 }

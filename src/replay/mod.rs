@@ -26,6 +26,29 @@ use expect::Observed;
 use report::{CaseResult, Status};
 use suite::{Case, KeyRef, Suite};
 
+/// Why a runner could not be set up (nothing was run).
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// The scratch directory for offline state and audit.
+    #[error("cannot create the scratch directory {0}: {1}")]
+    Scratch(std::path::PathBuf, std::io::Error),
+    /// The in-process gateway did not start.
+    #[error(transparent)]
+    Start(#[from] crate::proxy::StartError),
+    /// `--target` is not a usable URL.
+    #[error("--target `{0}`: {1}")]
+    Target(String, String),
+    /// The client's TLS configuration.
+    #[error("TLS setup failed: {0}")]
+    Tls(String),
+    /// `--scripted-upstream` cannot listen.
+    #[error("--scripted-upstream {0}: cannot listen: {1}")]
+    Listen(std::net::SocketAddr, std::io::Error),
+    /// A generated suite could not be serialised.
+    #[error("cannot write the suite: {0}")]
+    Serialize(String),
+}
+
 /// Virtual keys given on the command line.
 #[derive(Debug, Default, Clone)]
 pub struct Keys {

@@ -41,9 +41,9 @@ impl Drop for Offline {
 impl Offline {
     /// Builds the gateway for `policy`, with state and audit in a fresh temp dir (the policy's own
     /// files are never touched).
-    pub fn new(mut policy: Policy, source: PolicySource) -> anyhow::Result<Offline> {
+    pub fn new(mut policy: Policy, source: PolicySource) -> Result<Offline, super::SetupError> {
         let dir = scratch_dir().join(format!("firebreak-replay-{}-{:016x}", std::process::id(), rand::random::<u64>()));
-        std::fs::create_dir_all(&dir)?;
+        std::fs::create_dir_all(&dir).map_err(|e| super::SetupError::Scratch(dir.clone(), e))?;
         policy.storage.state_file = dir.join("state.json");
         policy.storage.audit_file = dir.join("audit.jsonl");
         let audit_path = policy.storage.audit_file.clone();

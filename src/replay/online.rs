@@ -24,7 +24,7 @@ use serde_json::Value;
 use super::build;
 use super::expect::Observed;
 use super::suite::Case;
-use super::Outcome;
+use super::{Outcome, SetupError};
 use crate::proxy::script::ScriptedReply;
 
 type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
@@ -47,12 +47,13 @@ impl Online {
         target: &str,
         audit: Option<PathBuf>,
         scripted_upstream: Option<std::net::SocketAddr>,
-    ) -> anyhow::Result<Online> {
-        let uri: http::Uri = target.parse().map_err(|e| anyhow::anyhow!("--target `{target}`: {e}"))?;
+    ) -> Result<Online, SetupError> {
+        let bad = |m: String| SetupError::Target(target.to_owned(), m);
+        let uri: http::Uri = target.parse().map_err(|e: http::uri::InvalidUri| bad(e.to_string()))?;
         if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.authority().is_none() {
-            anyhow::bail!("--target `{target}` must be an http:// or https:// URL");
+            return Err(bad("must be an http:// or https:// URL".into()));
         }
-        let tls = crate::proxy::tls::client_config(None).map_err(|e| anyhow::anyhow!(e))?;
+        let tls = crate::proxy::tls::client_config(None).map_err(SetupError::Tls)?;
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config((*tls).clone())
             .https_or_http()
@@ -154,10 +155,8 @@ async fn records_of(path: &std::path::Path, request_id: &str, barrier: Option<&s
 }
 
 /// Listens on `addr` as the provider: every request gets the reply in the slot.
-async fn serve_upstream(addr: std::net::SocketAddr) -> anyhow::Result<(Slot, tokio::sync::oneshot::Sender<()>)> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("--scripted-upstream {addr}: cannot listen: {e}"))?;
+async fn serve_upstream(addr: std::net::SocketAddr) -> Result<(Slot, tokio::sync::oneshot::Sender<()>), SetupError> {
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| SetupError::Listen(addr, e))?;
     let slot: Slot = Arc::new(Mutex::new(None));
     let s = slot.clone();
     let handler = move |req: http::Request<hyper::body::Incoming>| {
