@@ -269,6 +269,38 @@ fn absorb(m: &mut Merged, file: usize, mut raw: RawPolicy, problems: &mut Proble
     }
 }
 
+/// Compiles the argument constraints of a tool; `at` is the tool's table.
+pub(super) fn compile_args(
+    raw: &BTreeMap<String, super::raw::RawArg>,
+    file: usize,
+    at: &[Seg],
+    problems: &mut Problems,
+) -> BTreeMap<String, ArgRule> {
+    let mut args = BTreeMap::new();
+    for (arg, a) in raw {
+        let at = |k: &str| {
+            let mut p = at.to_vec();
+            p.extend(["args".into(), arg.clone().into(), k.into()]);
+            p
+        };
+        let pattern = a.pattern.as_deref().and_then(|p| match regex::Regex::new(&format!("^(?:{p})$")) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                problems.add(
+                    file,
+                    at("pattern"),
+                    format!("invalid pattern: {e}"),
+                    Some("Rust regex syntax; it must match the whole value".into()),
+                );
+                None
+            }
+        });
+        let max_len = a.max_len.map(|n| positive(Some(n), 1, file, at("max_len"), problems) as usize);
+        args.insert(arg.clone(), ArgRule { values: a.values.clone(), pattern, max_len, required: a.required });
+    }
+    args
+}
+
 pub(super) fn path<const N: usize>(segs: [Seg; N]) -> Vec<Seg> {
     segs.into()
 }
@@ -616,7 +648,8 @@ fn compile(m: Merged, base: &Path, problems: &mut Problems) -> Option<Policy> {
         }
     }
 
-    // Roles and tools.
+    // MCP servers, then roles and tools.
+    let mcp = super::mcp::compile(&raw, base, problems);
     let mut roles = HashMap::new();
     for (name, (file, r)) in m.roles {
         let refuse_disallowed_tools = match r.disallowed_tools.as_deref() {
@@ -632,10 +665,16 @@ fn compile(m: Merged, base: &Path, problems: &mut Problems) -> Option<Policy> {
                 false
             }
         };
+        let mcp_globs = r.mcp.as_ref().map(|t| {
+            super::mcp::check_role(&mcp, file, &name, t, problems);
+            let servers = GlobSet::new(t.iter().map(|g| g.split('/').next().unwrap_or("")));
+            (GlobSet::new(t.iter().map(String::as_str)), servers)
+        });
         roles.insert(
             name,
             Role {
                 tools: r.tools.as_ref().map(|t| GlobSet::new(t.iter().map(String::as_str))),
+                mcp: mcp_globs,
                 models: r.models.as_ref().map(|t| GlobSet::new(t.iter().map(String::as_str))),
                 refuse_disallowed_tools,
             },
@@ -643,24 +682,7 @@ fn compile(m: Merged, base: &Path, problems: &mut Problems) -> Option<Policy> {
     }
     let mut tools = HashMap::new();
     for (name, (file, t)) in m.tools {
-        let mut args = BTreeMap::new();
-        for (arg, a) in t.args {
-            let at = |k: &str| path(["tools".into(), name.clone().into(), "args".into(), arg.clone().into(), k.into()]);
-            let pattern = a.pattern.as_deref().and_then(|p| match regex::Regex::new(&format!("^(?:{p})$")) {
-                Ok(r) => Some(r),
-                Err(e) => {
-                    problems.add(
-                        file,
-                        at("pattern"),
-                        format!("invalid pattern: {e}"),
-                        Some("Rust regex syntax; it must match the whole value".into()),
-                    );
-                    None
-                }
-            });
-            let max_len = a.max_len.map(|n| positive(Some(n), 1, file, at("max_len"), problems) as usize);
-            args.insert(arg, ArgRule { values: a.values, pattern, max_len, required: a.required });
-        }
+        let args = compile_args(&t.args, file, &path(["tools".into(), name.clone().into()]), problems);
         tools.insert(name, ToolInfo { side_effects: t.side_effects, args });
     }
 
@@ -789,6 +811,7 @@ fn compile(m: Merged, base: &Path, problems: &mut Problems) -> Option<Policy> {
         key_ids,
         roles,
         tools,
+        mcp,
         levels: Levels(settings),
         safe_mode_reply: raw.safe_mode.reply.unwrap_or_else(|| {
             "This assistant is temporarily in safe mode. Your request was received but cannot be processed right now.".into()

@@ -7,6 +7,7 @@
 mod compile;
 pub mod glob;
 mod inspection;
+pub mod mcp;
 mod raw;
 pub mod validate;
 
@@ -92,6 +93,8 @@ pub struct Policy {
     pub roles: HashMap<String, Role>,
     /// Known model tools and their traits.
     pub tools: HashMap<String, ToolInfo>,
+    /// MCP servers and settings.
+    pub mcp: mcp::McpPolicy,
     /// Settings per degradation level.
     pub levels: Levels,
     /// The pre-approved reply served in safe mode.
@@ -287,6 +290,8 @@ pub struct Role {
     pub models: Option<GlobSet>,
     /// Refuse (instead of strip) requests offering tools the role may not use.
     pub refuse_disallowed_tools: bool,
+    /// MCP `server/tool` names this role may use, and the servers they name (None: no MCP access).
+    pub mcp: Option<(GlobSet, GlobSet)>,
 }
 
 /// What the policy knows of a model tool.

@@ -68,8 +68,8 @@ pub struct Gateway {
     pub audit: Audit,
     /// Metrics.
     pub metrics: Arc<Metrics>,
-    limiter: ratelimit::RateLimiter,
-    concurrency: Arc<Semaphore>,
+    pub(crate) limiter: ratelimit::RateLimiter,
+    pub(crate) concurrency: Arc<Semaphore>,
     source: PolicySource,
     reload_lock: tokio::sync::Mutex<()>,
 }

@@ -60,7 +60,7 @@ struct Ctx {
     prompt_fragments: usize,
 }
 
-fn new_request_id() -> HeaderValue {
+pub(crate) fn new_request_id() -> HeaderValue {
     let n: u128 = rand::random();
     let s = format!("req_{:024x}", n >> 32);
     HeaderValue::from_str(&s).unwrap_or_else(|_| HeaderValue::from_static("req_unknown"))
@@ -68,6 +68,9 @@ fn new_request_id() -> HeaderValue {
 
 /// Serves one AI request.
 pub async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<Body> {
+    if req.uri().path().starts_with("/mcp/") {
+        return crate::mcp::handle(gw, req, new_request_id()).await;
+    }
     let start = Instant::now();
     let path = req.uri().path();
     let endpoint = Endpoint::route(req.method(), path);

@@ -26,6 +26,7 @@ pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 #[derive(Debug, Default)]
 pub struct Clients {
     by_upstream: HashMap<String, HttpClient>,
+    by_mcp_server: HashMap<String, HttpClient>,
 }
 
 impl Clients {
@@ -44,7 +45,24 @@ impl Clients {
             };
             by_upstream.insert(u.name.clone(), client);
         }
-        Ok(Clients { by_upstream })
+        let mut by_mcp_server = HashMap::new();
+        for s in policy.mcp.servers.values() {
+            let client = match by_ca.get(&s.extra_ca) {
+                Some(c) => c.clone(),
+                None => {
+                    let c = new_client(s.extra_ca.as_deref(), &policy.limits)?;
+                    by_ca.insert(s.extra_ca.clone(), c.clone());
+                    c
+                }
+            };
+            by_mcp_server.insert(s.name.clone(), client);
+        }
+        Ok(Clients { by_upstream, by_mcp_server })
+    }
+
+    /// The client for an MCP server.
+    pub fn mcp(&self, server: &str) -> Option<&HttpClient> {
+        self.by_mcp_server.get(server)
     }
 }
 
