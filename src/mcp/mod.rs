@@ -45,6 +45,8 @@ enum McpError {
     ServerNotAllowed(String),
     #[error("MCP server `{0}` is isolated by the gateway operator")]
     Isolated(String),
+    #[error("this MCP session belongs to another principal")]
+    SessionMismatch,
     #[error("invalid JSON-RPC message: {0}")]
     Invalid(String),
     #[error("method {0} is not supported on MCP endpoints (use POST, GET or DELETE)")]
@@ -56,7 +58,7 @@ impl McpError {
         match self {
             McpError::Gateway(e) => e.status(),
             McpError::UnknownServer(_) => StatusCode::NOT_FOUND,
-            McpError::Origin(_) | McpError::ServerNotAllowed(_) => StatusCode::FORBIDDEN,
+            McpError::Origin(_) | McpError::ServerNotAllowed(_) | McpError::SessionMismatch => StatusCode::FORBIDDEN,
             McpError::Isolated(_) => StatusCode::SERVICE_UNAVAILABLE,
             McpError::Invalid(_) => StatusCode::BAD_REQUEST,
             McpError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
@@ -70,6 +72,7 @@ impl McpError {
             McpError::Origin(_) => "mcp.origin",
             McpError::ServerNotAllowed(_) => "mcp.server_not_allowed",
             McpError::Isolated(_) => "mcp.server_isolated",
+            McpError::SessionMismatch => "mcp.session_mismatch",
             McpError::Invalid(_) => "mcp.invalid_message",
             McpError::MethodNotAllowed(_) => "request.method",
         }
@@ -255,6 +258,14 @@ where
     // identity
     let key = authenticate(policy, req.headers())?;
     ctx.key = Some(key.clone());
+    let script = req.extensions().get::<ScriptedReply>().cloned();
+    let (parts, body) = req.into_parts();
+    // body (POST): read before the switches so that refusals answer the request's id
+    let posted = if parts.method == Method::POST {
+        Some(read_messages(body, &parts.headers, policy.limits.max_request_body, ctx).await?)
+    } else {
+        None
+    };
     // switches: one snapshot for the whole request
     let snap = gw.state.load();
     let now = unix_now();
@@ -267,6 +278,13 @@ where
     }
     if snap.server_isolated(&server.name, now) {
         return Err(McpError::Isolated(server.name.clone()));
+    }
+    // A session belongs to the principal that opened it: another key presenting its id is refused.
+    if let Some(sid) = &ctx.session {
+        let bound = gw.mcp_sessions.get_with(format!("{}\n{sid}", server.name), || Arc::from(key.id.as_str()));
+        if &*bound != key.id.as_str() {
+            return Err(McpError::SessionMismatch);
+        }
     }
     let role_ok = policy
         .roles
@@ -283,7 +301,6 @@ where
         level: snap.level.as_str(),
         retry_after,
     })?;
-    let script = req.extensions().get::<ScriptedReply>().cloned();
     let exchange = Exchange {
         gw: gw.clone(),
         active: active.clone(),
@@ -294,17 +311,12 @@ where
         script,
         permit: Some(permit),
     };
-    match *req.method() {
-        Method::POST => post(exchange, req, ctx).await,
-        Method::GET => {
-            let (parts, _) = req.into_parts();
-            exchange.forward(Method::GET, &parts.headers, None, Vec::new(), None, ctx).await
+    match (parts.method.clone(), posted) {
+        (Method::POST, Some(p)) => post(exchange, &parts.headers, p, ctx).await,
+        (m @ (Method::GET | Method::DELETE), _) => {
+            exchange.forward(m, &parts.headers, None, Vec::new(), None, ctx).await
         }
-        Method::DELETE => {
-            let (parts, _) = req.into_parts();
-            exchange.forward(Method::DELETE, &parts.headers, None, Vec::new(), None, ctx).await
-        }
-        ref m => Err(McpError::MethodNotAllowed(m.to_string())),
+        (m, _) => Err(McpError::MethodNotAllowed(m.to_string())),
     }
 }
 
@@ -322,7 +334,14 @@ struct Exchange {
 
 impl Exchange {
     fn judge(&self) -> Judge<'_> {
-        Judge { policy: &self.active.policy, snap: &self.snap, server: &self.server, key: &self.key, now: unix_now() }
+        Judge {
+            policy: &self.active.policy,
+            snap: &self.snap,
+            server: &self.server,
+            key: &self.key,
+            now: unix_now(),
+            hints: &self.gw.mcp_hints,
+        }
     }
 
     /// Sends to the server and inspects the answer. `local` holds answers the gateway gave itself
@@ -356,6 +375,9 @@ impl Exchange {
         let resp =
             upstream::send(&self.active.clients, &self.server, out, &policy.limits, self.script.as_ref()).await?;
         let (head, upstream_body) = resp.into_parts();
+        if let Some(sid) = head.headers.get("mcp-session-id").and_then(|v| v.to_str().ok()) {
+            self.gw.mcp_sessions.insert(format!("{}\n{sid}", self.server.name), Arc::from(self.key.id.as_str()));
+        }
         let mut builder = Response::builder().status(head.status);
         if let Some(h) = builder.headers_mut() {
             crate::proxy::upstream::copy_response_headers(&head.headers, h);
@@ -580,18 +602,22 @@ async fn finish_stream(s: &stream::McpStream, f: Findings, cut: Option<&'static 
     s.gw.audit.record(principal(r, Some(&s.key), s.session.as_deref())).await;
 }
 
-/// POST: JSON-RPC messages, each decided on its own.
-async fn post<B>(ex: Exchange, req: Request<B>, ctx: &mut Ctx) -> Result<Response<Body>, McpError>
+/// Reads and validates a POST body. Runs right after authentication, before the switches, so every
+/// later refusal can answer the request's own id.
+async fn read_messages<B>(
+    body: B,
+    headers: &HeaderMap,
+    limit: usize,
+    ctx: &mut Ctx,
+) -> Result<(Bytes, jsonrpc::Messages), McpError>
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    let (parts, body) = req.into_parts();
-    let ct = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     if !ct.trim_start().to_ascii_lowercase().starts_with("application/json") {
         return Err(GatewayError::UnsupportedMediaType.into());
     }
-    let limit = ex.active.policy.limits.max_request_body;
     let bytes = match Limited::new(body, limit).collect().await {
         Ok(c) => c.to_bytes(),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(GatewayError::TooLarge(limit).into()),
@@ -605,6 +631,16 @@ where
     if !messages.batch {
         ctx.rpc_id = messages.list[0].get("id").cloned();
     }
+    Ok((bytes, messages))
+}
+
+/// POST: JSON-RPC messages, each decided on its own.
+async fn post(
+    ex: Exchange,
+    headers: &HeaderMap,
+    (bytes, messages): (Bytes, jsonrpc::Messages),
+    ctx: &mut Ctx,
+) -> Result<Response<Body>, McpError> {
     let rid = ex.request_id.to_str().unwrap_or("").to_owned();
     let judge = ex.judge();
     let mut local = Vec::new();
@@ -632,7 +668,7 @@ where
         return Ok(resp);
     }
     let body = if local.is_empty() { bytes } else { jsonrpc::encode(forward, messages.batch) };
-    ex.forward(Method::POST, &parts.headers, Some(body), local, Some(messages.batch), ctx).await
+    ex.forward(Method::POST, headers, Some(body), local, Some(messages.batch), ctx).await
 }
 
 /// Reads a whole server body, refusing more than `limit` bytes.

@@ -218,7 +218,14 @@ fn event(ctx: &McpStream, snap: &Snapshot, raw: Bytes, out: &mut BytesMut, found
         out.extend_from_slice(&raw);
         return;
     };
-    let judge = Judge { policy: &ctx.active.policy, snap, server: &ctx.server, key: &ctx.key, now: unix_now() };
+    let judge = Judge {
+        policy: &ctx.active.policy,
+        snap,
+        server: &ctx.server,
+        key: &ctx.key,
+        now: unix_now(),
+        hints: &ctx.gw.mcp_hints,
+    };
     let Ok(mut v) = serde_json::from_str::<Value>(data) else {
         // Not JSON: redact as text, fail closed.
         let (red, hits) = ctx.active.policy.scanner.redact(data);

@@ -92,6 +92,8 @@ pub struct Judge<'a> {
     pub key: &'a KeyEntry,
     /// Seconds since the epoch.
     pub now: u64,
+    /// `server/tool` → (definition hash, readOnlyHint) as last listed.
+    pub hints: &'a moka::sync::Cache<String, (std::sync::Arc<str>, bool)>,
 }
 
 /// What filtering one `tools/list` page found.
@@ -176,8 +178,14 @@ impl Judge<'_> {
             .and_then(|p| p.get("name"))
             .and_then(Value::as_str)
             .ok_or_else(|| Refused::new("mcp.invalid_message", "tools/call needs params.name"))?;
-        // The server's readOnlyHint is not at hand for a call: only the policy's declaration counts.
-        self.permitted(name, None)?;
+        // The server's readOnlyHint counts only as listed in the definition that is trusted now.
+        let q = self.qualified(name);
+        let trusted = match self.server.pins.get(name) {
+            Some(p) => Some(hex::encode(p)),
+            None => self.snap.tool_pins.get(&q).and_then(|p| p.hash.clone()),
+        };
+        let read_only = self.hints.get(&q).filter(|(h, _)| trusted.as_deref() == Some(&**h)).map(|(_, ro)| ro);
+        self.permitted(name, read_only)?;
         self.pinned_for_call(name)?;
         let empty = Value::Object(serde_json::Map::new());
         let args = params.and_then(|p| p.get("arguments")).unwrap_or(&empty);
@@ -241,6 +249,7 @@ impl Judge<'_> {
             }
             self.shadowing(name, &mut out);
             let read_only = t.pointer("/annotations/readOnlyHint").and_then(Value::as_bool);
+            self.hints.insert(q.clone(), (std::sync::Arc::from(hash.as_str()), read_only == Some(true)));
             match self.permitted(name, read_only) {
                 Ok(()) => true,
                 Err(r) => {
