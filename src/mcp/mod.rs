@@ -229,7 +229,7 @@ fn principal(r: Record, key: Option<&KeyEntry>, session: Option<&str>) -> Record
 fn origin_allowed(policy: &Policy, h: &HeaderMap) -> Result<(), McpError> {
     let Some(origin) = h.get(header::ORIGIN) else { return Ok(()) };
     let o = origin.to_str().unwrap_or("").trim_end_matches('/').to_ascii_lowercase();
-    if policy.mcp.allowed_origins.iter().any(|a| *a == o) {
+    if policy.mcp.allowed_origins.contains(&o) {
         Ok(())
     } else {
         Err(McpError::Origin(o.chars().take(100).collect()))
