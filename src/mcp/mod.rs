@@ -370,11 +370,17 @@ impl Exchange {
             None => Vec::new(),
         };
         let is_get = method == Method::GET;
+        let is_delete = method == Method::DELETE;
         let out = upstream::Outgoing { method, headers, body, request_id: &self.request_id };
         let policy = self.active.policy.clone();
         let resp =
             upstream::send(&self.active.clients, &self.server, out, &policy.limits, self.script.as_ref()).await?;
         let (head, upstream_body) = resp.into_parts();
+        if is_delete && head.status.is_success() {
+            if let Some(sid) = &ctx.session {
+                self.gw.mcp_sessions.invalidate(&format!("{}\n{sid}", self.server.name));
+            }
+        }
         if let Some(sid) = head.headers.get("mcp-session-id").and_then(|v| v.to_str().ok()) {
             self.gw.mcp_sessions.insert(format!("{}\n{sid}", self.server.name), Arc::from(self.key.id.as_str()));
         }
