@@ -153,6 +153,13 @@ enum Cmd {
         /// Server name.
         server: String,
     },
+    /// Re-read one upstream's (or MCP server's) credential from its env var or file and swap it in.
+    RotateCredential {
+        /// Upstream or MCP server name.
+        name: String,
+    },
+    /// Rotate every upstream and MCP server credential (the mass-compromise playbook).
+    RotateAll,
     /// Apply a whole batch from a JSON file (`{"actions":[…],"reason":"…"}` or just `[…]`).
     Apply {
         /// The file.
@@ -212,6 +219,12 @@ async fn run_async(a: Args) -> anyhow::Result<ExitCode> {
         match &a.cmd {
             Cmd::State | Cmd::Isolated => ("GET", "/admin/v1/state".to_owned(), None),
             Cmd::Reload => ("POST", "/admin/v1/policy/reload".to_owned(), Some(json!({}))),
+            Cmd::RotateCredential { name } => {
+                ("POST", format!("/admin/v1/rotate/credential/{name}"), Some(json!({"reason": reason, "actor": actor})))
+            }
+            Cmd::RotateAll => {
+                ("POST", "/admin/v1/rotate/credentials".to_owned(), Some(json!({"reason": reason, "actor": actor})))
+            }
             Cmd::Audit { since } => (
                 "GET",
                 match since {

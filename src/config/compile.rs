@@ -522,7 +522,7 @@ fn compile(m: Merged, base: &Path, problems: &mut Problems) -> Option<Policy> {
         };
         // A missing credential is not a policy error (`check` runs where the secret is absent); the
         // upstream refuses requests with a clear error until it is provided and rotated in.
-        let credential = credential_source.as_ref().and_then(|s| s.read().ok());
+        let credential = super::Credential::from_source(credential_source);
         let extra_ca = u.extra_ca.as_deref().map(resolve);
         if let Some(ca) = &extra_ca {
             if let Err(e) = crate::proxy::tls::read_ca(ca) {
@@ -565,17 +565,7 @@ fn compile(m: Merged, base: &Path, problems: &mut Problems) -> Option<Policy> {
             .collect();
         upstreams.insert(
             name.clone(),
-            Arc::new(Upstream {
-                name,
-                kind,
-                base_url,
-                credential_source,
-                credential,
-                extra_ca,
-                replies,
-                chunk_chars,
-                chunk_delay,
-            }),
+            Arc::new(Upstream { name, kind, base_url, credential, extra_ca, replies, chunk_chars, chunk_delay }),
         );
     }
 

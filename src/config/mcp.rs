@@ -10,7 +10,7 @@ use http::header::HeaderName;
 use super::compile::{compile_args, path, resolve_path};
 use super::raw::RawPolicy;
 use super::validate::Problems;
-use super::{ArgRule, Secret, TokenSource};
+use super::{ArgRule, TokenSource};
 
 /// MCP settings of a policy.
 #[derive(Debug, Default)]
@@ -46,10 +46,8 @@ pub struct McpServer {
     pub name: String,
     /// Its Streamable HTTP endpoint.
     pub url: http::Uri,
-    /// Where its credential is read from.
-    pub credential_source: Option<TokenSource>,
-    /// The credential read at load time (None: none configured, or not readable).
-    pub credential: Option<Secret>,
+    /// Its credential (None inside: none configured, or not readable); rotated in place.
+    pub credential: super::Credential,
     /// The header the credential goes in.
     pub credential_header: HeaderName,
     /// Extra CA for an HTTPS server.
@@ -154,7 +152,7 @@ pub(super) fn compile(raw: &RawPolicy, base: &Path, problems: &mut Problems) -> 
             (None, Some(f)) => Some(TokenSource::File(resolve_path(base, f))),
             (None, None) => None,
         };
-        let credential = credential_source.as_ref().and_then(|s| s.read().ok());
+        let credential = super::Credential::from_source(credential_source);
         let credential_header = match s.credential_header.as_deref().unwrap_or("authorization").parse::<HeaderName>() {
             Ok(h) => h,
             Err(_) => {
@@ -206,7 +204,6 @@ pub(super) fn compile(raw: &RawPolicy, base: &Path, problems: &mut Problems) -> 
             Arc::new(McpServer {
                 name: name.clone(),
                 url,
-                credential_source,
                 credential,
                 credential_header,
                 extra_ca,

@@ -109,6 +109,41 @@ pub struct Policy {
     pub injection: Arc<crate::inspect::injection::Signatures>,
 }
 
+/// A provider or MCP-server credential: where it comes from, and the value in force. Rotation
+/// re-reads the source and swaps the value in one pointer store: requests already sent keep the old
+/// one, the next request uses the new one.
+#[derive(Debug, Default)]
+pub struct Credential {
+    source: Option<TokenSource>,
+    current: arc_swap::ArcSwapOption<Secret>,
+}
+
+impl Credential {
+    /// A credential read from `source` now (a missing value is not an error until used).
+    pub fn from_source(source: Option<TokenSource>) -> Credential {
+        let current = source.as_ref().and_then(|s| s.read().ok()).map(Arc::new);
+        Credential { source, current: arc_swap::ArcSwapOption::new(current) }
+    }
+
+    /// Where it is read from (None: the upstream takes no credential).
+    pub fn source(&self) -> Option<&TokenSource> {
+        self.source.as_ref()
+    }
+
+    /// The value in force.
+    pub fn current(&self) -> Option<Arc<Secret>> {
+        self.current.load_full()
+    }
+
+    /// Re-reads the source and swaps the new value in. On error the old value stays in force.
+    pub fn rotate(&self) -> Result<(), String> {
+        let source = self.source.as_ref().ok_or("no credential_env or credential_file is configured")?;
+        let next = source.read()?;
+        self.current.store(Some(Arc::new(next)));
+        Ok(())
+    }
+}
+
 /// Where a secret is read from.
 #[derive(Debug, Clone)]
 pub enum TokenSource {
@@ -228,10 +263,8 @@ pub struct Upstream {
     pub kind: UpstreamKind,
     /// Base URL (HTTP kinds), e.g. `https://api.openai.com`; paths are appended to it.
     pub base_url: Option<http::Uri>,
-    /// Where its credential comes from.
-    pub credential_source: Option<TokenSource>,
-    /// The credential, read when the policy was compiled.
-    pub credential: Option<Secret>,
+    /// Its credential (read when the policy was compiled; rotated in place).
+    pub credential: Credential,
     /// Extra CA certificate (PEM) trusted for this upstream, in addition to the platform roots.
     pub extra_ca: Option<PathBuf>,
     /// Scripted replies.

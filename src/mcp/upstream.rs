@@ -56,7 +56,7 @@ pub async fn send(
     if out.body.is_some() {
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     }
-    if let Some(c) = &server.credential {
+    if let Some(c) = server.credential.current() {
         let text = if server.credential_header == header::AUTHORIZATION {
             format!("Bearer {}", c.expose())
         } else {
@@ -65,7 +65,7 @@ pub async fn send(
         let mut v = HeaderValue::from_str(&text).map_err(|_| GatewayError::NoCredential(server.name.clone()))?;
         v.set_sensitive(true);
         h.insert(server.credential_header.clone(), v);
-    } else if server.credential_source.is_some() {
+    } else if server.credential.source().is_some() {
         return Err(GatewayError::NoCredential(server.name.clone()));
     }
     let req = req.body(Full::new(out.body.unwrap_or_default())).map_err(|_| GatewayError::NoRoute)?;

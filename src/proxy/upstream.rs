@@ -158,7 +158,7 @@ async fn http_send(
 ) -> Result<Response<Body>, GatewayError> {
     let client = clients.by_upstream.get(&up.name).ok_or(GatewayError::NoRoute)?;
     let base = up.base_url.as_ref().ok_or(GatewayError::NoRoute)?;
-    let credential = up.credential.as_ref().ok_or_else(|| GatewayError::NoCredential(up.name.clone()))?;
+    let credential = up.credential.current().ok_or_else(|| GatewayError::NoCredential(up.name.clone()))?;
     let path = format!("{}{}", base.path().trim_end_matches('/'), out.endpoint.path());
     let uri = http::Uri::builder()
         .scheme(base.scheme_str().unwrap_or("https"))
