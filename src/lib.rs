@@ -27,6 +27,7 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod inspect;
+pub mod mcp;
 pub mod metrics;
 pub mod protocol;
 pub mod proxy;

@@ -5,7 +5,10 @@
 #   bash tests/run.sh
 #
 # Python dependencies go into .venv (git-ignored), installed from tests/e2e/requirements.txt and
-# re-installed only when that file changes. Extra arguments are passed to pytest.
+# re-installed only when that file changes. The MCP reference server the e2e suite proxies
+# (@modelcontextprotocol/server-everything, pinned in tests/e2e/mcp/package-lock.json) goes into
+# tests/e2e/mcp/node_modules (git-ignored) with `npm ci`, re-installed only when the lock changes.
+# Extra arguments are passed to pytest.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -88,13 +91,32 @@ if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
 else
     PIP_DISABLE_PIP_VERSION_CHECK=1 "$VENV/bin/python" -m pip install -q -r "$REQS"
     printf '%s\n' "$want" > "$STAMP"
-    "$VENV/bin/python" -m pip freeze | grep -Ei '^(openai|anthropic|pytest|httpx2?)==' | sed 's/^/installed: /'
+    "$VENV/bin/python" -m pip freeze | grep -Ei '^(openai|anthropic|pytest|httpx2?|mcp)==' | sed 's/^/installed: /'
 fi
+
+CURRENT_STAGE="npm dependencies"
+stage "npm dependencies (tests/e2e/mcp: the MCP reference server)"
+MCP_DIR="$ROOT/tests/e2e/mcp"
+MCP_STAMP="$MCP_DIR/node_modules/.firebreak-e2e-lock"
+MCP_EVERYTHING_BIN="$MCP_DIR/node_modules/@modelcontextprotocol/server-everything/dist/index.js"
+command -v node >/dev/null || die "node is not installed: the MCP e2e tests need Node.js and npm (bash .ci/run installs them)"
+command -v npm >/dev/null || die "npm is not installed: the MCP e2e tests need it (bash .ci/run installs it)"
+node_major="$(node -p 'process.versions.node.split(".")[0]')"
+[ "$node_major" -ge 20 ] || echo "warning: node $(node --version) is older than 20, which some of server-everything's dependencies declare (@hono/node-server)"
+npm_want="$( { cat "$MCP_DIR/package.json" "$MCP_DIR/package-lock.json"; node --version; } | sha256sum | cut -d' ' -f1)"
+if [ -f "$MCP_STAMP" ] && [ "$(cat "$MCP_STAMP")" = "$npm_want" ] && [ -f "$MCP_EVERYTHING_BIN" ]; then
+    echo "package-lock.json unchanged since the last install: skipping npm ci"
+else
+    (cd "$MCP_DIR" && npm ci --no-audit --no-fund --loglevel=error) || die "npm ci in tests/e2e/mcp failed"
+    printf '%s\n' "$npm_want" > "$MCP_STAMP"
+    echo "installed: $(cd "$MCP_DIR" && node -p 'require("./node_modules/@modelcontextprotocol/server-everything/package.json").version' 2>/dev/null | sed 's/^/@modelcontextprotocol\/server-everything@/') (node $(node --version))"
+fi
+[ -f "$MCP_EVERYTHING_BIN" ] || die "$MCP_EVERYTHING_BIN is missing after npm ci"
 
 CURRENT_STAGE="e2e (pytest)"
 stage "end-to-end tests with the official SDKs (pytest tests/e2e, FIREBREAK_BIN=$BIN)"
 [ -x "$BIN" ] || die "the gateway binary $BIN is missing after cargo build"
-FIREBREAK_BIN="$BIN" "$VENV/bin/python" -m pytest tests/e2e -q -p no:cacheprovider "$@"
+FIREBREAK_BIN="$BIN" MCP_EVERYTHING_BIN="$MCP_EVERYTHING_BIN" "$VENV/bin/python" -m pytest tests/e2e -q -p no:cacheprovider "$@"
 
 CURRENT_STAGE="done"
 stage "all test stages passed"

@@ -121,6 +121,45 @@ enum Cmd {
         /// Host, domain or IP.
         host: String,
     },
+    /// Isolate an MCP server: no traffic reaches it and its open streams end.
+    Isolate {
+        /// Server name from [mcp_servers].
+        server: String,
+        /// For how long.
+        #[arg(long)]
+        ttl: Option<String>,
+    },
+    /// Lift an MCP server's isolation.
+    Restore {
+        /// Server name.
+        server: String,
+    },
+    /// List isolated MCP servers.
+    Isolated,
+    /// Trust the changed definition of an MCP tool (after reviewing it).
+    ApproveTool {
+        /// Server name.
+        server: String,
+        /// Tool name.
+        tool: String,
+    },
+    /// Reject every new or changed tool definition of an MCP server.
+    FreezeTools {
+        /// Server name.
+        server: String,
+    },
+    /// Accept new MCP tool definitions again (trust on first use).
+    UnfreezeTools {
+        /// Server name.
+        server: String,
+    },
+    /// Re-read one upstream's (or MCP server's) credential from its env var or file and swap it in.
+    RotateCredential {
+        /// Upstream or MCP server name.
+        name: String,
+    },
+    /// Rotate every upstream and MCP server credential (the mass-compromise playbook).
+    RotateAll,
     /// Apply a whole batch from a JSON file (`{"actions":[…],"reason":"…"}` or just `[…]`).
     Apply {
         /// The file.
@@ -157,6 +196,11 @@ fn action(cmd: &Cmd) -> anyhow::Result<Option<Value>> {
         Cmd::EnableEndpoint { endpoint } => json!({"action": "enable_endpoint", "endpoint": endpoint}),
         Cmd::BlockEgress { host, ttl } => json!({"action": "block_egress", "host": host, "ttl": ttl}),
         Cmd::UnblockEgress { host } => json!({"action": "unblock_egress", "host": host}),
+        Cmd::Isolate { server, ttl } => json!({"action": "isolate_server", "server": server, "ttl": ttl}),
+        Cmd::Restore { server } => json!({"action": "restore_server", "server": server}),
+        Cmd::ApproveTool { server, tool } => json!({"action": "approve_tool", "server": server, "tool": tool}),
+        Cmd::FreezeTools { server } => json!({"action": "freeze_tools", "server": server}),
+        Cmd::UnfreezeTools { server } => json!({"action": "unfreeze_tools", "server": server}),
         _ => return Ok(None),
     }))
 }
@@ -173,8 +217,14 @@ async fn run_async(a: Args) -> anyhow::Result<ExitCode> {
         ("POST", "/admin/v1/switches".to_owned(), Some(batch))
     } else {
         match &a.cmd {
-            Cmd::State => ("GET", "/admin/v1/state".to_owned(), None),
+            Cmd::State | Cmd::Isolated => ("GET", "/admin/v1/state".to_owned(), None),
             Cmd::Reload => ("POST", "/admin/v1/policy/reload".to_owned(), Some(json!({}))),
+            Cmd::RotateCredential { name } => {
+                ("POST", format!("/admin/v1/rotate/credential/{name}"), Some(json!({"reason": reason, "actor": actor})))
+            }
+            Cmd::RotateAll => {
+                ("POST", "/admin/v1/rotate/credentials".to_owned(), Some(json!({"reason": reason, "actor": actor})))
+            }
             Cmd::Audit { since } => (
                 "GET",
                 match since {
@@ -218,6 +268,10 @@ async fn run_async(a: Args) -> anyhow::Result<ExitCode> {
     let status = resp.status();
     let bytes = resp.into_body().collect().await?.to_bytes();
     match serde_json::from_slice::<Value>(&bytes) {
+        Ok(v) if matches!(a.cmd, Cmd::Isolated) && status.is_success() => {
+            let isolated = v.pointer("/state/isolated_servers").or_else(|| v.get("isolated_servers"));
+            println!("{}", serde_json::to_string_pretty(isolated.unwrap_or(&json!({})))?)
+        }
         Ok(v) => println!("{}", serde_json::to_string_pretty(&v)?),
         Err(_) => println!("{}", String::from_utf8_lossy(&bytes)),
     }

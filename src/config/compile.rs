@@ -270,6 +270,38 @@ fn absorb(m: &mut Merged, file: usize, mut raw: RawPolicy, problems: &mut Proble
     }
 }
 
+/// Compiles the argument constraints of a tool; `at` is the tool's table.
+pub(super) fn compile_args(
+    raw: &BTreeMap<String, super::raw::RawArg>,
+    file: usize,
+    at: &[Seg],
+    problems: &mut Problems,
+) -> BTreeMap<String, ArgRule> {
+    let mut args = BTreeMap::new();
+    for (arg, a) in raw {
+        let at = |k: &str| {
+            let mut p = at.to_vec();
+            p.extend(["args".into(), arg.clone().into(), k.into()]);
+            p
+        };
+        let pattern = a.pattern.as_deref().and_then(|p| match regex::Regex::new(&format!("^(?:{p})$")) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                problems.add(
+                    file,
+                    at("pattern"),
+                    format!("invalid pattern: {e}"),
+                    Some("Rust regex syntax; it must match the whole value".into()),
+                );
+                None
+            }
+        });
+        let max_len = a.max_len.map(|n| positive(Some(n), 1, file, at("max_len"), problems) as usize);
+        args.insert(arg.clone(), ArgRule { values: a.values.clone(), pattern, max_len, required: a.required });
+    }
+    args
+}
+
 pub(super) fn path<const N: usize>(segs: [Seg; N]) -> Vec<Seg> {
     segs.into()
 }
@@ -491,7 +523,7 @@ fn compile(m: Merged, base: &Path, problems: &mut Problems) -> Option<Policy> {
         };
         // A missing credential is not a policy error (`check` runs where the secret is absent); the
         // upstream refuses requests with a clear error until it is provided and rotated in.
-        let credential = credential_source.as_ref().and_then(|s| s.read().ok());
+        let credential = super::Credential::from_source(credential_source);
         let extra_ca = u.extra_ca.as_deref().map(resolve);
         if let Some(ca) = &extra_ca {
             if let Err(e) = crate::proxy::tls::read_ca(ca) {
@@ -534,17 +566,7 @@ fn compile(m: Merged, base: &Path, problems: &mut Problems) -> Option<Policy> {
             .collect();
         upstreams.insert(
             name.clone(),
-            Arc::new(Upstream {
-                name,
-                kind,
-                base_url,
-                credential_source,
-                credential,
-                extra_ca,
-                replies,
-                chunk_chars,
-                chunk_delay,
-            }),
+            Arc::new(Upstream { name, kind, base_url, credential, extra_ca, replies, chunk_chars, chunk_delay }),
         );
     }
 
@@ -617,7 +639,8 @@ fn compile(m: Merged, base: &Path, problems: &mut Problems) -> Option<Policy> {
         }
     }
 
-    // Roles and tools.
+    // MCP servers, then roles and tools.
+    let mcp = super::mcp::compile(&raw, base, problems);
     let mut roles = HashMap::new();
     for (name, (file, r)) in m.roles {
         let refuse_disallowed_tools = match r.disallowed_tools.as_deref() {
@@ -633,10 +656,16 @@ fn compile(m: Merged, base: &Path, problems: &mut Problems) -> Option<Policy> {
                 false
             }
         };
+        let mcp_globs = r.mcp.as_ref().map(|t| {
+            super::mcp::check_role(&mcp, file, &name, t, problems);
+            let servers = GlobSet::new(t.iter().map(|g| g.split('/').next().unwrap_or("")));
+            (GlobSet::new(t.iter().map(String::as_str)), servers)
+        });
         roles.insert(
             name,
             Role {
                 tools: r.tools.as_ref().map(|t| GlobSet::new(t.iter().map(String::as_str))),
+                mcp: mcp_globs,
                 models: r.models.as_ref().map(|t| GlobSet::new(t.iter().map(String::as_str))),
                 refuse_disallowed_tools,
             },
@@ -644,24 +673,7 @@ fn compile(m: Merged, base: &Path, problems: &mut Problems) -> Option<Policy> {
     }
     let mut tools = HashMap::new();
     for (name, (file, t)) in m.tools {
-        let mut args = BTreeMap::new();
-        for (arg, a) in t.args {
-            let at = |k: &str| path(["tools".into(), name.clone().into(), "args".into(), arg.clone().into(), k.into()]);
-            let pattern = a.pattern.as_deref().and_then(|p| match regex::Regex::new(&format!("^(?:{p})$")) {
-                Ok(r) => Some(r),
-                Err(e) => {
-                    problems.add(
-                        file,
-                        at("pattern"),
-                        format!("invalid pattern: {e}"),
-                        Some("Rust regex syntax; it must match the whole value".into()),
-                    );
-                    None
-                }
-            });
-            let max_len = a.max_len.map(|n| positive(Some(n), 1, file, at("max_len"), problems) as usize);
-            args.insert(arg, ArgRule { values: a.values, pattern, max_len, required: a.required });
-        }
+        let args = compile_args(&t.args, file, &path(["tools".into(), name.clone().into()]), problems);
         tools.insert(name, ToolInfo { side_effects: t.side_effects, args });
     }
 
@@ -790,6 +802,7 @@ fn compile(m: Merged, base: &Path, problems: &mut Problems) -> Option<Policy> {
         key_ids,
         roles,
         tools,
+        mcp,
         levels: Levels(settings),
         audit: AuditSettings { store_blocked_payloads: raw.audit.store_blocked_payloads.unwrap_or(false) },
         safe_mode_reply: raw.safe_mode.reply.unwrap_or_else(|| {

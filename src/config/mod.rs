@@ -7,6 +7,7 @@
 mod compile;
 pub mod glob;
 mod inspection;
+pub mod mcp;
 mod raw;
 pub mod validate;
 
@@ -92,6 +93,8 @@ pub struct Policy {
     pub roles: HashMap<String, Role>,
     /// Known model tools and their traits.
     pub tools: HashMap<String, ToolInfo>,
+    /// MCP servers and settings.
+    pub mcp: mcp::McpPolicy,
     /// Settings per degradation level.
     pub levels: Levels,
     /// The pre-approved reply served in safe mode.
@@ -106,6 +109,41 @@ pub struct Policy {
     pub egress: Arc<crate::inspect::egress::EgressRules>,
     /// Prompt-injection signatures for user input and tool results.
     pub injection: Arc<crate::inspect::injection::Signatures>,
+}
+
+/// A provider or MCP-server credential: where it comes from, and the value in force. Rotation
+/// re-reads the source and swaps the value in one pointer store: requests already sent keep the old
+/// one, the next request uses the new one.
+#[derive(Debug, Default)]
+pub struct Credential {
+    source: Option<TokenSource>,
+    current: arc_swap::ArcSwapOption<Secret>,
+}
+
+impl Credential {
+    /// A credential read from `source` now (a missing value is not an error until used).
+    pub fn from_source(source: Option<TokenSource>) -> Credential {
+        let current = source.as_ref().and_then(|s| s.read().ok()).map(Arc::new);
+        Credential { source, current: arc_swap::ArcSwapOption::new(current) }
+    }
+
+    /// Where it is read from (None: the upstream takes no credential).
+    pub fn source(&self) -> Option<&TokenSource> {
+        self.source.as_ref()
+    }
+
+    /// The value in force.
+    pub fn current(&self) -> Option<Arc<Secret>> {
+        self.current.load_full()
+    }
+
+    /// Re-reads the source and swaps the new value in. On error the old value stays in force.
+    pub fn rotate(&self) -> Result<(), String> {
+        let source = self.source.as_ref().ok_or("no credential_env or credential_file is configured")?;
+        let next = source.read()?;
+        self.current.store(Some(Arc::new(next)));
+        Ok(())
+    }
 }
 
 /// Where a secret is read from.
@@ -235,10 +273,8 @@ pub struct Upstream {
     pub kind: UpstreamKind,
     /// Base URL (HTTP kinds), e.g. `https://api.openai.com`; paths are appended to it.
     pub base_url: Option<http::Uri>,
-    /// Where its credential comes from.
-    pub credential_source: Option<TokenSource>,
-    /// The credential, read when the policy was compiled.
-    pub credential: Option<Secret>,
+    /// Its credential (read when the policy was compiled; rotated in place).
+    pub credential: Credential,
     /// Extra CA certificate (PEM) trusted for this upstream, in addition to the platform roots.
     pub extra_ca: Option<PathBuf>,
     /// Scripted replies.
@@ -297,6 +333,8 @@ pub struct Role {
     pub models: Option<GlobSet>,
     /// Refuse (instead of strip) requests offering tools the role may not use.
     pub refuse_disallowed_tools: bool,
+    /// MCP `server/tool` names this role may use, and the servers they name (None: no MCP access).
+    pub mcp: Option<(GlobSet, GlobSet)>,
 }
 
 /// What the policy knows of a model tool.

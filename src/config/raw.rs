@@ -49,6 +49,43 @@ pub struct RawPolicy {
     pub egress: Option<crate::inspect::egress::EgressConfig>,
     #[serde(default)]
     pub injection: crate::inspect::injection::InjectionConfig,
+    #[serde(default)]
+    pub mcp: RawMcp,
+    #[serde(default)]
+    pub mcp_servers: BTreeMap<String, RawMcpServer>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMcp {
+    /// Browser origins allowed to call `/mcp/*`.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMcpServer {
+    pub url: String,
+    pub credential_env: Option<String>,
+    pub credential_file: Option<String>,
+    pub credential_header: Option<String>,
+    pub extra_ca: Option<String>,
+    pub sampling: Option<String>,
+    pub elicitation: Option<String>,
+    pub description_injection: Option<String>,
+    #[serde(default)]
+    pub pins: BTreeMap<String, String>,
+    #[serde(default)]
+    pub tools: BTreeMap<String, RawMcpTool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMcpTool {
+    pub side_effects: Option<bool>,
+    #[serde(default)]
+    pub args: BTreeMap<String, RawArg>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -205,6 +242,8 @@ pub struct RawRole {
     pub models: Option<Vec<String>>,
     /// What to do with a request offering tools the role may not use: "strip" (default) or "refuse".
     pub disallowed_tools: Option<String>,
+    /// MCP `server/tool` names this role may use (`*` wildcards). Absent: no MCP access.
+    pub mcp: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -102,6 +102,11 @@ impl Admin {
             (&Method::POST, "/admin/v1/switches") => self.switches(req).await,
             (&Method::POST, "/admin/v1/policy/reload") => self.reload().await,
             (&Method::GET, "/admin/v1/audit") => self.audit(req.uri().query()).await,
+            (&Method::POST, "/admin/v1/rotate/credentials") => self.rotate_credentials(req, None).await,
+            (&Method::POST, p) if p.starts_with("/admin/v1/rotate/credential/") => {
+                let name = p.trim_start_matches("/admin/v1/rotate/credential/").to_owned();
+                self.rotate_credentials(req, Some(name)).await
+            }
             _ => error(StatusCode::NOT_FOUND, "not_found", &format!("no admin route {method} {path}")),
         }
     }
@@ -181,6 +186,71 @@ impl Admin {
                 error(StatusCode::INTERNAL_SERVER_ERROR, "persist_failed", &e.to_string())
             }
         }
+    }
+
+    /// Re-reads provider and MCP-server credentials from their sources and swaps them in: requests in
+    /// flight finish with the old value, the next request uses the new one. One name, or every
+    /// upstream and server that has a source (the mass-compromise playbook).
+    async fn rotate_credentials(&self, req: Request<Incoming>, only: Option<String>) -> Response<Body> {
+        let bytes = match read(req).await {
+            Ok(b) => b,
+            Err(r) => return r,
+        };
+        let meta: Value =
+            if bytes.is_empty() { json!({}) } else { serde_json::from_slice(&bytes).unwrap_or(json!({})) };
+        let actor = meta.get("actor").and_then(Value::as_str).unwrap_or("admin").to_owned();
+        let reason = meta.get("reason").and_then(Value::as_str).unwrap_or("").to_owned();
+        if reason.trim().is_empty() {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "reason_required",
+                "give a reason: it is recorded in the audit trail",
+            );
+        }
+        let policy = self.gw.policy();
+        let mut targets: Vec<(String, &crate::config::Credential)> = Vec::new();
+        for (name, u) in &policy.upstreams {
+            targets.push((name.clone(), &u.credential));
+        }
+        for (name, s) in &policy.mcp.servers {
+            targets.push((format!("mcp:{name}"), &s.credential));
+        }
+        let selected: Vec<_> = match &only {
+            Some(n) => targets.into_iter().filter(|(t, _)| t == n || t.strip_prefix("mcp:") == Some(n)).collect(),
+            None => targets.into_iter().filter(|(_, c)| c.source().is_some()).collect(),
+        };
+        if selected.is_empty() {
+            return error(
+                StatusCode::NOT_FOUND,
+                "unknown_upstream",
+                &match only {
+                    Some(n) => format!("no upstream or MCP server named `{n}`"),
+                    None => "no upstream has a credential source to rotate".into(),
+                },
+            );
+        }
+        let mut rotated = Vec::new();
+        let mut failed = serde_json::Map::new();
+        for (name, cred) in selected {
+            match cred.rotate() {
+                Ok(()) => rotated.push(name),
+                Err(e) => {
+                    failed.insert(name, Value::from(e));
+                }
+            }
+        }
+        let record = Record::new("rotation")
+            .with("event", "credential")
+            .with("actor", actor.as_str())
+            .with("reason", reason.as_str())
+            .with("rotated", rotated.clone())
+            .with_opt("failed", (!failed.is_empty()).then(|| Value::Object(failed.clone())));
+        if let Err(e) = self.gw.audit.record_durable(record).await {
+            tracing::error!(error = %e, "credentials rotated but the audit record failed");
+        }
+        tracing::warn!(actor, rotated = ?rotated, failed = failed.len(), "credentials rotated");
+        let status = if failed.is_empty() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
+        json_response(status, &json!({"rotated": rotated, "failed": failed}))
     }
 
     async fn reload(&self) -> Response<Body> {

@@ -68,8 +68,12 @@ pub struct Gateway {
     pub audit: Audit,
     /// Metrics.
     pub metrics: Arc<Metrics>,
-    limiter: ratelimit::RateLimiter,
-    concurrency: Arc<Semaphore>,
+    pub(crate) limiter: ratelimit::RateLimiter,
+    pub(crate) concurrency: Arc<Semaphore>,
+    /// MCP session id → the key id that opened it (a session is not shared across principals).
+    pub(crate) mcp_sessions: moka::sync::Cache<String, Arc<str>>,
+    /// MCP `server/tool` → (definition hash, readOnlyHint) as last listed, for level checks on calls.
+    pub(crate) mcp_hints: moka::sync::Cache<String, (Arc<str>, bool)>,
     source: PolicySource,
     reload_lock: tokio::sync::Mutex<()>,
 }
@@ -117,6 +121,11 @@ impl Gateway {
             metrics,
             limiter: ratelimit::RateLimiter::default(),
             concurrency,
+            mcp_sessions: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_idle(std::time::Duration::from_secs(24 * 3600))
+                .build(),
+            mcp_hints: moka::sync::Cache::new(100_000),
             source,
             reload_lock: tokio::sync::Mutex::new(()),
         }))

@@ -62,19 +62,22 @@ struct Ctx {
     payload: Option<Bytes>,
 }
 
-fn new_request_id() -> HeaderValue {
+pub(crate) fn new_request_id() -> HeaderValue {
     let n: u128 = rand::random();
     let s = format!("req_{:024x}", n >> 32);
     HeaderValue::from_str(&s).unwrap_or_else(|_| HeaderValue::from_static("req_unknown"))
 }
 
-/// Serves one AI request. Generic over the body so in-process callers (offline replay) can hand in a
-/// whole buffer instead of a socket's `Incoming`.
+/// Serves one AI request (MCP requests go to `mcp::handle`). Generic over the body so in-process
+/// callers (offline replay) can hand in a whole buffer instead of a socket's `Incoming`.
 pub async fn handle<B>(gw: Arc<Gateway>, req: Request<B>) -> Response<Body>
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
+    if req.uri().path().starts_with("/mcp/") {
+        return crate::mcp::handle(gw, req, new_request_id()).await;
+    }
     let start = Instant::now();
     let path = req.uri().path();
     let endpoint = Endpoint::route(req.method(), path);

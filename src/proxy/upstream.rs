@@ -26,6 +26,7 @@ pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 #[derive(Debug, Default)]
 pub struct Clients {
     by_upstream: HashMap<String, HttpClient>,
+    by_mcp_server: HashMap<String, HttpClient>,
 }
 
 impl Clients {
@@ -44,7 +45,24 @@ impl Clients {
             };
             by_upstream.insert(u.name.clone(), client);
         }
-        Ok(Clients { by_upstream })
+        let mut by_mcp_server = HashMap::new();
+        for s in policy.mcp.servers.values() {
+            let client = match by_ca.get(&s.extra_ca) {
+                Some(c) => c.clone(),
+                None => {
+                    let c = new_client(s.extra_ca.as_deref(), &policy.limits)?;
+                    by_ca.insert(s.extra_ca.clone(), c.clone());
+                    c
+                }
+            };
+            by_mcp_server.insert(s.name.clone(), client);
+        }
+        Ok(Clients { by_upstream, by_mcp_server })
+    }
+
+    /// The client for an MCP server.
+    pub fn mcp(&self, server: &str) -> Option<&HttpClient> {
+        self.by_mcp_server.get(server)
     }
 }
 
@@ -145,7 +163,7 @@ async fn http_send(
 ) -> Result<Response<Body>, GatewayError> {
     let client = clients.by_upstream.get(&up.name).ok_or(GatewayError::NoRoute)?;
     let base = up.base_url.as_ref().ok_or(GatewayError::NoRoute)?;
-    let credential = up.credential.as_ref().ok_or_else(|| GatewayError::NoCredential(up.name.clone()))?;
+    let credential = up.credential.current().ok_or_else(|| GatewayError::NoCredential(up.name.clone()))?;
     let path = format!("{}{}", base.path().trim_end_matches('/'), out.endpoint.path());
     let uri = http::Uri::builder()
         .scheme(base.scheme_str().unwrap_or("https"))

@@ -101,6 +101,50 @@ pub enum Action {
         /// Host name, domain or IP address.
         host: String,
     },
+    /// Isolate an MCP server: no traffic reaches it and its open streams end.
+    IsolateServer {
+        /// Server name from `[mcp_servers.*]`.
+        server: String,
+        /// How long.
+        #[serde(default)]
+        ttl: Option<String>,
+    },
+    /// Lift an isolation.
+    RestoreServer {
+        /// Server name.
+        server: String,
+    },
+    /// Reject every new or changed tool definition of an MCP server.
+    FreezeTools {
+        /// Server name.
+        server: String,
+    },
+    /// Accept new tool definitions again (trust on first use).
+    UnfreezeTools {
+        /// Server name.
+        server: String,
+    },
+    /// Trust the changed (pending) definition of an MCP tool.
+    ApproveTool {
+        /// Server name.
+        server: String,
+        /// Tool name.
+        tool: String,
+    },
+    /// Recorded by the gateway when it sees an MCP tool definition: the first one is trusted (unless
+    /// the server is frozen), a different one is kept pending for `approve_tool`.
+    ObserveTool {
+        /// Server name.
+        server: String,
+        /// Tool name.
+        tool: String,
+        /// SHA-256 (hex) of the canonical definition.
+        hash: String,
+        /// Set when the definition must not be trusted on first use (the rule that withheld it, e.g.
+        /// `mcp.tool_poisoned`): it waits for `approve_tool` like a changed one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        suspect: Option<String>,
+    },
 }
 
 /// An invalid action in a batch.
@@ -116,6 +160,17 @@ pub struct ActionError {
 impl ActionError {
     pub(super) fn new(index: usize, message: impl Into<String>) -> Self {
         ActionError { index, message: message.into() }
+    }
+}
+
+fn mcp_server<'a>(policy: &Policy, server: &'a str) -> Result<&'a str, String> {
+    if policy.mcp.servers.contains_key(server) {
+        Ok(server)
+    } else {
+        Err(format!(
+            "unknown MCP server `{server}`; servers in the policy: {}",
+            policy.mcp.servers.keys().cloned().collect::<Vec<_>>().join(", ")
+        ))
     }
 }
 
@@ -232,6 +287,55 @@ impl Action {
             }
             Action::EnableEndpoint { endpoint: name } => {
                 s.disabled_endpoints.remove(endpoint(name)?.name());
+            }
+            Action::IsolateServer { server, ttl } => {
+                let e = entry(actor, reason, now, ttl.as_deref())?;
+                s.isolated_servers.insert(mcp_server(policy, server)?.to_owned(), e);
+            }
+            Action::RestoreServer { server } => {
+                s.isolated_servers.remove(non_empty("server", server)?);
+            }
+            Action::FreezeTools { server } => {
+                let e = entry(actor, reason, now, None)?;
+                s.frozen_servers.insert(mcp_server(policy, server)?.to_owned(), e);
+            }
+            Action::UnfreezeTools { server } => {
+                s.frozen_servers.remove(non_empty("server", server)?);
+            }
+            Action::ApproveTool { server, tool } => {
+                let key = format!("{}/{}", mcp_server(policy, server)?, non_empty("tool", tool)?);
+                let since = humantime::format_rfc3339_seconds(now).to_string();
+                let pin = s.tool_pins.get_mut(&key).filter(|p| p.pending.is_some()).ok_or_else(|| {
+                    format!("`{key}` has no changed definition waiting for approval (see tool_pins in the state)")
+                })?;
+                pin.hash = pin.pending.take();
+                pin.pending_since = None;
+                pin.pending_reason = None;
+                pin.since = Some(since);
+            }
+            Action::ObserveTool { server, tool, hash, suspect } => {
+                let key = format!("{}/{}", mcp_server(policy, server)?, non_empty("tool", tool)?);
+                if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err("hash must be 64 hex digits (SHA-256)".into());
+                }
+                let hash = hash.to_ascii_lowercase();
+                let since = humantime::format_rfc3339_seconds(now).to_string();
+                let frozen = s.server_frozen(server, super::unix_now());
+                let pin = s.tool_pins.entry(key).or_default();
+                if pin.hash.as_deref() == Some(hash.as_str()) {
+                    // Already trusted (first seen, or approved by an operator).
+                } else if pin.hash.is_none() && pin.pending.is_none() && !frozen && suspect.is_none() {
+                    pin.hash = Some(hash);
+                    pin.since = Some(since);
+                } else if pin.pending.as_deref() != Some(hash.as_str()) {
+                    pin.pending = Some(hash);
+                    pin.pending_since = Some(since);
+                    pin.pending_reason = Some(match suspect {
+                        Some(rule) => rule.clone(),
+                        None if pin.hash.is_none() => "mcp.tool_frozen".into(),
+                        None => "mcp.tool_changed".into(),
+                    });
+                }
             }
         }
         Ok(())

@@ -80,9 +80,39 @@ pub struct Snapshot {
     /// Extra egress blocks: hosts or domains (a domain covers its subdomains).
     #[serde(default)]
     pub blocked_egress: BTreeMap<String, Entry>,
+    /// Isolated MCP servers: no traffic, open streams ended.
+    #[serde(default)]
+    pub isolated_servers: BTreeMap<String, Entry>,
+    /// MCP servers whose tool definitions may not change or grow.
+    #[serde(default)]
+    pub frozen_servers: BTreeMap<String, Entry>,
+    /// MCP tool definitions seen and trusted, by `server/tool` (trust on first use).
+    #[serde(default)]
+    pub tool_pins: BTreeMap<String, ToolPin>,
     /// When the last batch was applied (RFC 3339).
     #[serde(default)]
     pub updated_at: Option<String>,
+}
+
+/// The trusted definition hash of one MCP tool, and a changed one waiting for approval.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolPin {
+    /// SHA-256 (hex) of the trusted canonical definition; none when the first definition seen
+    /// arrived while the server was frozen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash: Option<String>,
+    /// When it was trusted (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+    /// A different definition seen since, withheld until `approve_tool`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<String>,
+    /// When the pending definition was first seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_since: Option<String>,
+    /// Why it is pending: `mcp.tool_changed`, `mcp.tool_frozen` or `mcp.tool_poisoned`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_reason: Option<String>,
 }
 
 impl Default for Snapshot {
@@ -98,6 +128,9 @@ impl Default for Snapshot {
             disabled_tools: BTreeMap::new(),
             disabled_endpoints: BTreeMap::new(),
             blocked_egress: BTreeMap::new(),
+            isolated_servers: BTreeMap::new(),
+            frozen_servers: BTreeMap::new(),
+            tool_pins: BTreeMap::new(),
             updated_at: None,
         }
     }
@@ -142,11 +175,18 @@ pub fn unix_now() -> u64 {
 impl Snapshot {
     /// The first switch that refuses this principal on this endpoint, if any.
     pub fn refusal(&self, key: &KeyEntry, endpoint: Endpoint, session: Option<&str>, now: u64) -> Option<Refusal> {
+        if self.level != Level::Lockdown && self.disabled_endpoints.get(endpoint.name()).is_some_and(|e| e.active(now))
+        {
+            return Some(Refusal::EndpointDisabled);
+        }
+        self.principal_refusal(key, session, now)
+    }
+
+    /// The first switch that refuses this principal (or session) anywhere, if any.
+    pub fn principal_refusal(&self, key: &KeyEntry, session: Option<&str>, now: u64) -> Option<Refusal> {
         let hit = |m: &BTreeMap<String, Entry>, k: &str| m.get(k).is_some_and(|e| e.active(now));
         if self.level == Level::Lockdown {
             Some(Refusal::Lockdown)
-        } else if hit(&self.disabled_endpoints, endpoint.name()) {
-            Some(Refusal::EndpointDisabled)
         } else if hit(&self.revoked_keys, &key.id) {
             Some(Refusal::KeyRevoked)
         } else if hit(&self.blocked_tenants, &key.tenant) {
@@ -164,6 +204,16 @@ impl Snapshot {
     /// by a switch.
     pub fn egress_blocked(&self, host: &str, now: u64) -> bool {
         self.blocked_egress.get(&host.to_ascii_lowercase()).is_some_and(|e| e.active(now))
+    }
+
+    /// Whether an MCP server is isolated.
+    pub fn server_isolated(&self, server: &str, now: u64) -> bool {
+        self.isolated_servers.get(server).is_some_and(|e| e.active(now))
+    }
+
+    /// Whether an MCP server's tool definitions are frozen.
+    pub fn server_frozen(&self, server: &str, now: u64) -> bool {
+        self.frozen_servers.get(server).is_some_and(|e| e.active(now))
     }
 
     /// Whether a tool is disabled by a switch.

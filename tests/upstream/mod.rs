@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 pub mod gw;
+pub mod mcp;
 
 use std::collections::VecDeque;
 use std::convert::Infallible;

@@ -159,7 +159,10 @@ fn switch_blocks_apply() {
 #[test]
 fn pathological_input_is_fast() {
     let t = "[".repeat(50_000) + &"`".repeat(3) + &"<a ".repeat(20_000);
+    // A hang detector, not a speed target (benches measure speed): an exponential or badly quadratic
+    // scan of this input runs for minutes. The bound is generous because CI machines have 2 loaded
+    // cores and this is a debug build.
     let start = std::time::Instant::now();
     let _ = n(&t);
-    assert!(start.elapsed().as_secs() < 5);
+    assert!(start.elapsed().as_secs() < 60);
 }

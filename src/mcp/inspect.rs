@@ -1,0 +1,136 @@
+//! Messages from an MCP server on their way to the client: tools/list filtered and pinned, results
+//! redacted and checked for injected instructions, server requests allowed or refused.
+
+use serde_json::{json, Value};
+
+use super::jsonrpc::{self, Kind};
+use super::tools::{Judge, ListOutcome};
+use crate::config::mcp::Permit;
+use crate::inspect::injection::{Action as InjAction, Source};
+
+/// What inspection found across the messages of one HTTP exchange or stream.
+#[derive(Debug, Default)]
+pub struct Findings {
+    /// Redaction rule indexes that matched.
+    pub redactions: Vec<u16>,
+    /// Injection signatures in results: (signature id, action).
+    pub injections: Vec<(String, &'static str)>,
+    /// tools/list outcomes.
+    pub list: ListOutcome,
+    /// Server requests refused (method).
+    pub refused_server_requests: Vec<String>,
+    /// Ids of responses seen (the requests they answer are no longer pending).
+    pub answered: Vec<Value>,
+}
+
+/// What becomes of one server message.
+#[derive(Debug)]
+pub enum Fate {
+    /// Forwarded; `changed` when it must be re-encoded.
+    Forward {
+        /// The message was modified.
+        changed: bool,
+    },
+    /// Dropped; the server gets this answer instead (a refused server request).
+    Refuse(Value),
+}
+
+/// Inspects one server message in place.
+pub fn server_message(j: &Judge<'_>, m: &mut Value, request_id: &str, found: &mut Findings) -> Fate {
+    let mut changed = false;
+    match jsonrpc::kind(m) {
+        Ok(Kind::Request) => {
+            let method = jsonrpc::method(m).unwrap_or_default();
+            let permit = match method {
+                "sampling/createMessage" => Some(j.server.sampling),
+                "elicitation/create" => Some(j.server.elicitation),
+                _ => None,
+            };
+            if permit == Some(Permit::Refuse) {
+                found.refused_server_requests.push(method.to_owned());
+                let id = m.get("id").cloned().unwrap_or(Value::Null);
+                return Fate::Refuse(jsonrpc::error(
+                    id,
+                    jsonrpc::REFUSED,
+                    &format!("{method} from server `{}` is refused by the gateway policy", j.server.name),
+                    "mcp.server_request_refused",
+                    request_id,
+                ));
+            }
+        }
+        Ok(Kind::Response) => {
+            if let Some(id) = m.get("id") {
+                found.answered.push(id.clone());
+            }
+            if let Some(result) = jsonrpc::result_mut(m) {
+                if result.contains_key("tools") {
+                    let out = j.filter_list(result);
+                    changed |= !out.withheld.is_empty();
+                    found.list.withheld.extend(out.withheld);
+                    found.list.observe.extend(out.observe);
+                    found.list.events.extend(out.events);
+                }
+                changed |= injection(j, result, found);
+            }
+        }
+        Ok(Kind::Notification) | Err(_) => {}
+    }
+    let before = found.redactions.len();
+    crate::inspect::redact::redact_json(&j.policy.scanner, m, &mut found.redactions);
+    changed |= found.redactions.len() > before;
+    Fate::Forward { changed }
+}
+
+/// Tool output (tool results, resource contents, prompt messages) against the injection signatures,
+/// with the policy's action for tool results. Returns whether the result changed.
+fn injection(j: &Judge<'_>, result: &mut serde_json::Map<String, Value>, found: &mut Findings) -> bool {
+    let sigs = &j.policy.injection;
+    let action = sigs.action(Source::ToolResult);
+    let mut hit: Option<String> = None;
+    let mut changed = false;
+    for key in ["content", "structuredContent", "contents", "messages"] {
+        if let Some(v) = result.get_mut(key) {
+            visit_strings(v, &mut |s| {
+                let hits = sigs.scan(s);
+                let Some(first) = hits.first() else { return };
+                let name = match action {
+                    InjAction::Block => "block",
+                    InjAction::Flag => "flag",
+                    InjAction::Strip => "strip",
+                };
+                found.injections.extend(hits.iter().map(|h| (h.id.to_owned(), name)));
+                hit.get_or_insert_with(|| first.id.to_owned());
+                if action == InjAction::Strip {
+                    if let Some(stripped) = sigs.strip(s) {
+                        *s = stripped;
+                        changed = true;
+                    }
+                }
+            });
+        }
+    }
+    if let (Some(id), InjAction::Block) = (hit, action) {
+        let notice = format!("[firebreak: tool output withheld: it matched prompt-injection signature `{id}`]");
+        result.clear();
+        result.insert("content".into(), json!([{"type": "text", "text": notice}]));
+        result.insert("isError".into(), Value::Bool(true));
+        changed = true;
+    }
+    changed
+}
+
+/// Every string value under `v`, except identifiers and types.
+fn visit_strings(v: &mut Value, f: &mut dyn FnMut(&mut String)) {
+    match v {
+        Value::String(s) => f(s),
+        Value::Array(a) => a.iter_mut().for_each(|x| visit_strings(x, f)),
+        Value::Object(m) => {
+            for (k, x) in m.iter_mut() {
+                if !matches!(k.as_str(), "type" | "uri" | "mimeType" | "role" | "name") {
+                    visit_strings(x, f);
+                }
+            }
+        }
+        _ => {}
+    }
+}

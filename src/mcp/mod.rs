@@ -1,0 +1,693 @@
+//! The MCP gateway: `/mcp/<server>` proxied over the Streamable HTTP transport.
+//!
+//! The request path mirrors the AI-traffic pipeline: route (server) → origin → admission → identity
+//! → switches (principal, session, isolation) → role may use the server → rate limit → body
+//! (JSON-RPC, each element decided on its own) → server → every message of the answer inspected,
+//! whole (`application/json`) or event by event (`text/event-stream`) → audit.
+
+mod inspect;
+pub mod jsonrpc;
+mod stream;
+pub mod tools;
+mod upstream;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use serde_json::Value;
+
+use crate::audit::Record;
+use crate::config::mcp::McpServer;
+use crate::config::{KeyEntry, Policy};
+use crate::proxy::body::{full, Body, BoxError, ChannelBody};
+use crate::proxy::error::GatewayError;
+use crate::proxy::script::ScriptedReply;
+use crate::proxy::{authenticate, Active, Gateway};
+use crate::state::{unix_now, Batch, Refusal};
+use inspect::{Fate, Findings};
+use jsonrpc::Kind;
+use tools::{Judge, ListOutcome};
+
+/// Why an MCP request is refused or failed at the HTTP level.
+#[derive(Debug, thiserror::Error)]
+enum McpError {
+    #[error(transparent)]
+    Gateway(#[from] GatewayError),
+    #[error("unknown MCP server `{0}`; the servers are named in the policy's [mcp_servers]")]
+    UnknownServer(String),
+    #[error("origin `{0}` may not call MCP servers through this gateway (add it to [mcp] allowed_origins)")]
+    Origin(String),
+    #[error("your role may not use MCP server `{0}`")]
+    ServerNotAllowed(String),
+    #[error("MCP server `{0}` is isolated by the gateway operator")]
+    Isolated(String),
+    #[error("this MCP session belongs to another principal")]
+    SessionMismatch,
+    #[error("invalid JSON-RPC message: {0}")]
+    Invalid(String),
+    #[error("method {0} is not supported on MCP endpoints (use POST, GET or DELETE)")]
+    MethodNotAllowed(String),
+}
+
+impl McpError {
+    fn status(&self) -> StatusCode {
+        match self {
+            McpError::Gateway(e) => e.status(),
+            McpError::UnknownServer(_) => StatusCode::NOT_FOUND,
+            McpError::Origin(_) | McpError::ServerNotAllowed(_) | McpError::SessionMismatch => StatusCode::FORBIDDEN,
+            McpError::Isolated(_) => StatusCode::SERVICE_UNAVAILABLE,
+            McpError::Invalid(_) => StatusCode::BAD_REQUEST,
+            McpError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+        }
+    }
+
+    fn reason(&self) -> &'static str {
+        match self {
+            McpError::Gateway(e) => e.reason(),
+            McpError::UnknownServer(_) => "mcp.unknown_server",
+            McpError::Origin(_) => "mcp.origin",
+            McpError::ServerNotAllowed(_) => "mcp.server_not_allowed",
+            McpError::Isolated(_) => "mcp.server_isolated",
+            McpError::SessionMismatch => "mcp.session_mismatch",
+            McpError::Invalid(_) => "mcp.invalid_message",
+            McpError::MethodNotAllowed(_) => "request.method",
+        }
+    }
+
+    fn code(&self) -> i64 {
+        use GatewayError as G;
+        match self {
+            McpError::Gateway(G::BadJson(_)) => jsonrpc::PARSE_ERROR,
+            McpError::Gateway(G::BadRequest(_) | G::UnsupportedMediaType | G::TooLarge(_))
+            | McpError::Invalid(_)
+            | McpError::MethodNotAllowed(_) => jsonrpc::INVALID_REQUEST,
+            McpError::UnknownServer(_) => jsonrpc::METHOD_NOT_FOUND,
+            McpError::Gateway(
+                G::NoRoute
+                | G::NoCredential(_)
+                | G::UpstreamUnavailable(_)
+                | G::UpstreamTimeout(_)
+                | G::UpstreamInvalid { .. },
+            ) => jsonrpc::INTERNAL_ERROR,
+            _ => jsonrpc::REFUSED,
+        }
+    }
+
+    fn into_response(self, id: Value, request_id: &HeaderValue) -> Response<Body> {
+        let rid = request_id.to_str().unwrap_or("");
+        let body = jsonrpc::error(id, self.code(), &self.to_string(), self.reason(), rid);
+        let mut resp = Response::new(full(body.to_string()));
+        *resp.status_mut() = self.status();
+        let h = resp.headers_mut();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        match &self {
+            McpError::Gateway(GatewayError::RateLimited { retry_after, .. }) => {
+                h.insert(header::RETRY_AFTER, HeaderValue::from(retry_after.as_secs().max(1)));
+            }
+            _ if self.status() == StatusCode::SERVICE_UNAVAILABLE => {
+                h.insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+            }
+            McpError::MethodNotAllowed(_) => {
+                h.insert(header::ALLOW, HeaderValue::from_static("GET, POST, DELETE"));
+            }
+            _ => {}
+        }
+        resp
+    }
+}
+
+/// What one MCP request learned, for the audit record at the end.
+#[derive(Debug, Default)]
+struct Ctx {
+    server: String,
+    key: Option<Arc<KeyEntry>>,
+    session: Option<String>,
+    /// The JSON-RPC id of a single request (errors answer it).
+    rpc_id: Option<Value>,
+    methods: Vec<String>,
+    tools_called: Vec<String>,
+    decisions: Vec<(String, &'static str)>,
+    redactions: BTreeMap<String, u64>,
+    injections: Vec<String>,
+    withheld: Vec<(String, String)>,
+    /// Pins and events to record.
+    list: ListOutcome,
+    stream: bool,
+}
+
+/// Serves one request to `/mcp/<server>`.
+pub async fn handle<B>(gw: Arc<Gateway>, req: Request<B>, request_id: HeaderValue) -> Response<Body>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let start = Instant::now();
+    let mut ctx = Ctx {
+        server: req.uri().path().trim_start_matches("/mcp/").trim_end_matches('/').chars().take(100).collect(),
+        session: req
+            .headers()
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok())
+            .filter(|s| !s.is_empty() && s.len() <= 256)
+            .map(str::to_owned),
+        ..Ctx::default()
+    };
+    let http_method = req.method().clone();
+    gw.metrics.in_flight(1);
+    let span = tracing::info_span!("mcp", request_id = ?request_id, server = %ctx.server, method = %http_method,
+        key_id = tracing::field::Empty, status = tracing::field::Empty);
+    let result = tracing::Instrument::instrument(serve(&gw, req, &request_id, &mut ctx), span.clone()).await;
+    let mut resp = match result {
+        Ok(r) => r,
+        Err(e) => {
+            let action = if e.status().is_client_error() || e.status() == StatusCode::SERVICE_UNAVAILABLE {
+                "block"
+            } else {
+                "error"
+            };
+            ctx.decisions.push((e.reason().to_owned(), action));
+            e.into_response(ctx.rpc_id.clone().unwrap_or(Value::Null), &request_id)
+        }
+    };
+    resp.headers_mut().insert("x-request-id", request_id.clone());
+    let status = resp.status().as_u16();
+    if ctx.decisions.is_empty() {
+        ctx.decisions.push(("allow".into(), "allow"));
+    }
+    span.record("status", status);
+    if let Some(k) = &ctx.key {
+        span.record("key_id", k.id.as_str());
+    }
+    span.in_scope(|| tracing::info!(elapsed_us = start.elapsed().as_micros() as u64, "mcp request"));
+    gw.metrics.request("mcp", status, start.elapsed());
+    for (rule, action) in &ctx.decisions {
+        gw.metrics.decision(rule, action);
+    }
+    gw.metrics.in_flight(-1);
+    let record = Record::new("mcp")
+        .with("event", "request")
+        .with("request_id", request_id.to_str().unwrap_or(""))
+        .with("server", ctx.server.as_str())
+        .with("http_method", http_method.as_str())
+        .with("status", status)
+        .with("stream", ctx.stream)
+        .with(
+            "decisions",
+            ctx.decisions.iter().map(|(r, a)| serde_json::json!({"rule": r, "action": a})).collect::<Vec<_>>(),
+        )
+        .with("duration_us", start.elapsed().as_micros() as u64);
+    let record = principal(record, ctx.key.as_deref(), ctx.session.as_deref())
+        .with_opt("methods", (!ctx.methods.is_empty()).then(|| ctx.methods.clone()))
+        .with_opt("tools_called", (!ctx.tools_called.is_empty()).then(|| ctx.tools_called.clone()))
+        .with_opt("injections", (!ctx.injections.is_empty()).then(|| ctx.injections.clone()))
+        .with_opt(
+            "withheld",
+            (!ctx.withheld.is_empty()).then(|| {
+                ctx.withheld.iter().map(|(t, r)| serde_json::json!({"tool": t, "rule": r})).collect::<Vec<_>>()
+            }),
+        )
+        .with_opt(
+            "redactions",
+            (!ctx.redactions.is_empty()).then(|| serde_json::to_value(&ctx.redactions).unwrap_or_default()),
+        );
+    gw.audit.record(record).await;
+    resp
+}
+
+fn principal(r: Record, key: Option<&KeyEntry>, session: Option<&str>) -> Record {
+    r.with_opt("key_id", key.map(|k| k.id.as_str()))
+        .with_opt("tenant", key.map(|k| k.tenant.as_str()))
+        .with_opt("user", key.map(|k| k.user.as_str()))
+        .with_opt("role", key.map(|k| k.role.as_str()))
+        .with_opt("session", session)
+}
+
+fn origin_allowed(policy: &Policy, h: &HeaderMap) -> Result<(), McpError> {
+    let Some(origin) = h.get(header::ORIGIN) else { return Ok(()) };
+    let o = origin.to_str().unwrap_or("").trim_end_matches('/').to_ascii_lowercase();
+    if policy.mcp.allowed_origins.contains(&o) {
+        Ok(())
+    } else {
+        Err(McpError::Origin(o.chars().take(100).collect()))
+    }
+}
+
+async fn serve<B>(
+    gw: &Arc<Gateway>,
+    req: Request<B>,
+    request_id: &HeaderValue,
+    ctx: &mut Ctx,
+) -> Result<Response<Body>, McpError>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let active = gw.active.load_full();
+    let policy = &active.policy;
+    // route
+    let server =
+        policy.mcp.servers.get(&ctx.server).cloned().ok_or_else(|| McpError::UnknownServer(ctx.server.clone()))?;
+    // origin: a browser page must not reach MCP servers through the gateway unless allowed.
+    origin_allowed(policy, req.headers())?;
+    // admission
+    let permit = gw.concurrency.clone().try_acquire_owned().map_err(|_| GatewayError::Overloaded)?;
+    // identity
+    let key = authenticate(policy, req.headers())?;
+    ctx.key = Some(key.clone());
+    let script = req.extensions().get::<ScriptedReply>().cloned();
+    let (parts, body) = req.into_parts();
+    // body (POST): read before the switches so that refusals answer the request's id
+    let posted = if parts.method == Method::POST {
+        Some(read_messages(body, &parts.headers, policy.limits.max_request_body, ctx).await?)
+    } else {
+        None
+    };
+    // switches: one snapshot for the whole request
+    let snap = gw.state.load();
+    let now = unix_now();
+    if let Some(r) = snap.principal_refusal(&key, ctx.session.as_deref(), now) {
+        return Err(match r {
+            Refusal::Lockdown => GatewayError::Lockdown(policy.levels.get(snap.level).message.clone()),
+            r => GatewayError::Refused(r),
+        }
+        .into());
+    }
+    if snap.server_isolated(&server.name, now) {
+        return Err(McpError::Isolated(server.name.clone()));
+    }
+    // A session belongs to the principal that opened it: another key presenting its id is refused.
+    if let Some(sid) = &ctx.session {
+        let bound = gw.mcp_sessions.get_with(format!("{}\n{sid}", server.name), || Arc::from(key.id.as_str()));
+        if &*bound != key.id.as_str() {
+            return Err(McpError::SessionMismatch);
+        }
+    }
+    let role_ok = policy
+        .roles
+        .get(&key.role)
+        .and_then(|r| r.mcp.as_ref())
+        .is_some_and(|(_, servers)| servers.matches(&server.name));
+    if !role_ok {
+        return Err(McpError::ServerNotAllowed(server.name.clone()));
+    }
+    // rate limit
+    let level = policy.levels.get(snap.level);
+    gw.limiter.check(&key.user, level.requests_per_minute).map_err(|retry_after| GatewayError::RateLimited {
+        rpm: level.requests_per_minute,
+        level: snap.level.as_str(),
+        retry_after,
+    })?;
+    let exchange = Exchange {
+        gw: gw.clone(),
+        active: active.clone(),
+        server,
+        key,
+        snap,
+        request_id: request_id.clone(),
+        script,
+        permit: Some(permit),
+    };
+    match (parts.method.clone(), posted) {
+        (Method::POST, Some(p)) => post(exchange, &parts.headers, p, ctx).await,
+        (m @ (Method::GET | Method::DELETE), _) => {
+            exchange.forward(m, &parts.headers, None, Vec::new(), None, ctx).await
+        }
+        (m, _) => Err(McpError::MethodNotAllowed(m.to_string())),
+    }
+}
+
+/// One decided request on its way to the server and back.
+struct Exchange {
+    gw: Arc<Gateway>,
+    active: Arc<Active>,
+    server: Arc<McpServer>,
+    key: Arc<KeyEntry>,
+    snap: Arc<crate::state::Snapshot>,
+    request_id: HeaderValue,
+    script: Option<ScriptedReply>,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl Exchange {
+    fn judge(&self) -> Judge<'_> {
+        Judge {
+            policy: &self.active.policy,
+            snap: &self.snap,
+            server: &self.server,
+            key: &self.key,
+            now: unix_now(),
+            hints: &self.gw.mcp_hints,
+        }
+    }
+
+    /// Sends to the server and inspects the answer. `local` holds answers the gateway gave itself
+    /// (refused requests), merged into the server's; `pending` the forwarded request ids.
+    async fn forward(
+        mut self,
+        method: Method,
+        headers: &HeaderMap,
+        body: Option<Bytes>,
+        local: Vec<Value>,
+        batch: Option<bool>,
+        ctx: &mut Ctx,
+    ) -> Result<Response<Body>, McpError> {
+        let pending = match &body {
+            Some(b) => serde_json::from_slice::<Value>(b)
+                .ok()
+                .map(|v| match v {
+                    Value::Array(a) => a,
+                    v => vec![v],
+                })
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|m| jsonrpc::kind(m) == Ok(Kind::Request))
+                .filter_map(|m| m.get("id").cloned())
+                .collect(),
+            None => Vec::new(),
+        };
+        let is_get = method == Method::GET;
+        let is_delete = method == Method::DELETE;
+        let out = upstream::Outgoing { method, headers, body, request_id: &self.request_id };
+        let policy = self.active.policy.clone();
+        let resp =
+            upstream::send(&self.active.clients, &self.server, out, &policy.limits, self.script.as_ref()).await?;
+        let (head, upstream_body) = resp.into_parts();
+        if is_delete && head.status.is_success() {
+            if let Some(sid) = &ctx.session {
+                self.gw.mcp_sessions.invalidate(&format!("{}\n{sid}", self.server.name));
+            }
+        }
+        if let Some(sid) = head.headers.get("mcp-session-id").and_then(|v| v.to_str().ok()) {
+            self.gw.mcp_sessions.insert(format!("{}\n{sid}", self.server.name), Arc::from(self.key.id.as_str()));
+        }
+        let mut builder = Response::builder().status(head.status);
+        if let Some(h) = builder.headers_mut() {
+            crate::proxy::upstream::copy_response_headers(&head.headers, h);
+        }
+        let ct =
+            head.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
+        let invalid = |detail: String| GatewayError::UpstreamInvalid { upstream: self.server.name.clone(), detail };
+        if ct.starts_with("text/event-stream") && head.status.is_success() {
+            ctx.stream = true;
+            let prefix = (!local.is_empty()).then(|| {
+                let mut b = Vec::new();
+                for a in &local {
+                    b.extend_from_slice(b"event: message\ndata: ");
+                    b.extend_from_slice(a.to_string().as_bytes());
+                    b.extend_from_slice(b"\n\n");
+                }
+                Bytes::from(b)
+            });
+            let mut server_headers = HeaderMap::new();
+            for name in ["mcp-session-id", "mcp-protocol-version"] {
+                if let Some(v) = headers.get(name).or_else(|| head.headers.get(name)) {
+                    server_headers.insert(name, v.clone());
+                }
+            }
+            let (tx, body) = ChannelBody::new(8);
+            stream::spawn(
+                stream::McpStream {
+                    gw: self.gw.clone(),
+                    active: self.active.clone(),
+                    server: self.server.clone(),
+                    key: self.key.clone(),
+                    session: ctx.session.clone().or_else(|| {
+                        head.headers.get("mcp-session-id").and_then(|v| v.to_str().ok()).map(str::to_owned)
+                    }),
+                    request_id: self.request_id.clone(),
+                    pending,
+                    idle: (!is_get).then_some(policy.limits.stream_idle_timeout),
+                    server_headers,
+                    permit: self.permit.take(),
+                },
+                upstream_body,
+                tx,
+                prefix,
+            );
+            if let Some(h) = builder.headers_mut() {
+                h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+                h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            }
+            return builder.body(body.boxed()).map_err(|e| invalid(e.to_string()).into());
+        }
+        let limit = policy.limits.max_response_body;
+        let bytes = match tokio::time::timeout(policy.limits.upstream_timeout, collect(upstream_body, limit)).await {
+            Err(_) => return Err(GatewayError::UpstreamTimeout(self.server.name.clone()).into()),
+            Ok(Err(detail)) => return Err(invalid(detail).into()),
+            Ok(Ok(b)) => b,
+        };
+        if bytes.is_empty() && local.is_empty() {
+            return builder.body(full(bytes)).map_err(|e| invalid(e.to_string()).into());
+        }
+        let had_local = !local.is_empty();
+        let mut findings = Findings::default();
+        let parsed = if bytes.is_empty() {
+            Some(Value::Array(Vec::new()))
+        } else {
+            serde_json::from_slice::<Value>(&bytes).ok()
+        };
+        let body = match parsed {
+            Some(v) if ct.starts_with("application/json") || bytes.is_empty() => {
+                let judge = self.judge();
+                let (mut list, was_batch) = match v {
+                    Value::Array(a) => (a, true),
+                    v => (vec![v], false),
+                };
+                let mut changed = false;
+                list.retain_mut(|m| {
+                    match inspect::server_message(&judge, m, ctx_rid(&self.request_id), &mut findings) {
+                        Fate::Forward { changed: c } => {
+                            changed |= c;
+                            true
+                        }
+                        Fate::Refuse(_) => {
+                            changed = true;
+                            false
+                        }
+                    }
+                });
+                if local.is_empty() && !changed {
+                    bytes
+                } else {
+                    list.extend(local);
+                    if let Some(h) = builder.headers_mut() {
+                        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                    }
+                    jsonrpc::encode(list, batch.unwrap_or(was_batch))
+                }
+            }
+            _ if head.status.is_success() && !bytes.is_empty() => {
+                return Err(invalid("the answer is not JSON-RPC".into()).into());
+            }
+            _ => {
+                // A server error page: passed on, redacted as text.
+                let text = String::from_utf8_lossy(&bytes);
+                let (red, hits) = policy.scanner.redact(&text);
+                findings.redactions.extend(hits.iter().map(|h| h.rule));
+                if hits.is_empty() {
+                    bytes.clone()
+                } else {
+                    Bytes::from(red.into_owned())
+                }
+            }
+        };
+        if had_local && head.status == StatusCode::ACCEPTED {
+            builder = builder.status(StatusCode::OK);
+        }
+        absorb(&policy, findings, ctx);
+        record_list(&self.gw, &policy, &mut ctx.list, &self.key, ctx_rid(&self.request_id)).await;
+        builder.body(full(body)).map_err(|e| invalid(e.to_string()).into())
+    }
+}
+
+fn ctx_rid(v: &HeaderValue) -> &str {
+    v.to_str().unwrap_or("")
+}
+
+/// Moves what inspection found into the request's audit context.
+fn absorb(policy: &Policy, f: Findings, ctx: &mut Ctx) {
+    for r in f.redactions {
+        *ctx.redactions.entry(policy.scanner.rule(r).id.clone()).or_default() += 1;
+    }
+    if !ctx.redactions.is_empty() {
+        ctx.decisions.push(("redaction".into(), "redact"));
+    }
+    for (id, action) in f.injections {
+        ctx.decisions.push(("injection.tool_result".into(), action));
+        ctx.injections.push(id);
+    }
+    for m in f.refused_server_requests {
+        ctx.decisions.push((format!("mcp.server_request_refused:{m}"), "block"));
+    }
+    ctx.withheld.extend(f.list.withheld);
+    ctx.list.observe.extend(f.list.observe);
+    ctx.list.events.extend(f.list.events);
+}
+
+/// Records what a tools/list taught: first-seen pins and pending definitions as one switch batch
+/// (persisted, so trust on first use survives restarts), and rug-pull, poisoning and shadowing events
+/// in the audit trail. Runs before the client sees the list.
+pub(crate) async fn record_list(gw: &Gateway, policy: &Policy, list: &mut ListOutcome, key: &KeyEntry, rid: &str) {
+    for (event, tool, detail) in list.events.drain(..) {
+        let trigger = matches!(event, "tool_definition_changed" | "tool_poisoning").then_some(event);
+        tracing::warn!(event, tool = %tool, detail = %detail, "MCP tool definition event");
+        gw.metrics.decision(&format!("mcp.{event}"), "detect");
+        let r = Record::new("mcp")
+            .with("event", event)
+            .with("request_id", rid)
+            .with("tool", tool)
+            .with("detail", detail)
+            .with_opt("trigger", trigger);
+        gw.audit.record(principal(r, Some(key), None)).await;
+    }
+    if list.observe.is_empty() {
+        return;
+    }
+    let batch = Batch {
+        actions: std::mem::take(&mut list.observe),
+        reason: "MCP tool definitions observed (trust on first use)".into(),
+        actor: Some("firebreak".into()),
+        expect_version: None,
+    };
+    match gw.state.apply(&batch, policy).await {
+        Ok(applied) => {
+            gw.metrics.set_switch_version(applied.after.version);
+            let actions = serde_json::to_value(&batch.actions).unwrap_or_default();
+            gw.audit
+                .record(
+                    Record::new("switch")
+                        .with("actor", "firebreak")
+                        .with("reason", batch.reason.as_str())
+                        .with("before_version", applied.before)
+                        .with("after_version", applied.after.version)
+                        .with("actions", actions),
+                )
+                .await;
+        }
+        Err(e) => tracing::warn!(error = %e, "could not record MCP tool pins"),
+    }
+}
+
+/// Writes the audit record of a finished MCP stream when something happened in it.
+async fn finish_stream(s: &stream::McpStream, f: Findings, cut: Option<&'static str>) {
+    let mut ctx = Ctx::default();
+    absorb(&s.active.policy, f, &mut ctx);
+    if ctx.decisions.is_empty() && ctx.withheld.is_empty() && cut.is_none() {
+        return;
+    }
+    if let Some(rule) = cut {
+        s.gw.metrics.stream_terminated();
+        ctx.decisions.push((rule.to_owned(), "terminate"));
+    }
+    for (rule, action) in &ctx.decisions {
+        s.gw.metrics.decision(rule, action);
+    }
+    let r = Record::new("mcp")
+        .with("event", "stream_end")
+        .with("request_id", s.request_id.to_str().unwrap_or(""))
+        .with("server", s.server.name.as_str())
+        .with(
+            "decisions",
+            ctx.decisions.iter().map(|(r, a)| serde_json::json!({"rule": r, "action": a})).collect::<Vec<_>>(),
+        )
+        .with_opt("injections", (!ctx.injections.is_empty()).then(|| ctx.injections.clone()))
+        .with_opt(
+            "withheld",
+            (!ctx.withheld.is_empty()).then(|| {
+                ctx.withheld.iter().map(|(t, r)| serde_json::json!({"tool": t, "rule": r})).collect::<Vec<_>>()
+            }),
+        )
+        .with_opt(
+            "redactions",
+            (!ctx.redactions.is_empty()).then(|| serde_json::to_value(&ctx.redactions).unwrap_or_default()),
+        );
+    s.gw.audit.record(principal(r, Some(&s.key), s.session.as_deref())).await;
+}
+
+/// Reads and validates a POST body. Runs right after authentication, before the switches, so every
+/// later refusal can answer the request's own id.
+async fn read_messages<B>(
+    body: B,
+    headers: &HeaderMap,
+    limit: usize,
+    ctx: &mut Ctx,
+) -> Result<(Bytes, jsonrpc::Messages), McpError>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if !ct.trim_start().to_ascii_lowercase().starts_with("application/json") {
+        return Err(GatewayError::UnsupportedMediaType.into());
+    }
+    let bytes = match Limited::new(body, limit).collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(GatewayError::TooLarge(limit).into()),
+        Err(e) => return Err(GatewayError::BadRequest(format!("could not read the request body: {e}")).into()),
+    };
+    let messages = match jsonrpc::parse(&bytes) {
+        Ok(m) => m,
+        Err(jsonrpc::ParseError::Json(e)) => return Err(GatewayError::BadJson(e).into()),
+        Err(jsonrpc::ParseError::Invalid(e)) => return Err(McpError::Invalid(e)),
+    };
+    if !messages.batch {
+        ctx.rpc_id = messages.list[0].get("id").cloned();
+    }
+    Ok((bytes, messages))
+}
+
+/// POST: JSON-RPC messages, each decided on its own.
+async fn post(
+    ex: Exchange,
+    headers: &HeaderMap,
+    (bytes, messages): (Bytes, jsonrpc::Messages),
+    ctx: &mut Ctx,
+) -> Result<Response<Body>, McpError> {
+    let rid = ex.request_id.to_str().unwrap_or("").to_owned();
+    let judge = ex.judge();
+    let mut local = Vec::new();
+    let mut forward = Vec::with_capacity(messages.list.len());
+    for m in messages.list {
+        if let Some(method) = jsonrpc::method(&m) {
+            ctx.methods.push(method.chars().take(64).collect());
+        }
+        if jsonrpc::kind(&m) == Ok(Kind::Request) && jsonrpc::method(&m) == Some("tools/call") {
+            match judge.call(m.get("params")) {
+                Ok(tool) => ctx.tools_called.push(format!("{}/{tool}", ex.server.name)),
+                Err(r) => {
+                    ctx.decisions.push((r.rule.clone(), "block"));
+                    let id = m.get("id").cloned().unwrap_or(Value::Null);
+                    local.push(jsonrpc::error(id, jsonrpc::REFUSED, &r.message, &r.rule, &rid));
+                    continue;
+                }
+            }
+        }
+        forward.push(m);
+    }
+    if forward.is_empty() {
+        let mut resp = Response::new(full(jsonrpc::encode(local, messages.batch)));
+        resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        return Ok(resp);
+    }
+    let body = if local.is_empty() { bytes } else { jsonrpc::encode(forward, messages.batch) };
+    ex.forward(Method::POST, headers, Some(body), local, Some(messages.batch), ctx).await
+}
+
+/// Reads a whole server body, refusing more than `limit` bytes.
+async fn collect(mut body: Body, limit: usize) -> Result<Bytes, String> {
+    let mut buf = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| format!("body read failed: {e}"))?;
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > limit {
+                return Err(format!("response body exceeds {limit} bytes"));
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok(buf.freeze())
+}

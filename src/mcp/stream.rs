@@ -1,0 +1,310 @@
+//! The MCP SSE pump: frames the server's event stream, inspects every JSON-RPC message in it (server
+//! requests and notifications that come before a response included), keeps event ids so clients can
+//! resume, and ends the stream with a JSON-RPC error event when a switch isolates the server or
+//! refuses the principal or session.
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, HeaderValue};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit};
+
+use super::inspect::{self, Fate, Findings};
+use super::jsonrpc;
+use super::tools::Judge;
+use crate::config::mcp::McpServer;
+use crate::config::KeyEntry;
+use crate::protocol::sse::SseFramer;
+use crate::proxy::body::Body;
+use crate::proxy::{Active, Gateway};
+use crate::state::{unix_now, Snapshot};
+
+/// Everything the pump needs to know about its request.
+pub struct McpStream {
+    /// Gateway.
+    pub gw: Arc<Gateway>,
+    /// Policy and clients the request was decided with.
+    pub active: Arc<Active>,
+    /// The server.
+    pub server: Arc<McpServer>,
+    /// The principal.
+    pub key: Arc<KeyEntry>,
+    /// `Mcp-Session-Id`.
+    pub session: Option<String>,
+    /// Request id.
+    pub request_id: HeaderValue,
+    /// Requests forwarded on this POST whose responses are still to come (for the cut).
+    pub pending: Vec<Value>,
+    /// Idle limit (None for the long-lived GET stream).
+    pub idle: Option<std::time::Duration>,
+    /// Headers for answering the server (session, protocol version).
+    pub server_headers: HeaderMap,
+    /// Held for the stream's life.
+    pub permit: Option<OwnedSemaphorePermit>,
+}
+
+enum End {
+    Done,
+    ClientGone,
+    Cut(&'static str, String),
+    Broken(String),
+}
+
+/// Starts the pump. `prefix` (answers the gateway gave itself) goes out first.
+pub fn spawn(ctx: McpStream, upstream: Body, tx: mpsc::Sender<Bytes>, prefix: Option<Bytes>) {
+    let switches = ctx.gw.state.subscribe();
+    tokio::spawn(pump(ctx, upstream, tx, switches, prefix));
+}
+
+/// Why the switches refuse this stream now, if they do.
+fn cut(ctx: &McpStream, snap: &Snapshot) -> Option<(&'static str, String)> {
+    let now = unix_now();
+    if snap.server_isolated(&ctx.server.name, now) {
+        return Some((
+            "mcp.server_isolated",
+            format!("MCP server `{}` was isolated by the gateway operator", ctx.server.name),
+        ));
+    }
+    snap.principal_refusal(&ctx.key, ctx.session.as_deref(), now)
+        .map(|r| (r.rule(), crate::proxy::error::GatewayError::Refused(r).to_string()))
+}
+
+async fn pump(
+    mut ctx: McpStream,
+    mut upstream: Body,
+    tx: mpsc::Sender<Bytes>,
+    mut switches: watch::Receiver<Arc<Snapshot>>,
+    prefix: Option<Bytes>,
+) {
+    let rid = ctx.request_id.to_str().unwrap_or("").to_owned();
+    let mut framer = SseFramer::new(ctx.active.policy.limits.max_response_body);
+    let mut snap = switches.borrow_and_update().clone();
+    let mut findings = Findings::default();
+    let mut check = true;
+    if let Some(p) = prefix {
+        if tx.send(p).await.is_err() {
+            return;
+        }
+    }
+    let end = 'outer: loop {
+        if std::mem::take(&mut check) {
+            if let Some((rule, msg)) = cut(&ctx, &snap) {
+                break End::Cut(rule, msg);
+            }
+        }
+        let read = async {
+            match ctx.idle {
+                Some(d) => tokio::time::timeout(d, upstream.frame()).await.map_err(|_| d),
+                None => Ok(upstream.frame().await),
+            }
+        };
+        tokio::select! {
+            biased;
+            changed = switches.changed() => {
+                if changed.is_err() {
+                    break End::Broken("the gateway is shutting down".into());
+                }
+                snap = switches.borrow_and_update().clone();
+                check = true;
+            }
+            () = tx.closed() => break End::ClientGone,
+            frame = read => {
+                let frame = match frame {
+                    Err(d) => break End::Broken(format!("MCP server `{}` sent nothing for {} s", ctx.server.name, d.as_secs())),
+                    Ok(None) => {
+                        break match framer.finish() {
+                            Ok(None) => End::Done,
+                            Ok(Some(last)) => {
+                                let mut out = BytesMut::new();
+                                event(&ctx, &snap, last, &mut out, &mut findings, &rid);
+                                if out.is_empty() || tx.send(out.freeze()).await.is_ok() { End::Done } else { End::ClientGone }
+                            }
+                            Err(e) => End::Broken(e.to_string()),
+                        };
+                    }
+                    Ok(Some(Err(e))) => break End::Broken(format!("MCP server stream failed: {e}")),
+                    Ok(Some(Ok(f))) => f,
+                };
+                let Ok(data) = frame.into_data() else { continue };
+                framer.push(&data);
+                let mut out = BytesMut::new();
+                loop {
+                    match framer.next_event() {
+                        Ok(Some(e)) => event(&ctx, &snap, e, &mut out, &mut findings, &rid),
+                        Ok(None) => break,
+                        Err(e) => {
+                            if !out.is_empty() {
+                                let _ = tx.send(out.freeze()).await;
+                            }
+                            break 'outer End::Broken(e.to_string());
+                        }
+                    }
+                }
+                ctx.pending.retain(|p| !findings.answered.contains(p));
+                findings.answered.clear();
+                // Pins and rug-pull events are recorded before the client sees the list it came in.
+                super::record_list(&ctx.gw, &ctx.active.policy, &mut findings.list, &ctx.key, &rid).await;
+                if !out.is_empty() && tx.send(out.freeze()).await.is_err() {
+                    break End::ClientGone;
+                }
+            }
+        }
+    };
+    let (rule, message) = match &end {
+        End::Done | End::ClientGone => (None, None),
+        End::Cut(rule, msg) => (Some(*rule), Some(msg.clone())),
+        End::Broken(msg) => (Some("upstream.stream_broken"), Some(msg.clone())),
+    };
+    if let (Some(rule), Some(msg)) = (rule, &message) {
+        let code = if rule.starts_with("upstream.") { jsonrpc::INTERNAL_ERROR } else { jsonrpc::REFUSED };
+        let ids = if ctx.pending.is_empty() { vec![Value::Null] } else { std::mem::take(&mut ctx.pending) };
+        let mut out = BytesMut::new();
+        for id in ids {
+            let e = jsonrpc::error(id, code, msg, rule, &rid);
+            out.extend_from_slice(b"event: message\ndata: ");
+            out.extend_from_slice(e.to_string().as_bytes());
+            out.extend_from_slice(b"\n\n");
+        }
+        let _ = tx.send(out.freeze()).await;
+    }
+    super::finish_stream(&ctx, findings, rule).await;
+    drop(ctx.permit.take());
+}
+
+/// The fields of one SSE event that matter here.
+struct Fields<'a> {
+    id: Option<&'a str>,
+    name: Option<&'a str>,
+    retry: Option<&'a str>,
+    data: Option<String>,
+}
+
+fn fields(raw: &[u8]) -> Fields<'_> {
+    let mut f = Fields { id: None, name: None, retry: None, data: None };
+    for line in raw.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let Ok(line) = std::str::from_utf8(line) else { continue };
+        if line.is_empty() || line.starts_with(':') {
+            continue;
+        }
+        let (field, value) = match line.split_once(':') {
+            Some((k, v)) => (k, v.strip_prefix(' ').unwrap_or(v)),
+            None => (line, ""),
+        };
+        match field {
+            "id" => f.id = Some(value),
+            "event" => f.name = Some(value),
+            "retry" => f.retry = Some(value),
+            "data" => match &mut f.data {
+                None => f.data = Some(value.to_owned()),
+                Some(d) => {
+                    d.push('\n');
+                    d.push_str(value);
+                }
+            },
+            _ => {}
+        }
+    }
+    f
+}
+
+/// One event through policy, appended to `out` (unchanged bytes when nothing changed).
+fn event(ctx: &McpStream, snap: &Snapshot, raw: Bytes, out: &mut BytesMut, found: &mut Findings, rid: &str) {
+    let f = fields(&raw);
+    let Some(data) = f.data.as_deref().filter(|d| !d.trim().is_empty()) else {
+        // Comments, keep-alives and priming events (an id with no data) pass as they are.
+        out.extend_from_slice(&raw);
+        return;
+    };
+    let judge = Judge {
+        policy: &ctx.active.policy,
+        snap,
+        server: &ctx.server,
+        key: &ctx.key,
+        now: unix_now(),
+        hints: &ctx.gw.mcp_hints,
+    };
+    let Ok(mut v) = serde_json::from_str::<Value>(data) else {
+        // Not JSON: redact as text, fail closed.
+        let (red, hits) = ctx.active.policy.scanner.redact(data);
+        if hits.is_empty() {
+            out.extend_from_slice(&raw);
+        } else {
+            found.redactions.extend(hits.iter().map(|h| h.rule));
+            write_event(out, &f, &red);
+        }
+        return;
+    };
+    let mut changed = false;
+    let mut keep = true;
+    let mut visit = |m: &mut Value, found: &mut Findings| match inspect::server_message(&judge, m, rid, found) {
+        Fate::Forward { changed: c } => {
+            changed |= c;
+            true
+        }
+        Fate::Refuse(answer) => {
+            super::upstream::answer_server(
+                ctx.active.clone(),
+                ctx.server.clone(),
+                ctx.server_headers.clone(),
+                Bytes::from(answer.to_string()),
+                ctx.request_id.clone(),
+            );
+            changed = true;
+            false
+        }
+    };
+    match &mut v {
+        Value::Array(list) => list.retain_mut(|m| visit(m, found)),
+        m => keep = visit(m, found),
+    }
+    if !keep || matches!(&v, Value::Array(a) if a.is_empty()) {
+        return;
+    }
+    if changed {
+        write_event(out, &f, &v.to_string());
+    } else {
+        out.extend_from_slice(&raw);
+    }
+}
+
+fn write_event(out: &mut BytesMut, f: &Fields<'_>, data: &str) {
+    if let Some(id) = f.id {
+        out.extend_from_slice(b"id: ");
+        out.extend_from_slice(id.as_bytes());
+        out.extend_from_slice(b"\n");
+    }
+    if let Some(r) = f.retry {
+        out.extend_from_slice(b"retry: ");
+        out.extend_from_slice(r.as_bytes());
+        out.extend_from_slice(b"\n");
+    }
+    out.extend_from_slice(b"event: ");
+    out.extend_from_slice(f.name.unwrap_or("message").as_bytes());
+    out.extend_from_slice(b"\n");
+    for line in data.split('\n') {
+        out.extend_from_slice(b"data: ");
+        out.extend_from_slice(line.as_bytes());
+        out.extend_from_slice(b"\n");
+    }
+    out.extend_from_slice(b"\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_of_an_event() {
+        let f = fields(b"id: 7\r\nevent: message\ndata: {\"a\":\ndata: 1}\n: comment\nretry: 100\n\n");
+        assert_eq!(f.id, Some("7"));
+        assert_eq!(f.name, Some("message"));
+        assert_eq!(f.retry, Some("100"));
+        assert_eq!(f.data.as_deref(), Some("{\"a\":\n1}"));
+        let mut out = BytesMut::new();
+        write_event(&mut out, &f, "{\"b\":2}");
+        assert_eq!(&out[..], b"id: 7\nretry: 100\nevent: message\ndata: {\"b\":2}\n\n");
+    }
+}

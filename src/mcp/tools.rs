@@ -1,0 +1,404 @@
+//! MCP tools: who may see and call which, canonical definition hashes (the rug-pull defence), tool
+//! poisoning in descriptions, and argument checks.
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::config::mcp::{McpServer, PoisonAction};
+use crate::config::{KeyEntry, Policy, ToolsMode};
+use crate::state::{Action, Snapshot};
+
+/// The fields of a tool definition that are hashed.
+const DEFINITION_FIELDS: [&str; 6] = ["name", "title", "description", "inputSchema", "outputSchema", "annotations"];
+
+/// SHA-256 (hex) of a tool definition as canonical JSON: the hashed fields only, object keys sorted
+/// at every depth, no insignificant whitespace.
+pub fn definition_hash(tool: &Value) -> String {
+    let mut out = String::with_capacity(256);
+    out.push('{');
+    let mut first = true;
+    // DEFINITION_FIELDS sorted by key, so the top level is canonical too.
+    let mut fields = DEFINITION_FIELDS;
+    fields.sort_unstable();
+    for f in fields {
+        if let Some(v) = tool.get(f).filter(|v| !v.is_null()) {
+            if !first {
+                out.push(',');
+            }
+            first = false;
+            canonical(&Value::String(f.to_owned()), &mut out);
+            out.push(':');
+            canonical(v, &mut out);
+        }
+    }
+    out.push('}');
+    hex::encode(Sha256::digest(out.as_bytes()))
+}
+
+fn canonical(v: &Value, out: &mut String) {
+    match v {
+        Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort_unstable();
+            out.push('{');
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                canonical(&Value::String(k.clone()), out);
+                out.push(':');
+                canonical(&m[k], out);
+            }
+            out.push('}');
+        }
+        Value::Array(a) => {
+            out.push('[');
+            for (i, x) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                canonical(x, out);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+/// Why a tool is withheld from a caller or a call refused: a rule id and a sentence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    /// Rule id (`mcp.tool_not_allowed`, `egress.metadata`, …).
+    pub rule: String,
+    /// For the caller; never echoes argument values.
+    pub message: String,
+}
+
+impl Refused {
+    fn new(rule: impl Into<String>, message: impl Into<String>) -> Refused {
+        Refused { rule: rule.into(), message: message.into() }
+    }
+}
+
+/// What the policy and the switches say about one principal's use of one server's tools.
+pub struct Judge<'a> {
+    /// The policy.
+    pub policy: &'a Policy,
+    /// The switches for this request.
+    pub snap: &'a Snapshot,
+    /// The server.
+    pub server: &'a McpServer,
+    /// The principal.
+    pub key: &'a KeyEntry,
+    /// Seconds since the epoch.
+    pub now: u64,
+    /// `server/tool` → (definition hash, readOnlyHint) as last listed.
+    pub hints: &'a moka::sync::Cache<String, (std::sync::Arc<str>, bool)>,
+}
+
+/// What filtering one `tools/list` page found.
+#[derive(Debug, Default)]
+pub struct ListOutcome {
+    /// Tools removed, with why (`server/tool`, rule).
+    pub withheld: Vec<(String, String)>,
+    /// Pins to record (trust on first use, changed definitions).
+    pub observe: Vec<Action>,
+    /// Security events for the audit trail: (event, tool, detail).
+    pub events: Vec<(&'static str, String, String)>,
+}
+
+impl Judge<'_> {
+    fn qualified(&self, tool: &str) -> String {
+        format!("{}/{}", self.server.name, tool)
+    }
+
+    /// Role, switches and level: the checks that need no definition.
+    fn permitted(&self, tool: &str, read_only_hint: Option<bool>) -> Result<(), Refused> {
+        let q = self.qualified(tool);
+        let role_ok = self
+            .policy
+            .roles
+            .get(&self.key.role)
+            .and_then(|r| r.mcp.as_ref())
+            .is_some_and(|(tools, _)| tools.matches(&q));
+        if !role_ok {
+            return Err(Refused::new(
+                "mcp.tool_not_allowed",
+                format!("tool `{q}` is not allowed for your role; the call was refused by firebreak policy"),
+            ));
+        }
+        if self.snap.tool_disabled(&q, self.now) || self.snap.tool_disabled(tool, self.now) {
+            return Err(Refused::new("mcp.tool_disabled", format!("tool `{q}` is disabled by the gateway operator")));
+        }
+        let level = self.snap.level;
+        let ok = match self.policy.levels.get(level).tools {
+            ToolsMode::All => true,
+            // Declared in the policy, else the server's readOnlyHint, else side effects (fail closed).
+            ToolsMode::NoSideEffects => {
+                let declared = self.server.tools.get(tool).and_then(|t| t.side_effects);
+                declared.map_or(read_only_hint == Some(true), |s| !s)
+            }
+            ToolsMode::None => false,
+        };
+        if !ok {
+            return Err(Refused::new(
+                "level.tools",
+                format!("tool `{q}` is not available at degradation level {}", level.as_str()),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The pin state of a tool as the switches record it, for a call (the definition is not at hand).
+    fn pinned_for_call(&self, tool: &str) -> Result<(), Refused> {
+        let q = self.qualified(tool);
+        let pin = self.snap.tool_pins.get(&q);
+        if let Some(p) = pin {
+            if p.pending.is_some() {
+                let rule = p.pending_reason.clone().unwrap_or_else(|| "mcp.tool_changed".into());
+                return Err(Refused::new(rule, withheld_message(&q, p.pending_reason.as_deref())));
+            }
+            if let Some(policy_pin) = self.server.pins.get(tool) {
+                if p.hash.as_deref().is_some_and(|h| h != hex::encode(policy_pin)) {
+                    return Err(Refused::new("mcp.tool_changed", withheld_message(&q, Some("mcp.tool_changed"))));
+                }
+            }
+            if p.hash.is_none() {
+                return Err(Refused::new("mcp.tool_frozen", withheld_message(&q, Some("mcp.tool_frozen"))));
+            }
+        } else if self.snap.server_frozen(&self.server.name, self.now) {
+            return Err(Refused::new("mcp.tool_frozen", withheld_message(&q, Some("mcp.tool_frozen"))));
+        }
+        Ok(())
+    }
+
+    /// Decides a `tools/call` request's params.
+    pub fn call(&self, params: Option<&Value>) -> Result<String, Refused> {
+        let name = params
+            .and_then(|p| p.get("name"))
+            .and_then(Value::as_str)
+            .ok_or_else(|| Refused::new("mcp.invalid_message", "tools/call needs params.name"))?;
+        // The server's readOnlyHint counts only as listed in the definition that is trusted now.
+        let q = self.qualified(name);
+        let trusted = match self.server.pins.get(name) {
+            Some(p) => Some(hex::encode(p)),
+            None => self.snap.tool_pins.get(&q).and_then(|p| p.hash.clone()),
+        };
+        let read_only = self.hints.get(&q).filter(|(h, _)| trusted.as_deref() == Some(&**h)).map(|(_, ro)| ro);
+        self.permitted(name, read_only)?;
+        self.pinned_for_call(name)?;
+        let empty = Value::Object(serde_json::Map::new());
+        let args = params.and_then(|p| p.get("arguments")).unwrap_or(&empty);
+        if let Some(info) = self.server.tools.get(name) {
+            for (arg, rule) in &info.args {
+                if let Some(detail) = rule.violation(arg, args.get(arg)) {
+                    return Err(Refused::new("tool.arg_constraint", detail));
+                }
+            }
+        }
+        let blocked = |h: &str| self.snap.egress_blocked(h, self.now);
+        if let Some((pointer, reason)) = self.policy.egress.check_json(args, &blocked).into_iter().next() {
+            return Err(Refused::new(
+                reason.rule_id(),
+                format!("argument `{}`: {}", pointer.trim_start_matches('/'), reason.message()),
+            ));
+        }
+        Ok(name.to_owned())
+    }
+
+    /// Filters one `tools/list` result in place: only tools this caller may use, whose definitions
+    /// are trusted and free of injection signatures.
+    pub fn filter_list(&self, result: &mut serde_json::Map<String, Value>) -> ListOutcome {
+        let mut out = ListOutcome::default();
+        let Some(Value::Array(tools)) = result.get_mut("tools") else { return out };
+        tools.retain(|t| {
+            let Some(name) = t.get("name").and_then(Value::as_str) else {
+                out.withheld.push((self.qualified("?"), "mcp.invalid_tool".into()));
+                return false;
+            };
+            let q = self.qualified(name);
+            let hash = definition_hash(t);
+            // Definition checks run for every tool, allowed or not, so a rug pull is noticed (and
+            // recorded) whoever lists the tools.
+            let poison = self.poisoned(t);
+            // A definition the policy pins, or an operator approved, was reviewed: it stands.
+            let reviewed = self.server.pins.get(name).is_some_and(|p| hex::encode(p) == hash)
+                || self.snap.tool_pins.get(&q).is_some_and(|p| p.pending.is_none() && p.hash.as_deref() == Some(&hash));
+            let suspect = poison.filter(|_| !reviewed);
+            if let Some(sig) = &suspect {
+                out.events.push(("tool_poisoning", q.clone(), sig.clone()));
+            }
+            let withhold = suspect.as_ref().filter(|_| self.server.description_injection == PoisonAction::Withhold);
+            let verdict = self.definition(name, &hash, withhold.is_some(), &mut out);
+            if let Some(sig) = withhold {
+                let recorded = self.snap.tool_pins.get(&q).is_some_and(|p| p.pending.as_deref() == Some(&hash));
+                if !recorded {
+                    out.observe.push(Action::ObserveTool {
+                        server: self.server.name.clone(),
+                        tool: name.to_owned(),
+                        hash: hash.clone(),
+                        suspect: Some("mcp.tool_poisoned".into()),
+                    });
+                }
+                out.withheld.push((q, format!("mcp.tool_poisoned ({sig})")));
+                return false;
+            }
+            if let Err(rule) = verdict {
+                out.withheld.push((q, rule.into()));
+                return false;
+            }
+            self.shadowing(name, &mut out);
+            let read_only = t.pointer("/annotations/readOnlyHint").and_then(Value::as_bool);
+            self.hints.insert(q.clone(), (std::sync::Arc::from(hash.as_str()), read_only == Some(true)));
+            match self.permitted(name, read_only) {
+                Ok(()) => true,
+                Err(r) => {
+                    out.withheld.push((q, r.rule));
+                    false
+                }
+            }
+        });
+        out
+    }
+
+    /// Compares a definition with its pin; records what must be recorded.
+    fn definition(&self, name: &str, hash: &str, suspect: bool, out: &mut ListOutcome) -> Result<(), &'static str> {
+        let q = self.qualified(name);
+        let observe = |out: &mut ListOutcome, suspect: Option<&str>| {
+            out.observe.push(Action::ObserveTool {
+                server: self.server.name.clone(),
+                tool: name.to_owned(),
+                hash: hash.to_owned(),
+                suspect: suspect.map(str::to_owned),
+            })
+        };
+        if let Some(pinned) = self.server.pins.get(name) {
+            if hex::encode(pinned) == hash {
+                return Ok(());
+            }
+            out.events.push(("tool_definition_changed", q, "differs from the hash pinned in the policy".into()));
+            observe(out, Some("mcp.tool_changed"));
+            return Err("mcp.tool_changed");
+        }
+        match self.snap.tool_pins.get(&q) {
+            Some(p) if p.pending.is_some() => {
+                if p.pending.as_deref() != Some(hash) && p.hash.as_deref() != Some(hash) {
+                    out.events.push(("tool_definition_changed", q, "changed again while awaiting approval".into()));
+                    observe(out, None);
+                }
+                Err(match p.pending_reason.as_deref() {
+                    Some("mcp.tool_poisoned") => "mcp.tool_poisoned",
+                    Some("mcp.tool_frozen") => "mcp.tool_frozen",
+                    _ => "mcp.tool_changed",
+                })
+            }
+            Some(p) if p.hash.as_deref() == Some(hash) => Ok(()),
+            Some(p) if p.hash.is_some() => {
+                out.events.push(("tool_definition_changed", q, "differs from the definition first trusted".into()));
+                observe(out, None);
+                Err("mcp.tool_changed")
+            }
+            _ if self.snap.server_frozen(&self.server.name, self.now) => {
+                out.events.push(("tool_rejected_frozen", q, "new tool while the server's tools are frozen".into()));
+                observe(out, None);
+                Err("mcp.tool_frozen")
+            }
+            _ => {
+                if !suspect {
+                    observe(out, None);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The first injection signature in the tool's description, title or schema descriptions.
+    fn poisoned(&self, tool: &Value) -> Option<String> {
+        let mut text = String::new();
+        collect_text(tool, &mut text);
+        self.policy.injection.scan(&text).first().map(|h| h.id.to_owned())
+    }
+
+    fn shadowing(&self, name: &str, out: &mut ListOutcome) {
+        let other = self.policy.mcp.servers.keys().find(|s| {
+            *s != &self.server.name
+                && (self.snap.tool_pins.contains_key(&format!("{s}/{name}"))
+                    || self.policy.mcp.servers.get(*s).is_some_and(|srv| srv.pins.contains_key(name)))
+        });
+        if let Some(s) = other {
+            out.events.push(("tool_shadowing", self.qualified(name), format!("same name as a tool of server `{s}`")));
+        }
+    }
+}
+
+fn withheld_message(q: &str, reason: Option<&str>) -> String {
+    match reason {
+        Some("mcp.tool_poisoned") => format!(
+            "tool `{q}` is withheld: its description matches a prompt-injection signature; an operator must review and approve it"
+        ),
+        Some("mcp.tool_frozen") => {
+            format!("tool `{q}` is withheld: the server's tool definitions are frozen by the gateway operator")
+        }
+        _ => format!(
+            "tool `{q}` is withheld: its definition changed since it was trusted; an operator must approve it (firebreak admin approve-tool)"
+        ),
+    }
+}
+
+/// Description-like strings of a tool (not names or types), newline-separated.
+fn collect_text(v: &Value, out: &mut String) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m {
+                match (k.as_str(), x) {
+                    ("description" | "title", Value::String(s)) => {
+                        out.push_str(s);
+                        out.push('\n');
+                    }
+                    (_, Value::Object(_) | Value::Array(_)) => collect_text(x, out),
+                    // Enum values and defaults reach the model too.
+                    ("default" | "const" | "examples", Value::String(s)) => {
+                        out.push_str(s);
+                        out.push('\n');
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Value::Array(a) => {
+            for x in a {
+                if let Value::String(s) = x {
+                    out.push_str(s);
+                    out.push('\n');
+                } else {
+                    collect_text(x, out);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn hash_is_canonical() {
+        let a = json!({"name":"echo","description":"Echo","inputSchema":{"type":"object","properties":{"m":{"type":"string"}}}});
+        let b = json!({"inputSchema":{"properties":{"m":{"type":"string"}},"type":"object"},"description":"Echo","name":"echo","_meta":{"x":1}});
+        assert_eq!(definition_hash(&a), definition_hash(&b));
+        let c = json!({"name":"echo","description":"Echo!","inputSchema":{"type":"object","properties":{"m":{"type":"string"}}}});
+        assert_ne!(definition_hash(&a), definition_hash(&c));
+        assert_eq!(definition_hash(&a).len(), 64);
+    }
+
+    #[test]
+    fn text_of_a_tool() {
+        let t = json!({"name":"x","description":"top","inputSchema":{"properties":{"a":{"description":"inner","enum":["e1"]}}}});
+        let mut s = String::new();
+        collect_text(&t, &mut s);
+        assert!(s.contains("top") && s.contains("inner") && s.contains("e1"));
+    }
+}
