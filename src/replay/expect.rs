@@ -32,7 +32,8 @@ impl Decisions {
     fn from_records(records: &[Value]) -> Decisions {
         let mut d = Decisions::default();
         for r in records {
-            if r.get("kind").and_then(Value::as_str) != Some("request") {
+            // AI requests write `request` records, MCP requests `mcp` records, with the same fields.
+            if !matches!(r.get("kind").and_then(Value::as_str), Some("request" | "mcp")) {
                 continue;
             }
             for x in r.get("decisions").and_then(Value::as_array).into_iter().flatten() {
