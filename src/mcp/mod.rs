@@ -523,6 +523,23 @@ fn absorb(policy: &Policy, f: Findings, ctx: &mut Ctx) {
     for m in f.refused_server_requests {
         ctx.decisions.push((format!("mcp.server_request_refused:{m}"), "block"));
     }
+    // Tools withheld because their definition is not trusted are blocks; those outside the caller's
+    // role, level or switches are a filter.
+    let mut filtered = false;
+    for (_, rule) in &f.list.withheld {
+        let base = rule.split(' ').next().unwrap_or(rule);
+        match base {
+            "mcp.tool_changed" | "mcp.tool_poisoned" | "mcp.tool_frozen" => {
+                if !ctx.decisions.iter().any(|(r, _)| r == base) {
+                    ctx.decisions.push((base.to_owned(), "block"));
+                }
+            }
+            _ => filtered = true,
+        }
+    }
+    if filtered && !ctx.decisions.iter().any(|(r, _)| r == "mcp.tools_filtered") {
+        ctx.decisions.push(("mcp.tools_filtered".into(), "strip"));
+    }
     ctx.withheld.extend(f.list.withheld);
     ctx.list.observe.extend(f.list.observe);
     ctx.list.events.extend(f.list.events);
