@@ -28,6 +28,7 @@ use crate::config::{self, Policy, PolicyError};
 use crate::metrics::Metrics;
 use crate::state::StateStore;
 
+pub(crate) use pipeline::collect_limited;
 pub use pipeline::{authenticate, handle};
 pub use upstream::Clients;
 

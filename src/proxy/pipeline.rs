@@ -488,7 +488,7 @@ fn count_redactions(scanner: &crate::inspect::Scanner, found: &[u16], ctx: &mut 
 }
 
 /// Reads a whole upstream body, refusing more than `limit` bytes.
-async fn collect_limited(mut body: Body, limit: usize) -> Result<Bytes, String> {
+pub(crate) async fn collect_limited(mut body: Body, limit: usize) -> Result<Bytes, String> {
     let mut buf = bytes::BytesMut::new();
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| format!("body read failed: {e}"))?;
