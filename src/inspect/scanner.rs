@@ -4,9 +4,7 @@
 
 use std::borrow::Cow;
 
-use aho_corasick::automaton::Automaton;
-use aho_corasick::dfa::DFA;
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, Anchored, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 
 use super::rule::{Anchor, Rule, RuleError};
 
@@ -57,10 +55,6 @@ impl Hits {
 pub struct Scanner {
     rules: Vec<Rule>,
     automaton: Option<AhoCorasick>,
-    /// The same automaton as a bare DFA, walked in lanes over long texts (see `keyword_hits`); built at
-    /// the first long text (streams and short bodies never need it).
-    lanes: std::sync::OnceLock<Option<DFA>>,
-    keywords: Vec<String>,
     /// Keyword pattern index → rules anchored on it.
     by_keyword: Vec<Vec<u16>>,
     /// Rules anchored on digit runs, with their minimum digit count.
@@ -146,8 +140,6 @@ impl Scanner {
         Ok(Scanner {
             rules,
             automaton,
-            lanes: std::sync::OnceLock::new(),
-            keywords,
             by_keyword,
             digit_rules,
             min_digits,
@@ -264,56 +256,11 @@ impl Scanner {
         hits.scanned = b.len();
     }
 
-    /// Keyword hits that start at or after `lo`, in the automaton's order (by end, then by the order
-    /// the automaton lists a state's matches: the order `find_overlapping_iter` reports them in).
-    ///
-    /// Long texts are cut into [`LANES`] segments walked in lock-step: a DFA walk is one dependent
-    /// table load per byte, so independent walks interleaved keep several loads in flight. Each
-    /// segment's walk starts a keyword's length early and reports only hits ending inside it.
+    /// Keyword hits that start at or after `lo`, in the automaton's order (by end).
     fn keyword_hits(&self, b: &[u8], lo: usize) -> Vec<(usize, usize, u32)> {
         let mut out = Vec::new();
-        let Some(ac) = &self.automaton else { return out };
-        let n = b.len() - lo;
-        let lanes = || {
-            // The same keywords and settings as `automaton`: the same matches, in the same order.
-            DFA::builder().ascii_case_insensitive(true).match_kind(MatchKind::Standard).build(&self.keywords).ok()
-        };
-        let dfa = match (n >= 4096).then(|| self.lanes.get_or_init(lanes)) {
-            Some(Some(dfa)) => dfa,
-            _ => {
-                walk(ac, b, lo, 0, &mut out);
-                return out;
-            }
-        };
-        let overlap = self.max_keyword.saturating_sub(1);
-        let seg = n / LANES;
-        // Lane k reports hits ending in (ends[k-1], ends[k]] and starts walking `overlap` bytes early.
-        let ends: [usize; LANES] = std::array::from_fn(|k| if k + 1 == LANES { b.len() } else { lo + seg * (k + 1) });
-        let report: [usize; LANES] = std::array::from_fn(|k| if k == 0 { 0 } else { ends[k - 1] });
-        let starts: [usize; LANES] = std::array::from_fn(|k| if k == 0 { lo } else { (ends[k - 1] - overlap).max(lo) });
-        let Ok(start_state) = dfa.start_state(Anchored::No) else { return out };
-        let mut sid = [start_state; LANES];
-        let mut lanes: [Vec<(usize, usize, u32)>; LANES] = Default::default();
-        let common = (0..LANES).map(|k| ends[k] - starts[k]).min().unwrap_or(0);
-        for i in 0..common {
-            for k in 0..LANES {
-                let at = starts[k] + i;
-                sid[k] = dfa.next_state(Anchored::No, sid[k], b[at]);
-                if dfa.is_match(sid[k]) && at + 1 > report[k] {
-                    push_matches(dfa, sid[k], at + 1, &mut lanes[k]);
-                }
-            }
-        }
-        for k in 0..LANES {
-            for (at, &byte) in b.iter().enumerate().take(ends[k]).skip(starts[k] + common) {
-                sid[k] = dfa.next_state(Anchored::No, sid[k], byte);
-                if dfa.is_match(sid[k]) && at + 1 > report[k] {
-                    push_matches(dfa, sid[k], at + 1, &mut lanes[k]);
-                }
-            }
-        }
-        for l in lanes {
-            out.extend(l);
+        if let Some(ac) = &self.automaton {
+            walk(ac, b, lo, 0, &mut out);
         }
         out
     }
@@ -480,24 +427,12 @@ fn merge(v: &mut Vec<Finding>) {
     v.truncate(w + 1);
 }
 
-/// Independent automaton walks interleaved over a long text.
-const LANES: usize = 4;
-
 /// The hits in `b[lo..]` that end after `report_after`.
 fn walk(ac: &AhoCorasick, b: &[u8], lo: usize, report_after: usize, out: &mut Vec<(usize, usize, u32)>) {
     for h in ac.find_overlapping_iter(&b[lo..]) {
         if lo + h.end() > report_after {
             out.push((lo + h.start(), lo + h.end(), h.pattern().as_u32()));
         }
-    }
-}
-
-/// Every keyword that ends at `end` (the match state `sid`).
-#[inline]
-fn push_matches(dfa: &DFA, sid: aho_corasick::automaton::StateID, end: usize, out: &mut Vec<(usize, usize, u32)>) {
-    for i in 0..dfa.match_len(sid) {
-        let p = dfa.match_pattern(sid, i);
-        out.push((end - dfa.pattern_len(p), end, p.as_u32()));
     }
 }
 
