@@ -1,5 +1,6 @@
 //! A fast, canned AI provider for load tests: it answers OpenAI chat completions (JSON and SSE),
-//! OpenAI responses, Anthropic messages (JSON and SSE) and the models list with fixed bodies, so the
+//! OpenAI responses, Anthropic messages (JSON and SSE), the models list and an MCP `tools/call` (`POST
+//! /mcp`) with fixed bodies, so the
 //! measured cost is the proxy's, not the upstream's.
 //!
 //! ```text
@@ -170,6 +171,9 @@ fn canned() -> &'static Canned {
     })
 }
 
+/// The JSON-RPC answer to the load test's `tools/call` (id 1).
+const MCP_RESULT: &[u8] = br#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"Echo: the gateway checks every tool call against the policy"}],"isError":false}}"#;
+
 fn reply(status: StatusCode, content_type: &'static str, frames: Vec<Bytes>) -> Response<Frames> {
     let mut r = Response::new(Frames { frames: frames.into(), delay: None });
     *r.status_mut() = status;
@@ -203,6 +207,9 @@ async fn handle(req: Request<Incoming>) -> Result<Response<Frames>, Infallible> 
         (&Method::POST, "/v1/messages") => reply(StatusCode::OK, "application/json", vec![c.messages_json.clone()]),
         (&Method::POST, "/v1/responses") => reply(StatusCode::OK, "application/json", vec![c.responses_json.clone()]),
         (&Method::GET, "/v1/models") => reply(StatusCode::OK, "application/json", vec![c.models.clone()]),
+        // An MCP server's Streamable HTTP endpoint answering `tools/call` with JSON (the load test's
+        // MCP row); the result is a fixed echo, as a real `echo` tool's would be.
+        (&Method::POST, "/mcp") => reply(StatusCode::OK, "application/json", vec![Bytes::from_static(MCP_RESULT)]),
         _ => reply(
             StatusCode::NOT_FOUND,
             "application/json",

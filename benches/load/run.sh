@@ -131,6 +131,9 @@ n = 0
 for host in ("https://api.openai.com", "https://api.anthropic.com"):
     t, k = re.subn(r'(?m)^base_url = "%s"$' % re.escape(host), 'base_url = "http://%s"' % addr, t)
     n += k
+# The MCP server too: the fake provider answers tools/call at /mcp.
+t, k3 = re.subn(r'(?m)^url = "http://127\.0\.0\.1:3001/mcp"$', 'url = "http://%s/mcp"' % addr, t)
+n += k3 - 1
 t, k1 = re.subn(r'(?m)^(\[levels\.normal\]\nrequests_per_minute = )\d+$', r'\g<1>1000000000', t)
 t, k2 = re.subn(r'(?m)^max_concurrent_requests = \d+$', 'max_concurrent_requests = 4096', t)
 if (n, k1, k2) != (2, 1, 1):
@@ -196,10 +199,30 @@ fi
 # ---------------------------------------------------------------- modes
 # One row per mode: its request body (body_of), what a good answer contains (the sanity check) and,
 # for nginx, which server block serves it (url_of).
-MODES=(json sse)
-# MCP (later): add `mcp` here for a `tools/call` row: body_of mcp -> a JSON-RPC tools/call body file,
-# url_of -> firebreak's MCP endpoint and the fake provider's MCP endpoint (direct), auth_of as for the
-# others, and the expected text in the sanity check below. The report loops over MODES already.
+MODES=(json sse mcp)
+# mcp: a JSON-RPC `tools/call` of `echo` on the MCP server `everything` (POST /mcp/everything on
+# firebreak: role allowlist, argument constraints and egress on the call, redaction and injection
+# signatures on the result; POST /mcp on the fake provider and through nginx).
+
+url_of() { # target mode
+    case $1 in
+        direct) [[ $2 == mcp ]] && echo "http://$UP_ADDR/mcp" || echo "http://$UP_ADDR/v1/chat/completions" ;;
+        firebreak) [[ $2 == mcp ]] && echo "http://$FB_ADDR/mcp/everything" || echo "http://$FB_ADDR/v1/chat/completions" ;;
+        nginx) case $2 in
+                   sse) echo "http://127.0.0.1:$NG_STREAM_PORT/v1/chat/completions" ;;
+                   mcp) echo "http://127.0.0.1:$NG_PORT/mcp" ;;
+                   *) echo "http://127.0.0.1:$NG_PORT/v1/chat/completions" ;;
+               esac ;;
+    esac
+}
+auth_of() { [[ $1 == firebreak ]] && echo "Bearer $CLIENT_KEY" || echo "Bearer $PROVIDER_KEY"; }
+body_of() {
+    case $1 in
+        sse) echo "$HERE/chat_stream.json" ;;
+        mcp) echo "$HERE/mcp_call.json" ;;
+        *) echo "$HERE/chat.json" ;;
+    esac
+}
 
 # ---------------------------------------------------------------- sanity
 check() {
@@ -211,30 +234,18 @@ check() {
 }
 command -v curl >/dev/null || die "curl is needed for the sanity checks"
 for m in "${MODES[@]}"; do
-    body=$HERE/chat.json expect='"chat.completion"'
-    [[ $m == sse ]] && body=$HERE/chat_stream.json expect='[DONE]'
-    check "direct $m" "http://$UP_ADDR/v1/chat/completions" "Bearer $PROVIDER_KEY" "$body" "$expect"
-    check "firebreak $m" "http://$FB_ADDR/v1/chat/completions" "Bearer $CLIENT_KEY" "$body" "$expect"
-    if [[ -n $NGINX ]]; then
-        port=$NG_PORT; [[ $m == sse ]] && port=$NG_STREAM_PORT
-        check "nginx $m" "http://127.0.0.1:$port/v1/chat/completions" "Bearer client" "$body" "$expect"
-    fi
+    expect='"chat.completion"'
+    [[ $m == sse ]] && expect='[DONE]'
+    [[ $m == mcp ]] && expect='Echo: the gateway'
+    for t in direct firebreak ${NGINX:+nginx}; do
+        check "$t $m" "$(url_of "$t" "$m")" "$(auth_of "$t")" "$(body_of "$m")" "$expect"
+    done
 done
 log "sanity checks passed"
 
 # ---------------------------------------------------------------- runs
 TARGETS=(direct firebreak)
 [[ -n $NGINX ]] && TARGETS+=(nginx)
-
-url_of() { # target mode
-    case $1 in
-        direct) echo "http://$UP_ADDR/v1/chat/completions" ;;
-        firebreak) echo "http://$FB_ADDR/v1/chat/completions" ;;
-        nginx) if [[ $2 == sse ]]; then echo "http://127.0.0.1:$NG_STREAM_PORT/v1/chat/completions"; else echo "http://127.0.0.1:$NG_PORT/v1/chat/completions"; fi ;;
-    esac
-}
-auth_of() { [[ $1 == firebreak ]] && echo "Bearer $CLIENT_KEY" || echo "Bearer $PROVIDER_KEY"; }
-body_of() { [[ $1 == sse ]] && echo "$HERE/chat_stream.json" || echo "$HERE/chat.json"; }  # mcp: here
 
 # run ROUND MODE TARGET SECONDS
 run() {
