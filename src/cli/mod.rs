@@ -4,6 +4,7 @@ mod admin;
 mod audit;
 mod check;
 mod key;
+mod report;
 mod scan;
 mod serve;
 
@@ -31,6 +32,8 @@ enum Command {
     Audit(audit::Args),
     /// Virtual keys.
     Key(key::Args),
+    /// The incident report for a window, from the audit trail (Markdown, or JSON with --json).
+    Report(report::Args),
     /// Scan files and directories (logs) for credentials with the gateway's catalog; exit 1 on findings.
     Scan(scan::Args),
 }
@@ -46,6 +49,7 @@ pub fn main() -> ExitCode {
         Some(Command::Audit(a)) => audit::run(a),
         Some(Command::Key(a)) => key::run(a),
         Some(Command::Scan(a)) => scan::run(a),
+        Some(Command::Report(a)) => report::run(a),
     };
     match result {
         Ok(code) => code,

@@ -214,7 +214,7 @@ where
             "redactions",
             (!ctx.redactions.is_empty()).then(|| serde_json::to_value(&ctx.redactions).unwrap_or_default()),
         );
-    gw.audit.record(record).await;
+    crate::incident::audited(&gw, record).await;
     resp
 }
 
@@ -296,8 +296,9 @@ where
     }
     // rate limit
     let level = policy.levels.get(snap.level);
-    gw.limiter.check(&key.user, level.requests_per_minute).map_err(|retry_after| GatewayError::RateLimited {
-        rpm: level.requests_per_minute,
+    let rpm = snap.user_rpm(&key.user, level.requests_per_minute, crate::state::unix_now());
+    gw.limiter.check(&key.user, rpm).map_err(|retry_after| GatewayError::RateLimited {
+        rpm,
         level: snap.level.as_str(),
         retry_after,
     })?;
@@ -542,7 +543,7 @@ pub(crate) async fn record_list(gw: &Gateway, policy: &Policy, list: &mut ListOu
             .with("tool", tool)
             .with("detail", detail)
             .with_opt("trigger", trigger);
-        gw.audit.record(principal(r, Some(key), None)).await;
+        crate::incident::audited(gw, principal(r, Some(key), None)).await;
     }
     if list.observe.is_empty() {
         return;
@@ -605,7 +606,7 @@ async fn finish_stream(s: &stream::McpStream, f: Findings, cut: Option<&'static 
             "redactions",
             (!ctx.redactions.is_empty()).then(|| serde_json::to_value(&ctx.redactions).unwrap_or_default()),
         );
-    s.gw.audit.record(principal(r, Some(&s.key), s.session.as_deref())).await;
+    crate::incident::audited(&s.gw, principal(r, Some(&s.key), s.session.as_deref())).await;
 }
 
 /// Reads and validates a POST body. Runs right after authentication, before the switches, so every

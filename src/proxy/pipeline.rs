@@ -127,7 +127,7 @@ pub async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<Body> 
         gw.metrics.decisions_n(rule, "redact", *n);
     }
     gw.metrics.in_flight(-1);
-    gw.audit.record(audit_record(&ctx, endpoint_name, status, start)).await;
+    crate::incident::audited(&gw, audit_record(&ctx, endpoint_name, status, start)).await;
     resp
 }
 
