@@ -36,6 +36,11 @@ when_contains = "leak-b64"
 text = "Encoded marker: {b64} done."
 
 [[upstreams.s.replies]]
+when_contains = "do-tool"
+text = "Deleting it now."
+tool_call = {{ name = "delete_repo", arguments = "{{\"repo\":\"prod\"}}" }}
+
+[[upstreams.s.replies]]
 text = "Hello there."
 
 [[keys]]
@@ -53,6 +58,7 @@ user = "bob"
 role = "r"
 
 [roles.r]
+tools = ["get_*"]
 
 [[redaction.canaries]]
 id = "support-prompt"
@@ -321,4 +327,33 @@ fn automatic_plans_below_sev1_may_not_act_on_everyone() {
     assert!(firebreak::config::load_str("t.toml", &bad, std::path::Path::new(".")).is_err());
     let unknown = policy("[triggers.nope]\nthreshold = 1\n");
     assert!(firebreak::config::load_str("t.toml", &unknown, std::path::Path::new(".")).is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_model_tool_call_contains_the_user_before_the_json_response_returns() {
+    let gw = Gateway::start(&policy(""));
+    let (status, body) = chat(&gw, ALICE, "do-tool", false, None).await;
+    assert_eq!(status, 200, "a refused call is answered with a notice: {body}");
+    assert!(!body.contains("\\\"prod\\\""), "the call's arguments never reach the client: {body}");
+    // The response is back: the SEV-1 plan has been applied.
+    let s = state(&gw).await;
+    assert!(s["blocked_users"]["alice"].is_object(), "{s}");
+    let list = incidents(&gw).await;
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(list[0]["trigger"], "unauthorized_tool_execution");
+    assert_eq!(list[0]["severity"], "SEV-1");
+    assert_eq!(list[0]["evidence"][0]["rule"], "tools.not_allowed");
+    assert_eq!(chat(&gw, ALICE, "hello", false, None).await.0, 403);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn monitor_mode_opens_incidents_without_containment() {
+    let gw = Gateway::start(&policy("[incidents]\nauto_contain = false\n"));
+    assert_eq!(chat(&gw, ALICE, "leak-plain", true, None).await.0, 200);
+    let list = incidents(&gw).await;
+    assert!(list.iter().any(|i| i["trigger"] == "credential_leakage_confirmed"), "{list:?}");
+    assert!(list.iter().all(|i| i["actions"].as_array().is_some_and(|a| a.is_empty())), "{list:?}");
+    let s = state(&gw).await;
+    assert_eq!((s["version"].as_u64(), s["safe_mode"].as_bool()), (Some(0), Some(false)), "{s}");
+    assert_eq!(chat(&gw, ALICE, "hello", false, None).await.0, 200);
 }

@@ -572,3 +572,80 @@ pub async fn run_plan(
     }
     Ok(taken)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn policy(extra: &str) -> Policy {
+        let text = format!(
+            "[[redaction.canaries]]\nid = \"p\"\nvalue = \"fbQ7kX2mZp9RtL4w\"\n\n[triggers.anomalous_probing]\nthreshold = 2\n\n{extra}"
+        );
+        crate::config::load_str("t.toml", &text, Path::new(".")).expect("policy")
+    }
+
+    fn fired(e: &Engine, p: &Policy, rec: Value) -> Vec<String> {
+        let Value::Object(m) = rec else { panic!() };
+        e.evaluate(p, &m, "alice", Instant::now()).into_iter().map(|(t, _)| t.name).collect()
+    }
+
+    #[test]
+    fn signals_map_to_triggers() {
+        let p = policy("");
+        let e = Engine::open(Path::new("/nonexistent/incidents.json")).expect("absent file is fine");
+        let leak = json!({"kind": "request", "user": "alice", "redactions": {"aws_access_key_id": 1}});
+        assert_eq!(fired(&e, &p, leak), vec!["credential_leakage_confirmed"]);
+        let pii = json!({"kind": "request", "user": "alice", "redactions": {"email": 2}});
+        assert!(fired(&e, &p, pii).is_empty(), "PII is redacted but is not a credential leak");
+        let canary = json!({"kind": "request", "event": "redaction", "redactions": {"canary.p": 1}});
+        assert_eq!(fired(&e, &p, canary), vec!["credential_leakage_confirmed", "system_prompt_exposure"]);
+
+        // A model's refused tool call (200) is unauthorized execution; a client asking for a tool it
+        // may not use (403) is only a guardrail block.
+        let model =
+            json!({"kind": "request", "status": 200, "decisions": [{"rule": "tools.not_allowed", "action": "block"}]});
+        assert!(fired(&e, &p, model).contains(&"unauthorized_tool_execution".to_owned()));
+        let client =
+            json!({"kind": "request", "status": 403, "decisions": [{"rule": "tools.not_allowed", "action": "block"}]});
+        assert!(!fired(&e, &p, client).contains(&"unauthorized_tool_execution".to_owned()));
+        let streamed = json!({"kind": "request", "event": "tool_call_refused", "rule": "tools.argument"});
+        assert!(fired(&e, &p, streamed).contains(&"unauthorized_tool_execution".to_owned()));
+        let mcp =
+            json!({"kind": "mcp", "status": 200, "decisions": [{"rule": "mcp.tool_not_allowed", "action": "block"}]});
+        assert!(fired(&e, &p, mcp).contains(&"unauthorized_tool_execution".to_owned()));
+
+        // Fragments: 1-2 in a response is partial extraction; more than 3 in a session is exposure.
+        let frag = |n: u64| json!({"kind": "request", "session": "s", "prompt_fragments": n});
+        assert_eq!(fired(&e, &p, frag(2)), vec!["partial_prompt_extraction"]);
+        assert_eq!(fired(&e, &p, frag(2)), vec!["system_prompt_exposure"], "2 + 2 > 3 in one session");
+
+        // MCP rug pull.
+        let rug = json!({"kind": "mcp", "event": "tool_definition_changed", "trigger": "tool_definition_changed", "server": "srv"});
+        assert_eq!(fired(&e, &p, rug), vec!["tool_definition_changed"]);
+    }
+
+    #[test]
+    fn probing_counts_distinct_signatures_and_rearms() {
+        let p = policy("");
+        let e = Engine::open(Path::new("/nonexistent/incidents.json")).expect("engine");
+        let block =
+            |rule: &str| json!({"kind": "request", "status": 400, "decisions": [{"rule": rule, "action": "block"}]});
+        let probing = |v: Vec<String>| v.contains(&"anomalous_probing".to_owned());
+        assert!(!probing(fired(&e, &p, block("egress.private"))));
+        assert!(!probing(fired(&e, &p, block("egress.private"))), "the same signature again is not new");
+        assert!(!probing(fired(&e, &p, block("role.model_not_allowed"))), "2 distinct: not above 2");
+        assert!(probing(fired(&e, &p, block("injection.blocked"))), "3 distinct > 2");
+        assert!(!probing(fired(&e, &p, block("egress.metadata"))), "the window re-arms after firing");
+    }
+
+    #[test]
+    fn bulk_extraction_counts_mcp_tool_calls() {
+        let p = policy("[triggers.bulk_data_extraction]\nthreshold = 5\n");
+        let e = Engine::open(Path::new("/nonexistent/incidents.json")).expect("engine");
+        let calls = |n: usize| json!({"kind": "mcp", "status": 200, "tools_called": vec!["srv/read"; n]});
+        assert!(fired(&e, &p, calls(3)).is_empty());
+        assert!(fired(&e, &p, calls(2)).is_empty(), "5 is not above 5");
+        assert_eq!(fired(&e, &p, calls(1)), vec!["bulk_data_extraction"]);
+    }
+}
