@@ -8,10 +8,13 @@
 //!
 //! Once listening it prints `{"addr":"127.0.0.1:PORT","pid":N}` on stdout (and writes it to the ready
 //! file, if given). Streaming is chosen by `"stream": true` in the request body. Every streamed event is
-//! sent as its own body frame, as a real provider's token stream would be. Only loopback is served.
+//! sent as its own body frame, as a real provider's token stream would be. A request body carrying
+//! `"fake_delay_ms":N` gets its events N ms apart (a slow stream, for the memory test of many open
+//! streams). Only loopback is served.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::OnceLock;
@@ -25,25 +28,37 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 
-/// A body made of pre-built frames, each sent as one data frame.
-struct Frames(VecDeque<Bytes>);
+/// A body made of pre-built frames, each sent as one data frame, optionally `delay` apart.
+struct Frames {
+    frames: VecDeque<Bytes>,
+    delay: Option<(std::time::Duration, Pin<Box<tokio::time::Sleep>>)>,
+}
 
 impl http_body::Body for Frames {
     type Data = Bytes;
     type Error = Infallible;
 
-    fn poll_frame(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        Poll::Ready(self.0.pop_front().map(|b| Ok(Frame::data(b))))
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let this = &mut *self;
+        if let Some((d, sleep)) = &mut this.delay {
+            if this.frames.is_empty() {
+                return Poll::Ready(None);
+            }
+            std::task::ready!(sleep.as_mut().poll(cx));
+            let next = tokio::time::Instant::now() + *d;
+            sleep.as_mut().reset(next);
+        }
+        Poll::Ready(this.frames.pop_front().map(|b| Ok(Frame::data(b))))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.0.is_empty()
+        self.frames.is_empty()
     }
 
     fn size_hint(&self) -> http_body::SizeHint {
-        if self.0.len() <= 1 {
+        if self.frames.len() <= 1 {
             // A single frame has a known length: hyper then sends Content-Length instead of chunks.
-            http_body::SizeHint::with_exact(self.0.front().map_or(0, |b| b.len() as u64))
+            http_body::SizeHint::with_exact(self.frames.front().map_or(0, |b| b.len() as u64))
         } else {
             http_body::SizeHint::default()
         }
@@ -156,7 +171,7 @@ fn canned() -> &'static Canned {
 }
 
 fn reply(status: StatusCode, content_type: &'static str, frames: Vec<Bytes>) -> Response<Frames> {
-    let mut r = Response::new(Frames(frames.into()));
+    let mut r = Response::new(Frames { frames: frames.into(), delay: None });
     *r.status_mut() = status;
     r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static(content_type));
     if content_type == "text/event-stream" {
@@ -175,7 +190,11 @@ async fn handle(req: Request<Incoming>) -> Result<Response<Frames>, Infallible> 
     };
     let stream = memchr::memmem::find(&body, b"\"stream\":true").is_some()
         || memchr::memmem::find(&body, b"\"stream\": true").is_some();
-    let r = match (&parts.method, parts.uri.path()) {
+    let delay = memchr::memmem::find(&body, b"\"fake_delay_ms\":").and_then(|at| {
+        let digits = body[at + 16..].iter().take_while(|b| b.is_ascii_digit()).count();
+        std::str::from_utf8(&body[at + 16..at + 16 + digits]).ok()?.parse::<u64>().ok()
+    });
+    let mut r = match (&parts.method, parts.uri.path()) {
         (&Method::POST, "/v1/chat/completions") if stream => {
             reply(StatusCode::OK, "text/event-stream", c.chat_sse.clone())
         }
@@ -192,6 +211,10 @@ async fn handle(req: Request<Incoming>) -> Result<Response<Frames>, Infallible> 
             )],
         ),
     };
+    if let Some(ms) = delay.filter(|&ms| ms > 0) {
+        let d = std::time::Duration::from_millis(ms);
+        r.body_mut().delay = Some((d, Box::pin(tokio::time::sleep(d))));
+    }
     Ok(r)
 }
 

@@ -15,6 +15,7 @@
 //! - [`incident`] — triggers over the facts of each request, incidents, containment plans.
 //! - [`audit`] — the hash-chained JSONL trail and its verifier.
 //! - [`metrics`], [`telemetry`] — Prometheus text, tracing logs, OpenTelemetry export.
+//! - [`replay`] — remediation validation: attack suites run offline (in-process) or online.
 //! - [`cli`] — the `firebreak` subcommands.
 //!
 //! See `docs/ARCHITECTURE.md` for the phases drawn out.
@@ -32,5 +33,6 @@ pub mod mcp;
 pub mod metrics;
 pub mod protocol;
 pub mod proxy;
+pub mod replay;
 pub mod state;
 pub mod telemetry;

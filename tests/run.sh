@@ -33,6 +33,14 @@ CURRENT_STAGE="cargo test"
 stage "cargo test --all-targets (unit and integration tests)"
 cargo test --all-targets --no-fail-fast
 
+CURRENT_STAGE="replay (tests/attacks)"
+stage "replay the attack suite offline against policies/example.toml (any regression fails)"
+mkdir -p "$TARGET_DIR"
+"$BIN" replay tests/attacks --policy policies/example.toml --junit "$TARGET_DIR/replay-junit.xml" \
+    > "$TARGET_DIR/replay-report.md" || { cat "$TARGET_DIR/replay-report.md"; die "firebreak replay: a case regressed (report above, JUnit in $TARGET_DIR/replay-junit.xml)"; }
+tail -n 1 "$TARGET_DIR/replay-report.md"
+grep -F '**REMEDIATION' "$TARGET_DIR/replay-report.md"
+
 CURRENT_STAGE="python environment"
 stage "python environment (.venv)"
 command -v python3 >/dev/null || die "python3 is not installed (bash .ci/run installs it)"

@@ -1,14 +1,24 @@
 #!/usr/bin/env bash
-# Load test: firebreak against a direct connection (and nginx proxy_pass, when nginx is available) to
-# the same fast local upstream, in one run. See benches/README.md.
+# Load test: firebreak (policies/example.toml: every inspection on) against a direct connection and
+# nginx proxy_pass (when nginx is available) to the same fast local upstream, in one run; then 1,000
+# concurrent slow streams through firebreak while its RSS is sampled. See benches/README.md.
 #
 #   bash benches/load/run.sh
 #
 # Knobs (environment): DURATION (seconds per run, default 8), ROUNDS (default 3), CONNS (default 32),
-# THREADS (wrk threads, default 2), NO_NGINX=1 (skip the nginx baseline), NO_INSTALL=1 (never apt-get).
+# THREADS (wrk threads, default 2), SLOW_STREAMS (default 1000; 0 skips the memory test),
+# SLOW_SECS (default 15), NO_NGINX=1 (skip the nginx baseline), NO_INSTALL=1 (never apt-get),
+# FIREBREAK_BIN (a firebreak binary to measure instead of this tree's), NO_BUILD=1 (use the binaries
+# already in target/release), TIME_LIMIT (default 1200 s).
 # Prints a Markdown table; writes benches/load/out/results.json. Everything listens on 127.0.0.1 only,
-# and everything started here is stopped on exit.
+# and everything started here is stopped on exit. The whole run is bounded (see TIME_LIMIT).
 set -euo pipefail
+
+# Bounded: the whole run (build included) is stopped after TIME_LIMIT seconds; the EXIT trap below then
+# stops everything it started.
+if [[ -z ${FIREBREAK_LOAD_INNER:-} ]]; then
+    FIREBREAK_LOAD_INNER=1 exec timeout --foreground -s TERM -k 30 "${TIME_LIMIT:-1200}" bash "$0" "$@"
+fi
 
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -18,13 +28,18 @@ DURATION=${DURATION:-8}
 ROUNDS=${ROUNDS:-3}
 CONNS=${CONNS:-32}
 THREADS=${THREADS:-2}
+SLOW_STREAMS=${SLOW_STREAMS:-1000}
+SLOW_SECS=${SLOW_SECS:-15}
 PROVIDER_KEY=sk-bench-provider-not-a-real-key
-CLIENT_KEY=fb-bench-load-alice
+# The SHA-256 of this key is in policies/example.toml (role `engineer`): a known test key.
+CLIENT_KEY=example-key-platform
 
 log() { printf '>> %s\n' "$*" >&2; }
 die() { printf 'load test: %s\n' "$*" >&2; exit 1; }
 
 mkdir -p "$OUT"
+# 1,000 streams need ~3,000 descriptors (client, firebreak both sides, upstream).
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 rm -rf "$OUT"/runs "$OUT"/nginx "$OUT"/*.ready "$OUT"/state.json "$OUT"/audit.jsonl "$OUT"/results.json
 mkdir -p "$OUT"/runs
 
@@ -89,10 +104,13 @@ if [[ ${NO_NGINX:-0} != 1 ]]; then
 fi
 
 # ---------------------------------------------------------------- build
-log "building release binaries (firebreak, examples/fake_provider)"
-cargo build --release --bin firebreak --example fake_provider >&2 || die "release build failed"
+if [[ ${NO_BUILD:-0} != 1 ]]; then
+    log "building release binaries (firebreak, examples/fake_provider)"
+    cargo build --release --bin firebreak --example fake_provider >&2 || die "release build failed"
+fi
 TARGET=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-FIREBREAK=$TARGET/release/firebreak
+# FIREBREAK_BIN=path measures another firebreak build (e.g. an older revision) against the same run.
+FIREBREAK=${FIREBREAK_BIN:-$TARGET/release/firebreak}
 PROVIDER=$TARGET/release/examples/fake_provider
 [[ -x $FIREBREAK && -x $PROVIDER ]] || die "release binaries not found under $TARGET/release"
 
@@ -102,8 +120,24 @@ PIDS+=($!)
 UP_ADDR=$(wait_ready "$OUT/provider.ready" "${PIDS[-1]}" provider | json_field addr)
 log "fake provider on $UP_ADDR"
 
-sed "s#^base_url = .*#base_url = \"http://$UP_ADDR\"#" "$HERE/policy.toml" >"$OUT/policy.toml"
-FIREBREAK_BENCH_PROVIDER_KEY=$PROVIDER_KEY FIREBREAK_ADMIN_TOKEN=bench-admin-token-$$ \
+# The example policy, unchanged but for: both providers point at the fake one, the normal level's rate
+# limit is out of the way (it is still checked on every request) and 1,000 slow streams fit under the
+# concurrency limit. Redaction, prompt fragments, canaries, egress, injection and tools stay as shipped.
+python3 - "$ROOT/policies/example.toml" "$OUT/policy.toml" "$UP_ADDR" <<'PY'
+import re, sys
+src, dst, addr = sys.argv[1:]
+t = open(src).read()
+n = 0
+for host in ("https://api.openai.com", "https://api.anthropic.com"):
+    t, k = re.subn(r'(?m)^base_url = "%s"$' % re.escape(host), 'base_url = "http://%s"' % addr, t)
+    n += k
+t, k1 = re.subn(r'(?m)^(\[levels\.normal\]\nrequests_per_minute = )\d+$', r'\g<1>1000000000', t)
+t, k2 = re.subn(r'(?m)^max_concurrent_requests = \d+$', 'max_concurrent_requests = 4096', t)
+if (n, k1, k2) != (2, 1, 1):
+    sys.exit("policies/example.toml changed shape: cannot derive the load-test policy (%d, %d, %d)" % (n, k1, k2))
+open(dst, "w").write(t)
+PY
+OPENAI_API_KEY=$PROVIDER_KEY ANTHROPIC_API_KEY=$PROVIDER_KEY FIREBREAK_ADMIN_TOKEN=bench-admin-token-$$ \
     "$FIREBREAK" serve --policy "$OUT/policy.toml" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
     --state-file "$OUT/state.json" --audit-file "$OUT/audit.jsonl" --ready-file "$OUT/firebreak.ready" \
     >"$OUT/firebreak.log" 2>&1 &
@@ -159,6 +193,14 @@ EOF
     fi
 fi
 
+# ---------------------------------------------------------------- modes
+# One row per mode: its request body (body_of), what a good answer contains (the sanity check) and,
+# for nginx, which server block serves it (url_of).
+MODES=(json sse)
+# MCP (later): add `mcp` here for a `tools/call` row: body_of mcp -> a JSON-RPC tools/call body file,
+# url_of -> firebreak's MCP endpoint and the fake provider's MCP endpoint (direct), auth_of as for the
+# others, and the expected text in the sanity check below. The report loops over MODES already.
+
 # ---------------------------------------------------------------- sanity
 check() {
     local name=$1 url=$2 auth=$3 body=$4 expect=$5 out
@@ -168,7 +210,7 @@ check() {
     [[ $out == *"$expect"* ]] || die "$name: unexpected body: ${out:0:300}"
 }
 command -v curl >/dev/null || die "curl is needed for the sanity checks"
-for m in json sse; do
+for m in "${MODES[@]}"; do
     body=$HERE/chat.json expect='"chat.completion"'
     [[ $m == sse ]] && body=$HERE/chat_stream.json expect='[DONE]'
     check "direct $m" "http://$UP_ADDR/v1/chat/completions" "Bearer $PROVIDER_KEY" "$body" "$expect"
@@ -192,7 +234,7 @@ url_of() { # target mode
     esac
 }
 auth_of() { [[ $1 == firebreak ]] && echo "Bearer $CLIENT_KEY" || echo "Bearer $PROVIDER_KEY"; }
-body_of() { [[ $1 == sse ]] && echo "$HERE/chat_stream.json" || echo "$HERE/chat.json"; }
+body_of() { [[ $1 == sse ]] && echo "$HERE/chat_stream.json" || echo "$HERE/chat.json"; }  # mcp: here
 
 # run ROUND MODE TARGET SECONDS
 run() {
@@ -209,8 +251,9 @@ run() {
     python3 - "$line" "$round" "$mode" "$target" <<'PY' >&2
 import json, sys
 w = json.loads(sys.argv[1])
-print("   %3s %-4s %-9s %9.0f req/s  p50 %.2f ms  p99 %.2f ms  errors %d"
-      % (sys.argv[2], sys.argv[3], sys.argv[4], w["rps"], w["p50_us"] / 1000, w["p99_us"] / 1000, sum(w["errors"].values())))
+print("   %3s %-4s %-9s %9.0f req/s  p50 %.2f ms  p99 %.2f ms  p99.9 %.2f ms  errors %d"
+      % (sys.argv[2], sys.argv[3], sys.argv[4], w["rps"], w["p50_us"] / 1000, w["p99_us"] / 1000, w["p999_us"] / 1000,
+         sum(w["errors"].values())))
 PY
 }
 
@@ -218,11 +261,11 @@ rm -f "$OUT/runs.jsonl"
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 START=$(date +%s)
 log "warm-up (2 s per target and mode)"
-for mode in json sse; do for t in "${TARGETS[@]}"; do run warmup "$mode" "$t" 2; done; done
-log "measuring: $ROUNDS rounds x {json, sse} x {${TARGETS[*]}}, ${DURATION} s each, $CONNS connections, $THREADS wrk threads"
+for mode in "${MODES[@]}"; do for t in "${TARGETS[@]}"; do run warmup "$mode" "$t" 2; done; done
+log "measuring: $ROUNDS rounds x {${MODES[*]}} x {${TARGETS[*]}}, ${DURATION} s each, $CONNS connections, $THREADS wrk threads"
 n=${#TARGETS[@]}
 for round in $(seq "$ROUNDS"); do
-    for mode in json sse; do
+    for mode in "${MODES[@]}"; do
         # Rotate the order every round so no target always runs first (A/B/C, B/C/A, …).
         for i in $(seq 0 $((n - 1))); do
             run "$round" "$mode" "${TARGETS[$(((i + round - 1) % n))]}" "$DURATION"
@@ -246,10 +289,40 @@ fi
 kill -0 "$FB_PID" 2>/dev/null || die "firebreak died during the load test (see $OUT/firebreak.log)"
 AUDIT_BYTES=$(stat -c %s "$OUT/audit.jsonl" 2>/dev/null || echo 0)
 
+# ---------------------------------------------------------------- many slow streams
+# SLOW_STREAMS connections each keep one slow stream open through firebreak (events 250 ms apart, ~9 s
+# per stream, so every connection has a stream in flight all the time); firebreak's RSS is sampled
+# every 0.25 s. RSS_BEFORE is after the throughput runs (allocator high-water marks included).
+SLOW_RSS_BEFORE=$(vm "$FB_PID" VmRSS) SLOW_RSS_MAX=0 SLOW_LINE=""
+if ((SLOW_STREAMS > 0)); then
+    log "memory: $SLOW_STREAMS concurrent slow streams through firebreak for ${SLOW_SECS} s"
+    python3 - "$HERE/chat_stream.json" "$OUT/slow_stream.json" <<'PY'
+import json, sys
+b = json.load(open(sys.argv[1]))
+b["fake_delay_ms"] = 250
+json.dump(b, open(sys.argv[2], "w"), separators=(",", ":"))
+PY
+    BODY_FILE=$OUT/slow_stream.json AUTH="Bearer $CLIENT_KEY" \
+        timeout $((SLOW_SECS + 40)) wrk -t"$THREADS" -c"$SLOW_STREAMS" -d"${SLOW_SECS}s" --timeout 30s --latency \
+        -s "$HERE/post.lua" "http://$FB_ADDR/v1/chat/completions" >"$OUT/runs/slow_streams.txt" 2>&1 &
+    WRK_SLOW=$!
+    PIDS+=($WRK_SLOW)
+    while kill -0 "$WRK_SLOW" 2>/dev/null; do
+        r=$(vm "$FB_PID" VmRSS)
+        ((${r:-0} > SLOW_RSS_MAX)) && SLOW_RSS_MAX=$r
+        sleep 0.25
+    done
+    wait "$WRK_SLOW" || die "wrk failed for the slow streams (see $OUT/runs/slow_streams.txt)"
+    SLOW_LINE=$(sed -n 's/^WRKJSON //p' "$OUT/runs/slow_streams.txt")
+    kill -0 "$FB_PID" 2>/dev/null || die "firebreak died during the slow streams (see $OUT/firebreak.log)"
+fi
+FB_HWM_END=$(vm "$FB_PID" VmHWM)
+
 # ---------------------------------------------------------------- report
 CPU=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
 export CPU NPROC=$(nproc) KERNEL=$(uname -r) LOAD_BEFORE LOAD_AFTER ELAPSED FB_HWM FB_RSS NG_HWM AUDIT_BYTES \
-    DURATION ROUNDS CONNS THREADS REV=$(git rev-parse --short HEAD 2>/dev/null || echo unknown) \
+    SLOW_STREAMS SLOW_SECS SLOW_RSS_BEFORE SLOW_RSS_MAX SLOW_LINE FB_HWM_END RUSTC=$(rustc -V) \
+    DURATION ROUNDS CONNS THREADS REV=$([[ -n ${FIREBREAK_BIN:-} ]] && echo "$FIREBREAK_BIN" || git describe --always --dirty 2>/dev/null || echo unknown) \
     WRK_VERSION=$(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2) NGINX_VERSION=$([[ -n $NGINX ]] && "$NGINX" -v 2>&1 | sed 's/.*: //' || echo "")
 python3 - "$OUT/runs.jsonl" "$OUT/results.json" <<'PY'
 import json, os, statistics, sys, datetime
@@ -262,7 +335,8 @@ for r in runs:
 def per_round(mode, t, f):
     return {r["round"]: f(r["wrk"]) for r in by.get((mode, t), [])}
 res = {"machine": {"nproc": int(os.environ["NPROC"]), "cpu": os.environ["CPU"], "kernel": os.environ["KERNEL"],
-                   "loadavg_before": os.environ["LOAD_BEFORE"], "loadavg_after": os.environ["LOAD_AFTER"]},
+                   "loadavg_before": os.environ["LOAD_BEFORE"], "loadavg_after": os.environ["LOAD_AFTER"],
+                   "rustc": os.environ["RUSTC"]},
        "when": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
        "firebreak_rev": os.environ["REV"], "wrk": os.environ["WRK_VERSION"], "nginx": os.environ["NGINX_VERSION"] or None,
        "settings": {"duration_s": int(os.environ["DURATION"]), "rounds": int(os.environ["ROUNDS"]),
@@ -270,16 +344,23 @@ res = {"machine": {"nproc": int(os.environ["NPROC"]), "cpu": os.environ["CPU"], 
        "memory_kib": {"firebreak_vmhwm": int(os.environ["FB_HWM"] or 0), "firebreak_vmrss_end": int(os.environ["FB_RSS"] or 0),
                       "nginx_vmhwm_all_processes": int(os.environ["NG_HWM"] or 0) or None},
        "audit_bytes_written": int(os.environ["AUDIT_BYTES"]),
+       "slow_streams": None if int(os.environ["SLOW_STREAMS"]) == 0 else {
+           "concurrent": int(os.environ["SLOW_STREAMS"]), "seconds": int(os.environ["SLOW_SECS"]), "event_interval_ms": 250,
+           "firebreak_rss_kib_before": int(os.environ["SLOW_RSS_BEFORE"] or 0),
+           "firebreak_rss_kib_max_sampled": int(os.environ["SLOW_RSS_MAX"] or 0),
+           "firebreak_vmhwm_kib_after": int(os.environ["FB_HWM_END"] or 0),
+           "wrk": json.loads(os.environ["SLOW_LINE"]) if os.environ["SLOW_LINE"] else None},
        "modes": {}, "runs": runs}
 rows = []
-for mode in ("json", "sse"):
+for mode in dict.fromkeys(r["mode"] for r in runs):
     m = {}
     for t in targets:
         rs = [r["wrk"] for r in by.get((mode, t), [])]
         if not rs:
             continue
         m[t] = {"rps_median": round(med(w["rps"] for w in rs), 1), "p50_ms_median": round(med(w["p50_us"] for w in rs) / 1000, 3),
-                "p99_ms_median": round(med(w["p99_us"] for w in rs) / 1000, 3), "errors": sum(sum(w["errors"].values()) for w in rs),
+                "p99_ms_median": round(med(w["p99_us"] for w in rs) / 1000, 3),
+                "p999_ms_median": round(med(w["p999_us"] for w in rs) / 1000, 3), "errors": sum(sum(w["errors"].values()) for w in rs),
                 "rps_runs": [round(w["rps"], 1) for w in rs]}
     # Ratios are taken round by round (same conditions), then the median over rounds.
     def ratio(a, b, f):
@@ -292,7 +373,8 @@ for mode in ("json", "sse"):
         return round(med(xs), 3) if xs else None
     cmp = {"firebreak_over_direct_rps": ratio("firebreak", "direct", lambda w: w["rps"]),
            "firebreak_p50_overhead_ms_vs_direct": diff_ms("firebreak", "direct", lambda w: w["p50_us"]),
-           "firebreak_p99_overhead_ms_vs_direct": diff_ms("firebreak", "direct", lambda w: w["p99_us"])}
+           "firebreak_p99_overhead_ms_vs_direct": diff_ms("firebreak", "direct", lambda w: w["p99_us"]),
+           "firebreak_p999_overhead_ms_vs_direct": diff_ms("firebreak", "direct", lambda w: w["p999_us"])}
     if "nginx" in targets:
         cmp.update({"firebreak_over_nginx_rps": ratio("firebreak", "nginx", lambda w: w["rps"]),
                     "nginx_over_direct_rps": ratio("nginx", "direct", lambda w: w["rps"]),
@@ -309,23 +391,29 @@ print(f"Machine: {res['machine']['nproc']} cores, {res['machine']['cpu']}, Linux
 s = res["settings"]
 print(f"wrk {s['connections']} connections, {s['wrk_threads']} threads, {s['rounds']} rounds x {s['duration_s']} s per target, order rotated each round; "
       f"medians over rounds; ratios taken within each round.\n")
-print("| mode | target | req/s | p50 ms | p99 ms | errors |")
-print("|---|---|---:|---:|---:|---:|")
+print("| mode | target | req/s | p50 ms | p99 ms | p99.9 ms | errors |")
+print("|---|---|---:|---:|---:|---:|---:|")
 for mode, m in res["modes"].items():
     for t in targets:
         if t in m:
             x = m[t]
-            print(f"| {mode} | {t} | {x['rps_median']:.0f} | {x['p50_ms_median']:.2f} | {x['p99_ms_median']:.2f} | {x['errors']} |")
-print("\n| mode | firebreak/direct req/s | firebreak p99 overhead vs direct | firebreak/nginx req/s | firebreak p99 overhead vs nginx | nginx/direct req/s |")
-print("|---|---:|---:|---:|---:|---:|")
+            print(f"| {mode} | {t} | {x['rps_median']:.0f} | {x['p50_ms_median']:.2f} | {x['p99_ms_median']:.2f} | {x['p999_ms_median']:.2f} | {x['errors']} |")
+print("\n| mode | firebreak/nginx req/s | firebreak/direct req/s | nginx/direct req/s | firebreak p99 overhead vs direct | firebreak p99.9 overhead vs direct | firebreak p99 overhead vs nginx |")
+print("|---|---:|---:|---:|---:|---:|---:|")
 for mode, m in res["modes"].items():
     c = m["compare"]
-    print(f"| {mode} | {fmt(c['firebreak_over_direct_rps'])} | {fmt(c['firebreak_p99_overhead_ms_vs_direct'], ' ms')} | "
-          f"{fmt(c.get('firebreak_over_nginx_rps'))} | {fmt(c.get('firebreak_p99_overhead_ms_vs_nginx'), ' ms')} | {fmt(c.get('nginx_over_direct_rps'))} |")
+    print(f"| {mode} | **{fmt(c.get('firebreak_over_nginx_rps'))}** | {fmt(c['firebreak_over_direct_rps'])} | {fmt(c.get('nginx_over_direct_rps'))} | "
+          f"**{fmt(c['firebreak_p99_overhead_ms_vs_direct'], ' ms')}** | {fmt(c['firebreak_p999_overhead_ms_vs_direct'], ' ms')} | {fmt(c.get('firebreak_p99_overhead_ms_vs_nginx'), ' ms')} |")
 mem = res["memory_kib"]
 print(f"\nfirebreak peak RSS (VmHWM): {mem['firebreak_vmhwm'] / 1024:.1f} MiB (RSS at end {mem['firebreak_vmrss_end'] / 1024:.1f} MiB)"
       + (f"; nginx, all processes: {mem['nginx_vmhwm_all_processes'] / 1024:.1f} MiB" if mem["nginx_vmhwm_all_processes"] else "")
       + f". Audit trail written: {res['audit_bytes_written'] / 2**20:.0f} MiB. Measuring took {s['elapsed_s']} s.")
+sl = res["slow_streams"]
+if sl:
+    done = sl["wrk"]["requests"] if sl["wrk"] else 0
+    print(f"\n{sl['concurrent']} concurrent slow streams ({sl['event_interval_ms']} ms between events) for {sl['seconds']} s: "
+          f"firebreak RSS {sl['firebreak_rss_kib_before'] / 1024:.1f} MiB before, **{sl['firebreak_rss_kib_max_sampled'] / 1024:.1f} MiB** at most "
+          f"(sampled every 0.25 s; target < 100 MB); {done} streams completed.")
 print(f"\nJSON: benches/load/out/results.json")
 errs = sum(m[t]["errors"] for m in res["modes"].values() for t in targets if t in m)
 if errs:

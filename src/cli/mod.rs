@@ -4,6 +4,7 @@ mod admin;
 mod audit;
 mod check;
 mod key;
+mod replay;
 mod report;
 mod scan;
 mod serve;
@@ -32,6 +33,9 @@ enum Command {
     Audit(audit::Args),
     /// Virtual keys.
     Key(key::Args),
+    /// Replay attack suites against a policy (offline) or a running gateway; exit 1 when any case
+    /// still gets through, 2 when the suite is broken.
+    Replay(replay::Args),
     /// The incident report for a window, from the audit trail (Markdown, or JSON with --json).
     Report(report::Args),
     /// Scan files and directories (logs) for credentials with the gateway's catalog; exit 1 on findings.
@@ -49,6 +53,7 @@ pub fn main() -> ExitCode {
         Some(Command::Audit(a)) => audit::run(a),
         Some(Command::Key(a)) => key::run(a),
         Some(Command::Scan(a)) => scan::run(a),
+        Some(Command::Replay(a)) => replay::run(a),
         Some(Command::Report(a)) => report::run(a),
     };
     match result {

@@ -255,6 +255,7 @@ fn absorb(m: &mut Merged, file: usize, mut raw: RawPolicy, problems: &mut Proble
             (raw.storage.state_file.is_some() || raw.storage.audit_file.is_some(), "storage"),
             (!raw.levels.is_empty(), "levels"),
             (raw.safe_mode.reply.is_some(), "safe_mode"),
+            (raw.audit.store_blocked_payloads.is_some(), "audit"),
         ];
         for (present, name) in sections {
             if present {
@@ -806,6 +807,7 @@ fn compile(m: Merged, base: &Path, problems: &mut Problems) -> Option<Policy> {
         mcp,
         levels: Levels(settings),
         incidents: Arc::new(incidents),
+        audit: AuditSettings { store_blocked_payloads: raw.audit.store_blocked_payloads.unwrap_or(false) },
         safe_mode_reply: raw.safe_mode.reply.unwrap_or_else(|| {
             "This assistant is temporarily in safe mode. Your request was received but cannot be processed right now.".into()
         }),

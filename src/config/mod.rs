@@ -99,6 +99,8 @@ pub struct Policy {
     pub levels: Levels,
     /// The pre-approved reply served in safe mode.
     pub safe_mode_reply: String,
+    /// What the audit trail keeps.
+    pub audit: AuditSettings,
     /// The redaction scanner (built-in catalog, custom rules, canaries), built once per policy.
     pub scanner: Arc<crate::inspect::Scanner>,
     /// Shingles of the system prompts whose fragments are counted in output.
@@ -179,6 +181,14 @@ impl fmt::Display for TokenSource {
             TokenSource::File(p) => write!(f, "file:{}", p.display()),
         }
     }
+}
+
+/// What the audit trail keeps beyond decisions.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AuditSettings {
+    /// The audit record of a blocked request carries its payload, with every secret the scanner
+    /// finds redacted (`firebreak replay --from-audit` turns those into replay cases). Default off.
+    pub store_blocked_payloads: bool,
 }
 
 /// Listener addresses.

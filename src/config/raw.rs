@@ -42,6 +42,8 @@ pub struct RawPolicy {
     #[serde(default)]
     pub safe_mode: RawSafeMode,
     #[serde(default)]
+    pub audit: RawAudit,
+    #[serde(default)]
     pub redaction: RawRedaction,
     /// Absent: denylist mode (public hosts allowed; private, loopback, link-local and metadata denied).
     pub egress: Option<crate::inspect::egress::EgressConfig>,
@@ -319,4 +321,11 @@ pub struct RawLevel {
 #[serde(deny_unknown_fields)]
 pub struct RawSafeMode {
     pub reply: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAudit {
+    /// Keep the (redacted) request payload in the audit record of a blocked request.
+    pub store_blocked_payloads: Option<bool>,
 }

@@ -101,6 +101,11 @@ impl Problems {
         self.list.is_empty()
     }
 
+    /// How many problems were found.
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+
     /// Resolves every problem to `file:line`, in file then line order.
     pub fn locate(self, sources: &[Source]) -> Vec<Located> {
         let docs: Vec<Option<toml_edit::ImDocument<&str>>> =

@@ -5,7 +5,6 @@
 //! prompt-exposure triggers); the text itself is never recorded.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::hash::{Hash, Hasher};
 
 /// Words per shingle: long enough that ordinary phrases do not collide with a prompt.
 pub const SHINGLE: usize = 8;
@@ -17,23 +16,50 @@ pub struct PromptShingles {
     ids: Vec<String>,
 }
 
-fn word_hash(w: &str) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    w.hash(&mut h);
-    h.finish()
+// Hashing is on the response path (every word of every response), so it is a cheap multiplicative
+// mix, not SipHash: a collision can only over-count a detection, and the prompts are the operator's.
+const SEED: u64 = 0x9e37_79b9_7f4a_7c15;
+
+fn mix(h: u64, x: u64) -> u64 {
+    (h ^ x).wrapping_mul(0x0100_0000_01b3).rotate_left(29).wrapping_mul(0xff51_afd7_ed55_8ccd)
+}
+
+fn finish(h: u64) -> u64 {
+    let h = (h ^ (h >> 33)).wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
 }
 
 fn shingle_hash(window: &VecDeque<u64>) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    for w in window {
-        w.hash(&mut h);
-    }
-    h.finish()
+    finish(window.iter().fold(SEED, |h, &w| mix(h, w)))
 }
 
-/// Normalised words of `text`.
-fn words(text: &str) -> impl Iterator<Item = String> + '_ {
-    text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_lowercase)
+/// The hash of each normalised word of `text` (letters and digits, lowercased), without allocating.
+fn word_hashes(text: &str, mut f: impl FnMut(u64)) {
+    let mut h = SEED;
+    let mut in_word = false;
+    for c in text.chars() {
+        if c.is_ascii() {
+            if c.is_ascii_alphanumeric() {
+                h = mix(h, u64::from(c.to_ascii_lowercase()));
+                in_word = true;
+                continue;
+            }
+        } else if c.is_alphanumeric() {
+            for l in c.to_lowercase() {
+                h = mix(h, u64::from(l));
+            }
+            in_word = true;
+            continue;
+        }
+        if in_word {
+            f(finish(h));
+            h = SEED;
+            in_word = false;
+        }
+    }
+    if in_word {
+        f(finish(h));
+    }
 }
 
 impl PromptShingles {
@@ -42,15 +68,15 @@ impl PromptShingles {
         let idx = self.ids.len() as u16;
         self.ids.push(id.to_owned());
         let mut window = VecDeque::with_capacity(SHINGLE);
-        for w in words(text) {
-            window.push_back(word_hash(&w));
+        word_hashes(text, |w| {
+            window.push_back(w);
             if window.len() > SHINGLE {
                 window.pop_front();
             }
             if window.len() == SHINGLE {
                 self.by_hash.insert(shingle_hash(&window), idx);
             }
-        }
+        });
     }
 
     /// Whether no prompt is registered.
@@ -91,22 +117,20 @@ impl FragmentCounter {
         // Everything up to the last separator is whole words.
         let Some(last_sep) = self.partial.rfind(|c: char| !c.is_alphanumeric()) else { return };
         let split = last_sep + self.partial[last_sep..].chars().next().map_or(1, char::len_utf8);
-        let done: String = self.partial.drain(..split).collect();
-        for w in words(&done) {
-            self.word(shingles, &w);
-        }
+        let partial = std::mem::take(&mut self.partial);
+        word_hashes(&partial[..split], |w| self.word(shingles, w));
+        self.partial = partial;
+        self.partial.drain(..split);
     }
 
     /// End of the text.
     pub fn finish(&mut self, shingles: &PromptShingles) {
         let rest = std::mem::take(&mut self.partial);
-        for w in words(&rest) {
-            self.word(shingles, &w);
-        }
+        word_hashes(&rest, |w| self.word(shingles, w));
     }
 
-    fn word(&mut self, shingles: &PromptShingles, w: &str) {
-        self.window.push_back(word_hash(w));
+    fn word(&mut self, shingles: &PromptShingles, w: u64) {
+        self.window.push_back(w);
         if self.window.len() > SHINGLE {
             self.window.pop_front();
         }

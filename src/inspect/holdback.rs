@@ -7,8 +7,11 @@
 //! redacted. Invariant (tested for every chunking): the concatenation of everything released equals
 //! `Scanner::redact` of the whole text. Memory is bounded by the hold (and a block rule's cap), never
 //! by the stream's length. Nothing is released on a timer.
+//!
+//! Cost: the keyword automaton sees each byte once (its hits are kept across pushes, see
+//! [`Hits`]); a push costs the delta plus the rules' regexes around the hits still in the window.
 
-use super::scanner::{floor, Finding, Scanner};
+use super::scanner::{floor, Finding, Hits, Scanner};
 
 /// Per-text-stream state (one per choice / content block).
 #[derive(Debug, Default)]
@@ -19,6 +22,8 @@ pub struct HoldBack {
     released: usize,
     /// Findings so far (for audit and triggers).
     pub findings: Vec<u16>,
+    /// Keyword hits in `buf`.
+    hits: Hits,
 }
 
 impl HoldBack {
@@ -35,8 +40,9 @@ impl HoldBack {
     /// Adds a delta; appends the text now safe to release (redacted) to `out`.
     pub fn push(&mut self, scanner: &Scanner, delta: &str, out: &mut String) {
         self.buf.push_str(delta);
-        let findings = scanner.scan_from(&self.buf, self.released);
-        let mut cut = scanner.stable_prefix(&self.buf, self.released).max(self.released);
+        scanner.update_hits(&self.buf, &mut self.hits);
+        let findings = scanner.scan_from_with(&self.buf, self.released, Some(&self.hits));
+        let mut cut = scanner.stable_prefix_with(&self.buf, self.released, Some(&self.hits)).max(self.released);
         for f in &findings {
             if f.start >= cut {
                 break;
@@ -51,10 +57,12 @@ impl HoldBack {
 
     /// End of the text: releases everything held (redacted).
     pub fn finish(&mut self, scanner: &Scanner, out: &mut String) {
-        let findings = scanner.scan_from(&self.buf, self.released);
+        scanner.update_hits(&self.buf, &mut self.hits);
+        let findings = scanner.scan_from_with(&self.buf, self.released, Some(&self.hits));
         let len = self.buf.len();
         self.release(scanner, len, &findings, out);
         self.buf.clear();
+        self.hits.clear();
         self.released = 0;
     }
 
@@ -70,6 +78,7 @@ impl HoldBack {
         let keep_from = floor(&self.buf, self.released.saturating_sub(scanner.context()));
         if keep_from > 0 {
             self.buf.drain(..keep_from);
+            self.hits.shift(keep_from);
             self.released -= keep_from;
         }
     }

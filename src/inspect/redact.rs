@@ -1,7 +1,14 @@
 //! Redaction of model output: whole JSON bodies, and SSE streams of the three formats (OpenAI chat
 //! completions, OpenAI Responses, Anthropic messages), where every text field is JSON-decoded per
 //! choice / content block, passed through a [`HoldBack`], and re-encoded.
+//!
+//! Hot path: the common event — one text delta and nothing else to look at — is read with a borrowing
+//! typed decode that locates the text in the raw event; the released text is spliced into the raw
+//! bytes in its place (nothing else is decoded, rebuilt or re-serialised). Every other event, and any
+//! event the fast decode does not fully understand (escapes in the text, several choices, tool calls, a
+//! finish reason, duplicate keys), takes the general path through a `serde_json::Value`.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
@@ -108,10 +115,13 @@ pub struct StreamRedactor {
     endpoint: Endpoint,
     /// One hold-back per text stream: (choice or output index, field slot).
     held: BTreeMap<(u64, u64), HoldBack>,
-    /// Chat: the last chunk's envelope, to wrap text flushed before `[DONE]`.
-    last_chunk: Option<Map<String, Value>>,
+    /// Chat: the last chunk's JSON data, whose envelope wraps text flushed before `[DONE]` (kept raw and
+    /// decoded only when needed; the buffer is reused from event to event).
+    last_chunk: Vec<u8>,
     /// Anthropic: what kind of delta each content block carries.
     block_kind: BTreeMap<u64, &'static str>,
+    /// The shape of the last event the fast path decoded (see [`Template`]).
+    template: Option<Template>,
     /// Rules that matched (for audit and metrics; never the text).
     pub found: Vec<u16>,
     /// Outside links in text are neutralised (held until complete).
@@ -134,7 +144,8 @@ impl StreamRedactor {
         StreamRedactor {
             endpoint,
             held: BTreeMap::new(),
-            last_chunk: None,
+            last_chunk: Vec::new(),
+            template: None,
             block_kind: BTreeMap::new(),
             found: Vec::new(),
             guard: None,
@@ -220,7 +231,21 @@ impl StreamRedactor {
 
     /// Redacts one raw SSE event.
     pub fn on_event(&mut self, scanner: &Scanner, raw: &[u8]) -> Redacted {
+        if let Some((key, text)) = self.template.as_ref().and_then(|t| t.text_of(raw)) {
+            if self.endpoint == Endpoint::ChatCompletions {
+                if let Some(t) = &self.template {
+                    self.last_chunk.clear();
+                    self.last_chunk.extend_from_slice(&raw[t.data_start..raw.len() - t.data_tail]);
+                }
+            }
+            return self.splice(scanner, raw, key, text).unwrap_or(Redacted::Same);
+        }
         let ev = parse_event(raw);
+        if let Some(Cow::Borrowed(data)) = ev.data {
+            if let Some(r) = self.fast(scanner, raw, data) {
+                return r;
+            }
+        }
         let Some(data) = ev.data.as_deref() else { return Redacted::Same };
         let name = ev.name.map(str::to_owned);
         match self.endpoint {
@@ -251,8 +276,97 @@ impl StreamRedactor {
         out
     }
 
+    /// The fast path for an event that carries one text delta and nothing else that needs a look (see
+    /// the module doc); `None` when the event needs the general path. `data` is borrowed from `raw`.
+    fn fast(&mut self, scanner: &Scanner, raw: &[u8], data: &str) -> Option<Redacted> {
+        let (key, text) = match self.endpoint {
+            Endpoint::ChatCompletions => {
+                let c: fast::ChatChunk<'_> = serde_json::from_str(data).ok()?;
+                let [choice] = &c.choices[..] else { return None };
+                if choice.finish_reason.is_some() {
+                    return None;
+                }
+                let delta = choice.delta.as_ref()?;
+                if delta.tool_calls.is_some() {
+                    return None;
+                }
+                let Some(Cow::Borrowed(text)) = delta.content else { return None };
+                self.last_chunk.clear();
+                self.last_chunk.extend_from_slice(data.as_bytes());
+                ((choice.index, TEXT), text)
+            }
+            Endpoint::Messages => {
+                let e: fast::MessagesDelta<'_> = serde_json::from_str(data).ok()?;
+                if e.ty != "content_block_delta" {
+                    return None;
+                }
+                let d = e.delta?;
+                let field = match d.ty? {
+                    "text_delta" => d.text,
+                    "input_json_delta" => d.partial_json,
+                    "thinking_delta" => d.thinking,
+                    _ => return None,
+                };
+                let Some(Cow::Borrowed(text)) = field else { return None };
+                ((e.index, TEXT), text)
+            }
+            Endpoint::Responses => {
+                let e: fast::ResponsesDelta<'_> = serde_json::from_str(data).ok()?;
+                let key = match e.ty {
+                    "response.output_text.delta" | "response.refusal.delta" => {
+                        (e.output_index, TEXT + 2 * e.content_index)
+                    }
+                    "response.function_call_arguments.delta" => (e.output_index, ARGS),
+                    _ => return None,
+                };
+                let Some(Cow::Borrowed(text)) = e.delta else { return None };
+                (key, text)
+            }
+            _ => return None,
+        };
+        // The text literal's place in `raw` (the quotes included): `text` borrows from `data`, which
+        // borrows from `raw`; anything else means it was not borrowed and the general path is taken.
+        let at = span_in(raw, text.as_bytes())?;
+        let (start, end) = (at.checked_sub(1)?, at + text.len() + 1);
+        if raw.get(start) != Some(&b'"') || raw.get(end - 1) != Some(&b'"') {
+            return None;
+        }
+        let data_start = span_in(raw, data.as_bytes())?;
+        self.template = Some(Template {
+            prefix: raw[..start].to_vec(),
+            suffix: raw[end..].to_vec(),
+            key,
+            data_start,
+            data_tail: raw.len() - data_start - data.len(),
+        });
+        self.splice(scanner, raw, key, text)
+    }
+
+    /// Releases what `text` (a JSON string literal without escapes in `raw`) lets out of stream `key`,
+    /// spliced into `raw` in the literal's place.
+    fn splice(&mut self, scanner: &Scanner, raw: &[u8], key: (u64, u64), text: &str) -> Option<Redacted> {
+        let at = span_in(raw, text.as_bytes())?;
+        let (start, end) = (at.checked_sub(1)?, at + text.len() + 1);
+        let released = self.push(scanner, key, text);
+        if released == text {
+            return Some(Redacted::Same);
+        }
+        let mut out = Vec::with_capacity(raw.len() + released.len() - text.len().min(released.len()) + 8);
+        out.extend_from_slice(&raw[..start]);
+        serde_json::to_writer(&mut out, released.as_str()).ok()?;
+        out.extend_from_slice(&raw[end..]);
+        Some(Redacted::Events(vec![Bytes::from(out)]))
+    }
+
     fn chat_envelope(&self, choice: u64, text: String) -> Bytes {
-        let mut m = self.last_chunk.clone().unwrap_or_default();
+        let mut m = match serde_json::from_slice::<Value>(&self.last_chunk) {
+            Ok(Value::Object(mut m)) => {
+                m.remove("choices");
+                m.remove("usage");
+                m
+            }
+            _ => Map::new(),
+        };
         m.insert("choices".into(), json!([{"index": choice, "delta": {"content": text}, "finish_reason": null}]));
         sse(None, &Value::Object(m))
     }
@@ -314,10 +428,8 @@ impl StreamRedactor {
                 }
             }
         }
-        let mut envelope = v.clone();
-        envelope.remove("choices");
-        envelope.remove("usage");
-        self.last_chunk = Some(envelope);
+        self.last_chunk.clear();
+        self.last_chunk.extend_from_slice(data.as_bytes());
         if changed {
             Redacted::Events(vec![sse(None, &Value::Object(v))])
         } else {
@@ -467,6 +579,137 @@ impl StreamRedactor {
     }
 }
 
+/// The bytes of a text-delta event around its text literal, remembered from the last event the fast
+/// path decoded. Deltas of one stream differ only in their text, so the next event that has the same
+/// bytes before and after a plain literal (no quote, escape or control character inside, so it reads
+/// the same as JSON and as SSE) is the same document with another text: it needs no decoding at all.
+#[derive(Debug)]
+struct Template {
+    /// Everything before the literal's opening quote.
+    prefix: Vec<u8>,
+    /// Everything after its closing quote.
+    suffix: Vec<u8>,
+    /// The text stream it feeds.
+    key: (u64, u64),
+    /// Where the JSON data starts (in the prefix) and how far before the end it stops (in the suffix).
+    data_start: usize,
+    data_tail: usize,
+}
+
+impl Template {
+    /// The stream and the text of `raw` when it has this shape.
+    fn text_of<'r>(&self, raw: &'r [u8]) -> Option<((u64, u64), &'r str)> {
+        let lit = raw.strip_prefix(&self.prefix[..])?.strip_suffix(&self.suffix[..])?;
+        let inner = lit.strip_prefix(b"\"")?.strip_suffix(b"\"")?;
+        if inner.iter().any(|&b| b == b'"' || b == b'\\' || b < 0x20) {
+            return None;
+        }
+        Some((self.key, std::str::from_utf8(inner).ok()?))
+    }
+}
+
+/// Where `part` (a slice borrowed from `whole`) starts in `whole`; `None` when it is not a part of it.
+fn span_in(whole: &[u8], part: &[u8]) -> Option<usize> {
+    let at = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
+    (at + part.len() <= whole.len() && whole.get(at..at + part.len()) == Some(part)).then_some(at)
+}
+
+/// Borrowing decodes of the common stream events, for the fast path. Fields not named here are
+/// skipped unread; a duplicate key, an unexpected type or an escaped text fails the decode (the general
+/// path then takes the event).
+mod fast {
+    use std::borrow::Cow;
+
+    use serde::de::IgnoredAny;
+    use serde::Deserialize;
+
+    /// A string borrowed from the input when it has no escapes (serde's own `Option<Cow<str>>` always
+    /// copies). Escaped strings come back owned, and the fast path then steps aside.
+    pub(super) fn opt_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Cow<'de, str>>, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Option<Cow<'de, str>>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string or null")
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Some(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Some(Cow::Owned(v.to_owned())))
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+                d.deserialize_str(V)
+            }
+        }
+        d.deserialize_option(V)
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct ChatChunk<'a> {
+        #[serde(borrow)]
+        pub choices: Vec<ChatChoice<'a>>,
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct ChatChoice<'a> {
+        #[serde(default)]
+        pub index: u64,
+        #[serde(borrow, default)]
+        pub delta: Option<ChatDelta<'a>>,
+        #[serde(default)]
+        pub finish_reason: Option<IgnoredAny>,
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct ChatDelta<'a> {
+        #[serde(borrow, default, deserialize_with = "opt_text")]
+        pub content: Option<Cow<'a, str>>,
+        #[serde(default)]
+        pub tool_calls: Option<IgnoredAny>,
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct MessagesDelta<'a> {
+        #[serde(rename = "type")]
+        pub ty: &'a str,
+        #[serde(default)]
+        pub index: u64,
+        #[serde(borrow, default)]
+        pub delta: Option<MessagesInner<'a>>,
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct MessagesInner<'a> {
+        #[serde(rename = "type", default)]
+        pub ty: Option<&'a str>,
+        #[serde(borrow, default, deserialize_with = "opt_text")]
+        pub text: Option<Cow<'a, str>>,
+        #[serde(borrow, default, deserialize_with = "opt_text")]
+        pub partial_json: Option<Cow<'a, str>>,
+        #[serde(borrow, default, deserialize_with = "opt_text")]
+        pub thinking: Option<Cow<'a, str>>,
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct ResponsesDelta<'a> {
+        #[serde(rename = "type")]
+        pub ty: &'a str,
+        #[serde(default)]
+        pub output_index: u64,
+        #[serde(default)]
+        pub content_index: u64,
+        #[serde(borrow, default, deserialize_with = "opt_text")]
+        pub delta: Option<Cow<'a, str>>,
+    }
+}
+
 /// Longest markdown link or image the stream holds back for (text + URL + title).
 pub const MARKDOWN_HOLD: usize = 2600;
 
@@ -600,6 +843,42 @@ mod tests {
             }
         }
         ev
+    }
+
+    /// A plain text delta takes the fast path: the released text is spliced into the upstream's own
+    /// bytes (key order, spacing and unknown fields kept), and the result is still the general path's.
+    #[test]
+    fn text_deltas_are_spliced_into_the_raw_event() {
+        let s = scanner();
+        let raw = |t: &str| {
+            format!("data: {{\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"x_extra\":[1, 2],\"choices\":[{{\"index\":0,\"delta\":{{\"content\":{}}},\"logprobs\":null,\"finish_reason\":null}}]}}\n\n", json!(t))
+        };
+        let mut r = StreamRedactor::new(Endpoint::ChatCompletions);
+        let long = "plain words flowing by without anything secret in them at all, ".repeat(4);
+        let mut out = String::new();
+        for piece in [long.as_str(), "and more.", " key AKIAZ7Q3M4N5P6R2T8VW end"] {
+            match r.on_event(&s, raw(piece).as_bytes()) {
+                Redacted::Same => out.push_str(&raw(piece)),
+                Redacted::Events(v) => {
+                    for e in v {
+                        let e = String::from_utf8(e.to_vec()).unwrap();
+                        assert!(
+                            e.starts_with(
+                                "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"x_extra\":[1, 2],"
+                            ),
+                            "{e}"
+                        );
+                        out.push_str(&e);
+                    }
+                }
+            }
+        }
+        for b in r.finish(&s) {
+            out.push_str(&String::from_utf8_lossy(&b));
+        }
+        let want = s.redact(&format!("{long}and more. key AKIAZ7Q3M4N5P6R2T8VW end")).0.into_owned();
+        assert_eq!(texts(&out, Endpoint::ChatCompletions), want);
+        assert!(!out.contains("AKIAZ7Q3M4N5P6R2T8VW"));
     }
 
     proptest! {

@@ -19,6 +19,37 @@ pub struct Finding {
     pub rule: u16,
 }
 
+/// Keyword hits in a growing text (a stream's hold-back buffer), kept between pushes so that each
+/// byte goes through the automaton once, not once per push.
+#[derive(Debug, Default)]
+pub struct Hits {
+    /// `(start, end, pattern)` in text coordinates, in the automaton's order (by end).
+    list: Vec<(usize, usize, u32)>,
+    /// Every hit that ends at or before this and starts at or after `from` is in `list`.
+    scanned: usize,
+    from: usize,
+}
+
+impl Hits {
+    /// The text lost its first `n` bytes.
+    pub fn shift(&mut self, n: usize) {
+        self.list.retain(|h| h.0 >= n);
+        self.list.iter_mut().for_each(|h| {
+            h.0 -= n;
+            h.1 -= n;
+        });
+        self.scanned = self.scanned.saturating_sub(n);
+        self.from = self.from.saturating_sub(n);
+    }
+
+    /// The text was emptied.
+    pub fn clear(&mut self) {
+        self.list.clear();
+        self.scanned = 0;
+        self.from = 0;
+    }
+}
+
 /// A compiled set of rules.
 #[derive(Debug)]
 pub struct Scanner {
@@ -37,6 +68,8 @@ pub struct Scanner {
     future_hold: usize,
     /// The widest anchor window (before + keyword + max_len), bounding the tail a stream re-checks.
     widest: usize,
+    /// The longest keyword (bytes).
+    max_keyword: usize,
     replacements: Vec<String>,
 }
 
@@ -102,6 +135,7 @@ impl Scanner {
             )
         };
         let min_digits = digit_rules.iter().map(|(_, n)| *n).min().unwrap_or(usize::MAX);
+        let max_keyword = keywords.iter().map(String::len).max().unwrap_or(0);
         let replacements = rules.iter().map(|r| replacement.replace("<rule-id>", &r.id)).collect();
         Ok(Scanner {
             rules,
@@ -113,6 +147,7 @@ impl Scanner {
             context,
             future_hold,
             widest,
+            max_keyword,
             replacements,
         })
     }
@@ -137,15 +172,27 @@ impl Scanner {
     /// digit run that may still grow, and far enough from the end that an anchor still to come
     /// cannot start a match in it. Clean text therefore flows with a hold of only a few bytes.
     pub fn stable_prefix(&self, text: &str, released: usize) -> usize {
+        self.stable_prefix_with(text, released, None)
+    }
+
+    /// [`Scanner::stable_prefix`] with the keyword hits of `text` known already.
+    pub fn stable_prefix_with(&self, text: &str, released: usize, hits: Option<&Hits>) -> usize {
         let b = text.as_bytes();
         let len = b.len();
         let mut cut = len.saturating_sub(self.future_hold);
         // Hits further back either have complete windows or lie in released text.
         let lo = floor(text, len.saturating_sub(self.widest).max(released.saturating_sub(self.context)));
-        if let Some(ac) = &self.automaton {
-            for hit in ac.find_overlapping_iter(&b[lo..]) {
-                let (hs, he) = (lo + hit.start(), lo + hit.end());
-                for &ri in &self.by_keyword[hit.pattern().as_usize()] {
+        if self.automaton.is_some() {
+            let fresh;
+            let list = match hits {
+                Some(h) if h.from <= lo && h.scanned == len => &h.list[..],
+                _ => {
+                    fresh = self.keyword_hits(b, lo);
+                    &fresh[..]
+                }
+            };
+            for &(hs, he, pat) in list.iter().filter(|h| h.0 >= lo) {
+                for &ri in &self.by_keyword[pat as usize] {
                     let r = &self.rules[ri as usize];
                     if he + r.max_len < len {
                         continue; // the window is complete: its findings are final
@@ -193,14 +240,52 @@ impl Scanner {
 
     /// Findings that end after `from`; text before `from` is context only.
     pub fn scan_from(&self, text: &str, from: usize) -> Vec<Finding> {
+        self.scan_from_with(text, from, None)
+    }
+
+    /// Brings `hits` up to date with `text`, which grew (or was shifted) since the last call: only the
+    /// new bytes (and a keyword's length before them) go through the automaton.
+    pub fn update_hits(&self, text: &str, hits: &mut Hits) {
+        let Some(ac) = &self.automaton else { return };
+        let b = text.as_bytes();
+        if hits.scanned > b.len() {
+            hits.clear();
+        }
+        let start = hits.scanned.saturating_sub(self.max_keyword.saturating_sub(1)).max(hits.from);
+        walk(ac, b, start, hits.scanned, &mut hits.list);
+        hits.scanned = b.len();
+    }
+
+    /// Keyword hits that start at or after `lo`, in the automaton's order (by end).
+    fn keyword_hits(&self, b: &[u8], lo: usize) -> Vec<(usize, usize, u32)> {
+        let mut out = Vec::new();
+        if let Some(ac) = &self.automaton {
+            walk(ac, b, lo, 0, &mut out);
+        }
+        out
+    }
+
+    /// [`Scanner::scan_from`] with the keyword hits of `text` known already.
+    pub fn scan_from_with(&self, text: &str, from: usize, hits: Option<&Hits>) -> Vec<Finding> {
         let mut out = Vec::new();
         let bytes = text.as_bytes();
         let lo = floor(text, from.saturating_sub(self.hold));
-        if let Some(ac) = &self.automaton {
-            let mut last_end = vec![0usize; self.rules.len()];
-            for hit in ac.find_overlapping_iter(&bytes[lo..]) {
-                let (hs, he) = (lo + hit.start(), lo + hit.end());
-                for &ri in &self.by_keyword[hit.pattern().as_usize()] {
+        if self.automaton.is_some() {
+            let fresh;
+            let list = match hits {
+                Some(h) if h.from <= lo && h.scanned == bytes.len() => &h.list[..],
+                _ => {
+                    fresh = self.keyword_hits(bytes, lo);
+                    &fresh[..]
+                }
+            };
+            // Allocated at the first hit only: clean text never needs it.
+            let mut last_end: Vec<usize> = Vec::new();
+            for &(hs, he, pat) in list.iter().filter(|h| h.0 >= lo) {
+                for &ri in &self.by_keyword[pat as usize] {
+                    if last_end.is_empty() {
+                        last_end.resize(self.rules.len(), 0);
+                    }
                     if hs < last_end[ri as usize] {
                         continue; // inside a finding of this rule already
                     }
@@ -250,7 +335,7 @@ impl Scanner {
         let b = text.as_bytes();
         let mut i = lo;
         while i < b.len() {
-            let Some(off) = b[i..].iter().position(u8::is_ascii_digit) else { break };
+            let Some(off) = find_digit(&b[i..]) else { break };
             let start = i + off;
             // Extend the run over digits and single separators.
             let mut end = start;
@@ -340,6 +425,36 @@ fn merge(v: &mut Vec<Finding>) {
         }
     }
     v.truncate(w + 1);
+}
+
+/// The hits in `b[lo..]` that end after `report_after`.
+fn walk(ac: &AhoCorasick, b: &[u8], lo: usize, report_after: usize, out: &mut Vec<(usize, usize, u32)>) {
+    for h in ac.find_overlapping_iter(&b[lo..]) {
+        if lo + h.end() > report_after {
+            out.push((lo + h.start(), lo + h.end(), h.pattern().as_u32()));
+        }
+    }
+}
+
+/// The first ASCII digit in `b`: eight bytes at a time (most text has few digits).
+fn find_digit(b: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let mut chunks = b.chunks_exact(8);
+    let mut at = 0;
+    for c in &mut chunks {
+        let w = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+        // A byte is a digit when `byte ^ 0x30 < 10`. The classic "has a byte below n" test flags every
+        // such byte exactly, plus possibly false ones above a true one (borrows only run upwards), so
+        // the lowest flagged byte is the first digit.
+        let x = w ^ (ONES * 0x30);
+        let flagged = x.wrapping_sub(ONES * 10) & !x & HIGHS;
+        if flagged != 0 {
+            return Some(at + (flagged.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    chunks.remainder().iter().position(u8::is_ascii_digit).map(|p| at + p)
 }
 
 /// Largest char boundary ≤ i.

@@ -139,6 +139,23 @@ struct Ctx {
     stream: bool,
 }
 
+impl Ctx {
+    /// Adds what inspection found (injections, withheld tools, redaction counts) to an audit record.
+    fn findings_into(&self, r: Record) -> Record {
+        r.with_opt("injections", (!self.injections.is_empty()).then(|| self.injections.clone()))
+            .with_opt(
+                "withheld",
+                (!self.withheld.is_empty()).then(|| {
+                    self.withheld.iter().map(|(t, r)| serde_json::json!({"tool": t, "rule": r})).collect::<Vec<_>>()
+                }),
+            )
+            .with_opt(
+                "redactions",
+                (!self.redactions.is_empty()).then(|| serde_json::to_value(&self.redactions).unwrap_or_default()),
+            )
+    }
+}
+
 /// Serves one request to `/mcp/<server>`.
 pub async fn handle<B>(gw: Arc<Gateway>, req: Request<B>, request_id: HeaderValue) -> Response<Body>
 where
@@ -202,19 +219,8 @@ where
         .with("duration_us", start.elapsed().as_micros() as u64);
     let record = principal(record, ctx.key.as_deref(), ctx.session.as_deref())
         .with_opt("methods", (!ctx.methods.is_empty()).then(|| ctx.methods.clone()))
-        .with_opt("tools_called", (!ctx.tools_called.is_empty()).then(|| ctx.tools_called.clone()))
-        .with_opt("injections", (!ctx.injections.is_empty()).then(|| ctx.injections.clone()))
-        .with_opt(
-            "withheld",
-            (!ctx.withheld.is_empty()).then(|| {
-                ctx.withheld.iter().map(|(t, r)| serde_json::json!({"tool": t, "rule": r})).collect::<Vec<_>>()
-            }),
-        )
-        .with_opt(
-            "redactions",
-            (!ctx.redactions.is_empty()).then(|| serde_json::to_value(&ctx.redactions).unwrap_or_default()),
-        );
-    crate::incident::audited(&gw, record).await;
+        .with_opt("tools_called", (!ctx.tools_called.is_empty()).then(|| ctx.tools_called.clone()));
+    crate::incident::audited(&gw, ctx.findings_into(record)).await;
     resp
 }
 
@@ -436,7 +442,12 @@ impl Exchange {
             return builder.body(body.boxed()).map_err(|e| invalid(e.to_string()).into());
         }
         let limit = policy.limits.max_response_body;
-        let bytes = match tokio::time::timeout(policy.limits.upstream_timeout, collect(upstream_body, limit)).await {
+        let bytes = match tokio::time::timeout(
+            policy.limits.upstream_timeout,
+            crate::proxy::collect_limited(upstream_body, limit),
+        )
+        .await
+        {
             Err(_) => return Err(GatewayError::UpstreamTimeout(self.server.name.clone()).into()),
             Ok(Err(detail)) => return Err(invalid(detail).into()),
             Ok(Ok(b)) => b,
@@ -524,6 +535,23 @@ fn absorb(policy: &Policy, f: Findings, ctx: &mut Ctx) {
     for m in f.refused_server_requests {
         ctx.decisions.push((format!("mcp.server_request_refused:{m}"), "block"));
     }
+    // Tools withheld because their definition is not trusted are blocks; those outside the caller's
+    // role, level or switches are a filter.
+    let mut filtered = false;
+    for (_, rule) in &f.list.withheld {
+        let base = rule.split(' ').next().unwrap_or(rule);
+        match base {
+            "mcp.tool_changed" | "mcp.tool_poisoned" | "mcp.tool_frozen" => {
+                if !ctx.decisions.iter().any(|(r, _)| r == base) {
+                    ctx.decisions.push((base.to_owned(), "block"));
+                }
+            }
+            _ => filtered = true,
+        }
+    }
+    if filtered && !ctx.decisions.iter().any(|(r, _)| r == "mcp.tools_filtered") {
+        ctx.decisions.push(("mcp.tools_filtered".into(), "strip"));
+    }
     ctx.withheld.extend(f.list.withheld);
     ctx.list.observe.extend(f.list.observe);
     ctx.list.events.extend(f.list.events);
@@ -594,19 +622,8 @@ async fn finish_stream(s: &stream::McpStream, f: Findings, cut: Option<&'static 
         .with(
             "decisions",
             ctx.decisions.iter().map(|(r, a)| serde_json::json!({"rule": r, "action": a})).collect::<Vec<_>>(),
-        )
-        .with_opt("injections", (!ctx.injections.is_empty()).then(|| ctx.injections.clone()))
-        .with_opt(
-            "withheld",
-            (!ctx.withheld.is_empty()).then(|| {
-                ctx.withheld.iter().map(|(t, r)| serde_json::json!({"tool": t, "rule": r})).collect::<Vec<_>>()
-            }),
-        )
-        .with_opt(
-            "redactions",
-            (!ctx.redactions.is_empty()).then(|| serde_json::to_value(&ctx.redactions).unwrap_or_default()),
         );
-    crate::incident::audited(&s.gw, principal(r, Some(&s.key), s.session.as_deref())).await;
+    crate::incident::audited(&s.gw, ctx.findings_into(principal(r, Some(&s.key), s.session.as_deref()))).await;
 }
 
 /// Reads and validates a POST body. Runs right after authentication, before the switches, so every
@@ -676,19 +693,4 @@ async fn post(
     }
     let body = if local.is_empty() { bytes } else { jsonrpc::encode(forward, messages.batch) };
     ex.forward(Method::POST, headers, Some(body), local, Some(messages.batch), ctx).await
-}
-
-/// Reads a whole server body, refusing more than `limit` bytes.
-async fn collect(mut body: Body, limit: usize) -> Result<Bytes, String> {
-    let mut buf = bytes::BytesMut::new();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| format!("body read failed: {e}"))?;
-        if let Ok(data) = frame.into_data() {
-            if buf.len() + data.len() > limit {
-                return Err(format!("response body exceeds {limit} bytes"));
-            }
-            buf.extend_from_slice(&data);
-        }
-    }
-    Ok(buf.freeze())
 }

@@ -240,6 +240,9 @@ impl Judge<'_> {
                         suspect: Some("mcp.tool_poisoned".into()),
                     });
                 }
+                if let Err(rule) = verdict {
+                    out.withheld.push((q.clone(), rule.into()));
+                }
                 out.withheld.push((q, format!("mcp.tool_poisoned ({sig})")));
                 return false;
             }

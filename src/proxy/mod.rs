@@ -28,7 +28,8 @@ use crate::config::{self, Policy, PolicyError};
 use crate::metrics::Metrics;
 use crate::state::StateStore;
 
-pub use pipeline::authenticate;
+pub(crate) use pipeline::collect_limited;
+pub use pipeline::{authenticate, handle};
 pub use upstream::Clients;
 
 /// The policy in force together with what was built from it.
@@ -136,6 +137,12 @@ impl Gateway {
             source,
             reload_lock: tokio::sync::Mutex::new(()),
         }))
+    }
+
+    /// Forgets every rate-limit bucket. For offline replay, where each case must start from a full
+    /// allowance; a serving gateway never calls it.
+    pub fn reset_rate_limits(&self) {
+        self.limiter.clear();
     }
 
     /// The policy in force.

@@ -21,10 +21,9 @@ use std::time::Instant;
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Request, Response};
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
 use subtle::ConstantTimeEq;
 
-use super::body::{full, Body, ChannelBody};
+use super::body::{full, Body, BoxError, ChannelBody};
 use super::decide;
 use super::error::GatewayError;
 use super::stream::{self, StreamCtx};
@@ -58,6 +57,9 @@ struct Ctx {
     injections: Vec<String>,
     /// System-prompt shingles found in a whole response.
     prompt_fragments: usize,
+    /// The request body, kept only when `[audit] store_blocked_payloads` is on (for the audit
+    /// record of a blocked request, redacted there).
+    payload: Option<Bytes>,
 }
 
 pub(crate) fn new_request_id() -> HeaderValue {
@@ -66,8 +68,13 @@ pub(crate) fn new_request_id() -> HeaderValue {
     HeaderValue::from_str(&s).unwrap_or_else(|_| HeaderValue::from_static("req_unknown"))
 }
 
-/// Serves one AI request.
-pub async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<Body> {
+/// Serves one AI request (MCP requests go to `mcp::handle`). Generic over the body so in-process
+/// callers (offline replay) can hand in a whole buffer instead of a socket's `Incoming`.
+pub async fn handle<B>(gw: Arc<Gateway>, req: Request<B>) -> Response<Body>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
     if req.uri().path().starts_with("/mcp/") {
         return crate::mcp::handle(gw, req, new_request_id()).await;
     }
@@ -88,6 +95,7 @@ pub async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<Body> 
         redactions: std::collections::BTreeMap::new(),
         injections: Vec::new(),
         prompt_fragments: 0,
+        payload: None,
     };
     gw.metrics.in_flight(1);
     let span = tracing::info_span!("request", request_id = ?ctx.request_id, endpoint = endpoint.map_or("unknown", Endpoint::name),
@@ -127,8 +135,30 @@ pub async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<Body> 
         gw.metrics.decisions_n(rule, "redact", *n);
     }
     gw.metrics.in_flight(-1);
-    crate::incident::audited(&gw, audit_record(&ctx, endpoint_name, status, start)).await;
+    let mut record = audit_record(&ctx, endpoint_name, status, start);
+    if let Some(p) = blocked_payload(&gw, &ctx) {
+        record = record.with("payload", p);
+    }
+    crate::incident::audited(&gw, record).await;
     resp
+}
+
+/// The payload of a blocked request for its audit record, every string redacted by the scanner, when
+/// the policy keeps payloads (`[audit] store_blocked_payloads`); `None` otherwise.
+fn blocked_payload(gw: &Gateway, ctx: &Ctx) -> Option<serde_json::Value> {
+    let bytes = ctx.payload.as_ref()?;
+    if !ctx.decisions.iter().any(|(_, action)| *action == "block") {
+        return None;
+    }
+    let scanner = gw.policy().scanner.clone();
+    let mut found = Vec::new();
+    match serde_json::from_slice::<serde_json::Value>(bytes) {
+        Ok(mut v) => {
+            crate::inspect::redact::redact_json(&scanner, &mut v, &mut found);
+            Some(v)
+        }
+        Err(_) => Some(serde_json::Value::from(scanner.redact(&String::from_utf8_lossy(bytes)).0.into_owned())),
+    }
 }
 
 fn audit_record(ctx: &Ctx, endpoint: &str, status: u16, start: Instant) -> Record {
@@ -194,7 +224,11 @@ pub fn authenticate(policy: &crate::config::Policy, h: &HeaderMap) -> Result<Arc
     Ok(entry.clone())
 }
 
-async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, GatewayError> {
+async fn read_body<B>(body: B, limit: usize) -> Result<Bytes, GatewayError>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
     match Limited::new(body, limit).collect().await {
         Ok(c) => Ok(c.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(GatewayError::TooLarge(limit)),
@@ -202,7 +236,11 @@ async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, GatewayError> 
     }
 }
 
-async fn serve(gw: &Arc<Gateway>, req: Request<Incoming>, ctx: &mut Ctx) -> Result<Response<Body>, GatewayError> {
+async fn serve<B>(gw: &Arc<Gateway>, req: Request<B>, ctx: &mut Ctx) -> Result<Response<Body>, GatewayError>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
     // 1. route
     let endpoint = ctx.endpoint.ok_or_else(|| GatewayError::NotFound {
         method: req.method().to_string(),
@@ -227,6 +265,9 @@ async fn serve(gw: &Arc<Gateway>, req: Request<Incoming>, ctx: &mut Ctx) -> Resu
             return Err(GatewayError::UnsupportedMediaType);
         }
         let bytes = read_body(body, policy.limits.max_request_body).await?;
+        if policy.audit.store_blocked_payloads {
+            ctx.payload = Some(bytes.clone());
+        }
         let parsed = ReqBody::parse(endpoint, &bytes).map_err(|e| match e {
             BodyError::Json(m) => GatewayError::BadJson(m),
             BodyError::Shape(m) => GatewayError::BadRequest(m),
@@ -290,6 +331,7 @@ async fn serve(gw: &Arc<Gateway>, req: Request<Incoming>, ctx: &mut Ctx) -> Resu
         model: ctx.model.as_deref(),
         last_user_text: &last_user,
         inputs,
+        scripted: parts.extensions.get::<super::script::ScriptedReply>(),
     };
     let resp = upstream::send(&active.clients, &up, out, &policy.limits).await?;
     // 10. response
@@ -446,7 +488,7 @@ fn count_redactions(scanner: &crate::inspect::Scanner, found: &[u16], ctx: &mut 
 }
 
 /// Reads a whole upstream body, refusing more than `limit` bytes.
-async fn collect_limited(mut body: Body, limit: usize) -> Result<Bytes, String> {
+pub(crate) async fn collect_limited(mut body: Body, limit: usize) -> Result<Bytes, String> {
     let mut buf = bytes::BytesMut::new();
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| format!("body read failed: {e}"))?;

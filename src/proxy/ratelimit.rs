@@ -30,6 +30,11 @@ impl RateLimiter {
         self.check_at(user, rpm, Instant::now())
     }
 
+    /// Forgets every bucket (offline replay: each case starts with a full allowance).
+    pub fn clear(&self) {
+        self.buckets.invalidate_all();
+    }
+
     fn check_at(&self, user: &str, rpm: u32, now: Instant) -> Result<(), Duration> {
         if rpm == 0 {
             return Err(Duration::from_secs(60));

@@ -3,9 +3,12 @@
 //! new snapshot refuses this stream's principal, session or endpoint, the stream ends at once with a
 //! terminal error event in the provider's format (never a torn connection).
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 
 use bytes::Bytes;
+use http_body::Body as _;
 use http_body_util::BodyExt;
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit};
 
@@ -66,6 +69,8 @@ async fn pump(
         redact: StreamRedactor::new(ctx.endpoint).with_links(guard).with_prompts(ctx.policy.prompts.clone()),
     };
     let mut snap = switches.borrow_and_update().clone();
+    // The end (or failure) of the upstream body, met while batching frames: handled next, first.
+    let mut early: Option<Option<Result<http_body::Frame<Bytes>, super::body::BoxError>>> = None;
     // A switch flipped after the request was decided but before the pump started still counts.
     let mut check = true;
     let end = 'outer: loop {
@@ -74,54 +79,85 @@ async fn pump(
                 break End::Cut(r.rule(), refusal_text(r));
             }
         }
-        tokio::select! {
-            biased;
-            changed = switches.changed() => {
-                if changed.is_err() {
-                    break End::Broken("the gateway is shutting down".into());
-                }
-                snap = switches.borrow_and_update().clone();
-                check = true;
-                continue;
-            }
-            frame = tokio::time::timeout(limits.stream_idle_timeout, upstream.frame()) => {
-                let frame = match frame {
-                    Err(_) => break End::Broken(format!("upstream `{}` sent nothing for {} s", ctx.upstream, limits.stream_idle_timeout.as_secs())),
-                    Ok(None) => {
-                        break match framer.finish() {
-                            Ok(None) => End::Done,
-                            Ok(Some(last)) => {
-                                let mut batch = bytes::BytesMut::new();
-                                filtered(last, &mut filter, &ctx, &snap, &mut batch);
-                                if batch.is_empty() || tx.send(batch.freeze()).await.is_ok() { End::Done } else { End::ClientGone }
-                            }
-                            Err(e) => End::Broken(e.to_string()),
-                        };
+        let frame = match early.take() {
+            Some(f) => Ok(f),
+            None => tokio::select! {
+                biased;
+                changed = switches.changed() => {
+                    if changed.is_err() {
+                        break End::Broken("the gateway is shutting down".into());
                     }
-                    Ok(Some(Err(e))) => break End::Broken(format!("upstream stream failed: {e}")),
-                    Ok(Some(Ok(f))) => f,
-                };
-                let Ok(data) = frame.into_data() else { continue };
-                framer.push(&data);
-                // Every complete event of this read goes out as one frame: one write, not one per event.
-                let mut batch = bytes::BytesMut::new();
-                loop {
-                    let event = match framer.next_event() {
-                        Ok(Some(e)) => e,
-                        Ok(None) => break,
-                        Err(e) => {
-                            if !batch.is_empty() {
-                                let _ = tx.send(batch.freeze()).await;
-                            }
-                            break 'outer End::Broken(e.to_string());
-                        }
-                    };
-                    filtered(event, &mut filter, &ctx, &snap, &mut batch);
+                    snap = switches.borrow_and_update().clone();
+                    check = true;
+                    continue;
                 }
-                if !batch.is_empty() && tx.send(batch.freeze()).await.is_err() {
-                    break 'outer End::ClientGone;
+                frame = tokio::time::timeout(limits.stream_idle_timeout, upstream.frame()) => frame,
+            },
+        };
+        let frame = match frame {
+            Err(_) => {
+                break End::Broken(format!(
+                    "upstream `{}` sent nothing for {} s",
+                    ctx.upstream,
+                    limits.stream_idle_timeout.as_secs()
+                ))
+            }
+            Ok(None) => {
+                break match framer.finish() {
+                    Ok(None) => End::Done,
+                    Ok(Some(last)) => {
+                        let mut batch = bytes::BytesMut::new();
+                        filtered(last, &mut filter, &ctx, &snap, &mut batch);
+                        if batch.is_empty() || tx.send(batch.freeze()).await.is_ok() {
+                            End::Done
+                        } else {
+                            End::ClientGone
+                        }
+                    }
+                    Err(e) => End::Broken(e.to_string()),
+                };
+            }
+            Ok(Some(Err(e))) => break End::Broken(format!("upstream stream failed: {e}")),
+            Ok(Some(Ok(f))) => f,
+        };
+        let Ok(data) = frame.into_data() else { continue };
+        framer.push(&data);
+        // Every complete event of this read, and of the frames the upstream body already holds
+        // (one socket read often carries many events), goes out as one frame: one write, not
+        // one per event. Draining stops at once when a switch changed, so a cut is not delayed.
+        let mut batch = bytes::BytesMut::new();
+        let mut framed = drain_events(&mut framer, &mut filter, &ctx, &snap, &mut batch);
+        let mut yielded = false;
+        while framed.is_ok() && batch.len() < BATCH_MAX && !switches.has_changed().unwrap_or(true) {
+            match std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut upstream).poll_frame(cx))).await {
+                // hyper's client hands a body over one chunk at a time from its connection task: let
+                // that task run once (it was just woken) before deciding that nothing more is there.
+                Poll::Pending if !yielded => {
+                    yielded = true;
+                    tokio::task::yield_now().await;
+                }
+                Poll::Pending => break,
+                Poll::Ready(Some(Ok(f))) => {
+                    yielded = false;
+                    if let Ok(data) = f.into_data() {
+                        framer.push(&data);
+                        framed = drain_events(&mut framer, &mut filter, &ctx, &snap, &mut batch);
+                    }
+                }
+                Poll::Ready(end_or_error) => {
+                    early = Some(end_or_error);
+                    break;
                 }
             }
+        }
+        if let Err(e) = framed {
+            if !batch.is_empty() {
+                let _ = tx.send(batch.freeze()).await;
+            }
+            break 'outer End::Broken(e.to_string());
+        }
+        if !batch.is_empty() && tx.send(batch.freeze()).await.is_err() {
+            break 'outer End::ClientGone;
         }
     };
     let gw = &ctx.gw;
@@ -179,6 +215,23 @@ async fn pump(
         }
     }
     drop(ctx.permit);
+}
+
+/// Largest batch of events sent as one frame.
+const BATCH_MAX: usize = 64 << 10;
+
+/// Runs every complete event the framer holds through the filters into `batch`.
+fn drain_events(
+    framer: &mut SseFramer,
+    filter: &mut Inspect,
+    ctx: &StreamCtx,
+    snap: &Snapshot,
+    batch: &mut bytes::BytesMut,
+) -> Result<(), crate::protocol::sse::SseError> {
+    while let Some(event) = framer.next_event()? {
+        filtered(event, filter, ctx, snap, batch);
+    }
+    Ok(())
 }
 
 /// The link guard for a response: the policy's egress rules and the egress switches of `snap`.

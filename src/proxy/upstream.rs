@@ -135,6 +135,8 @@ pub struct Outgoing<'a> {
     pub last_user_text: &'a str,
     /// Embedding inputs.
     pub inputs: usize,
+    /// A reply scripted in-process (offline replay): answered instead of contacting the upstream.
+    pub scripted: Option<&'a super::script::ScriptedReply>,
 }
 
 /// Sends the request and returns the response head with a streaming body.
@@ -144,6 +146,9 @@ pub async fn send(
     out: Outgoing<'_>,
     limits: &Limits,
 ) -> Result<Response<Body>, GatewayError> {
+    if let Some(reply) = out.scripted {
+        return Ok(reply.response());
+    }
     match upstream.kind {
         UpstreamKind::Scripted => Ok(scripted(upstream, &out)),
         UpstreamKind::OpenAi | UpstreamKind::Anthropic => http_send(clients, upstream, out, limits).await,

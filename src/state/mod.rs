@@ -356,6 +356,25 @@ impl StateStore {
     }
 }
 
+impl StateStore {
+    /// Puts back the switches of `snap` (taken earlier with [`StateStore::load`]) as a new version,
+    /// persisted and announced like any batch. For offline replay, which resets the switches after a
+    /// case that set preconditions; the admin API has no such call (every change there is an audited
+    /// batch of actions).
+    pub async fn reset_to(&self, snap: &Snapshot) -> Result<Arc<Snapshot>, PersistError> {
+        let _guard = self.writer.lock().await;
+        let cur = self.current.load_full();
+        let mut next = snap.clone();
+        next.version = cur.version + 1;
+        next.updated_at = Some(humantime::format_rfc3339_seconds(SystemTime::now()).to_string());
+        let next = Arc::new(next);
+        persist::save(&self.path, &next).await?;
+        self.current.store(next.clone());
+        self.changes.send_replace(next.clone());
+        Ok(next)
+    }
+}
+
 impl Snapshot {
     fn purge_expired(&mut self, now: u64) {
         for m in [
