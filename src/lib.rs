@@ -12,6 +12,7 @@
 //! - [`state`] — the switches: one immutable snapshot in an `ArcSwap`, batches applied all or nothing,
 //!   persisted before they are acknowledged.
 //! - [`control`] — the admin API over `state`, policy reload and the audit trail.
+//! - [`incident`] — triggers over the facts of each request, incidents, containment plans.
 //! - [`audit`] — the hash-chained JSONL trail and its verifier.
 //! - [`metrics`], [`telemetry`] — Prometheus text, tracing logs, OpenTelemetry export.
 //! - [`replay`] — remediation validation: attack suites run offline (in-process) or online.
@@ -26,6 +27,7 @@ pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod incident;
 pub mod inspect;
 pub mod mcp;
 pub mod metrics;

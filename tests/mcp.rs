@@ -104,6 +104,10 @@ fn policy(servers: &[(&str, String, String)], extra: &str) -> String {
     }
     format!(
         r#"
+# These tests provoke leaks and refusals on purpose: incidents open, no plan runs (monitor mode).
+[incidents]
+auto_contain = false
+
 [mcp]
 allowed_origins = ["{ORIGIN_OK}"]
 

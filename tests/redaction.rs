@@ -25,6 +25,10 @@ fn secret_text() -> String {
 fn policy_with(text: &str, chunk_chars: usize, extra: &str) -> String {
     format!(
         r#"
+# These tests provoke leaks and refusals on purpose: incidents open, no plan runs (monitor mode).
+[incidents]
+auto_contain = false
+
 [upstreams.s]
 kind = "scripted"
 chunk_chars = {chunk_chars}

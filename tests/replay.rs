@@ -16,6 +16,11 @@ const AWS: &str = "AKIAZ7Q3M4N5P6R2T8VW";
 fn policy(upstream_port: u16) -> String {
     format!(
         r#"
+# Replay cases leak and get refused on purpose, one after another on one key: automatic containment
+# after the first would decide the rest (monitor mode: incidents open, no plan runs).
+[incidents]
+auto_contain = false
+
 [audit]
 store_blocked_payloads = true
 

@@ -42,6 +42,11 @@ impl Record {
         self
     }
 
+    /// The fields so far.
+    pub fn fields(&self) -> &Map<String, Value> {
+        &self.0
+    }
+
     /// Adds a field when present.
     pub fn with_opt(self, key: &str, value: Option<impl Into<Value>>) -> Self {
         match value {

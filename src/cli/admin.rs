@@ -167,6 +167,39 @@ enum Cmd {
     },
     /// Reload the policy (validated first; an invalid one is rejected).
     Reload,
+    /// Run a containment plan (sev1..sev4 or one of the policy's [plans]) for a principal, as one
+    /// atomic batch.
+    Contain {
+        /// Plan name.
+        #[arg(long)]
+        plan: String,
+        /// User to contain.
+        #[arg(long)]
+        user: Option<String>,
+        /// Tenant to contain.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Session to contain.
+        #[arg(long)]
+        session: Option<String>,
+    },
+    /// List incidents (newest first).
+    Incidents {
+        /// Only open ones.
+        #[arg(long)]
+        open: bool,
+    },
+    /// Show one incident, or resolve it.
+    Incident {
+        /// Incident id (INC-00001).
+        id: String,
+        /// Mark it resolved.
+        #[arg(long)]
+        resolve: bool,
+        /// A note recorded with it.
+        #[arg(long)]
+        note: Option<String>,
+    },
     /// Print audit records.
     Audit {
         /// RFC 3339 time or a duration back from now (e.g. 1h).
@@ -225,6 +258,26 @@ async fn run_async(a: Args) -> anyhow::Result<ExitCode> {
             Cmd::RotateAll => {
                 ("POST", "/admin/v1/rotate/credentials".to_owned(), Some(json!({"reason": reason, "actor": actor})))
             }
+            Cmd::Contain { plan, user, tenant, session } => {
+                let mut body = json!({"reason": reason, "actor": actor});
+                for (k, v) in [("user", user), ("tenant", tenant), ("session", session)] {
+                    if let Some(v) = v {
+                        body[k] = json!(v);
+                    }
+                }
+                ("POST", format!("/admin/v1/playbooks/{plan}"), Some(body))
+            }
+            Cmd::Incidents { open } => (
+                "GET",
+                if *open { "/admin/v1/incidents?status=open".to_owned() } else { "/admin/v1/incidents".to_owned() },
+                None,
+            ),
+            Cmd::Incident { id, resolve: true, note } => (
+                "POST",
+                format!("/admin/v1/incidents/{id}/resolve"),
+                Some(json!({"actor": actor, "note": note.clone().or(a.reason.clone()).unwrap_or_default()})),
+            ),
+            Cmd::Incident { id, .. } => ("GET", format!("/admin/v1/incidents/{id}"), None),
             Cmd::Audit { since } => (
                 "GET",
                 match since {

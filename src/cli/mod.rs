@@ -5,6 +5,7 @@ mod audit;
 mod check;
 mod key;
 mod replay;
+mod report;
 mod scan;
 mod serve;
 
@@ -35,6 +36,8 @@ enum Command {
     /// Replay attack suites against a policy (offline) or a running gateway; exit 1 when any case
     /// still gets through, 2 when the suite is broken.
     Replay(replay::Args),
+    /// The incident report for a window, from the audit trail (Markdown, or JSON with --json).
+    Report(report::Args),
     /// Scan files and directories (logs) for credentials with the gateway's catalog; exit 1 on findings.
     Scan(scan::Args),
 }
@@ -51,6 +54,7 @@ pub fn main() -> ExitCode {
         Some(Command::Key(a)) => key::run(a),
         Some(Command::Scan(a)) => scan::run(a),
         Some(Command::Replay(a)) => replay::run(a),
+        Some(Command::Report(a)) => report::run(a),
     };
     match result {
         Ok(code) => code,

@@ -784,6 +784,8 @@ fn compile(m: Merged, base: &Path, problems: &mut Problems) -> Option<Policy> {
     }
 
     let inspection = super::inspection::compile(&raw, base, problems);
+    let mut incidents = crate::incident::IncidentPolicy::compile(&raw.triggers, &raw.plans, problems);
+    incidents.auto_contain = raw.incidents.auto_contain.unwrap_or(true);
 
     Some(Policy {
         scanner: inspection.as_ref().map(|i| i.scanner.clone())?,
@@ -804,6 +806,7 @@ fn compile(m: Merged, base: &Path, problems: &mut Problems) -> Option<Policy> {
         tools,
         mcp,
         levels: Levels(settings),
+        incidents: Arc::new(incidents),
         audit: AuditSettings { store_blocked_payloads: raw.audit.store_blocked_payloads.unwrap_or(false) },
         safe_mode_reply: raw.safe_mode.reply.unwrap_or_else(|| {
             "This assistant is temporarily in safe mode. Your request was received but cannot be processed right now.".into()

@@ -8,7 +8,7 @@ mod compile;
 pub mod glob;
 mod inspection;
 pub mod mcp;
-mod raw;
+pub(crate) mod raw;
 pub mod validate;
 
 use std::collections::{BTreeMap, HashMap};
@@ -109,6 +109,8 @@ pub struct Policy {
     pub egress: Arc<crate::inspect::egress::EgressRules>,
     /// Prompt-injection signatures for user input and tool results.
     pub injection: Arc<crate::inspect::injection::Signatures>,
+    /// Detection triggers and containment plans.
+    pub incidents: Arc<crate::incident::IncidentPolicy>,
 }
 
 /// A provider or MCP-server credential: where it comes from, and the value in force. Rotation

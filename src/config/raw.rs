@@ -53,6 +53,44 @@ pub struct RawPolicy {
     pub mcp: RawMcp,
     #[serde(default)]
     pub mcp_servers: BTreeMap<String, RawMcpServer>,
+    #[serde(default)]
+    pub incidents: RawIncidents,
+    /// Detection triggers by name (overrides of the built-in defaults).
+    #[serde(default)]
+    pub triggers: BTreeMap<String, RawTrigger>,
+    /// Containment plans by name (`sev1`..`sev4` override the defaults).
+    #[serde(default)]
+    pub plans: BTreeMap<String, RawPlan>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIncidents {
+    /// false: monitor mode — incidents open, but no plan runs automatically.
+    pub auto_contain: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTrigger {
+    pub enabled: Option<bool>,
+    pub threshold: Option<u64>,
+    pub window: Option<String>,
+    pub severity: Option<String>,
+    pub auto: Option<bool>,
+    pub plan: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPlan {
+    /// Action templates: switch actions whose strings may name `{user}`, `{tenant}`, `{session}`, `{key_id}`.
+    #[serde(default)]
+    pub actions: Vec<serde_json::Value>,
+    /// Record that provider credentials must be rotated (an operator runs `admin rotate-all`).
+    #[serde(default)]
+    pub rotate_credentials: bool,
+    pub description: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -102,6 +102,22 @@ impl Admin {
             (&Method::POST, "/admin/v1/switches") => self.switches(req).await,
             (&Method::POST, "/admin/v1/policy/reload") => self.reload().await,
             (&Method::GET, "/admin/v1/audit") => self.audit(req.uri().query()).await,
+            (&Method::GET, "/admin/v1/incidents") => self.incidents(req.uri().query()).await,
+            (&Method::GET, p) if p.starts_with("/admin/v1/incidents/") => {
+                let id = p.trim_start_matches("/admin/v1/incidents/");
+                match self.gw.incidents.get(id).await {
+                    Some(i) => json_response(StatusCode::OK, &json!({ "incident": i })),
+                    None => error(StatusCode::NOT_FOUND, "unknown_incident", &format!("no incident `{id}`")),
+                }
+            }
+            (&Method::POST, p) if p.starts_with("/admin/v1/incidents/") && p.ends_with("/resolve") => {
+                let id = p.trim_start_matches("/admin/v1/incidents/").trim_end_matches("/resolve").to_owned();
+                self.resolve(req, id).await
+            }
+            (&Method::POST, p) if p.starts_with("/admin/v1/playbooks/") => {
+                let plan = p.trim_start_matches("/admin/v1/playbooks/").to_owned();
+                self.playbook(req, plan).await
+            }
             (&Method::POST, "/admin/v1/rotate/credentials") => self.rotate_credentials(req, None).await,
             (&Method::POST, p) if p.starts_with("/admin/v1/rotate/credential/") => {
                 let name = p.trim_start_matches("/admin/v1/rotate/credential/").to_owned();
@@ -251,6 +267,79 @@ impl Admin {
         tracing::warn!(actor, rotated = ?rotated, failed = failed.len(), "credentials rotated");
         let status = if failed.is_empty() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
         json_response(status, &json!({"rotated": rotated, "failed": failed}))
+    }
+
+    async fn incidents(&self, query: Option<&str>) -> Response<Body> {
+        let open_only = query.unwrap_or("").split('&').any(|p| p == "status=open");
+        let list = self.gw.incidents.list(open_only).await;
+        json_response(StatusCode::OK, &json!({ "incidents": list }))
+    }
+
+    async fn resolve(&self, req: Request<Incoming>, id: String) -> Response<Body> {
+        let bytes = match read(req).await {
+            Ok(b) => b,
+            Err(r) => return r,
+        };
+        let meta: Value =
+            if bytes.is_empty() { json!({}) } else { serde_json::from_slice(&bytes).unwrap_or(json!({})) };
+        let actor = meta.get("actor").and_then(Value::as_str).unwrap_or("admin");
+        let note = meta.get("note").and_then(Value::as_str).unwrap_or("");
+        match self.gw.incidents.resolve(&self.gw, &id, actor, note).await {
+            Ok(i) => json_response(StatusCode::OK, &json!({ "incident": i })),
+            Err(e @ crate::incident::IncidentError::NotFound(_)) => {
+                error(StatusCode::NOT_FOUND, "unknown_incident", &e.to_string())
+            }
+            Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "persist_failed", &e.to_string()),
+        }
+    }
+
+    /// Runs a containment plan by hand for a principal, as one atomic batch.
+    async fn playbook(&self, req: Request<Incoming>, plan: String) -> Response<Body> {
+        // No deny_unknown_fields: serde does not support it together with flatten.
+        #[derive(serde::Deserialize)]
+        struct Run {
+            #[serde(flatten)]
+            target: crate::incident::Target,
+            reason: String,
+            #[serde(default)]
+            actor: Option<String>,
+        }
+        let bytes = match read(req).await {
+            Ok(b) => b,
+            Err(r) => return r,
+        };
+        let run: Run = match serde_json::from_slice(&bytes) {
+            Ok(r) => r,
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_playbook_run",
+                    &format!("expected {{\"user\"|\"tenant\"|\"session\", \"reason\"}}: {e}"),
+                )
+            }
+        };
+        if run.reason.trim().is_empty() {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "reason_required",
+                "give a reason: it is recorded in the audit trail",
+            );
+        }
+        let policy = self.gw.policy();
+        let actor = run.actor.as_deref().unwrap_or("admin");
+        use crate::incident::PlanError;
+        match crate::incident::run_plan(&self.gw, &policy, &plan, &run.target, &run.reason, actor, None).await {
+            Ok(taken) => json_response(StatusCode::OK, &json!({"applied": true, "plan": plan, "taken": taken})),
+            Err(e @ PlanError::Unknown(..)) => error(StatusCode::NOT_FOUND, "unknown_plan", &e.to_string()),
+            Err(PlanError::Apply(ApplyError::Invalid(errors))) => json_response(
+                StatusCode::BAD_REQUEST,
+                &json!({"error": {"code": "invalid_batch", "message": "the plan's batch was rejected whole; nothing changed", "problems": errors}}),
+            ),
+            Err(e @ PlanError::Apply(ApplyError::Persist(_))) => {
+                error(StatusCode::INTERNAL_SERVER_ERROR, "persist_failed", &e.to_string())
+            }
+            Err(e) => error(StatusCode::BAD_REQUEST, "invalid_playbook_run", &e.to_string()),
+        }
     }
 
     async fn reload(&self) -> Response<Body> {

@@ -220,7 +220,7 @@ where
     let record = principal(record, ctx.key.as_deref(), ctx.session.as_deref())
         .with_opt("methods", (!ctx.methods.is_empty()).then(|| ctx.methods.clone()))
         .with_opt("tools_called", (!ctx.tools_called.is_empty()).then(|| ctx.tools_called.clone()));
-    gw.audit.record(ctx.findings_into(record)).await;
+    crate::incident::audited(&gw, ctx.findings_into(record)).await;
     resp
 }
 
@@ -302,8 +302,9 @@ where
     }
     // rate limit
     let level = policy.levels.get(snap.level);
-    gw.limiter.check(&key.user, level.requests_per_minute).map_err(|retry_after| GatewayError::RateLimited {
-        rpm: level.requests_per_minute,
+    let rpm = snap.user_rpm(&key.user, level.requests_per_minute, crate::state::unix_now());
+    gw.limiter.check(&key.user, rpm).map_err(|retry_after| GatewayError::RateLimited {
+        rpm,
         level: snap.level.as_str(),
         retry_after,
     })?;
@@ -570,7 +571,7 @@ pub(crate) async fn record_list(gw: &Gateway, policy: &Policy, list: &mut ListOu
             .with("tool", tool)
             .with("detail", detail)
             .with_opt("trigger", trigger);
-        gw.audit.record(principal(r, Some(key), None)).await;
+        crate::incident::audited(gw, principal(r, Some(key), None)).await;
     }
     if list.observe.is_empty() {
         return;
@@ -622,7 +623,7 @@ async fn finish_stream(s: &stream::McpStream, f: Findings, cut: Option<&'static 
             "decisions",
             ctx.decisions.iter().map(|(r, a)| serde_json::json!({"rule": r, "action": a})).collect::<Vec<_>>(),
         );
-    s.gw.audit.record(ctx.findings_into(principal(r, Some(&s.key), s.session.as_deref()))).await;
+    crate::incident::audited(&s.gw, ctx.findings_into(principal(r, Some(&s.key), s.session.as_deref()))).await;
 }
 
 /// Reads and validates a POST body. Runs right after authentication, before the switches, so every

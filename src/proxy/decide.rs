@@ -32,8 +32,9 @@ pub fn admit(
         });
     }
     let level = policy.levels.get(snap.level);
-    limiter.check(&key.user, level.requests_per_minute).map_err(|retry_after| GatewayError::RateLimited {
-        rpm: level.requests_per_minute,
+    let rpm = snap.user_rpm(&key.user, level.requests_per_minute, now);
+    limiter.check(&key.user, rpm).map_err(|retry_after| GatewayError::RateLimited {
+        rpm,
         level: snap.level.as_str(),
         retry_after,
     })

@@ -69,6 +69,8 @@ pub struct Gateway {
     pub audit: Audit,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+    /// Incident triggers, incidents and automatic containment.
+    pub incidents: crate::incident::Engine,
     pub(crate) limiter: ratelimit::RateLimiter,
     pub(crate) concurrency: Arc<Semaphore>,
     /// MCP session id → the key id that opened it (a session is not shared across principals).
@@ -94,6 +96,9 @@ pub enum StartError {
     /// Clients (TLS).
     #[error("upstream TLS setup failed: {0}")]
     Tls(String),
+    /// Incident file.
+    #[error(transparent)]
+    Incidents(#[from] crate::incident::IncidentError),
 }
 
 /// Why a reload was refused (the old policy stays).
@@ -112,6 +117,7 @@ impl Gateway {
     pub fn new(policy: Policy, source: PolicySource, metrics: Arc<Metrics>) -> Result<Arc<Gateway>, StartError> {
         let state = StateStore::open(&policy.storage.state_file)?;
         let audit = Audit::open(&policy.storage.audit_file)?;
+        let incidents = crate::incident::Engine::open(&crate::incident::file_for(&policy.storage.state_file))?;
         let concurrency = Arc::new(Semaphore::new(policy.limits.max_concurrent_requests));
         let active = Active::new(policy).map_err(StartError::Tls)?;
         metrics.set_switch_version(state.load().version);
@@ -120,6 +126,7 @@ impl Gateway {
             state,
             audit,
             metrics,
+            incidents,
             limiter: ratelimit::RateLimiter::default(),
             concurrency,
             mcp_sessions: moka::sync::Cache::builder()

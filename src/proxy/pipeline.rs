@@ -139,7 +139,7 @@ where
     if let Some(p) = blocked_payload(&gw, &ctx) {
         record = record.with("payload", p);
     }
-    gw.audit.record(record).await;
+    crate::incident::audited(&gw, record).await;
     resp
 }
 

@@ -176,9 +176,8 @@ async fn pump(
     let fragments = filter.redact.prompt_fragments();
     if fragments > 0 {
         gw.metrics.decisions_n("prompt.fragment", "detect", fragments as u64);
-        gw.audit
-            .record(base_record(&ctx, "prompt_fragments").with("rule", "prompt.fragment").with("count", fragments))
-            .await;
+        let rec = base_record(&ctx, "prompt_fragments").with("rule", "prompt.fragment").with("count", fragments);
+        crate::incident::audited(gw, rec).await;
     }
     if filter.redact.links > 0 {
         gw.metrics.decisions_n("egress.markdown_link", "neutralize", filter.redact.links as u64);
@@ -192,14 +191,11 @@ async fn pump(
     }
     for r in filter.tools.refused.drain(..) {
         gw.metrics.decision(r.why.rule, "block");
-        gw.audit
-            .record(
-                base_record(&ctx, "tool_call_refused")
-                    .with("rule", r.why.rule)
-                    .with("tool", r.tool)
-                    .with("detail", r.why.detail),
-            )
-            .await;
+        let rec = base_record(&ctx, "tool_call_refused")
+            .with("rule", r.why.rule)
+            .with("tool", r.tool)
+            .with("detail", r.why.detail);
+        crate::incident::audited(gw, rec).await;
     }
     match end {
         End::Done | End::ClientGone => {}
@@ -277,7 +273,11 @@ pub(super) async fn record_redactions(ctx: &StreamCtx, scanner: &crate::inspect:
         ctx.gw.metrics.decisions_n(id, "redact", *n);
     }
     let rules = serde_json::to_value(&counts).unwrap_or_default();
-    ctx.gw.audit.record(base_record(ctx, "redaction").with("rule", "redaction").with("redactions", rules)).await;
+    crate::incident::audited(
+        &ctx.gw,
+        base_record(ctx, "redaction").with("rule", "redaction").with("redactions", rules),
+    )
+    .await;
 }
 
 fn base_record(ctx: &StreamCtx, event: &str) -> Record {

@@ -44,6 +44,21 @@ pub enum Action {
         #[serde(default)]
         ttl: Option<String>,
     },
+    /// Lower one user's request rate below the level's (an incident plan's "rate-limit the user").
+    LimitUser {
+        /// User id.
+        user: String,
+        /// Requests per minute allowed to this user (the lower of this and the level's applies).
+        requests_per_minute: u32,
+        /// How long.
+        #[serde(default)]
+        ttl: Option<String>,
+    },
+    /// Lift a per-user rate limit.
+    UnlimitUser {
+        /// User id.
+        user: String,
+    },
     /// Lift a tenant block.
     UnblockTenant {
         /// Tenant id.
@@ -249,6 +264,14 @@ impl Action {
             }
             Action::BlockTenant { tenant, ttl } => {
                 insert(&mut s.blocked_tenants, "tenant", tenant, entry(actor, reason, now, ttl.as_deref())?)?
+            }
+            Action::LimitUser { user, requests_per_minute, ttl } => {
+                let e = entry(actor, reason, now, ttl.as_deref())?;
+                let user = non_empty("user", user)?.to_owned();
+                s.limited_users.insert(user, super::UserLimit { requests_per_minute: *requests_per_minute, entry: e });
+            }
+            Action::UnlimitUser { user } => {
+                s.limited_users.remove(non_empty("user", user)?);
             }
             Action::UnblockTenant { tenant } => {
                 s.blocked_tenants.remove(non_empty("tenant", tenant)?);

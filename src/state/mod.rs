@@ -86,12 +86,25 @@ pub struct Snapshot {
     /// MCP servers whose tool definitions may not change or grow.
     #[serde(default)]
     pub frozen_servers: BTreeMap<String, Entry>,
+    /// Users held to a lower request rate than their level's (incident containment).
+    #[serde(default)]
+    pub limited_users: BTreeMap<String, UserLimit>,
     /// MCP tool definitions seen and trusted, by `server/tool` (trust on first use).
     #[serde(default)]
     pub tool_pins: BTreeMap<String, ToolPin>,
     /// When the last batch was applied (RFC 3339).
     #[serde(default)]
     pub updated_at: Option<String>,
+}
+
+/// A per-user rate limit set by `limit_user`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserLimit {
+    /// Requests per minute.
+    pub requests_per_minute: u32,
+    /// Why, who, until when.
+    #[serde(flatten)]
+    pub entry: Entry,
 }
 
 /// The trusted definition hash of one MCP tool, and a changed one waiting for approval.
@@ -130,6 +143,7 @@ impl Default for Snapshot {
             blocked_egress: BTreeMap::new(),
             isolated_servers: BTreeMap::new(),
             frozen_servers: BTreeMap::new(),
+            limited_users: BTreeMap::new(),
             tool_pins: BTreeMap::new(),
             updated_at: None,
         }
@@ -216,9 +230,18 @@ impl Snapshot {
         self.frozen_servers.get(server).is_some_and(|e| e.active(now))
     }
 
-    /// Whether a tool is disabled by a switch.
+    /// Whether a tool is disabled by a switch (`*` disables every tool).
     pub fn tool_disabled(&self, tool: &str, now: u64) -> bool {
-        self.disabled_tools.get(tool).is_some_and(|e| e.active(now))
+        let hit = |k: &str| self.disabled_tools.get(k).is_some_and(|e| e.active(now));
+        hit(tool) || (!self.disabled_tools.is_empty() && hit("*"))
+    }
+
+    /// The requests per minute allowed to `user`: the level's, or a lower per-user limit in force.
+    pub fn user_rpm(&self, user: &str, level_rpm: u32, now: u64) -> u32 {
+        match self.limited_users.get(user) {
+            Some(l) if l.entry.active(now) => level_rpm.min(l.requests_per_minute),
+            _ => level_rpm,
+        }
     }
 }
 
@@ -365,5 +388,6 @@ impl Snapshot {
         ] {
             m.retain(|_, e| e.active(now));
         }
+        self.limited_users.retain(|_, l| l.entry.active(now));
     }
 }

@@ -61,6 +61,10 @@ pub struct Upstreams<'a> {
 pub fn policy(u: &Upstreams<'_>, extra: &str) -> String {
     format!(
         r#"
+# These tests provoke leaks and refusals on purpose: incidents open, no plan runs (monitor mode).
+[incidents]
+auto_contain = false
+
 [upstreams.oai]
 kind = "openai"
 base_url = "{openai_url}"

@@ -1,0 +1,651 @@
+//! Incident automation: triggers over the facts of each finished request, incidents, and the
+//! containment plans they run.
+//!
+//! The engine sees exactly what the audit trail sees. Wherever the request path, the stream pump or
+//! the MCP gateway writes an audit record, it calls [`audited`] instead of `Audit::record`: the record
+//! is written as before, and its facts (decision rule ids, redaction rule ids, injections, prompt
+//! fragments, tool calls, MCP triggers, principal) are turned into signals. Signals feed triggers,
+//! counted over sliding windows per principal ([`window`]); a trigger that fires opens an incident,
+//! or joins the open one of the same trigger and principal. An `auto` trigger's plan is applied as
+//! one atomic switch batch *before* the call returns, that is before the triggering response or
+//! stream is complete — so the principal's next request already meets the containment.
+//!
+//! Incidents are kept in `<state file stem>.incidents.json` (written atomically) and audited as
+//! `kind: "incident"` records with `severity` and `trigger`. Nothing secret reaches them: rule ids
+//! and request ids only.
+
+pub mod checklist;
+mod policy;
+pub mod window;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+pub use policy::{IncidentPolicy, Plan, Severity, Target, Trigger, TRIGGERS};
+use window::{Count, Windows};
+
+use crate::audit::Record;
+use crate::config::Policy;
+use crate::inspect::rule::Category;
+use crate::proxy::Gateway;
+use crate::state::{Action, ApplyError, Batch};
+
+/// Most evidence entries kept per incident (the count goes on).
+const MAX_EVIDENCE: usize = 100;
+/// Most principals tracked by the windows at once.
+const WINDOW_CAPACITY: u64 = 200_000;
+/// Resolved incidents kept in the file (open ones are always kept).
+const MAX_RESOLVED: usize = 1_000;
+
+/// Open or resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Under investigation.
+    Open,
+    /// Closed by an operator.
+    Resolved,
+}
+
+/// One piece of evidence: the audit record (and request) that made a trigger count.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Evidence {
+    /// Audit record seq.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_seq: Option<u64>,
+    /// Request id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// The rule id that counted (never the matched text).
+    pub rule: String,
+    /// When.
+    pub time: String,
+}
+
+/// Containment applied for an incident.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Taken {
+    /// Plan name.
+    pub plan: String,
+    /// Who ran it (`firebreak` for automatic plans).
+    pub actor: String,
+    /// When.
+    pub time: String,
+    /// The switch actions applied as one batch.
+    pub actions: Vec<Action>,
+    /// The switch version after the batch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
+    /// Credentials were marked for rotation.
+    #[serde(default)]
+    pub credentials_marked_for_rotation: bool,
+    /// Why the batch failed, if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// An operator's note.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Note {
+    /// When.
+    pub time: String,
+    /// Who.
+    pub actor: String,
+    /// What.
+    pub text: String,
+}
+
+/// An incident.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Incident {
+    /// `INC-00001`.
+    pub id: String,
+    /// Severity.
+    pub severity: Severity,
+    /// The trigger that opened it.
+    pub trigger: String,
+    /// Open or resolved.
+    pub status: Status,
+    /// The offending principal.
+    pub principal: Target,
+    /// MCP server, when the trigger concerns one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
+    /// First and last time the trigger fired for it.
+    pub first_seen: String,
+    /// Last time.
+    pub last_seen: String,
+    /// How many times the trigger fired into it.
+    pub firings: u64,
+    /// Evidence (the first [`MAX_EVIDENCE`]).
+    pub evidence: Vec<Evidence>,
+    /// Containment applied.
+    pub actions: Vec<Taken>,
+    /// The investigation checklist of its kind.
+    pub checklist: Vec<String>,
+    /// Notes.
+    #[serde(default)]
+    pub notes: Vec<Note>,
+    /// When it was resolved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_at: Option<String>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Book {
+    next: u64,
+    incidents: Vec<Incident>,
+}
+
+/// Why a plan could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    /// No such plan.
+    #[error("unknown plan `{0}`; plans: {1}")]
+    Unknown(String, String),
+    /// A template did not make a valid action.
+    #[error("plan `{0}`: {1}")]
+    Template(String, String),
+    /// The plan needs a principal.
+    #[error("give at least a user, tenant or session to contain")]
+    NoTarget,
+    /// The batch was rejected or could not be persisted (nothing changed).
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+}
+
+/// Why the incident file could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum IncidentError {
+    /// Reading or parsing.
+    #[error("incident file {0}: {1}; fix or move it aside")]
+    Load(PathBuf, String),
+    /// Writing.
+    #[error("cannot write incident file {0}: {1}")]
+    Write(PathBuf, String),
+    /// No such incident.
+    #[error("no incident `{0}`")]
+    NotFound(String),
+}
+
+/// The incident engine of a running gateway.
+#[derive(Debug)]
+pub struct Engine {
+    windows: Windows,
+    book: tokio::sync::Mutex<Book>,
+    path: PathBuf,
+}
+
+/// The incident file that goes with a state file: `state.json` → `state.incidents.json`.
+pub fn file_for(state_file: &Path) -> PathBuf {
+    state_file.with_extension("incidents.json")
+}
+
+fn now_rfc3339() -> String {
+    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
+}
+
+/// Writes `record` to the audit trail and lets the incident engine see its facts. The one call the
+/// request path, the stream pump and the MCP gateway make; automatic containment is applied before
+/// it returns.
+pub async fn audited(gw: &Gateway, record: Record) {
+    let policy = gw.policy();
+    let fields = record.fields();
+    let target = Target {
+        user: str_field(fields, "user"),
+        tenant: str_field(fields, "tenant"),
+        session: str_field(fields, "session"),
+        key_id: str_field(fields, "key_id"),
+    };
+    let firings = match &target.user {
+        Some(user) => gw.incidents.evaluate(&policy, fields, user, Instant::now()),
+        None => Vec::new(),
+    };
+    if firings.is_empty() {
+        gw.audit.record(record).await;
+        return;
+    }
+    let request_id = str_field(fields, "request_id");
+    let server = str_field(fields, "server");
+    let seq = gw.audit.record_durable(record).await.ok();
+    for (trigger, rule) in firings {
+        let ev = Evidence { audit_seq: seq, request_id: request_id.clone(), rule, time: now_rfc3339() };
+        gw.incidents.fire(gw, &policy, &trigger, &target, server.clone(), ev).await;
+    }
+}
+
+fn str_field(m: &Map<String, Value>, k: &str) -> Option<String> {
+    m.get(k).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_owned)
+}
+
+/// Rules whose blocks count as guardrail blocks (and as probing signatures).
+fn guardrail(rule: &str) -> bool {
+    ["injection.", "tools.", "egress.", "role.", "mcp.tool_", "mcp.server_not_allowed"]
+        .iter()
+        .any(|p| rule.starts_with(p))
+}
+
+/// A tool call the model (or an agent over MCP) tried and the gateway refused.
+fn tool_refusal(rule: &str) -> bool {
+    (rule.starts_with("tools.") && rule != "tools.stripped")
+        || rule.starts_with("mcp.tool_not_allowed")
+        || rule.starts_with("mcp.tool_disabled")
+        || rule.starts_with("mcp.argument")
+}
+
+/// What one audit record says, as trigger inputs.
+#[derive(Debug, Default)]
+struct Signals {
+    leaks: Vec<(String, bool)>,
+    tool_refused: Option<String>,
+    data_calls: u64,
+    blocks: BTreeSet<String>,
+    injections: BTreeSet<String>,
+    fragments: u64,
+    trigger: Option<String>,
+}
+
+impl Signals {
+    fn read(m: &Map<String, Value>, policy: &Policy) -> Signals {
+        let mut s = Signals::default();
+        let kind = m.get("kind").and_then(Value::as_str).unwrap_or("");
+        let event = m.get("event").and_then(Value::as_str).unwrap_or("");
+        let status = m.get("status").and_then(Value::as_u64).unwrap_or(200);
+        if let Some(Value::Object(r)) = m.get("redactions") {
+            for id in r.keys() {
+                let cat = policy.scanner.rules().iter().find(|x| &x.id == id).map(|x| x.category);
+                match cat {
+                    Some(Category::Canary) => s.leaks.push((id.clone(), true)),
+                    Some(Category::Credential) => s.leaks.push((id.clone(), false)),
+                    _ if id.starts_with("canary") => s.leaks.push((id.clone(), true)),
+                    _ => {}
+                }
+            }
+        }
+        let mut decide = |rule: &str, action: &str| {
+            if action == "block" && guardrail(rule) {
+                s.blocks.insert(rule.to_owned());
+            }
+            if action == "block" && tool_refusal(rule) && (kind == "mcp" || status < 400) {
+                s.tool_refused.get_or_insert_with(|| rule.to_owned());
+            }
+        };
+        if let Some(Value::Array(ds)) = m.get("decisions") {
+            for d in ds {
+                let rule = d.get("rule").and_then(Value::as_str).unwrap_or("");
+                let action = d.get("action").and_then(Value::as_str).unwrap_or("");
+                decide(rule, action);
+            }
+        }
+        if event == "tool_call_refused" {
+            if let Some(rule) = m.get("rule").and_then(Value::as_str) {
+                decide(rule, "block");
+            }
+        }
+        if let Some(Value::Array(ids)) = m.get("injections") {
+            s.injections.extend(ids.iter().filter_map(Value::as_str).map(|i| format!("injection:{i}")));
+        }
+        s.fragments = match event {
+            "prompt_fragments" => m.get("count").and_then(Value::as_u64).unwrap_or(0),
+            _ => m.get("prompt_fragments").and_then(Value::as_u64).unwrap_or(0),
+        };
+        if kind == "mcp" {
+            if let Some(Value::Array(t)) = m.get("tools_called") {
+                s.data_calls = t.len() as u64;
+            }
+            s.trigger = str_field(m, "trigger");
+        }
+        s
+    }
+}
+
+impl Engine {
+    /// Opens the incident file (absent: no incidents yet).
+    pub fn open(path: &Path) -> Result<Engine, IncidentError> {
+        let book = match std::fs::read(path) {
+            Ok(b) => serde_json::from_slice(&b).map_err(|e| IncidentError::Load(path.into(), e.to_string()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Book::default(),
+            Err(e) => return Err(IncidentError::Load(path.into(), e.to_string())),
+        };
+        Ok(Engine { windows: Windows::new(WINDOW_CAPACITY), book: tokio::sync::Mutex::new(book), path: path.into() })
+    }
+
+    /// The triggers that fire for this record: (trigger, the rule id that counted).
+    fn evaluate(&self, policy: &Policy, m: &Map<String, Value>, user: &str, now: Instant) -> Vec<(Trigger, String)> {
+        let s = Signals::read(m, policy);
+        let mut out = Vec::new();
+        let ip = &policy.incidents;
+        // Counts one event for a trigger; true when it fires.
+        let mut hit = |name: &str, key: &str, count: Count, rule: &str| -> bool {
+            let Some(t) = ip.triggers.get(name) else { return false };
+            if t.threshold > 0 {
+                let wkey = format!("{name}\u{0}{key}");
+                let cap = usize::try_from(t.threshold.saturating_add(1)).unwrap_or(usize::MAX);
+                if self.windows.add(&wkey, now, t.window, count, cap) <= t.threshold {
+                    return false;
+                }
+                self.windows.reset(&wkey);
+            }
+            out.push((t.clone(), rule.to_owned()));
+            true
+        };
+        if let Some((rule, _)) = s.leaks.first() {
+            hit("credential_leakage_confirmed", user, Count::Sum(1), rule);
+        }
+        if let Some(rule) = &s.tool_refused {
+            hit("unauthorized_tool_execution", user, Count::Sum(1), rule);
+        }
+        if s.data_calls > 0 {
+            hit("bulk_data_extraction", user, Count::Sum(s.data_calls), "mcp.tools_call");
+        }
+        if let Some(rule) = s.blocks.iter().next() {
+            hit("sustained_injection_campaign", user, Count::Sum(1), rule);
+        }
+        for sig in s.blocks.iter().chain(&s.injections) {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            sig.hash(&mut h);
+            hit("anomalous_probing", user, Count::Distinct(h.finish()), sig);
+        }
+        if s.fragments > 0 {
+            let session = str_field(m, "session").unwrap_or_else(|| format!("user:{user}"));
+            let exposed = hit("system_prompt_exposure", &session, Count::Sum(s.fragments), "prompt.fragment");
+            if !exposed && s.fragments <= 2 {
+                hit("partial_prompt_extraction", user, Count::Sum(1), "prompt.fragment");
+            }
+        }
+        if let Some(t) = &s.trigger {
+            let key = format!("{user}\u{0}{}", str_field(m, "server").unwrap_or_default());
+            hit(t, &key, Count::Sum(1), t);
+        }
+        // A canary in the output exposes the system prompt by itself: no threshold.
+        if let (Some((rule, _)), Some(t)) =
+            (s.leaks.iter().find(|(_, canary)| *canary), ip.triggers.get("system_prompt_exposure"))
+        {
+            out.push((t.clone(), rule.clone()));
+        }
+        // One firing per trigger per record.
+        let mut seen = BTreeSet::new();
+        out.retain(|(t, _)| seen.insert(t.name.clone()));
+        out
+    }
+
+    /// Opens or joins the incident of `trigger` for `target`, running its plan when it opens and the
+    /// trigger is automatic.
+    async fn fire(
+        &self,
+        gw: &Gateway,
+        policy: &Policy,
+        trigger: &Trigger,
+        target: &Target,
+        server: Option<String>,
+        ev: Evidence,
+    ) {
+        let mut book = self.book.lock().await;
+        let now = now_rfc3339();
+        let open = book.incidents.iter().position(|i| {
+            i.status == Status::Open
+                && i.trigger == trigger.name
+                && i.principal.user == target.user
+                && (trigger.name != "tool_definition_changed" || i.server == server)
+        });
+        if let Some(pos) = open {
+            let inc = &mut book.incidents[pos];
+            inc.last_seen = now;
+            inc.firings += 1;
+            if inc.evidence.len() < MAX_EVIDENCE {
+                inc.evidence.push(ev.clone());
+            }
+            let rec = incident_record(inc, "joined").with("rule", ev.rule.as_str());
+            gw.audit.record(rec).await;
+        } else {
+            book.next += 1;
+            let id = format!("INC-{:05}", book.next);
+            let mut inc = Incident {
+                id: id.clone(),
+                severity: trigger.severity,
+                trigger: trigger.name.clone(),
+                status: Status::Open,
+                principal: target.clone(),
+                server,
+                first_seen: now.clone(),
+                last_seen: now,
+                firings: 1,
+                evidence: vec![ev.clone()],
+                actions: Vec::new(),
+                checklist: checklist::for_trigger(&trigger.name).into_iter().map(str::to_owned).collect(),
+                notes: Vec::new(),
+                resolved_at: None,
+            };
+            tracing::warn!(incident = %id, severity = trigger.severity.as_str(), trigger = %trigger.name,
+                user = target.user.as_deref(), rule = %ev.rule, "incident opened");
+            gw.metrics.decision(&format!("incident.{}", trigger.name), "detect");
+            // The incident record goes first so the switch record that follows can name it.
+            let auto = trigger.auto && policy.incidents.auto_contain;
+            let opened = incident_record(&inc, "opened").with("rule", ev.rule.as_str()).with("auto", auto);
+            if let Err(e) = gw.audit.record_durable(opened).await {
+                tracing::error!(error = %e, "incident opened but its audit record failed");
+            }
+            if auto {
+                let reason = format!("{id}: {} ({}) automatic containment", trigger.name, trigger.severity.as_str());
+                let taken = run_plan(gw, policy, &trigger.plan, target, &reason, "firebreak", Some(&id)).await;
+                inc.actions.push(taken.unwrap_or_else(|e| Taken {
+                    plan: trigger.plan.clone(),
+                    actor: "firebreak".into(),
+                    time: now_rfc3339(),
+                    actions: Vec::new(),
+                    version: None,
+                    credentials_marked_for_rotation: false,
+                    error: Some(e.to_string()),
+                }));
+            }
+            book.incidents.push(inc);
+        }
+        if let Err(e) = self.save(&book).await {
+            tracing::error!(error = %e, "incident file not written");
+        }
+    }
+
+    async fn save(&self, book: &Book) -> Result<(), IncidentError> {
+        let mut bytes =
+            serde_json::to_vec_pretty(book).map_err(|e| IncidentError::Write(self.path.clone(), e.to_string()))?;
+        bytes.push(b'\n');
+        let p = self.path.clone();
+        tokio::task::spawn_blocking(move || crate::state::write_atomic(&p, &bytes))
+            .await
+            .map_err(|e| IncidentError::Write(self.path.clone(), e.to_string()))?
+            .map_err(|e| IncidentError::Write(self.path.clone(), e.to_string()))
+    }
+
+    /// Every incident, newest first; only open ones when `open_only`.
+    pub async fn list(&self, open_only: bool) -> Vec<Incident> {
+        let book = self.book.lock().await;
+        book.incidents.iter().rev().filter(|i| !open_only || i.status == Status::Open).cloned().collect()
+    }
+
+    /// One incident.
+    pub async fn get(&self, id: &str) -> Option<Incident> {
+        self.book.lock().await.incidents.iter().find(|i| i.id == id).cloned()
+    }
+
+    /// Resolves an incident with a note (switches stay as they are: lifting them is a separate,
+    /// deliberate change).
+    pub async fn resolve(&self, gw: &Gateway, id: &str, actor: &str, note: &str) -> Result<Incident, IncidentError> {
+        let mut book = self.book.lock().await;
+        let inc = book.incidents.iter_mut().find(|i| i.id == id).ok_or_else(|| IncidentError::NotFound(id.into()))?;
+        let now = now_rfc3339();
+        if !note.trim().is_empty() {
+            inc.notes.push(Note { time: now.clone(), actor: actor.into(), text: note.into() });
+        }
+        inc.status = Status::Resolved;
+        inc.resolved_at = Some(now);
+        let out = inc.clone();
+        let rec = incident_record(&out, "resolved").with("actor", actor).with("note", note);
+        let _ = gw.audit.record_durable(rec).await;
+        // Keep every open incident and the newest resolved ones.
+        let resolved = book.incidents.iter().filter(|i| i.status == Status::Resolved).count();
+        if resolved > MAX_RESOLVED {
+            let mut drop = resolved - MAX_RESOLVED;
+            book.incidents.retain(|i| {
+                if drop > 0 && i.status == Status::Resolved {
+                    drop -= 1;
+                    false
+                } else {
+                    true
+                }
+            });
+        }
+        self.save(&book).await?;
+        Ok(out)
+    }
+}
+
+fn incident_record(inc: &Incident, event: &str) -> Record {
+    Record::new("incident")
+        .with("event", event)
+        .with("incident", inc.id.as_str())
+        .with("severity", inc.severity.as_str())
+        .with("trigger", inc.trigger.as_str())
+        .with_opt("user", inc.principal.user.as_deref())
+        .with_opt("tenant", inc.principal.tenant.as_deref())
+        .with_opt("session", inc.principal.session.as_deref())
+        .with_opt("server", inc.server.as_deref())
+}
+
+/// Runs a containment plan for `target` as one atomic batch, and audits it (`kind: switch`, with the
+/// plan's name; `kind: rotation, event: marked` when the plan marks credentials for rotation).
+pub async fn run_plan(
+    gw: &Gateway,
+    policy: &Policy,
+    plan_name: &str,
+    target: &Target,
+    reason: &str,
+    actor: &str,
+    incident: Option<&str>,
+) -> Result<Taken, PlanError> {
+    let plan = policy.incidents.plans.get(plan_name).ok_or_else(|| {
+        PlanError::Unknown(plan_name.into(), policy.incidents.plans.keys().cloned().collect::<Vec<_>>().join(", "))
+    })?;
+    if target.user.is_none() && target.tenant.is_none() && target.session.is_none() && target.key_id.is_none() {
+        return Err(PlanError::NoTarget);
+    }
+    let actions = plan.actions_for(target).map_err(|e| PlanError::Template(plan_name.into(), e))?;
+    let mut taken = Taken {
+        plan: plan_name.into(),
+        actor: actor.into(),
+        time: now_rfc3339(),
+        actions: actions.clone(),
+        version: None,
+        credentials_marked_for_rotation: plan.rotate_credentials,
+        error: None,
+    };
+    if !actions.is_empty() {
+        let batch = Batch { actions, reason: reason.into(), actor: Some(actor.into()), expect_version: None };
+        let applied = gw.state.apply(&batch, policy).await?;
+        gw.metrics.set_switch_version(applied.after.version);
+        taken.version = Some(applied.after.version);
+        let rec = Record::new("switch")
+            .with("actor", actor)
+            .with("reason", reason)
+            .with("before_version", applied.before)
+            .with("after_version", applied.after.version)
+            .with("actions", serde_json::to_value(&batch.actions).unwrap_or(Value::Null))
+            .with("plan", plan_name)
+            .with_opt("incident", incident);
+        if let Err(e) = gw.audit.record_durable(rec).await {
+            tracing::error!(error = %e, "containment applied but its audit record failed");
+        }
+        tracing::warn!(plan = plan_name, actor, version = applied.after.version, "containment plan applied");
+    }
+    if plan.rotate_credentials {
+        let rec = Record::new("rotation")
+            .with("event", "marked")
+            .with("actor", actor)
+            .with("reason", reason)
+            .with("plan", plan_name)
+            .with_opt("incident", incident);
+        let _ = gw.audit.record_durable(rec).await;
+    }
+    Ok(taken)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn policy(extra: &str) -> Policy {
+        let text = format!(
+            "[[redaction.canaries]]\nid = \"p\"\nvalue = \"fbQ7kX2mZp9RtL4w\"\n\n[triggers.anomalous_probing]\nthreshold = 2\n\n{extra}"
+        );
+        crate::config::load_str("t.toml", &text, Path::new(".")).expect("policy")
+    }
+
+    fn fired(e: &Engine, p: &Policy, rec: Value) -> Vec<String> {
+        let Value::Object(m) = rec else { panic!() };
+        e.evaluate(p, &m, "alice", Instant::now()).into_iter().map(|(t, _)| t.name).collect()
+    }
+
+    #[test]
+    fn signals_map_to_triggers() {
+        let p = policy("");
+        let e = Engine::open(Path::new("/nonexistent/incidents.json")).expect("absent file is fine");
+        let leak = json!({"kind": "request", "user": "alice", "redactions": {"aws_access_key_id": 1}});
+        assert_eq!(fired(&e, &p, leak), vec!["credential_leakage_confirmed"]);
+        let pii = json!({"kind": "request", "user": "alice", "redactions": {"email": 2}});
+        assert!(fired(&e, &p, pii).is_empty(), "PII is redacted but is not a credential leak");
+        let canary = json!({"kind": "request", "event": "redaction", "redactions": {"canary.p": 1}});
+        assert_eq!(fired(&e, &p, canary), vec!["credential_leakage_confirmed", "system_prompt_exposure"]);
+
+        // A model's refused tool call (200) is unauthorized execution; a client asking for a tool it
+        // may not use (403) is only a guardrail block.
+        let model =
+            json!({"kind": "request", "status": 200, "decisions": [{"rule": "tools.not_allowed", "action": "block"}]});
+        assert!(fired(&e, &p, model).contains(&"unauthorized_tool_execution".to_owned()));
+        let client =
+            json!({"kind": "request", "status": 403, "decisions": [{"rule": "tools.not_allowed", "action": "block"}]});
+        assert!(!fired(&e, &p, client).contains(&"unauthorized_tool_execution".to_owned()));
+        let streamed = json!({"kind": "request", "event": "tool_call_refused", "rule": "tools.argument"});
+        assert!(fired(&e, &p, streamed).contains(&"unauthorized_tool_execution".to_owned()));
+        let mcp =
+            json!({"kind": "mcp", "status": 200, "decisions": [{"rule": "mcp.tool_not_allowed", "action": "block"}]});
+        assert!(fired(&e, &p, mcp).contains(&"unauthorized_tool_execution".to_owned()));
+
+        // Fragments: 1-2 in a response is partial extraction; more than 3 in a session is exposure.
+        let frag = |n: u64| json!({"kind": "request", "session": "s", "prompt_fragments": n});
+        assert_eq!(fired(&e, &p, frag(2)), vec!["partial_prompt_extraction"]);
+        assert_eq!(fired(&e, &p, frag(2)), vec!["system_prompt_exposure"], "2 + 2 > 3 in one session");
+
+        // MCP rug pull.
+        let rug = json!({"kind": "mcp", "event": "tool_definition_changed", "trigger": "tool_definition_changed", "server": "srv"});
+        assert_eq!(fired(&e, &p, rug), vec!["tool_definition_changed"]);
+    }
+
+    #[test]
+    fn probing_counts_distinct_signatures_and_rearms() {
+        let p = policy("");
+        let e = Engine::open(Path::new("/nonexistent/incidents.json")).expect("engine");
+        let block =
+            |rule: &str| json!({"kind": "request", "status": 400, "decisions": [{"rule": rule, "action": "block"}]});
+        let probing = |v: Vec<String>| v.contains(&"anomalous_probing".to_owned());
+        assert!(!probing(fired(&e, &p, block("egress.private"))));
+        assert!(!probing(fired(&e, &p, block("egress.private"))), "the same signature again is not new");
+        assert!(!probing(fired(&e, &p, block("role.model_not_allowed"))), "2 distinct: not above 2");
+        assert!(probing(fired(&e, &p, block("injection.blocked"))), "3 distinct > 2");
+        assert!(!probing(fired(&e, &p, block("egress.metadata"))), "the window re-arms after firing");
+    }
+
+    #[test]
+    fn bulk_extraction_counts_mcp_tool_calls() {
+        let p = policy("[triggers.bulk_data_extraction]\nthreshold = 5\n");
+        let e = Engine::open(Path::new("/nonexistent/incidents.json")).expect("engine");
+        let calls = |n: usize| json!({"kind": "mcp", "status": 200, "tools_called": vec!["srv/read"; n]});
+        assert!(fired(&e, &p, calls(3)).is_empty());
+        assert!(fired(&e, &p, calls(2)).is_empty(), "5 is not above 5");
+        assert_eq!(fired(&e, &p, calls(1)), vec!["bulk_data_extraction"]);
+    }
+}

@@ -1,0 +1,396 @@
+//! Triggers and containment plans as the policy declares them (`[triggers.<name>]`, `[plans.<name>]`),
+//! with the defaults of the incident playbooks.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::config::raw::{RawPlan, RawTrigger};
+use crate::config::validate::{Problems, Seg};
+use crate::state::Action;
+
+/// Incident severity, SEV-1 (worst) to SEV-4.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Severity {
+    /// Confirmed compromise: contain everything the plan names, now.
+    #[serde(rename = "SEV-1")]
+    Sev1,
+    /// Serious, scoped to a principal.
+    #[serde(rename = "SEV-2")]
+    Sev2,
+    /// Suspicious: slow the principal down.
+    #[serde(rename = "SEV-3")]
+    Sev3,
+    /// Noteworthy: record only.
+    #[serde(rename = "SEV-4")]
+    Sev4,
+}
+
+impl Severity {
+    /// `SEV-1`..`SEV-4`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Sev1 => "SEV-1",
+            Severity::Sev2 => "SEV-2",
+            Severity::Sev3 => "SEV-3",
+            Severity::Sev4 => "SEV-4",
+        }
+    }
+
+    /// Accepts `SEV-1`, `sev1`, `1`.
+    pub fn parse(s: &str) -> Option<Severity> {
+        match s.trim().to_ascii_lowercase().replace(['-', '_', ' '], "").trim_start_matches("sev") {
+            "1" => Some(Severity::Sev1),
+            "2" => Some(Severity::Sev2),
+            "3" => Some(Severity::Sev3),
+            "4" => Some(Severity::Sev4),
+            _ => None,
+        }
+    }
+
+    /// The default plan of this severity (`sev1`..`sev4`).
+    pub fn plan(self) -> &'static str {
+        match self {
+            Severity::Sev1 => "sev1",
+            Severity::Sev2 => "sev2",
+            Severity::Sev3 => "sev3",
+            Severity::Sev4 => "sev4",
+        }
+    }
+}
+
+/// One detection trigger.
+#[derive(Debug, Clone, Serialize)]
+pub struct Trigger {
+    /// Name (`credential_leakage_confirmed`, …).
+    pub name: String,
+    /// Severity of the incidents it opens.
+    pub severity: Severity,
+    /// Fires when the count in the window goes above this (0: on the first event).
+    pub threshold: u64,
+    /// Sliding window.
+    #[serde(with = "humantime_serde_secs")]
+    pub window: Duration,
+    /// Whether the plan runs automatically when an incident opens.
+    pub auto: bool,
+    /// The plan to run.
+    pub plan: String,
+}
+
+mod humantime_serde_secs {
+    pub fn serialize<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+}
+
+/// A containment plan: switch-action templates applied as one batch.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    /// Templates; strings may name `{user}`, `{tenant}`, `{session}`, `{key_id}`.
+    pub actions: Vec<Value>,
+    /// The plan marks provider credentials for rotation (recorded; an operator rotates).
+    pub rotate_credentials: bool,
+    /// What it does, for people.
+    pub description: String,
+}
+
+/// The principal a plan is run for.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Target {
+    /// User id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Tenant id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    /// Session id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+    /// Virtual key id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
+}
+
+impl Plan {
+    /// The plan's actions for `target`. A template that names a field the target lacks (a session
+    /// for a request without one) is left out: containment never widens to "everyone".
+    pub fn actions_for(&self, target: &Target) -> Result<Vec<Action>, String> {
+        let mut out = Vec::new();
+        'templates: for (i, t) in self.actions.iter().enumerate() {
+            let mut v = t.clone();
+            let mut missing = false;
+            substitute(&mut v, target, &mut missing);
+            if missing {
+                continue 'templates;
+            }
+            out.push(serde_json::from_value(v).map_err(|e| format!("plan action {i}: {e}"))?);
+        }
+        Ok(out)
+    }
+
+    /// Whether a step acts on everyone (safe mode, level, every tool, endpoints, egress, servers).
+    fn global_steps(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for t in &self.actions {
+            let action = t.get("action").and_then(Value::as_str).unwrap_or("");
+            let scoped = matches!(
+                action,
+                "block_user"
+                    | "block_tenant"
+                    | "revoke_key"
+                    | "terminate_session"
+                    | "limit_user"
+                    | "unblock_user"
+                    | "unblock_tenant"
+                    | "unlimit_user"
+            );
+            if !scoped {
+                out.push(action.to_owned());
+            }
+        }
+        out
+    }
+}
+
+fn substitute(v: &mut Value, t: &Target, missing: &mut bool) {
+    match v {
+        Value::String(s) if s.contains('{') => {
+            for (name, val) in
+                [("{user}", &t.user), ("{tenant}", &t.tenant), ("{session}", &t.session), ("{key_id}", &t.key_id)]
+            {
+                if s.contains(name) {
+                    match val {
+                        Some(x) => *s = s.replace(name, x),
+                        None => *missing = true,
+                    }
+                }
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(|x| substitute(x, t, missing)),
+        Value::Object(m) => m.values_mut().for_each(|x| substitute(x, t, missing)),
+        _ => {}
+    }
+}
+
+/// The compiled `[triggers]` and `[plans]`.
+#[derive(Debug, Clone, Serialize)]
+pub struct IncidentPolicy {
+    /// `[incidents] auto_contain`: false is monitor mode (incidents open, no plan runs by itself).
+    pub auto_contain: bool,
+    /// Enabled triggers by name.
+    pub triggers: BTreeMap<String, Trigger>,
+    /// Plans by name.
+    pub plans: BTreeMap<String, Plan>,
+}
+
+/// Built-in triggers: (name, severity, threshold, window, auto).
+pub const TRIGGERS: &[(&str, Severity, u64, u64, bool)] = &[
+    ("credential_leakage_confirmed", Severity::Sev1, 0, 3600, true),
+    ("unauthorized_tool_execution", Severity::Sev1, 0, 3600, true),
+    ("bulk_data_extraction", Severity::Sev1, 100, 3600, false),
+    ("sustained_injection_campaign", Severity::Sev2, 50, 1800, false),
+    ("system_prompt_exposure", Severity::Sev2, 3, 3600, false),
+    ("cross_user_data_leakage", Severity::Sev2, 0, 3600, true),
+    ("tool_definition_changed", Severity::Sev2, 0, 3600, false),
+    ("partial_prompt_extraction", Severity::Sev3, 0, 3600, false),
+    ("anomalous_probing", Severity::Sev4, 3, 3600, false),
+];
+
+fn default_plans() -> BTreeMap<String, Plan> {
+    use serde_json::json;
+    let plan = |actions: Vec<Value>, rotate: bool, d: &str| Plan {
+        actions,
+        rotate_credentials: rotate,
+        description: d.to_owned(),
+    };
+    BTreeMap::from([
+        (
+            "sev1".to_owned(),
+            plan(
+                vec![
+                    json!({"action": "block_user", "user": "{user}"}),
+                    json!({"action": "disable_tool", "tool": "*", "ttl": "24h"}),
+                    json!({"action": "safe_mode", "enabled": true}),
+                ],
+                true,
+                "block the user, disable every tool, enable safe mode, mark credentials for rotation",
+            ),
+        ),
+        (
+            "sev2".to_owned(),
+            plan(
+                vec![
+                    json!({"action": "block_user", "user": "{user}", "ttl": "24h"}),
+                    json!({"action": "limit_user", "user": "{user}", "requests_per_minute": 10, "ttl": "24h"}),
+                    json!({"action": "terminate_session", "session": "{session}"}),
+                ],
+                false,
+                "block the user for 24 h, rate-limit them after, terminate their session",
+            ),
+        ),
+        (
+            "sev3".to_owned(),
+            plan(
+                vec![json!({"action": "limit_user", "user": "{user}", "requests_per_minute": 10, "ttl": "1h"})],
+                false,
+                "rate-limit the user to 10 requests per minute for an hour",
+            ),
+        ),
+        ("sev4".to_owned(), plan(Vec::new(), false, "record only")),
+    ])
+}
+
+impl Default for IncidentPolicy {
+    fn default() -> Self {
+        let mut problems = Problems::default();
+        IncidentPolicy::compile(&BTreeMap::new(), &BTreeMap::new(), &mut problems)
+    }
+}
+
+impl IncidentPolicy {
+    /// Defaults overridden by the policy; every problem is reported.
+    pub(crate) fn compile(
+        raw_triggers: &BTreeMap<String, RawTrigger>,
+        raw_plans: &BTreeMap<String, RawPlan>,
+        problems: &mut Problems,
+    ) -> IncidentPolicy {
+        let at = |section: &str, name: &str, key: &str| -> Vec<Seg> {
+            let mut v: Vec<Seg> = vec![section.into(), name.into()];
+            if !key.is_empty() {
+                v.push(key.into());
+            }
+            v
+        };
+        let mut plans = default_plans();
+        for (name, p) in raw_plans {
+            let plan = Plan {
+                actions: p.actions.clone(),
+                rotate_credentials: p.rotate_credentials,
+                description: p.description.clone().unwrap_or_default(),
+            };
+            let probe =
+                Target { user: Some("u".into()), tenant: Some("t".into()), session: Some("s".into()), key_id: None };
+            // key_id templates are checked against the policy's keys when run, not here.
+            let without_keys = Plan {
+                actions: plan.actions.iter().filter(|a| !a.to_string().contains("{key_id}")).cloned().collect(),
+                ..plan.clone()
+            };
+            if let Err(e) = without_keys.actions_for(&probe) {
+                problems.add(
+                    0,
+                    at("plans", name, "actions"),
+                    format!("plan `{name}`: {e}"),
+                    Some("each action is a switch action, e.g. {action = \"block_user\", user = \"{user}\"}".into()),
+                );
+            }
+            plans.insert(name.clone(), plan);
+        }
+        let mut triggers = BTreeMap::new();
+        let known: Vec<&str> = TRIGGERS.iter().map(|t| t.0).collect();
+        for name in raw_triggers.keys() {
+            if !known.contains(&name.as_str()) {
+                problems.add(
+                    0,
+                    at("triggers", name, ""),
+                    format!("unknown trigger `{name}`"),
+                    Some(format!("triggers: {}", known.join(", "))),
+                );
+            }
+        }
+        for &(name, severity, threshold, window, auto) in TRIGGERS {
+            let raw = raw_triggers.get(name);
+            let r = raw.map_or_else(RawTrigger::default, |r| RawTrigger {
+                enabled: r.enabled,
+                threshold: r.threshold,
+                window: r.window.clone(),
+                severity: r.severity.clone(),
+                auto: r.auto,
+                plan: r.plan.clone(),
+            });
+            if r.enabled == Some(false) {
+                continue;
+            }
+            let severity = match r.severity.as_deref().map(|s| (s, Severity::parse(s))) {
+                None => severity,
+                Some((_, Some(s))) => s,
+                Some((s, None)) => {
+                    problems.add(
+                        0,
+                        at("triggers", name, "severity"),
+                        format!("unknown severity `{s}`"),
+                        Some("write SEV-1, SEV-2, SEV-3 or SEV-4".into()),
+                    );
+                    severity
+                }
+            };
+            let window = match r.window.as_deref().map(|w| (w, humantime::parse_duration(w))) {
+                None => Duration::from_secs(window),
+                Some((_, Ok(d))) if !d.is_zero() && d <= Duration::from_secs(7 * 86400) => d,
+                Some((w, _)) => {
+                    problems.add(
+                        0,
+                        at("triggers", name, "window"),
+                        format!("`{w}` is not a window between 1s and 7d"),
+                        Some("write e.g. 30m, 1h".into()),
+                    );
+                    Duration::from_secs(window)
+                }
+            };
+            let plan = r.plan.clone().unwrap_or_else(|| severity.plan().to_owned());
+            match plans.get(&plan) {
+                None => problems.add(
+                    0,
+                    at("triggers", name, "plan"),
+                    format!("unknown plan `{plan}`"),
+                    Some(format!("plans: {}", plans.keys().cloned().collect::<Vec<_>>().join(", "))),
+                ),
+                Some(p) if severity != Severity::Sev1 && r.auto.unwrap_or(auto) && !p.global_steps().is_empty() => {
+                    problems.add(
+                        0,
+                        at("triggers", name, "plan"),
+                        format!(
+                            "trigger `{name}` ({}) runs plan `{plan}` automatically, which acts on everyone ({})",
+                            severity.as_str(),
+                            p.global_steps().join(", ")
+                        ),
+                        Some("below SEV-1 an automatic plan may only act on the offending principal".into()),
+                    )
+                }
+                Some(_) => {}
+            }
+            triggers.insert(
+                name.to_owned(),
+                Trigger {
+                    name: name.to_owned(),
+                    severity,
+                    threshold: r.threshold.unwrap_or(threshold),
+                    window,
+                    auto: r.auto.unwrap_or(auto),
+                    plan,
+                },
+            );
+        }
+        IncidentPolicy { auto_contain: true, triggers, plans }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_compile_and_scope() {
+        let p = IncidentPolicy::default();
+        assert_eq!(p.triggers.len(), TRIGGERS.len());
+        let t = Target { user: Some("alice".into()), tenant: Some("acme".into()), session: None, key_id: None };
+        let sev2 = p.plans["sev2"].actions_for(&t).unwrap();
+        // No session: the terminate_session step is left out rather than widened.
+        assert_eq!(sev2.len(), 2);
+        assert!(p.plans["sev3"].global_steps().is_empty());
+        assert_eq!(p.plans["sev1"].global_steps(), vec!["disable_tool", "safe_mode"]);
+        assert_eq!(Severity::parse("sev-2"), Some(Severity::Sev2));
+        assert_eq!(Severity::parse("SEV-4"), Some(Severity::Sev4));
+    }
+}
