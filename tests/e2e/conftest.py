@@ -159,6 +159,11 @@ message = {toml_str(LOCKDOWN_MESSAGE)}
 {levels_normal}
 [safe_mode]
 reply = {toml_str(SAFE_MODE_TEXT)}
+
+# These tests leak and refuse on purpose and go on with the same user: incidents open, but no
+# containment plan runs by itself (monitor mode). tests/incidents.rs covers automatic containment.
+[incidents]
+auto_contain = false
 """
 
 

@@ -216,6 +216,9 @@ tenant = "globex"
 user = "carol"
 role = "analyst"
 
+[incidents]
+auto_contain = false
+
 [roles.mcp_user]
 mcp = [{globs}]
 
