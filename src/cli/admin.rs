@@ -323,12 +323,18 @@ async fn run_async(a: Args) -> anyhow::Result<ExitCode> {
     match serde_json::from_slice::<Value>(&bytes) {
         Ok(v) if matches!(a.cmd, Cmd::Isolated) && status.is_success() => {
             let isolated = v.pointer("/state/isolated_servers").or_else(|| v.get("isolated_servers"));
-            println!("{}", serde_json::to_string_pretty(isolated.unwrap_or(&json!({})))?)
+            out(&serde_json::to_string_pretty(isolated.unwrap_or(&json!({})))?)
         }
-        Ok(v) => println!("{}", serde_json::to_string_pretty(&v)?),
-        Err(_) => println!("{}", String::from_utf8_lossy(&bytes)),
+        Ok(v) => out(&serde_json::to_string_pretty(&v)?),
+        Err(_) => out(&String::from_utf8_lossy(&bytes)),
     }
     Ok(if status.is_success() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// Prints a line; a closed stdout (`… | head`) is not an error worth a panic.
+fn out(s: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout().lock(), "{s}");
 }
 
 fn strip_nulls(mut v: Value) -> Value {
