@@ -16,7 +16,7 @@ use super::jsonrpc;
 use super::tools::Judge;
 use crate::config::mcp::McpServer;
 use crate::config::KeyEntry;
-use crate::protocol::sse::SseFramer;
+use crate::protocol::sse::{parse_event, Event, SseFramer};
 use crate::proxy::body::Body;
 use crate::proxy::{Active, Gateway};
 use crate::state::{unix_now, Snapshot};
@@ -173,46 +173,9 @@ async fn pump(
     drop(ctx.permit.take());
 }
 
-/// The fields of one SSE event that matter here.
-struct Fields<'a> {
-    id: Option<&'a str>,
-    name: Option<&'a str>,
-    retry: Option<&'a str>,
-    data: Option<String>,
-}
-
-fn fields(raw: &[u8]) -> Fields<'_> {
-    let mut f = Fields { id: None, name: None, retry: None, data: None };
-    for line in raw.split(|&b| b == b'\n') {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let Ok(line) = std::str::from_utf8(line) else { continue };
-        if line.is_empty() || line.starts_with(':') {
-            continue;
-        }
-        let (field, value) = match line.split_once(':') {
-            Some((k, v)) => (k, v.strip_prefix(' ').unwrap_or(v)),
-            None => (line, ""),
-        };
-        match field {
-            "id" => f.id = Some(value),
-            "event" => f.name = Some(value),
-            "retry" => f.retry = Some(value),
-            "data" => match &mut f.data {
-                None => f.data = Some(value.to_owned()),
-                Some(d) => {
-                    d.push('\n');
-                    d.push_str(value);
-                }
-            },
-            _ => {}
-        }
-    }
-    f
-}
-
 /// One event through policy, appended to `out` (unchanged bytes when nothing changed).
 fn event(ctx: &McpStream, snap: &Snapshot, raw: Bytes, out: &mut BytesMut, found: &mut Findings, rid: &str) {
-    let f = fields(&raw);
+    let f = parse_event(&raw);
     let Some(data) = f.data.as_deref().filter(|d| !d.trim().is_empty()) else {
         // Comments, keep-alives and priming events (an id with no data) pass as they are.
         out.extend_from_slice(&raw);
@@ -270,7 +233,7 @@ fn event(ctx: &McpStream, snap: &Snapshot, raw: Bytes, out: &mut BytesMut, found
     }
 }
 
-fn write_event(out: &mut BytesMut, f: &Fields<'_>, data: &str) {
+fn write_event(out: &mut BytesMut, f: &Event<'_>, data: &str) {
     if let Some(id) = f.id {
         out.extend_from_slice(b"id: ");
         out.extend_from_slice(id.as_bytes());
@@ -298,7 +261,7 @@ mod tests {
 
     #[test]
     fn fields_of_an_event() {
-        let f = fields(b"id: 7\r\nevent: message\ndata: {\"a\":\ndata: 1}\n: comment\nretry: 100\n\n");
+        let f = parse_event(b"id: 7\r\nevent: message\ndata: {\"a\":\ndata: 1}\n: comment\nretry: 100\n\n");
         assert_eq!(f.id, Some("7"));
         assert_eq!(f.name, Some("message"));
         assert_eq!(f.retry, Some("100"));

@@ -108,12 +108,16 @@ pub struct Event<'a> {
     pub name: Option<&'a str>,
     /// The `data:` lines joined by `\n` (borrowed when there is one line).
     pub data: Option<Cow<'a, str>>,
+    /// The `id:` field (resumption with `Last-Event-ID`), if any.
+    pub id: Option<&'a str>,
+    /// The `retry:` field, if any.
+    pub retry: Option<&'a str>,
 }
 
-/// Reads the `event:` and `data:` fields of a raw event. Comments and other fields are ignored;
-/// invalid UTF-8 lines are skipped.
+/// Reads the `event:`, `data:`, `id:` and `retry:` fields of a raw event. Comments and other fields
+/// are ignored; invalid UTF-8 lines are skipped.
 pub fn parse_event(raw: &[u8]) -> Event<'_> {
-    let mut name = None;
+    let (mut name, mut id, mut retry) = (None, None, None);
     let mut data: Option<Cow<'_, str>> = None;
     for line in raw.split(|&b| b == b'\n') {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
@@ -124,6 +128,8 @@ pub fn parse_event(raw: &[u8]) -> Event<'_> {
         };
         match field {
             "event" => name = Some(value),
+            "id" => id = Some(value),
+            "retry" => retry = Some(value),
             "data" => {
                 data = Some(match data {
                     None => Cow::Borrowed(value),
@@ -133,7 +139,7 @@ pub fn parse_event(raw: &[u8]) -> Event<'_> {
             _ => {}
         }
     }
-    Event { name, data }
+    Event { name, data, id, retry }
 }
 
 #[cfg(test)]
@@ -192,6 +198,6 @@ mod tests {
         assert_eq!(e.data.as_deref(), Some("{\"x\":1}"));
         let e = parse_event(b"data: a\ndata: b\n\n");
         assert_eq!(e.data.as_deref(), Some("a\nb"));
-        assert_eq!(parse_event(b": comment\n\n"), Event { name: None, data: None });
+        assert_eq!(parse_event(b": comment\n\n"), Event { name: None, data: None, id: None, retry: None });
     }
 }
