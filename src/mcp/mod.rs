@@ -232,6 +232,11 @@ fn principal(r: Record, key: Option<&KeyEntry>, session: Option<&str>) -> Record
         .with_opt("session", session)
 }
 
+/// The key of a session binding: session ids are the server's, so they are scoped by server.
+fn session_key(server: &str, session: &str) -> String {
+    format!("{server}\n{session}")
+}
+
 fn origin_allowed(policy: &Policy, h: &HeaderMap) -> Result<(), McpError> {
     let Some(origin) = h.get(header::ORIGIN) else { return Ok(()) };
     let o = origin.to_str().unwrap_or("").trim_end_matches('/').to_ascii_lowercase();
@@ -287,7 +292,7 @@ where
     }
     // A session belongs to the principal that opened it: another key presenting its id is refused.
     if let Some(sid) = &ctx.session {
-        let bound = gw.mcp_sessions.get_with(format!("{}\n{sid}", server.name), || Arc::from(key.id.as_str()));
+        let bound = gw.mcp_sessions.get_with(session_key(&server.name, sid), || Arc::from(key.id.as_str()));
         if &*bound != key.id.as_str() {
             return Err(McpError::SessionMismatch);
         }
@@ -320,11 +325,21 @@ where
     };
     match (parts.method.clone(), posted) {
         (Method::POST, Some(p)) => post(exchange, &parts.headers, p, ctx).await,
-        (m @ (Method::GET | Method::DELETE), _) => {
-            exchange.forward(m, &parts.headers, None, Vec::new(), None, ctx).await
-        }
+        (m @ (Method::GET | Method::DELETE), _) => exchange.forward(m, &parts.headers, None, ctx).await,
         (m, _) => Err(McpError::MethodNotAllowed(m.to_string())),
     }
+}
+
+/// What a POST adds to an exchange.
+struct Posted {
+    /// The body to forward (the client's bytes when nothing was refused).
+    body: Bytes,
+    /// Answers the gateway gave itself (refused requests).
+    local: Vec<Value>,
+    /// Ids of the forwarded requests, still to be answered (a cut answers them).
+    pending: Vec<Value>,
+    /// Whether the client sent a batch.
+    batch: bool,
 }
 
 /// One decided request on its way to the server and back.
@@ -351,30 +366,18 @@ impl Exchange {
         }
     }
 
-    /// Sends to the server and inspects the answer. `local` holds answers the gateway gave itself
-    /// (refused requests), merged into the server's; `pending` the forwarded request ids.
+    /// Sends to the server and inspects the answer; for a POST, the gateway's own answers are
+    /// merged into the server's.
     async fn forward(
         mut self,
         method: Method,
         headers: &HeaderMap,
-        body: Option<Bytes>,
-        local: Vec<Value>,
-        batch: Option<bool>,
+        posted: Option<Posted>,
         ctx: &mut Ctx,
     ) -> Result<Response<Body>, McpError> {
-        let pending = match &body {
-            Some(b) => serde_json::from_slice::<Value>(b)
-                .ok()
-                .map(|v| match v {
-                    Value::Array(a) => a,
-                    v => vec![v],
-                })
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|m| jsonrpc::kind(m) == Ok(Kind::Request))
-                .filter_map(|m| m.get("id").cloned())
-                .collect(),
-            None => Vec::new(),
+        let (body, local, pending, batch) = match posted {
+            Some(p) => (Some(p.body), p.local, p.pending, Some(p.batch)),
+            None => (None, Vec::new(), Vec::new(), None),
         };
         let is_get = method == Method::GET;
         let is_delete = method == Method::DELETE;
@@ -385,11 +388,11 @@ impl Exchange {
         let (head, upstream_body) = resp.into_parts();
         if is_delete && head.status.is_success() {
             if let Some(sid) = &ctx.session {
-                self.gw.mcp_sessions.invalidate(&format!("{}\n{sid}", self.server.name));
+                self.gw.mcp_sessions.invalidate(&session_key(&self.server.name, sid));
             }
         }
         if let Some(sid) = head.headers.get("mcp-session-id").and_then(|v| v.to_str().ok()) {
-            self.gw.mcp_sessions.insert(format!("{}\n{sid}", self.server.name), Arc::from(self.key.id.as_str()));
+            self.gw.mcp_sessions.insert(session_key(&self.server.name, sid), Arc::from(self.key.id.as_str()));
         }
         let mut builder = Response::builder().status(head.status);
         if let Some(h) = builder.headers_mut() {
@@ -691,6 +694,9 @@ async fn post(
         resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         return Ok(resp);
     }
+    let pending =
+        forward.iter().filter(|m| jsonrpc::kind(m) == Ok(Kind::Request)).filter_map(|m| m.get("id").cloned()).collect();
     let body = if local.is_empty() { bytes } else { jsonrpc::encode(forward, messages.batch) };
-    ex.forward(Method::POST, headers, Some(body), local, Some(messages.batch), ctx).await
+    let posted = Posted { body, local, pending, batch: messages.batch };
+    ex.forward(Method::POST, headers, Some(posted), ctx).await
 }
