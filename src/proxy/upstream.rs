@@ -32,30 +32,23 @@ pub struct Clients {
 impl Clients {
     /// Builds the clients a policy needs.
     pub fn build(policy: &Policy) -> Result<Clients, String> {
+        // One pooled client per distinct extra CA, shared by the upstreams and MCP servers using it.
         let mut by_ca: HashMap<Option<std::path::PathBuf>, HttpClient> = HashMap::new();
+        let mut client_for = |ca: &Option<std::path::PathBuf>| -> Result<HttpClient, String> {
+            if let Some(c) = by_ca.get(ca) {
+                return Ok(c.clone());
+            }
+            let c = new_client(ca.as_deref(), &policy.limits)?;
+            by_ca.insert(ca.clone(), c.clone());
+            Ok(c)
+        };
         let mut by_upstream = HashMap::new();
         for u in policy.upstreams.values().filter(|u| u.kind != UpstreamKind::Scripted) {
-            let client = match by_ca.get(&u.extra_ca) {
-                Some(c) => c.clone(),
-                None => {
-                    let c = new_client(u.extra_ca.as_deref(), &policy.limits)?;
-                    by_ca.insert(u.extra_ca.clone(), c.clone());
-                    c
-                }
-            };
-            by_upstream.insert(u.name.clone(), client);
+            by_upstream.insert(u.name.clone(), client_for(&u.extra_ca)?);
         }
         let mut by_mcp_server = HashMap::new();
         for s in policy.mcp.servers.values() {
-            let client = match by_ca.get(&s.extra_ca) {
-                Some(c) => c.clone(),
-                None => {
-                    let c = new_client(s.extra_ca.as_deref(), &policy.limits)?;
-                    by_ca.insert(s.extra_ca.clone(), c.clone());
-                    c
-                }
-            };
-            by_mcp_server.insert(s.name.clone(), client);
+            by_mcp_server.insert(s.name.clone(), client_for(&s.extra_ca)?);
         }
         Ok(Clients { by_upstream, by_mcp_server })
     }
