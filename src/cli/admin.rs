@@ -160,6 +160,22 @@ enum Cmd {
     },
     /// Rotate every upstream and MCP server credential (the mass-compromise playbook).
     RotateAll,
+    /// Emergency rotation of a leaked managed prompt: its backup (or the fallback) goes live with a
+    /// new canary; the old version is invalidated and the old canary stays detected.
+    RotatePrompt {
+        /// Prompt id from `[prompts.*]`.
+        id: String,
+    },
+    /// Issue a new canary for a managed prompt (the text stays); the old canary stays detected.
+    RotateCanary {
+        /// Prompt id.
+        id: String,
+    },
+    /// Put a managed prompt's primary text back in force (after it was rewritten and reloaded).
+    RestorePrompt {
+        /// Prompt id.
+        id: String,
+    },
     /// Apply a whole batch from a JSON file (`{"actions":[…],"reason":"…"}` or just `[…]`).
     Apply {
         /// The file.
@@ -234,6 +250,7 @@ fn action(cmd: &Cmd) -> anyhow::Result<Option<Value>> {
         Cmd::ApproveTool { server, tool } => json!({"action": "approve_tool", "server": server, "tool": tool}),
         Cmd::FreezeTools { server } => json!({"action": "freeze_tools", "server": server}),
         Cmd::UnfreezeTools { server } => json!({"action": "unfreeze_tools", "server": server}),
+        Cmd::RestorePrompt { id } => json!({"action": "restore_prompt", "prompt": id}),
         _ => return Ok(None),
     }))
 }
@@ -257,6 +274,14 @@ async fn run_async(a: Args) -> anyhow::Result<ExitCode> {
             }
             Cmd::RotateAll => {
                 ("POST", "/admin/v1/rotate/credentials".to_owned(), Some(json!({"reason": reason, "actor": actor})))
+            }
+            Cmd::RotatePrompt { id } | Cmd::RotateCanary { id } => {
+                let what = if matches!(a.cmd, Cmd::RotatePrompt { .. }) { "prompt" } else { "canary" };
+                let mut body = json!({"reason": reason, "actor": actor});
+                if let Some(v) = a.expect_version {
+                    body["expect_version"] = json!(v);
+                }
+                ("POST", format!("/admin/v1/rotate/{what}/{id}"), Some(body))
             }
             Cmd::Contain { plan, user, tenant, session } => {
                 let mut body = json!({"reason": reason, "actor": actor});

@@ -69,7 +69,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         (Some(p), None) => {
             let policy = crate::config::load(p)?;
             (
-                Runner::Offline(replay::offline::Offline::new(policy, PolicySource::File(p.clone()))?),
+                Runner::Offline(rt.block_on(replay::offline::Offline::new(policy, PolicySource::File(p.clone())))?),
                 format!("offline against {}", p.display()),
             )
         }

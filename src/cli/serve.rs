@@ -87,7 +87,7 @@ async fn serve(
     }
     let listen = policy.listen.clone();
     let header_timeout = policy.limits.header_read_timeout;
-    let gw = Gateway::new(policy, source, metrics)?;
+    let gw = Gateway::start(policy, source, metrics).await?;
     let proxy_listener = tokio::net::TcpListener::bind(listen.proxy)
         .await
         .with_context(|| format!("binding the proxy listener {}", listen.proxy))?;

@@ -256,6 +256,7 @@ fn absorb(m: &mut Merged, file: usize, mut raw: RawPolicy, problems: &mut Proble
             (!raw.levels.is_empty(), "levels"),
             (raw.safe_mode.reply.is_some(), "safe_mode"),
             (raw.audit.store_blocked_payloads.is_some(), "audit"),
+            (!raw.prompts.is_empty(), "prompts"),
         ];
         for (present, name) in sections {
             if present {
@@ -570,6 +571,9 @@ fn compile(m: Merged, base: &Path, problems: &mut Problems) -> Option<Policy> {
         );
     }
 
+    // Managed prompts (before routes and keys, which bind them).
+    let managed_prompts = super::prompts::compile(&raw.prompts, base, problems);
+
     // Routes.
     let mut routes = Vec::new();
     for (o, r) in m.routes {
@@ -611,11 +615,13 @@ fn compile(m: Merged, base: &Path, problems: &mut Problems) -> Option<Policy> {
                 }
             }
         }
+        let prompt = super::prompts::check_binding(&managed_prompts, r.prompt.as_deref(), o.file, at("prompt"), problems);
         routes.push(Route {
             api,
             any_model: r.models.is_empty(),
             models: GlobSet::new(r.models.iter().map(String::as_str)),
             upstream: r.upstream,
+            prompt,
         });
     }
     // Implicit routes: an API with no route goes to its only upstream of that kind.
@@ -635,7 +641,7 @@ fn compile(m: Merged, base: &Path, problems: &mut Problems) -> Option<Policy> {
             _ => None,
         };
         if let Some(u) = only {
-            routes.push(Route { api, any_model: true, models: GlobSet::default(), upstream: u.name.clone() });
+            routes.push(Route { api, any_model: true, models: GlobSet::default(), upstream: u.name.clone(), prompt: None });
         }
     }
 
@@ -720,7 +726,9 @@ fn compile(m: Merged, base: &Path, problems: &mut Problems) -> Option<Policy> {
                 }
             },
         };
-        let entry = Arc::new(KeyEntry { id: k.id.clone(), tenant: k.tenant, user: k.user, role: k.role, expires });
+        let prompt = super::prompts::check_binding(&managed_prompts, k.prompt.as_deref(), o.file, at("prompt"), problems);
+        let entry =
+            Arc::new(KeyEntry { id: k.id.clone(), tenant: k.tenant, user: k.user, role: k.role, expires, prompt });
         if key_ids.insert(k.id.clone(), entry.clone()).is_some() {
             problems.add(
                 o.file,
@@ -783,12 +791,14 @@ fn compile(m: Merged, base: &Path, problems: &mut Problems) -> Option<Policy> {
         }
     }
 
-    let inspection = super::inspection::compile(&raw, base, problems);
+    let inspection = super::inspection::compile(&raw, &managed_prompts, base, problems);
     let mut incidents = crate::incident::IncidentPolicy::compile(&raw.triggers, &raw.plans, problems);
     incidents.auto_contain = raw.incidents.auto_contain.unwrap_or(true);
 
     Some(Policy {
         scanner: inspection.as_ref().map(|i| i.scanner.clone())?,
+        base_scanner: inspection.as_ref().map(|i| i.scanner.clone())?,
+        managed_prompts: Arc::new(managed_prompts),
         egress: inspection.as_ref().map(|i| i.egress.clone())?,
         prompts: inspection.as_ref().map(|i| i.prompts.clone())?,
         injection: inspection.map(|i| i.injection)?,
@@ -804,7 +814,7 @@ fn compile(m: Merged, base: &Path, problems: &mut Problems) -> Option<Policy> {
         key_ids,
         roles,
         tools,
-        mcp,
+        mcp: Arc::new(mcp),
         levels: Levels(settings),
         incidents: Arc::new(incidents),
         audit: AuditSettings { store_blocked_payloads: raw.audit.store_blocked_payloads.unwrap_or(false) },

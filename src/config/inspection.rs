@@ -17,9 +17,21 @@ pub(super) struct Inspection {
 }
 
 /// Compiles the inspection sections, recording every problem; `None` when any part failed.
-pub(super) fn compile(raw: &RawPolicy, base: &Path, problems: &mut Problems) -> Option<Inspection> {
+pub(super) fn compile(
+    raw: &RawPolicy,
+    managed: &std::collections::BTreeMap<String, super::prompts::ManagedPrompt>,
+    base: &Path,
+    problems: &mut Problems,
+) -> Option<Inspection> {
     let scanner = compile_redaction(&raw.redaction, problems);
     let mut prompts = crate::inspect::fragments::PromptShingles::default();
+    // Every text of a managed prompt counts, the retired ones included: a leak of an old version
+    // is still a leak. Texts too short to hold a shingle simply never match.
+    for p in managed.values() {
+        for t in p.texts() {
+            prompts.add(&p.id, &t.text);
+        }
+    }
     for (i, p) in raw.redaction.prompts.iter().enumerate() {
         let at = path(["redaction".into(), "prompts".into(), i.into(), "id".into()]);
         let text = match (&p.text, &p.text_file) {

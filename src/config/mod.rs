@@ -8,6 +8,7 @@ mod compile;
 pub mod glob;
 mod inspection;
 pub mod mcp;
+pub mod prompts;
 pub(crate) mod raw;
 pub mod validate;
 
@@ -66,8 +67,9 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// The compiled policy.
-#[derive(Debug)]
+/// The compiled policy. Cloning is shallow where it matters (tables behind `Arc`s); a canary
+/// rotation clones it to swap in a scanner that knows the new canary.
+#[derive(Debug, Clone)]
 pub struct Policy {
     /// Where it was loaded from.
     pub source: PathBuf,
@@ -94,7 +96,7 @@ pub struct Policy {
     /// Known model tools and their traits.
     pub tools: HashMap<String, ToolInfo>,
     /// MCP servers and settings.
-    pub mcp: mcp::McpPolicy,
+    pub mcp: Arc<mcp::McpPolicy>,
     /// Settings per degradation level.
     pub levels: Levels,
     /// The pre-approved reply served in safe mode.
@@ -105,6 +107,10 @@ pub struct Policy {
     pub scanner: Arc<crate::inspect::Scanner>,
     /// Shingles of the system prompts whose fragments are counted in output.
     pub prompts: Arc<crate::inspect::fragments::PromptShingles>,
+    /// Managed system prompts by id (texts; the live version and canaries are switch state).
+    pub managed_prompts: Arc<BTreeMap<String, prompts::ManagedPrompt>>,
+    /// The scanner before managed-prompt canaries were added (canary rotations rebuild from it).
+    pub base_scanner: Arc<crate::inspect::Scanner>,
     /// Egress rules for tool-call arguments and links in model output.
     pub egress: Arc<crate::inspect::egress::EgressRules>,
     /// Prompt-injection signatures for user input and tool results.
@@ -309,6 +315,8 @@ pub struct Route {
     pub any_model: bool,
     /// The upstream's name.
     pub upstream: String,
+    /// Managed prompt bound to this route.
+    pub prompt: Option<Arc<str>>,
 }
 
 /// A virtual key's principal.
@@ -324,6 +332,8 @@ pub struct KeyEntry {
     pub role: String,
     /// Expiry.
     pub expires: Option<SystemTime>,
+    /// Managed prompt bound to this key (wins over the route's).
+    pub prompt: Option<Arc<str>>,
 }
 
 /// A role's permissions.
@@ -466,10 +476,33 @@ impl Levels {
 impl Policy {
     /// The upstream for a request of `api` asking for `model`.
     pub fn route(&self, api: Api, model: Option<&str>) -> Option<&Arc<Upstream>> {
-        self.routes
-            .iter()
-            .find(|r| r.api == api && (r.any_model || model.is_some_and(|m| r.models.matches(m))))
-            .and_then(|r| self.upstreams.get(&r.upstream))
+        self.route_entry(api, model).and_then(|r| self.upstreams.get(&r.upstream))
+    }
+
+    /// The route a request of `api` asking for `model` takes.
+    pub fn route_entry(&self, api: Api, model: Option<&str>) -> Option<&Route> {
+        self.routes.iter().find(|r| r.api == api && (r.any_model || model.is_some_and(|m| r.models.matches(m))))
+    }
+
+    /// This policy with a scanner that also detects `canaries` (every managed prompt's current and
+    /// retired canaries, from the switch state).
+    pub fn with_canaries(&self, canaries: &crate::state::prompts::Canaries) -> Result<Policy, String> {
+        let mut rules = Vec::new();
+        for (id, value) in canaries.all() {
+            rules.extend(crate::inspect::canary::rules(id, value).map_err(|e| e.to_string())?);
+        }
+        let scanner = if rules.is_empty() {
+            self.base_scanner.clone()
+        } else {
+            Arc::new(self.base_scanner.extended(rules).map_err(|e| e.to_string())?)
+        };
+        Ok(Policy { scanner, ..self.clone() })
+    }
+
+    /// The managed prompt bound to this request: the key's binding, else the route's.
+    pub fn prompt_for(&self, key: &KeyEntry, route: Option<&Route>) -> Option<&prompts::ManagedPrompt> {
+        let id = key.prompt.as_deref().or_else(|| route.and_then(|r| r.prompt.as_deref()))?;
+        self.managed_prompts.get(id)
     }
 
     /// Whether `tool` may be offered to / called by the model for `role` at `level`

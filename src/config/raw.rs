@@ -45,6 +45,9 @@ pub struct RawPolicy {
     pub audit: RawAudit,
     #[serde(default)]
     pub redaction: RawRedaction,
+    /// Managed system prompts by id (`<id>_backup` is the backup of `<id>`).
+    #[serde(default)]
+    pub prompts: BTreeMap<String, super::prompts::RawManagedPrompt>,
     /// Absent: denylist mode (public hosts allowed; private, loopback, link-local and metadata denied).
     pub egress: Option<crate::inspect::egress::EgressConfig>,
     #[serde(default)]
@@ -258,6 +261,8 @@ pub struct RawRoute {
     pub upstream: String,
     #[serde(default)]
     pub models: Vec<String>,
+    /// Managed prompt injected into requests taking this route (a key's own binding wins).
+    pub prompt: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -269,6 +274,8 @@ pub struct RawKey {
     pub user: String,
     pub role: String,
     pub expires: Option<String>,
+    /// Managed prompt injected into this key's requests.
+    pub prompt: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -17,6 +17,8 @@ use crate::proxy::body::{full, Body};
 use crate::proxy::Gateway;
 use crate::state::{ApplyError, Batch};
 
+mod prompts;
+
 /// Largest admin request body.
 const MAX_ADMIN_BODY: usize = 1 << 20;
 
@@ -119,6 +121,14 @@ impl Admin {
                 self.playbook(req, plan).await
             }
             (&Method::POST, "/admin/v1/rotate/credentials") => self.rotate_credentials(req, None).await,
+            (&Method::POST, p) if p.starts_with("/admin/v1/rotate/prompt/") => {
+                let id = p.trim_start_matches("/admin/v1/rotate/prompt/").to_owned();
+                self.rotate_prompt(req, id, prompts::Rotate::Prompt).await
+            }
+            (&Method::POST, p) if p.starts_with("/admin/v1/rotate/canary/") => {
+                let id = p.trim_start_matches("/admin/v1/rotate/canary/").to_owned();
+                self.rotate_prompt(req, id, prompts::Rotate::Canary).await
+            }
             (&Method::POST, p) if p.starts_with("/admin/v1/rotate/credential/") => {
                 let name = p.trim_start_matches("/admin/v1/rotate/credential/").to_owned();
                 self.rotate_credentials(req, Some(name)).await
@@ -154,8 +164,7 @@ impl Admin {
                 )
             }
         };
-        let policy = self.gw.policy();
-        match self.gw.state.apply(&batch, &policy).await {
+        match self.gw.apply(&batch).await {
             Ok(applied) => {
                 let actor = batch.actor.as_deref().unwrap_or("admin");
                 let record = Record::new("switch")
@@ -184,23 +193,7 @@ impl Admin {
                     }),
                 )
             }
-            Err(ApplyError::Conflict { expected, current }) => json_response(
-                StatusCode::CONFLICT,
-                &json!({"error": {
-                "code": "version_conflict",
-                "message": format!("expected version {expected}, current is {current}; re-read the state and retry"),
-                "current_version": current}}),
-            ),
-            Err(ApplyError::Invalid(errors)) => json_response(
-                StatusCode::BAD_REQUEST,
-                &json!({"error": {
-                "code": "invalid_batch",
-                "message": "the batch was rejected whole; nothing changed",
-                "problems": errors}}),
-            ),
-            Err(e @ ApplyError::Persist(_)) => {
-                error(StatusCode::INTERNAL_SERVER_ERROR, "persist_failed", &e.to_string())
-            }
+            Err(e) => apply_error(e),
         }
     }
 
@@ -212,17 +205,10 @@ impl Admin {
             Ok(b) => b,
             Err(r) => return r,
         };
-        let meta: Value =
-            if bytes.is_empty() { json!({}) } else { serde_json::from_slice(&bytes).unwrap_or(json!({})) };
-        let actor = meta.get("actor").and_then(Value::as_str).unwrap_or("admin").to_owned();
-        let reason = meta.get("reason").and_then(Value::as_str).unwrap_or("").to_owned();
-        if reason.trim().is_empty() {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "reason_required",
-                "give a reason: it is recorded in the audit trail",
-            );
-        }
+        let (actor, reason, _) = match rotation_meta(&bytes) {
+            Ok(m) => m,
+            Err(r) => return r,
+        };
         let policy = self.gw.policy();
         let mut targets: Vec<(String, &crate::config::Credential)> = Vec::new();
         for (name, u) in &policy.upstreams {
@@ -353,6 +339,7 @@ impl Admin {
                         pe.0.iter().map(|l| serde_json::to_value(l).unwrap_or(Value::Null)).collect()
                     }
                     crate::proxy::ReloadError::Tls(m) => vec![json!({"message": m})],
+                    crate::proxy::ReloadError::Canaries(a) => vec![json!({"message": a.to_string()})],
                 };
                 json_response(
                     StatusCode::UNPROCESSABLE_ENTITY,
@@ -409,6 +396,45 @@ pub fn parse_since(v: &str) -> Option<std::time::SystemTime> {
     humantime::parse_rfc3339_weak(&v)
         .ok()
         .or_else(|| humantime::parse_duration(&v).ok().and_then(|d| std::time::SystemTime::now().checked_sub(d)))
+}
+
+/// `{"reason": …, "actor": …, "expect_version": …}` of a rotation request: (actor, reason,
+/// expect_version). A reason is required (it goes into the audit trail).
+fn rotation_meta(bytes: &[u8]) -> Result<(String, String, Option<u64>), Response<Body>> {
+    let meta: Value = if bytes.is_empty() {
+        json!({})
+    } else {
+        serde_json::from_slice(bytes).map_err(|e| {
+            error(StatusCode::BAD_REQUEST, "invalid_body", &format!("expected {{\"reason\": \"…\"}}: {e}"))
+        })?
+    };
+    let actor = meta.get("actor").and_then(Value::as_str).unwrap_or("admin").to_owned();
+    let reason = meta.get("reason").and_then(Value::as_str).unwrap_or("").to_owned();
+    if reason.trim().is_empty() {
+        return Err(error(StatusCode::BAD_REQUEST, "reason_required", "give a reason: it is recorded in the audit trail"));
+    }
+    Ok((actor, reason, meta.get("expect_version").and_then(Value::as_u64)))
+}
+
+/// The response to a batch that was not applied.
+fn apply_error(e: ApplyError) -> Response<Body> {
+    match e {
+        ApplyError::Conflict { expected, current } => json_response(
+            StatusCode::CONFLICT,
+            &json!({"error": {
+            "code": "version_conflict",
+            "message": format!("expected version {expected}, current is {current}; re-read the state and retry"),
+            "current_version": current}}),
+        ),
+        ApplyError::Invalid(errors) => json_response(
+            StatusCode::BAD_REQUEST,
+            &json!({"error": {
+            "code": "invalid_batch",
+            "message": "the batch was rejected whole; nothing changed",
+            "problems": errors}}),
+        ),
+        e @ ApplyError::Persist(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "persist_failed", &e.to_string()),
+    }
 }
 
 async fn read(req: Request<Incoming>) -> Result<Bytes, Response<Body>> {

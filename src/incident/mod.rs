@@ -545,7 +545,7 @@ pub async fn run_plan(
     };
     if !actions.is_empty() {
         let batch = Batch { actions, reason: reason.into(), actor: Some(actor.into()), expect_version: None };
-        let applied = gw.state.apply(&batch, policy).await?;
+        let applied = gw.apply(&batch).await?;
         gw.metrics.set_switch_version(applied.after.version);
         taken.version = Some(applied.after.version);
         let rec = Record::new("switch")

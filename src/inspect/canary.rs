@@ -6,6 +6,31 @@ use base64::Engine;
 
 use super::rule::{Anchor, Category, Rule, RuleError, Severity};
 
+/// A new canary for a managed prompt, from the operating system's CSPRNG (`OsRng`): two capitalised
+/// pseudo-words of four consonant-vowel syllables around four digits, e.g. `Kavorine4821Telumasi`.
+/// It reads like a reference code or a name, so the model treats it as ordinary text, yet it
+/// carries about 64 bits (8 syllables of 80 choices ≈ 50.6 bits, 4 digits ≈ 13.3 bits): it cannot be
+/// guessed, and ordinary text never contains it by chance.
+pub fn generate() -> String {
+    use rand::{Rng, TryRngCore};
+    const CONSONANTS: &[u8; 16] = b"bdfgklmnprstvzch";
+    const VOWELS: &[u8; 5] = b"aeiou";
+    let mut rng = rand::rngs::OsRng.unwrap_err();
+    let word = |rng: &mut rand::rand_core::UnwrapErr<rand::rngs::OsRng>, out: &mut String| {
+        for i in 0..4 {
+            let c = CONSONANTS[rng.random_range(0..CONSONANTS.len())] as char;
+            out.push(if i == 0 { c.to_ascii_uppercase() } else { c });
+            out.push(VOWELS[rng.random_range(0..VOWELS.len())] as char);
+        }
+    };
+    let mut s = String::with_capacity(20);
+    word(&mut rng, &mut s);
+    let n: u16 = rng.random_range(0..10_000);
+    s.push_str(&format!("{n:04}"));
+    word(&mut rng, &mut s);
+    s
+}
+
 /// Separators a model may put between a canary's characters.
 const SEPARATORS: [char; 8] = [' ', '-', '.', '_', ',', '|', '/', ':'];
 
@@ -124,6 +149,19 @@ mod tests {
     fn ordinary_text_is_not_a_canary() {
         let s = scanner();
         assert!(s.scan("fbX7 is a prefix and Z p 9 R are letters; hex 66 62 58").is_empty());
+    }
+
+    #[test]
+    fn generated_canaries_are_valid_distinct_and_detected() {
+        let a = generate();
+        let b = generate();
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 20);
+        assert!(a.bytes().all(|c| c.is_ascii_alphanumeric()), "{a}");
+        let s = Scanner::new(rules("p", &a).unwrap(), "[REDACTED:<rule-id>]").unwrap();
+        let b64 = base64::engine::general_purpose::STANDARD.encode(format!("ref {a}"));
+        assert!(!s.scan(&format!("my reference is {a}")).is_empty());
+        assert!(!s.scan(&b64).is_empty(), "{b64}");
     }
 
     #[test]

@@ -60,7 +60,8 @@ pub enum Anchor {
 /// A confirmation step run on a regex match.
 pub type Validator = fn(&str) -> bool;
 
-/// One detection rule.
+/// One detection rule. Cloning is cheap (the compiled regex is shared).
+#[derive(Clone)]
 pub struct Rule {
     /// Stable id, used in `[REDACTED:<id>]`, audit records and metrics.
     pub id: String,

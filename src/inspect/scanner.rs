@@ -71,6 +71,8 @@ pub struct Scanner {
     /// The longest keyword (bytes).
     max_keyword: usize,
     replacements: Vec<String>,
+    /// The replacement template (`<rule-id>` not yet substituted), for [`Scanner::extended`].
+    template: String,
 }
 
 impl Scanner {
@@ -149,7 +151,15 @@ impl Scanner {
             widest,
             max_keyword,
             replacements,
+            template: replacement.to_owned(),
         })
+    }
+
+    /// A scanner with this one's rules and `extra` (e.g. the canaries of managed prompts).
+    pub fn extended(&self, extra: Vec<Rule>) -> Result<Scanner, RuleError> {
+        let mut rules = self.rules.clone();
+        rules.extend(extra);
+        Scanner::new(rules, &self.template)
     }
 
     /// The rule of a finding.

@@ -514,7 +514,7 @@ impl Exchange {
             builder = builder.status(StatusCode::OK);
         }
         absorb(&policy, findings, ctx);
-        record_list(&self.gw, &policy, &mut ctx.list, &self.key, ctx_rid(&self.request_id)).await;
+        record_list(&self.gw, &mut ctx.list, &self.key, ctx_rid(&self.request_id)).await;
         builder.body(full(body)).map_err(|e| invalid(e.to_string()).into())
     }
 }
@@ -563,7 +563,7 @@ fn absorb(policy: &Policy, f: Findings, ctx: &mut Ctx) {
 /// Records what a tools/list taught: first-seen pins and pending definitions as one switch batch
 /// (persisted, so trust on first use survives restarts), and rug-pull, poisoning and shadowing events
 /// in the audit trail. Runs before the client sees the list.
-pub(crate) async fn record_list(gw: &Gateway, policy: &Policy, list: &mut ListOutcome, key: &KeyEntry, rid: &str) {
+pub(crate) async fn record_list(gw: &Gateway, list: &mut ListOutcome, key: &KeyEntry, rid: &str) {
     for (event, tool, detail) in list.events.drain(..) {
         let trigger = matches!(event, "tool_definition_changed" | "tool_poisoning").then_some(event);
         tracing::warn!(event, tool = %tool, detail = %detail, "MCP tool definition event");
@@ -585,7 +585,7 @@ pub(crate) async fn record_list(gw: &Gateway, policy: &Policy, list: &mut ListOu
         actor: Some("firebreak".into()),
         expect_version: None,
     };
-    match gw.state.apply(&batch, policy).await {
+    match gw.apply(&batch).await {
         Ok(applied) => {
             gw.metrics.set_switch_version(applied.after.version);
             let actions = serde_json::to_value(&batch.actions).unwrap_or_default();

@@ -145,7 +145,7 @@ async fn pump(
                 ctx.pending.retain(|p| !findings.answered.contains(p));
                 findings.answered.clear();
                 // Pins and rug-pull events are recorded before the client sees the list it came in.
-                super::record_list(&ctx.gw, &ctx.active.policy, &mut findings.list, &ctx.key, &rid).await;
+                super::record_list(&ctx.gw, &mut findings.list, &ctx.key, &rid).await;
                 if !out.is_empty() && tx.send(out.freeze()).await.is_err() {
                     break End::ClientGone;
                 }

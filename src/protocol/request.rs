@@ -103,6 +103,77 @@ impl Body {
         }
     }
 
+    /// Puts a managed system prompt first: OpenAI chat gets a leading `system` message, Anthropic
+    /// messages a leading `system` text (a string `system` keeps its text after a blank line; a
+    /// block array gets a leading text block), the Responses API a leading `instructions` text. The
+    /// client's own system text stays, after the managed one. Other endpoints are left alone.
+    pub fn prepend_system(&mut self, endpoint: Endpoint, text: &str) {
+        let joined = |own: &str| -> Value { Value::from(format!("{text}\n\n{own}")) };
+        match endpoint {
+            Endpoint::ChatCompletions => {
+                let msg = serde_json::json!({"role": "system", "content": text});
+                match self.map.get_mut("messages") {
+                    Some(Value::Array(m)) => m.insert(0, msg),
+                    _ => {
+                        self.map.insert("messages".into(), Value::Array(vec![msg]));
+                    }
+                }
+            }
+            Endpoint::Messages => {
+                let next = match self.map.get_mut("system") {
+                    Some(Value::String(own)) if !own.is_empty() => joined(own),
+                    Some(Value::Array(blocks)) if !blocks.is_empty() => {
+                        blocks.insert(0, serde_json::json!({"type": "text", "text": text}));
+                        self.changed = true;
+                        return;
+                    }
+                    _ => Value::from(text),
+                };
+                self.map.insert("system".into(), next);
+            }
+            Endpoint::Responses => {
+                let next = match self.map.get("instructions") {
+                    Some(Value::String(own)) if !own.is_empty() => joined(own),
+                    _ => Value::from(text),
+                };
+                self.map.insert("instructions".into(), next);
+            }
+            Endpoint::Embeddings | Endpoint::Models => return,
+        }
+        self.changed = true;
+    }
+
+    /// The system text the model is given (for scripted replies that play a leaking model).
+    pub fn system_text(&self, endpoint: Endpoint) -> String {
+        let text_of = |v: &Value| -> String {
+            match v {
+                Value::String(s) => s.clone(),
+                Value::Array(parts) => {
+                    parts.iter().filter_map(|p| p.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join("\n")
+                }
+                _ => String::new(),
+            }
+        };
+        match endpoint {
+            Endpoint::ChatCompletions => self
+                .map
+                .get("messages")
+                .and_then(Value::as_array)
+                .map(|m| {
+                    m.iter()
+                        .filter(|m| matches!(m.get("role").and_then(Value::as_str), Some("system" | "developer")))
+                        .filter_map(|m| m.get("content"))
+                        .map(text_of)
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                })
+                .unwrap_or_default(),
+            Endpoint::Messages => self.map.get("system").map(text_of).unwrap_or_default(),
+            Endpoint::Responses => self.map.get("instructions").map(text_of).unwrap_or_default(),
+            Endpoint::Embeddings | Endpoint::Models => String::new(),
+        }
+    }
+
     /// How many embedding inputs were given.
     pub fn embedding_inputs(&self) -> usize {
         match self.map.get("input") {

@@ -73,6 +73,9 @@ pub enum GatewayError {
     /// No upstream configured for this request.
     #[error("no upstream is configured for this API and model")]
     NoRoute,
+    /// The managed prompt bound to the request has no canary in the switch state (fail closed).
+    #[error("managed prompt `{0}` is not ready (no canary issued); the operator must run `firebreak admin rotate-canary {0}`")]
+    PromptUnavailable(String),
     /// The upstream's credential is not available.
     #[error("upstream `{0}` has no credential configured; the operator must set it and rotate it in")]
     NoCredential(String),
@@ -116,7 +119,7 @@ impl GatewayError {
             TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             BadJson(_) | BadRequest(_) | InjectionBlocked(_) => StatusCode::BAD_REQUEST,
-            Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            Overloaded | PromptUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             NoRoute | NoCredential(_) | UpstreamUnavailable(_) | UpstreamInvalid { .. } => StatusCode::BAD_GATEWAY,
             UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
         }
@@ -142,6 +145,7 @@ impl GatewayError {
             InjectionBlocked(_) => "injection.blocked",
             Overloaded => "limits.concurrency",
             NoRoute => "upstream.no_route",
+            PromptUnavailable(_) => "prompt.unavailable",
             NoCredential(_) => "upstream.no_credential",
             UpstreamUnavailable(_) => "upstream.unavailable",
             UpstreamTimeout(_) => "upstream.timeout",

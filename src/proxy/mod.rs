@@ -26,7 +26,7 @@ use tokio::sync::Semaphore;
 use crate::audit::{Audit, Record};
 use crate::config::{self, Policy, PolicyError};
 use crate::metrics::Metrics;
-use crate::state::StateStore;
+use crate::state::{ApplyError, StateStore};
 
 pub(crate) use pipeline::collect_limited;
 pub use pipeline::{authenticate, handle};
@@ -38,13 +38,14 @@ pub struct Active {
     /// The policy.
     pub policy: Arc<Policy>,
     /// Upstream clients built for it.
-    pub clients: Clients,
+    pub clients: Arc<Clients>,
 }
 
 impl Active {
-    /// Builds the runtime objects of a policy.
-    pub fn new(policy: Policy) -> Result<Active, String> {
-        let clients = Clients::build(&policy)?;
+    /// Builds the runtime objects of a policy, its scanner knowing the canaries of `snap`.
+    pub fn new(policy: Policy, snap: &crate::state::Snapshot) -> Result<Active, String> {
+        let clients = Arc::new(Clients::build(&policy)?);
+        let policy = if snap.canaries.is_empty() { policy } else { policy.with_canaries(&snap.canaries)? };
         Ok(Active { policy: Arc::new(policy), clients })
     }
 }
@@ -99,6 +100,9 @@ pub enum StartError {
     /// Incident file.
     #[error(transparent)]
     Incidents(#[from] crate::incident::IncidentError),
+    /// A managed prompt could not get its first canary.
+    #[error("cannot issue the first canary of a managed prompt: {0}")]
+    Canaries(ApplyError),
 }
 
 /// Why a reload was refused (the old policy stays).
@@ -110,6 +114,9 @@ pub enum ReloadError {
     /// Could not build clients.
     #[error("upstream TLS setup failed: {0}")]
     Tls(String),
+    /// A prompt new in the policy could not get its canary.
+    #[error("cannot issue the first canary of a new managed prompt: {0}")]
+    Canaries(ApplyError),
 }
 
 impl Gateway {
@@ -119,7 +126,7 @@ impl Gateway {
         let audit = Audit::open(&policy.storage.audit_file)?;
         let incidents = crate::incident::Engine::open(&crate::incident::file_for(&policy.storage.state_file))?;
         let concurrency = Arc::new(Semaphore::new(policy.limits.max_concurrent_requests));
-        let active = Active::new(policy).map_err(StartError::Tls)?;
+        let active = Active::new(policy, &state.load()).map_err(StartError::Tls)?;
         metrics.set_switch_version(state.load().version);
         Ok(Arc::new(Gateway {
             active: ArcSwap::from_pointee(active),
@@ -137,6 +144,90 @@ impl Gateway {
             source,
             reload_lock: tokio::sync::Mutex::new(()),
         }))
+    }
+
+    /// Opens the gateway ([`Gateway::new`]) and issues a first canary to every managed prompt that
+    /// has none yet (a persisted, audited switch batch by `firebreak`), so no request is ever sent
+    /// with a prompt but without its canary.
+    pub async fn start(policy: Policy, source: PolicySource, metrics: Arc<Metrics>) -> Result<Arc<Gateway>, StartError> {
+        let gw = Gateway::new(policy, source, metrics)?;
+        let _g = gw.reload_lock.lock().await;
+        let active = gw.active.load_full();
+        gw.issue_missing_canaries(&active).await.map_err(StartError::Canaries)?;
+        drop(_g);
+        Ok(gw)
+    }
+
+    /// Applies a switch batch. A batch that issues canaries first swaps in a scanner that detects
+    /// them (before the snapshot that injects them becomes visible: requests load the snapshot
+    /// first, then the policy), so a new canary is never sent upstream undetected.
+    pub async fn apply(&self, batch: &crate::state::Batch) -> Result<crate::state::Applied, ApplyError> {
+        if !batch.actions.iter().any(crate::state::Action::issues_canary) {
+            let policy = self.policy();
+            return self.state.apply(batch, &policy).await;
+        }
+        let _g = self.reload_lock.lock().await;
+        let active = self.active.load_full();
+        self.apply_with_scanner(batch, &active).await
+    }
+
+    /// The canary-issuing apply, with `reload_lock` held by the caller.
+    async fn apply_with_scanner(
+        &self,
+        batch: &crate::state::Batch,
+        active: &Arc<Active>,
+    ) -> Result<crate::state::Applied, ApplyError> {
+        let applied = self
+            .state
+            .apply_with(batch, &active.policy, |next| {
+                let policy = active.policy.with_canaries(&next.canaries)?;
+                self.active.store(Arc::new(Active { policy: Arc::new(policy), clients: active.clients.clone() }));
+                Ok(())
+            })
+            .await?;
+        self.metrics.set_switch_version(applied.after.version);
+        Ok(applied)
+    }
+
+    /// Issues a first canary to every managed prompt of `active` without one (`reload_lock` held).
+    /// True when it did, and so stored `active` (with a scanner knowing them) as the one in force.
+    async fn issue_missing_canaries(&self, active: &Arc<Active>) -> Result<bool, ApplyError> {
+        let snap = self.state.load();
+        let actions: Vec<crate::state::Action> = active
+            .policy
+            .managed_prompts
+            .keys()
+            .filter(|id| snap.canaries.current(id).is_none())
+            .map(|id| crate::state::Action::IssueCanary { prompt: id.clone() })
+            .collect();
+        if actions.is_empty() {
+            return Ok(false);
+        }
+        let prompts: Vec<String> = actions
+            .iter()
+            .filter_map(|a| match a {
+                crate::state::Action::IssueCanary { prompt } => Some(prompt.clone()),
+                _ => None,
+            })
+            .collect();
+        let batch = crate::state::Batch {
+            actions,
+            reason: "first canary for a managed prompt".into(),
+            actor: Some("firebreak".into()),
+            expect_version: None,
+        };
+        let applied = self.apply_with_scanner(&batch, active).await?;
+        self.audit
+            .record(
+                Record::new("rotation")
+                    .with("event", "canary_issued")
+                    .with("actor", "firebreak")
+                    .with("prompts", prompts)
+                    .with("before_version", applied.before)
+                    .with("after_version", applied.after.version),
+            )
+            .await;
+        Ok(true)
     }
 
     /// Forgets every rate-limit bucket. For offline replay, where each case must start from a full
@@ -170,13 +261,26 @@ impl Gateway {
             }]))
         });
         let outcome = match loaded {
-            Ok(policy) => Active::new(policy).map_err(ReloadError::Tls),
+            Ok(policy) => Active::new(policy, &self.state.load()).map_err(ReloadError::Tls),
             Err(e) => Err(ReloadError::Invalid(e)),
         };
         match outcome {
             Ok(active) => {
-                let policy = active.policy.clone();
-                self.active.store(Arc::new(active));
+                let active = Arc::new(active);
+                // A prompt new in this policy gets its canary in the same swap: the batch stores the
+                // policy (with a scanner knowing the canary) before the snapshot injecting it.
+                let old = self.active.load_full();
+                match self.issue_missing_canaries(&active).await {
+                    Ok(true) => {} // stored with the scanner that knows the new canaries
+                    Ok(false) => self.active.store(active),
+                    Err(e) => {
+                        self.active.store(old);
+                        self.metrics.policy_reload("rejected");
+                        tracing::warn!(actor, error = %e, "policy reload rejected: a new prompt could not get its canary");
+                        return Err(ReloadError::Canaries(e));
+                    }
+                }
+                let policy = self.active.load().policy.clone();
                 self.metrics.policy_reload("ok");
                 self.audit.record(Record::new("policy").with("event", "reloaded").with("actor", actor)).await;
                 tracing::info!(actor, "policy reloaded");

@@ -57,6 +57,8 @@ struct Ctx {
     injections: Vec<String>,
     /// System-prompt shingles found in a whole response.
     prompt_fragments: usize,
+    /// The managed prompt injected: id, version and canary generation (never text or canary).
+    prompt: Option<serde_json::Value>,
     /// The request body, kept only when `[audit] store_blocked_payloads` is on (for the audit
     /// record of a blocked request, redacted there).
     payload: Option<Bytes>,
@@ -95,6 +97,7 @@ where
         redactions: std::collections::BTreeMap::new(),
         injections: Vec::new(),
         prompt_fragments: 0,
+        prompt: None,
         payload: None,
     };
     gw.metrics.in_flight(1);
@@ -181,6 +184,7 @@ fn audit_record(ctx: &Ctx, endpoint: &str, status: u16, start: Instant) -> Recor
         .with_opt("model", ctx.model.as_deref())
         .with_opt("tools_removed", (!ctx.tools_removed.is_empty()).then(|| ctx.tools_removed.clone()))
         .with_opt("prompt_fragments", (ctx.prompt_fragments > 0).then_some(ctx.prompt_fragments))
+        .with_opt("prompt", ctx.prompt.clone())
         .with_opt("injections", (!ctx.injections.is_empty()).then(|| ctx.injections.clone()))
         .with_opt(
             "redactions",
@@ -248,13 +252,16 @@ where
     })?;
     // 2. admission
     let permit = gw.concurrency.clone().try_acquire_owned().map_err(|_| GatewayError::Overloaded)?;
+    // The snapshot is loaded before the policy: a canary rotation stores the policy whose scanner
+    // knows the new canary before the snapshot that injects it, so this order never pairs a new
+    // canary with a scanner that cannot see it.
+    let snap = gw.state.load();
     let active = gw.active.load_full();
     let policy = &active.policy;
     // 3. identity
     let key = authenticate(policy, req.headers())?;
     ctx.key = Some(key.clone());
     // 4, 5. switches and rate limit: this snapshot decides the whole request.
-    let snap = gw.state.load();
     let now = unix_now();
     decide::admit(policy, &snap, &gw.limiter, &key, endpoint, ctx.session.as_deref(), now)?;
     // 6. body
@@ -311,16 +318,23 @@ where
         };
         return Ok(upstream::rendered_response(reply::render(&spec), std::time::Duration::ZERO));
     }
-    // 9. upstream
-    let up = policy.route(endpoint.api(), ctx.model.as_deref()).ok_or(GatewayError::NoRoute)?.clone();
+    // 9. upstream, with the managed prompt (after the request inspection: its canary must reach the
+    // model unredacted)
+    let route = policy.route_entry(endpoint.api(), ctx.model.as_deref());
+    let up = route.and_then(|r| policy.upstreams.get(&r.upstream)).ok_or(GatewayError::NoRoute)?.clone();
     ctx.upstream = Some(up.name.clone());
-    let (body_bytes, last_user, inputs) = match &parsed {
+    if let (Some((b, _)), Some(mp)) = (parsed.as_mut(), policy.prompt_for(&key, route)) {
+        ctx.prompt = Some(inject_prompt(mp, &snap, endpoint, b)?);
+    }
+    let scripted = up.kind == crate::config::UpstreamKind::Scripted;
+    let (body_bytes, last_user, system, inputs) = match &parsed {
         Some((b, original)) => (
             if b.changed { b.to_bytes() } else { original.clone() },
-            if up.kind == crate::config::UpstreamKind::Scripted { b.last_user_text(endpoint) } else { String::new() },
+            if scripted { b.last_user_text(endpoint) } else { String::new() },
+            if scripted { b.system_text(endpoint) } else { String::new() },
             b.embedding_inputs(),
         ),
-        None => (Bytes::new(), String::new(), 0),
+        None => (Bytes::new(), String::new(), String::new(), 0),
     };
     let out = Outgoing {
         endpoint,
@@ -330,6 +344,7 @@ where
         stream: ctx.stream,
         model: ctx.model.as_deref(),
         last_user_text: &last_user,
+        system_text: &system,
         inputs,
         scripted: parts.extensions.get::<super::script::ScriptedReply>(),
     };
@@ -385,6 +400,21 @@ where
     drop(permit);
     out.body(full(bytes))
         .map_err(|e| GatewayError::UpstreamInvalid { upstream: up.name.clone(), detail: e.to_string() })
+}
+
+/// Puts the live version of a managed prompt, with its canary, first in the request. Fails closed
+/// when the switch state has no canary for it (never sends a prompt the gateway cannot detect).
+fn inject_prompt(
+    mp: &crate::config::prompts::ManagedPrompt,
+    snap: &crate::state::Snapshot,
+    endpoint: Endpoint,
+    body: &mut ReqBody,
+) -> Result<serde_json::Value, GatewayError> {
+    let (Some(st), Some(canary)) = (snap.prompts.get(&mp.id), snap.canaries.current(&mp.id)) else {
+        return Err(GatewayError::PromptUnavailable(mp.id.clone()));
+    };
+    body.prepend_system(endpoint, &mp.render(st.live, canary));
+    Ok(serde_json::json!({"id": mp.id, "version": st.live.as_str(), "canary": st.canary_generation}))
 }
 
 /// The response-body phase for whole JSON bodies: refused tool calls replaced by a notice, then every

@@ -126,6 +126,8 @@ pub struct Outgoing<'a> {
     pub model: Option<&'a str>,
     /// The last user message's text (scripted replies match on it).
     pub last_user_text: &'a str,
+    /// The system text sent (scripted upstreams only: a reply may quote it as `{system}`).
+    pub system_text: &'a str,
     /// Embedding inputs.
     pub inputs: usize,
     /// A reply scripted in-process (offline replay): answered instead of contacting the upstream.
@@ -219,6 +221,14 @@ async fn http_send(
 fn scripted(up: &Upstream, out: &Outgoing<'_>) -> Response<Body> {
     let reply = up.replies.iter().find(|r| r.when_contains.as_deref().is_none_or(|w| out.last_user_text.contains(w)));
     let text = reply.map_or("", |r| r.text.as_str());
+    // `{system}` plays a model that leaks its instructions (the demo's and the tests' prompt leak).
+    let leaked;
+    let text = if text.contains("{system}") {
+        leaked = text.replace("{system}", out.system_text);
+        leaked.as_str()
+    } else {
+        text
+    };
     let tool_call = reply.and_then(|r| r.tool_call.as_ref()).map(|(n, a)| (n.as_str(), a.as_str()));
     let id = out.request_id.to_str().unwrap_or("fb");
     let spec = ReplySpec {

@@ -41,13 +41,13 @@ impl Drop for Offline {
 impl Offline {
     /// Builds the gateway for `policy`, with state and audit in a fresh temp dir (the policy's own
     /// files are never touched).
-    pub fn new(mut policy: Policy, source: PolicySource) -> Result<Offline, super::SetupError> {
+    pub async fn new(mut policy: Policy, source: PolicySource) -> Result<Offline, super::SetupError> {
         let dir = scratch_dir().join(format!("firebreak-replay-{}-{:016x}", std::process::id(), rand::random::<u64>()));
         std::fs::create_dir_all(&dir).map_err(|e| super::SetupError::Scratch(dir.clone(), e))?;
         policy.storage.state_file = dir.join("state.json");
         policy.storage.audit_file = dir.join("audit.jsonl");
         let audit_path = policy.storage.audit_file.clone();
-        let gw = match Gateway::new(policy, source, Arc::new(Metrics::default())) {
+        let gw = match Gateway::start(policy, source, Arc::new(Metrics::default())).await {
             Ok(gw) => gw,
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&dir);
@@ -62,7 +62,6 @@ impl Offline {
     pub async fn run(&mut self, case: &Case, key: &str) -> Result<Observed, String> {
         let req = case.request.as_ref().ok_or("the case has no request")?;
         self.gw.reset_rate_limits();
-        let policy = self.gw.policy();
         if !case.state.is_empty() {
             let batch = Batch {
                 actions: case.state.clone(),
@@ -70,7 +69,7 @@ impl Offline {
                 actor: Some("firebreak-replay".into()),
                 expect_version: None,
             };
-            self.gw.state.apply(&batch, &policy).await.map_err(|e| format!("precondition not applied: {e}"))?;
+            self.gw.apply(&batch).await.map_err(|e| format!("precondition not applied: {e}"))?;
         }
         let result = self.send(case, req, key).await;
         // Preconditions, and what the gateway recorded itself (MCP tool pins first seen), end with the case.

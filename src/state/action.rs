@@ -160,6 +160,53 @@ pub enum Action {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         suspect: Option<String>,
     },
+    /// Emergency rotation of a managed prompt: the backup (or the fallback) goes live, the
+    /// compromised version is invalidated, and a new canary is issued; the old canary stays detected.
+    RotatePrompt {
+        /// Prompt id from `[prompts.*]`.
+        prompt: String,
+    },
+    /// A new canary for a managed prompt (the text stays); the old canary stays detected.
+    RotateCanary {
+        /// Prompt id.
+        prompt: String,
+    },
+    /// The primary text goes live again, with a new canary; refused while that text is the one
+    /// invalidated by a rotation (change it in the policy and reload first).
+    RestorePrompt {
+        /// Prompt id.
+        prompt: String,
+    },
+    /// Issued by the gateway for a managed prompt that has no canary yet (a new prompt in the
+    /// policy); does nothing when it has one.
+    IssueCanary {
+        /// Prompt id.
+        prompt: String,
+    },
+}
+
+impl Action {
+    /// Whether applying it issues a canary (the scanner must learn it before the snapshot is seen).
+    pub fn issues_canary(&self) -> bool {
+        matches!(
+            self,
+            Action::RotatePrompt { .. }
+                | Action::RotateCanary { .. }
+                | Action::RestorePrompt { .. }
+                | Action::IssueCanary { .. }
+        )
+    }
+}
+
+fn managed_prompt<'a>(policy: &'a Policy, id: &str) -> Result<&'a crate::config::prompts::ManagedPrompt, String> {
+    policy.managed_prompts.get(id).ok_or_else(|| {
+        let known: Vec<&str> = policy.managed_prompts.keys().map(String::as_str).collect();
+        if known.is_empty() {
+            format!("unknown prompt `{id}`: the policy declares no [prompts]")
+        } else {
+            format!("unknown prompt `{id}`; managed prompts: {}", known.join(", "))
+        }
+    })
 }
 
 /// An invalid action in a batch.
@@ -335,6 +382,16 @@ impl Action {
                 pin.pending_since = None;
                 pin.pending_reason = None;
                 pin.since = Some(since);
+            }
+            Action::RotatePrompt { prompt } | Action::RotateCanary { prompt } | Action::RestorePrompt { prompt } | Action::IssueCanary { prompt } => {
+                use super::prompts::PromptChange;
+                let change = match self {
+                    Action::RotatePrompt { .. } => PromptChange::RotatePrompt,
+                    Action::RotateCanary { .. } => PromptChange::RotateCanary,
+                    Action::RestorePrompt { .. } => PromptChange::Restore,
+                    _ => PromptChange::Issue,
+                };
+                super::prompts::apply(s, managed_prompt(policy, prompt)?, change, actor, reason, now)?;
             }
             Action::ObserveTool { server, tool, hash, suspect } => {
                 let key = format!("{}/{}", mcp_server(policy, server)?, non_empty("tool", tool)?);

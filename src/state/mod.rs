@@ -7,6 +7,7 @@
 
 mod action;
 mod persist;
+pub mod prompts;
 
 pub use persist::write_atomic;
 
@@ -92,6 +93,13 @@ pub struct Snapshot {
     /// MCP tool definitions seen and trusted, by `server/tool` (trust on first use).
     #[serde(default)]
     pub tool_pins: BTreeMap<String, ToolPin>,
+    /// Managed prompts: live version, canary generation, rotation history (never text or canary).
+    #[serde(default)]
+    pub prompts: BTreeMap<String, prompts::PromptState>,
+    /// Canary values of the managed prompts. Never serialised with the snapshot (so never in an
+    /// admin response or the audit trail); `persist` stores them beside it in the state file.
+    #[serde(skip)]
+    pub canaries: prompts::Canaries,
     /// When the last batch was applied (RFC 3339).
     #[serde(default)]
     pub updated_at: Option<String>,
@@ -145,6 +153,8 @@ impl Default for Snapshot {
             frozen_servers: BTreeMap::new(),
             limited_users: BTreeMap::new(),
             tool_pins: BTreeMap::new(),
+            prompts: BTreeMap::new(),
+            canaries: prompts::Canaries::default(),
             updated_at: None,
         }
     }
@@ -320,6 +330,19 @@ impl StateStore {
 
     /// Validates the batch whole, persists, swaps, announces. All or nothing.
     pub async fn apply(&self, batch: &Batch, policy: &Policy) -> Result<Applied, ApplyError> {
+        self.apply_with(batch, policy, |_| Ok(())).await
+    }
+
+    /// [`StateStore::apply`], calling `before_swap` with the validated new snapshot before it is
+    /// persisted and swapped in: whatever must already be in force when a request can see the new
+    /// snapshot (the scanner that detects a new canary) is put in place there. An error rejects the
+    /// batch; nothing else changed.
+    pub async fn apply_with(
+        &self,
+        batch: &Batch,
+        policy: &Policy,
+        before_swap: impl FnOnce(&Snapshot) -> Result<(), String>,
+    ) -> Result<Applied, ApplyError> {
         let _guard = self.writer.lock().await;
         let cur = self.current.load_full();
         if let Some(expected) = batch.expect_version {
@@ -348,6 +371,7 @@ impl StateStore {
         next.purge_expired(crate::state::unix_now());
         next.version = cur.version + 1;
         next.updated_at = Some(humantime::format_rfc3339_seconds(now).to_string());
+        before_swap(&next).map_err(|e| ApplyError::Invalid(vec![ActionError::new(0, e)]))?;
         let next = Arc::new(next);
         persist::save(&self.path, &next).await?;
         self.current.store(next.clone());

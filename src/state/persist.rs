@@ -41,14 +41,31 @@ pub fn load(path: &Path) -> Result<Option<Snapshot>, PersistError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(source) => return Err(PersistError::Read { path: path.to_path_buf(), source }),
     };
-    serde_json::from_slice(&bytes)
-        .map(Some)
-        .map_err(|e| PersistError::Corrupt { path: path.to_path_buf(), detail: e.to_string() })
+    let corrupt = |e: serde_json::Error| PersistError::Corrupt { path: path.to_path_buf(), detail: e.to_string() };
+    let mut v: serde_json::Value = serde_json::from_slice(&bytes).map_err(corrupt)?;
+    let canaries = match v.as_object_mut().and_then(|m| m.remove(CANARIES)) {
+        Some(c) => serde_json::from_value(c).map_err(corrupt)?,
+        None => Default::default(),
+    };
+    let mut snap: Snapshot = serde_json::from_value(v).map_err(corrupt)?;
+    snap.canaries = canaries;
+    Ok(Some(snap))
+}
+
+/// The key under which the state file keeps the canary values beside the snapshot's fields.
+const CANARIES: &str = "canary_values";
+
+fn encode(snap: &Snapshot) -> serde_json::Result<Vec<u8>> {
+    let mut v = serde_json::to_value(snap)?;
+    if let (Some(m), false) = (v.as_object_mut(), snap.canaries.is_empty()) {
+        m.insert(CANARIES.into(), serde_json::to_value(&snap.canaries)?);
+    }
+    serde_json::to_vec_pretty(&v)
 }
 
 /// Writes the snapshot atomically and durably.
 pub async fn save(path: &Path, snap: &Snapshot) -> Result<(), PersistError> {
-    let bytes = serde_json::to_vec_pretty(snap)
+    let bytes = encode(snap)
         .map_err(|e| PersistError::Write { path: path.to_path_buf(), source: std::io::Error::other(e) })?;
     let path = path.to_path_buf();
     let p = path.clone();
@@ -68,7 +85,12 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "state".into());
     let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
     {
-        let mut f = std::fs::File::create(&tmp)?;
+        // Owner-only: the state file holds canary values.
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+        let mut f = opts.open(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
     }
