@@ -34,6 +34,18 @@ impl Gateway {
         g
     }
 
+    /// Like [`start`], with extra files (credentials, prompt texts) written beside the policy.
+    pub fn start_with_files(policy: &str, files: &[(&str, &str)]) -> Gateway {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        for (name, text) in files {
+            std::fs::write(tmp.path().join(name), text).expect("write file");
+        }
+        std::fs::write(tmp.path().join("policy.toml"), policy).expect("write policy");
+        let mut g = Gateway::spawn(tmp.path());
+        g._tmp = Some(tmp);
+        g
+    }
+
     /// Starts a gateway on the policy, state and audit files already in `dir`.
     pub fn spawn(dir: &Path) -> Gateway {
         match Gateway::try_spawn(dir) {
