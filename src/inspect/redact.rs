@@ -132,6 +132,8 @@ pub struct StreamRedactor {
     pub links: usize,
     /// System-prompt fragments in the released text.
     fragments: Option<(std::sync::Arc<super::fragments::PromptShingles>, super::fragments::FragmentCounter)>,
+    /// Tenant identifiers in the released text (only when the policy declares some).
+    tenants: Option<(std::sync::Arc<super::tenants::TenantIds>, super::tenants::StreamScan)>,
 }
 
 /// Slots for the text fields of one choice / block / item.
@@ -152,7 +154,29 @@ impl StreamRedactor {
             md: BTreeMap::new(),
             links: 0,
             fragments: None,
+            tenants: None,
         }
+    }
+
+    /// Looks for these tenant identifiers in the released text (see [`super::tenants`]).
+    pub fn with_tenants(mut self, ids: std::sync::Arc<super::tenants::TenantIds>) -> Self {
+        if !ids.is_empty() {
+            self.tenants = Some((ids, super::tenants::StreamScan::default()));
+        }
+        self
+    }
+
+    /// The tenants other than `own` whose identifiers the client received.
+    pub fn cross_tenant(&self, own: &str) -> Vec<String> {
+        self.tenants.as_ref().map(|(ids, scan)| ids.others(&scan.hits, own)).unwrap_or_default()
+    }
+
+    /// The text released to the client from stream `key`, as last seen: scanned for tenant identifiers.
+    fn released(&mut self, key: (u64, u64), text: String) -> String {
+        if let Some((ids, scan)) = &mut self.tenants {
+            scan.push(ids, key, &text);
+        }
+        text
     }
 
     /// Counts fragments of these prompts in the released text.
@@ -185,7 +209,8 @@ impl StreamRedactor {
         let mut out = String::with_capacity(text.len());
         hb.push(scanner, text, &mut out);
         self.found.append(&mut hb.findings);
-        self.links_stage(key, out, false)
+        let out = self.links_stage(key, out, false);
+        self.released(key, out)
     }
 
     fn flush(&mut self, scanner: &Scanner, key: (u64, u64)) -> String {
@@ -194,7 +219,8 @@ impl StreamRedactor {
             hb.finish(scanner, &mut out);
             self.found.append(&mut hb.findings);
         }
-        self.links_stage(key, out, true)
+        let out = self.links_stage(key, out, true);
+        self.released(key, out)
     }
 
     /// Second stage for text (not tool arguments): hold an open markdown construct until complete,

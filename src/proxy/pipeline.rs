@@ -57,6 +57,10 @@ struct Ctx {
     injections: Vec<String>,
     /// System-prompt shingles found in a whole response.
     prompt_fragments: usize,
+    /// Other tenants whose identifiers were in the response (names, never the text).
+    cross_tenant: Vec<String>,
+    /// Calls to data tools delivered in a whole response (tool names).
+    data_tool_calls: Vec<String>,
     /// The request body, kept only when `[audit] store_blocked_payloads` is on (for the audit
     /// record of a blocked request, redacted there).
     payload: Option<Bytes>,
@@ -95,6 +99,8 @@ where
         redactions: std::collections::BTreeMap::new(),
         injections: Vec::new(),
         prompt_fragments: 0,
+        cross_tenant: Vec::new(),
+        data_tool_calls: Vec::new(),
         payload: None,
     };
     gw.metrics.in_flight(1);
@@ -182,6 +188,8 @@ fn audit_record(ctx: &Ctx, endpoint: &str, status: u16, start: Instant) -> Recor
         .with_opt("tools_removed", (!ctx.tools_removed.is_empty()).then(|| ctx.tools_removed.clone()))
         .with_opt("prompt_fragments", (ctx.prompt_fragments > 0).then_some(ctx.prompt_fragments))
         .with_opt("injections", (!ctx.injections.is_empty()).then(|| ctx.injections.clone()))
+        .with_opt("cross_tenant", (!ctx.cross_tenant.is_empty()).then(|| ctx.cross_tenant.clone()))
+        .with_opt("data_tool_calls", (!ctx.data_tool_calls.is_empty()).then(|| ctx.data_tool_calls.clone()))
         .with_opt(
             "redactions",
             (!ctx.redactions.is_empty()).then(|| serde_json::to_value(&ctx.redactions).unwrap_or_default()),
@@ -382,6 +390,10 @@ where
         &OutputInspect { scanner: &policy.scanner, guard: &guard, prompts: &policy.prompts },
         ctx,
     );
+    ctx.cross_tenant = policy.tenants.leaked_to(&key.tenant, &bytes);
+    if !ctx.cross_tenant.is_empty() {
+        ctx.decisions.push(("tenants.cross_tenant", "detect"));
+    }
     drop(permit);
     out.body(full(bytes))
         .map_err(|e| GatewayError::UpstreamInvalid { upstream: up.name.clone(), detail: e.to_string() })
@@ -433,6 +445,7 @@ fn inspect_json(
             }
             changed = true;
         }
+        ctx.data_tool_calls = toolcalls::data_calls(endpoint, &v, check);
     }
     let mut found = Vec::new();
     let mut links = 0;
