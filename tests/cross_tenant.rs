@@ -281,6 +281,7 @@ fn tenant_identifiers_are_validated() {
         ("[tenants.globex]\nidentifiers = [\"GLX\"]\n", "shorter than 4"),
         ("[tenants.globex]\nidentifiers = [\"acme-corp.COM\"]\n", "declared for tenants"),
         ("[tenants.initech]\nidentifiers = [\"INI-0001\"]\n", "not the tenant of any key"),
+        ("[tenants.globex]\nidentifiers = [\"GLX-ACME-CUST-\"]\n", "contains `ACME-CUST-` of tenant `acme`"),
         ("[tenants.globex]\nidentifier = [\"GLX-ACCT-\"]\n", "unknown field"),
     ] {
         let err = load(base(extra)).expect_err(extra).to_string();

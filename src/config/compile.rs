@@ -840,7 +840,9 @@ fn compile_tenants(
     let known: std::collections::BTreeSet<&str> = key_ids.values().map(|k| k.tenant.as_str()).collect();
     let mut owner_of: HashMap<String, String> = HashMap::new();
     let mut out = Vec::new();
+    let mut files = HashMap::new();
     for (name, (file, t)) in raw {
+        files.insert(name.clone(), file);
         let at = |i: usize| path(["tenants".into(), name.clone().into(), "identifiers".into(), i.into()]);
         if !known.contains(name.as_str()) {
             problems.add(
@@ -874,6 +876,23 @@ fn compile_tenants(
             }
         }
         out.push((name, ids));
+    }
+    // An identifier inside another tenant's (`ACME-` in `XACME-1`) would make that tenant's own data
+    // look like a leak of this one's, and contain its users.
+    for (a, ids_a) in &out {
+        for (b, ids_b) in out.iter().filter(|(b, _)| b != a) {
+            for long in ids_a {
+                let lower = long.to_ascii_lowercase();
+                if let Some(short) = ids_b.iter().find(|s| lower.contains(&s.to_ascii_lowercase())) {
+                    problems.add(
+                        files.get(a).copied().unwrap_or(0),
+                        path(["tenants".into(), a.clone().into(), "identifiers".into()]),
+                        format!("identifier `{long}` of tenant `{a}` contains `{short}` of tenant `{b}`"),
+                        Some(format!("`{a}`'s own data would count as `{b}`'s: make `{short}` more specific")),
+                    );
+                }
+            }
+        }
     }
     crate::inspect::tenants::TenantIds::new(&out).unwrap_or_else(|e| {
         problems.add(0, path(["tenants".into()]), format!("tenant identifiers: {e}"), None);
