@@ -577,6 +577,9 @@ impl StreamRedactor {
     fn whole(&mut self, scanner: &Scanner, name: Option<&str>, mut v: Value) -> Redacted {
         let before = (self.found.len(), self.links);
         redact_json_with(scanner, self.guard.as_ref(), &mut v, &mut self.found, &mut self.links);
+        if let Some((ids, scan)) = &mut self.tenants {
+            ids.find_value(&v, &mut scan.hits);
+        }
         if (self.found.len(), self.links) == before {
             Redacted::Same
         } else {
@@ -905,6 +908,38 @@ mod tests {
         let want = s.redact(&format!("{long}and more. key AKIAZ7Q3M4N5P6R2T8VW end")).0.into_owned();
         assert_eq!(texts(&out, Endpoint::ChatCompletions), want);
         assert!(!out.contains("AKIAZ7Q3M4N5P6R2T8VW"));
+    }
+
+    /// Another tenant's identifier split across deltas is seen in every format; the stream itself is
+    /// left as it was (detection only).
+    #[test]
+    fn tenant_identifiers_in_released_text() {
+        let s = scanner();
+        let ids = std::sync::Arc::new(
+            crate::inspect::tenants::TenantIds::new(&[("globex".into(), vec!["GLX-ACCT-".into()])]).unwrap(),
+        );
+        let text = "Account glx-a";
+        for ep in [Endpoint::ChatCompletions, Endpoint::Messages, Endpoint::Responses] {
+            let pieces: Vec<String> = vec![text.into(), "cct-1 is".into(), " fine.".into()];
+            let mut r = StreamRedactor::new(ep).with_tenants(ids.clone());
+            let mut out = String::new();
+            for e in events(ep, &pieces) {
+                match r.on_event(&s, e.as_bytes()) {
+                    Redacted::Same => out.push_str(&e),
+                    Redacted::Events(v) => v.iter().for_each(|b| out.push_str(&String::from_utf8_lossy(b))),
+                }
+            }
+            assert_eq!(r.cross_tenant("acme"), vec!["globex"], "{ep:?}");
+            assert!(r.cross_tenant("globex").is_empty(), "{ep:?}: own tenant");
+            if ep != Endpoint::Responses {
+                assert_eq!(texts(&out, ep), "Account glx-acct-1 is fine.", "{ep:?}");
+            }
+        }
+        let mut r = StreamRedactor::new(Endpoint::ChatCompletions)
+            .with_tenants(std::sync::Arc::new(crate::inspect::tenants::TenantIds::default()));
+        assert!(r.tenants.is_none(), "nothing declared: no scanning state");
+        r.on_event(&s, events(Endpoint::ChatCompletions, &["GLX-ACCT-1".into()])[0].as_bytes());
+        assert!(r.cross_tenant("acme").is_empty());
     }
 
     proptest! {
