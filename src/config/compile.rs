@@ -20,6 +20,7 @@ struct Merged {
     upstreams: BTreeMap<String, (usize, RawUpstream)>,
     roles: BTreeMap<String, (usize, super::raw::RawRole)>,
     tools: BTreeMap<String, (usize, super::raw::RawTool)>,
+    tenants: BTreeMap<String, (usize, super::raw::RawTenant)>,
     keys: Vec<(Origin, RawKey)>,
     routes: Vec<(Origin, RawRoute)>,
 }
@@ -177,6 +178,7 @@ fn build(sources: &mut Vec<Source>, base: &Path, problems: &mut Problems) -> Opt
         upstreams: BTreeMap::new(),
         roles: BTreeMap::new(),
         tools: BTreeMap::new(),
+        tenants: BTreeMap::new(),
         keys: Vec::new(),
         routes: Vec::new(),
         main: RawPolicy::default(),
@@ -239,6 +241,17 @@ fn absorb(m: &mut Merged, file: usize, mut raw: RawPolicy, problems: &mut Proble
     }
     for (name, t) in std::mem::take(&mut raw.tools) {
         m.tools.insert(name, (file, t));
+    }
+    for (name, t) in std::mem::take(&mut raw.tenants) {
+        if m.tenants.contains_key(&name) {
+            problems.add(
+                file,
+                vec!["tenants".into(), name.clone().into()],
+                format!("tenant `{name}` is declared twice"),
+                Some("declare each tenant's identifiers in one place".into()),
+            );
+        }
+        m.tenants.insert(name, (file, t));
     }
     for (index, k) in std::mem::take(&mut raw.keys).into_iter().enumerate() {
         m.keys.push((Origin { file, index }, k));
@@ -680,7 +693,7 @@ fn compile(m: Merged, base: &Path, problems: &mut Problems) -> Option<Policy> {
     let mut tools = HashMap::new();
     for (name, (file, t)) in m.tools {
         let args = compile_args(&t.args, file, &path(["tools".into(), name.clone().into()]), problems);
-        tools.insert(name, ToolInfo { side_effects: t.side_effects, args });
+        tools.insert(name, ToolInfo { side_effects: t.side_effects, data: t.data.unwrap_or(!t.side_effects), args });
     }
 
     // Keys.
@@ -746,6 +759,8 @@ fn compile(m: Merged, base: &Path, problems: &mut Problems) -> Option<Policy> {
             );
         }
     }
+
+    let tenants = compile_tenants(m.tenants, &key_ids, problems);
 
     // Levels.
     let mut settings = Level::ALL.map(default_level);
@@ -815,12 +830,83 @@ fn compile(m: Merged, base: &Path, problems: &mut Problems) -> Option<Policy> {
         roles,
         tools,
         mcp: Arc::new(mcp),
+        tenants: Arc::new(tenants),
         levels: Levels(settings),
         incidents: Arc::new(incidents),
         audit: AuditSettings { store_blocked_payloads: raw.audit.store_blocked_payloads.unwrap_or(false) },
         safe_mode_reply: raw.safe_mode.reply.unwrap_or_else(|| {
             "This assistant is temporarily in safe mode. Your request was received but cannot be processed right now.".into()
         }),
+    })
+}
+
+/// `[tenants.X] identifiers`: each one long enough, owned by one tenant only, and every tenant one
+/// that keys belong to (a misspelt tenant would make its own users trip the detector).
+fn compile_tenants(
+    raw: BTreeMap<String, (usize, super::raw::RawTenant)>,
+    key_ids: &BTreeMap<String, Arc<KeyEntry>>,
+    problems: &mut Problems,
+) -> crate::inspect::tenants::TenantIds {
+    let known: std::collections::BTreeSet<&str> = key_ids.values().map(|k| k.tenant.as_str()).collect();
+    let mut owner_of: HashMap<String, String> = HashMap::new();
+    let mut out = Vec::new();
+    let mut files = HashMap::new();
+    for (name, (file, t)) in raw {
+        files.insert(name.clone(), file);
+        let at = |i: usize| path(["tenants".into(), name.clone().into(), "identifiers".into(), i.into()]);
+        if !known.contains(name.as_str()) {
+            problems.add(
+                file,
+                path(["tenants".into(), name.clone().into()]),
+                format!("tenant `{name}` is not the tenant of any key"),
+                Some(format!(
+                    "name a tenant as written in [[keys]] tenant = \"…\"; tenants with keys: {}",
+                    if known.is_empty() {
+                        "(none)".to_owned()
+                    } else {
+                        known.iter().copied().collect::<Vec<_>>().join(", ")
+                    }
+                )),
+            );
+        }
+        let mut ids = Vec::new();
+        for (i, id) in t.identifiers.into_iter().enumerate() {
+            if let Some(why) = crate::inspect::tenants::check(&id) {
+                problems.add(file, at(i), why, Some("use a distinctive prefix or domain, e.g. \"ACME-CUST-\"".into()));
+                continue;
+            }
+            match owner_of.insert(id.to_ascii_lowercase(), name.clone()) {
+                Some(other) if other != name => problems.add(
+                    file,
+                    at(i),
+                    format!("identifier `{id}` is declared for tenants `{other}` and `{name}`"),
+                    Some("an identifier must belong to one tenant".into()),
+                ),
+                _ => ids.push(id),
+            }
+        }
+        out.push((name, ids));
+    }
+    // An identifier inside another tenant's (`ACME-` in `XACME-1`) would make that tenant's own data
+    // look like a leak of this one's, and contain its users.
+    for (a, ids_a) in &out {
+        for (b, ids_b) in out.iter().filter(|(b, _)| b != a) {
+            for long in ids_a {
+                let lower = long.to_ascii_lowercase();
+                if let Some(short) = ids_b.iter().find(|s| lower.contains(&s.to_ascii_lowercase())) {
+                    problems.add(
+                        files.get(a).copied().unwrap_or(0),
+                        path(["tenants".into(), a.clone().into(), "identifiers".into()]),
+                        format!("identifier `{long}` of tenant `{a}` contains `{short}` of tenant `{b}`"),
+                        Some(format!("`{a}`'s own data would count as `{b}`'s: make `{short}` more specific")),
+                    );
+                }
+            }
+        }
+    }
+    crate::inspect::tenants::TenantIds::new(&out).unwrap_or_else(|e| {
+        problems.add(0, path(["tenants".into()]), format!("tenant identifiers: {e}"), None);
+        crate::inspect::tenants::TenantIds::default()
     })
 }
 

@@ -95,6 +95,8 @@ pub struct Policy {
     pub roles: HashMap<String, Role>,
     /// Known model tools and their traits.
     pub tools: HashMap<String, ToolInfo>,
+    /// Identifiers of each tenant's data, detected in output delivered to another tenant.
+    pub tenants: Arc<crate::inspect::tenants::TenantIds>,
     /// MCP servers and settings.
     pub mcp: Arc<mcp::McpPolicy>,
     /// Settings per degradation level.
@@ -354,6 +356,9 @@ pub struct Role {
 pub struct ToolInfo {
     /// Whether calling it changes something outside the conversation.
     pub side_effects: bool,
+    /// Whether it returns data: its calls count toward `bulk_data_extraction` (`data`, or by
+    /// default: no side effects).
+    pub data: bool,
     /// Constraints on its arguments, by argument name.
     pub args: BTreeMap<String, ArgRule>,
 }

@@ -37,6 +37,9 @@ pub struct RawPolicy {
     pub roles: BTreeMap<String, RawRole>,
     #[serde(default)]
     pub tools: BTreeMap<String, RawTool>,
+    /// Per tenant: identifiers that only its data carries (cross-tenant leakage detection).
+    #[serde(default)]
+    pub tenants: BTreeMap<String, RawTenant>,
     #[serde(default)]
     pub levels: BTreeMap<String, RawLevel>,
     #[serde(default)]
@@ -293,9 +296,20 @@ pub struct RawRole {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct RawTenant {
+    /// Literal, case-insensitive identifiers of this tenant's data (at least 4 bytes each).
+    #[serde(default)]
+    pub identifiers: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RawTool {
     #[serde(default)]
     pub side_effects: bool,
+    /// The tool returns data (counts toward bulk data extraction). Absent: true when it has no side
+    /// effects.
+    pub data: Option<bool>,
     /// Constraints per argument name.
     #[serde(default)]
     pub args: BTreeMap<String, RawArg>,

@@ -20,6 +20,7 @@ pub mod window;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
@@ -40,6 +41,12 @@ const MAX_EVIDENCE: usize = 100;
 const WINDOW_CAPACITY: u64 = 200_000;
 /// Resolved incidents kept in the file (open ones are always kept).
 const MAX_RESOLVED: usize = 1_000;
+/// Most users whose recent sessions are remembered at once (least recently used forgotten).
+const SESSION_USERS: u64 = 100_000;
+/// Most recent sessions remembered per user.
+const SESSIONS_PER_USER: usize = 16;
+/// A session unused this long is forgotten (the default ttl of `terminate_session`).
+const SESSION_IDLE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 /// Open or resolved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -176,6 +183,8 @@ pub enum IncidentError {
 #[derive(Debug)]
 pub struct Engine {
     windows: Windows,
+    /// User → the session ids of their recent requests, newest last (for `{sessions}` in plans).
+    sessions: moka::sync::Cache<String, Arc<std::sync::Mutex<std::collections::VecDeque<String>>>>,
     book: tokio::sync::Mutex<Book>,
     path: PathBuf,
 }
@@ -200,7 +209,11 @@ pub async fn audited(gw: &Gateway, record: Record) {
         tenant: str_field(fields, "tenant"),
         session: str_field(fields, "session"),
         key_id: str_field(fields, "key_id"),
+        sessions: Vec::new(),
     };
+    if let (Some(user), Some(session)) = (&target.user, &target.session) {
+        gw.incidents.saw_session(user, session);
+    }
     let firings = match &target.user {
         Some(user) => gw.incidents.evaluate(&policy, fields, user, Instant::now()),
         None => Vec::new(),
@@ -247,6 +260,8 @@ struct Signals {
     injections: BTreeSet<String>,
     fragments: u64,
     trigger: Option<String>,
+    /// Another tenant's identifiers reached the client.
+    cross_tenant: bool,
 }
 
 impl Signals {
@@ -299,6 +314,11 @@ impl Signals {
             }
             s.trigger = str_field(m, "trigger");
         }
+        // Model tool calls to data tools that the client received (JSON or streamed).
+        if let Some(Value::Array(t)) = m.get("data_tool_calls") {
+            s.data_calls += t.len() as u64;
+        }
+        s.cross_tenant = matches!(m.get("cross_tenant"), Some(Value::Array(t)) if !t.is_empty());
         s
     }
 }
@@ -311,7 +331,37 @@ impl Engine {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Book::default(),
             Err(e) => return Err(IncidentError::Load(path.into(), e.to_string())),
         };
-        Ok(Engine { windows: Windows::new(WINDOW_CAPACITY), book: tokio::sync::Mutex::new(book), path: path.into() })
+        Ok(Engine {
+            windows: Windows::new(WINDOW_CAPACITY),
+            sessions: moka::sync::Cache::builder().max_capacity(SESSION_USERS).time_to_idle(SESSION_IDLE).build(),
+            book: tokio::sync::Mutex::new(book),
+            path: path.into(),
+        })
+    }
+
+    /// Remembers that `user` used `session` (bounded: the newest [`SESSIONS_PER_USER`] per user).
+    fn saw_session(&self, user: &str, session: &str) {
+        let slot = match self.sessions.get(user) {
+            Some(s) => s,
+            None => self.sessions.get_with(user.to_owned(), Default::default),
+        };
+        let mut list = slot.lock().unwrap_or_else(|p| p.into_inner());
+        if list.back().is_some_and(|s| s == session) {
+            return;
+        }
+        list.retain(|s| s != session);
+        list.push_back(session.to_owned());
+        while list.len() > SESSIONS_PER_USER {
+            list.pop_front();
+        }
+    }
+
+    /// The recent sessions of `user`, oldest first.
+    pub fn sessions_of(&self, user: &str) -> Vec<String> {
+        self.sessions
+            .get(user)
+            .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// The triggers that fire for this record: (trigger, the rule id that counted).
@@ -340,7 +390,12 @@ impl Engine {
             hit("unauthorized_tool_execution", user, Count::Sum(1), rule);
         }
         if s.data_calls > 0 {
-            hit("bulk_data_extraction", user, Count::Sum(s.data_calls), "mcp.tools_call");
+            let rule =
+                if m.get("kind").and_then(Value::as_str) == Some("mcp") { "mcp.tools_call" } else { "tools.data_call" };
+            hit("bulk_data_extraction", user, Count::Sum(s.data_calls), rule);
+        }
+        if s.cross_tenant {
+            hit("cross_user_data_leakage", user, Count::Sum(1), "tenants.cross_tenant");
         }
         if let Some(rule) = s.blocks.iter().next() {
             hit("sustained_injection_campaign", user, Count::Sum(1), rule);
@@ -533,7 +588,21 @@ pub async fn run_plan(
     if target.user.is_none() && target.tenant.is_none() && target.session.is_none() && target.key_id.is_none() {
         return Err(PlanError::NoTarget);
     }
-    let actions = plan.actions_for(target).map_err(|e| PlanError::Template(plan_name.into(), e))?;
+    // `{sessions}`: every recent session of the user, and the one the plan was run for.
+    let mut target = target.clone();
+    if let Some(user) = &target.user {
+        for s in gw.incidents.sessions_of(user) {
+            if !target.sessions.contains(&s) {
+                target.sessions.push(s);
+            }
+        }
+    }
+    if let Some(s) = &target.session {
+        if !target.sessions.contains(s) {
+            target.sessions.push(s.clone());
+        }
+    }
+    let actions = plan.actions_for(&target).map_err(|e| PlanError::Template(plan_name.into(), e))?;
     let mut taken = Taken {
         plan: plan_name.into(),
         actor: actor.into(),
@@ -647,5 +716,42 @@ mod tests {
         assert!(fired(&e, &p, calls(3)).is_empty());
         assert!(fired(&e, &p, calls(2)).is_empty(), "5 is not above 5");
         assert_eq!(fired(&e, &p, calls(1)), vec!["bulk_data_extraction"]);
+    }
+
+    #[test]
+    fn bulk_extraction_counts_model_data_tool_calls_too() {
+        let p = policy("[triggers.bulk_data_extraction]\nthreshold = 3\n");
+        let e = Engine::open(Path::new("/nonexistent/incidents.json")).expect("engine");
+        let model = |n: usize| json!({"kind": "request", "status": 200, "data_tool_calls": vec!["get_row"; n]});
+        assert!(fired(&e, &p, model(2)).is_empty());
+        let mcp = json!({"kind": "mcp", "status": 200, "tools_called": ["srv/read"]});
+        assert!(fired(&e, &p, mcp).is_empty(), "2 model + 1 MCP = 3 is not above 3");
+        assert_eq!(fired(&e, &p, model(1)), vec!["bulk_data_extraction"]);
+    }
+
+    #[test]
+    fn another_tenants_identifiers_are_cross_user_leakage() {
+        let p = policy("");
+        let e = Engine::open(Path::new("/nonexistent/incidents.json")).expect("engine");
+        let rec = json!({"kind": "request", "event": "cross_tenant", "cross_tenant": ["globex"]});
+        assert_eq!(fired(&e, &p, rec), vec!["cross_user_data_leakage"]);
+        assert!(fired(&e, &p, json!({"kind": "request", "cross_tenant": []})).is_empty());
+    }
+
+    #[test]
+    fn recent_sessions_are_remembered_per_user_and_bounded() {
+        let e = Engine::open(Path::new("/nonexistent/incidents.json")).expect("engine");
+        for s in ["s1", "s2", "s1"] {
+            e.saw_session("alice", s);
+        }
+        e.saw_session("bob", "b1");
+        assert_eq!(e.sessions_of("alice"), vec!["s2", "s1"], "newest last, no duplicates");
+        assert_eq!(e.sessions_of("bob"), vec!["b1"]);
+        for i in 0..100 {
+            e.saw_session("carol", &format!("c{i}"));
+        }
+        let c = e.sessions_of("carol");
+        assert_eq!(c.len(), SESSIONS_PER_USER);
+        assert_eq!(c.last().map(String::as_str), Some("c99"));
     }
 }

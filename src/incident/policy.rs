@@ -88,7 +88,8 @@ mod humantime_serde_secs {
 /// A containment plan: switch-action templates applied as one batch.
 #[derive(Debug, Clone, Serialize)]
 pub struct Plan {
-    /// Templates; strings may name `{user}`, `{tenant}`, `{session}`, `{key_id}`.
+    /// Templates; strings may name `{user}`, `{tenant}`, `{session}`, `{key_id}`, and `{sessions}`
+    /// (the step is repeated for each recent session of the user).
     pub actions: Vec<Value>,
     /// The plan marks provider credentials for rotation (recorded; an operator rotates).
     pub rotate_credentials: bool,
@@ -111,21 +112,28 @@ pub struct Target {
     /// Virtual key id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_id: Option<String>,
+    /// Every recent session of the user (filled in when a plan runs, for `{sessions}`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sessions: Vec<String>,
 }
 
 impl Plan {
     /// The plan's actions for `target`. A template that names a field the target lacks (a session
-    /// for a request without one) is left out: containment never widens to "everyone".
+    /// for a request without one) is left out: containment never widens to "everyone". A template
+    /// naming `{sessions}` becomes one action per session in `target.sessions` (none when empty).
     pub fn actions_for(&self, target: &Target) -> Result<Vec<Action>, String> {
         let mut out = Vec::new();
-        'templates: for (i, t) in self.actions.iter().enumerate() {
-            let mut v = t.clone();
-            let mut missing = false;
-            substitute(&mut v, target, &mut missing);
-            if missing {
-                continue 'templates;
+        for (i, t) in self.actions.iter().enumerate() {
+            let each: Vec<Option<&str>> =
+                if names_sessions(t) { target.sessions.iter().map(|s| Some(s.as_str())).collect() } else { vec![None] };
+            for one in each {
+                let mut v = t.clone();
+                let mut missing = false;
+                substitute(&mut v, target, one, &mut missing);
+                if !missing {
+                    out.push(serde_json::from_value(v).map_err(|e| format!("plan action {i}: {e}"))?);
+                }
             }
-            out.push(serde_json::from_value(v).map_err(|e| format!("plan action {i}: {e}"))?);
         }
         Ok(out)
     }
@@ -154,12 +162,27 @@ impl Plan {
     }
 }
 
-fn substitute(v: &mut Value, t: &Target, missing: &mut bool) {
+fn names_sessions(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.contains("{sessions}"),
+        Value::Array(a) => a.iter().any(names_sessions),
+        Value::Object(m) => m.values().any(names_sessions),
+        _ => false,
+    }
+}
+
+/// Fills the templates of `v`; `session` is the value of `{sessions}` for this copy.
+fn substitute(v: &mut Value, t: &Target, session: Option<&str>, missing: &mut bool) {
     match v {
         Value::String(s) if s.contains('{') => {
-            for (name, val) in
-                [("{user}", &t.user), ("{tenant}", &t.tenant), ("{session}", &t.session), ("{key_id}", &t.key_id)]
-            {
+            let one = session.map(str::to_owned);
+            for (name, val) in [
+                ("{user}", &t.user),
+                ("{tenant}", &t.tenant),
+                ("{sessions}", &one),
+                ("{session}", &t.session),
+                ("{key_id}", &t.key_id),
+            ] {
                 if s.contains(name) {
                     match val {
                         Some(x) => *s = s.replace(name, x),
@@ -168,8 +191,8 @@ fn substitute(v: &mut Value, t: &Target, missing: &mut bool) {
                 }
             }
         }
-        Value::Array(a) => a.iter_mut().for_each(|x| substitute(x, t, missing)),
-        Value::Object(m) => m.values_mut().for_each(|x| substitute(x, t, missing)),
+        Value::Array(a) => a.iter_mut().for_each(|x| substitute(x, t, session, missing)),
+        Value::Object(m) => m.values_mut().for_each(|x| substitute(x, t, session, missing)),
         _ => {}
     }
 }
@@ -224,10 +247,10 @@ fn default_plans() -> BTreeMap<String, Plan> {
                 vec![
                     json!({"action": "block_user", "user": "{user}", "ttl": "24h"}),
                     json!({"action": "limit_user", "user": "{user}", "requests_per_minute": 10, "ttl": "24h"}),
-                    json!({"action": "terminate_session", "session": "{session}"}),
+                    json!({"action": "terminate_session", "session": "{sessions}"}),
                 ],
                 false,
-                "block the user for 24 h, rate-limit them after, terminate their session",
+                "block the user for 24 h, rate-limit them after, terminate their recent sessions",
             ),
         ),
         (
@@ -270,8 +293,13 @@ impl IncidentPolicy {
                 rotate_credentials: p.rotate_credentials,
                 description: p.description.clone().unwrap_or_default(),
             };
-            let probe =
-                Target { user: Some("u".into()), tenant: Some("t".into()), session: Some("s".into()), key_id: None };
+            let probe = Target {
+                user: Some("u".into()),
+                tenant: Some("t".into()),
+                session: Some("s".into()),
+                key_id: None,
+                sessions: vec!["s".into()],
+            };
             // key_id templates are checked against the policy's keys when run, not here.
             let without_keys = Plan {
                 actions: plan.actions.iter().filter(|a| !a.to_string().contains("{key_id}")).cloned().collect(),
@@ -384,10 +412,21 @@ mod tests {
     fn defaults_compile_and_scope() {
         let p = IncidentPolicy::default();
         assert_eq!(p.triggers.len(), TRIGGERS.len());
-        let t = Target { user: Some("alice".into()), tenant: Some("acme".into()), session: None, key_id: None };
+        let t = Target { user: Some("alice".into()), tenant: Some("acme".into()), ..Target::default() };
         let sev2 = p.plans["sev2"].actions_for(&t).unwrap();
         // No session: the terminate_session step is left out rather than widened.
         assert_eq!(sev2.len(), 2);
+        // `{sessions}`: one terminate_session per recent session of the user.
+        let t = Target { sessions: vec!["s1".into(), "s2".into()], ..t };
+        let sev2 = p.plans["sev2"].actions_for(&t).unwrap();
+        assert_eq!(sev2.len(), 4);
+        assert_eq!(
+            sev2[2..],
+            [
+                Action::TerminateSession { session: "s1".into(), ttl: None },
+                Action::TerminateSession { session: "s2".into(), ttl: None }
+            ]
+        );
         assert!(p.plans["sev3"].global_steps().is_empty());
         assert_eq!(p.plans["sev1"].global_steps(), vec!["disable_tool", "safe_mode"]);
         assert_eq!(Severity::parse("sev-2"), Some(Severity::Sev2));

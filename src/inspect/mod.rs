@@ -5,6 +5,7 @@
 //! - [`scanner`] — one aho-corasick automaton for all keywords + a digit-run detector decide where
 //!   each rule's regex runs; findings are merged and replaced.
 //! - [`holdback`] — streaming redaction that never releases part of a future match.
+//! - [`tenants`] — another tenant's identifiers in what a client receives (detection only).
 //! - [`validate`] — checksums and entropy.
 
 pub mod canary;
@@ -16,6 +17,7 @@ pub mod injection;
 pub mod redact;
 pub mod rule;
 pub mod scanner;
+pub mod tenants;
 pub mod validate;
 
 pub use holdback::HoldBack;

@@ -132,6 +132,8 @@ pub struct StreamRedactor {
     pub links: usize,
     /// System-prompt fragments in the released text.
     fragments: Option<(std::sync::Arc<super::fragments::PromptShingles>, super::fragments::FragmentCounter)>,
+    /// Tenant identifiers in the released text (only when the policy declares some).
+    tenants: Option<(std::sync::Arc<super::tenants::TenantIds>, super::tenants::StreamScan)>,
 }
 
 /// Slots for the text fields of one choice / block / item.
@@ -152,7 +154,29 @@ impl StreamRedactor {
             md: BTreeMap::new(),
             links: 0,
             fragments: None,
+            tenants: None,
         }
+    }
+
+    /// Looks for these tenant identifiers in the released text (see [`super::tenants`]).
+    pub fn with_tenants(mut self, ids: std::sync::Arc<super::tenants::TenantIds>) -> Self {
+        if !ids.is_empty() {
+            self.tenants = Some((ids, super::tenants::StreamScan::default()));
+        }
+        self
+    }
+
+    /// The tenants other than `own` whose identifiers the client received.
+    pub fn cross_tenant(&self, own: &str) -> Vec<String> {
+        self.tenants.as_ref().map(|(ids, scan)| ids.others(&scan.hits, own)).unwrap_or_default()
+    }
+
+    /// The text released to the client from stream `key`, as last seen: scanned for tenant identifiers.
+    fn released(&mut self, key: (u64, u64), text: String) -> String {
+        if let Some((ids, scan)) = &mut self.tenants {
+            scan.push(ids, key, &text);
+        }
+        text
     }
 
     /// Counts fragments of these prompts in the released text.
@@ -185,7 +209,8 @@ impl StreamRedactor {
         let mut out = String::with_capacity(text.len());
         hb.push(scanner, text, &mut out);
         self.found.append(&mut hb.findings);
-        self.links_stage(key, out, false)
+        let out = self.links_stage(key, out, false);
+        self.released(key, out)
     }
 
     fn flush(&mut self, scanner: &Scanner, key: (u64, u64)) -> String {
@@ -194,7 +219,8 @@ impl StreamRedactor {
             hb.finish(scanner, &mut out);
             self.found.append(&mut hb.findings);
         }
-        self.links_stage(key, out, true)
+        let out = self.links_stage(key, out, true);
+        self.released(key, out)
     }
 
     /// Second stage for text (not tool arguments): hold an open markdown construct until complete,
@@ -551,6 +577,9 @@ impl StreamRedactor {
     fn whole(&mut self, scanner: &Scanner, name: Option<&str>, mut v: Value) -> Redacted {
         let before = (self.found.len(), self.links);
         redact_json_with(scanner, self.guard.as_ref(), &mut v, &mut self.found, &mut self.links);
+        if let Some((ids, scan)) = &mut self.tenants {
+            ids.find_value(&v, &mut scan.hits);
+        }
         if (self.found.len(), self.links) == before {
             Redacted::Same
         } else {
@@ -879,6 +908,38 @@ mod tests {
         let want = s.redact(&format!("{long}and more. key AKIAZ7Q3M4N5P6R2T8VW end")).0.into_owned();
         assert_eq!(texts(&out, Endpoint::ChatCompletions), want);
         assert!(!out.contains("AKIAZ7Q3M4N5P6R2T8VW"));
+    }
+
+    /// Another tenant's identifier split across deltas is seen in every format; the stream itself is
+    /// left as it was (detection only).
+    #[test]
+    fn tenant_identifiers_in_released_text() {
+        let s = scanner();
+        let ids = std::sync::Arc::new(
+            crate::inspect::tenants::TenantIds::new(&[("globex".into(), vec!["GLX-ACCT-".into()])]).unwrap(),
+        );
+        let text = "Account glx-a";
+        for ep in [Endpoint::ChatCompletions, Endpoint::Messages, Endpoint::Responses] {
+            let pieces: Vec<String> = vec![text.into(), "cct-1 is".into(), " fine.".into()];
+            let mut r = StreamRedactor::new(ep).with_tenants(ids.clone());
+            let mut out = String::new();
+            for e in events(ep, &pieces) {
+                match r.on_event(&s, e.as_bytes()) {
+                    Redacted::Same => out.push_str(&e),
+                    Redacted::Events(v) => v.iter().for_each(|b| out.push_str(&String::from_utf8_lossy(b))),
+                }
+            }
+            assert_eq!(r.cross_tenant("acme"), vec!["globex"], "{ep:?}");
+            assert!(r.cross_tenant("globex").is_empty(), "{ep:?}: own tenant");
+            if ep != Endpoint::Responses {
+                assert_eq!(texts(&out, ep), "Account glx-acct-1 is fine.", "{ep:?}");
+            }
+        }
+        let mut r = StreamRedactor::new(Endpoint::ChatCompletions)
+            .with_tenants(std::sync::Arc::new(crate::inspect::tenants::TenantIds::default()));
+        assert!(r.tenants.is_none(), "nothing declared: no scanning state");
+        r.on_event(&s, events(Endpoint::ChatCompletions, &["GLX-ACCT-1".into()])[0].as_bytes());
+        assert!(r.cross_tenant("acme").is_empty());
     }
 
     proptest! {

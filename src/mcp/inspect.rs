@@ -21,6 +21,8 @@ pub struct Findings {
     pub refused_server_requests: Vec<String>,
     /// Ids of responses seen (the requests they answer are no longer pending).
     pub answered: Vec<Value>,
+    /// Tenants whose identifiers are in the messages forwarded to the client.
+    pub tenants: crate::inspect::tenants::Hits,
 }
 
 /// What becomes of one server message.
@@ -78,6 +80,7 @@ pub fn server_message(j: &Judge<'_>, m: &mut Value, request_id: &str, found: &mu
     let before = found.redactions.len();
     crate::inspect::redact::redact_json(&j.policy.scanner, m, &mut found.redactions);
     changed |= found.redactions.len() > before;
+    j.policy.tenants.find_value(m, &mut found.tenants);
     Fate::Forward { changed }
 }
 

@@ -133,6 +133,8 @@ struct Ctx {
     decisions: Vec<(String, &'static str)>,
     redactions: BTreeMap<String, u64>,
     injections: Vec<String>,
+    /// Other tenants whose identifiers reached the client (names only).
+    cross_tenant: Vec<String>,
     withheld: Vec<(String, String)>,
     /// Pins and events to record.
     list: ListOutcome,
@@ -143,6 +145,7 @@ impl Ctx {
     /// Adds what inspection found (injections, withheld tools, redaction counts) to an audit record.
     fn findings_into(&self, r: Record) -> Record {
         r.with_opt("injections", (!self.injections.is_empty()).then(|| self.injections.clone()))
+            .with_opt("cross_tenant", (!self.cross_tenant.is_empty()).then(|| self.cross_tenant.clone()))
             .with_opt(
                 "withheld",
                 (!self.withheld.is_empty()).then(|| {
@@ -535,6 +538,11 @@ fn absorb(policy: &Policy, f: Findings, ctx: &mut Ctx) {
         ctx.decisions.push(("injection.tool_result".into(), action));
         ctx.injections.push(id);
     }
+    let own = ctx.key.as_ref().map_or("", |k| k.tenant.as_str());
+    ctx.cross_tenant = policy.tenants.others(&f.tenants, own);
+    if !ctx.cross_tenant.is_empty() {
+        ctx.decisions.push(("tenants.cross_tenant".into(), "detect"));
+    }
     for m in f.refused_server_requests {
         ctx.decisions.push((format!("mcp.server_request_refused:{m}"), "block"));
     }
@@ -606,7 +614,7 @@ pub(crate) async fn record_list(gw: &Gateway, list: &mut ListOutcome, key: &KeyE
 
 /// Writes the audit record of a finished MCP stream when something happened in it.
 async fn finish_stream(s: &stream::McpStream, f: Findings, cut: Option<&'static str>) {
-    let mut ctx = Ctx::default();
+    let mut ctx = Ctx { key: Some(s.key.clone()), ..Ctx::default() };
     absorb(&s.active.policy, f, &mut ctx);
     if ctx.decisions.is_empty() && ctx.withheld.is_empty() && cut.is_none() {
         return;

@@ -126,6 +126,10 @@ impl CallCheck for CallPolicy<'_> {
             detail: format!("argument `{}`: {}", pointer.trim_start_matches('/'), reason.message()),
         })
     }
+
+    fn is_data_tool(&self, name: &str) -> bool {
+        self.policy.tools.get(name).is_some_and(|t| t.data)
+    }
 }
 
 /// What the request-inspection phase found.

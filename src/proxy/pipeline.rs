@@ -59,6 +59,10 @@ struct Ctx {
     prompt_fragments: usize,
     /// The managed prompt injected: id, version and canary generation (never text or canary).
     prompt: Option<serde_json::Value>,
+    /// Other tenants whose identifiers were in the response (names, never the text).
+    cross_tenant: Vec<String>,
+    /// Calls to data tools delivered in a whole response (tool names).
+    data_tool_calls: Vec<String>,
     /// The request body, kept only when `[audit] store_blocked_payloads` is on (for the audit
     /// record of a blocked request, redacted there).
     payload: Option<Bytes>,
@@ -98,6 +102,8 @@ where
         injections: Vec::new(),
         prompt_fragments: 0,
         prompt: None,
+        cross_tenant: Vec::new(),
+        data_tool_calls: Vec::new(),
         payload: None,
     };
     gw.metrics.in_flight(1);
@@ -186,6 +192,8 @@ fn audit_record(ctx: &Ctx, endpoint: &str, status: u16, start: Instant) -> Recor
         .with_opt("prompt_fragments", (ctx.prompt_fragments > 0).then_some(ctx.prompt_fragments))
         .with_opt("prompt", ctx.prompt.clone())
         .with_opt("injections", (!ctx.injections.is_empty()).then(|| ctx.injections.clone()))
+        .with_opt("cross_tenant", (!ctx.cross_tenant.is_empty()).then(|| ctx.cross_tenant.clone()))
+        .with_opt("data_tool_calls", (!ctx.data_tool_calls.is_empty()).then(|| ctx.data_tool_calls.clone()))
         .with_opt(
             "redactions",
             (!ctx.redactions.is_empty()).then(|| serde_json::to_value(&ctx.redactions).unwrap_or_default()),
@@ -397,6 +405,10 @@ where
         &OutputInspect { scanner: &policy.scanner, guard: &guard, prompts: &policy.prompts },
         ctx,
     );
+    ctx.cross_tenant = policy.tenants.leaked_to(&key.tenant, &bytes);
+    if !ctx.cross_tenant.is_empty() {
+        ctx.decisions.push(("tenants.cross_tenant", "detect"));
+    }
     drop(permit);
     out.body(full(bytes))
         .map_err(|e| GatewayError::UpstreamInvalid { upstream: up.name.clone(), detail: e.to_string() })
@@ -463,6 +475,7 @@ fn inspect_json(
             }
             changed = true;
         }
+        ctx.data_tool_calls = toolcalls::data_calls(endpoint, &v, check);
     }
     let mut found = Vec::new();
     let mut links = 0;

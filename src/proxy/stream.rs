@@ -66,7 +66,10 @@ async fn pump(
     let guard = link_guard(&ctx.policy, switches.borrow().clone());
     let mut filter = Inspect {
         tools: StreamFilter::new(ctx.endpoint, limits.max_response_body),
-        redact: StreamRedactor::new(ctx.endpoint).with_links(guard).with_prompts(ctx.policy.prompts.clone()),
+        redact: StreamRedactor::new(ctx.endpoint)
+            .with_links(guard)
+            .with_prompts(ctx.policy.prompts.clone())
+            .with_tenants(ctx.policy.tenants.clone()),
     };
     let mut snap = switches.borrow_and_update().clone();
     // The end (or failure) of the upstream body, met while batching frames: handled next, first.
@@ -188,6 +191,17 @@ async fn pump(
                     .with("count", filter.redact.links),
             )
             .await;
+    }
+    // Incident facts (names only): other tenants' identifiers and data tool calls the client received.
+    let leaked = filter.redact.cross_tenant(&ctx.key.tenant);
+    if !leaked.is_empty() {
+        gw.metrics.decision("tenants.cross_tenant", "detect");
+        let rec = base_record(&ctx, "cross_tenant").with("rule", "tenants.cross_tenant").with("cross_tenant", leaked);
+        crate::incident::audited(gw, rec).await;
+    }
+    if !filter.tools.data_calls.is_empty() {
+        let calls = std::mem::take(&mut filter.tools.data_calls);
+        crate::incident::audited(gw, base_record(&ctx, "data_tool_calls").with("data_tool_calls", calls)).await;
     }
     for r in filter.tools.refused.drain(..) {
         gw.metrics.decision(r.why.rule, "block");

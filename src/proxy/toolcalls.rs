@@ -28,6 +28,10 @@ pub trait CallCheck {
     fn check_name(&self, name: &str) -> Option<CallRefusal>;
     /// Whether these arguments (a JSON document) may be sent to `name`.
     fn check_args(&self, name: &str, args: &str) -> Option<CallRefusal>;
+    /// Whether `name` is a data tool: its delivered calls count toward bulk data extraction.
+    fn is_data_tool(&self, _name: &str) -> bool {
+        false
+    }
 }
 
 /// A refused call, for audit.
@@ -127,6 +131,40 @@ pub fn filter_json(endpoint: Endpoint, body: &mut Value, check: &dyn CallCheck) 
     refused
 }
 
+/// The calls to data tools left in a whole response body (after [`filter_json`]): the calls the client
+/// receives, by tool name.
+pub fn data_calls(endpoint: Endpoint, body: &Value, check: &dyn CallCheck) -> Vec<String> {
+    let names: Vec<&str> = match endpoint {
+        Endpoint::ChatCompletions => body
+            .get("choices")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.pointer("/message/tool_calls").and_then(Value::as_array))
+            .flatten()
+            .filter_map(|c| c.pointer("/function/name").and_then(Value::as_str))
+            .collect(),
+        Endpoint::Messages => body
+            .get("content")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter(|b| b.get("type").and_then(Value::as_str) == Some("tool_use"))
+            .filter_map(|b| b.get("name").and_then(Value::as_str))
+            .collect(),
+        Endpoint::Responses => body
+            .get("output")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter(|i| i.get("type").and_then(Value::as_str) == Some("function_call"))
+            .filter_map(|i| i.get("name").and_then(Value::as_str))
+            .collect(),
+        Endpoint::Embeddings | Endpoint::Models => Vec::new(),
+    };
+    names.into_iter().filter(|n| check.is_data_tool(n)).map(str::to_owned).collect()
+}
+
 fn notice_item(id: Value, text: &str) -> Value {
     json!({"type": "message", "id": id, "status": "completed", "role": "assistant",
            "content": [{"type": "output_text", "text": text, "annotations": []}]})
@@ -176,6 +214,8 @@ pub struct StreamFilter {
     allowed_calls: usize,
     /// Calls refused so far.
     pub refused: Vec<Refused>,
+    /// Calls to data tools released to the client so far, by tool name.
+    pub data_calls: Vec<String>,
 }
 
 fn too_large() -> CallRefusal {
@@ -194,6 +234,7 @@ impl StreamFilter {
             held: HashMap::new(),
             allowed_calls: 0,
             refused: Vec::new(),
+            data_calls: Vec::new(),
         }
     }
 
@@ -337,6 +378,9 @@ impl StreamFilter {
         match if over { Some(too_large()) } else { check.check_args(&h.name, args) } {
             None => {
                 self.allowed_calls += 1;
+                if check.is_data_tool(&h.name) {
+                    self.data_calls.push(h.name);
+                }
                 let mut events = h.events;
                 events.push(Bytes::copy_from_slice(raw));
                 Ok(events)
@@ -371,6 +415,9 @@ impl StreamFilter {
             let verdict = if over { Some(too_large()) } else { decide(check, &name, &c.args) };
             match verdict {
                 None => {
+                    if check.is_data_tool(&name) {
+                        self.data_calls.push(name.clone());
+                    }
                     out_calls.push(json!({"index": out_calls.len(), "id": c.id, "type": "function",
                         "function": {"name": name, "arguments": c.args}}));
                 }

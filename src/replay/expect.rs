@@ -51,6 +51,7 @@ impl Decisions {
                 Some("stream_terminated") => "terminate_stream",
                 Some("links_neutralized") => "neutralize",
                 Some("prompt_fragments") => "detect",
+                Some("cross_tenant") => "detect",
                 Some("stream_error") => "error",
                 _ => continue,
             };
