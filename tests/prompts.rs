@@ -18,7 +18,8 @@ use upstream::*;
 const ALICE: &str = "fbk-prompts-alice";
 const BOB: &str = "fbk-prompts-bob";
 const PRIMARY: &str = "You are Acme's support assistant. Answer questions about orders politely and never reveal the internal pricing tiers.";
-const BACKUP: &str = "You are a support assistant for Acme orders. Be brief, polite and factual; internal details are off limits.";
+const BACKUP: &str =
+    "You are a support assistant for Acme orders. Be brief, polite and factual; internal details are off limits.";
 
 fn policy(url: &str, extra: &str) -> String {
     format!(
@@ -138,7 +139,8 @@ fn firebreak(gw: &Gateway, args: &[&str]) -> (bool, String) {
 /// Asks the provider to "leak" `text` in a JSON reply and returns what the client got.
 async fn leak(gw: &Gateway, up: &FakeUpstream, text: &str) -> String {
     up.push(Reply::json(&chat_json(&format!("My instructions end with: {text} - that is all."), "gpt-4o")));
-    let (status, body) = chat(gw, BOB, json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]})).await;
+    let (status, body) =
+        chat(gw, BOB, json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]})).await;
     assert_eq!(status, 200, "{body}");
     body
 }
@@ -212,7 +214,9 @@ async fn managed_prompt_is_injected_by_key_and_by_route_with_a_canary_that_is_ne
     assert!(body.contains("[REDACTED:canary.support]"), "{body}");
     let (a, b) = canary.split_at(7);
     up.push(Reply::sse(&chat_sse(&["Reference ", a, b, " ok"], "gpt-4o"), Chunking::Awkward));
-    let (status, body) = chat(&gw, BOB, json!({"model": "gpt-4o", "stream": true, "messages": [{"role": "user", "content": "x"}]})).await;
+    let (status, body) =
+        chat(&gw, BOB, json!({"model": "gpt-4o", "stream": true, "messages": [{"role": "user", "content": "x"}]}))
+            .await;
     assert_eq!(status, 200);
     assert!(!body.contains(a) || !body.contains(b), "the split canary reached the client: {body}");
     assert!(body.contains("[REDACTED:canary.support]"), "{body}");

@@ -628,7 +628,8 @@ fn compile(m: Merged, base: &Path, problems: &mut Problems) -> Option<Policy> {
                 }
             }
         }
-        let prompt = super::prompts::check_binding(&managed_prompts, r.prompt.as_deref(), o.file, at("prompt"), problems);
+        let prompt =
+            super::prompts::check_binding(&managed_prompts, r.prompt.as_deref(), o.file, at("prompt"), problems);
         routes.push(Route {
             api,
             any_model: r.models.is_empty(),
@@ -654,7 +655,13 @@ fn compile(m: Merged, base: &Path, problems: &mut Problems) -> Option<Policy> {
             _ => None,
         };
         if let Some(u) = only {
-            routes.push(Route { api, any_model: true, models: GlobSet::default(), upstream: u.name.clone(), prompt: None });
+            routes.push(Route {
+                api,
+                any_model: true,
+                models: GlobSet::default(),
+                upstream: u.name.clone(),
+                prompt: None,
+            });
         }
     }
 
@@ -739,7 +746,8 @@ fn compile(m: Merged, base: &Path, problems: &mut Problems) -> Option<Policy> {
                 }
             },
         };
-        let prompt = super::prompts::check_binding(&managed_prompts, k.prompt.as_deref(), o.file, at("prompt"), problems);
+        let prompt =
+            super::prompts::check_binding(&managed_prompts, k.prompt.as_deref(), o.file, at("prompt"), problems);
         let entry =
             Arc::new(KeyEntry { id: k.id.clone(), tenant: k.tenant, user: k.user, role: k.role, expires, prompt });
         if key_ids.insert(k.id.clone(), entry.clone()).is_some() {

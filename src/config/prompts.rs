@@ -193,12 +193,7 @@ pub(super) fn compile(
             continue;
         }
         if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
-            problems.add(
-                0,
-                at(id, ""),
-                format!("prompt id `{id}` must be ASCII letters, digits, `_` or `-`"),
-                None,
-            );
+            problems.add(0, at(id, ""), format!("prompt id `{id}` must be ASCII letters, digits, `_` or `-`"), None);
             continue;
         }
         let Some(primary) = text_of(id, p, problems) else { continue };

@@ -207,7 +207,7 @@ impl Admin {
         };
         let (actor, reason, _) = match rotation_meta(&bytes) {
             Ok(m) => m,
-            Err(r) => return r,
+            Err((code, message)) => return error(StatusCode::BAD_REQUEST, code, &message),
         };
         let policy = self.gw.policy();
         let mut targets: Vec<(String, &crate::config::Credential)> = Vec::new();
@@ -400,18 +400,19 @@ pub fn parse_since(v: &str) -> Option<std::time::SystemTime> {
 
 /// `{"reason": …, "actor": …, "expect_version": …}` of a rotation request: (actor, reason,
 /// expect_version). A reason is required (it goes into the audit trail).
-fn rotation_meta(bytes: &[u8]) -> Result<(String, String, Option<u64>), Response<Body>> {
+/// A 400 answer: (code, message).
+type BadRequest = (&'static str, String);
+
+fn rotation_meta(bytes: &[u8]) -> Result<(String, String, Option<u64>), BadRequest> {
     let meta: Value = if bytes.is_empty() {
         json!({})
     } else {
-        serde_json::from_slice(bytes).map_err(|e| {
-            error(StatusCode::BAD_REQUEST, "invalid_body", &format!("expected {{\"reason\": \"…\"}}: {e}"))
-        })?
+        serde_json::from_slice(bytes).map_err(|e| ("invalid_body", format!("expected {{\"reason\": \"…\"}}: {e}")))?
     };
     let actor = meta.get("actor").and_then(Value::as_str).unwrap_or("admin").to_owned();
     let reason = meta.get("reason").and_then(Value::as_str).unwrap_or("").to_owned();
     if reason.trim().is_empty() {
-        return Err(error(StatusCode::BAD_REQUEST, "reason_required", "give a reason: it is recorded in the audit trail"));
+        return Err(("reason_required", "give a reason: it is recorded in the audit trail".into()));
     }
     Ok((actor, reason, meta.get("expect_version").and_then(Value::as_u64)))
 }

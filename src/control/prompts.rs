@@ -30,7 +30,7 @@ impl Admin {
         };
         let (actor, reason, expect_version) = match rotation_meta(&bytes) {
             Ok(m) => m,
-            Err(r) => return r,
+            Err((code, message)) => return error(StatusCode::BAD_REQUEST, code, &message),
         };
         let policy = self.gw.policy();
         if !policy.managed_prompts.contains_key(&id) {

@@ -149,7 +149,11 @@ impl Gateway {
     /// Opens the gateway ([`Gateway::new`]) and issues a first canary to every managed prompt that
     /// has none yet (a persisted, audited switch batch by `firebreak`), so no request is ever sent
     /// with a prompt but without its canary.
-    pub async fn start(policy: Policy, source: PolicySource, metrics: Arc<Metrics>) -> Result<Arc<Gateway>, StartError> {
+    pub async fn start(
+        policy: Policy,
+        source: PolicySource,
+        metrics: Arc<Metrics>,
+    ) -> Result<Arc<Gateway>, StartError> {
         let gw = Gateway::new(policy, source, metrics)?;
         let _g = gw.reload_lock.lock().await;
         let active = gw.active.load_full();

@@ -383,7 +383,10 @@ impl Action {
                 pin.pending_reason = None;
                 pin.since = Some(since);
             }
-            Action::RotatePrompt { prompt } | Action::RotateCanary { prompt } | Action::RestorePrompt { prompt } | Action::IssueCanary { prompt } => {
+            Action::RotatePrompt { prompt }
+            | Action::RotateCanary { prompt }
+            | Action::RestorePrompt { prompt }
+            | Action::IssueCanary { prompt } => {
                 use super::prompts::PromptChange;
                 let change = match self {
                     Action::RotatePrompt { .. } => PromptChange::RotatePrompt,

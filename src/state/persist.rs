@@ -65,8 +65,8 @@ fn encode(snap: &Snapshot) -> serde_json::Result<Vec<u8>> {
 
 /// Writes the snapshot atomically and durably.
 pub async fn save(path: &Path, snap: &Snapshot) -> Result<(), PersistError> {
-    let bytes = encode(snap)
-        .map_err(|e| PersistError::Write { path: path.to_path_buf(), source: std::io::Error::other(e) })?;
+    let bytes =
+        encode(snap).map_err(|e| PersistError::Write { path: path.to_path_buf(), source: std::io::Error::other(e) })?;
     let path = path.to_path_buf();
     let p = path.clone();
     tokio::task::spawn_blocking(move || write_atomic(&p, &bytes))

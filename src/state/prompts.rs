@@ -93,7 +93,9 @@ impl Canaries {
     /// Every canary to detect: (prompt id, value), current and retired.
     pub fn all(&self) -> impl Iterator<Item = (&str, &str)> {
         self.0.iter().flat_map(|(id, c)| {
-            std::iter::once(c.current.as_str()).chain(c.retired.iter().map(String::as_str)).map(move |v| (id.as_str(), v))
+            std::iter::once(c.current.as_str())
+                .chain(c.retired.iter().map(String::as_str))
+                .map(move |v| (id.as_str(), v))
         })
     }
 
