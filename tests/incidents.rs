@@ -4,9 +4,7 @@
 
 mod common;
 
-use std::process::Command;
-
-use common::{sha256_hex, Gateway, ADMIN_TOKEN};
+use common::{sha256_hex, Gateway};
 use serde_json::{json, Value};
 
 const ALICE: &str = "fbk-incidents-alice";
@@ -112,13 +110,8 @@ fn audit(gw: &Gateway) -> Vec<Value> {
 }
 
 fn firebreak(gw: &Gateway, args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_firebreak"))
-        .args(args)
-        .env("FIREBREAK_ADMIN_URL", &gw.admin)
-        .env("FIREBREAK_ADMIN_TOKEN", ADMIN_TOKEN)
-        .output()
-        .expect("run firebreak");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+    let (ok, stdout, _) = gw.cli(args);
+    (ok, stdout)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,7 +8,6 @@
 mod common;
 mod upstream;
 
-use std::process::Command;
 use std::sync::Arc;
 
 use common::{sha256_hex, Gateway, ADMIN_TOKEN};
@@ -126,14 +125,8 @@ fn audit_text(gw: &Gateway) -> String {
 }
 
 fn firebreak(gw: &Gateway, args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_firebreak"))
-        .args(args)
-        .env("FIREBREAK_ADMIN_URL", &gw.admin)
-        .env("FIREBREAK_ADMIN_TOKEN", ADMIN_TOKEN)
-        .output()
-        .expect("run firebreak");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    (out.status.success(), text)
+    let (ok, stdout, stderr) = gw.cli(args);
+    (ok, stdout + &stderr)
 }
 
 /// Asks the provider to "leak" `text` in a JSON reply and returns what the client got.
@@ -205,9 +198,17 @@ async fn managed_prompt_is_injected_by_key_and_by_route_with_a_canary_that_is_ne
         assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o077, 0, "state file is private");
     }
 
-    // The canary is detected in output, plain and base64-encoded, in JSON and split across SSE chunks.
+    // The canary is detected in output, plain and base64-encoded, in JSON and split across SSE chunks;
+    // a leak opens a SEV-1 incident like any credential (monitor mode here: no containment).
     let body = leak(&gw, &up, &canary).await;
     assert!(body.contains("[REDACTED:canary.support]") && !body.contains(&canary), "{body}");
+    let (_, list) = gw.admin(reqwest::Method::GET, "/admin/v1/incidents", None).await;
+    let sev1 = list["incidents"]
+        .as_array()
+        .and_then(|l| l.iter().find(|i| i["trigger"] == "credential_leakage_confirmed"))
+        .unwrap_or_else(|| panic!("no SEV-1 incident: {list}"));
+    assert_eq!(sev1["evidence"][0]["rule"], "canary.support");
+    assert_eq!(sev1["principal"]["user"], "bob");
     use base64::Engine;
     let b64 = base64::engine::general_purpose::STANDARD.encode(format!("ref:{canary}"));
     let body = leak(&gw, &up, &b64).await;

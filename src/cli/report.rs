@@ -131,7 +131,11 @@ pub fn build(records: &[Value]) -> Report {
                 r.containment.push(v.clone());
             }
             "rotation" => {
-                r.timeline.push(format!("{time} rotation {} by {}: {}", s(v, "event"), s(v, "actor"), s(v, "reason")));
+                let what = match v.get("prompt").and_then(Value::as_str) {
+                    Some(p) => format!("{} of prompt {p}", s(v, "event")),
+                    None => s(v, "event").to_owned(),
+                };
+                r.timeline.push(format!("{time} rotation {what} by {}: {}", s(v, "actor"), s(v, "reason")));
                 r.rotations.push(v.clone());
             }
             _ => {}

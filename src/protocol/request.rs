@@ -6,6 +6,18 @@ use serde_json::{Map, Value};
 
 use super::Endpoint;
 
+/// The text of a message `content` (or a `system` / `instructions` value): a string, or the `text`
+/// of each part of an array, one per line.
+fn content_text(content: &Value) -> String {
+    match content {
+        Value::String(s) => s.clone(),
+        Value::Array(parts) => {
+            parts.iter().filter_map(|p| p.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join("\n")
+        }
+        _ => String::new(),
+    }
+}
+
 /// A parsed request body.
 #[derive(Debug)]
 pub struct Body {
@@ -70,15 +82,6 @@ impl Body {
 
     /// The text of the last user message (for scripted replies and, later, inspection).
     pub fn last_user_text(&self, endpoint: Endpoint) -> String {
-        let text_of = |content: &Value| -> String {
-            match content {
-                Value::String(s) => s.clone(),
-                Value::Array(parts) => {
-                    parts.iter().filter_map(|p| p.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join("\n")
-                }
-                _ => String::new(),
-            }
-        };
         match endpoint {
             Endpoint::ChatCompletions | Endpoint::Messages => self
                 .map
@@ -86,7 +89,7 @@ impl Body {
                 .and_then(Value::as_array)
                 .and_then(|m| m.iter().rev().find(|m| m.get("role").and_then(Value::as_str) == Some("user")))
                 .and_then(|m| m.get("content"))
-                .map(text_of)
+                .map(content_text)
                 .unwrap_or_default(),
             Endpoint::Responses => match self.map.get("input") {
                 Some(Value::String(s)) => s.clone(),
@@ -95,7 +98,7 @@ impl Body {
                     .rev()
                     .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))
                     .and_then(|m| m.get("content"))
-                    .map(text_of)
+                    .map(content_text)
                     .unwrap_or_default(),
                 _ => String::new(),
             },
@@ -145,15 +148,6 @@ impl Body {
 
     /// The system text the model is given (for scripted replies that play a leaking model).
     pub fn system_text(&self, endpoint: Endpoint) -> String {
-        let text_of = |v: &Value| -> String {
-            match v {
-                Value::String(s) => s.clone(),
-                Value::Array(parts) => {
-                    parts.iter().filter_map(|p| p.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join("\n")
-                }
-                _ => String::new(),
-            }
-        };
         match endpoint {
             Endpoint::ChatCompletions => self
                 .map
@@ -163,13 +157,13 @@ impl Body {
                     m.iter()
                         .filter(|m| matches!(m.get("role").and_then(Value::as_str), Some("system" | "developer")))
                         .filter_map(|m| m.get("content"))
-                        .map(text_of)
+                        .map(content_text)
                         .collect::<Vec<_>>()
                         .join("\n")
                 })
                 .unwrap_or_default(),
-            Endpoint::Messages => self.map.get("system").map(text_of).unwrap_or_default(),
-            Endpoint::Responses => self.map.get("instructions").map(text_of).unwrap_or_default(),
+            Endpoint::Messages => self.map.get("system").map(content_text).unwrap_or_default(),
+            Endpoint::Responses => self.map.get("instructions").map(content_text).unwrap_or_default(),
             Endpoint::Embeddings | Endpoint::Models => String::new(),
         }
     }

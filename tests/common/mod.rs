@@ -149,6 +149,18 @@ impl Gateway {
         (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
 
+    /// Runs `firebreak ARGS…` against this gateway's admin API: (success, stdout, stderr).
+    pub fn cli(&self, args: &[&str]) -> (bool, String, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_firebreak"))
+            .args(args)
+            .env("FIREBREAK_ADMIN_URL", &self.admin)
+            .env("FIREBREAK_ADMIN_TOKEN", ADMIN_TOKEN)
+            .output()
+            .expect("run firebreak");
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        (out.status.success(), text(&out.stdout), text(&out.stderr))
+    }
+
     /// Posts a batch of switch actions.
     pub async fn switches(&self, batch: Value) -> (u16, Value) {
         self.admin(reqwest::Method::POST, "/admin/v1/switches", Some(batch)).await
