@@ -21,6 +21,15 @@ pub struct McpPolicy {
     pub servers: BTreeMap<String, Arc<McpServer>>,
 }
 
+impl McpPolicy {
+    /// Whether the policy declares `server/tool` as having side effects (an action rather than a
+    /// data read, for the bulk-extraction trigger).
+    pub fn acts(&self, server_tool: &str) -> bool {
+        let Some((server, tool)) = server_tool.split_once('/') else { return false };
+        self.servers.get(server).and_then(|s| s.tools.get(tool)).is_some_and(|t| t.side_effects == Some(true))
+    }
+}
+
 /// Whether a kind of server-to-client request is let through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Permit {

@@ -309,8 +309,10 @@ impl Signals {
             _ => m.get("prompt_fragments").and_then(Value::as_u64).unwrap_or(0),
         };
         if kind == "mcp" {
+            // Every forwarded `tools/call` reads data, except tools the policy declares with side
+            // effects (`[mcp_servers.X.tools.T] side_effects = true`: actions, not extraction).
             if let Some(Value::Array(t)) = m.get("tools_called") {
-                s.data_calls = t.len() as u64;
+                s.data_calls = t.iter().filter_map(Value::as_str).filter(|c| !policy.mcp.acts(c)).count() as u64;
             }
             s.trigger = str_field(m, "trigger");
         }
@@ -716,6 +718,20 @@ mod tests {
         assert!(fired(&e, &p, calls(3)).is_empty());
         assert!(fired(&e, &p, calls(2)).is_empty(), "5 is not above 5");
         assert_eq!(fired(&e, &p, calls(1)), vec!["bulk_data_extraction"]);
+    }
+
+    #[test]
+    fn mcp_tools_declared_with_side_effects_are_not_data_reads() {
+        let p = policy(
+            "[triggers.bulk_data_extraction]\nthreshold = 2\n\
+             [mcp_servers.srv]\nurl = \"http://127.0.0.1:9/mcp\"\n\
+             [mcp_servers.srv.tools.send]\nside_effects = true\n",
+        );
+        let e = Engine::open(Path::new("/nonexistent/incidents.json")).expect("engine");
+        let calls = |t: &str, n: usize| json!({"kind": "mcp", "status": 200, "tools_called": vec![t; n]});
+        assert!(fired(&e, &p, calls("srv/send", 5)).is_empty(), "actions are not extraction");
+        assert!(fired(&e, &p, calls("srv/read", 2)).is_empty());
+        assert_eq!(fired(&e, &p, calls("srv/read", 1)), vec!["bulk_data_extraction"]);
     }
 
     #[test]
