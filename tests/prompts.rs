@@ -209,6 +209,15 @@ async fn managed_prompt_is_injected_by_key_and_by_route_with_a_canary_that_is_ne
         .unwrap_or_else(|| panic!("no SEV-1 incident: {list}"));
     assert_eq!(sev1["evidence"][0]["rule"], "canary.support");
     assert_eq!(sev1["principal"]["user"], "bob");
+    // The log sweep (`firebreak scan --policy`) knows the managed canaries from the state file.
+    let log = gw.dir.join("app.log");
+    std::fs::write(&log, format!("10:02 debug prompt dump ... Internal reference: {canary}.\n")).unwrap();
+    let state_file = gw.dir.join("state.json");
+    let policy_file = gw.dir.join("policy.toml");
+    let args = ["scan", "--policy", policy_file.to_str().unwrap(), "--state-file", state_file.to_str().unwrap()];
+    let (found, out, _) = gw.cli(&[&args[..], &[log.to_str().unwrap()]].concat());
+    assert!(!found && out.contains("app.log:1:") && out.contains("canary.support"), "{out}");
+    assert!(!out.contains(&canary), "{out}");
     use base64::Engine;
     let b64 = base64::engine::general_purpose::STANDARD.encode(format!("ref:{canary}"));
     let body = leak(&gw, &up, &b64).await;

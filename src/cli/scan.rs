@@ -14,10 +14,13 @@ pub struct Args {
     /// Files or directories (scanned recursively).
     #[arg(required = true)]
     paths: Vec<PathBuf>,
-    /// Use this policy's rules (custom rules, canaries, enabled/disabled built-ins); default: the
-    /// built-in catalog.
+    /// Use this policy's rules (custom rules, canaries, enabled/disabled built-ins) and the canaries
+    /// of its managed prompts, current and retired, from its state file; default: the built-in catalog.
     #[arg(long)]
     policy: Option<PathBuf>,
+    /// The state file to read managed-prompt canaries from (default: the policy's `[storage]`).
+    #[arg(long, requires = "policy")]
+    state_file: Option<PathBuf>,
     /// One JSON object per finding, then a summary object.
     #[arg(long)]
     json: bool,
@@ -38,7 +41,19 @@ struct Hit<'a> {
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let policy = match &a.policy {
-        Some(p) => crate::config::load(p)?,
+        Some(p) => {
+            let policy = crate::config::load(p)?;
+            // Managed-prompt canaries live in the switch state, not the policy. A missing state file
+            // means none were issued yet; an unreadable one is an error (the sweep would miss them).
+            let state = crate::state::StateStore::open(a.state_file.as_ref().unwrap_or(&policy.storage.state_file))
+                .with_context(|| "reading the managed-prompt canaries from the state file")?;
+            let canaries = &state.load().canaries;
+            if canaries.is_empty() {
+                policy
+            } else {
+                policy.with_canaries(canaries).map_err(anyhow::Error::msg)?
+            }
+        }
         None => crate::config::load_str("<built-in catalog>", "", Path::new("."))
             .context("building the built-in catalog")?,
     };
