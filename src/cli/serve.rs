@@ -37,6 +37,11 @@ pub struct Args {
     /// Once listening, write the bound addresses to this file as JSON (for scripts and tests).
     #[arg(long)]
     ready_file: Option<PathBuf>,
+    /// Threads running the proxy (default: one per core). `1` runs everything on one thread with no
+    /// hand-offs between threads, which costs less CPU per request where cores are shared (see
+    /// benches/README.md).
+    #[arg(long, env = "FIREBREAK_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    worker_threads: Option<u16>,
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
@@ -61,7 +66,12 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     }
     let metrics = Arc::new(Metrics::default());
     let _telemetry = crate::telemetry::init(&policy.telemetry, a.json_logs, Some(metrics.clone()));
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    let rt = match a.worker_threads {
+        Some(1) => tokio::runtime::Builder::new_current_thread().enable_all().build(),
+        Some(n) => tokio::runtime::Builder::new_multi_thread().worker_threads(n.into()).enable_all().build(),
+        None => tokio::runtime::Builder::new_multi_thread().enable_all().build(),
+    }
+    .context("starting the runtime")?;
     rt.block_on(serve(policy, source, demo, metrics, a.ready_file))
 }
 

@@ -5,6 +5,7 @@
 //! prompt-exposure triggers); the text itself is never recorded.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 
 /// Words per shingle: long enough that ordinary phrases do not collide with a prompt.
 pub const SHINGLE: usize = 8;
@@ -12,8 +13,31 @@ pub const SHINGLE: usize = 8;
 /// The shingles of every managed prompt.
 #[derive(Debug, Default)]
 pub struct PromptShingles {
-    by_hash: HashMap<u64, u16>,
+    by_hash: HashMap<u64, u16, BuildHasherDefault<Prehashed>>,
     ids: Vec<String>,
+}
+
+/// The table's keys are shingle hashes already mixed by [`finish`]: they are their own hash (no
+/// SipHash per word of output). Output text only looks keys up; it cannot add any, so it cannot
+/// crowd one bucket either.
+#[derive(Debug, Default)]
+struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `u64` keys are hashed here; this keeps any other key correct all the same.
+        for &b in bytes {
+            self.0 = mix(self.0, u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
 }
 
 // Hashing is on the response path (every word of every response), so it is a cheap multiplicative
@@ -91,10 +115,13 @@ impl PromptShingles {
 
     /// Distinct prompt shingles found in a whole text, by prompt index.
     pub fn count(&self, text: &str) -> HashMap<u16, usize> {
+        // What `push(text)` then `finish()` on a counter computes, without copying the text into the
+        // counter's partial-word buffer first: the text is whole, so no word is cut.
         let mut c = FragmentCounter::default();
-        c.push(self, text);
-        c.finish(self);
-        c.counts()
+        if !self.is_empty() {
+            word_hashes(text, |w| c.word(self, w));
+        }
+        c.hits
     }
 }
 

@@ -14,6 +14,7 @@ pub mod egress;
 pub mod fragments;
 pub mod holdback;
 pub mod injection;
+pub mod json_walk;
 pub mod redact;
 pub mod rule;
 pub mod scanner;

@@ -42,7 +42,7 @@ impl LinkGuard {
 }
 
 /// Keys whose string values are identifiers or enums, never model text: left alone.
-const SKIP_KEYS: [&str; 17] = [
+pub(crate) const SKIP_KEYS: [&str; 17] = [
     "id",
     "object",
     "model",

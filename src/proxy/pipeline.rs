@@ -444,15 +444,29 @@ fn inspect_json(
     let may_call_tools = success
         && (memchr::memmem::find(&bytes, b"tool").is_some()
             || memchr::memmem::find(&bytes, b"function_call").is_some());
-    // A secret can hide behind JSON escapes (`\n` in a PEM block, `\u0041`): only a body without
-    // escapes and without raw findings can skip parsing.
-    let may_leak = match std::str::from_utf8(&bytes) {
-        Ok(text) => memchr::memchr(b'\\', &bytes).is_some() || !scanner.scan(text).is_empty(),
-        Err(_) => true,
-    };
-    let may_link = memchr::memmem::find(&bytes, b"](").is_some() || memchr::memmem::find(&bytes, b"://").is_some();
-    if !may_call_tools && !may_leak && !may_link && prompts.is_empty() {
-        return bytes;
+    if prompts.is_empty() {
+        // A secret can hide behind JSON escapes (`\n` in a PEM block, `\u0041`): only a body without
+        // escapes and without raw findings can skip parsing.
+        let may_leak = match std::str::from_utf8(&bytes) {
+            Ok(text) => memchr::memchr(b'\\', &bytes).is_some() || !scanner.scan(text).is_empty(),
+            Err(_) => true,
+        };
+        let may_link = memchr::memmem::find(&bytes, b"](").is_some() || memchr::memmem::find(&bytes, b"://").is_some();
+        if !may_call_tools && !may_leak && !may_link {
+            return bytes;
+        }
+    }
+    if !may_call_tools {
+        // The common case: no tool call to check. A borrowing walk checks every text string as the
+        // general path below would (redaction, links); when none needs rewriting, the body goes out
+        // as it came and only the fragment count is left, over the same strings in the same order.
+        let clean = crate::inspect::json_walk::clean_strings(&bytes, &mut |s| {
+            !scanner.scan(s).is_empty() || guard.apply(s).is_some()
+        });
+        if let Some(strings) = clean {
+            count_fragments(prompts, &strings, ctx);
+            return bytes;
+        }
     }
     let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
         // Not JSON: redact as text (fail closed).
@@ -489,13 +503,9 @@ fn inspect_json(
         changed = true;
     }
     if !prompts.is_empty() {
-        let mut all = String::new();
-        collect_strings(&v, &mut all);
-        let n: usize = prompts.count(&all).values().sum();
-        if n > 0 {
-            ctx.decisions.push(("prompt.fragment", "detect"));
-            ctx.prompt_fragments = n;
-        }
+        let mut strings = Vec::new();
+        collect_strings(&v, &mut strings);
+        count_fragments(prompts, &strings, ctx);
     }
     if changed {
         Bytes::from(v.to_string())
@@ -511,16 +521,30 @@ struct OutputInspect<'a> {
     prompts: &'a crate::inspect::fragments::PromptShingles,
 }
 
-/// Every string of a JSON value, newline-separated (for fragment counting).
-fn collect_strings(v: &serde_json::Value, out: &mut String) {
+/// Every string of a JSON value, in map (key) order (for fragment counting).
+fn collect_strings<'v>(v: &'v serde_json::Value, out: &mut Vec<&'v str>) {
     match v {
-        serde_json::Value::String(s) => {
-            out.push_str(s);
-            out.push('\n');
-        }
+        serde_json::Value::String(s) => out.push(s),
         serde_json::Value::Array(a) => a.iter().for_each(|x| collect_strings(x, out)),
         serde_json::Value::Object(m) => m.values().for_each(|x| collect_strings(x, out)),
         _ => {}
+    }
+}
+
+/// Counts system-prompt fragments in a response's strings, newline-separated.
+fn count_fragments<S: AsRef<str>>(prompts: &crate::inspect::fragments::PromptShingles, strings: &[S], ctx: &mut Ctx) {
+    if prompts.is_empty() {
+        return;
+    }
+    let mut all = String::with_capacity(strings.iter().map(|s| s.as_ref().len() + 1).sum());
+    for s in strings {
+        all.push_str(s.as_ref());
+        all.push('\n');
+    }
+    let n: usize = prompts.count(&all).values().sum();
+    if n > 0 {
+        ctx.decisions.push(("prompt.fragment", "detect"));
+        ctx.prompt_fragments = n;
     }
 }
 
