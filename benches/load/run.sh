@@ -9,7 +9,8 @@
 # THREADS (wrk threads, default 2), SLOW_STREAMS (default 1000; 0 skips the memory test),
 # SLOW_SECS (default 15), NO_NGINX=1 (skip the nginx baseline), NO_INSTALL=1 (never apt-get),
 # FIREBREAK_BIN (a firebreak binary to measure instead of this tree's), NO_BUILD=1 (use the binaries
-# already in target/release), TIME_LIMIT (default 1200 s).
+# already in target/release), TIME_LIMIT (default 1200 s), MODES (default "json sse mcp"),
+# EXTRA_POLICY (TOML appended to the derived policy, e.g. a trigger override).
 # Prints a Markdown table; writes benches/load/out/results.json. Everything listens on 127.0.0.1 only,
 # and everything started here is stopped on exit. The whole run is bounded (see TIME_LIMIT).
 set -euo pipefail
@@ -40,7 +41,8 @@ die() { printf 'load test: %s\n' "$*" >&2; exit 1; }
 mkdir -p "$OUT"
 # 1,000 streams need ~3,000 descriptors (client, firebreak both sides, upstream).
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-rm -rf "$OUT"/runs "$OUT"/nginx "$OUT"/*.ready "$OUT"/state.json "$OUT"/audit.jsonl "$OUT"/results.json
+rm -rf "$OUT"/runs "$OUT"/nginx "$OUT"/*.ready "$OUT"/state.json "$OUT"/state.incidents.json "$OUT"/audit.jsonl \
+    "$OUT"/audit.jsonl.head "$OUT"/results.json
 mkdir -p "$OUT"/runs
 
 PIDS=()
@@ -124,7 +126,7 @@ log "fake provider on $UP_ADDR"
 # limit is out of the way (it is still checked on every request) and 1,000 slow streams fit under the
 # concurrency limit. Redaction, prompt fragments, canaries, egress, injection and tools stay as shipped.
 python3 - "$ROOT/policies/example.toml" "$OUT/policy.toml" "$UP_ADDR" <<'PY'
-import re, sys
+import os, re, sys
 src, dst, addr = sys.argv[1:]
 t = open(src).read()
 n = 0
@@ -138,7 +140,8 @@ t, k1 = re.subn(r'(?m)^(\[levels\.normal\]\nrequests_per_minute = )\d+$', r'\g<1
 t, k2 = re.subn(r'(?m)^max_concurrent_requests = \d+$', 'max_concurrent_requests = 4096', t)
 if (n, k1, k2) != (2, 1, 1):
     sys.exit("policies/example.toml changed shape: cannot derive the load-test policy (%d, %d, %d)" % (n, k1, k2))
-open(dst, "w").write(t)
+extra = os.environ.get("EXTRA_POLICY", "")
+open(dst, "w").write(t + ("\n# EXTRA_POLICY\n" + extra + "\n" if extra else ""))
 PY
 OPENAI_API_KEY=$PROVIDER_KEY ANTHROPIC_API_KEY=$PROVIDER_KEY FIREBREAK_ADMIN_TOKEN=bench-admin-token-$$ \
     "$FIREBREAK" serve --policy "$OUT/policy.toml" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
@@ -199,7 +202,7 @@ fi
 # ---------------------------------------------------------------- modes
 # One row per mode: its request body (body_of), what a good answer contains (the sanity check) and,
 # for nginx, which server block serves it (url_of).
-MODES=(json sse mcp)
+read -ra MODES <<< "${MODES:-json sse mcp}"
 # mcp: a JSON-RPC `tools/call` of `echo` on the MCP server `everything` (POST /mcp/everything on
 # firebreak: role allowlist, argument constraints and egress on the call, redaction and injection
 # signatures on the result; POST /mcp on the fake provider and through nginx).
