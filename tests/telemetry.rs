@@ -82,9 +82,14 @@ async fn chat(gw: &Gateway) -> u16 {
 }
 
 fn start(policy: &str) -> (Gateway, tempfile::TempDir) {
+    start_logging(policy, "info,firebreak=debug")
+}
+
+/// Starts the gateway with `FIREBREAK_LOG=filter`.
+fn start_logging(policy: &str, filter: &str) -> (Gateway, tempfile::TempDir) {
     let tmp = tempfile::tempdir().expect("tempdir");
     std::fs::write(tmp.path().join("policy.toml"), policy).expect("write");
-    let env = [("OTEL_METRIC_EXPORT_INTERVAL", "300"), ("OTEL_BSP_SCHEDULE_DELAY", "100")];
+    let env = [("OTEL_METRIC_EXPORT_INTERVAL", "300"), ("OTEL_BSP_SCHEDULE_DELAY", "100"), ("FIREBREAK_LOG", filter)];
     let gw = Gateway::try_spawn_with_env(tmp.path(), &env).unwrap_or_else(|e| panic!("{e}"));
     (gw, tmp)
 }
@@ -127,6 +132,37 @@ async fn json_logs_carry_the_request_span_and_no_key() {
             break;
         }
         assert!(Instant::now() < deadline, "no JSON log line found:\n{log}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// At `info`, clean requests leave no log line (the audit trail has them); a refusal does.
+#[tokio::test]
+async fn info_logs_refusals_and_not_clean_requests() {
+    let (gw, _tmp) = start_logging(&policy(None), "info");
+    assert_eq!(chat(&gw).await, 200);
+    let refused = reqwest::Client::new()
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth("not-a-firebreak-key")
+        .json(&serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(refused.status(), 401);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let lines: Vec<serde_json::Value> = gw
+            .stderr()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["fields"]["message"] == "request")
+            .collect();
+        if let Some(line) = lines.iter().find(|v| v["span"]["status"] == 401) {
+            assert_eq!(line["level"], "INFO", "{line}");
+            assert!(lines.iter().all(|v| v["span"]["status"] != 200), "a clean request was logged at info: {lines:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no log line for the refused request:\n{}", gw.stderr());
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

@@ -202,7 +202,17 @@ where
     if let Some(k) = &ctx.key {
         span.record("key_id", k.id.as_str());
     }
-    span.in_scope(|| tracing::info!(elapsed_us = start.elapsed().as_micros() as u64, "mcp request"));
+    // As for AI requests: refusals and errors at `info`, clean requests at `debug` (the audit trail
+    // has every one).
+    let notable = status >= 400 || ctx.decisions.iter().any(|(_, a)| *a != "allow");
+    span.in_scope(|| {
+        let elapsed_us = start.elapsed().as_micros() as u64;
+        if notable {
+            tracing::info!(elapsed_us, "mcp request");
+        } else {
+            tracing::debug!(elapsed_us, "mcp request");
+        }
+    });
     gw.metrics.request("mcp", status, start.elapsed());
     for (rule, action) in &ctx.decisions {
         gw.metrics.decision(rule, action);
