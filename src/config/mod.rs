@@ -504,6 +504,18 @@ impl Policy {
         Ok(Policy { scanner, ..self.clone() })
     }
 
+    /// A managed prompt by id, or what to tell an operator who named an unknown one.
+    pub fn managed_prompt(&self, id: &str) -> Result<&prompts::ManagedPrompt, String> {
+        self.managed_prompts.get(id).ok_or_else(|| {
+            let known: Vec<&str> = self.managed_prompts.keys().map(String::as_str).collect();
+            if known.is_empty() {
+                format!("unknown prompt `{id}`: the policy declares no [prompts]")
+            } else {
+                format!("unknown prompt `{id}`; managed prompts: {}", known.join(", "))
+            }
+        })
+    }
+
     /// The managed prompt bound to this request: the key's binding, else the route's.
     pub fn prompt_for(&self, key: &KeyEntry, route: Option<&Route>) -> Option<&prompts::ManagedPrompt> {
         let id = key.prompt.as_deref().or_else(|| route.and_then(|r| r.prompt.as_deref()))?;

@@ -201,13 +201,9 @@ impl Admin {
     /// flight finish with the old value, the next request uses the new one. One name, or every
     /// upstream and server that has a source (the mass-compromise playbook).
     async fn rotate_credentials(&self, req: Request<Incoming>, only: Option<String>) -> Response<Body> {
-        let bytes = match read(req).await {
-            Ok(b) => b,
-            Err(r) => return r,
-        };
-        let (actor, reason, _) = match rotation_meta(&bytes) {
+        let (actor, reason, _) = match rotation_meta(req).await {
             Ok(m) => m,
-            Err((code, message)) => return error(StatusCode::BAD_REQUEST, code, &message),
+            Err(r) => return r,
         };
         let policy = self.gw.policy();
         let mut targets: Vec<(String, &crate::config::Credential)> = Vec::new();
@@ -398,21 +394,25 @@ pub fn parse_since(v: &str) -> Option<std::time::SystemTime> {
         .or_else(|| humantime::parse_duration(&v).ok().and_then(|d| std::time::SystemTime::now().checked_sub(d)))
 }
 
-/// `{"reason": …, "actor": …, "expect_version": …}` of a rotation request: (actor, reason,
-/// expect_version). A reason is required (it goes into the audit trail).
-/// A 400 answer: (code, message).
-type BadRequest = (&'static str, String);
-
-fn rotation_meta(bytes: &[u8]) -> Result<(String, String, Option<u64>), BadRequest> {
+/// `{"reason": …, "actor"?, "expect_version"?}` of a rotation request: (actor, reason,
+/// expect_version), or the error answer. A reason is required (it goes into the audit trail).
+async fn rotation_meta(req: Request<Incoming>) -> Result<(String, String, Option<u64>), Response<Body>> {
+    let bytes = read(req).await?;
     let meta: Value = if bytes.is_empty() {
         json!({})
     } else {
-        serde_json::from_slice(bytes).map_err(|e| ("invalid_body", format!("expected {{\"reason\": \"…\"}}: {e}")))?
+        serde_json::from_slice(&bytes).map_err(|e| {
+            error(StatusCode::BAD_REQUEST, "invalid_body", &format!("expected {{\"reason\": \"…\"}}: {e}"))
+        })?
     };
     let actor = meta.get("actor").and_then(Value::as_str).unwrap_or("admin").to_owned();
     let reason = meta.get("reason").and_then(Value::as_str).unwrap_or("").to_owned();
     if reason.trim().is_empty() {
-        return Err(("reason_required", "give a reason: it is recorded in the audit trail".into()));
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "reason_required",
+            "give a reason: it is recorded in the audit trail",
+        ));
     }
     Ok((actor, reason, meta.get("expect_version").and_then(Value::as_u64)))
 }

@@ -8,7 +8,7 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::json;
 
-use super::{apply_error, error, json_response, read, rotation_meta, Admin};
+use super::{apply_error, error, json_response, rotation_meta, Admin};
 use crate::audit::Record;
 use crate::proxy::body::Body;
 use crate::state::{Action, Batch};
@@ -24,22 +24,12 @@ pub(super) enum Rotate {
 
 impl Admin {
     pub(super) async fn rotate_prompt(&self, req: Request<Incoming>, id: String, what: Rotate) -> Response<Body> {
-        let bytes = match read(req).await {
-            Ok(b) => b,
+        let (actor, reason, expect_version) = match rotation_meta(req).await {
+            Ok(m) => m,
             Err(r) => return r,
         };
-        let (actor, reason, expect_version) = match rotation_meta(&bytes) {
-            Ok(m) => m,
-            Err((code, message)) => return error(StatusCode::BAD_REQUEST, code, &message),
-        };
-        let policy = self.gw.policy();
-        if !policy.managed_prompts.contains_key(&id) {
-            let known: Vec<&str> = policy.managed_prompts.keys().map(String::as_str).collect();
-            return error(
-                StatusCode::NOT_FOUND,
-                "unknown_prompt",
-                &format!("no managed prompt `{id}`; the policy declares: [{}]", known.join(", ")),
-            );
+        if let Err(message) = self.gw.policy().managed_prompt(&id) {
+            return error(StatusCode::NOT_FOUND, "unknown_prompt", &message);
         }
         let (action, event) = match what {
             Rotate::Prompt => (Action::RotatePrompt { prompt: id.clone() }, "prompt"),

@@ -197,25 +197,13 @@ impl Gateway {
     /// True when it did, and so stored `active` (with a scanner knowing them) as the one in force.
     async fn issue_missing_canaries(&self, active: &Arc<Active>) -> Result<bool, ApplyError> {
         let snap = self.state.load();
-        let actions: Vec<crate::state::Action> = active
-            .policy
-            .managed_prompts
-            .keys()
-            .filter(|id| snap.canaries.current(id).is_none())
-            .map(|id| crate::state::Action::IssueCanary { prompt: id.clone() })
-            .collect();
-        if actions.is_empty() {
+        let prompts: Vec<String> =
+            active.policy.managed_prompts.keys().filter(|id| snap.canaries.current(id).is_none()).cloned().collect();
+        if prompts.is_empty() {
             return Ok(false);
         }
-        let prompts: Vec<String> = actions
-            .iter()
-            .filter_map(|a| match a {
-                crate::state::Action::IssueCanary { prompt } => Some(prompt.clone()),
-                _ => None,
-            })
-            .collect();
         let batch = crate::state::Batch {
-            actions,
+            actions: prompts.iter().map(|id| crate::state::Action::IssueCanary { prompt: id.clone() }).collect(),
             reason: "first canary for a managed prompt".into(),
             actor: Some("firebreak".into()),
             expect_version: None,

@@ -486,15 +486,15 @@ fn inspect_json(
     };
     let mut changed = false;
     if may_call_tools {
-        let refused = toolcalls::filter_json(endpoint, &mut v, check);
-        if !refused.is_empty() {
-            for r in refused {
+        let checked = toolcalls::filter_json(endpoint, &mut v, check);
+        if !checked.refused.is_empty() {
+            for r in checked.refused {
                 ctx.decisions.push((r.why.rule, "block"));
                 ctx.tools_removed.push(r.tool);
             }
             changed = true;
         }
-        ctx.data_tool_calls = toolcalls::data_calls(endpoint, &v, check);
+        ctx.data_tool_calls = checked.data_calls;
     }
     let mut found = Vec::new();
     let mut links = 0;

@@ -52,9 +52,24 @@ fn decide(check: &dyn CallCheck, name: &str, args: &str) -> Option<CallRefusal> 
     check.check_name(name).or_else(|| check.check_args(name, args))
 }
 
-/// Removes refused tool calls from a whole response body; returns what was refused.
-pub fn filter_json(endpoint: Endpoint, body: &mut Value, check: &dyn CallCheck) -> Vec<Refused> {
-    let mut refused = Vec::new();
+/// What [`filter_json`] decided about the tool calls of a whole response body.
+#[derive(Debug, Default)]
+pub struct Checked {
+    /// The calls refused (replaced by a notice).
+    pub refused: Vec<Refused>,
+    /// The calls to data tools left in the body: what the client receives, by tool name.
+    pub data_calls: Vec<String>,
+}
+
+/// Removes refused tool calls from a whole response body; returns what was refused and which data
+/// tools the calls left in it use.
+pub fn filter_json(endpoint: Endpoint, body: &mut Value, check: &dyn CallCheck) -> Checked {
+    let Checked { mut refused, mut data_calls } = Checked::default();
+    let mut delivered = |name: &str| {
+        if check.is_data_tool(name) {
+            data_calls.push(name.to_owned());
+        }
+    };
     match endpoint {
         Endpoint::ChatCompletions => {
             for choice in body.get_mut("choices").and_then(Value::as_array_mut).into_iter().flatten() {
@@ -65,7 +80,10 @@ pub fn filter_json(endpoint: Endpoint, body: &mut Value, check: &dyn CallCheck) 
                         let name = c.pointer("/function/name").and_then(Value::as_str).unwrap_or("<unnamed>");
                         let args = c.pointer("/function/arguments").and_then(Value::as_str).unwrap_or("");
                         match decide(check, name, args) {
-                            None => true,
+                            None => {
+                                delivered(name);
+                                true
+                            }
                             Some(why) => {
                                 notices.push(notice(name, &why));
                                 refused.push(Refused { tool: name.to_owned(), why });
@@ -101,7 +119,10 @@ pub fn filter_json(endpoint: Endpoint, body: &mut Value, check: &dyn CallCheck) 
                 let name = block.get("name").and_then(Value::as_str).unwrap_or("<unnamed>").to_owned();
                 let args = block.get("input").map(Value::to_string).unwrap_or_default();
                 match decide(check, &name, &args) {
-                    None => any_left = true,
+                    None => {
+                        delivered(&name);
+                        any_left = true;
+                    }
                     Some(why) => {
                         *block = json!({"type": "text", "text": notice(&name, &why)});
                         refused.push(Refused { tool: name, why });
@@ -119,50 +140,19 @@ pub fn filter_json(endpoint: Endpoint, body: &mut Value, check: &dyn CallCheck) 
                 }
                 let name = item.get("name").and_then(Value::as_str).unwrap_or("<unnamed>").to_owned();
                 let args = item.get("arguments").and_then(Value::as_str).unwrap_or("");
-                if let Some(why) = decide(check, &name, args) {
-                    let id = item.get("id").cloned().unwrap_or(Value::Null);
-                    *item = notice_item(id, &notice(&name, &why));
-                    refused.push(Refused { tool: name, why });
+                match decide(check, &name, args) {
+                    None => delivered(&name),
+                    Some(why) => {
+                        let id = item.get("id").cloned().unwrap_or(Value::Null);
+                        *item = notice_item(id, &notice(&name, &why));
+                        refused.push(Refused { tool: name, why });
+                    }
                 }
             }
         }
         Endpoint::Embeddings | Endpoint::Models => {}
     }
-    refused
-}
-
-/// The calls to data tools left in a whole response body (after [`filter_json`]): the calls the client
-/// receives, by tool name.
-pub fn data_calls(endpoint: Endpoint, body: &Value, check: &dyn CallCheck) -> Vec<String> {
-    let names: Vec<&str> = match endpoint {
-        Endpoint::ChatCompletions => body
-            .get("choices")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(|c| c.pointer("/message/tool_calls").and_then(Value::as_array))
-            .flatten()
-            .filter_map(|c| c.pointer("/function/name").and_then(Value::as_str))
-            .collect(),
-        Endpoint::Messages => body
-            .get("content")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter(|b| b.get("type").and_then(Value::as_str) == Some("tool_use"))
-            .filter_map(|b| b.get("name").and_then(Value::as_str))
-            .collect(),
-        Endpoint::Responses => body
-            .get("output")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter(|i| i.get("type").and_then(Value::as_str) == Some("function_call"))
-            .filter_map(|i| i.get("name").and_then(Value::as_str))
-            .collect(),
-        Endpoint::Embeddings | Endpoint::Models => Vec::new(),
-    };
-    names.into_iter().filter(|n| check.is_data_tool(n)).map(str::to_owned).collect()
+    Checked { refused, data_calls }
 }
 
 fn notice_item(id: Value, text: &str) -> Value {
@@ -576,7 +566,7 @@ impl StreamFilter {
             "response.completed" | "response.incomplete" | "response.failed" => {
                 let Some(resp) = v.get_mut("response") else { return EventAction::Forward };
                 let before = self.refused.len();
-                let again = filter_json(Endpoint::Responses, resp, check);
+                let again = filter_json(Endpoint::Responses, resp, check).refused;
                 if again.is_empty() {
                     EventAction::Forward
                 } else {
@@ -646,7 +636,7 @@ mod tests {
         let mut v = json!({"choices":[{"index":0,"finish_reason":"tool_calls","message":{"role":"assistant","content":null,
             "tool_calls":[{"id":"1","type":"function","function":{"name":"b","arguments":"{}"}},
                           {"id":"2","type":"function","function":{"name":"a","arguments":"{\"x\":\"evil\"}"}}]}}]});
-        let r = filter_json(Endpoint::ChatCompletions, &mut v, &OnlyA);
+        let r = filter_json(Endpoint::ChatCompletions, &mut v, &OnlyA).refused;
         assert_eq!(r.iter().map(|r| r.why.rule).collect::<Vec<_>>(), vec!["tools.not_allowed", "tools.argument"]);
         assert!(v.pointer("/choices/0/message/tool_calls").is_none());
         assert_eq!(v.pointer("/choices/0/finish_reason"), Some(&json!("stop")));

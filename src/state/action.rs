@@ -198,17 +198,6 @@ impl Action {
     }
 }
 
-fn managed_prompt<'a>(policy: &'a Policy, id: &str) -> Result<&'a crate::config::prompts::ManagedPrompt, String> {
-    policy.managed_prompts.get(id).ok_or_else(|| {
-        let known: Vec<&str> = policy.managed_prompts.keys().map(String::as_str).collect();
-        if known.is_empty() {
-            format!("unknown prompt `{id}`: the policy declares no [prompts]")
-        } else {
-            format!("unknown prompt `{id}`; managed prompts: {}", known.join(", "))
-        }
-    })
-}
-
 /// An invalid action in a batch.
 #[derive(Debug, Clone, thiserror::Error, Serialize)]
 #[error("action {index}: {message}")]
@@ -394,7 +383,7 @@ impl Action {
                     Action::RestorePrompt { .. } => PromptChange::Restore,
                     _ => PromptChange::Issue,
                 };
-                super::prompts::apply(s, managed_prompt(policy, prompt)?, change, actor, reason, now)?;
+                super::prompts::apply(s, policy.managed_prompt(prompt)?, change, actor, reason, now)?;
             }
             Action::ObserveTool { server, tool, hash, suspect } => {
                 let key = format!("{}/{}", mcp_server(policy, server)?, non_empty("tool", tool)?);
