@@ -37,9 +37,9 @@ pub struct Args {
     /// Once listening, write the bound addresses to this file as JSON (for scripts and tests).
     #[arg(long)]
     ready_file: Option<PathBuf>,
-    /// Threads running the proxy (default: one per core). `1` runs everything on one thread with no
-    /// hand-offs between threads, which costs less CPU per request where cores are shared (see
-    /// benches/README.md).
+    /// Proxy shards (default: one per core). Each shard is a thread with its own single-threaded
+    /// runtime and upstream connection pools; a connection is served by one shard for its whole
+    /// life, with no hand-offs between threads (see benches/README.md).
     #[arg(long, env = "FIREBREAK_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
     worker_threads: Option<u16>,
 }
@@ -66,12 +66,13 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     }
     let metrics = Arc::new(Metrics::default());
     let _telemetry = crate::telemetry::init(&policy.telemetry, a.json_logs, Some(metrics.clone()));
-    let rt = match a.worker_threads {
-        Some(1) => tokio::runtime::Builder::new_current_thread().enable_all().build(),
-        Some(n) => tokio::runtime::Builder::new_multi_thread().worker_threads(n.into()).enable_all().build(),
-        None => tokio::runtime::Builder::new_multi_thread().enable_all().build(),
-    }
-    .context("starting the runtime")?;
+    proxy::shards::configure(match a.worker_threads {
+        Some(n) => n.into(),
+        None => std::thread::available_parallelism().map_or(1, usize::from),
+    });
+    // The control runtime: start-up, the acceptor, the admin API, signals and reloads. The proxy's
+    // connections run on the shards.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the runtime")?;
     rt.block_on(serve(policy, source, demo, metrics, a.ready_file))
 }
 
@@ -113,17 +114,13 @@ async fn serve(
         let _ = rx.wait_for(|s| *s).await;
     };
     let grace = Duration::from_secs(10);
-    let proxy_task = tokio::spawn(proxy::serve(
-        proxy_listener,
-        proxy::handler(gw.clone()),
-        header_timeout,
-        stopped(stop_rx.clone()),
-        grace,
-    ));
+    let shards = proxy::shards::Shards::start(proxy::handler(gw.clone()), header_timeout, stop_rx.clone(), grace)
+        .context("starting the proxy shards")?;
+    let proxy_task = tokio::spawn(shards.accept(proxy_listener, stop_rx.clone()));
     let admin_task =
         tokio::spawn(proxy::serve(admin_listener, admin.handler(), header_timeout, stopped(stop_rx.clone()), grace));
 
-    tracing::info!(proxy = %proxy_addr, admin = %admin_addr, policy = %gw.policy().source.display(), switch_version = gw.state.load().version, "firebreak listening");
+    tracing::info!(proxy = %proxy_addr, admin = %admin_addr, shards = proxy::shards::count(), policy = %gw.policy().source.display(), switch_version = gw.state.load().version, "firebreak listening");
     if demo {
         print_demo_banner(proxy_addr, admin_addr, token.as_ref().filter(|_| generated));
     }

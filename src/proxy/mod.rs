@@ -6,13 +6,13 @@ pub mod error;
 mod pipeline;
 pub mod ratelimit;
 pub mod script;
+pub mod shards;
 mod stream;
 pub mod tls;
 pub mod toolcalls;
 pub mod upstream;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -295,8 +295,58 @@ impl Gateway {
     }
 }
 
-/// Accepts connections on `listener` until `shutdown` resolves, then drains open connections
-/// (bounded by `grace`). HTTP/1.1 and HTTP/2 (prior knowledge or negotiated) are both served.
+/// Serves accepted connections on the current runtime, and drains them on shutdown. HTTP/1.1 and
+/// HTTP/2 (prior knowledge or negotiated) are both served.
+pub(crate) struct Connections {
+    builder: auto::Builder<TokioExecutor>,
+    graceful: hyper_util::server::graceful::GracefulShutdown,
+}
+
+impl Connections {
+    pub(crate) fn new(header_read_timeout: std::time::Duration) -> Connections {
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder.http1().timer(TokioTimer::new()).header_read_timeout(header_read_timeout);
+        builder.http2().timer(TokioTimer::new());
+        Connections { builder, graceful: hyper_util::server::graceful::GracefulShutdown::new() }
+    }
+
+    /// Spawns the task serving `stream` on the current runtime; `on_close` runs when it ends.
+    pub(crate) fn serve<F, Fut>(
+        &self,
+        stream: tokio::net::TcpStream,
+        handler: &F,
+        on_close: impl FnOnce() + Send + 'static,
+    ) where
+        F: Fn(http::Request<hyper::body::Incoming>) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = http::Response<body::Body>> + Send + 'static,
+    {
+        let _ = stream.set_nodelay(true);
+        let h = handler.clone();
+        let svc = service_fn(move |req| {
+            let h = h.clone();
+            async move { Ok::<_, std::convert::Infallible>(h(req).await) }
+        });
+        let conn = self.builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+        let conn = self.graceful.watch(conn.into_owned());
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+            on_close();
+        });
+    }
+
+    /// Asks every open connection to finish its requests and close; waits at most `grace`.
+    pub(crate) async fn drain(self, grace: std::time::Duration) {
+        if tokio::time::timeout(grace, self.graceful.shutdown()).await.is_err() {
+            tracing::warn!("connections still open after the grace period; closing them");
+        }
+    }
+}
+
+/// Accepts connections on `listener` and serves them on the current runtime until `shutdown`
+/// resolves, then drains open connections (bounded by `grace`). The admin API and the replay
+/// upstream use this; the proxy listener spreads its connections over [`shards`].
 pub async fn serve<F, Fut>(
     listener: TcpListener,
     handler: F,
@@ -307,41 +357,18 @@ pub async fn serve<F, Fut>(
     F: Fn(http::Request<hyper::body::Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = http::Response<body::Body>> + Send + 'static,
 {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(header_read_timeout);
-    builder.http2().timer(TokioTimer::new());
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let conns = Connections::new(header_read_timeout);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
-            accepted = listener.accept() => {
-                let (stream, _peer): (tokio::net::TcpStream, SocketAddr) = match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let h = handler.clone();
-                let svc = service_fn(move |req| {
-                    let h = h.clone();
-                    async move { Ok::<_, std::convert::Infallible>(h(req).await) }
-                });
-                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
-                let conn = graceful.watch(conn.into_owned());
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, "connection ended with an error");
-                    }
-                });
-            }
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => conns.serve(stream, &handler, || ()),
+                Err(e) => tracing::warn!(error = %e, "accept failed"),
+            },
         }
     }
-    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
-        tracing::warn!("connections still open after the grace period; closing them");
-    }
+    conns.drain(grace).await;
 }
 
 /// The AI-traffic handler for [`serve`].

@@ -22,16 +22,44 @@ use crate::protocol::Endpoint;
 /// The pooled HTTP(S) client.
 pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
-/// Clients for a policy's upstreams (one per distinct extra CA).
+/// Clients for a policy's upstreams (one per distinct extra CA), one set per shard so that a
+/// pooled upstream connection is used by the thread that drives it ([`super::shards`]).
 #[derive(Debug, Default)]
 pub struct Clients {
+    shards: Vec<ClientSet>,
+}
+
+#[derive(Debug, Default)]
+struct ClientSet {
     by_upstream: HashMap<String, HttpClient>,
     by_mcp_server: HashMap<String, HttpClient>,
 }
 
 impl Clients {
-    /// Builds the clients a policy needs.
+    /// Builds the clients a policy needs, for every shard.
     pub fn build(policy: &Policy) -> Result<Clients, String> {
+        let shards = (0..super::shards::count()).map(|_| ClientSet::build(policy)).collect::<Result<_, _>>()?;
+        Ok(Clients { shards })
+    }
+
+    /// The set of the calling thread's shard.
+    fn here(&self) -> Option<&ClientSet> {
+        self.shards.get(super::shards::current()).or(self.shards.first())
+    }
+
+    /// The client for an upstream.
+    fn upstream(&self, name: &str) -> Option<&HttpClient> {
+        self.here()?.by_upstream.get(name)
+    }
+
+    /// The client for an MCP server.
+    pub fn mcp(&self, server: &str) -> Option<&HttpClient> {
+        self.here()?.by_mcp_server.get(server)
+    }
+}
+
+impl ClientSet {
+    fn build(policy: &Policy) -> Result<ClientSet, String> {
         // One pooled client per distinct extra CA, shared by the upstreams and MCP servers using it.
         let mut by_ca: HashMap<Option<std::path::PathBuf>, HttpClient> = HashMap::new();
         let mut client_for = |ca: &Option<std::path::PathBuf>| -> Result<HttpClient, String> {
@@ -50,12 +78,7 @@ impl Clients {
         for s in policy.mcp.servers.values() {
             by_mcp_server.insert(s.name.clone(), client_for(&s.extra_ca)?);
         }
-        Ok(Clients { by_upstream, by_mcp_server })
-    }
-
-    /// The client for an MCP server.
-    pub fn mcp(&self, server: &str) -> Option<&HttpClient> {
-        self.by_mcp_server.get(server)
+        Ok(ClientSet { by_upstream, by_mcp_server })
     }
 }
 
@@ -156,7 +179,7 @@ async fn http_send(
     out: Outgoing<'_>,
     limits: &Limits,
 ) -> Result<Response<Body>, GatewayError> {
-    let client = clients.by_upstream.get(&up.name).ok_or(GatewayError::NoRoute)?;
+    let client = clients.upstream(&up.name).ok_or(GatewayError::NoRoute)?;
     let base = up.base_url.as_ref().ok_or(GatewayError::NoRoute)?;
     let credential = up.credential.current().ok_or_else(|| GatewayError::NoCredential(up.name.clone()))?;
     let path = format!("{}{}", base.path().trim_end_matches('/'), out.endpoint.path());

@@ -34,6 +34,15 @@ impl Gateway {
         g
     }
 
+    /// Like [`start`], with extra environment variables for the gateway process.
+    pub fn start_with_env(policy: &str, env: &[(&str, &str)]) -> Gateway {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        std::fs::write(tmp.path().join("policy.toml"), policy).expect("write policy");
+        let mut g = Gateway::try_spawn_with_env(tmp.path(), env).unwrap_or_else(|msg| panic!("{msg}"));
+        g._tmp = Some(tmp);
+        g
+    }
+
     /// Like [`start`], with extra files (credentials, prompt texts) written beside the policy.
     pub fn start_with_files(policy: &str, files: &[(&str, &str)]) -> Gateway {
         let tmp = tempfile::tempdir().expect("tempdir");

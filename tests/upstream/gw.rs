@@ -140,6 +140,19 @@ pub async fn setup(extra: &str) -> (FakeUpstream, Gateway) {
     (up, gw)
 }
 
+/// Like [`setup`], with extra environment variables for the gateway process.
+pub async fn setup_with_env(extra: &str, env: &[(&str, &str)]) -> (FakeUpstream, Gateway) {
+    ensure_env();
+    let up = FakeUpstream::start().await;
+    let url = up.base_url();
+    let text = policy(
+        &Upstreams { openai_url: &url, openai_env: OPENAI_ENV, anthropic_url: &url, anthropic_env: ANTHROPIC_ENV },
+        extra,
+    );
+    let gw = tokio::task::block_in_place(|| Gateway::start_with_env(&text, env));
+    (up, gw)
+}
+
 /// Starts a gateway on a custom upstream layout.
 pub fn start_with(u: &Upstreams<'_>, extra: &str) -> Gateway {
     ensure_env();
