@@ -350,3 +350,48 @@ async fn monitor_mode_opens_incidents_without_containment() {
     assert_eq!((s["version"].as_u64(), s["safe_mode"].as_bool()), (Some(0), Some(false)), "{s}");
     assert_eq!(chat(&gw, ALICE, "hello", false, None).await.0, 200);
 }
+
+/// Joining an open incident is off the request path (no fsync of the audit trail, no rewrite of the
+/// incident file per request), but nothing is lost: the joins are counted at once, written to the
+/// incident file soon after, and survive a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joins_of_an_open_incident_are_counted_saved_and_survive_a_restart() {
+    let gw = Gateway::start(&policy(
+        "[triggers.sustained_injection_campaign]\nthreshold = 1\nwindow = \"60s\"\nauto = false\n",
+    ));
+    for _ in 0..2 {
+        assert_eq!(chat(&gw, ALICE, INJECTION, false, None).await.0, 400);
+    }
+    let list = incidents(&gw).await;
+    assert_eq!((list.len(), list[0]["firings"].as_u64()), (1, Some(1)), "opened by the second block: {list:?}");
+    // A threshold trigger counts afresh after each firing: two more blocks per firing.
+    for _ in 0..6 {
+        assert_eq!(chat(&gw, ALICE, INJECTION, false, None).await.0, 400);
+    }
+    let list = incidents(&gw).await;
+    assert_eq!((list.len(), list[0]["firings"].as_u64()), (1, Some(4)), "three joins, counted at once: {list:?}");
+    assert_eq!(list[0]["evidence"].as_array().map(Vec::len), Some(4), "{list:?}");
+
+    // The file catches up without another request.
+    let file = gw.dir.join("state.incidents.json");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let saved: Value =
+            serde_json::from_str(&std::fs::read_to_string(&file).unwrap_or_default()).unwrap_or_default();
+        // One audit record per join (written by the audit thread in its next burst).
+        let joined = audit(&gw).into_iter().filter(|r| r["kind"] == "incident" && r["event"] == "joined").count();
+        if saved["incidents"][0]["firings"] == 4 && joined == 3 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the incident file never showed the joins, or not 3 `joined` records ({joined}): {saved}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+
+    let gw = tokio::task::block_in_place(|| gw.restart());
+    let list = incidents(&gw).await;
+    assert_eq!((list.len(), list[0]["firings"].as_u64()), (1, Some(4)), "after a restart: {list:?}");
+    assert_eq!(list[0]["status"], "open");
+}
