@@ -7,6 +7,15 @@ f:close()
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = os.getenv("AUTH")
 
+-- Paced modes: each connection waits PACE_MS between a response and its next request, so the
+-- offered load stays below what every target can serve and latency is service time, not queueing.
+local pace = tonumber(os.getenv("PACE_MS") or "0")
+if pace > 0 then
+  function delay()
+    return pace
+  end
+end
+
 function done(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(

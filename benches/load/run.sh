@@ -9,7 +9,10 @@
 # THREADS (wrk threads, default 2), SLOW_STREAMS (default 1000; 0 skips the memory test),
 # SLOW_SECS (default 15), NO_NGINX=1 (skip the nginx baseline), NO_INSTALL=1 (never apt-get),
 # FIREBREAK_BIN (a firebreak binary to measure instead of this tree's), NO_BUILD=1 (use the binaries
-# already in target/release), TIME_LIMIT (default 1200 s), MODES (default "json sse mcp"),
+# already in target/release), TIME_LIMIT (default 1200 s),
+# MODES (default "json sse mcp json_paced sse_paced mcp_paced"; a `_paced` mode is the same request
+# with each connection waiting PACE_MS (default 10) between a response and its next request, so no
+# target is saturated and the latency overhead is the proxy's own, not queueing behind a full CPU),
 # EXTRA_POLICY (TOML appended to the derived policy, e.g. a trigger override).
 # Prints a Markdown table; writes benches/load/out/results.json. Everything listens on 127.0.0.1 only,
 # and everything started here is stopped on exit. The whole run is bounded (see TIME_LIMIT).
@@ -31,6 +34,7 @@ CONNS=${CONNS:-32}
 THREADS=${THREADS:-2}
 SLOW_STREAMS=${SLOW_STREAMS:-1000}
 SLOW_SECS=${SLOW_SECS:-15}
+PACE_MS=${PACE_MS:-10}
 PROVIDER_KEY=sk-bench-provider-not-a-real-key
 # The SHA-256 of this key is in policies/example.toml (role `engineer`): a known test key.
 CLIENT_KEY=example-key-platform
@@ -202,12 +206,13 @@ fi
 # ---------------------------------------------------------------- modes
 # One row per mode: its request body (body_of), what a good answer contains (the sanity check) and,
 # for nginx, which server block serves it (url_of).
-read -ra MODES <<< "${MODES:-json sse mcp}"
+read -ra MODES <<< "${MODES:-json sse mcp json_paced sse_paced mcp_paced}"
 # mcp: a JSON-RPC `tools/call` of `echo` on the MCP server `everything` (POST /mcp/everything on
 # firebreak: role allowlist, argument constraints and egress on the call, redaction and injection
 # signatures on the result; POST /mcp on the fake provider and through nginx).
 
 url_of() { # target mode
+    set -- "$1" "${2%_paced}"
     case $1 in
         direct) [[ $2 == mcp ]] && echo "http://$UP_ADDR/mcp" || echo "http://$UP_ADDR/v1/chat/completions" ;;
         firebreak) [[ $2 == mcp ]] && echo "http://$FB_ADDR/mcp/everything" || echo "http://$FB_ADDR/v1/chat/completions" ;;
@@ -220,7 +225,7 @@ url_of() { # target mode
 }
 auth_of() { [[ $1 == firebreak ]] && echo "Bearer $CLIENT_KEY" || echo "Bearer $PROVIDER_KEY"; }
 body_of() {
-    case $1 in
+    case ${1%_paced} in
         sse) echo "$HERE/chat_stream.json" ;;
         mcp) echo "$HERE/mcp_call.json" ;;
         *) echo "$HERE/chat.json" ;;
@@ -237,6 +242,7 @@ check() {
 }
 command -v curl >/dev/null || die "curl is needed for the sanity checks"
 for m in "${MODES[@]}"; do
+    [[ $m == *_paced ]] && continue
     expect='"chat.completion"'
     [[ $m == sse ]] && expect='[DONE]'
     [[ $m == mcp ]] && expect='Echo: the gateway'
@@ -254,7 +260,9 @@ TARGETS=(direct firebreak)
 run() {
     local round=$1 mode=$2 target=$3 secs=$4 f
     f=$OUT/runs/$round-$mode-$target.txt
-    BODY_FILE=$(body_of "$mode") AUTH=$(auth_of "$target") \
+    local pace=0
+    [[ $mode == *_paced ]] && pace=$PACE_MS
+    BODY_FILE=$(body_of "$mode") AUTH=$(auth_of "$target") PACE_MS=$pace \
         timeout $((secs + 30)) wrk -t"$THREADS" -c"$CONNS" -d"${secs}s" --timeout 5s --latency -s "$HERE/post.lua" "$(url_of "$target" "$mode")" >"$f" 2>&1 \
         || die "wrk failed for $target $mode (see $f)"
     local line
@@ -336,7 +344,7 @@ FB_HWM_END=$(vm "$FB_PID" VmHWM)
 CPU=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
 export CPU NPROC=$(nproc) KERNEL=$(uname -r) LOAD_BEFORE LOAD_AFTER ELAPSED FB_HWM FB_RSS NG_HWM AUDIT_BYTES \
     SLOW_STREAMS SLOW_SECS SLOW_RSS_BEFORE SLOW_RSS_MAX SLOW_LINE FB_HWM_END RUSTC=$(rustc -V) \
-    DURATION ROUNDS CONNS THREADS REV=$([[ -n ${FIREBREAK_BIN:-} ]] && echo "$FIREBREAK_BIN" || git describe --always --dirty 2>/dev/null || echo unknown) \
+    DURATION ROUNDS CONNS THREADS PACE_MS REV=$([[ -n ${FIREBREAK_BIN:-} ]] && echo "$FIREBREAK_BIN" || git describe --always --dirty 2>/dev/null || echo unknown) \
     WRK_VERSION=$(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2) NGINX_VERSION=$([[ -n $NGINX ]] && "$NGINX" -v 2>&1 | sed 's/.*: //' || echo "")
 python3 - "$OUT/runs.jsonl" "$OUT/results.json" <<'PY'
 import json, os, statistics, sys, datetime
@@ -354,7 +362,7 @@ res = {"machine": {"nproc": int(os.environ["NPROC"]), "cpu": os.environ["CPU"], 
        "when": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
        "firebreak_rev": os.environ["REV"], "wrk": os.environ["WRK_VERSION"], "nginx": os.environ["NGINX_VERSION"] or None,
        "settings": {"duration_s": int(os.environ["DURATION"]), "rounds": int(os.environ["ROUNDS"]),
-                    "connections": int(os.environ["CONNS"]), "wrk_threads": int(os.environ["THREADS"]), "elapsed_s": int(os.environ["ELAPSED"])},
+                    "connections": int(os.environ["CONNS"]), "wrk_threads": int(os.environ["THREADS"]), "pace_ms": int(os.environ["PACE_MS"]), "elapsed_s": int(os.environ["ELAPSED"])},
        "memory_kib": {"firebreak_vmhwm": int(os.environ["FB_HWM"] or 0), "firebreak_vmrss_end": int(os.environ["FB_RSS"] or 0),
                       "nginx_vmhwm_all_processes": int(os.environ["NG_HWM"] or 0) or None},
        "audit_bytes_written": int(os.environ["AUDIT_BYTES"]),
@@ -404,7 +412,8 @@ print(f"Machine: {res['machine']['nproc']} cores, {res['machine']['cpu']}, Linux
       f"load average before/after: {res['machine']['loadavg_before']} / {res['machine']['loadavg_after']}.  ")
 s = res["settings"]
 print(f"wrk {s['connections']} connections, {s['wrk_threads']} threads, {s['rounds']} rounds x {s['duration_s']} s per target, order rotated each round; "
-      f"medians over rounds; ratios taken within each round.\n")
+      f"medians over rounds; ratios taken within each round. `_paced` modes: {s['pace_ms']} ms between a response and the next request "
+      f"on each connection (offered load below every target's capacity: their req/s ratios mean nothing, their latency overheads are the proxy's own).\n")
 print("| mode | target | req/s | p50 ms | p99 ms | p99.9 ms | errors |")
 print("|---|---|---:|---:|---:|---:|---:|")
 for mode, m in res["modes"].items():
