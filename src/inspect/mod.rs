@@ -7,6 +7,7 @@
 //! - [`holdback`] — streaming redaction that never releases part of a future match.
 //! - [`tenants`] — another tenant's identifiers in what a client receives (detection only).
 //! - [`validate`] — checksums and entropy.
+//! - [`needle`] — substring tests for fixed needles, prepared once.
 
 pub mod canary;
 pub mod catalog;
@@ -15,6 +16,7 @@ pub mod fragments;
 pub mod holdback;
 pub mod injection;
 pub mod json_walk;
+pub mod needle;
 pub mod redact;
 pub mod rule;
 pub mod scanner;

@@ -446,9 +446,12 @@ fn inspect_json(
     ctx: &mut Ctx,
 ) -> Bytes {
     let (scanner, guard, prompts) = (out.scanner, out.guard, out.prompts);
-    let may_call_tools = success
-        && (memchr::memmem::find(&bytes, b"tool").is_some()
-            || memchr::memmem::find(&bytes, b"function_call").is_some());
+    use crate::inspect::needle::Needle;
+    static TOOL: Needle = Needle::new(b"tool");
+    static FUNCTION_CALL: Needle = Needle::new(b"function_call");
+    static LINK_OPEN: Needle = Needle::new(b"](");
+    static SCHEME: Needle = Needle::new(b"://");
+    let may_call_tools = success && (TOOL.is_in(&bytes) || FUNCTION_CALL.is_in(&bytes));
     if prompts.is_empty() {
         // A secret can hide behind JSON escapes (`\n` in a PEM block, `\u0041`): only a body without
         // escapes and without raw findings can skip parsing.
@@ -456,7 +459,7 @@ fn inspect_json(
             Ok(text) => memchr::memchr(b'\\', &bytes).is_some() || !scanner.scan(text).is_empty(),
             Err(_) => true,
         };
-        let may_link = memchr::memmem::find(&bytes, b"](").is_some() || memchr::memmem::find(&bytes, b"://").is_some();
+        let may_link = LINK_OPEN.is_in(&bytes) || SCHEME.is_in(&bytes);
         if !may_call_tools && !may_leak && !may_link {
             return bytes;
         }

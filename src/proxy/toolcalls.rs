@@ -231,11 +231,21 @@ impl StreamFilter {
     /// Decides on one raw event. Events that cannot concern a tool call are recognised without
     /// parsing (a substring test), so plain text streams pay almost nothing.
     pub fn on_event(&mut self, raw: &[u8], check: &dyn CallCheck) -> EventAction {
-        let has = |needle: &[u8]| memchr::memmem::find(raw, needle).is_some();
+        use crate::inspect::needle::Needle;
+        static TOOL_CALLS: Needle = Needle::new(b"\"tool_calls\"");
+        static FINISH: Needle = Needle::new(b"finish_reason\":\"");
+        static DONE: Needle = Needle::new(b"[DONE]");
+        static TOOL_USE: Needle = Needle::new(b"tool_use");
+        static CONTENT_BLOCK: Needle = Needle::new(b"content_block_");
+        static MESSAGE: Needle = Needle::new(b"message_");
+        static FUNCTION_CALL: Needle = Needle::new(b"function_call");
+        static COMPLETED: Needle = Needle::new(b"response.completed");
+        static INCOMPLETE: Needle = Needle::new(b"response.incomplete");
+        static ITEM_DONE: Needle = Needle::new(b"output_item.done");
+        let has = |n: &Needle| n.is_in(raw);
         match self.endpoint {
             Endpoint::ChatCompletions => {
-                let relevant =
-                    has(b"\"tool_calls\"") || (!self.chat.is_empty() && (has(b"finish_reason\":\"") || has(b"[DONE]")));
+                let relevant = has(&TOOL_CALLS) || (!self.chat.is_empty() && (has(&FINISH) || has(&DONE)));
                 if relevant {
                     self.chat_event(raw, check)
                 } else {
@@ -243,8 +253,7 @@ impl StreamFilter {
                 }
             }
             Endpoint::Messages => {
-                let relevant =
-                    has(b"tool_use") || (!self.held.is_empty() && (has(b"content_block_") || has(b"message_")));
+                let relevant = has(&TOOL_USE) || (!self.held.is_empty() && (has(&CONTENT_BLOCK) || has(&MESSAGE)));
                 if relevant {
                     self.messages_event(raw, check)
                 } else {
@@ -252,10 +261,10 @@ impl StreamFilter {
                 }
             }
             Endpoint::Responses => {
-                let relevant = has(b"function_call")
-                    || has(b"response.completed")
-                    || has(b"response.incomplete")
-                    || (!self.held.is_empty() && has(b"output_item.done"));
+                let relevant = has(&FUNCTION_CALL)
+                    || has(&COMPLETED)
+                    || has(&INCOMPLETE)
+                    || (!self.held.is_empty() && has(&ITEM_DONE));
                 if relevant {
                     self.responses_event(raw, check)
                 } else {

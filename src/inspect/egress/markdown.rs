@@ -28,9 +28,10 @@
 use std::borrow::Cow;
 use std::ops::Range;
 
-use memchr::{memchr, memchr2, memmem};
+use memchr::{memchr, memchr2};
 
 use super::{find_urls, DenyReason, EgressRules, Verdict};
+use crate::inspect::needle::Needle;
 
 /// What replaces a removed image (or other embedded content).
 pub const IMAGE_REMOVED: &str = "[image removed by policy]";
@@ -76,6 +77,17 @@ pub struct Neutralized {
     pub span: Range<usize>,
 }
 
+static SCHEME: Needle = Needle::new(b"://");
+static WWW: Needle = Needle::new(b"www.");
+static WWW_UPPER: Needle = Needle::new(b"WWW.");
+static BLANK_LINE: Needle = Needle::new(b"\n\n");
+static LINK_OPEN: Needle = Needle::new(b"](");
+
+/// Whether `b` may hold a bare URL (`://`, `www.` or `WWW.`).
+fn may_hold_url(b: &[u8]) -> bool {
+    SCHEME.is_in(b) || WWW.is_in(b) || WWW_UPPER.is_in(b)
+}
+
 pub(super) fn neutralize(
     rules: &EgressRules,
     text: &str,
@@ -83,11 +95,7 @@ pub(super) fn neutralize(
 ) -> Option<(String, Vec<Neutralized>)> {
     let b = text.as_bytes();
     // The clean path: no `]`, `<`, `://` or `www.`, no link.
-    if memchr2(b']', b'<', b).is_none()
-        && memmem::find(b, b"://").is_none()
-        && memmem::find(b, b"www.").is_none()
-        && memmem::find(b, b"WWW.").is_none()
-    {
+    if memchr2(b']', b'<', b).is_none() && !may_hold_url(b) {
         return None;
     }
     let mut w = Walker { rules, extra, text, b, edits: Vec::new(), found: Vec::new(), code_cache: [None; 16] };
@@ -137,7 +145,7 @@ impl Walker<'_> {
                 let indent = b[i..end].iter().take_while(|&&c| c == b' ').count();
                 if indent <= 3 && b.get(i + indent) == Some(&b'<') && i >= html_block_until {
                     // An HTML block runs to the next blank line; fences inside it are raw text.
-                    html_block_until = memmem::find(&b[i..end], b"\n\n").map_or(end, |k| i + k);
+                    html_block_until = BLANK_LINE.find(&b[i..end]).map_or(end, |k| i + k);
                 }
                 if i >= html_block_until {
                     if let Some(fence_end) = self.fence(i, end) {
@@ -263,7 +271,7 @@ impl Walker<'_> {
         let seg = &b[start..end];
         let mut pending: Vec<(Range<usize>, &'static str, LinkKind, DenyReason)> = Vec::new();
         let mut covered = start;
-        for k in memmem::find_iter(seg, b"](") {
+        for k in LINK_OPEN.find_iter(seg) {
             let mut s = skip_ws(&b[..end], start + k + 2);
             if s < covered {
                 continue;
@@ -285,10 +293,7 @@ impl Walker<'_> {
                 covered = e;
             }
         }
-        if memmem::find(seg, b"://").is_some()
-            || memmem::find(seg, b"www.").is_some()
-            || memmem::find(seg, b"WWW.").is_some()
-        {
+        if may_hold_url(seg) {
             for r in find_urls(&self.text[start..end]) {
                 let url = &self.text[start + r.start..start + r.end];
                 let verdict = if url.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("www.")) {
