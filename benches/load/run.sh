@@ -123,6 +123,7 @@ PROVIDER=$TARGET/release/examples/fake_provider
 # ---------------------------------------------------------------- start
 "$PROVIDER" --listen 127.0.0.1:0 --ready-file "$OUT/provider.ready" --threads 1 >"$OUT/provider.log" 2>&1 &
 PIDS+=($!)
+PROVIDER_PID=${PIDS[-1]}
 UP_ADDR=$(wait_ready "$OUT/provider.ready" "${PIDS[-1]}" provider | json_field addr)
 log "fake provider on $UP_ADDR"
 
@@ -256,26 +257,58 @@ log "sanity checks passed"
 TARGETS=(direct firebreak)
 [[ -n $NGINX ]] && TARGETS+=(nginx)
 
+# CPU time (user + system, clock ticks) of processes and their threads; nginx counts its workers.
+ticks() {
+    local t=0 p v
+    for p in "$@"; do
+        v=$(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)
+        t=$((t + v))
+    done
+    echo "$t"
+}
+proxy_pids() {
+    case $1 in
+        firebreak) echo "$FB_PID" ;;
+        nginx) echo "$NGINX_PID $(pgrep -P "$NGINX_PID" | tr '\n' ' ')" ;;
+    esac
+}
+HZ=$(getconf CLK_TCK)
+
 # run ROUND MODE TARGET SECONDS
 run() {
     local round=$1 mode=$2 target=$3 secs=$4 f
     f=$OUT/runs/$round-$mode-$target.txt
     local pace=0
     [[ $mode == *_paced ]] && pace=$PACE_MS
+    local up0 px0 up1 px1
+    up0=$(ticks "$PROVIDER_PID")
+    # shellcheck disable=SC2046
+    px0=$(ticks $(proxy_pids "$target"))
+    # wrk's own CPU time comes from getrusage of its parent (this python).
     BODY_FILE=$(body_of "$mode") AUTH=$(auth_of "$target") PACE_MS=$pace \
-        timeout $((secs + 30)) wrk -t"$THREADS" -c"$CONNS" -d"${secs}s" --timeout 5s --latency -s "$HERE/post.lua" "$(url_of "$target" "$mode")" >"$f" 2>&1 \
+        python3 -c 'import resource, subprocess, sys
+rc = subprocess.run(sys.argv[1:]).returncode
+r = resource.getrusage(resource.RUSAGE_CHILDREN)
+print("WRKCPU %.3f" % (r.ru_utime + r.ru_stime))
+sys.exit(rc)' timeout $((secs + 30)) wrk -t"$THREADS" -c"$CONNS" -d"${secs}s" --timeout 5s --latency -s "$HERE/post.lua" "$(url_of "$target" "$mode")" >"$f" 2>&1 \
         || die "wrk failed for $target $mode (see $f)"
-    local line
+    up1=$(ticks "$PROVIDER_PID")
+    # shellcheck disable=SC2046
+    px1=$(ticks $(proxy_pids "$target"))
+    local line cpu
     line=$(sed -n 's/^WRKJSON //p' "$f")
     [[ -n $line ]] || die "no summary from wrk for $target $mode (see $f)"
+    cpu=$(printf '{"wrk_s":%s,"upstream_s":%s,"proxy_s":%s}' "$(sed -n 's/^WRKCPU //p' "$f")" \
+        "$(python3 -c "print(($up1 - $up0) / $HZ)")" "$(python3 -c "print(($px1 - $px0) / $HZ)")")
     [[ $round == warmup ]] && return 0
-    printf '{"round":%s,"mode":"%s","target":"%s","wrk":%s}\n' "$round" "$mode" "$target" "$line" >>"$OUT/runs.jsonl"
-    python3 - "$line" "$round" "$mode" "$target" <<'PY' >&2
+    printf '{"round":%s,"mode":"%s","target":"%s","wrk":%s,"cpu":%s}\n' "$round" "$mode" "$target" "$line" "$cpu" >>"$OUT/runs.jsonl"
+    python3 - "$line" "$round" "$mode" "$target" "$cpu" <<'PY' >&2
 import json, sys
-w = json.loads(sys.argv[1])
-print("   %3s %-4s %-9s %9.0f req/s  p50 %.2f ms  p99 %.2f ms  p99.9 %.2f ms  errors %d"
+w, c = json.loads(sys.argv[1]), json.loads(sys.argv[5])
+n = max(w["requests"], 1)
+print("   %3s %-10s %-9s %9.0f req/s  p50 %.2f ms  p99 %.2f ms  p99.9 %.2f ms  errors %d  CPU/request: wrk %.1f us, upstream %.1f us, proxy %.1f us"
       % (sys.argv[2], sys.argv[3], sys.argv[4], w["rps"], w["p50_us"] / 1000, w["p99_us"] / 1000, w["p999_us"] / 1000,
-         sum(w["errors"].values())))
+         sum(w["errors"].values()), c["wrk_s"] * 1e6 / n, c["upstream_s"] * 1e6 / n, c["proxy_s"] * 1e6 / n))
 PY
 }
 
@@ -383,7 +416,10 @@ for mode in dict.fromkeys(r["mode"] for r in runs):
         m[t] = {"rps_median": round(med(w["rps"] for w in rs), 1), "p50_ms_median": round(med(w["p50_us"] for w in rs) / 1000, 3),
                 "p99_ms_median": round(med(w["p99_us"] for w in rs) / 1000, 3),
                 "p999_ms_median": round(med(w["p999_us"] for w in rs) / 1000, 3), "errors": sum(sum(w["errors"].values()) for w in rs),
-                "rps_runs": [round(w["rps"], 1) for w in rs]}
+                "rps_runs": [round(w["rps"], 1) for w in rs],
+                "cpu_us_per_request_median": {k: round(med(r["cpu"][k + "_s"] * 1e6 / max(r["wrk"]["requests"], 1)
+                                                        for r in by.get((mode, t), [])), 1)
+                                              for k in ("wrk", "upstream", "proxy")}}
     # Ratios are taken round by round (same conditions), then the median over rounds.
     def ratio(a, b, f):
         ra, rb = per_round(mode, a, f), per_round(mode, b, f)
@@ -427,6 +463,17 @@ for mode, m in res["modes"].items():
     c = m["compare"]
     print(f"| {mode} | **{fmt(c.get('firebreak_over_nginx_rps'))}** | {fmt(c['firebreak_over_direct_rps'])} | {fmt(c.get('nginx_over_direct_rps'))} | "
           f"**{fmt(c['firebreak_p99_overhead_ms_vs_direct'], ' ms')}** | {fmt(c['firebreak_p999_overhead_ms_vs_direct'], ' ms')} | {fmt(c.get('firebreak_p99_overhead_ms_vs_nginx'), ' ms')} |")
+print("\nCPU time per request (user + system, median over rounds; saturated modes): on a machine where everything shares the cores,"
+      " throughput follows the sum of the three.\n")
+print("| mode | target | wrk µs | upstream µs | proxy µs | sum µs |")
+print("|---|---|---:|---:|---:|---:|")
+for mode, m in res["modes"].items():
+    if mode.endswith("_paced"):
+        continue
+    for t in targets:
+        if t in m:
+            c = m[t]["cpu_us_per_request_median"]
+            print(f"| {mode} | {t} | {c['wrk']:.1f} | {c['upstream']:.1f} | {c['proxy']:.1f} | {c['wrk'] + c['upstream'] + c['proxy']:.1f} |")
 mem = res["memory_kib"]
 print(f"\nfirebreak peak RSS (VmHWM): {mem['firebreak_vmhwm'] / 1024:.1f} MiB (RSS at end {mem['firebreak_vmrss_end'] / 1024:.1f} MiB)"
       + (f"; nginx, all processes: {mem['nginx_vmhwm_all_processes'] / 1024:.1f} MiB" if mem["nginx_vmhwm_all_processes"] else "")
