@@ -26,12 +26,7 @@ pub struct Gateway {
 impl Gateway {
     /// Writes `policy` to a fresh temp dir and starts the gateway on it.
     pub fn start(policy: &str) -> Gateway {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let dir = tmp.path().to_path_buf();
-        std::fs::write(dir.join("policy.toml"), policy).expect("write policy");
-        let mut g = Gateway::spawn(&dir);
-        g._tmp = Some(tmp);
-        g
+        Gateway::start_with_env(policy, &[])
     }
 
     /// Like [`start`], with extra environment variables for the gateway process.

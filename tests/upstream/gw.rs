@@ -129,15 +129,7 @@ reply = "{safe}"
 
 /// A fake upstream and a gateway routing both APIs to it, with `extra` policy text.
 pub async fn setup(extra: &str) -> (FakeUpstream, Gateway) {
-    ensure_env();
-    let up = FakeUpstream::start().await;
-    let url = up.base_url();
-    let text = policy(
-        &Upstreams { openai_url: &url, openai_env: OPENAI_ENV, anthropic_url: &url, anthropic_env: ANTHROPIC_ENV },
-        extra,
-    );
-    let gw = tokio::task::block_in_place(|| Gateway::start(&text));
-    (up, gw)
+    setup_with_env(extra, &[]).await
 }
 
 /// Like [`setup`], with extra environment variables for the gateway process.
