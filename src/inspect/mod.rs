@@ -15,6 +15,7 @@ pub mod fragments;
 pub mod holdback;
 pub mod injection;
 pub mod json_walk;
+mod prefilter;
 pub mod redact;
 pub mod rule;
 pub mod scanner;
