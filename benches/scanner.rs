@@ -6,6 +6,8 @@
 //!   no secrets (the common case: every response is scanned).
 //! - `scan/dense_1MiB`: 1 MiB dense with prefilter hits — `token`, `password`, `secret`, `api_key`,
 //!   `https://`, `@`, `sk-`, long digit runs — but no secrets, so every hit runs a windowed regex.
+//! - `scan/clean_1MiB_4_canaries`: the clean text with the canary rules of four managed prompts
+//!   added (about 90 more keywords, so more prefilter searchers).
 //! - `holdback/clean_1MiB_32B_chunks`: the streaming `HoldBack` fed the clean text in 32-byte
 //!   deltas (what an SSE stream looks like).
 //! - `baseline/memchr`: one `memchr` pass for a byte that never occurs (memory bandwidth bound).
@@ -18,7 +20,7 @@ use std::time::Duration;
 use aho_corasick::{AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
-use firebreak::inspect::{catalog, Anchor, HoldBack, Scanner};
+use firebreak::inspect::{canary, catalog, Anchor, HoldBack, Scanner};
 
 const MIB: usize = 1 << 20;
 
@@ -107,6 +109,18 @@ fn benches(c: &mut Criterion) {
     g.throughput(Throughput::Bytes(MIB as u64));
     g.bench_function("clean_1MiB", |b| b.iter(|| black_box(s.scan(black_box(&clean)))));
     g.bench_function("dense_1MiB", |b| b.iter(|| black_box(s.scan(black_box(&dense)))));
+    let canaries = ["Kavorine4821Telumasi", "Bodimuza0042Serakoti", "Femarizu7310Gokalune", "Tusenika5558Ravomedi"];
+    let sc = s
+        .extended(
+            canaries
+                .iter()
+                .enumerate()
+                .flat_map(|(i, c)| canary::rules(&format!("p{i}"), c).expect("canary"))
+                .collect(),
+        )
+        .expect("scanner with canaries");
+    assert!(sc.scan(&clean).is_empty());
+    g.bench_function("clean_1MiB_4_canaries", |b| b.iter(|| black_box(sc.scan(black_box(&clean)))));
     g.finish();
 
     let mut g = c.benchmark_group("holdback");

@@ -17,6 +17,7 @@ pub mod holdback;
 pub mod injection;
 pub mod json_walk;
 pub mod needle;
+mod prefilter;
 pub mod redact;
 pub mod rule;
 pub mod scanner;

@@ -1,11 +1,13 @@
-//! The scanner: one aho-corasick automaton over every rule's keywords (built once per policy) plus a
-//! digit-run detector decide where to look; each rule's regex runs only in a small window around an
+//! The scanner: one aho-corasick automaton over every rule's keywords (built once per policy), run
+//! behind a SIMD prefilter that skips most of clean text ([`super::prefilter`]), plus a digit-run
+//! detector decide where to look; each rule's regex runs only in a small window around an
 //! anchor; validators confirm. Never one big regex set over the whole text.
 
 use std::borrow::Cow;
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 
+use super::prefilter::Prefilter;
 use super::rule::{Anchor, Rule, RuleError};
 
 /// A confirmed match: byte range of the secret in the scanned text, and the rule.
@@ -55,6 +57,9 @@ impl Hits {
 pub struct Scanner {
     rules: Vec<Rule>,
     automaton: Option<AhoCorasick>,
+    /// Finds candidate positions for the automaton (skips most of clean text); `None` when the
+    /// keyword set does not fit one (the automaton then walks every byte).
+    prefilter: Option<Prefilter>,
     /// Keyword pattern index → rules anchored on it.
     by_keyword: Vec<Vec<u16>>,
     /// Rules anchored on digit runs, with their minimum digit count.
@@ -127,7 +132,8 @@ impl Scanner {
         } else {
             Some(
                 // A DFA: with ASCII case folding aho-corasick has no SIMD prefilter for a catalog this
-                // size, and the DFA walks about twice as fast as the default (NFA) choice.
+                // size (ours, `Prefilter`, picks the bytes it walks), and the DFA walks about twice
+                // as fast as the default (NFA) choice.
                 AhoCorasickBuilder::new()
                     .ascii_case_insensitive(true)
                     .match_kind(MatchKind::Standard)
@@ -136,12 +142,14 @@ impl Scanner {
                     .map_err(|e| RuleError { id: String::new(), message: e.to_string() })?,
             )
         };
+        let prefilter = if automaton.is_some() { Prefilter::new(&keywords) } else { None };
         let min_digits = digit_rules.iter().map(|(_, n)| *n).min().unwrap_or(usize::MAX);
         let max_keyword = keywords.iter().map(String::len).max().unwrap_or(0);
         let replacements = rules.iter().map(|r| replacement.replace("<rule-id>", &r.id)).collect();
         Ok(Scanner {
             rules,
             automaton,
+            prefilter,
             by_keyword,
             digit_rules,
             min_digits,
@@ -262,7 +270,7 @@ impl Scanner {
             hits.clear();
         }
         let start = hits.scanned.saturating_sub(self.max_keyword.saturating_sub(1)).max(hits.from);
-        walk(ac, b, start, hits.scanned, &mut hits.list);
+        walk(ac, self.prefilter.as_ref(), b, start, hits.scanned, &mut hits.list);
         hits.scanned = b.len();
     }
 
@@ -270,7 +278,7 @@ impl Scanner {
     fn keyword_hits(&self, b: &[u8], lo: usize) -> Vec<(usize, usize, u32)> {
         let mut out = Vec::new();
         if let Some(ac) = &self.automaton {
-            walk(ac, b, lo, 0, &mut out);
+            walk(ac, self.prefilter.as_ref(), b, lo, 0, &mut out);
         }
         out
     }
@@ -437,11 +445,27 @@ fn merge(v: &mut Vec<Finding>) {
     v.truncate(w + 1);
 }
 
-/// The hits in `b[lo..]` that end after `report_after`.
-fn walk(ac: &AhoCorasick, b: &[u8], lo: usize, report_after: usize, out: &mut Vec<(usize, usize, u32)>) {
-    for h in ac.find_overlapping_iter(&b[lo..]) {
-        if lo + h.end() > report_after {
-            out.push((lo + h.start(), lo + h.end(), h.pattern().as_u32()));
+/// The hits in `b[lo..]` that end after `report_after`, in the automaton's order (the prefilter,
+/// when there is one, gives exactly the hits of a walk over every byte).
+fn walk(
+    ac: &AhoCorasick,
+    pre: Option<&Prefilter>,
+    b: &[u8],
+    lo: usize,
+    report_after: usize,
+    out: &mut Vec<(usize, usize, u32)>,
+) {
+    let mut emit = |s: usize, e: usize, p: u32| {
+        if lo + e > report_after {
+            out.push((lo + s, lo + e, p));
+        }
+    };
+    match pre {
+        Some(pre) => pre.walk(ac, &b[lo..], emit),
+        None => {
+            for h in ac.find_overlapping_iter(&b[lo..]) {
+                emit(h.start(), h.end(), h.pattern().as_u32());
+            }
         }
     }
 }
@@ -487,4 +511,131 @@ pub fn ceil(s: &str, mut i: usize) -> usize {
 
 fn next_char(s: &str, i: usize) -> usize {
     ceil(s, i + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inspect::holdback::HoldBack;
+    use crate::inspect::prefilter::tests::{all_rules, keywords, text, Rng};
+
+    /// The same rules with the prefilter (as built) and without it (the automaton walks every byte).
+    fn pair() -> (Scanner, Scanner) {
+        let with = Scanner::new(all_rules(), "[R:<rule-id>]").unwrap();
+        let mut without = Scanner::new(all_rules(), "[R:<rule-id>]").unwrap();
+        assert!(with.prefilter.is_some(), "the catalog fits the prefilter");
+        without.prefilter = None;
+        (with, without)
+    }
+
+    fn alnum(rng: &mut Rng, n: usize) -> String {
+        const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+        (0..n).map(|_| A[rng.below(A.len())] as char).collect()
+    }
+
+    /// Generated text with real secrets (so that there are findings, not only keyword hits).
+    fn text_with_secrets(rng: &mut Rng, kws: &[String], len: usize) -> String {
+        let mut t = text(rng, kws, len);
+        for _ in 0..rng.below(8) {
+            let secret = match rng.below(5) {
+                0 => format!("ghp_{}", alnum(rng, 36)),
+                1 => format!("password = \"{}9x\"", alnum(rng, 16)),
+                2 => "Kavorine4821Telumasi".to_owned(),
+                3 => format!("xoxb-{}-{}-{}", 1234567890 + rng.below(1000), 2345678901usize, alnum(rng, 24)),
+                _ => "card 4111 1111 1111 1111 ok".to_owned(),
+            };
+            let at = floor(&t, rng.below(t.len() + 1));
+            t.insert_str(at, &format!(" {secret} "));
+        }
+        t
+    }
+
+    #[test]
+    fn prefiltered_scan_equals_full_scan() {
+        let (with, without) = pair();
+        let kws = keywords(with.rules());
+        let mut rng = Rng(0x1234_5678_9abc_def1);
+        let mut findings = 0;
+        for round in 0..200 {
+            let len = if round % 3 == 0 { rng.below(400) } else { rng.below(25_000) };
+            let t = text_with_secrets(&mut rng, &kws, len);
+            let lo = floor(&t, rng.below(t.len() + 1));
+            assert_eq!(with.keyword_hits(t.as_bytes(), lo), without.keyword_hits(t.as_bytes(), lo), "round {round}");
+            let want = without.scan(&t);
+            findings += want.len();
+            assert_eq!(with.scan(&t), want, "round {round}");
+            assert_eq!(with.scan_from(&t, lo), without.scan_from(&t, lo), "round {round} from {lo}");
+            assert_eq!(with.stable_prefix(&t, lo), without.stable_prefix(&t, lo), "round {round}");
+        }
+        assert!(findings > 100, "the generated texts have findings ({findings})");
+    }
+
+    #[test]
+    fn prefiltered_hits_equal_full_hits_across_pushes() {
+        let (with, without) = pair();
+        let kws = keywords(with.rules());
+        let mut rng = Rng(99);
+        for round in 0..60 {
+            let len = rng.below(40_000);
+            let t = text_with_secrets(&mut rng, &kws, len);
+            let (mut ha, mut hb) = (Hits::default(), Hits::default());
+            let mut buf = String::new();
+            let mut at = 0;
+            while at < t.len() {
+                // Pushes of every size: one byte, a few, and more than the prefilter's minimum.
+                let n = match rng.below(3) {
+                    0 => 1 + rng.below(8),
+                    1 => 1 + rng.below(200),
+                    _ => 1 + rng.below(5000),
+                };
+                let end = crate::inspect::scanner::ceil(&t, at + n);
+                buf.push_str(&t[at..end]);
+                at = end;
+                with.update_hits(&buf, &mut ha);
+                without.update_hits(&buf, &mut hb);
+                assert_eq!(ha.list, hb.list, "round {round} at {at}");
+                let released = floor(&buf, rng.below(buf.len() + 1));
+                assert_eq!(
+                    with.scan_from_with(&buf, released, Some(&ha)),
+                    without.scan_from_with(&buf, released, Some(&hb))
+                );
+                // Sometimes drop released text, as the hold-back does.
+                if rng.below(4) == 0 {
+                    let cut = floor(&buf, rng.below(buf.len() + 1));
+                    buf.drain(..cut);
+                    ha.shift(cut);
+                    hb.shift(cut);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn prefiltered_streaming_equals_full_streaming() {
+        let (with, without) = pair();
+        let kws = keywords(with.rules());
+        let mut rng = Rng(2024);
+        for round in 0..60 {
+            let len = rng.below(30_000);
+            let t = text_with_secrets(&mut rng, &kws, len);
+            let mut outs = Vec::new();
+            let seed = rng.next();
+            for s in [&with, &without] {
+                let mut r = Rng(seed | 1);
+                let mut hb = HoldBack::new();
+                let mut out = String::new();
+                let mut at = 0;
+                while at < t.len() {
+                    let n = if r.below(2) == 0 { 1 + r.below(40) } else { 1 + r.below(4000) };
+                    let end = crate::inspect::scanner::ceil(&t, at + n);
+                    hb.push(s, &t[at..end], &mut out);
+                    at = end;
+                }
+                hb.finish(s, &mut out);
+                outs.push((out, hb.findings));
+            }
+            assert_eq!(outs[0], outs[1], "round {round}");
+            assert_eq!(outs[0].0, without.redact(&t).0, "round {round}");
+        }
+    }
 }
