@@ -364,7 +364,7 @@ pub async fn serve<F, Fut>(
             _ = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => conns.serve(stream, &handler, || ()),
-                Err(e) => tracing::warn!(error = %e, "accept failed"),
+                Err(e) => shards::accept_failed(&e).await,
             },
         }
     }

@@ -92,10 +92,10 @@ impl Shards {
     pub async fn accept(self, listener: TcpListener, mut stop: watch::Receiver<bool>) {
         loop {
             tokio::select! {
-                _ = stop.wait_for(|s| *s) => break,
+                () = stopped(&mut stop) => break,
                 accepted = listener.accept() => match accepted.and_then(|(s, _)| s.into_std()) {
                     Ok(stream) => self.hand_over(stream),
-                    Err(e) => tracing::warn!(error = %e, "accept failed"),
+                    Err(e) => accept_failed(&e).await,
                 },
             }
         }
@@ -112,16 +112,48 @@ impl Shards {
         .await;
     }
 
-    fn hand_over(&self, stream: std::net::TcpStream) {
-        // Fewest open connections; ties go to the lowest index, which is as good as any.
-        let Some(lane) = self.lanes.iter().min_by_key(|l| l.open.load(Ordering::Relaxed)) else { return };
-        lane.open.fetch_add(1, Ordering::Relaxed);
-        if lane.tx.send(stream).is_err() {
-            // The shard has stopped (shutdown in progress): the connection is dropped, as a
-            // listener that stopped accepting would.
-            lane.open.fetch_sub(1, Ordering::Relaxed);
+    fn hand_over(&self, mut stream: std::net::TcpStream) {
+        // Fewest open connections; ties go to the lowest index, which is as good as any. A shard
+        // whose loop has ended (shutdown, or a panic) refuses the hand-over and is never picked
+        // again; the connection goes to the next one.
+        for _ in 0..self.lanes.len() {
+            let Some(lane) = self.lanes.iter().min_by_key(|l| l.open.load(Ordering::Relaxed)) else { return };
+            lane.open.fetch_add(1, Ordering::Relaxed);
+            match lane.tx.send(stream) {
+                Ok(()) => return,
+                Err(mpsc::error::SendError(s)) => {
+                    lane.open.store(DEAD, Ordering::Relaxed);
+                    stream = s;
+                }
+            }
         }
+        tracing::error!("no proxy shard is running; connection dropped");
     }
+}
+
+/// The open-connection count of a shard that no longer takes connections.
+const DEAD: usize = usize::MAX / 2;
+
+/// Resolves once `stop` turns true (or its sender is gone), holding no borrow of it after.
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// Logs a failed `accept` and, for errors that would repeat at once (out of file descriptors or
+/// memory), pauses briefly instead of spinning on them.
+pub(crate) async fn accept_failed(e: &std::io::Error) {
+    tracing::warn!(error = %e, "accept failed");
+    let resource = matches!(e.raw_os_error(), Some(libc_errno::EMFILE | libc_errno::ENFILE | libc_errno::ENOMEM));
+    if resource {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The `errno` values of resource exhaustion on `accept` (the same on Linux, macOS and the BSDs).
+mod libc_errno {
+    pub const ENOMEM: i32 = 12;
+    pub const ENFILE: i32 = 23;
+    pub const EMFILE: i32 = 24;
 }
 
 /// A shard's loop: serve what the acceptor hands over.
@@ -150,7 +182,7 @@ async fn run<F, Fut>(
     });
     loop {
         tokio::select! {
-            _ = stop.wait_for(|s| *s) => break,
+            () = stopped(&mut stop) => break,
             next = rx.recv() => {
                 let Some(std_stream) = next else { break };
                 // Registers the socket with this shard's reactor (it is already non-blocking:
@@ -173,4 +205,34 @@ async fn run<F, Fut>(
     rx.close();
     conns.drain(grace).await;
     tick.abort();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lane(open: usize) -> (Lane, mpsc::UnboundedReceiver<std::net::TcpStream>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (Lane { tx, open: Arc::new(AtomicUsize::new(open)) }, rx)
+    }
+
+    #[test]
+    fn connections_go_to_the_least_busy_shard_and_never_to_a_stopped_one() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let connect = || std::net::TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let (stopped, rx0) = lane(0);
+        drop(rx0);
+        let (busy, mut rx1) = lane(5);
+        let (idle, mut rx2) = lane(4);
+        let shards = Shards { lanes: vec![stopped, busy, idle], threads: Vec::new() };
+        for _ in 0..3 {
+            shards.hand_over(connect());
+        }
+        assert_eq!(shards.lanes[0].open.load(Ordering::Relaxed), DEAD, "the stopped shard is marked");
+        // 4 → 5 (idle), then 5 vs 5 goes to the lower index (busy), then idle again.
+        assert_eq!(shards.lanes[1].open.load(Ordering::Relaxed), 6);
+        assert_eq!(shards.lanes[2].open.load(Ordering::Relaxed), 6);
+        assert!(rx1.try_recv().is_ok() && rx1.try_recv().is_err());
+        assert!(rx2.try_recv().is_ok() && rx2.try_recv().is_ok() && rx2.try_recv().is_err());
+    }
 }
