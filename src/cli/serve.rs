@@ -110,15 +110,17 @@ async fn serve(
     let admin = Admin::new(gw.clone(), token.clone());
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
-    };
     let grace = Duration::from_secs(10);
     let shards = proxy::shards::Shards::start(proxy::handler(gw.clone()), header_timeout, stop_rx.clone(), grace)
         .context("starting the proxy shards")?;
     let proxy_task = tokio::spawn(shards.accept(proxy_listener, stop_rx.clone()));
-    let admin_task =
-        tokio::spawn(proxy::serve(admin_listener, admin.handler(), header_timeout, stopped(stop_rx.clone()), grace));
+    let admin_task = tokio::spawn(proxy::serve(
+        admin_listener,
+        admin.handler(),
+        header_timeout,
+        proxy::stopped(stop_rx.clone()),
+        grace,
+    ));
 
     tracing::info!(proxy = %proxy_addr, admin = %admin_addr, shards = proxy::shards::count(), policy = %gw.policy().source.display(), switch_version = gw.state.load().version, "firebreak listening");
     if demo {

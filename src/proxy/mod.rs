@@ -344,6 +344,11 @@ impl Connections {
     }
 }
 
+/// Resolves once `stop` turns true, or once its sender is gone (shutdown either way).
+pub async fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
 /// Accepts connections on `listener` and serves them on the current runtime until `shutdown`
 /// resolves, then drains open connections (bounded by `grace`). The admin API and the replay
 /// upstream use this; the proxy listener spreads its connections over [`shards`].

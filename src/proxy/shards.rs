@@ -89,10 +89,12 @@ impl Shards {
 
     /// Accepts on `listener` until `stop` turns true, handing each connection to the least busy
     /// shard; then waits for every shard to drain.
-    pub async fn accept(self, listener: TcpListener, mut stop: watch::Receiver<bool>) {
+    pub async fn accept(self, listener: TcpListener, stop: watch::Receiver<bool>) {
+        let stop = super::stopped(stop);
+        tokio::pin!(stop);
         loop {
             tokio::select! {
-                () = stopped(&mut stop) => break,
+                () = &mut stop => break,
                 accepted = listener.accept() => match accepted.and_then(|(s, _)| s.into_std()) {
                     Ok(stream) => self.hand_over(stream),
                     Err(e) => accept_failed(&e).await,
@@ -134,11 +136,6 @@ impl Shards {
 /// The open-connection count of a shard that no longer takes connections.
 const DEAD: usize = usize::MAX / 2;
 
-/// Resolves once `stop` turns true (or its sender is gone), holding no borrow of it after.
-async fn stopped(stop: &mut watch::Receiver<bool>) {
-    let _ = stop.wait_for(|s| *s).await;
-}
-
 /// Logs a failed `accept` and, for errors that would repeat at once (out of file descriptors or
 /// memory), pauses briefly instead of spinning on them.
 pub(crate) async fn accept_failed(e: &std::io::Error) {
@@ -162,7 +159,7 @@ async fn run<F, Fut>(
     handler: F,
     open: Arc<AtomicUsize>,
     header_read_timeout: Duration,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
     grace: Duration,
 ) where
     F: Fn(http::Request<hyper::body::Incoming>) -> Fut + Clone + Send + Sync + 'static,
@@ -180,9 +177,11 @@ async fn run<F, Fut>(
             every.tick().await;
         }
     });
+    let stop = super::stopped(stop);
+    tokio::pin!(stop);
     loop {
         tokio::select! {
-            () = stopped(&mut stop) => break,
+            () = &mut stop => break,
             next = rx.recv() => {
                 let Some(std_stream) = next else { break };
                 // Registers the socket with this shard's reactor (it is already non-blocking:
