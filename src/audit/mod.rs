@@ -56,6 +56,78 @@ impl Record {
     }
 }
 
+/// Longest client-supplied string kept in a record (a model name, a tool name), in characters.
+pub const MAX_CLIENT_TEXT: usize = 128;
+/// Most client-supplied names kept in one list field (tools stripped); the rest are counted.
+pub const MAX_CLIENT_LIST: usize = 32;
+
+/// A string the client chose (model name, tool name), made fit for the trail: every secret the
+/// scanner finds redacted (on the whole string, before anything is cut, so half a secret cannot slip
+/// through), control and bidirectional-formatting characters escaped as `\u{…}` (so a reader
+/// printing the trail to a terminal sees them, and no escape sequence runs), and the result cut to
+/// [`MAX_CLIENT_TEXT`] characters with a `…` marker.
+pub fn client_text(scanner: &crate::inspect::Scanner, s: &str) -> String {
+    let (redacted, _) = scanner.redact(s);
+    let mut out = String::with_capacity(redacted.len().min(MAX_CLIENT_TEXT * 2));
+    for (n, c) in redacted.chars().enumerate() {
+        if n == MAX_CLIENT_TEXT {
+            out.push('…');
+            break;
+        }
+        if c.is_control() || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') {
+            use std::fmt::Write;
+            let _ = write!(out, "\\u{{{:x}}}", c as u32);
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// A list of client-chosen names (tools stripped) for a record: each through [`client_text`], at
+/// most [`MAX_CLIENT_LIST`] of them, then one `"… (+N more)"` entry.
+pub fn client_list(scanner: &crate::inspect::Scanner, names: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = names.iter().take(MAX_CLIENT_LIST).map(|n| client_text(scanner, n)).collect();
+    if names.len() > MAX_CLIENT_LIST {
+        out.push(format!("… (+{} more)", names.len() - MAX_CLIENT_LIST));
+    }
+    out
+}
+
+/// What the trail stores for a session id (`x-session-id`, `Mcp-Session-Id`): never the id, which a
+/// client may fill with anything (a credential, once), but `sha256:` and the first 16 hex digits of
+/// its SHA-256. Records of one session still correlate, and an operator holding an id finds them
+/// with `printf %s "$ID" | sha256sum | cut -c1-16`. Unkeyed on purpose: the digest stays the same
+/// across audit-key rotations and needs no key to compute; 64 bits reveal nothing usable of a
+/// random id or a credential.
+pub fn session_digest(session: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let d = Sha256::digest(session.as_bytes());
+    format!("sha256:{}", hex::encode(&d[..8]))
+}
+
+/// Replaces every session id in a record's fields by its [`session_digest`]: the top-level
+/// `session` and the `session` of each entry of `actions` (a `terminate_session` in a switch
+/// record). Runs on the writer thread, after the incident engine has read the record (it needs the
+/// id itself, to terminate the session).
+pub(crate) fn digest_sessions(m: &mut Map<String, Value>) {
+    fn digest(v: &mut Value) {
+        if let Value::String(s) = v {
+            *s = session_digest(s);
+        }
+    }
+    if let Some(v) = m.get_mut("session") {
+        digest(v);
+    }
+    if let Some(Value::Array(actions)) = m.get_mut("actions") {
+        for a in actions {
+            if let Some(v) = a.get_mut("session") {
+                digest(v);
+            }
+        }
+    }
+}
+
 /// SHA-256 hex of a record map serialised without its `hash` key.
 pub(crate) fn record_hash(m: &Map<String, Value>) -> String {
     use sha2::{Digest, Sha256};

@@ -87,9 +87,12 @@ impl Audit {
     /// Opens (or creates) the trail at `path` and starts the writer task.
     pub fn open(path: &Path) -> Result<Audit, AuditError> {
         let chain = resume(path)?;
+        use std::os::unix::fs::OpenOptionsExt;
+        // 0600 like the state file: records name users, tenants and decisions.
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(0o600)
             .open(path)
             .map_err(|source| AuditError::Io { path: path.into(), source })?;
         let (tx, rx) = mpsc::channel(8192);
@@ -159,6 +162,7 @@ fn run(mut rx: mpsc::Receiver<Msg>, file: std::fs::File, path: PathBuf, mut chai
             };
             sync |= durable;
             let mut m = record.0;
+            super::digest_sessions(&mut m);
             chain.seq += 1;
             m.insert("seq".into(), Value::from(chain.seq));
             m.insert(
@@ -227,7 +231,8 @@ const HEAD_LEN: usize = 128;
 
 impl Head {
     fn open(path: &Path) -> Head {
-        match std::fs::OpenOptions::new().create(true).write(true).truncate(false).open(path) {
+        use std::os::unix::fs::OpenOptionsExt;
+        match std::fs::OpenOptions::new().create(true).write(true).truncate(false).mode(0o600).open(path) {
             Ok(f) => Head(Some(f)),
             Err(e) => {
                 tracing::error!(error = %e, path = %path.display(), "cannot open the audit head file; records are still chained");

@@ -149,7 +149,7 @@ where
         gw.metrics.decisions_n(rule, "redact", *n);
     }
     gw.metrics.in_flight(-1);
-    let mut record = audit_record(&ctx, endpoint_name, status, start);
+    let mut record = audit_record(&ctx, &gw.policy().scanner, endpoint_name, status, start);
     if let Some(p) = blocked_payload(&gw, &ctx) {
         record = record.with("payload", p);
     }
@@ -175,7 +175,10 @@ fn blocked_payload(gw: &Gateway, ctx: &Ctx) -> Option<serde_json::Value> {
     }
 }
 
-fn audit_record(ctx: &Ctx, endpoint: &str, status: u16, start: Instant) -> Record {
+/// The request's audit record. Strings the client chose (model, tool names) go through
+/// `audit::client_text` (secrets redacted, control characters escaped, length capped); the session
+/// id is replaced by its digest when the record is written (`audit::session_digest`).
+fn audit_record(ctx: &Ctx, scanner: &crate::inspect::Scanner, endpoint: &str, status: u16, start: Instant) -> Record {
     let decisions: Vec<serde_json::Value> =
         ctx.decisions.iter().map(|(rule, action)| serde_json::json!({"rule": rule, "action": action})).collect();
     Record::new("request")
@@ -192,8 +195,11 @@ fn audit_record(ctx: &Ctx, endpoint: &str, status: u16, start: Instant) -> Recor
         .with_opt("role", ctx.key.as_ref().map(|k| k.role.as_str()))
         .with_opt("session", ctx.session.as_deref())
         .with_opt("upstream", ctx.upstream.as_deref())
-        .with_opt("model", ctx.model.as_deref())
-        .with_opt("tools_removed", (!ctx.tools_removed.is_empty()).then(|| ctx.tools_removed.clone()))
+        .with_opt("model", ctx.model.as_deref().map(|m| crate::audit::client_text(scanner, m)))
+        .with_opt(
+            "tools_removed",
+            (!ctx.tools_removed.is_empty()).then(|| crate::audit::client_list(scanner, &ctx.tools_removed)),
+        )
         .with_opt("prompt_fragments", (ctx.prompt_fragments > 0).then_some(ctx.prompt_fragments))
         .with_opt("prompt", ctx.prompt.clone())
         .with_opt("injections", (!ctx.injections.is_empty()).then(|| ctx.injections.clone()))
