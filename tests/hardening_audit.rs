@@ -120,3 +120,249 @@ async fn audit_files_are_created_private() {
         assert_eq!(mode, 0o600, "{name} is created {mode:o}");
     }
 }
+
+// === item 17: a trail that cannot be written ===
+
+/// A gateway whose files may grow to `soft_kib` KiB only (`RLIMIT_FSIZE`, soft limit): past it every
+/// write fails with EFBIG, as on a full disk, for root too (CI runs as root, so permissions would
+/// not do). `SIGXFSZ` is ignored so the write fails instead of the signal killing the process. The
+/// hard limit stays, so the test lifts the soft one later with `prlimit --pid` (no privilege).
+struct Limited {
+    child: std::process::Child,
+    proxy: String,
+    admin: String,
+    pid: u32,
+    dir: std::path::PathBuf,
+}
+
+impl Limited {
+    fn spawn(dir: &Path, soft_kib: u64) -> Limited {
+        let ready = dir.join("ready.json");
+        let _ = std::fs::remove_file(&ready);
+        let stderr = std::fs::File::create(dir.join("stderr.log")).expect("stderr log");
+        let mut child = std::process::Command::new("bash")
+            .args(["-c", &format!("trap '' XFSZ; ulimit -S -f {soft_kib} && exec \"$0\" \"$@\"")])
+            .arg(env!("CARGO_BIN_EXE_firebreak"))
+            .arg("serve")
+            .arg("--policy")
+            .arg(dir.join("policy.toml"))
+            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+            .arg("--state-file")
+            .arg(dir.join("state.json"))
+            .arg("--audit-file")
+            .arg(dir.join("audit.jsonl"))
+            .arg("--ready-file")
+            .arg(&ready)
+            .env("FIREBREAK_ADMIN_TOKEN", common::ADMIN_TOKEN)
+            .env("FIREBREAK_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn bash (needed to set RLIMIT_FSIZE)");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            if let Some(v) = std::fs::read_to_string(&ready).ok().and_then(|t| serde_json::from_str::<Value>(&t).ok()) {
+                return Limited {
+                    child,
+                    proxy: format!("http://{}", v["proxy"].as_str().unwrap_or_default()),
+                    admin: format!("http://{}", v["admin"].as_str().unwrap_or_default()),
+                    pid: v["pid"].as_u64().expect("pid") as u32,
+                    dir: dir.to_path_buf(),
+                };
+            }
+            if std::time::Instant::now() > deadline || matches!(child.try_wait(), Ok(Some(_))) {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("not ready: {}", stderr_of(dir));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    async fn chat(&self) -> (u16, String) {
+        let resp = reqwest::Client::new()
+            .post(format!("{}/v1/chat/completions", self.proxy))
+            .bearer_auth(ALICE)
+            .json(&json!({"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .await
+            .expect("chat");
+        (resp.status().as_u16(), resp.text().await.unwrap_or_default())
+    }
+
+    async fn admin(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, String) {
+        let mut rb =
+            reqwest::Client::new().request(method, format!("{}{}", self.admin, path)).bearer_auth(common::ADMIN_TOKEN);
+        if let Some(b) = body {
+            rb = rb.json(&b);
+        }
+        let resp = rb.send().await.expect("admin request");
+        (resp.status().as_u16(), resp.text().await.unwrap_or_default())
+    }
+
+    /// Lifts the file-size limit: the disk has space again.
+    fn free_disk(&self) {
+        let ok = std::process::Command::new("prlimit")
+            .args(["--pid", &self.pid.to_string(), "--fsize=unlimited:"])
+            .status()
+            .expect("prlimit (util-linux) is needed by this test");
+        assert!(ok.success(), "prlimit failed");
+    }
+}
+
+impl Drop for Limited {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn stderr_of(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("stderr.log")).unwrap_or_default()
+}
+
+/// Sends requests until one is refused for the audit trail; returns (200s, 503s) sent.
+async fn fill_the_disk(g: &Limited, expect_refusal: bool) -> (u64, u64) {
+    let (mut ok, mut refused) = (0u64, 0u64);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let (status, body) = g.chat().await;
+        match status {
+            200 => ok += 1,
+            503 => {
+                assert!(body.contains("cannot write its audit trail"), "a clear reason: {body}");
+                refused += 1;
+            }
+            s => panic!("unexpected {s}: {body}"),
+        }
+        if refused > 0 || (!expect_refusal && g.admin(reqwest::Method::GET, "/readyz", None).await.0 == 503) {
+            // A few more, all refused (closed) or all served (open).
+            for _ in 0..3 {
+                let (status, body) = g.chat().await;
+                if expect_refusal {
+                    assert_eq!(status, 503, "{body}");
+                    refused += 1;
+                } else {
+                    assert_eq!(status, 200, "fail_open serves on: {body}");
+                    ok += 1;
+                }
+            }
+            return (ok, refused);
+        }
+        assert!(std::time::Instant::now() < deadline, "the trail never filled up after {ok} requests");
+    }
+}
+
+async fn wait_ready(g: &Limited) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while g.admin(reqwest::Method::GET, "/readyz", None).await.0 != 200 {
+        assert!(std::time::Instant::now() < deadline, "not ready again: {}", stderr_of(&g.dir));
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+fn verify(file: &Path, extra: &[&str]) -> (i32, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_firebreak"))
+        .args(["audit", "verify"])
+        .arg(file)
+        .args(extra)
+        .output()
+        .expect("firebreak audit verify");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_audit_disk_fails_closed_refuses_switches_and_loses_nothing() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    std::fs::write(tmp.path().join("policy.toml"), policy("")).expect("policy");
+    let g = Limited::spawn(tmp.path(), 24);
+    let (ok, refused) = fill_the_disk(&g, true).await;
+    assert!(ok > 10 && refused > 0, "{ok} served, then refused");
+
+    let (status, body) = g.admin(reqwest::Method::GET, "/readyz", None).await;
+    assert_eq!(status, 503, "not ready while the trail cannot be written: {body}");
+    assert!(body.contains("audit trail cannot be written") && body.contains("File too large"), "{body}");
+    let (_, metrics) = g.admin(reqwest::Method::GET, "/metrics", None).await;
+    assert!(metrics.contains("firebreak_audit_writable 0"), "{metrics}");
+    assert!(!metrics.contains("firebreak_audit_write_errors_total 0\n"), "write errors counted: {metrics}");
+    assert!(metrics.contains("rule=\"audit.unavailable\",action=\"error\""), "refusals counted: {metrics}");
+    assert!(stderr_of(&g.dir).contains("audit write failed"), "an error is logged: {}", stderr_of(&g.dir));
+
+    // A switch is not acknowledged, and not applied either.
+    let (status, body) = g
+        .admin(
+            reqwest::Method::POST,
+            "/admin/v1/switches",
+            Some(json!({"actions": [{"action": "set_level", "level": "lockdown"}], "reason": "incident"})),
+        )
+        .await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("audit_unavailable") && body.contains("nothing was changed"), "{body}");
+    let (_, state) = g.admin(reqwest::Method::GET, "/admin/v1/state", None).await;
+    let state: Value = serde_json::from_str(&state).expect("state");
+    assert_eq!(state["level"], "normal", "{state}");
+
+    // Space again: the held records are written, the gateway is ready, switches work.
+    g.free_disk();
+    wait_ready(&g).await;
+    assert_eq!(g.chat().await.0, 200);
+    let (status, body) = g
+        .admin(
+            reqwest::Method::POST,
+            "/admin/v1/switches",
+            Some(json!({"actions": [{"action": "safe_mode", "enabled": false}], "reason": "disk freed"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let ack: Value = serde_json::from_str(&body).expect("ack");
+    assert!(ack["audit_seq"].as_u64().is_some(), "acknowledged with its record's seq: {ack}");
+
+    let file = g.dir.join("audit.jsonl");
+    let recs = records(&file);
+    let seqs: Vec<u64> = recs.iter().map(|r| r["seq"].as_u64().expect("seq")).collect();
+    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "no gap in the chain");
+    let requests = |status: u64| recs.iter().filter(|r| r["kind"] == "request" && r["status"] == status).count() as u64;
+    assert_eq!(requests(200), ok + 1, "every served request is in the trail");
+    assert_eq!(requests(503), refused, "every refused request is in the trail");
+    let (code, out) = verify(&file, &[]);
+    assert_eq!(code, 0, "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fail_open_serves_on_but_is_not_ready() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    std::fs::write(tmp.path().join("policy.toml"), policy("[audit]\non_failure = \"fail_open\"\n")).expect("policy");
+    let g = Limited::spawn(tmp.path(), 24);
+    let (_ok, refused) = fill_the_disk(&g, false).await;
+    assert_eq!(refused, 0);
+    let (status, body) = g.admin(reqwest::Method::GET, "/readyz", None).await;
+    assert_eq!(status, 503, "{body}");
+    let (_, metrics) = g.admin(reqwest::Method::GET, "/metrics", None).await;
+    assert!(metrics.contains("firebreak_audit_writable 0"), "{metrics}");
+    assert!(stderr_of(&g.dir).contains("audit write failed"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_torn_last_line_is_cut_off_and_recorded_at_start_up() {
+    let mut g = Gateway::start(&policy(""));
+    barrier(&g).await;
+    g.kill();
+    let file = g.dir.join("audit.jsonl");
+    let before = records(&file);
+    let torn = br#"{"kind":"request","event":"decision","request_id":"req_0"#;
+    let mut f = std::fs::OpenOptions::new().append(true).open(&file).expect("append");
+    std::io::Write::write_all(&mut f, torn).expect("torn write");
+    drop(f);
+
+    let g2 = Gateway::try_spawn(&g.dir).unwrap_or_else(|e| panic!("a torn last line must not stop start-up: {e}"));
+    barrier(&g2).await;
+    let after = records(&file);
+    let rec = &after[before.len()];
+    assert_eq!(rec["kind"], "audit", "{rec}");
+    assert_eq!(rec["event"], "recovered", "{rec}");
+    assert_eq!(rec["torn_bytes"], torn.len() as u64, "{rec}");
+    assert!(g2.stderr().contains("incomplete record"), "logged: {}", g2.stderr());
+    let (code, out) = verify(&file, &[]);
+    assert_eq!(code, 0, "{out}");
+}

@@ -268,7 +268,7 @@ fn absorb(m: &mut Merged, file: usize, mut raw: RawPolicy, problems: &mut Proble
             (raw.storage.state_file.is_some() || raw.storage.audit_file.is_some(), "storage"),
             (!raw.levels.is_empty(), "levels"),
             (raw.safe_mode.reply.is_some(), "safe_mode"),
-            (raw.audit.store_blocked_payloads.is_some(), "audit"),
+            (raw.audit.store_blocked_payloads.is_some() || raw.audit.on_failure.is_some(), "audit"),
             (!raw.prompts.is_empty(), "prompts"),
         ];
         for (present, name) in sections {
@@ -378,6 +378,19 @@ fn compile(m: Merged, base: &Path, problems: &mut Problems) -> Option<Policy> {
         (None, None) => Some(TokenSource::Env("FIREBREAK_ADMIN_TOKEN".into())),
     };
 
+    let on_failure = match raw.audit.on_failure.as_deref() {
+        None | Some("fail_closed") => OnAuditFailure::FailClosed,
+        Some("fail_open") => OnAuditFailure::FailOpen,
+        Some(other) => {
+            problems.add(
+                0,
+                path(["audit".into(), "on_failure".into()]),
+                format!("unknown value `{other}`"),
+                Some("use \"fail_closed\" (refuse traffic while the trail cannot be written) or \"fail_open\"".into()),
+            );
+            OnAuditFailure::FailClosed
+        }
+    };
     let storage = Storage {
         state_file: resolve(raw.storage.state_file.as_deref().unwrap_or("firebreak-state.json")),
         audit_file: resolve(raw.storage.audit_file.as_deref().unwrap_or("firebreak-audit.jsonl")),
@@ -841,7 +854,7 @@ fn compile(m: Merged, base: &Path, problems: &mut Problems) -> Option<Policy> {
         tenants: Arc::new(tenants),
         levels: Levels(settings),
         incidents: Arc::new(incidents),
-        audit: AuditSettings { store_blocked_payloads: raw.audit.store_blocked_payloads.unwrap_or(false) },
+        audit: AuditSettings { store_blocked_payloads: raw.audit.store_blocked_payloads.unwrap_or(false), on_failure },
         safe_mode_reply: raw.safe_mode.reply.unwrap_or_else(|| {
             "This assistant is temporarily in safe mode. Your request was received but cannot be processed right now.".into()
         }),

@@ -349,4 +349,7 @@ pub struct RawSafeMode {
 pub struct RawAudit {
     /// Keep the (redacted) request payload in the audit record of a blocked request.
     pub store_blocked_payloads: Option<bool>,
+    /// What AI and MCP traffic gets while the trail cannot be written: "fail_closed" (default, 503)
+    /// or "fail_open" (served unaudited, records held in memory).
+    pub on_failure: Option<String>,
 }

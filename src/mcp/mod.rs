@@ -279,6 +279,7 @@ where
     origin_allowed(policy, req.headers())?;
     // admission
     let permit = gw.concurrency.clone().try_acquire_owned().map_err(|_| GatewayError::Overloaded)?;
+    crate::proxy::audit_gate(gw, policy)?;
     // identity
     let key = authenticate(policy, req.headers())?;
     ctx.key = Some(key.clone());

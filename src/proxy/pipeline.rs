@@ -219,6 +219,16 @@ fn session_of(h: &HeaderMap) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// Admission, continued: while the audit trail cannot be written, a fail-closed policy serves nothing
+/// (one atomic load when it can). Shared by the AI and MCP pipelines.
+pub(crate) fn audit_gate(gw: &Gateway, policy: &crate::config::Policy) -> Result<(), GatewayError> {
+    if gw.audit.writable() || policy.audit.on_failure == crate::config::OnAuditFailure::FailOpen {
+        Ok(())
+    } else {
+        Err(GatewayError::AuditUnavailable)
+    }
+}
+
 /// The presented virtual key, from `Authorization: Bearer` or `x-api-key`.
 fn presented_key(h: &HeaderMap) -> Option<&[u8]> {
     if let Some(v) = h.get(header::AUTHORIZATION) {
@@ -277,6 +287,7 @@ where
     let snap = gw.state.load();
     let active = gw.active.load_full();
     let policy = &active.policy;
+    audit_gate(gw, policy)?;
     // 3. identity
     let key = authenticate(policy, req.headers())?;
     ctx.key = Some(key.clone());
