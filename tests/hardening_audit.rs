@@ -366,3 +366,182 @@ async fn a_torn_last_line_is_cut_off_and_recorded_at_start_up() {
     let (code, out) = verify(&file, &[]);
     assert_eq!(code, 0, "{out}");
 }
+
+// === item 16: a keyed chain, a head that must be there ===
+
+/// A MAC made with a key that is not the gateway's (what a forger with write access can make).
+fn forged_mac(data: &str) -> String {
+    let k = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, b"an attacker's own key, 32+ bytes long");
+    hex::encode(ring::hmac::sign(&k, data.as_bytes()).as_ref())
+}
+
+fn sha(m: &serde_json::Map<String, Value>) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(serde_json::to_string(m).expect("json").as_bytes()))
+}
+
+fn write_trail(dir: &Path, name: &str, lines: &[String], head: Option<&str>) -> std::path::PathBuf {
+    let file = dir.join(name);
+    std::fs::write(&file, lines.iter().map(|l| format!("{l}\n")).collect::<String>()).expect("trail");
+    let head_file = dir.join(format!("{name}.head"));
+    match head {
+        Some(h) => std::fs::write(head_file, h).expect("head"),
+        None => {
+            let _ = std::fs::remove_file(head_file);
+        }
+    }
+    file
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_records_and_truncation_without_the_head_are_found() {
+    let g = Gateway::start(&policy(""));
+    for _ in 0..3 {
+        barrier(&g).await;
+    }
+    assert!(g.stderr().contains("generated an audit key"), "the generated key is announced: {}", g.stderr());
+    let key_file = g.dir.join("audit.jsonl.key");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&key_file).expect("key file").permissions().mode() & 0o777, 0o600);
+    let key_text = std::fs::read_to_string(&key_file).expect("key");
+    let file = g.dir.join("audit.jsonl");
+    let trail = std::fs::read_to_string(&file).expect("trail");
+    assert!(!trail.contains(key_text.trim()), "the key is not in the trail");
+    let (code, out) = verify(&file, &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("OK") && out.contains("head authenticated"), "{out}");
+
+    let orig: Vec<String> = trail.lines().map(str::to_owned).collect();
+    let n = orig.len();
+    let last: serde_json::Map<String, Value> = serde_json::from_str(&orig[n - 1]).expect("record");
+    let kid = last["kid"].as_str().expect("kid").to_owned();
+    assert_eq!(kid.len(), 16);
+    assert!(last.get("hash").is_none() && last["mac"].as_str().is_some_and(|m| m.len() == 64), "{last:?}");
+    let head = std::fs::read_to_string(g.dir.join("audit.jsonl.head")).expect("head");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key_arg = ["--key-file", key_file.to_str().expect("utf-8")];
+
+    // (b) A record appended with a correctly computed prev and seq, MACed with another key.
+    let mut forged = serde_json::Map::new();
+    forged.insert("kind".into(), json!("switch"));
+    forged.insert("actor".into(), json!("mallory"));
+    forged.insert("reason".into(), json!("routine"));
+    forged.insert("seq".into(), json!(last["seq"].as_u64().expect("seq") + 1));
+    forged.insert("time".into(), last["time"].clone());
+    forged.insert("prev".into(), last["mac"].clone());
+    forged.insert("kid".into(), json!(kid));
+    let mac = forged_mac(&serde_json::to_string(&forged).expect("json"));
+    forged.insert("mac".into(), json!(mac));
+    let mut appended = orig.clone();
+    appended.push(serde_json::to_string(&forged).expect("json"));
+    let f = write_trail(dir.path(), "appended.jsonl", &appended, Some(&head));
+    let (code, out) = verify(&f, &key_arg);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains(&format!("line {}:", n + 1)) && out.contains("MAC does not match"), "{out}");
+    //    …or as a legacy, unkeyed record (SHA-256, which anyone can compute).
+    forged.remove("mac");
+    forged.remove("kid");
+    let h = sha(&forged);
+    forged.insert("hash".into(), json!(h));
+    appended[n] = serde_json::to_string(&forged).expect("json");
+    let f = write_trail(dir.path(), "appended-legacy.jsonl", &appended, Some(&head));
+    let (code, out) = verify(&f, &key_arg);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("unkeyed record after keyed ones"), "{out}");
+
+    // (a) The tail cut and the head deleted, garbled, or forged.
+    let cut = &orig[..n - 2];
+    let f = write_trail(dir.path(), "cut-nohead.jsonl", cut, None);
+    let (code, out) = verify(&f, &key_arg);
+    assert_eq!(code, 1, "a missing head is an error: {out}");
+    assert!(out.contains("--allow-missing-head"), "{out}");
+    let (code, out) = verify(&f, &[key_arg[0], key_arg[1], "--allow-missing-head"]);
+    assert_eq!(code, 0, "allowed explicitly: {out}");
+    assert!(out.contains("NO head file"), "and said so: {out}");
+    let f = write_trail(dir.path(), "cut-garbled.jsonl", cut, Some("{\"seq\":7,\"ki"));
+    let (code, out) = verify(&f, &key_arg);
+    assert_eq!(code, 1, "a garbled head is an error, not ignored: {out}");
+    let before: serde_json::Map<String, Value> = serde_json::from_str(&cut[cut.len() - 1]).expect("record");
+    let fake = json!({"seq": before["seq"], "kid": kid, "mac": forged_mac("a head for a shorter trail")}).to_string();
+    let f = write_trail(dir.path(), "cut-forged-head.jsonl", cut, Some(&fake));
+    let (code, out) = verify(&f, &key_arg);
+    assert_eq!(code, 1, "a head rewritten to fit is found: {out}");
+    assert!(out.contains("head file does not match"), "{out}");
+    //    The original head with the cut trail: records removed from the end.
+    let f = write_trail(dir.path(), "cut.jsonl", cut, Some(&head));
+    let (code, out) = verify(&f, &key_arg);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("removed from the end"), "{out}");
+
+    // Without the key: the structure is checked, and the answer says authenticity is not proven.
+    let f = write_trail(dir.path(), "nokey.jsonl", &orig, Some(&head));
+    let (code, out) = verify(&f, &[]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("UNPROVEN") && out.contains(&kid), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_rotate_with_a_record_signed_by_the_old_key_and_legacy_trails_continue() {
+    // A legacy trail (written before keys: a SHA-256 chain), continued by a keyed gateway.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let mut prev = "0".repeat(64);
+    let mut legacy = Vec::new();
+    for seq in 1..=3u64 {
+        let mut m = serde_json::Map::new();
+        m.insert("kind".into(), json!("policy"));
+        m.insert("event".into(), json!("reloaded"));
+        m.insert("seq".into(), json!(seq));
+        m.insert("time".into(), json!("2026-12-01T00:00:00.000Z"));
+        m.insert("prev".into(), json!(prev));
+        prev = sha(&m);
+        m.insert("hash".into(), json!(prev));
+        legacy.push(serde_json::to_string(&m).expect("json"));
+    }
+    let legacy_head = json!({"seq": 3, "hash": prev}).to_string();
+    let f = write_trail(dir, "legacy-only.jsonl", &legacy, Some(&legacy_head));
+    let (code, out) = verify(&f, &[]);
+    assert_eq!(code, 2, "a legacy trail proves order only: {out}");
+    assert!(out.contains("3 legacy unkeyed record(s)"), "{out}");
+
+    let old_key = "11".repeat(32);
+    let new_key = "22".repeat(32);
+    std::fs::write(dir.join("old.key"), &old_key).expect("key");
+    std::fs::write(dir.join("new.key"), &new_key).expect("key");
+    write_trail(dir, "audit.jsonl", &legacy, Some(&legacy_head));
+    std::fs::write(dir.join("policy.toml"), policy("[audit]\nkey_file = \"old.key\"\n")).expect("policy");
+    let mut g = Gateway::spawn(dir);
+    barrier(&g).await;
+    g.kill();
+    let file = dir.join("audit.jsonl");
+    let (code, out) = verify(&file, &["--key-file", dir.join("old.key").to_str().expect("utf-8")]);
+    assert_eq!(code, 0, "legacy records first, pinned by the keyed ones: {out}");
+    assert!(out.contains("3 legacy unkeyed record(s) first (pinned"), "{out}");
+
+    // A new key without the old one: refused, saying what to do.
+    std::fs::write(dir.join("policy.toml"), policy("[audit]\nkey_file = \"new.key\"\n")).expect("policy");
+    let err = match Gateway::try_spawn(dir) {
+        Ok(_) => panic!("a key that does not continue the trail must not start"),
+        Err(e) => e,
+    };
+    assert!(err.contains("previous_key_file"), "{err}");
+    assert!(!err.contains(&old_key) && !err.contains(&new_key), "no key in the error: {err}");
+
+    // With the old key named: a key_rotated record, signed with the old key, hands over.
+    std::fs::write(
+        dir.join("policy.toml"),
+        policy("[audit]\nkey_file = \"new.key\"\nprevious_key_file = \"old.key\"\n"),
+    )
+    .expect("policy");
+    let g = Gateway::spawn(dir);
+    barrier(&g).await;
+    let recs = records(&file);
+    let rot = recs.iter().find(|r| r["event"] == "key_rotated").expect("key_rotated record");
+    let last = recs.last().expect("record");
+    assert_eq!(rot["new_kid"], last["kid"], "{rot}");
+    assert_ne!(rot["kid"], last["kid"], "the rotation is signed with the old key: {rot}");
+    let (code, out) = verify(&file, &["--policy", dir.join("policy.toml").to_str().expect("utf-8")]);
+    assert_eq!(code, 0, "both keys from the policy: {out}");
+    let (code, out) = verify(&file, &["--key-file", dir.join("new.key").to_str().expect("utf-8")]);
+    assert_eq!(code, 2, "the old key's records are not proven without it: {out}");
+}

@@ -1,17 +1,23 @@
-//! The audit trail: append-only JSONL, each record chained to the previous one by SHA-256.
+//! The audit trail: append-only JSONL, each record chained to the previous one by a keyed MAC.
 //!
-//! Every record carries `seq` (its id), `time`, `prev` (the previous record's `hash`) and `hash`
-//! (SHA-256 of the record serialised without `hash`, keys sorted). A head file (`<file>.head`)
-//! remembers the last seq and hash so truncation at a line boundary is detected too.
+//! Every record carries `seq` (its id), `time`, `prev` (the previous record's `mac`), `kid` (the id
+//! of the audit key, never the key) and `mac` (HMAC-SHA-256 with that key of the record serialised
+//! without `mac`, keys sorted). A head file (`<file>.head`) holds the last seq and a MAC over it and
+//! that record's MAC, so truncation at a line boundary is detected too. Trails written before keys
+//! existed carry `hash` (SHA-256) instead; [`verify`] accepts them only before the first keyed
+//! record. What verification does and does not prove: see `verify.rs`.
 //! Records are written by one task; the request path only sends to a channel. Nothing secret is ever
-//! put in a record: callers pass key ids, rule ids and locations, never matched values.
+//! put in a record: callers pass key ids, rule ids and locations, never matched values, and strings
+//! the client chose go through [`client_text`]; session ids are stored as [`session_digest`]s.
 
+mod key;
 mod verify;
 mod writer;
 
 use serde_json::{Map, Value};
 
-pub use verify::{verify, VerifyError, VerifyReport};
+pub use key::{default_key_path, writing_key, AuditKey};
+pub use verify::{verify, VerifyError, VerifyOptions, VerifyReport};
 pub use writer::{Audit, AuditError};
 
 /// The `prev` of the first record.
@@ -128,7 +134,7 @@ pub(crate) fn digest_sessions(m: &mut Map<String, Value>) {
     }
 }
 
-/// SHA-256 hex of a record map serialised without its `hash` key.
+/// SHA-256 hex of a record map serialised without its `hash` key (legacy, unkeyed records).
 pub(crate) fn record_hash(m: &Map<String, Value>) -> String {
     use sha2::{Digest, Sha256};
     // serde_json's Map is ordered by key, so serialisation is canonical.

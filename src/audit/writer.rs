@@ -18,14 +18,9 @@ use std::time::{Duration, Instant};
 use serde_json::{Map, Value};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{head_path, Record, GENESIS};
+use super::{head_path, AuditKey, Record, GENESIS};
+use crate::config::AuditSettings;
 use crate::metrics::Metrics;
-
-/// SHA-256 hex of a serialised record (what `record_hash` computes from the map).
-fn line_hash(line: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    hex::encode(Sha256::digest(line))
-}
 
 /// The audit trail could not be opened or written.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +41,9 @@ pub enum AuditError {
         /// Line.
         line: usize,
     },
+    /// The audit key could not be read, or does not continue the trail.
+    #[error("audit key: {0}")]
+    Key(String),
     /// The record could not be made durable (the disk is full or failing).
     #[error("the audit trail cannot be written: {0}")]
     Unwritable(String),
@@ -84,12 +82,15 @@ pub struct Audit {
 
 struct Chain {
     seq: u64,
-    hash: String,
+    /// The last record's MAC (its `hash` for a legacy, unkeyed record): the next record's `prev`.
+    mac: String,
 }
 
 /// What start-up found at the end of an existing trail.
 struct Resumed {
     chain: Chain,
+    /// The key id of the last record (`None`: empty trail, or a legacy unkeyed record).
+    kid: Option<String>,
     /// Bytes of an incomplete last line (a crash or a full disk during a write), cut off.
     torn: Option<(u64, String)>,
 }
@@ -101,7 +102,7 @@ fn resume(path: &Path) -> Result<Resumed, AuditError> {
     let bytes = match std::fs::read(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(Resumed { chain: Chain { seq: 0, hash: GENESIS.into() }, torn: None })
+            return Ok(Resumed { chain: Chain { seq: 0, mac: GENESIS.into() }, kid: None, torn: None })
         }
         Err(e) => return Err(io(e)),
     };
@@ -118,20 +119,47 @@ fn resume(path: &Path) -> Result<Resumed, AuditError> {
     let text = String::from_utf8_lossy(&bytes[..whole]);
     let lines = text.lines().filter(|l| !l.trim().is_empty()).count();
     let Some(last) = text.lines().rev().find(|l| !l.trim().is_empty()) else {
-        return Ok(Resumed { chain: Chain { seq: 0, hash: GENESIS.into() }, torn });
+        return Ok(Resumed { chain: Chain { seq: 0, mac: GENESIS.into() }, kid: None, torn });
     };
     let damaged = || AuditError::Damaged { path: path.into(), line: lines };
     let v: Map<String, Value> = serde_json::from_str(last).map_err(|_| damaged())?;
     let seq = v.get("seq").and_then(Value::as_u64).ok_or_else(damaged)?;
-    let hash = v.get("hash").and_then(Value::as_str).ok_or_else(damaged)?.to_owned();
-    Ok(Resumed { chain: Chain { seq, hash }, torn })
+    let mac = v.get("mac").or_else(|| v.get("hash")).and_then(Value::as_str).ok_or_else(damaged)?.to_owned();
+    let kid = v.get("kid").and_then(Value::as_str).map(str::to_owned);
+    Ok(Resumed { chain: Chain { seq, mac }, kid, torn })
 }
 
 impl Audit {
     /// Opens (or creates, `0600`) the trail at `path` and starts the writer task. An incomplete last
-    /// line is cut off and the first record written says so (`kind: audit, event: recovered`).
-    pub fn open(path: &Path, metrics: Arc<Metrics>) -> Result<Audit, AuditError> {
+    /// line is cut off and the first record written says so (`kind: audit, event: recovered`). The
+    /// key comes from `settings` (see [`super::writing_key`]); when the trail was last written with
+    /// another key, the previous key must be configured: it signs a `key_rotated` record naming the
+    /// new key id, and the chain goes on with the new key. Without it start-up is refused.
+    pub fn open(path: &Path, settings: &AuditSettings, metrics: Arc<Metrics>) -> Result<Audit, AuditError> {
+        let key = super::writing_key(settings.key.as_ref(), path).map_err(AuditError::Key)?;
         let resumed = resume(path)?;
+        let mut first = Vec::new();
+        match &resumed.kid {
+            Some(kid) if kid != key.id() => {
+                let previous =
+                    settings.previous_key.as_ref().map(AuditKey::load).transpose().map_err(AuditError::Key)?;
+                match previous {
+                    Some(old) if old.id() == kid => {
+                        tracing::warn!(old_kid = %kid, new_kid = key.id(), "audit key rotated: a key_rotated record signed with the old key hands the chain over");
+                        let r = Record::new("audit").with("event", "key_rotated").with("new_kid", key.id());
+                        first.push((r, old));
+                    }
+                    _ => {
+                        return Err(AuditError::Key(format!(
+                            "{} was last written with key id {kid}, but the configured key is {}: set [audit] previous_key_env or previous_key_file to the old key (a key_rotated record signed with it hands the chain over), or move the trail and its .head aside to start a new one",
+                            path.display(),
+                            key.id()
+                        )))
+                    }
+                }
+            }
+            _ => {}
+        }
         use std::os::unix::fs::OpenOptionsExt;
         // 0600 like the state file: records name users, tenants and decisions.
         let file = std::fs::OpenOptions::new()
@@ -143,10 +171,9 @@ impl Audit {
         let good_len = file.metadata().map_err(|source| AuditError::Io { path: path.into(), source })?.len();
         let (tx, rx) = mpsc::channel(8192);
         let health = Arc::new(Health::default());
-        let mut first = Vec::new();
         if let Some((bytes, sha256)) = resumed.torn {
             tracing::warn!(path = %path.display(), bytes, "audit trail ended with an incomplete record (a crash or a full disk during a write); cut it off and recorded that");
-            first.push(
+            first.push((
                 Record::new("audit")
                     .with("event", "recovered")
                     .with("torn_bytes", bytes)
@@ -155,7 +182,8 @@ impl Audit {
                         "reason",
                         "the last line was incomplete (a write that never finished); its bytes were removed",
                     ),
-            );
+                key.clone(),
+            ));
         }
         let writer = Writer {
             file,
@@ -165,6 +193,7 @@ impl Audit {
             pending: Vec::with_capacity(64 << 10),
             pending_records: 0,
             head: Head::open(&head_path(path)),
+            key,
             health: health.clone(),
             metrics,
             failing_since: None,
@@ -246,6 +275,7 @@ struct Writer {
     pending: Vec<u8>,
     pending_records: u64,
     head: Head,
+    key: AuditKey,
     health: Arc<Health>,
     metrics: Arc<Metrics>,
     failing_since: Option<Instant>,
@@ -254,10 +284,10 @@ struct Writer {
 
 impl Writer {
     /// The loop, on its own thread so file I/O never blocks the runtime's workers.
-    fn run(mut self, mut rx: mpsc::Receiver<Msg>, first: Vec<Record>) {
+    fn run(mut self, mut rx: mpsc::Receiver<Msg>, first: Vec<(Record, AuditKey)>) {
         let mut acks: Vec<(oneshot::Sender<Result<u64, String>>, u64)> = Vec::new();
-        for r in first {
-            self.append(r);
+        for (r, key) in first {
+            self.append_with(r, Some(&key));
         }
         let mut closed = false;
         while !closed {
@@ -314,9 +344,14 @@ impl Writer {
         }
     }
 
-    /// Chains and serialises one record into the pending buffer (or drops it, counted, when the
-    /// buffer is full because the trail has been failing for long).
+    /// Chains, MACs and serialises one record into the pending buffer (or drops it, counted, when
+    /// the buffer is full because the trail has been failing for long).
     fn append(&mut self, record: Record) {
+        self.append_with(record, None);
+    }
+
+    /// [`Writer::append`] with another key than the writer's (the old one, for `key_rotated`).
+    fn append_with(&mut self, record: Record, other_key: Option<&AuditKey>) {
         if self.pending.len() >= MAX_PENDING {
             self.metrics.audit_dropped();
             return;
@@ -329,23 +364,25 @@ impl Writer {
             "time".into(),
             Value::from(humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()),
         );
-        m.insert("prev".into(), Value::from(std::mem::take(&mut self.chain.hash)));
+        m.insert("prev".into(), Value::from(std::mem::take(&mut self.chain.mac)));
+        let key = other_key.unwrap_or(&self.key);
+        m.insert("kid".into(), Value::from(key.id()));
         let start = self.pending.len();
-        // serde_json's Map is ordered by key, so these are the canonical bytes `record_hash` hashes;
-        // `hash` is appended as the last key (readers parse the line into a map: order is free).
+        // serde_json's Map is ordered by key, so these are the canonical bytes the verifier MACs
+        // again; `mac` is appended as the last key (readers parse the line into a map: order is free).
         if let Err(e) = serde_json::to_writer(&mut self.pending, &m) {
             // Cannot happen for a map of JSON values; the record is dropped, the chain unchanged.
             tracing::error!(error = %e, "an audit record could not be serialised");
             self.pending.truncate(start);
             self.chain.seq -= 1;
-            self.chain.hash = m.get("prev").and_then(Value::as_str).unwrap_or_default().to_owned();
+            self.chain.mac = m.get("prev").and_then(Value::as_str).unwrap_or_default().to_owned();
             self.metrics.audit_dropped();
             return;
         }
-        self.chain.hash = line_hash(&self.pending[start..]);
+        self.chain.mac = key.mac(&self.pending[start..]);
         self.pending.pop(); // the closing brace
-        self.pending.extend_from_slice(b",\"hash\":\"");
-        self.pending.extend_from_slice(self.chain.hash.as_bytes());
+        self.pending.extend_from_slice(b",\"mac\":\"");
+        self.pending.extend_from_slice(self.chain.mac.as_bytes());
         self.pending.extend_from_slice(b"\"}\n");
         self.pending_records += 1;
     }
@@ -368,7 +405,7 @@ impl Writer {
             r = self.file.sync_data();
         }
         if r.is_ok() {
-            r = self.head.write(self.chain.seq, &self.chain.hash);
+            r = self.head.write(self.chain.seq, &self.key, &self.chain.mac);
         }
         match r {
             Ok(()) => {
@@ -405,12 +442,13 @@ impl Writer {
     }
 }
 
-/// `<file>.head`: the last seq and hash, overwritten in place with one `pwrite` of a fixed-size,
-/// space-padded JSON document per burst (cheaper than a temp file and a rename; far smaller than a
-/// disk sector, so it is not torn in practice).
+/// `<file>.head`: the last seq, the key id and a MAC over the seq and that record's MAC (so only the
+/// key holder can write a head, and a truncated trail cannot be given a matching one), overwritten
+/// in place with one `pwrite` of a fixed-size, space-padded JSON document per burst (cheaper than a
+/// temp file and a rename; far smaller than a disk sector, so it is not torn in practice).
 struct Head(Option<std::fs::File>);
 
-const HEAD_LEN: usize = 128;
+const HEAD_LEN: usize = 192;
 
 impl Head {
     fn open(path: &Path) -> Head {
@@ -424,10 +462,11 @@ impl Head {
         }
     }
 
-    fn write(&mut self, seq: u64, hash: &str) -> std::io::Result<()> {
+    fn write(&mut self, seq: u64, key: &AuditKey, record_mac: &str) -> std::io::Result<()> {
         use std::os::unix::fs::FileExt;
         let Some(f) = &self.0 else { return Ok(()) };
-        let mut doc = format!("{{\"seq\":{seq},\"hash\":\"{hash}\"}}");
+        let mut doc =
+            format!("{{\"seq\":{seq},\"kid\":\"{}\",\"mac\":\"{}\"}}", key.id(), key.head_mac(seq, record_mac));
         let pad = HEAD_LEN.saturating_sub(doc.len() + 1);
         doc.extend(std::iter::repeat_n(' ', pad));
         doc.push('\n');

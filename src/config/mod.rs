@@ -191,14 +191,18 @@ impl fmt::Display for TokenSource {
     }
 }
 
-/// What the audit trail keeps beyond decisions, and what happens when it cannot be written.
-#[derive(Debug, Clone, Copy, Default)]
+/// What the audit trail keeps beyond decisions, its key, and what happens when it cannot be written.
+#[derive(Debug, Clone, Default)]
 pub struct AuditSettings {
     /// The audit record of a blocked request carries its payload, with every secret the scanner
     /// finds redacted (`firebreak replay --from-audit` turns those into replay cases). Default off.
     pub store_blocked_payloads: bool,
     /// AI and MCP traffic while the trail cannot be written.
     pub on_failure: OnAuditFailure,
+    /// Where the chain's HMAC key is read from at start (`None`: `<audit_file>.key`, generated).
+    pub key: Option<TokenSource>,
+    /// The key before a rotation: signs the `key_rotated` record that hands the chain over.
+    pub previous_key: Option<TokenSource>,
 }
 
 /// What AI and MCP traffic gets while the audit trail cannot be written. Either way `/readyz`

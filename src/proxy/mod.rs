@@ -123,7 +123,7 @@ impl Gateway {
     /// Opens state and audit, and builds the runtime from `policy`.
     pub fn new(policy: Policy, source: PolicySource, metrics: Arc<Metrics>) -> Result<Arc<Gateway>, StartError> {
         let state = StateStore::open(&policy.storage.state_file)?;
-        let audit = Audit::open(&policy.storage.audit_file, metrics.clone())?;
+        let audit = Audit::open(&policy.storage.audit_file, &policy.audit, metrics.clone())?;
         let incidents = crate::incident::Engine::open(&crate::incident::file_for(&policy.storage.state_file))?;
         let concurrency = Arc::new(Semaphore::new(policy.limits.max_concurrent_requests));
         let active = Active::new(policy, &state.load()).map_err(StartError::Tls)?;
