@@ -80,6 +80,15 @@ async fn client_strings_reach_the_trail_redacted_escaped_capped_and_sessions_has
         .await
         .expect("chat");
     assert_eq!(resp.status().as_u16(), 200, "{}", resp.text().await.unwrap_or_default());
+    // An MCP server name comes from the path: the client's too.
+    let resp = reqwest::Client::new()
+        .post(g.url(&format!("/mcp/{AWS_KEY_ID}")))
+        .bearer_auth(ALICE)
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}))
+        .send()
+        .await
+        .expect("mcp");
+    assert_eq!(resp.status().as_u16(), 404);
     // A containment switch naming the session: its record carries the session too.
     let (status, body) = g
         .switches(json!({"actions": [{"action": "terminate_session", "session": OPENAI_KEY}], "reason": "leaked"}))
@@ -105,6 +114,8 @@ async fn client_strings_reach_the_trail_redacted_escaped_capped_and_sessions_has
     assert!(removed[0].starts_with("[REDACTED:openai_api_key"), "tool name redacted: {removed:?}");
     assert_eq!(removed[1].chars().count(), 129, "a long name is cut to 128 characters and a marker");
     assert!(removed[1].ends_with('…'));
+    let mcp = recs.iter().find(|r| r["kind"] == "mcp").expect("mcp record");
+    assert_eq!(mcp["server"], "[REDACTED:aws_access_key_id]", "{mcp}");
     let switch = recs.iter().find(|r| r["kind"] == "switch" && r["reason"] == "leaked").expect("switch record");
     assert_eq!(switch["actions"][0]["session"], json!(digest), "{switch}");
 }
