@@ -175,3 +175,45 @@ pub fn read_since(
     }
     Ok(out.into())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scanner() -> crate::inspect::Scanner {
+        let rules = crate::inspect::catalog::builtin().expect("catalog").into_iter().map(|(r, _)| r).collect();
+        crate::inspect::Scanner::new(rules, "[REDACTED:<rule-id>]").expect("scanner")
+    }
+
+    #[test]
+    fn client_text_redacts_escapes_and_caps() {
+        let s = scanner();
+        assert_eq!(client_text(&s, "gpt-4o"), "gpt-4o", "ordinary names pass unchanged");
+        assert_eq!(client_text(&s, "m AKIAZ7QH3K2M9XW4LR5T"), "m [REDACTED:aws_access_key_id]");
+        assert_eq!(client_text(&s, "a\u{1b}[2Jb\nc\u{202e}d"), "a\\u{1b}[2Jb\\u{a}c\\u{202e}d");
+        let long = client_text(&s, &"x".repeat(1000));
+        assert_eq!(long.chars().count(), MAX_CLIENT_TEXT + 1);
+        assert!(long.ends_with('…'));
+        // A secret cut by the cap is redacted first, so no half of it survives.
+        let at_edge = format!("{} AKIAZ7QH3K2M9XW4LR5T", "y".repeat(MAX_CLIENT_TEXT - 11));
+        assert!(!client_text(&s, &at_edge).contains("AKIAZ7"));
+        let names: Vec<String> = (0..40).map(|i| format!("t{i}")).collect();
+        let list = client_list(&s, &names);
+        assert_eq!(list.len(), MAX_CLIENT_LIST + 1);
+        assert_eq!(list[MAX_CLIENT_LIST], "… (+8 more)");
+    }
+
+    #[test]
+    fn session_ids_are_digested_wherever_a_record_names_one() {
+        let mut m = Record::new("switch")
+            .with("session", "s-1")
+            .with("actions", serde_json::json!([{"action": "terminate_session", "session": "s-1"}, {"action": "x"}]))
+            .0;
+        digest_sessions(&mut m);
+        let d = session_digest("s-1");
+        assert_eq!(d.len(), "sha256:".len() + 16);
+        assert_eq!(m["session"], Value::from(d.clone()));
+        assert_eq!(m["actions"][0]["session"], Value::from(d));
+        assert!(m["actions"][1].get("session").is_none());
+    }
+}
