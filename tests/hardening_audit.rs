@@ -556,3 +556,40 @@ async fn keys_rotate_with_a_record_signed_by_the_old_key_and_legacy_trails_conti
     let (code, out) = verify(&file, &["--key-file", dir.join("new.key").to_str().expect("utf-8")]);
     assert_eq!(code, 2, "the old key's records are not proven without it: {out}");
 }
+
+/// Offline replay writes a scratch trail: it must not need (or touch) the production audit key.
+#[test]
+fn offline_replay_does_not_need_the_policys_audit_key() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    std::fs::write(tmp.path().join("policy.toml"), policy("[audit]\nkey_env = \"FIREBREAK_HARDENING_UNSET_KEY\"\n"))
+        .expect("policy");
+    let suite = format!(
+        r#"
+[keys]
+alice = "{ALICE}"
+
+[[cases]]
+id = "redacted"
+category = "credential-leak"
+principal = "alice"
+[cases.request]
+kind = "chat"
+prompt = "config?"
+[cases.reply]
+text = "the key is {AWS_KEY_ID} ok"
+[cases.expect]
+outcome = "redacted"
+not_contains = ["{AWS_KEY_ID}"]
+"#
+    );
+    std::fs::write(tmp.path().join("suite.toml"), suite).expect("suite");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_firebreak"))
+        .args(["replay", "suite.toml", "--policy", "policy.toml"])
+        .current_dir(tmp.path())
+        .env_remove("FIREBREAK_HARDENING_UNSET_KEY")
+        .output()
+        .expect("firebreak replay");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("REMEDIATION VERIFIED"), "{stdout}");
+}
