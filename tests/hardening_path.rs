@@ -8,6 +8,7 @@ mod upstream;
 
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -286,4 +287,123 @@ async fn wrong_field_types_get_400_naming_the_field() {
         assert_eq!(g.status, 200, "{path}: {}", g.text);
     }
     assert_eq!(up.count(), 4, "the valid requests were forwarded");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Item 19: streams open when the shutdown drain time is up
+// ---------------------------------------------------------------------------------------------
+
+/// Reads a streamed response until `until` holds for the text so far (or the body ends); bounded.
+async fn read_until(
+    body: &mut (impl futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin),
+    text: &mut String,
+    until: impl Fn(&str) -> bool,
+) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !until(text) {
+        match tokio::time::timeout_at(deadline, body.next()).await {
+            Ok(Some(Ok(chunk))) => text.push_str(&String::from_utf8_lossy(&chunk)),
+            Ok(Some(Err(e))) => panic!("the stream was torn: {e}\nafter: {text}"),
+            Ok(None) => return false,
+            Err(_) => panic!("nothing more within 20 s; so far: {text}"),
+        }
+    }
+    true
+}
+
+/// SIGTERM with streams open (OpenAI chat, Anthropic messages, an MCP POST stream with a pending
+/// request): when the configured drain time is up, each stream gets its terminal error event in its
+/// provider's format, ends cleanly, and the process exits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_ends_open_streams_with_a_terminal_event_when_the_drain_time_is_up() {
+    let up = FakeUpstream::start().await;
+    ensure_env();
+    let url = up.base_url();
+    let extra = format!("[limits]\nshutdown_drain_ms = 300\n\n{}", mcp_tables(&format!("{url}/mcp")));
+    let mut gw = start_with(
+        &Upstreams { openai_url: &url, openai_env: OPENAI_ENV, anthropic_url: &url, anthropic_env: ANTHROPIC_ENV },
+        &extra,
+    );
+    // Each stand-in stream sends its first events and then waits for a gate that never opens.
+    let never = std::sync::Arc::new(tokio::sync::Notify::new());
+    let chat_events = chat_sse(&["Hello", " world"], "gpt-4o");
+    let first_chat = chat_events.split_inclusive("\n\n").take(3).collect::<String>();
+    up.push(Reply::sse_chunks(vec![first_chat, "data: [DONE]\n\n".into()]).with_gate(0, never.clone()));
+    let ant_events = anthropic_sse(&["Hello", " world"], "claude-sonnet-4-5");
+    let first_ant = ant_events.split_inclusive("\n\n").take(3).collect::<String>();
+    up.push(Reply::sse_chunks(vec![first_ant, String::new()]).with_gate(0, never.clone()));
+    let progress =
+        json!({"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progressToken": 1, "progress": 1}});
+    up.push(
+        Reply::sse_chunks(vec![format!("id: e1\nevent: message\ndata: {progress}\n\n"), String::new()])
+            .with_gate(0, never.clone()),
+    );
+
+    let c = client();
+    let chat =
+        send_stream(post(&c, &gw, "/v1/chat/completions", Auth::Bearer(ALICE), &chat_body("gpt-4o", true))).await;
+    let ant =
+        send_stream(post(&c, &gw, "/v1/messages", Auth::ApiKey(ALICE), &messages_body("claude-sonnet-4-5", true)))
+            .await;
+    let rpc = upstream::mcp::request(7, "resources/read", json!({"uri": "file:///slow"}));
+    let mcp = send_stream(
+        c.post(gw.url("/mcp/srv"))
+            .bearer_auth(AGENT)
+            .header("accept", "application/json, text/event-stream")
+            .header("content-type", "application/json")
+            .body(rpc.to_string()),
+    )
+    .await;
+    let mut streams = [(chat, String::new()), (ant, String::new()), (mcp, String::new())];
+    for (s, text) in streams.iter_mut() {
+        assert!(read_until(s, text, |t| t.contains("\n\n")).await, "the first events arrive: {text}");
+    }
+
+    gw.terminate();
+    for (s, text) in streams.iter_mut() {
+        assert!(!read_until(s, text, |_| false).await);
+    }
+    let [(_, chat), (_, ant), (_, mcp)] = streams;
+    let last = parse_sse(&chat).pop().expect("events");
+    let e = last.json().expect("JSON error event");
+    assert_eq!(e["error"]["code"], "shutdown", "OpenAI terminal error: {chat}");
+    assert!(e["error"]["message"].as_str().is_some_and(|m| m.contains("shutting down")), "{e}");
+    let last = parse_sse(&ant).pop().expect("events");
+    assert_eq!(last.name.as_deref(), Some("error"), "Anthropic terminal `event: error`: {ant}");
+    assert_eq!(last.json().expect("JSON")["error"]["type"], "overloaded_error", "{ant}");
+    let last = parse_sse(&mcp).pop().expect("events");
+    let e = last.json().expect("JSON-RPC error");
+    assert_eq!(e["id"], 7, "a JSON-RPC error for the pending request: {mcp}");
+    assert_eq!(e["error"]["data"]["reason"], "gateway.shutdown", "{e}");
+
+    let status = tokio::task::block_in_place(|| gw.wait_exit(Duration::from_secs(10)));
+    assert!(status.is_some_and(|s| s.success()), "the gateway exits cleanly after the drain: {status:?}");
+}
+
+/// With nothing open, SIGTERM exits at once instead of waiting out the drain time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_without_open_streams_does_not_wait_for_the_drain_time() {
+    let (_up, mut gw) = setup("[limits]\nshutdown_drain_ms = 60000\n").await;
+    let g = call(&gw, "/v1/chat/completions", &chat_body("gpt-4o", false)).await;
+    assert_eq!(g.status, 200, "{}", g.text);
+    gw.terminate();
+    let status = tokio::task::block_in_place(|| gw.wait_exit(Duration::from_secs(10)));
+    assert!(status.is_some_and(|s| s.success()), "exits well before the 60 s drain: {status:?}");
+}
+
+/// Sends and returns the body stream after checking for a 200 SSE answer.
+async fn send_stream(
+    rb: reqwest::RequestBuilder,
+) -> impl futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin {
+    let resp = tokio::time::timeout(Duration::from_secs(10), rb.send())
+        .await
+        .expect("answer head within 10 s")
+        .expect("request");
+    assert_eq!(resp.status(), 200);
+    assert!(resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.starts_with("text/event-stream")));
+    resp.bytes_stream()
 }
