@@ -8,11 +8,13 @@
 //! 4. switches — one snapshot for the whole request: lockdown, disabled endpoint, revoked key,
 //!    blocked tenant/user, terminated session. Cheap and most urgent during an incident.
 //! 5. rate limit of the current level — before the body is read, so a flood costs little.
-//! 6. body — size limit, content type, JSON.
+//! 6. body — size limit, content type, JSON, the fields the gateway relies on (`protocol::schema`);
+//!    then the switches once more if a batch was acknowledged while the body was uploading.
 //! 7. decide — model allowlist, model override, tools stripped (role, level, switches).
 //! 8. safe mode — answered here, the model is never asked.
 //! 9. upstream — route, credential injection, timeouts.
-//! 10. response — JSON checked whole (tool calls) or streamed through the pump.
+//! 10. response — JSON checked whole (tool calls; a 2xx body that is not JSON is a 502) or streamed
+//!     through the pump.
 //! 11. log — metrics and one audit record per request decision.
 
 use std::sync::Arc;
