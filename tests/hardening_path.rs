@@ -312,8 +312,9 @@ async fn read_until(
 }
 
 /// SIGTERM with streams open (OpenAI chat, Anthropic messages, an MCP POST stream with a pending
-/// request): when the configured drain time is up, each stream gets its terminal error event in its
-/// provider's format, ends cleanly, and the process exits.
+/// request) and a JSON request still waiting for its upstream: when the configured drain time is up,
+/// each stream gets its terminal error event in its provider's format and ends cleanly, the JSON
+/// request gets 503 in its caller's format, and the process exits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_ends_open_streams_with_a_terminal_event_when_the_drain_time_is_up() {
     let up = FakeUpstream::start().await;
@@ -358,6 +359,11 @@ async fn shutdown_ends_open_streams_with_a_terminal_event_when_the_drain_time_is
     for (s, text) in streams.iter_mut() {
         assert!(read_until(s, text, |t| t.contains("\n\n")).await, "the first events arrive: {text}");
     }
+    // A JSON request whose upstream takes a minute to answer.
+    up.push(Reply::json(&chat_json("too late", "gpt-4o")).with_head_delay(Duration::from_secs(60)));
+    let waiting =
+        tokio::spawn(send(post(&c, &gw, "/v1/chat/completions", Auth::Bearer(ALICE), &chat_body("gpt-4o", false))));
+    up.wait_requests(4).await;
 
     gw.terminate();
     for (s, text) in streams.iter_mut() {
@@ -375,6 +381,10 @@ async fn shutdown_ends_open_streams_with_a_terminal_event_when_the_drain_time_is
     let e = last.json().expect("JSON-RPC error");
     assert_eq!(e["id"], 7, "a JSON-RPC error for the pending request: {mcp}");
     assert_eq!(e["error"]["data"]["reason"], "gateway.shutdown", "{e}");
+
+    let g = waiting.await.expect("the JSON request task");
+    let msg = assert_openai_error(&g, 503);
+    assert!(msg.contains("shutting down"), "{msg}");
 
     let status = tokio::task::block_in_place(|| gw.wait_exit(Duration::from_secs(10)));
     assert!(status.is_some_and(|s| s.success()), "the gateway exits cleanly after the drain: {status:?}");

@@ -388,7 +388,14 @@ where
         inputs,
         scripted: parts.extensions.get::<super::script::ScriptedReply>(),
     };
-    let resp = upstream::send(&active.clients, &up, out, &policy.limits).await?;
+    // A shutdown whose drain time is up answers a request still waiting for its upstream with 503
+    // in the caller's format, as it ends the open streams, rather than dropping the connection.
+    let closed = gw.closed();
+    tokio::pin!(closed);
+    let resp = tokio::select! {
+        resp = upstream::send(&active.clients, &up, out, &policy.limits) => resp?,
+        () = &mut closed => return Err(GatewayError::ShuttingDown),
+    };
     // 10. response
     let (head, upstream_body) = resp.into_parts();
     let is_sse = head
@@ -421,8 +428,11 @@ where
             .map_err(|e| GatewayError::UpstreamInvalid { upstream: up.name.clone(), detail: e.to_string() });
     }
     let limit = policy.limits.max_response_body;
-    let bytes = match tokio::time::timeout(policy.limits.upstream_timeout, collect_limited(upstream_body, limit)).await
-    {
+    let collected = tokio::select! {
+        c = tokio::time::timeout(policy.limits.upstream_timeout, collect_limited(upstream_body, limit)) => c,
+        () = &mut closed => return Err(GatewayError::ShuttingDown),
+    };
+    let bytes = match collected {
         Err(_) => return Err(GatewayError::UpstreamTimeout(up.name.clone())),
         Ok(Err(detail)) => return Err(GatewayError::UpstreamInvalid { upstream: up.name.clone(), detail }),
         Ok(Ok(b)) => b,
