@@ -286,8 +286,12 @@ impl Writer {
     /// The loop, on its own thread so file I/O never blocks the runtime's workers.
     fn run(mut self, mut rx: mpsc::Receiver<Msg>, first: Vec<(Record, AuditKey)>) {
         let mut acks: Vec<(oneshot::Sender<Result<u64, String>>, u64)> = Vec::new();
-        for (r, key) in first {
-            self.append_with(r, Some(&key));
+        if !first.is_empty() {
+            for (r, key) in first {
+                self.append_with(r, Some(&key));
+            }
+            // At once, not with the first request: a recovery or a rotation is never left unsaid.
+            let _ = self.write(true);
         }
         let mut closed = false;
         while !closed {
@@ -314,12 +318,19 @@ impl Writer {
             let mut sync = false;
             // Drain what is queued, then write once: one write syscall per burst, not per record.
             while let Some(Msg { record, ack, durable }) = next.take() {
-                if let Some(record) = record {
-                    sync |= durable;
-                    self.append(record);
-                }
-                if let Some(a) = ack {
-                    acks.push((a, self.chain.seq));
+                let kept = match record {
+                    Some(record) => {
+                        sync |= durable;
+                        self.append(record)
+                    }
+                    None => true,
+                };
+                match ack {
+                    Some(a) if kept => acks.push((a, self.chain.seq)),
+                    Some(a) => {
+                        let _ = a.send(Err("the record was dropped: the backlog of the failing trail is full".into()));
+                    }
+                    None => {}
                 }
                 next = rx.try_recv().ok();
             }
@@ -346,15 +357,16 @@ impl Writer {
 
     /// Chains, MACs and serialises one record into the pending buffer (or drops it, counted, when
     /// the buffer is full because the trail has been failing for long).
-    fn append(&mut self, record: Record) {
-        self.append_with(record, None);
+    /// False when the record was dropped.
+    fn append(&mut self, record: Record) -> bool {
+        self.append_with(record, None)
     }
 
     /// [`Writer::append`] with another key than the writer's (the old one, for `key_rotated`).
-    fn append_with(&mut self, record: Record, other_key: Option<&AuditKey>) {
+    fn append_with(&mut self, record: Record, other_key: Option<&AuditKey>) -> bool {
         if self.pending.len() >= MAX_PENDING {
             self.metrics.audit_dropped();
-            return;
+            return false;
         }
         let mut m = record.0;
         super::digest_sessions(&mut m);
@@ -377,7 +389,7 @@ impl Writer {
             self.chain.seq -= 1;
             self.chain.mac = m.get("prev").and_then(Value::as_str).unwrap_or_default().to_owned();
             self.metrics.audit_dropped();
-            return;
+            return false;
         }
         self.chain.mac = key.mac(&self.pending[start..]);
         self.pending.pop(); // the closing brace
@@ -385,6 +397,7 @@ impl Writer {
         self.pending.extend_from_slice(self.chain.mac.as_bytes());
         self.pending.extend_from_slice(b"\"}\n");
         self.pending_records += 1;
+        true
     }
 
     /// Writes what is pending (and fsyncs when `sync`), then the head. On failure the file is cut
