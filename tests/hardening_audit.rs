@@ -34,6 +34,11 @@ role = "developer"
 
 [roles.developer]
 tools = ["calc"]
+mcp = ["docs/*"]
+
+# Never reached in these tests: the gateway answers before it would forward.
+[mcp_servers.docs]
+url = "http://127.0.0.1:9/mcp"
 {extra}
 "#,
         alice = sha256_hex(ALICE),
@@ -299,6 +304,19 @@ async fn a_full_audit_disk_fails_closed_refuses_switches_and_loses_nothing() {
     assert!(!metrics.contains("firebreak_audit_write_errors_total 0\n"), "write errors counted: {metrics}");
     assert!(metrics.contains("rule=\"audit.unavailable\",action=\"error\""), "refusals counted: {metrics}");
     assert!(stderr_of(&g.dir).contains("audit write failed"), "an error is logged: {}", stderr_of(&g.dir));
+    // MCP too, as a JSON-RPC error answering the request's id.
+    let resp = reqwest::Client::new()
+        .post(format!("{}/mcp/docs", g.proxy))
+        .bearer_auth(ALICE)
+        .header("accept", "application/json, text/event-stream")
+        .json(&json!({"jsonrpc": "2.0", "id": 41, "method": "tools/list"}))
+        .send()
+        .await
+        .expect("mcp");
+    assert_eq!(resp.status().as_u16(), 503);
+    let body: Value = resp.json().await.expect("JSON-RPC error");
+    assert_eq!(body["id"], 41, "{body}");
+    assert!(body["error"]["message"].as_str().is_some_and(|m| m.contains("audit trail")), "{body}");
 
     // A switch is not acknowledged, and not applied either.
     let (status, body) = g

@@ -282,7 +282,6 @@ where
     origin_allowed(policy, req.headers())?;
     // admission
     let permit = gw.concurrency.clone().try_acquire_owned().map_err(|_| GatewayError::Overloaded)?;
-    crate::proxy::audit_gate(gw, policy)?;
     // identity
     let key = authenticate(policy, req.headers())?;
     ctx.key = Some(key.clone());
@@ -294,6 +293,8 @@ where
     } else {
         None
     };
+    // the audit trail (fail closed), after the body so the refusal answers the request's id
+    crate::proxy::audit_gate(gw, policy)?;
     // switches: one snapshot for the whole request
     let snap = gw.state.load();
     let now = unix_now();
