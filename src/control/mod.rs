@@ -337,6 +337,16 @@ impl Admin {
         let actor = run.actor.as_deref().unwrap_or("admin");
         use crate::incident::PlanError;
         match crate::incident::run_plan(&self.gw, &policy, &plan, &run.target, &run.reason, actor, None).await {
+            // Applied, but not durably audited: not acknowledged (see `switches`).
+            Ok(taken) if taken.error.is_some() => error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "audit_failed",
+                &format!(
+                    "the plan was applied (version {}) but {}; check GET /admin/v1/state before retrying",
+                    taken.version.unwrap_or_default(),
+                    taken.error.as_deref().unwrap_or_default()
+                ),
+            ),
             Ok(taken) => json_response(StatusCode::OK, &json!({"applied": true, "plan": plan, "taken": taken})),
             Err(e @ PlanError::Unknown(..)) => error(StatusCode::NOT_FOUND, "unknown_plan", &e.to_string()),
             Err(PlanError::Apply(ApplyError::Invalid(errors))) => json_response(
