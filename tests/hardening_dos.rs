@@ -334,9 +334,11 @@ async fn one_key_trickling_uploads_never_starves_another_and_each_is_cut_with_40
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_slower_than_the_timeout_allows_gets_408_in_the_callers_format() {
-    let (_up, gw) = setup(SLOW_LIMITS).await;
+    // The MCP server is never reached: the body is refused first.
+    let mcp = "\n[mcp_servers.srv]\nurl = \"http://127.0.0.1:9/mcp\"\n";
+    let (_up, gw) = setup(&format!("{SLOW_LIMITS}{mcp}")).await;
     let proxy = addr(&gw.proxy);
-    for (path, key) in [(CHAT, ALICE), ("/v1/messages", BOB)] {
+    for (path, key) in [(CHAT, ALICE), ("/v1/messages", BOB), ("/mcp/srv", ALICE)] {
         // 2,500 bytes/s is above the minimum rate, but 20,000 bytes take 8 s: the 2 s total applies.
         let s = TcpStream::connect(&proxy).await.expect("connect");
         let (mut rd, mut wr) = s.into_split();
@@ -364,6 +366,9 @@ async fn a_body_slower_than_the_timeout_allows_gets_408_in_the_callers_format() 
         let v = r.json();
         if path == CHAT {
             assert_eq!(v["error"]["code"], "body_timeout", "{v}");
+        } else if path.starts_with("/mcp/") {
+            assert_eq!(v["jsonrpc"], "2.0", "a JSON-RPC error: {v}");
+            assert!(v["error"]["code"].is_i64() && v["error"]["message"].is_string(), "{v}");
         } else {
             assert_eq!(v["type"], "error", "Anthropic shape: {v}");
             assert_eq!(v["error"]["type"], "invalid_request_error", "{v}");
@@ -533,4 +538,29 @@ async fn a_response_that_leaves_the_body_unread_says_connection_close() {
         let g = send(post(&c, &gw, CHAT, Auth::Bearer(ALICE), &chat_body("gpt-4o", false))).await;
         assert_eq!(g.status, 200, "{}", g.text);
     }
+}
+
+#[test]
+fn check_validates_the_new_limits() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let file = tmp.path().join("policy.toml");
+    let text = "[limits]\nmax_request_body_bytes = 8388608\nmax_buffered_request_bytes = 1048576\n\
+                idle_timeout_ms = 0\nmax_connections = -5\n\n[levels.normal]\nmax_in_flight = -1\n";
+    std::fs::write(&file, text).expect("write");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_firebreak"))
+        .arg("check")
+        .arg(&file)
+        .output()
+        .expect("run firebreak check");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{text}");
+    // Every problem, at its line.
+    for (line, what) in [(3, "smaller than max_request_body_bytes"), (4, "positive"), (5, "positive"), (8, "0 or more")]
+    {
+        assert!(
+            text.contains(&format!("policy.toml:{line}: ")) && text.contains(what),
+            "line {line} ({what}):\n{text}"
+        );
+    }
+    assert!(text.contains("4 problem(s)"), "{text}");
 }
