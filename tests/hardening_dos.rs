@@ -564,3 +564,97 @@ fn check_validates_the_new_limits() {
     }
     assert!(text.contains("4 problem(s)"), "{text}");
 }
+
+/// The audit's outage: thousands of idle connections took every descriptor, and the admin API with
+/// them. Under `ulimit -n 256` the proxy's cap is lowered to fit, and the admin API keeps answering
+/// while 300 connections sit on the proxy listener.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_a_low_descriptor_limit_the_proxy_cap_leaves_room_for_the_admin_api() {
+    ensure_env();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let u = Upstreams {
+        openai_url: "http://127.0.0.1:9",
+        openai_env: OPENAI_ENV,
+        anthropic_url: "http://127.0.0.1:9",
+        anthropic_env: ANTHROPIC_ENV,
+    };
+    let text = policy(&u, "[limits]\nfirst_byte_timeout_ms = 60000\nidle_timeout_ms = 60000\n");
+    std::fs::write(dir.join("policy.toml"), text).expect("policy");
+    let ready = dir.join("ready.json");
+    let log = dir.join("stderr.log");
+    let script = format!(
+        "ulimit -n 256 && exec '{}' serve --policy '{}' --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
+         --state-file '{}' --audit-file '{}' --ready-file '{}' 2>'{}'",
+        env!("CARGO_BIN_EXE_firebreak"),
+        dir.join("policy.toml").display(),
+        dir.join("state.json").display(),
+        dir.join("audit.jsonl").display(),
+        ready.display(),
+        log.display()
+    );
+    let mut child = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .env("FIREBREAK_ADMIN_TOKEN", common::ADMIN_TOKEN)
+        .env("FIREBREAK_LOG", "info")
+        .spawn()
+        .expect("spawn");
+    struct Kill<'a>(&'a mut std::process::Child);
+    impl Drop for Kill<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _guard = Kill(&mut child);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let doc: serde_json::Value = loop {
+        if let Some(v) = std::fs::read_to_string(&ready).ok().and_then(|t| serde_json::from_str(&t).ok()) {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "not ready:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let proxy = doc["proxy"].as_str().expect("proxy").to_owned();
+    let admin = format!("http://{}", doc["admin"].as_str().expect("admin"));
+    let stderr = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(stderr.contains("max_connections lowered"), "the cap is lowered to fit 256 descriptors:\n{stderr}");
+
+    // More connections than descriptors: beyond the cap and the kernel's backlog a connect waits
+    // for its SYN to be taken, so each is bounded.
+    let tries: Vec<_> = (0..300)
+        .map(|_| {
+            let p = proxy.clone();
+            tokio::spawn(async move { tokio::time::timeout(Duration::from_secs(3), TcpStream::connect(p)).await })
+        })
+        .collect();
+    let mut held = Vec::new();
+    for t in tries {
+        if let Ok(Ok(s)) = t.await.expect("task") {
+            held.push(s);
+        }
+    }
+    assert!(held.len() > 32, "more connections than the cap reach the listener: {}", held.len());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !std::fs::read_to_string(&log).unwrap_or_default().contains("connection limit reached") {
+        assert!(Instant::now() < deadline, "the proxy listener reaches its cap");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let t = Instant::now();
+    let resp = reqwest::Client::new()
+        .get(format!("{admin}/admin/v1/state"))
+        .bearer_auth(common::ADMIN_TOKEN)
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .expect("the admin API answers while the proxy listener is full");
+    println!(
+        "ulimit -n 256: {} connections opened on the proxy listener (cap lowered to 32); admin /admin/v1/state {} in {:?}",
+        held.len(),
+        resp.status(),
+        t.elapsed()
+    );
+    assert_eq!(resp.status(), 200);
+    let stderr = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(!stderr.contains("Too many open files"), "never out of descriptors:\n{stderr}");
+}

@@ -107,6 +107,9 @@ impl McpError {
             McpError::Gateway(GatewayError::RateLimited { retry_after, .. }) => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from(retry_after.as_secs().max(1)));
             }
+            McpError::Gateway(GatewayError::UserInFlight(_) | GatewayError::BufferBudget) => {
+                h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
             _ if self.status() == StatusCode::SERVICE_UNAVAILABLE => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
             }
