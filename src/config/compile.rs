@@ -1006,7 +1006,9 @@ fn default_level(level: Level) -> LevelSettings {
         Level::Normal => (100, 64, ToolsMode::All),
         Level::Elevated => (20, 16, ToolsMode::NoSideEffects),
         Level::Critical => (5, 4, ToolsMode::None),
-        Level::Lockdown => (0, 0, ToolsMode::None),
+        // Lockdown refuses AI and MCP requests by its switch (with its message); the share only
+        // matters for what lockdown lets through.
+        Level::Lockdown => (0, 4, ToolsMode::None),
     };
     LevelSettings {
         requests_per_minute: rpm,
