@@ -132,7 +132,7 @@ async fn serve(
         admin_listener,
         admin.handler(),
         conn_limits,
-        admin_cap,
+        proxy::conn::ConnLimit::new(admin_cap, "admin"),
         proxy::stopped(stop_rx.clone()),
         grace,
     ));

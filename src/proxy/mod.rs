@@ -377,8 +377,8 @@ pub async fn serve<F, Fut>(
     F: Fn(http::Request<hyper::body::Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = http::Response<body::Body>> + Send + 'static,
 {
-    serve_capped(listener, handler, limits.into(), config::Limits::default().admin_max_connections, shutdown, grace)
-        .await;
+    let cap = conn::ConnLimit::new(config::Limits::default().admin_max_connections, "local");
+    serve_capped(listener, handler, limits.into(), cap, shutdown, grace).await;
 }
 
 /// [`serve`] with an explicit connection cap.
@@ -386,7 +386,7 @@ pub async fn serve_capped<F, Fut>(
     listener: TcpListener,
     handler: F,
     limits: conn::ConnLimits,
-    max_connections: usize,
+    cap: Arc<conn::ConnLimit>,
     shutdown: impl Future<Output = ()>,
     grace: std::time::Duration,
 ) where
@@ -394,7 +394,6 @@ pub async fn serve_capped<F, Fut>(
     Fut: Future<Output = http::Response<body::Body>> + Send + 'static,
 {
     let conns = Connections::new(limits);
-    let cap = conn::ConnLimit::new(max_connections, "admin");
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
