@@ -377,6 +377,49 @@ async fn a_body_slower_than_the_timeout_allows_gets_408_in_the_callers_format() 
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_body_timeout_frees_the_global_slots_a_slow_upload_held() {
+    // Alice's share is as large as the gateway: only the body timeout can free the slots.
+    let limits = "[limits]\nmax_concurrent_requests = 4\nrequest_body_timeout_ms = 2000\n\
+                  min_request_body_bytes_per_sec = 1000\n\n[levels.normal]\nmax_in_flight = 100\n";
+    let (up, gw) = setup(limits).await;
+    up.set_default(Reply::json(&chat_json("hello bob", "gpt-4o")));
+    let proxy = addr(&gw.proxy);
+    let start = Instant::now();
+    let tricklers: Vec<_> = (0..4).map(|_| tokio::spawn(trickle(proxy.clone(), ALICE))).collect();
+    // Once the four uploads are in flight (the admin's gauge), bob retries until served.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, metrics) = gw.admin(reqwest::Method::GET, "/metrics", None).await;
+        if metrics.as_str().is_some_and(|m| m.contains("firebreak_requests_in_flight 4")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "four uploads in flight: {metrics}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(8);
+    let mut overloaded = 0;
+    let served_after = loop {
+        let g = send(post(&client(), &gw, CHAT, Auth::Bearer(BOB), &chat_body("gpt-4o", false))).await;
+        match g.status {
+            200 => break start.elapsed(),
+            503 => overloaded += 1,
+            s => panic!("unexpected {s}: {}", g.text),
+        }
+        assert!(Instant::now() < deadline, "bob is served once alice's uploads time out");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    for t in tricklers {
+        let (r, took) = t.await.expect("task");
+        assert_eq!(r.expect("an answer").status, 408, "cut after {took:?}");
+    }
+    println!(
+        "4 slots held by trickling uploads: bob refused {overloaded} times with 503, served after {served_after:?}"
+    );
+    assert!(overloaded > 0, "while the slow uploads held every slot, bob was refused");
+    assert!(served_after < Duration::from_secs(4), "{served_after:?}");
+}
+
 // === item 6: memory held by uploads ===
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
