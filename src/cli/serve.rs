@@ -123,7 +123,10 @@ async fn serve(
     let admin = Admin::new(gw.clone(), token.clone());
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let grace = Duration::from_secs(10);
+    // Connections get the drain time to finish, then the streams still open end with their terminal
+    // error event, which gets a little longer to reach the client before connections are dropped.
+    let drain = gw.policy().limits.shutdown_drain;
+    let grace = drain + CLOSE_GRACE;
     let shards =
         proxy::shards::Shards::start(proxy::handler(gw.clone()), conn_limits, proxy_cap, stop_rx.clone(), grace)
             .context("starting the proxy shards")?;
@@ -148,11 +151,26 @@ async fn serve(
     }
 
     wait_for_signals(&gw).await;
-    tracing::info!("shutting down: draining connections");
+    tracing::info!(drain_ms = drain.as_millis() as u64, "shutting down: draining connections");
     let _ = stop_tx.send(true);
-    let _ = tokio::join!(proxy_task, admin_task);
+    let drained = async {
+        let _ = tokio::join!(proxy_task, admin_task);
+    };
+    tokio::pin!(drained);
+    tokio::select! {
+        () = &mut drained => {}
+        () = tokio::time::sleep(drain) => {
+            tracing::info!("drain time is up: ending the streams still open with a terminal error event");
+            gw.close_streams();
+            drained.await;
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
+
+/// After the drain time, how long the streams' terminal error events get to reach their clients
+/// before the remaining connections are dropped.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 #[cfg(unix)]
 async fn wait_for_signals(gw: &Arc<Gateway>) {

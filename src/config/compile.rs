@@ -430,6 +430,13 @@ fn compile(m: Merged, base: &Path, problems: &mut Problems) -> Option<Policy> {
             lim("stream_idle_timeout_ms"),
             problems,
         )),
+        shutdown_drain: ms(positive(
+            l.shutdown_drain_ms,
+            d.shutdown_drain.as_millis() as u64,
+            0,
+            lim("shutdown_drain_ms"),
+            problems,
+        )),
         max_concurrent_requests: positive(
             l.max_concurrent_requests,
             d.max_concurrent_requests as u64,

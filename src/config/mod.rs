@@ -232,6 +232,9 @@ pub struct Limits {
     pub upstream_timeout: Duration,
     /// Longest silence allowed inside a stream.
     pub stream_idle_timeout: Duration,
+    /// On shutdown, how long open requests and streams may finish before the streams still open
+    /// are ended with a terminal error event.
+    pub shutdown_drain: Duration,
     /// Requests served at once; more wait for none and get 503.
     pub max_concurrent_requests: usize,
     /// Time a new connection has to send its first byte before it is closed.
@@ -265,6 +268,7 @@ impl Default for Limits {
             upstream_connect_timeout: Duration::from_secs(5),
             upstream_timeout: Duration::from_secs(300),
             stream_idle_timeout: Duration::from_secs(120),
+            shutdown_drain: Duration::from_secs(10),
             max_concurrent_requests: 1024,
             first_byte_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),

@@ -209,6 +209,7 @@ pub struct RawLimits {
     pub upstream_connect_timeout_ms: Option<i64>,
     pub upstream_timeout_ms: Option<i64>,
     pub stream_idle_timeout_ms: Option<i64>,
+    pub shutdown_drain_ms: Option<i64>,
     pub max_concurrent_requests: Option<i64>,
     pub first_byte_timeout_ms: Option<i64>,
     pub idle_timeout_ms: Option<i64>,

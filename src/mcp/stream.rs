@@ -50,6 +50,8 @@ enum End {
     ClientGone,
     Cut(&'static str, String),
     Broken(String),
+    /// The gateway is shutting down and the drain time is up.
+    Closing,
 }
 
 /// Starts the pump. `prefix` (answers the gateway gave itself) goes out first.
@@ -83,6 +85,8 @@ async fn pump(
     let mut snap = switches.borrow_and_update().clone();
     let mut findings = Findings::default();
     let mut check = true;
+    let closed = ctx.gw.closed();
+    tokio::pin!(closed);
     if let Some(p) = prefix {
         if tx.send(p).await.is_err() {
             return;
@@ -110,6 +114,7 @@ async fn pump(
                 check = true;
             }
             () = tx.closed() => break End::ClientGone,
+            () = &mut closed => break End::Closing,
             frame = read => {
                 let frame = match frame {
                     Err(d) => break End::Broken(format!("MCP server `{}` sent nothing for {} s", ctx.server.name, d.as_secs())),
@@ -156,9 +161,14 @@ async fn pump(
         End::Done | End::ClientGone => (None, None),
         End::Cut(rule, msg) => (Some(*rule), Some(msg.clone())),
         End::Broken(msg) => (Some("upstream.stream_broken"), Some(msg.clone())),
+        End::Closing => {
+            let e = crate::proxy::error::GatewayError::ShuttingDown;
+            (Some(e.reason()), Some(e.to_string()))
+        }
     };
     if let (Some(rule), Some(msg)) = (rule, &message) {
-        let code = if rule.starts_with("upstream.") { jsonrpc::INTERNAL_ERROR } else { jsonrpc::REFUSED };
+        let failed = rule.starts_with("upstream.") || matches!(end, End::Closing);
+        let code = if failed { jsonrpc::INTERNAL_ERROR } else { jsonrpc::REFUSED };
         let ids = if ctx.pending.is_empty() { vec![Value::Null] } else { std::mem::take(&mut ctx.pending) };
         let mut out = BytesMut::new();
         for id in ids {

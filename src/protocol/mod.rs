@@ -3,6 +3,7 @@
 
 pub mod reply;
 pub mod request;
+pub mod schema;
 pub mod sse;
 
 use std::fmt;
@@ -109,9 +110,15 @@ pub fn api_for_path(path: &str) -> Api {
 
 /// An error body in the caller's format.
 pub fn error_body(api: Api, kind: ErrorKind, message: &str, code: &str) -> Bytes {
+    error_body_for(api, kind, message, code, None)
+}
+
+/// An error body in the caller's format naming the request field at fault (OpenAI's `param`;
+/// Anthropic's errors have no such field, their message names it).
+pub fn error_body_for(api: Api, kind: ErrorKind, message: &str, code: &str, param: Option<&str>) -> Bytes {
     let v = match api {
         Api::OpenAi => serde_json::json!({
-            "error": {"message": message, "type": kind.openai_type(), "code": code, "param": null}
+            "error": {"message": message, "type": kind.openai_type(), "code": code, "param": param}
         }),
         Api::Anthropic => serde_json::json!({
             "type": "error",

@@ -33,34 +33,22 @@ pub enum BodyError {
     /// Not JSON.
     #[error("{0}")]
     Json(String),
-    /// Not an object, or a field of the wrong type.
+    /// Not an object.
     #[error("{0}")]
     Shape(String),
+    /// A field the gateway relies on is missing or of the wrong type.
+    #[error("{}", .0.message)]
+    Field(super::schema::FieldError),
 }
 
 impl Body {
-    /// Parses and checks the fields the gateway relies on.
+    /// Parses and checks the fields the gateway relies on ([`super::schema`]).
     pub fn parse(endpoint: Endpoint, bytes: &[u8]) -> Result<Body, BodyError> {
         let v: Value = serde_json::from_slice(bytes).map_err(|e| BodyError::Json(e.to_string()))?;
         let Value::Object(map) = v else {
             return Err(BodyError::Shape("the body must be a JSON object".into()));
         };
-        match map.get("model") {
-            Some(Value::String(_)) => {}
-            None if endpoint == Endpoint::Models => {}
-            None => return Err(BodyError::Shape("`model` is required".into())),
-            Some(_) => return Err(BodyError::Shape("`model` must be a string".into())),
-        }
-        if let Some(s) = map.get("stream") {
-            if !s.is_boolean() && !s.is_null() {
-                return Err(BodyError::Shape("`stream` must be a boolean".into()));
-            }
-        }
-        if let Some(t) = map.get("tools") {
-            if !t.is_array() && !t.is_null() {
-                return Err(BodyError::Shape("`tools` must be an array".into()));
-            }
-        }
+        super::schema::check(endpoint, &map).map_err(BodyError::Field)?;
         Ok(Body { map, changed: false })
     }
 
@@ -239,7 +227,7 @@ mod tests {
 
     #[test]
     fn strips_tools_and_forced_choice() {
-        let raw = br#"{"model":"m","tools":[{"type":"function","function":{"name":"a"}},{"type":"function","function":{"name":"b"}}],"tool_choice":{"type":"function","function":{"name":"b"}}}"#;
+        let raw = br#"{"model":"m","messages":[{"role":"user","content":"hi"}],"tools":[{"type":"function","function":{"name":"a"}},{"type":"function","function":{"name":"b"}}],"tool_choice":{"type":"function","function":{"name":"b"}}}"#;
         let mut b = Body::parse(Endpoint::ChatCompletions, raw).unwrap();
         assert_eq!(b.strip_tools(Endpoint::ChatCompletions, |n| n == "a"), vec!["b"]);
         assert!(b.map.get("tool_choice").is_none());

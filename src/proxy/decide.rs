@@ -26,10 +26,7 @@ pub fn admit(
     now: u64,
 ) -> Result<(), GatewayError> {
     if let Some(r) = snap.refusal(key, endpoint, session, now) {
-        return Err(match r {
-            Refusal::Lockdown => GatewayError::Lockdown(policy.levels.get(snap.level).message.clone()),
-            r => GatewayError::Refused(r),
-        });
+        return Err(refusal_error(policy, snap, r));
     }
     let level = policy.levels.get(snap.level);
     let rpm = snap.user_rpm(&key.user, level.requests_per_minute, now);
@@ -38,6 +35,14 @@ pub fn admit(
         level: snap.level.as_str(),
         retry_after,
     })
+}
+
+/// The error for a switch's refusal (lockdown answers with the level's maintenance message).
+pub fn refusal_error(policy: &Policy, snap: &Snapshot, r: Refusal) -> GatewayError {
+    match r {
+        Refusal::Lockdown => GatewayError::Lockdown(policy.levels.get(snap.level).message.clone()),
+        r => GatewayError::Refused(r),
+    }
 }
 
 /// What [`rewrite`] changed.

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 
 use super::body::{full, Body};
-use crate::protocol::{error_body, Api, ErrorKind};
+use crate::protocol::{error_body_for, Api, ErrorKind};
 use crate::state::Refusal;
 
 /// A refusal or failure on the request path. Messages never contain secrets.
@@ -58,6 +58,9 @@ pub enum GatewayError {
     /// The body is JSON but not of the expected shape.
     #[error("invalid request: {0}")]
     BadRequest(String),
+    /// A field the gateway relies on is missing or of the wrong type (`protocol::schema`).
+    #[error("invalid request: {}", .0.message)]
+    InvalidField(crate::protocol::schema::FieldError),
     /// The request offers tools the principal may not use, and the role says refuse.
     #[error("tools not allowed for your role or at the current level: {}", .0.join(", "))]
     ToolsNotAllowed(Vec<String>),
@@ -94,6 +97,9 @@ pub enum GatewayError {
     /// The upstream did not answer in time.
     #[error("upstream `{0}` did not answer in time")]
     UpstreamTimeout(String),
+    /// The gateway is shutting down and the drain time is up (ends the streams still open).
+    #[error("the gateway is shutting down; retry the request")]
+    ShuttingDown,
     /// The upstream answered with something the gateway cannot pass on safely.
     #[error("upstream `{upstream}` sent an invalid response: {detail}")]
     UpstreamInvalid {
@@ -129,8 +135,8 @@ impl GatewayError {
             BufferBudget => StatusCode::SERVICE_UNAVAILABLE,
             TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            BadJson(_) | BadRequest(_) | InjectionBlocked(_) => StatusCode::BAD_REQUEST,
-            Overloaded | PromptUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            BadJson(_) | BadRequest(_) | InvalidField(_) | InjectionBlocked(_) => StatusCode::BAD_REQUEST,
+            Overloaded | PromptUnavailable(_) | ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             NoRoute | NoCredential(_) | UpstreamUnavailable(_) | UpstreamInvalid { .. } => StatusCode::BAD_GATEWAY,
             UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
         }
@@ -150,7 +156,7 @@ impl GatewayError {
             TooLarge(_) => "request.too_large",
             UnsupportedMediaType => "request.content_type",
             BadJson(_) => "request.bad_json",
-            BadRequest(_) => "request.invalid",
+            BadRequest(_) | InvalidField(_) => "request.invalid",
             ModelNotAllowed(_) => "role.model_not_allowed",
             ToolsNotAllowed(_) => "tools.not_allowed",
             InjectionBlocked(_) => "injection.blocked",
@@ -160,6 +166,7 @@ impl GatewayError {
             BodyTimeout => "request.body_timeout",
             NoRoute => "upstream.no_route",
             PromptUnavailable(_) => "prompt.unavailable",
+            ShuttingDown => "gateway.shutdown",
             NoCredential(_) => "upstream.no_credential",
             UpstreamUnavailable(_) => "upstream.unavailable",
             UpstreamTimeout(_) => "upstream.timeout",
@@ -185,6 +192,9 @@ impl GatewayError {
 
     /// The `code` field of OpenAI-style errors.
     pub fn code(&self) -> &'static str {
+        if let GatewayError::InvalidField(f) = self {
+            return f.code;
+        }
         let r = self.reason();
         r.rsplit('.').next().unwrap_or(r)
     }
@@ -196,7 +206,11 @@ impl GatewayError {
 
     /// The response, in the caller's format, with the request id.
     pub fn into_response(self, api: Api, request_id: &HeaderValue) -> Response<Body> {
-        let body: Bytes = error_body(api, self.kind(), &self.to_string(), self.code());
+        let param = match &self {
+            GatewayError::InvalidField(f) => Some(f.param.as_str()),
+            _ => None,
+        };
+        let body: Bytes = error_body_for(api, self.kind(), &self.to_string(), self.code(), param);
         let mut resp = Response::new(full(body));
         *resp.status_mut() = self.status();
         let h = resp.headers_mut();

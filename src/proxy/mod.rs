@@ -83,6 +83,8 @@ pub struct Gateway {
     pub(crate) mcp_hints: moka::sync::Cache<String, (Arc<str>, bool)>,
     source: PolicySource,
     reload_lock: tokio::sync::Mutex<()>,
+    /// Turns true when the shutdown drain time is up ([`Gateway::close_streams`]).
+    closing: tokio::sync::watch::Sender<bool>,
 }
 
 /// Why the gateway could not start.
@@ -147,6 +149,7 @@ impl Gateway {
             mcp_hints: moka::sync::Cache::new(100_000),
             source,
             reload_lock: tokio::sync::Mutex::new(()),
+            closing: tokio::sync::watch::Sender::new(false),
         }))
     }
 
@@ -230,6 +233,24 @@ impl Gateway {
     /// allowance; a serving gateway never calls it.
     pub fn reset_rate_limits(&self) {
         self.limiter.clear();
+    }
+
+    /// Ends every open stream (AI and MCP, now and later) with its terminal error event: the
+    /// gateway is shutting down and the drain time is up.
+    pub fn close_streams(&self) {
+        self.closing.send_replace(true);
+    }
+
+    /// Resolves once [`Gateway::close_streams`] was called (at once if it already was). Stream pumps
+    /// select on it.
+    pub(crate) fn closed(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut rx = self.closing.subscribe();
+        async move {
+            if rx.wait_for(|c| *c).await.is_err() {
+                // The gateway is gone: so is every stream's reason to wait.
+                std::future::pending::<()>().await;
+            }
+        }
     }
 
     /// The policy in force.

@@ -8,11 +8,13 @@
 //! 4. switches — one snapshot for the whole request: lockdown, disabled endpoint, revoked key,
 //!    blocked tenant/user, terminated session. Cheap and most urgent during an incident.
 //! 5. rate limit of the current level — before the body is read, so a flood costs little.
-//! 6. body — size limit, content type, JSON.
+//! 6. body — size limit, content type, JSON, the fields the gateway relies on (`protocol::schema`);
+//!    then the switches once more if a batch was acknowledged while the body was uploading.
 //! 7. decide — model allowlist, model override, tools stripped (role, level, switches).
 //! 8. safe mode — answered here, the model is never asked.
 //! 9. upstream — route, credential injection, timeouts.
-//! 10. response — JSON checked whole (tool calls) or streamed through the pump.
+//! 10. response — JSON checked whole (tool calls; a 2xx body that is not JSON is a 502) or streamed
+//!     through the pump.
 //! 11. log — metrics and one audit record per request decision.
 
 use std::sync::Arc;
@@ -68,6 +70,8 @@ struct Ctx {
     payload: Option<Bytes>,
     /// The request body's share of the buffered-bytes budget, held as long as the request is.
     buffered: Option<super::admission::Buffered>,
+    /// Why the upstream's answer was refused (gateway-written, never upstream content).
+    upstream_error: Option<String>,
 }
 
 pub(crate) fn new_request_id() -> HeaderValue {
@@ -108,6 +112,7 @@ where
         data_tool_calls: Vec::new(),
         payload: None,
         buffered: None,
+        upstream_error: None,
     };
     gw.metrics.in_flight(1);
     let span = tracing::info_span!("request", request_id = ?ctx.request_id, endpoint = endpoint.map_or("unknown", Endpoint::name),
@@ -117,6 +122,9 @@ where
         Ok(r) => r,
         Err(e) => {
             ctx.decisions.push((e.reason(), if e.is_block() { "block" } else { "error" }));
+            if let GatewayError::UpstreamInvalid { detail, .. } = &e {
+                ctx.upstream_error = Some(detail.clone());
+            }
             e.into_response(ctx.api, &ctx.request_id)
         }
     };
@@ -196,6 +204,7 @@ fn audit_record(ctx: &Ctx, endpoint: &str, status: u16, start: Instant) -> Recor
         .with_opt("session", ctx.session.as_deref())
         .with_opt("upstream", ctx.upstream.as_deref())
         .with_opt("model", ctx.model.as_deref())
+        .with_opt("detail", ctx.upstream_error.as_deref())
         .with_opt("tools_removed", (!ctx.tools_removed.is_empty()).then(|| ctx.tools_removed.clone()))
         .with_opt("prompt_fragments", (ctx.prompt_fragments > 0).then_some(ctx.prompt_fragments))
         .with_opt("prompt", ctx.prompt.clone())
@@ -259,32 +268,52 @@ where
     // The snapshot is loaded before the policy: a canary rotation stores the policy whose scanner
     // knows the new canary before the snapshot that injects it, so this order never pairs a new
     // canary with a scanner that cannot see it.
-    let snap = gw.state.load();
-    let active = gw.active.load_full();
-    let policy = &active.policy;
+    let mut snap = gw.state.load();
+    let mut active = gw.active.load_full();
     // 3. identity
-    let key = authenticate(policy, req.headers())?;
+    let mut key = authenticate(&active.policy, req.headers())?;
     ctx.key = Some(key.clone());
-    // 4, 5. switches and rate limit: this snapshot decides the whole request.
+    // 4, 5. switches and rate limit, before the body is read so that a refused caller costs little.
     let now = unix_now();
-    decide::admit(policy, &snap, &gw.limiter, &key, endpoint, ctx.session.as_deref(), now)?;
+    decide::admit(&active.policy, &snap, &gw.limiter, &key, endpoint, ctx.session.as_deref(), now)?;
     // The user's share of the concurrency limit, before its body can hold a slot.
-    gw.admission.hold_for_user(&mut permit, &key.user, policy.levels.get(snap.level).max_in_flight)?;
+    gw.admission.hold_for_user(&mut permit, &key.user, active.policy.levels.get(snap.level).max_in_flight)?;
     // 6. body
     let (parts, body) = req.into_parts();
-    let mut parsed = if endpoint.has_body() {
+    let read = if endpoint.has_body() {
         let ct = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
         if !ct.trim_start().to_ascii_lowercase().starts_with("application/json") {
             return Err(GatewayError::UnsupportedMediaType);
         }
-        let (bytes, buffered) = super::body::read_request(body, &parts.headers, &policy.limits, &gw.admission).await?;
+        let (bytes, buffered) =
+            super::body::read_request(body, &parts.headers, &active.policy.limits, &gw.admission).await?;
         ctx.buffered = Some(buffered);
+        Some(bytes)
+    } else {
+        None
+    };
+    // 6b. switches again: a switch acknowledged while the body was uploading (a lockdown, a revoked
+    // key) applies to this request too. The snapshot seen now decides the rest of the request; the
+    // policy is reloaded after it (the canary order above) and the key looked up in it again.
+    let latest = gw.state.load();
+    if !Arc::ptr_eq(&latest, &snap) {
+        snap = latest;
+        active = gw.active.load_full();
+        key = authenticate(&active.policy, &parts.headers)?;
+        ctx.key = Some(key.clone());
+        if let Some(r) = snap.refusal(&key, endpoint, ctx.session.as_deref(), unix_now()) {
+            return Err(decide::refusal_error(&active.policy, &snap, r));
+        }
+    }
+    let policy = &active.policy;
+    let mut parsed = if let Some(bytes) = read {
         if policy.audit.store_blocked_payloads {
             ctx.payload = Some(bytes.clone());
         }
         let parsed = ReqBody::parse(endpoint, &bytes).map_err(|e| match e {
             BodyError::Json(m) => GatewayError::BadJson(m),
             BodyError::Shape(m) => GatewayError::BadRequest(m),
+            BodyError::Field(f) => GatewayError::InvalidField(f),
         })?;
         Some((parsed, bytes))
     } else {
@@ -355,7 +384,14 @@ where
         inputs,
         scripted: parts.extensions.get::<super::script::ScriptedReply>(),
     };
-    let resp = upstream::send(&active.clients, &up, out, &policy.limits).await?;
+    // A shutdown whose drain time is up answers a request still waiting for its upstream with 503
+    // in the caller's format, as it ends the open streams, rather than dropping the connection.
+    let closed = gw.closed();
+    tokio::pin!(closed);
+    let resp = tokio::select! {
+        resp = upstream::send(&active.clients, &up, out, &policy.limits) => resp?,
+        () = &mut closed => return Err(GatewayError::ShuttingDown),
+    };
     // 10. response
     let (head, upstream_body) = resp.into_parts();
     let is_sse = head
@@ -388,8 +424,11 @@ where
             .map_err(|e| GatewayError::UpstreamInvalid { upstream: up.name.clone(), detail: e.to_string() });
     }
     let limit = policy.limits.max_response_body;
-    let bytes = match tokio::time::timeout(policy.limits.upstream_timeout, collect_limited(upstream_body, limit)).await
-    {
+    let collected = tokio::select! {
+        c = tokio::time::timeout(policy.limits.upstream_timeout, collect_limited(upstream_body, limit)) => c,
+        () = &mut closed => return Err(GatewayError::ShuttingDown),
+    };
+    let bytes = match collected {
         Err(_) => return Err(GatewayError::UpstreamTimeout(up.name.clone())),
         Ok(Err(detail)) => return Err(GatewayError::UpstreamInvalid { upstream: up.name.clone(), detail }),
         Ok(Ok(b)) => b,
@@ -403,7 +442,11 @@ where
         &check,
         &OutputInspect { scanner: &policy.scanner, guard: &guard, prompts: &policy.prompts },
         ctx,
-    );
+    )
+    .map_err(|NotJson| GatewayError::UpstreamInvalid {
+        upstream: up.name.clone(),
+        detail: format!("the body of a {} response is not JSON", head.status.as_u16()),
+    })?;
     ctx.cross_tenant = policy.tenants.leaked_to(&key.tenant, &bytes);
     if !ctx.cross_tenant.is_empty() {
         ctx.decisions.push(("tenants.cross_tenant", "detect"));
@@ -428,9 +471,15 @@ fn inject_prompt(
     Ok(serde_json::json!({"id": mp.id, "version": st.live.as_str(), "canary": st.canary_generation}))
 }
 
+/// A success body that is not JSON: no SDK can read it and the gateway cannot inspect it.
+#[derive(Debug)]
+struct NotJson;
+
 /// The response-body phase for whole JSON bodies: refused tool calls replaced by a notice, then every
 /// text string redacted (error bodies too: providers echo parts of keys). The body is parsed only
-/// when it may need either.
+/// when it may need either; otherwise a success body is only validated (no allocation). A success
+/// body that is not JSON is refused ([`NotJson`]); an error body that is not JSON (a proxy's HTML
+/// page) is passed on redacted as text.
 fn inspect_json(
     endpoint: Endpoint,
     success: bool,
@@ -438,7 +487,7 @@ fn inspect_json(
     check: &dyn toolcalls::CallCheck,
     out: &OutputInspect<'_>,
     ctx: &mut Ctx,
-) -> Bytes {
+) -> Result<Bytes, NotJson> {
     let (scanner, guard, prompts) = (out.scanner, out.guard, out.prompts);
     use crate::inspect::needle::Needle;
     static TOOL: Needle = Needle::new(b"tool");
@@ -455,7 +504,10 @@ fn inspect_json(
         };
         let may_link = LINK_OPEN.is_in(&bytes) || SCHEME.is_in(&bytes);
         if !may_call_tools && !may_leak && !may_link {
-            return bytes;
+            if success && serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_err() {
+                return Err(NotJson);
+            }
+            return Ok(bytes);
         }
     }
     if !may_call_tools {
@@ -467,19 +519,22 @@ fn inspect_json(
         });
         if let Some(strings) = clean {
             count_fragments(prompts, &strings, ctx);
-            return bytes;
+            return Ok(bytes);
         }
     }
     let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
-        // Not JSON: redact as text (fail closed).
+        if success {
+            return Err(NotJson);
+        }
+        // An error page that is not JSON: redact as text (fail closed).
         let text = String::from_utf8_lossy(&bytes);
         let (red, found) = scanner.redact(&text);
         if found.is_empty() {
-            return bytes;
+            return Ok(bytes);
         }
         let rules: Vec<u16> = found.iter().map(|f| f.rule).collect();
         count_redactions(scanner, &rules, ctx);
-        return Bytes::from(red.into_owned());
+        return Ok(Bytes::from(red.into_owned()));
     };
     let mut changed = false;
     if may_call_tools {
@@ -509,11 +564,7 @@ fn inspect_json(
         collect_strings(&v, &mut strings);
         count_fragments(prompts, &strings, ctx);
     }
-    if changed {
-        Bytes::from(v.to_string())
-    } else {
-        bytes
-    }
+    Ok(if changed { Bytes::from(v.to_string()) } else { bytes })
 }
 
 /// What inspects a response body: redaction, link neutralisation, prompt-fragment counting.

@@ -47,6 +47,8 @@ enum End {
     ClientGone,
     Cut(&'static str, String),
     Broken(String),
+    /// The gateway is shutting down and the drain time is up.
+    Closing,
 }
 
 /// Starts the pump; the returned sender side is owned by the task.
@@ -72,6 +74,8 @@ async fn pump(
             .with_tenants(ctx.policy.tenants.clone()),
     };
     let mut snap = switches.borrow_and_update().clone();
+    let closed = ctx.gw.closed();
+    tokio::pin!(closed);
     // The end (or failure) of the upstream body, met while batching frames: handled next, first.
     let mut early: Option<Option<Result<http_body::Frame<Bytes>, super::body::BoxError>>> = None;
     // A switch flipped after the request was decided but before the pump started still counts.
@@ -94,6 +98,7 @@ async fn pump(
                     check = true;
                     continue;
                 }
+                () = &mut closed => break End::Closing,
                 frame = tokio::time::timeout(limits.stream_idle_timeout, upstream.frame()) => frame,
             },
         };
@@ -213,6 +218,12 @@ async fn pump(
     }
     match end {
         End::Done | End::ClientGone => {}
+        End::Closing => {
+            let e = super::error::GatewayError::ShuttingDown;
+            let _ = tx.send(error_event(ctx.endpoint, e.kind(), &e.to_string(), e.code())).await;
+            gw.metrics.decision(e.reason(), "terminate_stream");
+            gw.audit.record(base_record(&ctx, "stream_terminated").with("rule", e.reason())).await;
+        }
         End::Cut(rule, msg) => {
             let _ = tx.send(error_event(ctx.endpoint, ErrorKind::Permission, &msg, "stream_terminated")).await;
             gw.metrics.stream_terminated();

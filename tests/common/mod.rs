@@ -121,6 +121,30 @@ impl Gateway {
         }
     }
 
+    /// Sends SIGTERM (a graceful stop, as a service manager does); returns at once.
+    pub fn terminate(&self) {
+        let pid = self.child.as_ref().expect("the gateway is running").id();
+        let ok = Command::new("kill").args(["-TERM", &pid.to_string()]).status().is_ok_and(|s| s.success());
+        assert!(ok, "kill -TERM {pid} failed");
+    }
+
+    /// Waits (bounded) for the process to exit; its status, or `None` when it still runs at the
+    /// deadline.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        let child = self.child.as_mut()?;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Kills and starts again on the same files; keeps the temp dir alive.
     pub fn restart(mut self) -> Gateway {
         self.kill();
