@@ -211,6 +211,16 @@ pub struct RawLimits {
     pub stream_idle_timeout_ms: Option<i64>,
     pub shutdown_drain_ms: Option<i64>,
     pub max_concurrent_requests: Option<i64>,
+    pub first_byte_timeout_ms: Option<i64>,
+    pub idle_timeout_ms: Option<i64>,
+    pub h2_keep_alive_interval_ms: Option<i64>,
+    pub h2_keep_alive_timeout_ms: Option<i64>,
+    pub h2_max_concurrent_streams: Option<i64>,
+    pub max_connections: Option<i64>,
+    pub admin_max_connections: Option<i64>,
+    pub request_body_timeout_ms: Option<i64>,
+    pub min_request_body_bytes_per_sec: Option<i64>,
+    pub max_buffered_request_bytes: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -334,6 +344,7 @@ pub struct RawArg {
 #[serde(deny_unknown_fields)]
 pub struct RawLevel {
     pub requests_per_minute: Option<i64>,
+    pub max_in_flight: Option<i64>,
     pub tools: Option<String>,
     pub model: Option<String>,
     pub message: Option<String>,

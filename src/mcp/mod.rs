@@ -17,7 +17,6 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Limited};
 use serde_json::Value;
 
 use crate::audit::Record;
@@ -108,6 +107,9 @@ impl McpError {
             McpError::Gateway(GatewayError::RateLimited { retry_after, .. }) => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from(retry_after.as_secs().max(1)));
             }
+            McpError::Gateway(GatewayError::UserInFlight(_) | GatewayError::BufferBudget) => {
+                h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
             _ if self.status() == StatusCode::SERVICE_UNAVAILABLE => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
             }
@@ -139,6 +141,8 @@ struct Ctx {
     /// Pins and events to record.
     list: ListOutcome,
     stream: bool,
+    /// The POST body's share of the buffered-bytes budget, held as long as the request is.
+    buffered: Option<crate::proxy::admission::Buffered>,
 }
 
 impl Ctx {
@@ -278,15 +282,17 @@ where
     // origin: a browser page must not reach MCP servers through the gateway unless allowed.
     origin_allowed(policy, req.headers())?;
     // admission
-    let permit = gw.concurrency.clone().try_acquire_owned().map_err(|_| GatewayError::Overloaded)?;
+    let mut permit = gw.admission.admit()?;
     // identity
     let key = authenticate(policy, req.headers())?;
     ctx.key = Some(key.clone());
+    let max_in_flight = policy.levels.get(gw.state.load().level).max_in_flight;
+    gw.admission.hold_for_user(&mut permit, &key.user, max_in_flight)?;
     let script = req.extensions().get::<ScriptedReply>().cloned();
     let (parts, body) = req.into_parts();
     // body (POST): read before the switches so that refusals answer the request's id
     let posted = if parts.method == Method::POST {
-        Some(read_messages(body, &parts.headers, policy.limits.max_request_body, ctx).await?)
+        Some(read_messages(gw, body, &parts.headers, &policy.limits, ctx).await?)
     } else {
         None
     };
@@ -364,7 +370,7 @@ struct Exchange {
     snap: Arc<crate::state::Snapshot>,
     request_id: HeaderValue,
     script: Option<ScriptedReply>,
-    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    permit: Option<crate::proxy::Permit>,
 }
 
 impl Exchange {
@@ -650,9 +656,10 @@ async fn finish_stream(s: &stream::McpStream, f: Findings, cut: Option<&'static 
 /// Reads and validates a POST body. Runs right after authentication, before the switches, so every
 /// later refusal can answer the request's own id.
 async fn read_messages<B>(
+    gw: &Gateway,
     body: B,
     headers: &HeaderMap,
-    limit: usize,
+    limits: &crate::config::Limits,
     ctx: &mut Ctx,
 ) -> Result<(Bytes, jsonrpc::Messages), McpError>
 where
@@ -663,11 +670,8 @@ where
     if !ct.trim_start().to_ascii_lowercase().starts_with("application/json") {
         return Err(GatewayError::UnsupportedMediaType.into());
     }
-    let bytes = match Limited::new(body, limit).collect().await {
-        Ok(c) => c.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(GatewayError::TooLarge(limit).into()),
-        Err(e) => return Err(GatewayError::BadRequest(format!("could not read the request body: {e}")).into()),
-    };
+    let (bytes, buffered) = crate::proxy::body::read_request(body, headers, limits, &gw.admission).await?;
+    ctx.buffered = Some(buffered);
     let messages = match jsonrpc::parse(&bytes) {
         Ok(m) => m,
         Err(jsonrpc::ParseError::Json(e)) => return Err(GatewayError::BadJson(e).into()),

@@ -9,7 +9,7 @@ use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue};
 use http_body_util::BodyExt;
 use serde_json::Value;
-use tokio::sync::{mpsc, watch, OwnedSemaphorePermit};
+use tokio::sync::{mpsc, watch};
 
 use super::inspect::{self, Fate, Findings};
 use super::jsonrpc;
@@ -42,7 +42,7 @@ pub struct McpStream {
     /// Headers for answering the server (session, protocol version).
     pub server_headers: HeaderMap,
     /// Held for the stream's life.
-    pub permit: Option<OwnedSemaphorePermit>,
+    pub permit: Option<crate::proxy::Permit>,
 }
 
 enum End {
