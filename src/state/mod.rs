@@ -312,7 +312,8 @@ impl StateStore {
     /// Opens the state at `path`: restored when the file exists, fresh when it does not.
     /// An unreadable or corrupt file is an error: starting without it could lift a lockdown.
     pub fn open(path: &Path) -> Result<Self, PersistError> {
-        let snap = persist::load(path)?.unwrap_or_default();
+        let mut snap = persist::load(path)?.unwrap_or_default();
+        snap.purge_expired(unix_now());
         let snap = Arc::new(snap);
         let (changes, _) = watch::channel(snap.clone());
         Ok(StateStore { current: ArcSwap::new(snap), changes, writer: Mutex::new(()), path: path.to_path_buf() })
@@ -389,6 +390,7 @@ impl StateStore {
         let _guard = self.writer.lock().await;
         let cur = self.current.load_full();
         let mut next = snap.clone();
+        next.purge_expired(unix_now());
         next.version = cur.version + 1;
         next.updated_at = Some(humantime::format_rfc3339_seconds(SystemTime::now()).to_string());
         let next = Arc::new(next);
@@ -400,8 +402,9 @@ impl StateStore {
 }
 
 impl Snapshot {
-    fn purge_expired(&mut self, now: u64) {
-        for m in [
+    /// Every entry list of the snapshot that can expire.
+    fn entry_maps(&mut self) -> [&mut BTreeMap<String, Entry>; 9] {
+        [
             &mut self.blocked_users,
             &mut self.blocked_tenants,
             &mut self.revoked_keys,
@@ -409,9 +412,39 @@ impl Snapshot {
             &mut self.disabled_tools,
             &mut self.disabled_endpoints,
             &mut self.blocked_egress,
-        ] {
+            &mut self.isolated_servers,
+            &mut self.frozen_servers,
+        ]
+    }
+
+    /// Drops every entry that expired by `now`: an expired entry never comes back (a clock set
+    /// back, a hand-edited file), and the state file does not grow with dead entries.
+    pub(crate) fn purge_expired(&mut self, now: u64) {
+        for m in self.entry_maps() {
             m.retain(|_, e| e.active(now));
         }
         self.limited_users.retain(|_, l| l.entry.active(now));
+    }
+
+    /// Fills `expires_unix` from `expires` where a (hand-written) file has only the latter, so an
+    /// entry with an end never counts as permanent; an unreadable `expires` is an error.
+    fn fill_expiry(&mut self) -> Result<(), String> {
+        fn fill(k: &str, e: &mut Entry) -> Result<(), String> {
+            if let (None, Some(t)) = (e.expires_unix, &e.expires) {
+                let at = humantime::parse_rfc3339_weak(t)
+                    .map_err(|_| format!("entry `{k}`: expires `{t}` is not an RFC 3339 time"))?;
+                e.expires_unix = Some(at.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs()));
+            }
+            Ok(())
+        }
+        for m in self.entry_maps() {
+            for (k, e) in m.iter_mut() {
+                fill(k, e)?;
+            }
+        }
+        for (k, l) in self.limited_users.iter_mut() {
+            fill(k, &mut l.entry)?;
+        }
+        Ok(())
     }
 }
