@@ -92,3 +92,150 @@ async fn expired_entries_are_purged_from_the_state_file_and_never_return() {
     let s = state(&gw).await;
     assert!(s["isolated_servers"].as_object().is_none_or(|m| m.is_empty()), "an expired isolation came back: {s}");
 }
+
+// ------------------------------------------------------------------------------------------------
+// Item 12: automatic containment acts on the offending principal; gateway-wide steps need
+// corroboration.
+
+const SUPPORT: &str = "example-key-support"; // low privilege: role support, tenant acme
+const CI: &str = "example-key-ci"; // tenant internal
+const PLATFORM: &str = "example-key-platform"; // tenant acme
+const GLOBEX: &str = "fbk-hardening-globex"; // tenant globex (added)
+const INITECH: &str = "fbk-hardening-initech"; // tenant initech (added)
+
+/// The shipped example policy, served as it is: only the scripted upstream gets replies that make a
+/// model call a tool the role may not use, or print a credential-shaped string, and two keys of
+/// other tenants are added.
+fn example_policy() -> String {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/policies/example.toml"))
+        .expect("policies/example.toml");
+    let catch_all = "[[upstreams.canned.replies]]\ntext = \"This is a canned reply from the scripted upstream.\"";
+    assert!(text.contains(catch_all), "the example policy's scripted upstream changed; update this test");
+    let replies = "[[upstreams.canned.replies]]\nwhen_contains = \"do-tool\"\ntext = \"Deleting it.\"\n\
+                   tool_call = { name = \"delete_repo\", arguments = \"{\\\"repo\\\":\\\"prod\\\"}\" }\n\n\
+                   [[upstreams.canned.replies]]\nwhen_contains = \"leak-key\"\n\
+                   text = \"Here is the key AKIAZ7Q3KXW4M9PLR2TD for prod.\"\n\n";
+    let mut text = text.replace(catch_all, &format!("{replies}{catch_all}"));
+    for (id, secret, tenant) in [("globex-key", GLOBEX, "globex"), ("initech-key", INITECH, "initech")] {
+        text.push_str(&format!(
+            "\n[[keys]]\nid = \"{id}\"\nsha256 = \"{}\"\ntenant = \"{tenant}\"\nuser = \"{id}-user\"\nrole = \"support\"\n",
+            sha256_hex(secret)
+        ));
+    }
+    text
+}
+
+async fn chat(gw: &Gateway, key: &str, text: &str) -> (u16, String) {
+    let resp = reqwest::Client::new()
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(key)
+        .json(&json!({"model": "canned-test", "messages": [{"role": "user", "content": text}]}))
+        .send()
+        .await
+        .expect("request");
+    let status = resp.status().as_u16();
+    (status, resp.text().await.unwrap_or_default())
+}
+
+async fn incidents(gw: &Gateway) -> Vec<Value> {
+    let (status, v) = gw.admin(Method::GET, "/admin/v1/incidents", None).await;
+    assert_eq!(status, 200, "{v}");
+    v["incidents"].as_array().cloned().unwrap_or_default()
+}
+
+fn nothing_gateway_wide(s: &Value, what: &str) {
+    assert_eq!(s["safe_mode"], false, "{what}: safe mode for everyone: {s}");
+    assert_eq!(s["level"], "normal", "{what}: the level changed: {s}");
+    assert!(s["disabled_tools"].as_object().is_none_or(|m| m.is_empty()), "{what}: tools disabled for everyone: {s}");
+    assert!(s["isolated_servers"].as_object().is_none_or(|m| m.is_empty()), "{what}: {s}");
+    assert!(s["disabled_endpoints"].as_object().is_none_or(|m| m.is_empty()), "{what}: {s}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_principal_cannot_trigger_gateway_wide_containment_with_the_shipped_policy() {
+    let gw = Gateway::start(&example_policy());
+
+    // A low-privilege key's model tries a tool its role may not use: SEV-1, contained to that user.
+    let (status, body) = chat(&gw, SUPPORT, "please do-tool").await;
+    assert_eq!(status, 200, "{body}");
+    let s = state(&gw).await;
+    assert!(s["blocked_users"]["support-agent"].is_object(), "the offending user is blocked: {s}");
+    nothing_gateway_wide(&s, "refused tool call");
+    assert_eq!(chat(&gw, SUPPORT, "hello").await.0, 403, "the principal meets the containment");
+
+    // Another tenant's key receives a credential-shaped string (a pattern match, not a canary).
+    let (status, body) = chat(&gw, CI, "leak-key").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(!body.contains("AKIAZ7Q3KXW4M9PLR2TD"), "redacted: {body}");
+    let s = state(&gw).await;
+    assert!(s["blocked_users"]["ci"].is_object(), "{s}");
+    nothing_gateway_wide(&s, "credential-shaped string");
+
+    // Everyone else is served by the model as before.
+    let (status, body) = chat(&gw, PLATFORM, "hello").await;
+    assert_eq!((status, body.contains("canned reply from the scripted upstream")), (200, true), "{body}");
+
+    // The incidents say what was done and what awaits an operator.
+    let list = incidents(&gw).await;
+    for trigger in ["unauthorized_tool_execution", "credential_leakage_confirmed"] {
+        let inc = list.iter().find(|i| i["trigger"] == trigger).unwrap_or_else(|| panic!("{trigger}: {list:?}"));
+        let taken = &inc["actions"][0];
+        let applied: Vec<&str> =
+            taken["actions"].as_array().unwrap().iter().filter_map(|a| a["action"].as_str()).collect();
+        assert_eq!(applied, ["block_user"], "{trigger}: {inc}");
+        let awaiting: Vec<&str> =
+            taken["awaiting_operator"].as_array().unwrap().iter().filter_map(|a| a["action"].as_str()).collect();
+        assert_eq!(awaiting, ["disable_tool", "safe_mode"], "{trigger}: {inc}");
+    }
+    let trail = std::fs::read_to_string(gw.dir.join("audit.jsonl")).expect("audit");
+    assert!(trail.contains("\"event\":\"awaiting_operator\""), "the deferral is audited");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_trigger_from_three_tenants_escalates_to_the_gateway_wide_steps() {
+    let gw = Gateway::start(&example_policy());
+    for (i, key) in [SUPPORT, CI, GLOBEX].into_iter().enumerate() {
+        // A second user of an already counted tenant does not corroborate.
+        if i == 1 {
+            assert_eq!(chat(&gw, PLATFORM, "do-tool").await.0, 200);
+            nothing_gateway_wide(&state(&gw).await, "two users of one tenant");
+        }
+        assert_eq!(chat(&gw, key, "do-tool").await.0, 200);
+        let s = state(&gw).await;
+        if i < 2 {
+            nothing_gateway_wide(&s, &format!("{} tenant(s)", i + 1));
+        } else {
+            assert_eq!(s["safe_mode"], true, "three tenants corroborate: {s}");
+            assert!(s["disabled_tools"]["*"].is_object(), "{s}");
+        }
+    }
+    let list = incidents(&gw).await;
+    let last = list.iter().find(|i| i["principal"]["tenant"] == "globex").expect("globex incident");
+    assert!(last["actions"][0]["corroborated_by"].as_str().is_some_and(|c| c.contains("3 distinct")), "{last}");
+    assert!(last["actions"][0]["awaiting_operator"].is_null(), "{last}");
+}
+
+#[test]
+fn shipped_policies_never_act_on_everyone_for_one_principal() {
+    for file in ["policies/example.toml", "policies/demo.toml"] {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
+        let p = firebreak::config::load(&path).unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert!(p.incidents.corroboration >= 2, "{file}");
+        assert!(p.incidents.warnings.is_empty(), "{file}: {:?}", p.incidents.warnings);
+        for t in p.incidents.triggers.values() {
+            assert!(!t.global_without_corroboration, "{file}: {}", t.name);
+        }
+    }
+    // Opting in is accepted, with a warning from `firebreak check`; corroboration below 2 is not.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let opt_in = dir.path().join("opt-in.toml");
+    std::fs::write(&opt_in, "[triggers.unauthorized_tool_execution]\nglobal_without_corroboration = true\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_firebreak")).arg("check").arg(&opt_in).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("warning") && text.contains("unauthorized_tool_execution"), "{text}");
+    let low = dir.path().join("low.toml");
+    std::fs::write(&low, "[incidents]\ncorroboration = 1\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_firebreak")).arg("check").arg(&low).output().unwrap();
+    assert!(!out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+}

@@ -310,7 +310,7 @@ impl Admin {
         let policy = self.gw.policy();
         let actor = run.actor.as_deref().unwrap_or("admin");
         use crate::incident::PlanError;
-        match crate::incident::run_plan(&self.gw, &policy, &plan, &run.target, &run.reason, actor, None).await {
+        match crate::incident::run_plan(&self.gw, &policy, &plan, &run.target, &run.reason, actor, None, false).await {
             Ok(taken) => json_response(StatusCode::OK, &json!({"applied": true, "plan": plan, "taken": taken})),
             Err(e @ PlanError::Unknown(..)) => error(StatusCode::NOT_FOUND, "unknown_plan", &e.to_string()),
             Err(PlanError::Apply(ApplyError::Invalid(errors))) => json_response(

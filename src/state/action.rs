@@ -185,7 +185,39 @@ pub enum Action {
     },
 }
 
+/// Whether a switch action named `action` (`block_user`, …) acts on one principal only — the user,
+/// tenant, key or session it names — rather than on everyone (safe mode, levels, tools, endpoints,
+/// egress, MCP servers, prompts). Automatic containment runs only these for one principal's events.
+pub fn principal_scoped(action: &str) -> bool {
+    matches!(
+        action,
+        "block_user"
+            | "unblock_user"
+            | "block_tenant"
+            | "unblock_tenant"
+            | "revoke_key"
+            | "terminate_session"
+            | "limit_user"
+            | "unlimit_user"
+    )
+}
+
 impl Action {
+    /// [`principal_scoped`] for this action.
+    pub fn is_principal_scoped(&self) -> bool {
+        matches!(
+            self,
+            Action::BlockUser { .. }
+                | Action::UnblockUser { .. }
+                | Action::BlockTenant { .. }
+                | Action::UnblockTenant { .. }
+                | Action::RevokeKey { .. }
+                | Action::TerminateSession { .. }
+                | Action::LimitUser { .. }
+                | Action::UnlimitUser { .. }
+        )
+    }
+
     /// Whether applying it issues a canary (the scanner must learn it before the snapshot is seen).
     pub fn issues_canary(&self) -> bool {
         matches!(

@@ -20,7 +20,7 @@ use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{watch, Mutex};
 
-pub use action::{Action, ActionError};
+pub use action::{principal_scoped, Action, ActionError};
 pub use persist::PersistError;
 
 use crate::config::{KeyEntry, Level, Policy};
