@@ -134,6 +134,12 @@ pub struct ToolPin {
     /// Why it is pending: `mcp.tool_changed`, `mcp.tool_frozen` or `mcp.tool_poisoned`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_reason: Option<String>,
+    /// The trusted definition (its hashed fields, canonical), for the diff an operator reviews.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub definition: Option<serde_json::Value>,
+    /// The pending definition in full: what `approve_tool` with its hash would trust.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_definition: Option<serde_json::Value>,
 }
 
 impl Default for Snapshot {
@@ -285,6 +291,10 @@ pub enum ApplyError {
         /// What it is.
         current: u64,
     },
+    /// What the batch approves (or rejects) is no longer what is pending: the definition the
+    /// operator reviewed changed since. Nothing changed.
+    #[error("batch refused, nothing changed: {}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
+    Stale(Vec<ActionError>),
     /// The new state could not be persisted; nothing changed.
     #[error(transparent)]
     Persist(#[from] PersistError),
@@ -361,13 +371,19 @@ impl StateStore {
         if batch.actions.is_empty() {
             errors.push(ActionError::new(0, "the batch has no actions"));
         }
+        let mut stale = Vec::new();
         for (i, a) in batch.actions.iter().enumerate() {
-            if let Err(e) = a.apply(&mut next, policy, actor, &batch.reason, now) {
+            if let Some(e) = a.stale(&next) {
+                stale.push(ActionError::new(i, e));
+            } else if let Err(e) = a.apply(&mut next, policy, actor, &batch.reason, now) {
                 errors.push(ActionError::new(i, e));
             }
         }
         if !errors.is_empty() {
             return Err(ApplyError::Invalid(errors));
+        }
+        if !stale.is_empty() {
+            return Err(ApplyError::Stale(stale));
         }
         next.purge_expired(crate::state::unix_now());
         next.version = cur.version + 1;
