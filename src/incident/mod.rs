@@ -10,6 +10,12 @@
 //! one atomic switch batch *before* the call returns, that is before the triggering response or
 //! stream is complete — so the principal's next request already meets the containment.
 //!
+//! Blast radius: one principal's events can be caused at will by any key or MCP server, so an
+//! automatic plan applies at once only its steps on that principal (block, revoke, terminate,
+//! limit). Its gateway-wide steps wait, recorded as `awaiting_operator`, until the trigger is
+//! corroborated: fired for `[incidents] corroboration` distinct tenants (or MCP servers) within its
+//! window, or evidenced by a gateway canary rather than a pattern match, or opted in per trigger.
+//!
 //! Incidents are kept in `<state file stem>.incidents.json` (written atomically) and audited as
 //! `kind: "incident"` records with `severity` and `trigger`. Nothing secret reaches them: rule ids
 //! and request ids only.
@@ -39,8 +45,8 @@ use crate::state::{Action, ApplyError, Batch};
 const MAX_EVIDENCE: usize = 100;
 /// Most principals tracked by the windows at once.
 const WINDOW_CAPACITY: u64 = 200_000;
-/// Corroboration windows (one per trigger, and per MCP server for server triggers).
-const CORROBORATION_CAPACITY: u64 = 10_000;
+/// Corroboration windows: one per trigger.
+const CORROBORATION_CAPACITY: u64 = 64;
 /// Resolved incidents kept in the file (open ones are always kept).
 const MAX_RESOLVED: usize = 1_000;
 /// Most users whose recent sessions are remembered at once (least recently used forgotten).
