@@ -363,7 +363,13 @@ impl Admin {
     async fn reload(&self) -> Response<Body> {
         match self.gw.reload("admin-api").await {
             Ok(p) => {
-                json_response(StatusCode::OK, &json!({"reloaded": true, "source": p.source.display().to_string()}))
+                for w in &p.incidents.warnings {
+                    tracing::warn!(warning = %w, "policy reloaded with a risky setting");
+                }
+                json_response(
+                    StatusCode::OK,
+                    &json!({"reloaded": true, "source": p.source.display().to_string(), "warnings": p.incidents.warnings}),
+                )
             }
             Err(e) => {
                 let problems: Vec<Value> = match &e {
