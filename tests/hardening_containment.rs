@@ -359,3 +359,37 @@ async fn a_definition_that_changes_between_review_and_approval_is_not_approved()
     assert_eq!(status, 200, "{v}");
     assert_eq!(state(&gw).await["tool_pins"]["srv/echo"]["hash"], now.as_str());
 }
+
+/// One MCP server that returns a credential-shaped string to users of three tenants is one source:
+/// each user is contained, nobody else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_mcp_server_leaking_to_three_tenants_is_one_source() {
+    let srv = upstream::mcp::McpServer::start().await;
+    srv.set_tool_result("echo", upstream::mcp::text_result("the deploy key is AKIAZ7Q3KXW4M9PLR2TD"));
+    let mut policy = format!(
+        "[upstreams.s]\nkind = \"scripted\"\n\n[[upstreams.s.replies]]\ntext = \"hi\"\n\n\
+         [roles.r]\nmcp = [\"srv/*\"]\n\n[mcp_servers.srv]\nurl = \"{}\"\n",
+        srv.url()
+    );
+    let tenants = ["acme", "globex", "initech"];
+    for t in tenants {
+        policy.push_str(&format!(
+            "\n[[keys]]\nid = \"{t}-key\"\nsha256 = \"{}\"\ntenant = \"{t}\"\nuser = \"{t}-user\"\nrole = \"r\"\n",
+            sha256_hex(&format!("fbk-hardening-mcp-{t}"))
+        ));
+    }
+    let gw = tokio::task::block_in_place(|| Gateway::start(&policy));
+    for t in tenants {
+        let key = format!("fbk-hardening-mcp-{t}");
+        let mut c = upstream::mcp::McpClient::new(&gw.url("/mcp/srv"), Some(&key));
+        c.initialize(upstream::mcp::PROTOCOL_VERSION).await;
+        assert!(c.list_tool_names().await.contains(&"echo".to_owned()));
+        let a = c.rpc(1, "tools/call", json!({"name": "echo", "arguments": {"message": "x"}})).await;
+        assert!(!a.to_string().contains("AKIAZ7Q3KXW4M9PLR2TD"), "redacted: {a}");
+        let s = state(&gw).await;
+        assert!(s["blocked_users"][format!("{t}-user")].is_object(), "{t}: the user is contained: {s}");
+        nothing_gateway_wide(&s, &format!("{t}: one server"));
+    }
+    let list = incidents(&gw).await;
+    assert_eq!(list.iter().filter(|i| i["trigger"] == "credential_leakage_confirmed").count(), 3, "{list:?}");
+}
