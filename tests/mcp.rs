@@ -205,6 +205,12 @@ impl Rig {
         c
     }
 
+    /// The hash of `server/tool`'s definition waiting for approval.
+    async fn pending_hash(&self, key: &str) -> String {
+        let (_, state) = self.gw.admin(reqwest::Method::GET, "/admin/v1/state", None).await;
+        state["tool_pins"][key]["pending"].as_str().unwrap_or_else(|| panic!("nothing pending for {key}")).to_owned()
+    }
+
     async fn flip(&self, actions: Value) -> Value {
         let (status, body) =
             self.gw.switches(json!({"actions": actions, "reason": "mcp test", "actor": "tests"})).await;
@@ -741,10 +747,12 @@ async fn rug_pull_withholds_the_changed_tool_until_approved() {
 
     // A security lead reviews and approves the new definition.
     let admin = r.gw.admin.clone();
-    let out =
-        tokio::task::spawn_blocking(move || run_cli(&admin, &["approve-tool", "srv", "echo", "--reason", "reviewed"]))
-            .await
-            .unwrap();
+    let hash = r.pending_hash("srv/echo").await;
+    let out = tokio::task::spawn_blocking(move || {
+        run_cli(&admin, &["approve-tool", "srv", "echo", "--hash", &hash, "--reason", "reviewed"])
+    })
+    .await
+    .unwrap();
     assert!(
         out.status.success(),
         "approve-tool: {}{}",
@@ -759,7 +767,8 @@ async fn rug_pull_withholds_the_changed_tool_until_approved() {
     // A second change after approval is caught again; approval over the admin API works the same.
     r.srv.set_description("echo", "Echoes. <!-- v3 -->");
     assert_eq!(c.list_tool_names().await, ["read_file", "read_url"]);
-    r.flip(json!([{"action": "approve_tool", "server": "srv", "tool": "echo"}])).await;
+    let hash = r.pending_hash("srv/echo").await;
+    r.flip(json!([{"action": "approve_tool", "server": "srv", "tool": "echo", "hash": hash}])).await;
     assert_eq!(c.list_tool_names().await, ["echo", "read_file", "read_url"]);
     // A schema change counts as a change too.
     r.srv.edit_tools(|t| {
@@ -799,7 +808,8 @@ async fn freeze_tools_rejects_new_and_changed_tools() {
         .unwrap();
     assert!(out.status.success(), "unfreeze-tools: {}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(c.list_tool_names().await, ["echo", "read_url"], "seen while frozen: still not accepted");
-    r.flip(json!([{"action": "approve_tool", "server": "srv", "tool": "read_secrets"}])).await;
+    let hash = r.pending_hash("srv/read_secrets").await;
+    r.flip(json!([{"action": "approve_tool", "server": "srv", "tool": "read_secrets", "hash": hash}])).await;
     assert_eq!(c.list_tool_names().await, ["echo", "read_url", "read_secrets"]);
     let a = c.rpc(4, "tools/call", json!({"name": "read_secrets", "arguments": {"name": "dev"}})).await;
     assert!(a.get("result").is_some(), "{a}");

@@ -905,8 +905,7 @@ fn compile(m: Merged, base: &Path, problems: &mut Problems) -> Option<Policy> {
     }
 
     let inspection = super::inspection::compile(&raw, &managed_prompts, base, problems);
-    let mut incidents = crate::incident::IncidentPolicy::compile(&raw.triggers, &raw.plans, problems);
-    incidents.auto_contain = raw.incidents.auto_contain.unwrap_or(true);
+    let incidents = crate::incident::IncidentPolicy::compile(&raw.incidents, &raw.triggers, &raw.plans, problems);
 
     Some(Policy {
         scanner: inspection.as_ref().map(|i| i.scanner.clone())?,

@@ -74,6 +74,12 @@ pub struct RawPolicy {
 pub struct RawIncidents {
     /// false: monitor mode — incidents open, but no plan runs automatically.
     pub auto_contain: Option<bool>,
+    /// Distinct tenants whose events must fire the same trigger within its window before an
+    /// automatic plan's gateway-wide steps run (default 3, at least 2).
+    pub corroboration: Option<u32>,
+    /// A gateway canary (a secret only the gateway knows) in output corroborates by itself
+    /// (default true).
+    pub canary_corroborates: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -85,6 +91,8 @@ pub struct RawTrigger {
     pub severity: Option<String>,
     pub auto: Option<bool>,
     pub plan: Option<String>,
+    /// Opt-in: one principal's event runs the plan's gateway-wide steps too (`firebreak check` warns).
+    pub global_without_corroboration: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
