@@ -492,12 +492,15 @@ impl Exchange {
                             changed |= c;
                             true
                         }
-                        Fate::Refuse(_) => {
+                        Fate::Refuse(_) | Fate::Drop => {
                             changed = true;
                             false
                         }
                     }
                 });
+                if list.is_empty() && local.is_empty() && findings.invalid > 0 {
+                    return Err(invalid("the answer is not JSON-RPC".into()).into());
+                }
                 if local.is_empty() && !changed {
                     bytes
                 } else {
@@ -552,6 +555,9 @@ fn absorb(policy: &Policy, f: Findings, ctx: &mut Ctx) {
     ctx.cross_tenant = policy.tenants.others(&f.tenants, own);
     if !ctx.cross_tenant.is_empty() {
         ctx.decisions.push(("tenants.cross_tenant".into(), "detect"));
+    }
+    if f.invalid > 0 {
+        ctx.decisions.push(("mcp.server_message_invalid".into(), "block"));
     }
     for m in f.refused_server_requests {
         ctx.decisions.push((format!("mcp.server_request_refused:{m}"), "block"));

@@ -190,14 +190,9 @@ fn event(ctx: &McpStream, snap: &Snapshot, raw: Bytes, out: &mut BytesMut, found
         hints: &ctx.gw.mcp_hints,
     };
     let Ok(mut v) = serde_json::from_str::<Value>(data) else {
-        // Not JSON: redact as text, fail closed.
-        let (red, hits) = ctx.active.policy.scanner.redact(data);
-        if hits.is_empty() {
-            out.extend_from_slice(&raw);
-        } else {
-            found.redactions.extend(hits.iter().map(|h| h.rule));
-            write_event(out, &f, &red);
-        }
+        // Not JSON, so not a message the gateway can classify: dropped (and audited), never passed
+        // on uninspected.
+        found.invalid += 1;
         return;
     };
     let mut changed = false;
@@ -215,6 +210,10 @@ fn event(ctx: &McpStream, snap: &Snapshot, raw: Bytes, out: &mut BytesMut, found
                 Bytes::from(answer.to_string()),
                 ctx.request_id.clone(),
             );
+            changed = true;
+            false
+        }
+        Fate::Drop => {
             changed = true;
             false
         }
