@@ -216,3 +216,148 @@ async fn ai_stream_with_cr_only_line_endings_is_redacted() {
         assert!(text.starts_with("The deploy key is ") && text.ends_with(" — keep it safe."), "{chunking:?}: {text:?}");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Item 14: session bindings
+// ---------------------------------------------------------------------------------------------
+
+/// Asserts the gateway's own 404 for a session it does not know: a JSON-RPC error answering the
+/// request's id, reason `mcp.unknown_session`, code -32001.
+fn assert_unknown_session(g: &McpGot, id: &Value, what: &str) {
+    assert_eq!(g.status, 404, "{what}: {}", g.text);
+    let v = g.json();
+    assert_eq!(v["jsonrpc"], "2.0", "{what}: {v}");
+    assert_eq!(&v["id"], id, "{what}: the error answers the request's id: {v}");
+    assert_eq!(v.pointer("/error/code"), Some(&json!(-32001)), "{what}: {v}");
+    assert_eq!(reason(&v), "mcp.unknown_session", "{what}: {v}");
+}
+
+/// A session id the gateway never saw the server hand out is refused before the server, whoever
+/// presents it; an id it did see belongs to the key that opened it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_ids_are_bound_only_when_the_server_hands_them_out() {
+    let r = rig().await;
+    let before = r.srv.count();
+    let mut forged = r.client(CAROL);
+    forged.session = Some("mcp-sess-0001-forged".into());
+    assert_unknown_session(&forged.post(&request(1, "ping", json!({}))).await, &json!(1), "forged id");
+    forged.session = Some("x".repeat(300));
+    assert_unknown_session(&forged.post(&request(2, "ping", json!({}))).await, &json!(2), "unusable id");
+    assert_eq!(r.srv.count(), before, "the server saw none of it");
+
+    let alice = r.session(ALICE).await;
+    let mut carol = r.client(CAROL);
+    carol.session = alice.session.clone();
+    let g = carol.post(&request(3, "ping", json!({}))).await;
+    assert_eq!(g.status, 403, "{}", g.text);
+    assert_eq!(reason(&g.json()), "mcp.session_mismatch");
+    assert!(alice.rpc(4, "ping", json!({})).await.get("result").is_some(), "the owner keeps the session");
+}
+
+/// Bindings live in memory: after a restart every old session id gets 404 (so nobody can take one
+/// over), and its owner starts a new session as the MCP transport says and is never locked out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_restart_old_session_ids_get_404_and_owners_start_again() {
+    let Rig { gw, srv, _tmp } = rig().await;
+    let mut alice = McpClient::new(&gw.url("/mcp/srv"), Some(ALICE));
+    alice.initialize(PROTOCOL_VERSION).await;
+    let sid = alice.session.clone().expect("session");
+    let gw = tokio::task::block_in_place(|| gw.restart());
+    let url = gw.url("/mcp/srv");
+    alice.url = url.clone();
+    let mut carol = McpClient::new(&url, Some(CAROL));
+    carol.session = Some(sid.clone());
+    carol.version = alice.version.clone();
+    let before = srv.count();
+    // Another key first: it must not inherit the session the server still holds.
+    assert_unknown_session(&carol.post(&request(1, "ping", json!({}))).await, &json!(1), "another key");
+    assert_unknown_session(&alice.post(&request(2, "ping", json!({}))).await, &json!(2), "the owner");
+    assert_eq!(srv.count(), before, "the old session id reached the server");
+    // The owner re-initialises and works; the new session is theirs alone.
+    let mut alice = McpClient::new(&url, Some(ALICE));
+    alice.initialize(PROTOCOL_VERSION).await;
+    assert_ne!(alice.session.as_deref(), Some(sid.as_str()));
+    assert!(alice.rpc(3, "ping", json!({})).await.get("result").is_some());
+    carol.session = alice.session.clone();
+    assert_eq!(carol.post(&request(4, "ping", json!({}))).await.status, 403);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Item 15: batches, DELETE while isolated
+// ---------------------------------------------------------------------------------------------
+
+/// JSON-RPC 2.0 batches: every element is answered on its own; an invalid one gets its own error
+/// (its id when it has a valid one, else null) and the rest of the batch is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_with_invalid_elements_answers_each_element() {
+    let r = rig().await;
+    let c = r.session(ALICE).await;
+    let before = r.srv.count();
+    let batch = json!([
+        request(1, "ping", json!({})),
+        {"jsonrpc": "1.0", "id": 2, "method": "ping"},
+        42,
+        notification("notifications/progress", json!({"progressToken": "t", "progress": 1})),
+        {"jsonrpc": "2.0", "id": null, "method": "tools/list"},
+        request(3, "tools/list", json!({})),
+    ]);
+    let g = c.post(&batch).await;
+    assert_eq!(g.status, 200, "{}", g.text);
+    let answers = g.json();
+    let answers = answers.as_array().unwrap_or_else(|| panic!("a batch is answered with an array: {}", g.text));
+    assert_eq!(answers.len(), 5, "one answer per element but the notification: {answers:#?}");
+    assert!(g.answer(&json!(1)).get("result").is_some());
+    assert!(g.answer(&json!(3))["result"]["tools"].is_array());
+    let e2 = g.answer(&json!(2));
+    assert_eq!((e2.pointer("/error/code"), reason(&e2)), (Some(&json!(-32600)), "mcp.invalid_message"), "{e2}");
+    let nulls: Vec<&Value> = answers.iter().filter(|a| a["id"].is_null()).collect();
+    assert_eq!(nulls.len(), 2, "the elements without a valid id get errors with id null: {answers:#?}");
+    assert!(nulls.iter().all(|a| reason(a) == "mcp.invalid_message" && a["error"]["code"] == -32600));
+    let got = r.srv.requests();
+    let methods: Vec<String> = got[before..].iter().flat_map(|x| x.rpc_methods()).collect();
+    assert_eq!(methods, ["ping", "notifications/progress", "tools/list"], "only valid elements reach the server");
+
+    // Nothing valid at all: still an array, one error per element, and nothing reaches the server.
+    let before = r.srv.count();
+    let g = c.post(&json!([1, {"jsonrpc": "2.0", "id": "a"}])).await;
+    assert_eq!(g.status, 400, "{}", g.text);
+    let v = g.json();
+    let a = v.as_array().unwrap_or_else(|| panic!("an all-invalid batch gets an array: {v}"));
+    assert_eq!(a.len(), 2, "{v}");
+    assert_eq!((&a[0]["id"], &a[1]["id"]), (&Value::Null, &json!("a")), "{v}");
+    assert!(a.iter().all(|e| reason(e) == "mcp.invalid_message"), "{v}");
+    assert_eq!(r.srv.count(), before);
+    r.audit_record(&["mcp.invalid_message", "alice-key"]).await;
+}
+
+/// An isolated server gets no requests, but a client may still end its session with DELETE.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_ends_a_session_while_the_server_is_isolated() {
+    let r = rig().await;
+    let c = r.session(ALICE).await;
+    let sid = c.session.clone().expect("session");
+    let (status, body) =
+        r.gw.switches(json!({"actions": [{"action": "isolate_server", "server": "srv", "ttl": "1h"}],
+            "reason": "hardening test", "actor": "tests"}))
+            .await;
+    assert_eq!(status, 200, "{body}");
+    let g = c.post(&request(1, "ping", json!({}))).await;
+    assert_eq!(g.status, 503, "requests are refused while isolated: {}", g.text);
+    assert_eq!(reason(&g.json()), "mcp.server_isolated");
+    let g = c.delete().await;
+    assert!(g.status < 300, "DELETE passes while isolated: {} {}", g.status, g.text);
+    assert!(r.srv.session_deleted(&sid), "the server ended the session");
+    // Once restored, the ended session is gone at the gateway too.
+    let (status, body) =
+        r.gw.switches(json!({"actions": [{"action": "restore_server", "server": "srv"}],
+            "reason": "hardening test", "actor": "tests"}))
+            .await;
+    assert_eq!(status, 200, "{body}");
+    assert_unknown_session(&c.post(&request(2, "ping", json!({}))).await, &json!(2), "the ended session");
+    // Another key may not end someone else's session, isolated or not.
+    let other = r.session(ALICE).await;
+    let mut carol = r.client(CAROL);
+    carol.session = other.session.clone();
+    assert_eq!(carol.delete().await.status, 403);
+    assert!(!r.srv.session_deleted(other.session.as_deref().unwrap_or("")));
+}
