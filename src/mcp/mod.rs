@@ -312,12 +312,15 @@ where
     // `forward`): another key presenting it is refused, and an id the gateway never saw handed out
     // (forged, expired, or issued before a restart, as bindings live in memory) gets 404, which
     // tells an MCP client to start a new session.
-    if ctx.session.is_none() && parts.headers.contains_key("mcp-session-id") {
+    // (An offline replay has no server behind it that could have handed out a session.)
+    let replay = script.is_some();
+    if ctx.session.is_none() && parts.headers.contains_key("mcp-session-id") && !replay {
         // Present but unusable (empty, too long, not text): no session the gateway handed out.
         return Err(McpError::UnknownSession);
     }
     if let Some(sid) = &ctx.session {
         match gw.mcp_sessions.get(&session_key(&server.name, sid)) {
+            None if replay => {}
             None => return Err(McpError::UnknownSession),
             Some(bound) if &*bound != key.id.as_str() => return Err(McpError::SessionMismatch),
             Some(_) => {}
