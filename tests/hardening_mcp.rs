@@ -196,6 +196,43 @@ async fn unclassifiable_sse_events_are_dropped_not_passed_through() {
     assert!(!r.audit_and_log().contains(AWS_KEY));
 }
 
+/// Characters a `str.splitlines` client (httpx-sse before 0.4.2) breaks lines at, though the SSE
+/// spec does not: a hostile server hides a refused server request behind one; a result carrying one
+/// in its text reaches every client as the same JSON (the character escaped).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lenient_client_line_breaks_cannot_smuggle_messages() {
+    let r = rig().await;
+    let c = r.session(ALICE).await;
+    r.srv.set_answer(Answer::Sse(Chunking::Bytes(4)));
+    let evil = request("evil-2", "sampling/createMessage", json!({"messages": [], "maxTokens": 1}));
+    let leak = json!({"jsonrpc": "2.0", "id": "u2", "result": text_result(AWS_KEY)});
+    r.srv.raw_before_next_response(&format!(
+        "event: message\u{2028}data: {evil}\n\n: note\u{85}data: {leak}\ndata: \"x\"\n\n"
+    ));
+    r.srv.set_tool_result("echo", text_result("line one\u{2028}line two"));
+    let g = c.post(&call_tool("u2", "echo", json!({"message": "m"}))).await;
+    assert_eq!(g.status, 200, "{}", g.text);
+    // Read the way a lenient client does: every one of those characters ends a line.
+    let lenient: String = g
+        .text
+        .chars()
+        .map(|ch| {
+            if matches!(ch, '\u{0b}' | '\u{0c}' | '\u{1c}'..='\u{1e}' | '\u{85}' | '\u{2028}' | '\u{2029}') {
+                '\n'
+            } else {
+                ch
+            }
+        })
+        .collect();
+    assert_eq!(lenient, g.text, "no lenient line break reaches the client");
+    let msgs = g.messages();
+    assert_eq!(msgs.len(), 1, "only the answer to u2: {msgs:#?}");
+    assert_eq!(result_text(&msgs[0]), "line one\u{2028}line two", "the text is intact once decoded");
+    assert!(!g.text.contains(AWS_KEY));
+    assert!(!r.srv.received_id(&json!("evil-2")), "the hidden request was dropped, not even refused");
+    r.audit_record(&["stream_end", "mcp.server_message_invalid"]).await;
+}
+
 /// The AI path shares the parser: an Anthropic stream with CR-only line endings carrying a secret
 /// reaches the client redacted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

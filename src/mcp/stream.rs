@@ -176,11 +176,22 @@ async fn pump(
 /// One event through policy, appended to `out` (unchanged bytes when nothing changed).
 fn event(ctx: &McpStream, snap: &Snapshot, raw: Bytes, out: &mut BytesMut, found: &mut Findings, rid: &str) {
     let f = parse_event(&raw);
+    // Some clients split lines where the SSE spec does not (see `lenient_break`): such an event
+    // is only passed on re-encoded from the fields the gateway read, so every client reads those.
+    let ambiguous = lenient_break(&raw);
     let Some(data) = f.data.as_deref().filter(|d| !d.trim().is_empty()) else {
-        // Comments, keep-alives and priming events (an id with no data) pass as they are.
-        out.extend_from_slice(&raw);
+        if ambiguous {
+            found.invalid += 1;
+        } else {
+            // Comments, keep-alives and priming events (an id with no data) pass as they are.
+            out.extend_from_slice(&raw);
+        }
         return;
     };
+    if ambiguous && [f.name, f.id, f.retry].into_iter().flatten().any(|v| lenient_break(v.as_bytes())) {
+        found.invalid += 1;
+        return;
+    }
     let judge = Judge {
         policy: &ctx.active.policy,
         snap,
@@ -225,11 +236,28 @@ fn event(ctx: &McpStream, snap: &Snapshot, raw: Bytes, out: &mut BytesMut, found
     if !keep || matches!(&v, Value::Array(a) if a.is_empty()) {
         return;
     }
-    if changed {
+    if ambiguous {
+        // serde_json escapes the control characters; these three only occur inside strings.
+        let text =
+            v.to_string().replace('\u{85}', "\\u0085").replace('\u{2028}', "\\u2028").replace('\u{2029}', "\\u2029");
+        write_event(out, &f, &text);
+    } else if changed {
         write_event(out, &f, &v.to_string());
     } else {
         out.extend_from_slice(&raw);
     }
+}
+
+/// Whether `b` holds a character that `str.splitlines`-style SSE clients (httpx before
+/// httpx-sse 0.4.2, for one) take for a line break though the SSE spec does not: VT, FF, FS, GS,
+/// RS, NEL, U+2028, U+2029.
+fn lenient_break(b: &[u8]) -> bool {
+    b.iter().enumerate().any(|(i, &c)| match c {
+        0x0B | 0x0C | 0x1C..=0x1E => true,
+        0xC2 => b.get(i + 1) == Some(&0x85),
+        0xE2 => b.get(i + 1) == Some(&0x80) && matches!(b.get(i + 2), Some(0xA8 | 0xA9)),
+        _ => false,
+    })
 }
 
 fn write_event(out: &mut BytesMut, f: &Event<'_>, data: &str) {
@@ -268,5 +296,15 @@ mod tests {
         let mut out = BytesMut::new();
         write_event(&mut out, &f, "{\"b\":2}");
         assert_eq!(&out[..], b"id: 7\nretry: 100\nevent: message\ndata: {\"b\":2}\n\n");
+    }
+
+    #[test]
+    fn lenient_line_breaks() {
+        for s in ["a\u{2028}b", "a\u{2029}", "\u{85}", "x\x0by", "\x0c", "\x1c", "\x1e"] {
+            assert!(lenient_break(s.as_bytes()), "{s:?}");
+        }
+        for s in ["plain", "— dash ✓ 日本", "\u{2027}\u{202A}\u{84}\u{86}", "\t\x1f"] {
+            assert!(!lenient_break(s.as_bytes()), "{s:?}");
+        }
     }
 }
