@@ -381,6 +381,9 @@ async fn delete_ends_a_session_while_the_server_is_isolated() {
     let g = c.post(&request(1, "ping", json!({}))).await;
     assert_eq!(g.status, 503, "requests are refused while isolated: {}", g.text);
     assert_eq!(reason(&g.json()), "mcp.server_isolated");
+    let mut no_session = c.clone();
+    no_session.session = None;
+    assert_eq!(no_session.delete().await.status, 503, "a DELETE naming no session is still refused");
     let g = c.delete().await;
     assert!(g.status < 300, "DELETE passes while isolated: {} {}", g.status, g.text);
     assert!(r.srv.session_deleted(&sid), "the server ended the session");

@@ -304,8 +304,9 @@ where
         .into());
     }
     // An isolated server gets no traffic, except a DELETE that ends a session (so clients can
-    // close what they opened).
-    if snap.server_isolated(&server.name, now) && parts.method != Method::DELETE {
+    // close what they opened; the session must be the caller's, checked below).
+    let closes_session = parts.method == Method::DELETE && ctx.session.is_some();
+    if snap.server_isolated(&server.name, now) && !closes_session {
         return Err(McpError::Isolated(server.name.clone()));
     }
     // A session belongs to the principal whose request the server answered with its id (bound in
