@@ -145,7 +145,7 @@ async fn cr_only_sse_events_are_inspected_like_any_other() {
     );
     let c = r.session(ALICE).await;
     let mut n = 0;
-    for eol in ["\r", "\r\n"] {
+    for eol in ["\r", "\r\n", "mix"] {
         r.srv.set_line_ending(eol);
         for chunking in [Chunking::Whole, Chunking::Bytes(1), Chunking::Bytes(5), Chunking::Awkward] {
             n += 1;

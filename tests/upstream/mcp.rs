@@ -335,8 +335,8 @@ impl McpServer {
         self.state().before.push_back(messages);
     }
 
-    /// The line ending of every SSE event written from now on: `"\n"`, `"\r\n"` or `"\r"` (all
-    /// valid SSE; clients accept each).
+    /// The line ending of every SSE event written from now on: `"\n"`, `"\r\n"`, `"\r"` (all
+    /// valid SSE; clients accept each) or `"mix"` (all three in one event).
     pub fn set_line_ending(&self, eol: &'static str) {
         self.state().eol = eol;
     }
@@ -504,8 +504,10 @@ fn rpc_error(id: Value, code: i64, message: &str) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}})
 }
 
+/// One event; `eol` `"mix"` ends its lines with CR, CRLF, LF and CR in turn.
 fn event_text(id: &str, message: &Value, eol: &str) -> String {
-    format!("id: {id}{eol}event: message{eol}data: {message}{eol}{eol}")
+    let e: [&str; 4] = if eol == "mix" { ["\r", "\r\n", "\n", "\r"] } else { [eol; 4] };
+    format!("id: {id}{}event: message{}data: {message}{}{}", e[0], e[1], e[2], e[3])
 }
 
 async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Result<Response<McpBody>, Infallible> {
