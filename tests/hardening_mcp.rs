@@ -194,6 +194,16 @@ async fn unclassifiable_sse_events_are_dropped_not_passed_through() {
     assert!(!g.text.contains(AWS_KEY) && !g.text.contains("sampling/createMessage"), "{}", g.text);
     r.audit_record(&["stream_end", "mcp.server_message_invalid"]).await;
     assert!(!r.audit_and_log().contains(AWS_KEY));
+
+    // When what was dropped is the answer itself, the client gets an error for its request instead
+    // of waiting for an answer that will not come.
+    let garbled = json!({"jsonrpc": "2.0", "id": "u2", "result": text_result(AWS_KEY), "method": 7});
+    r.srv.raw_instead_of_next_response(&format!("event: message\ndata: {garbled}\n\n"));
+    let g = c.post(&call_tool("u2", "echo", json!({"message": "hi"}))).await;
+    assert_eq!(g.status, 200, "{}", g.text);
+    let a = g.answer(&json!("u2"));
+    assert_eq!(a.pointer("/error/code"), Some(&json!(-32603)), "{a}");
+    assert!(!g.text.contains(AWS_KEY), "{}", g.text);
 }
 
 /// Characters a `str.splitlines` client (httpx-sse before 0.4.2) breaks lines at, though the SSE

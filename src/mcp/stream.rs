@@ -152,6 +152,15 @@ async fn pump(
             }
         }
     };
+    // The server's stream ended with requests unanswered after the gateway dropped messages it
+    // could not classify: one may have been the answer, so the client hears why instead of waiting.
+    let end = match end {
+        End::Done if findings.invalid > 0 && !ctx.pending.is_empty() => End::Broken(format!(
+            "MCP server `{}` answered with a message the gateway cannot classify; it was dropped",
+            ctx.server.name
+        )),
+        e => e,
+    };
     let (rule, message) = match &end {
         End::Done | End::ClientGone => (None, None),
         End::Cut(rule, msg) => (Some(*rule), Some(msg.clone())),

@@ -224,6 +224,8 @@ struct State {
     eol: &'static str,
     /// Raw SSE text written first on the next SSE answer to a POST (events a hostile server sends).
     raw_before: Option<String>,
+    /// The next SSE answer is `raw_before` alone (the responses are not sent).
+    raw_only: bool,
 }
 
 struct Shared {
@@ -260,6 +262,7 @@ impl McpServer {
                 next_session: 1,
                 eol: "\n",
                 raw_before: None,
+                raw_only: false,
             }),
             changed: Notify::new(),
         });
@@ -347,6 +350,13 @@ impl McpServer {
         let mut st = self.state();
         st.raw_before = Some(text.to_owned());
         st.before.push_back(Vec::new());
+    }
+
+    /// Like [`raw_before_next_response`](Self::raw_before_next_response), but the responses
+    /// themselves are not sent: the raw text is the whole answer.
+    pub fn raw_instead_of_next_response(&self, text: &str) {
+        self.raw_before_next_response(text);
+        self.state().raw_only = true;
     }
 
     /// A fault for the next POST carrying a request.
@@ -658,6 +668,7 @@ async fn post(
     {
         let mut st = s.state.lock().unwrap();
         text += &st.raw_before.take().unwrap_or_default();
+        let responses = if std::mem::take(&mut st.raw_only) { Vec::new() } else { responses };
         for m in before.into_iter().flatten().chain(responses) {
             let id = format!("p{}", st.next_event);
             st.next_event += 1;
