@@ -74,12 +74,15 @@ impl SseFramer {
         let mut i = self.line_start;
         while let Some(off) = memchr::memchr2(b'\n', b'\r', &self.buf[i..]) {
             let p = i + off;
-            let eol = match (self.buf[p], self.buf.get(p + 1)) {
+            let eol = match (self.buf[p], self.buf.get(p + 1).copied()) {
                 (b'\r', Some(b'\n')) => 2,
-                (b'\r', None) => {
-                    // A CR ends its line at once; an LF that may follow in the next read is part
-                    // of the same line ending (see `push`).
-                    self.cr_pending = true;
+                (b'\r', next) => {
+                    // A lone CR ends its line; it is written as the LF it stands for, so that in
+                    // a complete event every CR left belongs to a CRLF (see `canonical`). At the
+                    // end of what was received, an LF first in the next read belongs to it (CRLF
+                    // split across reads; see `push`).
+                    self.cr_pending = next.is_none();
+                    self.buf[p] = b'\n';
                     1
                 }
                 _ => 1,
@@ -114,21 +117,18 @@ impl SseFramer {
     }
 }
 
-/// The event with LF line endings and valid UTF-8; unchanged (no copy) when it already is.
+/// The event with LF line endings and valid UTF-8; unchanged (no copy) when it already is. Every
+/// CR in a framed event is the first half of a CRLF (lone CRs were rewritten as LF while framing).
 fn canonical(raw: Bytes) -> Bytes {
-    let text = String::from_utf8_lossy(&raw);
-    if memchr::memchr(b'\r', text.as_bytes()).is_none() {
-        return match text {
-            Cow::Borrowed(_) => raw,
-            Cow::Owned(s) => Bytes::from(s),
-        };
+    let raw = match memchr::memchr(b'\r', &raw) {
+        None => raw,
+        Some(_) => Bytes::from(raw.iter().copied().filter(|&b| b != b'\r').collect::<Vec<u8>>()),
+    };
+    if std::str::from_utf8(&raw).is_ok() {
+        raw
+    } else {
+        Bytes::from(String::from_utf8_lossy(&raw).into_owned())
     }
-    let mut out = Vec::with_capacity(text.len());
-    for line in lines(text.as_bytes()) {
-        out.extend_from_slice(line);
-        out.push(b'\n');
-    }
-    Bytes::from(out)
 }
 
 /// The lines of `raw`, each without its line ending (CRLF, LF or CR), as the SSE specification
@@ -254,6 +254,9 @@ mod tests {
         f.push(b"\n");
         assert_eq!(f.next_event().unwrap().as_deref(), Some(&b"data: b\n\n"[..]));
         assert_eq!(f.finish(), Ok(None));
+        // CR | LF + LF: the line's CRLF split across reads, then the blank line; the forwarded
+        // event keeps its blank line.
+        assert_eq!(frame_all(&[b": k\r", b"\n\ndata: d\n\n"])[0], Bytes::from_static(b": k\n\n"));
         // CR | LF | CR | LF across four reads: one line, then one blank line.
         assert_eq!(frame_all(&[b"data: c\r", b"\n", b"\r", b"\n"]), vec![Bytes::from_static(b"data: c\n\n")]);
     }
@@ -325,7 +328,7 @@ mod tests {
         out
     }
 
-    fn fields(stream: &[u8], cuts: &[usize]) -> Vec<(Option<String>, Option<String>, Option<String>)> {
+    fn chunks<'a>(stream: &'a [u8], cuts: &[usize]) -> Vec<&'a [u8]> {
         let mut chunks = Vec::new();
         let mut at = 0;
         for &c in cuts {
@@ -334,7 +337,11 @@ mod tests {
             at = c;
         }
         chunks.push(&stream[at..]);
-        frame_all(&chunks)
+        chunks
+    }
+
+    fn fields(stream: &[u8], cuts: &[usize]) -> Vec<(Option<String>, Option<String>, Option<String>)> {
+        frame_all(&chunks(stream, cuts))
             .iter()
             .map(|raw| {
                 let e = parse_event(raw);
@@ -362,6 +369,8 @@ mod tests {
             let want = fields(&lf, &[]);
             proptest::prop_assert_eq!(want.len(), events.len());
             proptest::prop_assert_eq!(fields(&mixed, &cuts), want);
+            // What is forwarded is the canonical stream: the LF rendering, byte for byte.
+            proptest::prop_assert_eq!(frame_all(&chunks(&mixed, &cuts)).concat(), lf);
         }
     }
 }
