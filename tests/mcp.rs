@@ -8,7 +8,8 @@
 //!   body, as the MCP transport requires (the gateway passes the server's 202 through).
 //! - A server's own HTTP status for an ended session (404) reaches the client unchanged, so an SDK
 //!   starts a new session as the MCP transport says it must; only the gateway's own refusals use the
-//!   error table.
+//!   error table (a session ended through the gateway, or unknown to it, gets the gateway's own 404,
+//!   `mcp.unknown_session`: see tests/hardening_mcp.rs).
 //! - A batch is answered in the server's format (a JSON array, or SSE events); a batch whose every
 //!   request is refused is answered by the gateway alone (HTTP 200, a JSON array), and never reaches
 //!   the server.

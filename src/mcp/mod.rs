@@ -46,6 +46,8 @@ enum McpError {
     Isolated(String),
     #[error("this MCP session belongs to another principal")]
     SessionMismatch,
+    #[error("unknown or expired MCP session; start a new session with an initialize request")]
+    UnknownSession,
     #[error("invalid JSON-RPC message: {0}")]
     Invalid(String),
     #[error("method {0} is not supported on MCP endpoints (use POST, GET or DELETE)")]
@@ -56,7 +58,7 @@ impl McpError {
     fn status(&self) -> StatusCode {
         match self {
             McpError::Gateway(e) => e.status(),
-            McpError::UnknownServer(_) => StatusCode::NOT_FOUND,
+            McpError::UnknownServer(_) | McpError::UnknownSession => StatusCode::NOT_FOUND,
             McpError::Origin(_) | McpError::ServerNotAllowed(_) | McpError::SessionMismatch => StatusCode::FORBIDDEN,
             McpError::Isolated(_) => StatusCode::SERVICE_UNAVAILABLE,
             McpError::Invalid(_) => StatusCode::BAD_REQUEST,
@@ -72,6 +74,7 @@ impl McpError {
             McpError::ServerNotAllowed(_) => "mcp.server_not_allowed",
             McpError::Isolated(_) => "mcp.server_isolated",
             McpError::SessionMismatch => "mcp.session_mismatch",
+            McpError::UnknownSession => "mcp.unknown_session",
             McpError::Invalid(_) => "mcp.invalid_message",
             McpError::MethodNotAllowed(_) => "request.method",
         }
@@ -306,14 +309,28 @@ where
         }
         .into());
     }
-    if snap.server_isolated(&server.name, now) {
+    // An isolated server gets no traffic, except a DELETE that ends a session (so clients can
+    // close what they opened; the session must be the caller's, checked below).
+    let closes_session = parts.method == Method::DELETE && ctx.session.is_some();
+    if snap.server_isolated(&server.name, now) && !closes_session {
         return Err(McpError::Isolated(server.name.clone()));
     }
-    // A session belongs to the principal that opened it: another key presenting its id is refused.
+    // A session belongs to the principal whose request the server answered with its id (bound in
+    // `forward`): another key presenting it is refused, and an id the gateway never saw handed out
+    // (forged, expired, or issued before a restart, as bindings live in memory) gets 404, which
+    // tells an MCP client to start a new session.
+    // (An offline replay has no server behind it that could have handed out a session.)
+    let replay = script.is_some();
+    if ctx.session.is_none() && parts.headers.contains_key("mcp-session-id") && !replay {
+        // Present but unusable (empty, too long, not text): no session the gateway handed out.
+        return Err(McpError::UnknownSession);
+    }
     if let Some(sid) = &ctx.session {
-        let bound = gw.mcp_sessions.get_with(session_key(&server.name, sid), || Arc::from(key.id.as_str()));
-        if &*bound != key.id.as_str() {
-            return Err(McpError::SessionMismatch);
+        match gw.mcp_sessions.get(&session_key(&server.name, sid)) {
+            None if replay => {}
+            None => return Err(McpError::UnknownSession),
+            Some(bound) if &*bound != key.id.as_str() => return Err(McpError::SessionMismatch),
+            Some(_) => {}
         }
     }
     let role_ok = policy
@@ -410,8 +427,13 @@ impl Exchange {
                 self.gw.mcp_sessions.invalidate(&session_key(&self.server.name, sid));
             }
         }
-        if let Some(sid) = head.headers.get("mcp-session-id").and_then(|v| v.to_str().ok()) {
-            self.gw.mcp_sessions.insert(session_key(&self.server.name, sid), Arc::from(self.key.id.as_str()));
+        // A new session handed out by the server belongs to the key that asked for it.
+        if let (None, true, Some(sid)) =
+            (&ctx.session, head.status.is_success(), head.headers.get("mcp-session-id").and_then(|v| v.to_str().ok()))
+        {
+            if !sid.is_empty() && sid.len() <= 256 {
+                self.gw.mcp_sessions.insert(session_key(&self.server.name, sid), Arc::from(self.key.id.as_str()));
+            }
         }
         let mut builder = Response::builder().status(head.status);
         if let Some(h) = builder.headers_mut() {
@@ -498,12 +520,15 @@ impl Exchange {
                             changed |= c;
                             true
                         }
-                        Fate::Refuse(_) => {
+                        Fate::Refuse(_) | Fate::Drop => {
                             changed = true;
                             false
                         }
                     }
                 });
+                if list.is_empty() && local.is_empty() && findings.invalid > 0 {
+                    return Err(invalid("the answer is not JSON-RPC".into()).into());
+                }
                 if local.is_empty() && !changed {
                     bytes
                 } else {
@@ -558,6 +583,9 @@ fn absorb(policy: &Policy, f: Findings, ctx: &mut Ctx) {
     ctx.cross_tenant = policy.tenants.others(&f.tenants, own);
     if !ctx.cross_tenant.is_empty() {
         ctx.decisions.push(("tenants.cross_tenant".into(), "detect"));
+    }
+    if f.invalid > 0 {
+        ctx.decisions.push(("mcp.server_message_invalid".into(), "block"));
     }
     for m in f.refused_server_requests {
         ctx.decisions.push((format!("mcp.server_request_refused:{m}"), "block"));
@@ -675,7 +703,12 @@ where
     let messages = match jsonrpc::parse(&bytes) {
         Ok(m) => m,
         Err(jsonrpc::ParseError::Json(e)) => return Err(GatewayError::BadJson(e).into()),
-        Err(jsonrpc::ParseError::Invalid(e)) => return Err(McpError::Invalid(e)),
+        Err(jsonrpc::ParseError::Invalid(e)) => {
+            if let Ok(Value::Object(m)) = serde_json::from_slice::<Value>(&bytes) {
+                ctx.rpc_id = Some(jsonrpc::answerable_id(&Value::Object(m)));
+            }
+            return Err(McpError::Invalid(e));
+        }
     };
     if !messages.batch {
         ctx.rpc_id = messages.list[0].get("id").cloned();
@@ -692,7 +725,18 @@ async fn post(
 ) -> Result<Response<Body>, McpError> {
     let rid = ex.request_id.to_str().unwrap_or("").to_owned();
     let judge = ex.judge();
-    let mut local = Vec::new();
+    // Invalid batch elements are answered by the gateway, each with its own error.
+    let mut local: Vec<Value> = messages
+        .invalid
+        .iter()
+        .map(|(id, why)| {
+            let message = format!("invalid JSON-RPC message: {why}");
+            jsonrpc::error(id.clone(), jsonrpc::INVALID_REQUEST, &message, "mcp.invalid_message", &rid)
+        })
+        .collect();
+    if !local.is_empty() {
+        ctx.decisions.push(("mcp.invalid_message".into(), "block"));
+    }
     let mut forward = Vec::with_capacity(messages.list.len());
     for m in messages.list {
         if let Some(method) = jsonrpc::method(&m) {
@@ -712,7 +756,12 @@ async fn post(
         forward.push(m);
     }
     if forward.is_empty() {
+        // A batch of nothing but invalid elements is a bad request; its answer is still an array.
+        let all_invalid = local.len() == messages.invalid.len();
         let mut resp = Response::new(full(jsonrpc::encode(local, messages.batch)));
+        if all_invalid {
+            *resp.status_mut() = StatusCode::BAD_REQUEST;
+        }
         resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         return Ok(resp);
     }
