@@ -8,7 +8,8 @@
 //!   body, as the MCP transport requires (the gateway passes the server's 202 through).
 //! - A server's own HTTP status for an ended session (404) reaches the client unchanged, so an SDK
 //!   starts a new session as the MCP transport says it must; only the gateway's own refusals use the
-//!   error table.
+//!   error table (a session ended through the gateway, or unknown to it, gets the gateway's own 404,
+//!   `mcp.unknown_session`: see tests/hardening_mcp.rs).
 //! - A batch is answered in the server's format (a JSON array, or SSE events); a batch whose every
 //!   request is refused is answered by the gateway alone (HTTP 200, a JSON array), and never reaches
 //!   the server.
@@ -203,6 +204,12 @@ impl Rig {
         let mut c = self.client(server, Some(key));
         c.initialize(PROTOCOL_VERSION).await;
         c
+    }
+
+    /// The hash of `server/tool`'s definition waiting for approval.
+    async fn pending_hash(&self, key: &str) -> String {
+        let (_, state) = self.gw.admin(reqwest::Method::GET, "/admin/v1/state", None).await;
+        state["tool_pins"][key]["pending"].as_str().unwrap_or_else(|| panic!("nothing pending for {key}")).to_owned()
     }
 
     async fn flip(&self, actions: Value) -> Value {
@@ -741,10 +748,12 @@ async fn rug_pull_withholds_the_changed_tool_until_approved() {
 
     // A security lead reviews and approves the new definition.
     let admin = r.gw.admin.clone();
-    let out =
-        tokio::task::spawn_blocking(move || run_cli(&admin, &["approve-tool", "srv", "echo", "--reason", "reviewed"]))
-            .await
-            .unwrap();
+    let hash = r.pending_hash("srv/echo").await;
+    let out = tokio::task::spawn_blocking(move || {
+        run_cli(&admin, &["approve-tool", "srv", "echo", "--hash", &hash, "--reason", "reviewed"])
+    })
+    .await
+    .unwrap();
     assert!(
         out.status.success(),
         "approve-tool: {}{}",
@@ -759,7 +768,8 @@ async fn rug_pull_withholds_the_changed_tool_until_approved() {
     // A second change after approval is caught again; approval over the admin API works the same.
     r.srv.set_description("echo", "Echoes. <!-- v3 -->");
     assert_eq!(c.list_tool_names().await, ["read_file", "read_url"]);
-    r.flip(json!([{"action": "approve_tool", "server": "srv", "tool": "echo"}])).await;
+    let hash = r.pending_hash("srv/echo").await;
+    r.flip(json!([{"action": "approve_tool", "server": "srv", "tool": "echo", "hash": hash}])).await;
     assert_eq!(c.list_tool_names().await, ["echo", "read_file", "read_url"]);
     // A schema change counts as a change too.
     r.srv.edit_tools(|t| {
@@ -799,7 +809,8 @@ async fn freeze_tools_rejects_new_and_changed_tools() {
         .unwrap();
     assert!(out.status.success(), "unfreeze-tools: {}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(c.list_tool_names().await, ["echo", "read_url"], "seen while frozen: still not accepted");
-    r.flip(json!([{"action": "approve_tool", "server": "srv", "tool": "read_secrets"}])).await;
+    let hash = r.pending_hash("srv/read_secrets").await;
+    r.flip(json!([{"action": "approve_tool", "server": "srv", "tool": "read_secrets", "hash": hash}])).await;
     assert_eq!(c.list_tool_names().await, ["echo", "read_url", "read_secrets"]);
     let a = c.rpc(4, "tools/call", json!({"name": "read_secrets", "arguments": {"name": "dev"}})).await;
     assert!(a.get("result").is_some(), "{a}");

@@ -136,12 +136,32 @@ enum Cmd {
     },
     /// List isolated MCP servers.
     Isolated,
-    /// Trust the changed definition of an MCP tool (after reviewing it).
+    /// List MCP tool definitions waiting for approval: in full, diffed against the trusted one,
+    /// with why (changed, poisoned, frozen) and the hash to approve.
+    PendingTools {
+        /// Print the API's JSON instead.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Trust the pending definition of an MCP tool you reviewed; refused when it changed since.
     ApproveTool {
         /// Server name.
         server: String,
         /// Tool name.
         tool: String,
+        /// SHA-256 of the definition you reviewed (from `pending-tools`).
+        #[arg(long)]
+        hash: String,
+    },
+    /// Drop the pending definition of an MCP tool you reviewed (the trusted one stays).
+    RejectTool {
+        /// Server name.
+        server: String,
+        /// Tool name.
+        tool: String,
+        /// SHA-256 of the pending definition you reviewed.
+        #[arg(long)]
+        hash: String,
     },
     /// Reject every new or changed tool definition of an MCP server.
     FreezeTools {
@@ -247,7 +267,12 @@ fn action(cmd: &Cmd) -> anyhow::Result<Option<Value>> {
         Cmd::UnblockEgress { host } => json!({"action": "unblock_egress", "host": host}),
         Cmd::Isolate { server, ttl } => json!({"action": "isolate_server", "server": server, "ttl": ttl}),
         Cmd::Restore { server } => json!({"action": "restore_server", "server": server}),
-        Cmd::ApproveTool { server, tool } => json!({"action": "approve_tool", "server": server, "tool": tool}),
+        Cmd::ApproveTool { server, tool, hash } => {
+            json!({"action": "approve_tool", "server": server, "tool": tool, "hash": hash})
+        }
+        Cmd::RejectTool { server, tool, hash } => {
+            json!({"action": "reject_tool", "server": server, "tool": tool, "hash": hash})
+        }
         Cmd::FreezeTools { server } => json!({"action": "freeze_tools", "server": server}),
         Cmd::UnfreezeTools { server } => json!({"action": "unfreeze_tools", "server": server}),
         Cmd::RestorePrompt { id } => json!({"action": "restore_prompt", "prompt": id}),
@@ -268,6 +293,7 @@ async fn run_async(a: Args) -> anyhow::Result<ExitCode> {
     } else {
         match &a.cmd {
             Cmd::State | Cmd::Isolated => ("GET", "/admin/v1/state".to_owned(), None),
+            Cmd::PendingTools { .. } => ("GET", "/admin/v1/tools/pending".to_owned(), None),
             Cmd::Reload => ("POST", "/admin/v1/policy/reload".to_owned(), Some(json!({}))),
             Cmd::RotateCredential { name } => {
                 ("POST", format!("/admin/v1/rotate/credential/{name}"), Some(json!({"reason": reason, "actor": actor})))
@@ -350,10 +376,45 @@ async fn run_async(a: Args) -> anyhow::Result<ExitCode> {
             let isolated = v.pointer("/state/isolated_servers").or_else(|| v.get("isolated_servers"));
             out(&serde_json::to_string_pretty(isolated.unwrap_or(&json!({})))?)
         }
+        Ok(v) if matches!(a.cmd, Cmd::PendingTools { json: false }) && status.is_success() => out(&pending_text(&v)),
         Ok(v) => out(&serde_json::to_string_pretty(&v)?),
         Err(_) => out(&String::from_utf8_lossy(&bytes)),
     }
     Ok(if status.is_success() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// `admin pending-tools` for people: per tool, why it is pending, both hashes, the diff, and the
+/// command that approves exactly this definition.
+fn pending_text(v: &Value) -> String {
+    let list = v["pending"].as_array().map(Vec::as_slice).unwrap_or_default();
+    if list.is_empty() {
+        return "no MCP tool definition is waiting for approval".into();
+    }
+    let s = |v: &Value| v.as_str().unwrap_or("-").to_owned();
+    let mut o = String::new();
+    for p in list {
+        o.push_str(&format!(
+            "{} — {} (rule {}, since {})\n",
+            s(&p["tool"]),
+            s(&p["reason"]),
+            s(&p["rule"]),
+            s(&p["since"])
+        ));
+        o.push_str(&format!("  pending hash: {}\n  trusted hash: {}\n", s(&p["hash"]), s(&p["pinned_hash"])));
+        match p["diff"].as_array() {
+            Some(lines) => {
+                o.push_str("  --- trusted\n  +++ pending\n");
+                for l in lines {
+                    o.push_str(&format!("  {}\n", l.as_str().unwrap_or_default()));
+                }
+            }
+            None => o.push_str("  (definition too large to keep: review the server's tools/list by its hash)\n"),
+        }
+        let (server, name, hash) = (s(&p["server"]), s(&p["name"]), s(&p["hash"]));
+        o.push_str(&format!("  approve: firebreak admin --reason … approve-tool {server} {name} --hash {hash}\n"));
+        o.push_str(&format!("  reject:  firebreak admin --reason … reject-tool {server} {name} --hash {hash}\n\n"));
+    }
+    o.trim_end().to_owned()
 }
 
 /// Prints a line; a closed stdout (`… | head`) is not an error worth a panic.

@@ -16,9 +16,11 @@ pub struct Args {
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let mut all = Vec::new();
+    let mut warnings = Vec::new();
     for f in &a.files {
         match crate::config::load(f) {
             Ok(p) => {
+                warnings.extend(p.incidents.warnings.iter().map(|w| format!("{}: warning: {w}", f.display())));
                 if !a.json {
                     println!(
                         "{}: ok ({} upstream(s), {} key(s), {} role(s))",
@@ -40,8 +42,11 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         }
     }
     if a.json {
-        println!("{}", serde_json::json!({ "problems": all }));
+        println!("{}", serde_json::json!({ "problems": all, "warnings": warnings }));
     } else {
+        for w in &warnings {
+            println!("{w}");
+        }
         for p in &all {
             println!("{p}");
         }

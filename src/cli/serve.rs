@@ -97,7 +97,20 @@ async fn serve(
         }
     }
     let listen = policy.listen.clone();
-    let header_timeout = policy.limits.header_read_timeout;
+    let conn_limits = proxy::conn::ConnLimits::from_policy(&policy.limits);
+    let (configured_cap, admin_cap) = (policy.limits.max_connections, policy.limits.admin_max_connections);
+    // Descriptors the proxy listener may not take: the admin listener's, plus files, the audit
+    // writer, the upstream pools' idle connections and the like.
+    let reserve = admin_cap + 128;
+    let proxy_cap = proxy::conn::proxy_connection_cap(configured_cap, proxy::conn::descriptor_limit(), reserve);
+    if proxy_cap < configured_cap {
+        tracing::warn!(
+            configured = configured_cap,
+            effective = proxy_cap,
+            descriptors = proxy::conn::descriptor_limit(),
+            "[limits] max_connections lowered to fit the open-file limit (raise it with `ulimit -n`)"
+        );
+    }
     let gw = Gateway::start(policy, source, metrics).await?;
     let proxy_listener = tokio::net::TcpListener::bind(listen.proxy)
         .await
@@ -114,18 +127,20 @@ async fn serve(
     // error event, which gets a little longer to reach the client before connections are dropped.
     let drain = gw.policy().limits.shutdown_drain;
     let grace = drain + CLOSE_GRACE;
-    let shards = proxy::shards::Shards::start(proxy::handler(gw.clone()), header_timeout, stop_rx.clone(), grace)
-        .context("starting the proxy shards")?;
+    let shards =
+        proxy::shards::Shards::start(proxy::handler(gw.clone()), conn_limits, proxy_cap, stop_rx.clone(), grace)
+            .context("starting the proxy shards")?;
     let proxy_task = tokio::spawn(shards.accept(proxy_listener, stop_rx.clone()));
-    let admin_task = tokio::spawn(proxy::serve(
+    let admin_task = tokio::spawn(proxy::serve_capped(
         admin_listener,
         admin.handler(),
-        header_timeout,
+        conn_limits,
+        proxy::conn::ConnLimit::new(admin_cap, "admin"),
         proxy::stopped(stop_rx.clone()),
         grace,
     ));
 
-    tracing::info!(proxy = %proxy_addr, admin = %admin_addr, shards = proxy::shards::count(), policy = %gw.policy().source.display(), switch_version = gw.state.load().version, "firebreak listening");
+    tracing::info!(proxy = %proxy_addr, admin = %admin_addr, shards = proxy::shards::count(), max_connections = proxy_cap, policy = %gw.policy().source.display(), switch_version = gw.state.load().version, "firebreak listening");
     if demo {
         print_demo_banner(proxy_addr, admin_addr, token.as_ref().filter(|_| generated));
     }

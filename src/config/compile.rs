@@ -481,7 +481,84 @@ fn compile(m: Merged, base: &Path, problems: &mut Problems) -> Option<Policy> {
             lim("max_concurrent_requests"),
             problems,
         ) as usize,
+        first_byte_timeout: ms(positive(
+            l.first_byte_timeout_ms,
+            d.first_byte_timeout.as_millis() as u64,
+            0,
+            lim("first_byte_timeout_ms"),
+            problems,
+        )),
+        idle_timeout: ms(positive(
+            l.idle_timeout_ms,
+            d.idle_timeout.as_millis() as u64,
+            0,
+            lim("idle_timeout_ms"),
+            problems,
+        )),
+        h2_keep_alive_interval: ms(positive(
+            l.h2_keep_alive_interval_ms,
+            d.h2_keep_alive_interval.as_millis() as u64,
+            0,
+            lim("h2_keep_alive_interval_ms"),
+            problems,
+        )),
+        h2_keep_alive_timeout: ms(positive(
+            l.h2_keep_alive_timeout_ms,
+            d.h2_keep_alive_timeout.as_millis() as u64,
+            0,
+            lim("h2_keep_alive_timeout_ms"),
+            problems,
+        )),
+        h2_max_concurrent_streams: positive(
+            l.h2_max_concurrent_streams,
+            d.h2_max_concurrent_streams.into(),
+            0,
+            lim("h2_max_concurrent_streams"),
+            problems,
+        )
+        .min(u32::MAX.into()) as u32,
+        max_connections: positive(l.max_connections, d.max_connections as u64, 0, lim("max_connections"), problems)
+            as usize,
+        admin_max_connections: positive(
+            l.admin_max_connections,
+            d.admin_max_connections as u64,
+            0,
+            lim("admin_max_connections"),
+            problems,
+        ) as usize,
+        request_body_timeout: ms(positive(
+            l.request_body_timeout_ms,
+            d.request_body_timeout.as_millis() as u64,
+            0,
+            lim("request_body_timeout_ms"),
+            problems,
+        )),
+        min_request_body_rate: positive(
+            l.min_request_body_bytes_per_sec,
+            d.min_request_body_rate,
+            0,
+            lim("min_request_body_bytes_per_sec"),
+            problems,
+        ),
+        max_buffered_request_bytes: positive(
+            l.max_buffered_request_bytes,
+            d.max_buffered_request_bytes as u64,
+            0,
+            lim("max_buffered_request_bytes"),
+            problems,
+        ) as usize,
     };
+    if limits.max_buffered_request_bytes < limits.max_request_body {
+        problems.add(
+            0,
+            lim("max_buffered_request_bytes"),
+            format!(
+                "is smaller than max_request_body_bytes ({}): no body of the largest allowed size could ever be read",
+                limits.max_request_body
+            ),
+            Some("raise max_buffered_request_bytes (default 256 MiB) or lower max_request_body_bytes".into()),
+        );
+    }
 
     let json_logs = match raw.telemetry.log_format.as_deref() {
         None | Some("text") => false,
@@ -834,6 +911,12 @@ fn compile(m: Merged, base: &Path, problems: &mut Problems) -> Option<Policy> {
                 Err(_) => problems.add(0, at("requests_per_minute"), format!("must be 0 or more, not {rpm}"), None),
             }
         }
+        if let Some(n) = lv.max_in_flight {
+            match u32::try_from(n) {
+                Ok(v) => s.max_in_flight = v,
+                Err(_) => problems.add(0, at("max_in_flight"), format!("must be 0 or more, not {n}"), None),
+            }
+        }
         if let Some(t) = &lv.tools {
             s.tools = match t.as_str() {
                 "all" => ToolsMode::All,
@@ -859,8 +942,7 @@ fn compile(m: Merged, base: &Path, problems: &mut Problems) -> Option<Policy> {
     }
 
     let inspection = super::inspection::compile(&raw, &managed_prompts, base, problems);
-    let mut incidents = crate::incident::IncidentPolicy::compile(&raw.triggers, &raw.plans, problems);
-    incidents.auto_contain = raw.incidents.auto_contain.unwrap_or(true);
+    let incidents = crate::incident::IncidentPolicy::compile(&raw.incidents, &raw.triggers, &raw.plans, problems);
 
     Some(Policy {
         scanner: inspection.as_ref().map(|i| i.scanner.clone())?,
@@ -968,14 +1050,17 @@ fn compile_tenants(
 }
 
 fn default_level(level: Level) -> LevelSettings {
-    let (rpm, tools) = match level {
-        Level::Normal => (100, ToolsMode::All),
-        Level::Elevated => (20, ToolsMode::NoSideEffects),
-        Level::Critical => (5, ToolsMode::None),
-        Level::Lockdown => (0, ToolsMode::None),
+    let (rpm, in_flight, tools) = match level {
+        Level::Normal => (100, 64, ToolsMode::All),
+        Level::Elevated => (20, 16, ToolsMode::NoSideEffects),
+        Level::Critical => (5, 4, ToolsMode::None),
+        // Lockdown refuses AI and MCP requests by its switch (with its message); the share only
+        // matters for what lockdown lets through.
+        Level::Lockdown => (0, 4, ToolsMode::None),
     };
     LevelSettings {
         requests_per_minute: rpm,
+        max_in_flight: in_flight,
         tools,
         model: None,
         message: "The AI service is under maintenance. Please try again later.".into(),

@@ -255,6 +255,26 @@ pub struct Limits {
     pub shutdown_drain: Duration,
     /// Requests served at once; more wait for none and get 503.
     pub max_concurrent_requests: usize,
+    /// Time a new connection has to send its first byte before it is closed.
+    pub first_byte_timeout: Duration,
+    /// Time a connection (HTTP/1.1 keep-alive or HTTP/2) may stay open with no request in flight.
+    pub idle_timeout: Duration,
+    /// Interval of HTTP/2 keep-alive pings.
+    pub h2_keep_alive_interval: Duration,
+    /// Time an HTTP/2 ping may stay unanswered before the connection is closed.
+    pub h2_keep_alive_timeout: Duration,
+    /// Streams one HTTP/2 connection may have open at once.
+    pub h2_max_concurrent_streams: u32,
+    /// Open connections on the proxy listener; at the cap, accepting pauses until one closes.
+    pub max_connections: usize,
+    /// Open connections on the admin listener (its own cap, so the proxy's load never reaches it).
+    pub admin_max_connections: usize,
+    /// Time a client has to send a whole request body.
+    pub request_body_timeout: Duration,
+    /// Slowest average upload rate accepted for a request body (bytes/s), after its first second.
+    pub min_request_body_rate: u64,
+    /// Request-body bytes buffered at once across all requests; over it, 503 with `Retry-After`.
+    pub max_buffered_request_bytes: usize,
 }
 
 impl Default for Limits {
@@ -268,6 +288,16 @@ impl Default for Limits {
             stream_idle_timeout: Duration::from_secs(120),
             shutdown_drain: Duration::from_secs(10),
             max_concurrent_requests: 1024,
+            first_byte_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            h2_keep_alive_interval: Duration::from_secs(20),
+            h2_keep_alive_timeout: Duration::from_secs(20),
+            h2_max_concurrent_streams: 100,
+            max_connections: 10_000,
+            admin_max_connections: 64,
+            request_body_timeout: Duration::from_secs(30),
+            min_request_body_rate: 1024,
+            max_buffered_request_bytes: 256 << 20,
         }
     }
 }
@@ -481,6 +511,8 @@ pub enum ToolsMode {
 pub struct LevelSettings {
     /// Requests per minute per user (0 refuses everything).
     pub requests_per_minute: u32,
+    /// Requests (open streams included) one user may have in flight at once.
+    pub max_in_flight: u32,
     /// Tools kept.
     pub tools: ToolsMode,
     /// Model that replaces the requested one.

@@ -74,6 +74,12 @@ pub struct RawPolicy {
 pub struct RawIncidents {
     /// false: monitor mode — incidents open, but no plan runs automatically.
     pub auto_contain: Option<bool>,
+    /// Distinct tenants whose events must fire the same trigger within its window before an
+    /// automatic plan's gateway-wide steps run (default 3, at least 2).
+    pub corroboration: Option<u32>,
+    /// A gateway canary (a secret only the gateway knows) in output corroborates by itself
+    /// (default true).
+    pub canary_corroborates: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -85,6 +91,8 @@ pub struct RawTrigger {
     pub severity: Option<String>,
     pub auto: Option<bool>,
     pub plan: Option<String>,
+    /// Opt-in: one principal's event runs the plan's gateway-wide steps too (`firebreak check` warns).
+    pub global_without_corroboration: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -211,6 +219,16 @@ pub struct RawLimits {
     pub stream_idle_timeout_ms: Option<i64>,
     pub shutdown_drain_ms: Option<i64>,
     pub max_concurrent_requests: Option<i64>,
+    pub first_byte_timeout_ms: Option<i64>,
+    pub idle_timeout_ms: Option<i64>,
+    pub h2_keep_alive_interval_ms: Option<i64>,
+    pub h2_keep_alive_timeout_ms: Option<i64>,
+    pub h2_max_concurrent_streams: Option<i64>,
+    pub max_connections: Option<i64>,
+    pub admin_max_connections: Option<i64>,
+    pub request_body_timeout_ms: Option<i64>,
+    pub min_request_body_bytes_per_sec: Option<i64>,
+    pub max_buffered_request_bytes: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -334,6 +352,7 @@ pub struct RawArg {
 #[serde(deny_unknown_fields)]
 pub struct RawLevel {
     pub requests_per_minute: Option<i64>,
+    pub max_in_flight: Option<i64>,
     pub tools: Option<String>,
     pub model: Option<String>,
     pub message: Option<String>,

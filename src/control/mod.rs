@@ -123,6 +123,7 @@ impl Admin {
                 r
             }
             (&Method::GET, "/admin/v1/state") => self.state(),
+            (&Method::GET, "/admin/v1/tools/pending") => self.pending_tools(),
             (&Method::POST, "/admin/v1/switches") => self.switches(req).await,
             (&Method::POST, "/admin/v1/policy/reload") => self.reload().await,
             (&Method::GET, "/admin/v1/audit") => self.audit(req.uri().query()).await,
@@ -169,6 +170,41 @@ impl Admin {
             json!({"requests_per_minute": l.requests_per_minute, "model": l.model})
         };
         json_response(StatusCode::OK, &v)
+    }
+
+    /// MCP tool definitions waiting for approval: each in full, with the trusted one, a line diff
+    /// between them, why it is pending, and the hash to approve (or reject) it by.
+    fn pending_tools(&self) -> Response<Body> {
+        let snap = self.gw.state.load();
+        let pending: Vec<Value> = snap
+            .tool_pins
+            .iter()
+            .filter_map(|(key, pin)| {
+                let hash = pin.pending.as_deref()?;
+                let (server, tool) = key.split_once('/').unwrap_or((key.as_str(), ""));
+                let rule = pin.pending_reason.as_deref().unwrap_or("mcp.tool_changed");
+                let reason = rule.strip_prefix("mcp.tool_").unwrap_or(rule);
+                let diff = pin
+                    .pending_definition
+                    .as_ref()
+                    .map(|d| crate::mcp::tools::definition_diff(pin.definition.as_ref(), d));
+                Some(json!({
+                    "tool": key,
+                    "server": server,
+                    "name": tool,
+                    "reason": reason,
+                    "rule": rule,
+                    "hash": hash,
+                    "since": pin.pending_since,
+                    "definition": pin.pending_definition,
+                    "pinned_hash": pin.hash,
+                    "pinned_since": pin.since,
+                    "pinned_definition": pin.definition,
+                    "diff": diff,
+                }))
+            })
+            .collect();
+        json_response(StatusCode::OK, &json!({ "pending": pending, "version": snap.version }))
     }
 
     async fn switches(&self, req: Request<Incoming>) -> Response<Body> {
@@ -336,7 +372,7 @@ impl Admin {
         let policy = self.gw.policy();
         let actor = run.actor.as_deref().unwrap_or("admin");
         use crate::incident::PlanError;
-        match crate::incident::run_plan(&self.gw, &policy, &plan, &run.target, &run.reason, actor, None).await {
+        match crate::incident::run_plan(&self.gw, &policy, &plan, &run.target, &run.reason, actor, None, false).await {
             // Applied, but not durably audited: not acknowledged (see `switches`).
             Ok(taken) if taken.error.is_some() => error(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -363,7 +399,13 @@ impl Admin {
     async fn reload(&self) -> Response<Body> {
         match self.gw.reload("admin-api").await {
             Ok(p) => {
-                json_response(StatusCode::OK, &json!({"reloaded": true, "source": p.source.display().to_string()}))
+                for w in &p.incidents.warnings {
+                    tracing::warn!(warning = %w, "policy reloaded with a risky setting");
+                }
+                json_response(
+                    StatusCode::OK,
+                    &json!({"reloaded": true, "source": p.source.display().to_string(), "warnings": p.incidents.warnings}),
+                )
             }
             Err(e) => {
                 let problems: Vec<Value> = match &e {
@@ -462,6 +504,13 @@ fn apply_error(e: ApplyError) -> Response<Body> {
             "code": "version_conflict",
             "message": format!("expected version {expected}, current is {current}; re-read the state and retry"),
             "current_version": current}}),
+        ),
+        ApplyError::Stale(errors) => json_response(
+            StatusCode::CONFLICT,
+            &json!({"error": {
+            "code": "definition_changed",
+            "message": "the definition you reviewed is no longer the one pending; nothing changed",
+            "problems": errors}}),
         ),
         ApplyError::Invalid(errors) => json_response(
             StatusCode::BAD_REQUEST,

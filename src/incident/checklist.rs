@@ -42,9 +42,9 @@ pub fn for_trigger(trigger: &str) -> Vec<&'static str> {
             "Notify the affected tenant per policy; preserve the audit trail",
         ],
         "tool_definition_changed" => vec![
-            "Diff the tool's new definition against the pinned one (state tool_pins)",
+            "Review the pending definition and its diff against the pinned one (`admin pending-tools`)",
             "Contact the MCP server's owner; confirm whether the change is legitimate",
-            "Approve (`admin approve-tool`) or isolate the server (`admin isolate`)",
+            "Approve the reviewed hash (`admin approve-tool --hash`), reject it, or isolate the server",
         ],
         "anomalous_probing" => {
             vec!["Review the distinct refusals the user triggered", "Watch for escalation to a higher-severity trigger"]

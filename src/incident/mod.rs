@@ -10,6 +10,12 @@
 //! one atomic switch batch *before* the call returns, that is before the triggering response or
 //! stream is complete — so the principal's next request already meets the containment.
 //!
+//! Blast radius: one principal's events can be caused at will by any key or MCP server, so an
+//! automatic plan applies at once only its steps on that principal (block, revoke, terminate,
+//! limit). Its gateway-wide steps wait, recorded as `awaiting_operator`, until the trigger is
+//! corroborated: fired for `[incidents] corroboration` distinct tenants (or MCP servers) within its
+//! window, or evidenced by a gateway canary rather than a pattern match, or opted in per trigger.
+//!
 //! Incidents are kept in `<state file stem>.incidents.json` (written atomically) and audited as
 //! `kind: "incident"` records with `severity` and `trigger`. Nothing secret reaches them: rule ids
 //! and request ids only.
@@ -39,6 +45,8 @@ use crate::state::{Action, ApplyError, Batch};
 const MAX_EVIDENCE: usize = 100;
 /// Most principals tracked by the windows at once.
 const WINDOW_CAPACITY: u64 = 200_000;
+/// Corroboration windows: one per trigger.
+const CORROBORATION_CAPACITY: u64 = 64;
 /// Resolved incidents kept in the file (open ones are always kept).
 const MAX_RESOLVED: usize = 1_000;
 /// Most users whose recent sessions are remembered at once (least recently used forgotten).
@@ -93,6 +101,14 @@ pub struct Taken {
     /// Why the batch failed, if it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The plan's gateway-wide steps, not applied: one principal's event is not enough to act on
+    /// everyone. Recommended; an operator runs them (`firebreak admin contain`, switches), or they
+    /// run by themselves once the trigger is corroborated.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub awaiting_operator: Vec<Action>,
+    /// What corroborated the gateway-wide steps that were applied (`canary`, `3 tenants`, `opt-in`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub corroborated_by: Option<String>,
 }
 
 /// An operator's note.
@@ -187,6 +203,8 @@ pub enum IncidentError {
 #[derive(Debug)]
 pub struct Engine {
     windows: Windows,
+    /// Per trigger: the distinct tenants it fired for within its window (corroboration).
+    tenants: Windows,
     /// User → the session ids of their recent requests, newest last (for `{sessions}` in plans).
     sessions: moka::sync::Cache<String, Arc<std::sync::Mutex<std::collections::VecDeque<String>>>>,
     book: Arc<tokio::sync::Mutex<Book>>,
@@ -395,6 +413,7 @@ impl Engine {
         };
         Ok(Engine {
             windows: Windows::new(WINDOW_CAPACITY),
+            tenants: Windows::new(CORROBORATION_CAPACITY),
             sessions: moka::sync::Cache::builder().max_capacity(SESSION_USERS).time_to_idle(SESSION_IDLE).build(),
             book: Arc::new(tokio::sync::Mutex::new(book)),
             file: Arc::new(IncidentFile {
@@ -449,7 +468,8 @@ impl Engine {
             out.push((t.clone(), rule.to_owned()));
             true
         };
-        if let Some((rule, _)) = s.leaks.first() {
+        // A canary, if any, is the evidence named: it is proof, where a credential shape is a match.
+        if let Some((rule, _)) = s.leaks.iter().find(|(_, canary)| *canary).or(s.leaks.first()) {
             hit("credential_leakage_confirmed", user, Count::Sum(1), rule);
         }
         if let Some(rule) = &s.tool_refused {
@@ -495,8 +515,46 @@ impl Engine {
         out
     }
 
-    /// Opens or joins the incident of `trigger` for `target`, running its plan when it opens and the
-    /// trigger is automatic.
+    /// Counts this firing's source for `trigger` and says what corroborates the plan's gateway-wide
+    /// steps, if anything does: the trigger's opt-in, a gateway canary as evidence, or the trigger
+    /// having fired for `[incidents] corroboration` distinct sources within its window. A source is
+    /// the tenant, or the MCP server for an event that came from one (a server's output reaching
+    /// many tenants is still one server).
+    fn corroboration(
+        &self,
+        policy: &Policy,
+        trigger: &Trigger,
+        target: &Target,
+        server: Option<&str>,
+        rule: &str,
+    ) -> Option<String> {
+        use std::hash::{Hash, Hasher};
+        let ip = &policy.incidents;
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        match (server, &target.tenant, &target.user) {
+            (Some(s), _, _) => ("server", s).hash(&mut h),
+            (None, Some(t), _) => ("tenant", t.as_str()).hash(&mut h),
+            (None, None, u) => ("user", u.as_deref().unwrap_or("")).hash(&mut h),
+        }
+        let cap = usize::try_from(ip.corroboration).unwrap_or(usize::MAX);
+        let n = self.tenants.add(&trigger.name, Instant::now(), trigger.window, Count::Distinct(h.finish()), cap);
+        if trigger.global_without_corroboration {
+            Some("opt-in (global_without_corroboration)".into())
+        } else if ip.canary_corroborates && canary_rule(policy, rule) {
+            Some("canary".into())
+        } else if n >= u64::from(ip.corroboration) {
+            // Re-arms: the next gateway-wide run needs as many distinct sources again.
+            self.tenants.reset(&trigger.name);
+            Some(format!("{n} distinct tenants or servers within {}", humantime::format_duration(trigger.window)))
+        } else {
+            None
+        }
+    }
+
+    /// Opens or joins the incident of `trigger` for `target`. An automatic trigger contains the
+    /// principal when the incident opens; its plan's gateway-wide steps run only when corroborated
+    /// (they are recorded as awaiting an operator otherwise, and run when a later firing into the
+    /// same incident is corroborated).
     async fn fire(
         &self,
         gw: &Gateway,
@@ -506,6 +564,8 @@ impl Engine {
         server: Option<String>,
         ev: Evidence,
     ) {
+        let auto = trigger.auto && policy.incidents.auto_contain;
+        let corroborated = self.corroboration(policy, trigger, target, server.as_deref(), &ev.rule);
         let mut book = self.book.lock().await;
         let now = now_rfc3339();
         let open = book.open_incident(&trigger.name, target, server.as_deref());
@@ -518,9 +578,15 @@ impl Engine {
             }
             let rec = incident_record(inc, "joined").with("rule", ev.rule.as_str());
             gw.audit.record(rec).await;
-            drop(book);
-            self.save_later();
-            return;
+            let awaiting = inc.actions.last().is_some_and(|t| !t.awaiting_operator.is_empty());
+            if !(auto && awaiting && corroborated.is_some()) {
+                drop(book);
+                self.save_later();
+                return;
+            }
+            let id = inc.id.clone();
+            let taken = contain(gw, policy, trigger, &id, target, corroborated).await;
+            book.incidents[pos].actions.push(taken);
         } else {
             book.next += 1;
             let id = format!("INC-{:05}", book.next);
@@ -544,23 +610,20 @@ impl Engine {
                 user = target.user.as_deref(), rule = %ev.rule, "incident opened");
             gw.metrics.decision(&format!("incident.{}", trigger.name), "detect");
             // The incident record goes first so the switch record that follows can name it.
-            let auto = trigger.auto && policy.incidents.auto_contain;
             let opened = incident_record(&inc, "opened").with("rule", ev.rule.as_str()).with("auto", auto);
             if let Err(e) = gw.audit.record_durable(opened).await {
                 tracing::error!(error = %e, "incident opened but its audit record failed");
             }
             if auto {
-                let reason = format!("{id}: {} ({}) automatic containment", trigger.name, trigger.severity.as_str());
-                let taken = run_plan(gw, policy, &trigger.plan, target, &reason, "firebreak", Some(&id)).await;
-                inc.actions.push(taken.unwrap_or_else(|e| Taken {
-                    plan: trigger.plan.clone(),
-                    actor: "firebreak".into(),
-                    time: now_rfc3339(),
-                    actions: Vec::new(),
-                    version: None,
-                    credentials_marked_for_rotation: false,
-                    error: Some(e.to_string()),
-                }));
+                let taken = contain(gw, policy, trigger, &id, target, corroborated).await;
+                if !taken.awaiting_operator.is_empty() {
+                    let rec = incident_record(&inc, "awaiting_operator").with(
+                        "awaiting_operator",
+                        serde_json::to_value(&taken.awaiting_operator).unwrap_or(Value::Null),
+                    );
+                    gw.audit.record(rec).await;
+                }
+                inc.actions.push(taken);
             }
             book.incidents.push(inc);
         }
@@ -646,6 +709,49 @@ impl Engine {
     }
 }
 
+/// Whether `rule` is a gateway canary (a secret only the gateway knows), not a pattern match.
+fn canary_rule(policy: &Policy, rule: &str) -> bool {
+    match policy.scanner.rules().iter().find(|x| x.id == rule) {
+        Some(r) => r.category == Category::Canary,
+        None => rule.starts_with("canary"),
+    }
+}
+
+/// Runs `trigger`'s plan automatically for incident `id`: everything when `corroborated`, the
+/// principal-scoped steps only otherwise.
+async fn contain(
+    gw: &Gateway,
+    policy: &Policy,
+    trigger: &Trigger,
+    id: &str,
+    target: &Target,
+    corroborated: Option<String>,
+) -> Taken {
+    let reason = format!("{id}: {} ({}) automatic containment", trigger.name, trigger.severity.as_str());
+    let defer = corroborated.is_none();
+    match run_plan(gw, policy, &trigger.plan, target, &reason, "firebreak", Some(id), defer).await {
+        Ok(mut t) => {
+            t.corroborated_by = corroborated.filter(|_| t.actions.iter().any(|a| !a.is_principal_scoped()));
+            if !t.awaiting_operator.is_empty() {
+                tracing::warn!(incident = id, trigger = %trigger.name, steps = t.awaiting_operator.len(),
+                    "gateway-wide containment not corroborated: awaiting an operator");
+            }
+            t
+        }
+        Err(e) => Taken {
+            plan: trigger.plan.clone(),
+            actor: "firebreak".into(),
+            time: now_rfc3339(),
+            actions: Vec::new(),
+            version: None,
+            credentials_marked_for_rotation: false,
+            error: Some(e.to_string()),
+            awaiting_operator: Vec::new(),
+            corroborated_by: None,
+        },
+    }
+}
+
 fn incident_record(inc: &Incident, event: &str) -> Record {
     Record::new("incident")
         .with("event", event)
@@ -659,7 +765,10 @@ fn incident_record(inc: &Incident, event: &str) -> Record {
 }
 
 /// Runs a containment plan for `target` as one atomic batch, and audits it (`kind: switch`, with the
-/// plan's name; `kind: rotation, event: marked` when the plan marks credentials for rotation).
+/// plan's name; `kind: rotation, event: marked` when the plan marks credentials for rotation). With
+/// `principal_only`, the plan's gateway-wide steps are not applied but returned in
+/// `awaiting_operator`.
+#[allow(clippy::too_many_arguments)]
 pub async fn run_plan(
     gw: &Gateway,
     policy: &Policy,
@@ -668,6 +777,7 @@ pub async fn run_plan(
     reason: &str,
     actor: &str,
     incident: Option<&str>,
+    principal_only: bool,
 ) -> Result<Taken, PlanError> {
     let plan = policy.incidents.plans.get(plan_name).ok_or_else(|| {
         PlanError::Unknown(plan_name.into(), policy.incidents.plans.keys().cloned().collect::<Vec<_>>().join(", "))
@@ -689,7 +799,11 @@ pub async fn run_plan(
             target.sessions.push(s.clone());
         }
     }
-    let actions = plan.actions_for(&target).map_err(|e| PlanError::Template(plan_name.into(), e))?;
+    let mut actions = plan.actions_for(&target).map_err(|e| PlanError::Template(plan_name.into(), e))?;
+    let mut awaiting_operator = Vec::new();
+    if principal_only {
+        (actions, awaiting_operator) = actions.into_iter().partition(Action::is_principal_scoped);
+    }
     let mut taken = Taken {
         plan: plan_name.into(),
         actor: actor.into(),
@@ -698,6 +812,8 @@ pub async fn run_plan(
         version: None,
         credentials_marked_for_rotation: plan.rotate_credentials,
         error: None,
+        awaiting_operator,
+        corroborated_by: None,
     };
     if !actions.is_empty() {
         let batch = Batch { actions, reason: reason.into(), actor: Some(actor.into()), expect_version: None };
@@ -838,6 +954,33 @@ mod tests {
         let rec = json!({"kind": "request", "event": "cross_tenant", "cross_tenant": ["globex"]});
         assert_eq!(fired(&e, &p, rec), vec!["cross_user_data_leakage"]);
         assert!(fired(&e, &p, json!({"kind": "request", "cross_tenant": []})).is_empty());
+    }
+
+    #[test]
+    fn gateway_wide_steps_need_distinct_sources_or_a_canary() {
+        let p = policy("");
+        let e = Engine::open(Path::new("/nonexistent/incidents.json")).expect("engine");
+        let tool = &p.incidents.triggers["unauthorized_tool_execution"];
+        let who = |tenant: &str| Target {
+            user: Some(format!("u-{tenant}")),
+            tenant: Some(tenant.into()),
+            ..Target::default()
+        };
+        let c = |t: &Trigger, tenant: &str, server: Option<&str>, rule: &str| {
+            e.corroboration(&p, t, &who(tenant), server, rule)
+        };
+        assert!(c(tool, "a", None, "tools.not_allowed").is_none());
+        assert!(c(tool, "a", None, "tools.not_allowed").is_none(), "the same tenant again");
+        assert!(c(tool, "b", Some("srv"), "mcp.tool_not_allowed").is_none());
+        assert!(c(tool, "c", Some("srv"), "mcp.tool_not_allowed").is_none(), "one server is one source");
+        assert!(c(tool, "d", None, "tools.not_allowed").is_some(), "a, srv, d: three sources");
+        assert!(c(tool, "e", None, "tools.not_allowed").is_none(), "re-armed after corroborating");
+        let leak = &p.incidents.triggers["credential_leakage_confirmed"];
+        assert_eq!(c(leak, "a", None, "canary.p").as_deref(), Some("canary"));
+        assert!(c(leak, "a", None, "aws_access_key_id").is_none(), "a credential shape is a match, not proof");
+        let off = policy("[incidents]\ncanary_corroborates = false\n");
+        let leak = &off.incidents.triggers["credential_leakage_confirmed"];
+        assert!(e.corroboration(&off, leak, &who("z"), None, "canary.p").is_none());
     }
 
     #[test]

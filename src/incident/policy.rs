@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::config::raw::{RawPlan, RawTrigger};
+use crate::config::raw::{RawIncidents, RawPlan, RawTrigger};
 use crate::config::validate::{Problems, Seg};
 use crate::state::Action;
 
@@ -77,6 +77,8 @@ pub struct Trigger {
     pub auto: bool,
     /// The plan to run.
     pub plan: String,
+    /// Opt-in: one principal's event runs the plan's gateway-wide steps without corroboration.
+    pub global_without_corroboration: bool,
 }
 
 mod humantime_serde_secs {
@@ -138,27 +140,14 @@ impl Plan {
         Ok(out)
     }
 
-    /// Whether a step acts on everyone (safe mode, level, every tool, endpoints, egress, servers).
-    fn global_steps(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        for t in &self.actions {
-            let action = t.get("action").and_then(Value::as_str).unwrap_or("");
-            let scoped = matches!(
-                action,
-                "block_user"
-                    | "block_tenant"
-                    | "revoke_key"
-                    | "terminate_session"
-                    | "limit_user"
-                    | "unblock_user"
-                    | "unblock_tenant"
-                    | "unlimit_user"
-            );
-            if !scoped {
-                out.push(action.to_owned());
-            }
-        }
-        out
+    /// The steps that act on everyone (safe mode, level, every tool, endpoints, egress, servers).
+    pub fn global_steps(&self) -> Vec<String> {
+        self.actions
+            .iter()
+            .map(|t| t.get("action").and_then(Value::as_str).unwrap_or(""))
+            .filter(|a| !crate::state::principal_scoped(a))
+            .map(str::to_owned)
+            .collect()
     }
 }
 
@@ -197,11 +186,22 @@ fn substitute(v: &mut Value, t: &Target, session: Option<&str>, missing: &mut bo
     }
 }
 
-/// The compiled `[triggers]` and `[plans]`.
+/// Default of `[incidents] corroboration`: distinct tenants.
+pub const CORROBORATION: u32 = 3;
+
+/// The compiled `[incidents]`, `[triggers]` and `[plans]`.
 #[derive(Debug, Clone, Serialize)]
 pub struct IncidentPolicy {
     /// `[incidents] auto_contain`: false is monitor mode (incidents open, no plan runs by itself).
     pub auto_contain: bool,
+    /// `[incidents] corroboration`: an automatic plan's gateway-wide steps run only once the trigger
+    /// has fired for this many distinct tenants within its window (its principal-scoped steps run
+    /// at once).
+    pub corroboration: u32,
+    /// `[incidents] canary_corroborates`: a gateway canary in output is evidence enough by itself.
+    pub canary_corroborates: bool,
+    /// Accepted but risky settings, for `firebreak check` to print.
+    pub warnings: Vec<String>,
     /// Enabled triggers by name.
     pub triggers: BTreeMap<String, Trigger>,
     /// Plans by name.
@@ -268,13 +268,14 @@ fn default_plans() -> BTreeMap<String, Plan> {
 impl Default for IncidentPolicy {
     fn default() -> Self {
         let mut problems = Problems::default();
-        IncidentPolicy::compile(&BTreeMap::new(), &BTreeMap::new(), &mut problems)
+        IncidentPolicy::compile(&RawIncidents::default(), &BTreeMap::new(), &BTreeMap::new(), &mut problems)
     }
 }
 
 impl IncidentPolicy {
     /// Defaults overridden by the policy; every problem is reported.
     pub(crate) fn compile(
+        raw_incidents: &RawIncidents,
         raw_triggers: &BTreeMap<String, RawTrigger>,
         raw_plans: &BTreeMap<String, RawPlan>,
         problems: &mut Problems,
@@ -316,6 +317,7 @@ impl IncidentPolicy {
             plans.insert(name.clone(), plan);
         }
         let mut triggers = BTreeMap::new();
+        let mut warnings = Vec::new();
         let known: Vec<&str> = TRIGGERS.iter().map(|t| t.0).collect();
         for name in raw_triggers.keys() {
             if !known.contains(&name.as_str()) {
@@ -336,6 +338,7 @@ impl IncidentPolicy {
                 severity: r.severity.clone(),
                 auto: r.auto,
                 plan: r.plan.clone(),
+                global_without_corroboration: r.global_without_corroboration,
             });
             if r.enabled == Some(false) {
                 continue;
@@ -388,6 +391,16 @@ impl IncidentPolicy {
                 }
                 Some(_) => {}
             }
+            let global_without_corroboration = r.global_without_corroboration.unwrap_or(false);
+            let global = plans.get(&plan).map(Plan::global_steps).unwrap_or_default();
+            if global_without_corroboration && r.auto.unwrap_or(auto) && !global.is_empty() {
+                warnings.push(format!(
+                    "[triggers.{name}] global_without_corroboration = true: one principal's event runs \
+                     plan `{plan}`'s gateway-wide steps ({}) for everyone — any key (or MCP server) \
+                     that can cause this trigger can take the whole gateway down",
+                    global.join(", ")
+                ));
+            }
             triggers.insert(
                 name.to_owned(),
                 Trigger {
@@ -397,10 +410,27 @@ impl IncidentPolicy {
                     window,
                     auto: r.auto.unwrap_or(auto),
                     plan,
+                    global_without_corroboration,
                 },
             );
         }
-        IncidentPolicy { auto_contain: true, triggers, plans }
+        let corroboration = raw_incidents.corroboration.unwrap_or(CORROBORATION);
+        if corroboration < 2 {
+            problems.add(
+                0,
+                vec!["incidents".into(), "corroboration".into()],
+                format!("corroboration = {corroboration} lets one tenant's event act on every tenant"),
+                Some("write 2 or more; to opt one trigger in, set global_without_corroboration on it".into()),
+            );
+        }
+        IncidentPolicy {
+            auto_contain: raw_incidents.auto_contain.unwrap_or(true),
+            corroboration,
+            canary_corroborates: raw_incidents.canary_corroborates.unwrap_or(true),
+            warnings,
+            triggers,
+            plans,
+        }
     }
 }
 

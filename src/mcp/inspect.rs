@@ -23,6 +23,8 @@ pub struct Findings {
     pub answered: Vec<Value>,
     /// Tenants whose identifiers are in the messages forwarded to the client.
     pub tenants: crate::inspect::tenants::Hits,
+    /// Server messages dropped because they were not JSON-RPC 2.0 the gateway could classify.
+    pub invalid: usize,
 }
 
 /// What becomes of one server message.
@@ -35,6 +37,8 @@ pub enum Fate {
     },
     /// Dropped; the server gets this answer instead (a refused server request).
     Refuse(Value),
+    /// Dropped: not a JSON-RPC 2.0 message, so the gateway cannot tell what policy applies to it.
+    Drop,
 }
 
 /// Inspects one server message in place.
@@ -75,7 +79,13 @@ pub fn server_message(j: &Judge<'_>, m: &mut Value, request_id: &str, found: &mu
                 changed |= injection(j, result, found);
             }
         }
-        Ok(Kind::Notification) | Err(_) => {}
+        Ok(Kind::Notification) => {}
+        // Fail closed: what the gateway cannot classify, it does not let through (a client may
+        // read it more leniently than the gateway does).
+        Err(_) => {
+            found.invalid += 1;
+            return Fate::Drop;
+        }
     }
     let before = found.redactions.len();
     crate::inspect::redact::redact_json(&j.policy.scanner, m, &mut found.redactions);

@@ -45,8 +45,11 @@ pub fn kind(m: &Value) -> Result<Kind, &'static str> {
 /// The messages of a POST body: one object, or a non-empty batch.
 #[derive(Debug)]
 pub struct Messages {
-    /// The messages in order.
+    /// The valid messages in order.
     pub list: Vec<Value>,
+    /// The batch elements that are not JSON-RPC 2.0: the id to answer (null when the element has
+    /// none that is valid) and why. Each gets its own error; the rest of the batch goes on.
+    pub invalid: Vec<(Value, String)>,
     /// Whether they came as an array.
     pub batch: bool,
 }
@@ -68,12 +71,28 @@ pub fn parse(body: &[u8]) -> Result<Messages, ParseError> {
         Value::Array(a) => (a, true),
         other => (vec![other], false),
     };
-    for (i, m) in list.iter().enumerate() {
-        if let Err(why) = kind(m) {
-            return Err(ParseError::Invalid(if batch { format!("batch element {i}: {why}") } else { why.into() }));
+    if !batch {
+        kind(&list[0]).map_err(|why| ParseError::Invalid(why.into()))?;
+        return Ok(Messages { list, invalid: Vec::new(), batch });
+    }
+    // JSON-RPC 2.0: each element of a batch is answered on its own, an invalid one with its own error.
+    let mut invalid = Vec::new();
+    let mut valid = Vec::with_capacity(list.len());
+    for (i, m) in list.into_iter().enumerate() {
+        match kind(&m) {
+            Ok(_) => valid.push(m),
+            Err(why) => invalid.push((answerable_id(&m), format!("batch element {i}: {why}"))),
         }
     }
-    Ok(Messages { list, batch })
+    Ok(Messages { list: valid, invalid, batch })
+}
+
+/// The id an error about `m` answers: its own when it is a valid id, else null.
+pub fn answerable_id(m: &Value) -> Value {
+    match m.get("id") {
+        Some(id @ (Value::String(_) | Value::Number(_))) => id.clone(),
+        _ => Value::Null,
+    }
 }
 
 /// `method` of a request or notification.
@@ -123,9 +142,17 @@ mod tests {
         assert_eq!(m.list.len(), 2);
         assert!(matches!(parse(b"[]"), Err(ParseError::Invalid(_))));
         assert!(matches!(parse(b"{"), Err(ParseError::Json(_))));
-        assert!(
-            matches!(parse(br#"[{"jsonrpc":"2.0","id":1,"method":"a"}, 3]"#), Err(ParseError::Invalid(m)) if m.contains("element 1"))
-        );
+        // One invalid element does not sink the batch: it is set aside with the id to answer.
+        let m =
+            parse(br#"[{"jsonrpc":"2.0","id":1,"method":"a"}, 3, {"jsonrpc":"1.0","id":"x","method":"b"}]"#).unwrap();
+        assert_eq!(m.list.len(), 1);
+        assert_eq!(m.invalid.len(), 2);
+        assert_eq!(m.invalid[0].0, Value::Null);
+        assert!(m.invalid[0].1.contains("element 1"));
+        assert_eq!(m.invalid[1].0, json!("x"));
+        let m = parse(b"[1, 2]").unwrap();
+        assert!(m.list.is_empty() && m.invalid.len() == 2 && m.batch);
+        assert!(matches!(parse(b"3"), Err(ParseError::Invalid(_))));
     }
 
     #[test]

@@ -17,7 +17,6 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Limited};
 use serde_json::Value;
 
 use crate::audit::Record;
@@ -47,6 +46,8 @@ enum McpError {
     Isolated(String),
     #[error("this MCP session belongs to another principal")]
     SessionMismatch,
+    #[error("unknown or expired MCP session; start a new session with an initialize request")]
+    UnknownSession,
     #[error("invalid JSON-RPC message: {0}")]
     Invalid(String),
     #[error("method {0} is not supported on MCP endpoints (use POST, GET or DELETE)")]
@@ -57,7 +58,7 @@ impl McpError {
     fn status(&self) -> StatusCode {
         match self {
             McpError::Gateway(e) => e.status(),
-            McpError::UnknownServer(_) => StatusCode::NOT_FOUND,
+            McpError::UnknownServer(_) | McpError::UnknownSession => StatusCode::NOT_FOUND,
             McpError::Origin(_) | McpError::ServerNotAllowed(_) | McpError::SessionMismatch => StatusCode::FORBIDDEN,
             McpError::Isolated(_) => StatusCode::SERVICE_UNAVAILABLE,
             McpError::Invalid(_) => StatusCode::BAD_REQUEST,
@@ -73,6 +74,7 @@ impl McpError {
             McpError::ServerNotAllowed(_) => "mcp.server_not_allowed",
             McpError::Isolated(_) => "mcp.server_isolated",
             McpError::SessionMismatch => "mcp.session_mismatch",
+            McpError::UnknownSession => "mcp.unknown_session",
             McpError::Invalid(_) => "mcp.invalid_message",
             McpError::MethodNotAllowed(_) => "request.method",
         }
@@ -108,6 +110,9 @@ impl McpError {
             McpError::Gateway(GatewayError::RateLimited { retry_after, .. }) => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from(retry_after.as_secs().max(1)));
             }
+            McpError::Gateway(GatewayError::UserInFlight(_) | GatewayError::BufferBudget) => {
+                h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
             _ if self.status() == StatusCode::SERVICE_UNAVAILABLE => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
             }
@@ -139,6 +144,8 @@ struct Ctx {
     /// Pins and events to record.
     list: ListOutcome,
     stream: bool,
+    /// The POST body's share of the buffered-bytes budget, held as long as the request is.
+    buffered: Option<crate::proxy::admission::Buffered>,
 }
 
 impl Ctx {
@@ -281,15 +288,17 @@ where
     // origin: a browser page must not reach MCP servers through the gateway unless allowed.
     origin_allowed(policy, req.headers())?;
     // admission
-    let permit = gw.concurrency.clone().try_acquire_owned().map_err(|_| GatewayError::Overloaded)?;
+    let mut permit = gw.admission.admit()?;
     // identity
     let key = authenticate(policy, req.headers())?;
     ctx.key = Some(key.clone());
+    let max_in_flight = policy.levels.get(gw.state.load().level).max_in_flight;
+    gw.admission.hold_for_user(&mut permit, &key.user, max_in_flight)?;
     let script = req.extensions().get::<ScriptedReply>().cloned();
     let (parts, body) = req.into_parts();
     // body (POST): read before the switches so that refusals answer the request's id
     let posted = if parts.method == Method::POST {
-        Some(read_messages(body, &parts.headers, policy.limits.max_request_body, ctx).await?)
+        Some(read_messages(gw, body, &parts.headers, &policy.limits, ctx).await?)
     } else {
         None
     };
@@ -305,14 +314,28 @@ where
         }
         .into());
     }
-    if snap.server_isolated(&server.name, now) {
+    // An isolated server gets no traffic, except a DELETE that ends a session (so clients can
+    // close what they opened; the session must be the caller's, checked below).
+    let closes_session = parts.method == Method::DELETE && ctx.session.is_some();
+    if snap.server_isolated(&server.name, now) && !closes_session {
         return Err(McpError::Isolated(server.name.clone()));
     }
-    // A session belongs to the principal that opened it: another key presenting its id is refused.
+    // A session belongs to the principal whose request the server answered with its id (bound in
+    // `forward`): another key presenting it is refused, and an id the gateway never saw handed out
+    // (forged, expired, or issued before a restart, as bindings live in memory) gets 404, which
+    // tells an MCP client to start a new session.
+    // (An offline replay has no server behind it that could have handed out a session.)
+    let replay = script.is_some();
+    if ctx.session.is_none() && parts.headers.contains_key("mcp-session-id") && !replay {
+        // Present but unusable (empty, too long, not text): no session the gateway handed out.
+        return Err(McpError::UnknownSession);
+    }
     if let Some(sid) = &ctx.session {
-        let bound = gw.mcp_sessions.get_with(session_key(&server.name, sid), || Arc::from(key.id.as_str()));
-        if &*bound != key.id.as_str() {
-            return Err(McpError::SessionMismatch);
+        match gw.mcp_sessions.get(&session_key(&server.name, sid)) {
+            None if replay => {}
+            None => return Err(McpError::UnknownSession),
+            Some(bound) if &*bound != key.id.as_str() => return Err(McpError::SessionMismatch),
+            Some(_) => {}
         }
     }
     let role_ok = policy
@@ -369,7 +392,7 @@ struct Exchange {
     snap: Arc<crate::state::Snapshot>,
     request_id: HeaderValue,
     script: Option<ScriptedReply>,
-    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    permit: Option<crate::proxy::Permit>,
 }
 
 impl Exchange {
@@ -409,8 +432,13 @@ impl Exchange {
                 self.gw.mcp_sessions.invalidate(&session_key(&self.server.name, sid));
             }
         }
-        if let Some(sid) = head.headers.get("mcp-session-id").and_then(|v| v.to_str().ok()) {
-            self.gw.mcp_sessions.insert(session_key(&self.server.name, sid), Arc::from(self.key.id.as_str()));
+        // A new session handed out by the server belongs to the key that asked for it.
+        if let (None, true, Some(sid)) =
+            (&ctx.session, head.status.is_success(), head.headers.get("mcp-session-id").and_then(|v| v.to_str().ok()))
+        {
+            if !sid.is_empty() && sid.len() <= 256 {
+                self.gw.mcp_sessions.insert(session_key(&self.server.name, sid), Arc::from(self.key.id.as_str()));
+            }
         }
         let mut builder = Response::builder().status(head.status);
         if let Some(h) = builder.headers_mut() {
@@ -497,12 +525,15 @@ impl Exchange {
                             changed |= c;
                             true
                         }
-                        Fate::Refuse(_) => {
+                        Fate::Refuse(_) | Fate::Drop => {
                             changed = true;
                             false
                         }
                     }
                 });
+                if list.is_empty() && local.is_empty() && findings.invalid > 0 {
+                    return Err(invalid("the answer is not JSON-RPC".into()).into());
+                }
                 if local.is_empty() && !changed {
                     bytes
                 } else {
@@ -557,6 +588,9 @@ fn absorb(policy: &Policy, f: Findings, ctx: &mut Ctx) {
     ctx.cross_tenant = policy.tenants.others(&f.tenants, own);
     if !ctx.cross_tenant.is_empty() {
         ctx.decisions.push(("tenants.cross_tenant".into(), "detect"));
+    }
+    if f.invalid > 0 {
+        ctx.decisions.push(("mcp.server_message_invalid".into(), "block"));
     }
     for m in f.refused_server_requests {
         ctx.decisions.push((format!("mcp.server_request_refused:{m}"), "block"));
@@ -655,9 +689,10 @@ async fn finish_stream(s: &stream::McpStream, f: Findings, cut: Option<&'static 
 /// Reads and validates a POST body. Runs right after authentication, before the switches, so every
 /// later refusal can answer the request's own id.
 async fn read_messages<B>(
+    gw: &Gateway,
     body: B,
     headers: &HeaderMap,
-    limit: usize,
+    limits: &crate::config::Limits,
     ctx: &mut Ctx,
 ) -> Result<(Bytes, jsonrpc::Messages), McpError>
 where
@@ -668,15 +703,17 @@ where
     if !ct.trim_start().to_ascii_lowercase().starts_with("application/json") {
         return Err(GatewayError::UnsupportedMediaType.into());
     }
-    let bytes = match Limited::new(body, limit).collect().await {
-        Ok(c) => c.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(GatewayError::TooLarge(limit).into()),
-        Err(e) => return Err(GatewayError::BadRequest(format!("could not read the request body: {e}")).into()),
-    };
+    let (bytes, buffered) = crate::proxy::body::read_request(body, headers, limits, &gw.admission).await?;
+    ctx.buffered = Some(buffered);
     let messages = match jsonrpc::parse(&bytes) {
         Ok(m) => m,
         Err(jsonrpc::ParseError::Json(e)) => return Err(GatewayError::BadJson(e).into()),
-        Err(jsonrpc::ParseError::Invalid(e)) => return Err(McpError::Invalid(e)),
+        Err(jsonrpc::ParseError::Invalid(e)) => {
+            if let Ok(Value::Object(m)) = serde_json::from_slice::<Value>(&bytes) {
+                ctx.rpc_id = Some(jsonrpc::answerable_id(&Value::Object(m)));
+            }
+            return Err(McpError::Invalid(e));
+        }
     };
     if !messages.batch {
         ctx.rpc_id = messages.list[0].get("id").cloned();
@@ -693,7 +730,18 @@ async fn post(
 ) -> Result<Response<Body>, McpError> {
     let rid = ex.request_id.to_str().unwrap_or("").to_owned();
     let judge = ex.judge();
-    let mut local = Vec::new();
+    // Invalid batch elements are answered by the gateway, each with its own error.
+    let mut local: Vec<Value> = messages
+        .invalid
+        .iter()
+        .map(|(id, why)| {
+            let message = format!("invalid JSON-RPC message: {why}");
+            jsonrpc::error(id.clone(), jsonrpc::INVALID_REQUEST, &message, "mcp.invalid_message", &rid)
+        })
+        .collect();
+    if !local.is_empty() {
+        ctx.decisions.push(("mcp.invalid_message".into(), "block"));
+    }
     let mut forward = Vec::with_capacity(messages.list.len());
     for m in messages.list {
         if let Some(method) = jsonrpc::method(&m) {
@@ -713,7 +761,12 @@ async fn post(
         forward.push(m);
     }
     if forward.is_empty() {
+        // A batch of nothing but invalid elements is a bad request; its answer is still an array.
+        let all_invalid = local.len() == messages.invalid.len();
         let mut resp = Response::new(full(jsonrpc::encode(local, messages.batch)));
+        if all_invalid {
+            *resp.status_mut() = StatusCode::BAD_REQUEST;
+        }
         resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         return Ok(resp);
     }

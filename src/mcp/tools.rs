@@ -11,6 +11,71 @@ use crate::state::{Action, Snapshot};
 /// The fields of a tool definition that are hashed.
 const DEFINITION_FIELDS: [&str; 6] = ["name", "title", "description", "inputSchema", "outputSchema", "annotations"];
 
+/// Largest definition (canonical JSON, bytes) kept in a pin for review; a larger one is reviewed by
+/// its hash alone.
+pub const MAX_KEPT_DEFINITION: usize = 64 * 1024;
+
+/// The hashed fields of a tool definition, as a JSON object (keys sorted): what its hash stands
+/// for, and what an operator reviews before approving it.
+pub fn canonical_definition(tool: &Value) -> Value {
+    let mut m = serde_json::Map::new();
+    for f in DEFINITION_FIELDS {
+        if let Some(v) = tool.get(f).filter(|v| !v.is_null()) {
+            m.insert(f.to_owned(), v.clone());
+        }
+    }
+    Value::Object(m)
+}
+
+/// A line diff of two definitions, pretty-printed with sorted keys: `-` lines only in `old`, `+`
+/// lines only in `new`, two-space-indented lines in both. Longest common subsequence over lines;
+/// past 2,000 lines a side it shows every line of both as removed and added.
+pub fn definition_diff(old: Option<&Value>, new: &Value) -> Vec<String> {
+    let pretty = |v: &Value| serde_json::to_string_pretty(&sorted(v)).unwrap_or_default();
+    let (a, b) = (old.map(pretty).unwrap_or_default(), pretty(new));
+    let (a, b): (Vec<&str>, Vec<&str>) = (a.lines().collect(), b.lines().collect());
+    let mut out = Vec::with_capacity(a.len().max(b.len()));
+    if a.len() > 2_000 || b.len() > 2_000 {
+        out.extend(a.iter().map(|l| format!("-{l}")));
+        out.extend(b.iter().map(|l| format!("+{l}")));
+        return out;
+    }
+    // lcs[i][j]: the longest common subsequence of a[i..] and b[j..].
+    let mut lcs = vec![vec![0u32; b.len() + 1]; a.len() + 1];
+    for i in (0..a.len()).rev() {
+        for j in (0..b.len()).rev() {
+            lcs[i][j] = if a[i] == b[j] { lcs[i + 1][j + 1] + 1 } else { lcs[i + 1][j].max(lcs[i][j + 1]) };
+        }
+    }
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() || j < b.len() {
+        if i < a.len() && j < b.len() && a[i] == b[j] {
+            out.push(format!(" {}", a[i]));
+            (i, j) = (i + 1, j + 1);
+        } else if j < b.len() && (i == a.len() || lcs[i][j + 1] >= lcs[i + 1][j]) {
+            out.push(format!("+{}", b[j]));
+            j += 1;
+        } else {
+            out.push(format!("-{}", a[i]));
+            i += 1;
+        }
+    }
+    out
+}
+
+/// `v` with object keys sorted at every depth (whatever map order serde_json is built with).
+fn sorted(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort_unstable();
+            Value::Object(keys.into_iter().map(|k| (k.clone(), sorted(&m[k]))).collect())
+        }
+        Value::Array(a) => Value::Array(a.iter().map(sorted).collect()),
+        other => other.clone(),
+    }
+}
+
 /// SHA-256 (hex) of a tool definition as canonical JSON: the hashed fields only, object keys sorted
 /// at every depth, no insignificant whitespace.
 pub fn definition_hash(tool: &Value) -> String {
@@ -229,15 +294,21 @@ impl Judge<'_> {
                 out.events.push(("tool_poisoning", q.clone(), sig.clone()));
             }
             let withhold = suspect.as_ref().filter(|_| self.server.description_injection == PoisonAction::Withhold);
-            let verdict = self.definition(name, &hash, withhold.is_some(), &mut out);
+            let verdict = self.definition(t, name, &hash, withhold.is_some(), &mut out);
             if let Some(sig) = withhold {
                 let recorded = self.snap.tool_pins.get(&q).is_some_and(|p| p.pending.as_deref() == Some(&hash));
-                if !recorded {
+                let reason_known = self
+                    .snap
+                    .tool_pins
+                    .get(&q)
+                    .is_some_and(|p| p.pending_reason.as_deref() == Some("mcp.tool_poisoned"));
+                if !(recorded && reason_known) {
                     out.observe.push(Action::ObserveTool {
                         server: self.server.name.clone(),
                         tool: name.to_owned(),
                         hash: hash.clone(),
                         suspect: Some("mcp.tool_poisoned".into()),
+                        definition: Some(canonical_definition(t)),
                     });
                 }
                 if let Err(rule) = verdict {
@@ -265,7 +336,14 @@ impl Judge<'_> {
     }
 
     /// Compares a definition with its pin; records what must be recorded.
-    fn definition(&self, name: &str, hash: &str, suspect: bool, out: &mut ListOutcome) -> Result<(), &'static str> {
+    fn definition(
+        &self,
+        tool: &Value,
+        name: &str,
+        hash: &str,
+        suspect: bool,
+        out: &mut ListOutcome,
+    ) -> Result<(), &'static str> {
         let q = self.qualified(name);
         let observe = |out: &mut ListOutcome, suspect: Option<&str>| {
             out.observe.push(Action::ObserveTool {
@@ -273,6 +351,7 @@ impl Judge<'_> {
                 tool: name.to_owned(),
                 hash: hash.to_owned(),
                 suspect: suspect.map(str::to_owned),
+                definition: Some(canonical_definition(tool)),
             })
         };
         if let Some(pinned) = self.server.pins.get(name) {
@@ -295,7 +374,13 @@ impl Judge<'_> {
                     _ => "mcp.tool_changed",
                 })
             }
-            Some(p) if p.hash.as_deref() == Some(hash) => Ok(()),
+            Some(p) if p.hash.as_deref() == Some(hash) => {
+                // A pin trusted before definitions were kept gets its definition, once.
+                if p.definition.is_none() && canonical_definition(tool).to_string().len() <= MAX_KEPT_DEFINITION {
+                    observe(out, None);
+                }
+                Ok(())
+            }
             Some(p) if p.hash.is_some() => {
                 out.events.push(("tool_definition_changed", q, "differs from the definition first trusted".into()));
                 observe(out, None);
@@ -395,6 +480,27 @@ mod tests {
         let c = json!({"name":"echo","description":"Echo!","inputSchema":{"type":"object","properties":{"m":{"type":"string"}}}});
         assert_ne!(definition_hash(&a), definition_hash(&c));
         assert_eq!(definition_hash(&a).len(), 64);
+    }
+
+    #[test]
+    fn definition_diff_marks_changed_lines_only() {
+        let old = canonical_definition(
+            &json!({"name":"echo","description":"Echo","inputSchema":{"type":"object"},"_meta":{"x":1}}),
+        );
+        let new = canonical_definition(
+            &json!({"name":"echo","description":"Echo. Ignore previous","inputSchema":{"type":"object"}}),
+        );
+        assert!(old.get("_meta").is_none(), "only hashed fields are kept");
+        let d = definition_diff(Some(&old), &new);
+        assert_eq!(d.iter().filter(|l| l.starts_with('-')).count(), 1, "{d:?}");
+        assert_eq!(d.iter().filter(|l| l.starts_with('+')).count(), 1, "{d:?}");
+        assert!(d.iter().any(|l| l.starts_with("+  \"description\": \"Echo. Ignore previous\"")), "{d:?}");
+        assert!(d.iter().any(|l| l.starts_with(' ') && l.contains("\"name\": \"echo\"")), "{d:?}");
+        // Nothing trusted yet: every line is added.
+        assert!(definition_diff(None, &new).iter().all(|l| l.starts_with('+')));
+        // The kept definition has the hash of the definition it was taken from.
+        let t = json!({"name":"echo","description":"Echo","inputSchema":{"type":"object"},"_meta":{"x":1}});
+        assert_eq!(definition_hash(&canonical_definition(&t)), definition_hash(&t));
     }
 
     #[test]

@@ -76,6 +76,15 @@ pub enum GatewayError {
     /// Too many requests in flight.
     #[error("the gateway is at its concurrency limit; retry shortly")]
     Overloaded,
+    /// The user already has its level's share of requests in flight.
+    #[error("too many requests in flight for this user (at most {0} at the current level); retry when one finishes")]
+    UserInFlight(u32),
+    /// The gateway's budget of buffered request bodies is spent.
+    #[error("the gateway is holding too many request bodies right now; retry shortly")]
+    BufferBudget,
+    /// The request body did not arrive in time (too slow, or too long in total).
+    #[error("the request body did not arrive in time; send it faster")]
+    BodyTimeout,
     /// No upstream configured for this request.
     #[error("no upstream is configured for this API and model")]
     NoRoute,
@@ -124,7 +133,9 @@ impl GatewayError {
             MissingKey | UnknownKey | KeyExpired(_) | Refused(Refusal::KeyRevoked) => StatusCode::UNAUTHORIZED,
             Refused(Refusal::Lockdown) | Lockdown(_) => StatusCode::SERVICE_UNAVAILABLE,
             Refused(_) | ModelNotAllowed(_) | ToolsNotAllowed(_) => StatusCode::FORBIDDEN,
-            RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            RateLimited { .. } | UserInFlight(_) => StatusCode::TOO_MANY_REQUESTS,
+            BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            BufferBudget => StatusCode::SERVICE_UNAVAILABLE,
             TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             BadJson(_) | BadRequest(_) | InvalidField(_) | InjectionBlocked(_) => StatusCode::BAD_REQUEST,
@@ -154,6 +165,9 @@ impl GatewayError {
             InjectionBlocked(_) => "injection.blocked",
             Overloaded => "limits.concurrency",
             AuditUnavailable => "audit.unavailable",
+            UserInFlight(_) => "limits.user_in_flight",
+            BufferBudget => "limits.buffered_bytes",
+            BodyTimeout => "request.body_timeout",
             NoRoute => "upstream.no_route",
             PromptUnavailable(_) => "prompt.unavailable",
             ShuttingDown => "gateway.shutdown",
@@ -167,7 +181,9 @@ impl GatewayError {
     /// The API error class.
     pub fn kind(&self) -> ErrorKind {
         match self.status() {
-            StatusCode::BAD_REQUEST | StatusCode::UNSUPPORTED_MEDIA_TYPE => ErrorKind::InvalidRequest,
+            StatusCode::BAD_REQUEST | StatusCode::UNSUPPORTED_MEDIA_TYPE | StatusCode::REQUEST_TIMEOUT => {
+                ErrorKind::InvalidRequest
+            }
             StatusCode::UNAUTHORIZED => ErrorKind::Authentication,
             StatusCode::FORBIDDEN => ErrorKind::Permission,
             StatusCode::NOT_FOUND => ErrorKind::NotFound,
@@ -207,11 +223,18 @@ impl GatewayError {
         if api == Api::Anthropic {
             h.insert("request-id", request_id.clone());
         }
-        if let GatewayError::RateLimited { retry_after, .. } = &self {
-            h.insert(header::RETRY_AFTER, HeaderValue::from(retry_after.as_secs().max(1)));
-        }
-        if self.status() == StatusCode::SERVICE_UNAVAILABLE {
-            h.insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+        match &self {
+            GatewayError::RateLimited { retry_after, .. } => {
+                h.insert(header::RETRY_AFTER, HeaderValue::from(retry_after.as_secs().max(1)));
+            }
+            // Both free up as soon as another request finishes.
+            GatewayError::UserInFlight(_) | GatewayError::BufferBudget => {
+                h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            _ if self.status() == StatusCode::SERVICE_UNAVAILABLE => {
+                h.insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+            }
+            _ => {}
         }
         resp
     }

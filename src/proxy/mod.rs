@@ -1,6 +1,8 @@
 //! The data plane: listener, request pipeline, upstream client, streaming, errors.
 
+pub mod admission;
 pub mod body;
+pub mod conn;
 pub mod decide;
 pub mod error;
 mod pipeline;
@@ -21,13 +23,13 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 
 use crate::audit::{Audit, Record};
 use crate::config::{self, Policy, PolicyError};
 use crate::metrics::Metrics;
 use crate::state::{ApplyError, StateStore};
 
+pub use admission::Permit;
 pub(crate) use pipeline::{audit_gate, collect_limited};
 pub use pipeline::{authenticate, handle};
 pub use upstream::Clients;
@@ -73,7 +75,8 @@ pub struct Gateway {
     /// Incident triggers, incidents and automatic containment.
     pub incidents: crate::incident::Engine,
     pub(crate) limiter: ratelimit::RateLimiter,
-    pub(crate) concurrency: Arc<Semaphore>,
+    /// Concurrency (global and per user) and the buffered request-body budget.
+    pub(crate) admission: admission::Admission,
     /// MCP session id → the key id that opened it (a session is not shared across principals).
     pub(crate) mcp_sessions: moka::sync::Cache<String, Arc<str>>,
     /// MCP `server/tool` → (definition hash, readOnlyHint) as last listed, for level checks on calls.
@@ -127,7 +130,8 @@ impl Gateway {
         let state = StateStore::open(&policy.storage.state_file)?;
         let audit = Audit::open(&policy.storage.audit_file, &policy.audit, metrics.clone())?;
         let incidents = crate::incident::Engine::open(&crate::incident::file_for(&policy.storage.state_file))?;
-        let concurrency = Arc::new(Semaphore::new(policy.limits.max_concurrent_requests));
+        let admission =
+            admission::Admission::new(policy.limits.max_concurrent_requests, policy.limits.max_buffered_request_bytes);
         let active = Active::new(policy, &state.load()).map_err(StartError::Tls)?;
         metrics.set_switch_version(state.load().version);
         Ok(Arc::new(Gateway {
@@ -137,7 +141,7 @@ impl Gateway {
             metrics,
             incidents,
             limiter: ratelimit::RateLimiter::default(),
-            concurrency,
+            admission,
             mcp_sessions: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_idle(std::time::Duration::from_secs(24 * 3600))
@@ -255,8 +259,8 @@ impl Gateway {
     }
 
     /// Re-reads the policy, validates it off the hot path, and swaps it in. On any error the old
-    /// policy stays in force. Listener addresses, storage paths and the concurrency limit need a
-    /// restart to change.
+    /// policy stays in force. Listener addresses, storage paths, the concurrency limit and the
+    /// buffered-bytes budget need a restart to change.
     pub async fn reload(&self, actor: &str) -> Result<Arc<Policy>, ReloadError> {
         let _g = self.reload_lock.lock().await;
         let source = self.source.clone();
@@ -321,14 +325,22 @@ impl Gateway {
 pub(crate) struct Connections {
     builder: auto::Builder<TokioExecutor>,
     graceful: hyper_util::server::graceful::GracefulShutdown,
+    limits: conn::ConnLimits,
 }
 
 impl Connections {
-    pub(crate) fn new(header_read_timeout: std::time::Duration) -> Connections {
+    pub(crate) fn new(limits: conn::ConnLimits) -> Connections {
         let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder.http1().timer(TokioTimer::new()).header_read_timeout(header_read_timeout);
-        builder.http2().timer(TokioTimer::new());
-        Connections { builder, graceful: hyper_util::server::graceful::GracefulShutdown::new() }
+        builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
+        // Pings find dead peers under open streams; the idle timeout (in `conn::Watched`) closes
+        // live connections that have nothing in flight.
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .keep_alive_interval(limits.h2_keep_alive_interval)
+            .keep_alive_timeout(limits.h2_keep_alive_timeout)
+            .max_concurrent_streams(limits.h2_max_concurrent_streams);
+        Connections { builder, graceful: hyper_util::server::graceful::GracefulShutdown::new(), limits }
     }
 
     /// Spawns the task serving `stream` on the current runtime; `on_close` runs when it ends.
@@ -342,10 +354,12 @@ impl Connections {
         Fut: Future<Output = http::Response<body::Body>> + Send + 'static,
     {
         let _ = stream.set_nodelay(true);
+        let (stream, activity) = conn::Watched::new(stream, self.limits);
         let h = handler.clone();
         let svc = service_fn(move |req| {
             let h = h.clone();
-            async move { Ok::<_, std::convert::Infallible>(h(req).await) }
+            let in_flight = activity.request();
+            async move { Ok::<_, std::convert::Infallible>(h(req).await.map(|b| conn::Counted::new(b, in_flight))) }
         });
         let conn = self.builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
         let conn = self.graceful.watch(conn.into_owned());
@@ -371,27 +385,56 @@ pub async fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) {
 }
 
 /// Accepts connections on `listener` and serves them on the current runtime until `shutdown`
-/// resolves, then drains open connections (bounded by `grace`). The admin API and the replay
-/// upstream use this; the proxy listener spreads its connections over [`shards`].
+/// resolves, then drains open connections (bounded by `grace`). At most `max_connections` are
+/// open at once (the admin listener's own cap: the proxy's load never reaches it). The admin API
+/// and the replay upstream use this; the proxy listener spreads its connections over [`shards`].
 pub async fn serve<F, Fut>(
     listener: TcpListener,
     handler: F,
-    header_read_timeout: std::time::Duration,
+    limits: impl Into<conn::ConnLimits>,
     shutdown: impl Future<Output = ()>,
     grace: std::time::Duration,
 ) where
     F: Fn(http::Request<hyper::body::Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = http::Response<body::Body>> + Send + 'static,
 {
-    let conns = Connections::new(header_read_timeout);
+    let cap = conn::ConnLimit::new(config::Limits::default().admin_max_connections, "local");
+    serve_capped(listener, handler, limits.into(), cap, shutdown, grace).await;
+}
+
+/// [`serve`] with an explicit connection cap.
+pub async fn serve_capped<F, Fut>(
+    listener: TcpListener,
+    handler: F,
+    limits: conn::ConnLimits,
+    cap: Arc<conn::ConnLimit>,
+    shutdown: impl Future<Output = ()>,
+    grace: std::time::Duration,
+) where
+    F: Fn(http::Request<hyper::body::Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = http::Response<body::Body>> + Send + 'static,
+{
+    let conns = Connections::new(limits);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => conns.serve(stream, &handler, || ()),
-                Err(e) => shards::accept_failed(&e).await,
-            },
+            () = cap.room() => {
+                let accepted = tokio::select! {
+                    _ = &mut shutdown => break,
+                    a = listener.accept() => a,
+                };
+                match accepted {
+                    Ok((stream, _peer)) => {
+                        let c = cap.clone();
+                        conns.serve(stream, &handler, move || c.closed());
+                    }
+                    Err(e) => {
+                        cap.closed();
+                        shards::accept_failed(&e).await;
+                    }
+                }
+            }
         }
     }
     conns.drain(grace).await;
@@ -407,5 +450,21 @@ pub fn handler(
        + Send
        + Sync
        + 'static {
-    move |req| Box::pin(pipeline::handle(gw.clone(), req))
+    move |req| {
+        let gw = gw.clone();
+        Box::pin(async move {
+            // A request whose body is left unread (refused before reading it, 413, 408) leaves the
+            // connection unusable: hyper closes it. Say so, so the client does not send its next
+            // request on it. (HTTP/2 resets just the stream.)
+            if req.version() >= http::Version::HTTP_2 || http_body::Body::is_end_stream(req.body()) {
+                return pipeline::handle(gw, req.map(body::ReadToEnd::done)).await;
+            }
+            let (req, read) = body::ReadToEnd::watch(req);
+            let mut resp = pipeline::handle(gw, req).await;
+            if !read.load(std::sync::atomic::Ordering::Relaxed) {
+                resp.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+            }
+            resp
+        })
+    }
 }

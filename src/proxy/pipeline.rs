@@ -22,7 +22,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Request, Response};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use subtle::ConstantTimeEq;
 
 use super::body::{full, Body, BoxError, ChannelBody};
@@ -68,6 +68,8 @@ struct Ctx {
     /// The request body, kept only when `[audit] store_blocked_payloads` is on (for the audit
     /// record of a blocked request, redacted there).
     payload: Option<Bytes>,
+    /// The request body's share of the buffered-bytes budget, held as long as the request is.
+    buffered: Option<super::admission::Buffered>,
     /// Why the upstream's answer was refused (gateway-written, never upstream content).
     upstream_error: Option<String>,
 }
@@ -109,6 +111,7 @@ where
         cross_tenant: Vec::new(),
         data_tool_calls: Vec::new(),
         payload: None,
+        buffered: None,
         upstream_error: None,
     };
     gw.metrics.in_flight(1);
@@ -266,18 +269,6 @@ pub fn authenticate(policy: &crate::config::Policy, h: &HeaderMap) -> Result<Arc
     Ok(entry.clone())
 }
 
-async fn read_body<B>(body: B, limit: usize) -> Result<Bytes, GatewayError>
-where
-    B: http_body::Body<Data = Bytes>,
-    B::Error: Into<BoxError>,
-{
-    match Limited::new(body, limit).collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(GatewayError::TooLarge(limit)),
-        Err(e) => Err(GatewayError::BadRequest(format!("could not read the request body: {e}"))),
-    }
-}
-
 async fn serve<B>(gw: &Arc<Gateway>, req: Request<B>, ctx: &mut Ctx) -> Result<Response<Body>, GatewayError>
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
@@ -289,7 +280,7 @@ where
         path: req.uri().path().chars().take(200).collect(),
     })?;
     // 2. admission
-    let permit = gw.concurrency.clone().try_acquire_owned().map_err(|_| GatewayError::Overloaded)?;
+    let mut permit = gw.admission.admit()?;
     // The snapshot is loaded before the policy: a canary rotation stores the policy whose scanner
     // knows the new canary before the snapshot that injects it, so this order never pairs a new
     // canary with a scanner that cannot see it.
@@ -302,6 +293,8 @@ where
     // 4, 5. switches and rate limit, before the body is read so that a refused caller costs little.
     let now = unix_now();
     decide::admit(&active.policy, &snap, &gw.limiter, &key, endpoint, ctx.session.as_deref(), now)?;
+    // The user's share of the concurrency limit, before its body can hold a slot.
+    gw.admission.hold_for_user(&mut permit, &key.user, active.policy.levels.get(snap.level).max_in_flight)?;
     // 6. body
     let (parts, body) = req.into_parts();
     let read = if endpoint.has_body() {
@@ -309,7 +302,10 @@ where
         if !ct.trim_start().to_ascii_lowercase().starts_with("application/json") {
             return Err(GatewayError::UnsupportedMediaType);
         }
-        Some(read_body(body, active.policy.limits.max_request_body).await?)
+        let (bytes, buffered) =
+            super::body::read_request(body, &parts.headers, &active.policy.limits, &gw.admission).await?;
+        ctx.buffered = Some(buffered);
+        Some(bytes)
     } else {
         None
     };

@@ -21,6 +21,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
+use super::conn::{ConnLimit, ConnLimits};
 use super::{body, Connections};
 
 thread_local! {
@@ -55,14 +56,18 @@ struct Lane {
 pub struct Shards {
     lanes: Vec<Lane>,
     threads: Vec<std::thread::JoinHandle<()>>,
+    /// Open connections over all shards, capped.
+    cap: Arc<ConnLimit>,
 }
 
 impl Shards {
     /// Starts [`count`] shard threads, each serving the connections it is handed with `handler`
-    /// until `stop` turns true, then draining them (bounded by `grace`).
+    /// until `stop` turns true, then draining them (bounded by `grace`). At most `max_connections`
+    /// are open at once over all shards.
     pub fn start<F, Fut>(
         handler: F,
-        header_read_timeout: Duration,
+        limits: ConnLimits,
+        max_connections: usize,
         stop: watch::Receiver<bool>,
         grace: Duration,
     ) -> std::io::Result<Shards>
@@ -71,38 +76,49 @@ impl Shards {
         Fut: Future<Output = http::Response<body::Body>> + Send + 'static,
     {
         let n = count();
+        let cap = ConnLimit::new(max_connections, "proxy");
         let (mut lanes, mut threads) = (Vec::with_capacity(n), Vec::with_capacity(n));
         for i in 0..n {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             let (tx, rx) = mpsc::unbounded_channel();
             let open = Arc::new(AtomicUsize::new(0));
-            let (h, o, s) = (handler.clone(), open.clone(), stop.clone());
+            let (h, o, s, c) = (handler.clone(), open.clone(), stop.clone(), cap.clone());
             let thread = std::thread::Builder::new().name(format!("firebreak-shard-{i}")).spawn(move || {
                 SHARD.with(|c| c.set(i));
-                rt.block_on(run(rx, h, o, header_read_timeout, s, grace));
+                rt.block_on(run(rx, h, (o, c), limits, s, grace));
             })?;
             lanes.push(Lane { tx, open });
             threads.push(thread);
         }
-        Ok(Shards { lanes, threads })
+        Ok(Shards { lanes, threads, cap })
     }
 
     /// Accepts on `listener` until `stop` turns true, handing each connection to the least busy
-    /// shard; then waits for every shard to drain.
+    /// shard; then waits for every shard to drain. At the connection cap, accepting pauses until
+    /// a connection closes (newcomers wait in the kernel's backlog).
     pub async fn accept(self, listener: TcpListener, stop: watch::Receiver<bool>) {
         let stop = super::stopped(stop);
         tokio::pin!(stop);
         loop {
             tokio::select! {
                 () = &mut stop => break,
-                accepted = listener.accept() => match accepted.and_then(|(s, _)| s.into_std()) {
-                    Ok(stream) => self.hand_over(stream),
-                    Err(e) => accept_failed(&e).await,
-                },
+                () = self.cap.room() => {
+                    let accepted = tokio::select! {
+                        () = &mut stop => break,
+                        a = listener.accept() => a,
+                    };
+                    match accepted.and_then(|(s, _)| s.into_std()) {
+                        Ok(stream) => self.hand_over(stream),
+                        Err(e) => {
+                            self.cap.closed();
+                            accept_failed(&e).await;
+                        }
+                    }
+                }
             }
         }
         drop(listener);
-        let Shards { lanes, threads } = self;
+        let Shards { lanes, threads, .. } = self;
         drop(lanes);
         let _ = tokio::task::spawn_blocking(move || {
             for t in threads {
@@ -129,6 +145,7 @@ impl Shards {
                 }
             }
         }
+        self.cap.closed();
         tracing::error!("no proxy shard is running; connection dropped");
     }
 }
@@ -157,15 +174,15 @@ mod libc_errno {
 async fn run<F, Fut>(
     mut rx: mpsc::UnboundedReceiver<std::net::TcpStream>,
     handler: F,
-    open: Arc<AtomicUsize>,
-    header_read_timeout: Duration,
+    (open, cap): (Arc<AtomicUsize>, Arc<ConnLimit>),
+    limits: ConnLimits,
     stop: watch::Receiver<bool>,
     grace: Duration,
 ) where
     F: Fn(http::Request<hyper::body::Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = http::Response<body::Body>> + Send + 'static,
 {
-    let conns = Connections::new(header_read_timeout);
+    let conns = Connections::new(limits);
     // Keeps a timer due within a second on this shard. Arming a timer that is due before every
     // other one makes tokio wake its driver through an eventfd write (it cannot know the caller is
     // the driver's own thread); hyper arms a header-read timeout for every request, and on an idle
@@ -188,13 +205,15 @@ async fn run<F, Fut>(
                 // `into_std` leaves it so).
                 match tokio::net::TcpStream::from_std(std_stream) {
                     Ok(stream) => {
-                        let o = open.clone();
+                        let (o, c) = (open.clone(), cap.clone());
                         conns.serve(stream, &handler, move || {
                             o.fetch_sub(1, Ordering::Relaxed);
+                            c.closed();
                         });
                     }
                     Err(e) => {
                         open.fetch_sub(1, Ordering::Relaxed);
+                        cap.closed();
                         tracing::warn!(error = %e, "could not register an accepted connection");
                     }
                 }
@@ -223,7 +242,7 @@ mod tests {
         drop(rx0);
         let (busy, mut rx1) = lane(5);
         let (idle, mut rx2) = lane(4);
-        let shards = Shards { lanes: vec![stopped, busy, idle], threads: Vec::new() };
+        let shards = Shards { lanes: vec![stopped, busy, idle], threads: Vec::new(), cap: ConnLimit::new(10, "test") };
         for _ in 0..3 {
             shards.hand_over(connect());
         }

@@ -10,7 +10,7 @@ use std::task::Poll;
 use bytes::Bytes;
 use http_body::Body as _;
 use http_body_util::BodyExt;
-use tokio::sync::{mpsc, watch, OwnedSemaphorePermit};
+use tokio::sync::{mpsc, watch};
 
 use super::body::Body;
 use super::toolcalls::{EventAction, StreamFilter};
@@ -39,7 +39,7 @@ pub struct StreamCtx {
     /// Upstream name (for messages).
     pub upstream: String,
     /// Concurrency permit, held for the stream's life.
-    pub permit: Option<OwnedSemaphorePermit>,
+    pub permit: Option<crate::proxy::Permit>,
 }
 
 enum End {

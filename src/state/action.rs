@@ -139,12 +139,25 @@ pub enum Action {
         /// Server name.
         server: String,
     },
-    /// Trust the changed (pending) definition of an MCP tool.
+    /// Trust the pending definition of an MCP tool — only if it is still the one reviewed.
     ApproveTool {
         /// Server name.
         server: String,
         /// Tool name.
         tool: String,
+        /// SHA-256 (hex) of the definition the operator reviewed (`admin pending-tools`); refused
+        /// (409) when the pending definition is another one.
+        hash: String,
+    },
+    /// Drop the pending definition of an MCP tool (keep the trusted one) — only if it is still the
+    /// one reviewed.
+    RejectTool {
+        /// Server name.
+        server: String,
+        /// Tool name.
+        tool: String,
+        /// SHA-256 (hex) of the pending definition the operator reviewed.
+        hash: String,
     },
     /// Recorded by the gateway when it sees an MCP tool definition: the first one is trusted (unless
     /// the server is frozen), a different one is kept pending for `approve_tool`.
@@ -159,6 +172,10 @@ pub enum Action {
         /// `mcp.tool_poisoned`): it waits for `approve_tool` like a changed one.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         suspect: Option<String>,
+        /// The definition itself (its hashed fields): kept in the pin so an operator reviews what
+        /// the hash stands for. Set by the gateway only; never in an admin batch or the audit trail.
+        #[serde(skip)]
+        definition: Option<serde_json::Value>,
     },
     /// Emergency rotation of a managed prompt: the backup (or the fallback) goes live, the
     /// compromised version is invalidated, and a new canary is issued; the old canary stays detected.
@@ -185,7 +202,58 @@ pub enum Action {
     },
 }
 
+/// Whether a switch action named `action` (`block_user`, …) acts on one principal only — the user,
+/// tenant, key or session it names — rather than on everyone (safe mode, levels, tools, endpoints,
+/// egress, MCP servers, prompts). Automatic containment runs only these for one principal's events.
+pub fn principal_scoped(action: &str) -> bool {
+    matches!(
+        action,
+        "block_user"
+            | "unblock_user"
+            | "block_tenant"
+            | "unblock_tenant"
+            | "revoke_key"
+            | "terminate_session"
+            | "limit_user"
+            | "unlimit_user"
+    )
+}
+
 impl Action {
+    /// [`principal_scoped`] for this action.
+    pub fn is_principal_scoped(&self) -> bool {
+        matches!(
+            self,
+            Action::BlockUser { .. }
+                | Action::UnblockUser { .. }
+                | Action::BlockTenant { .. }
+                | Action::UnblockTenant { .. }
+                | Action::RevokeKey { .. }
+                | Action::TerminateSession { .. }
+                | Action::LimitUser { .. }
+                | Action::UnlimitUser { .. }
+        )
+    }
+
+    /// Why an approval (or rejection) no longer applies to the state `s`: the tool's pending
+    /// definition is not the one the operator reviewed.
+    pub fn stale(&self, s: &Snapshot) -> Option<String> {
+        let (Action::ApproveTool { server, tool, hash } | Action::RejectTool { server, tool, hash }) = self else {
+            return None;
+        };
+        let key = format!("{server}/{tool}");
+        let pending = s.tool_pins.get(&key)?.pending.as_deref()?;
+        if pending.eq_ignore_ascii_case(hash.trim()) {
+            return None;
+        }
+        Some(format!(
+            "the definition of `{key}` waiting for approval is now {}…, not {}… that you reviewed: it changed \
+             since; review it again (firebreak admin pending-tools) and use its hash",
+            &pending[..pending.len().min(12)],
+            hash.chars().take(12).collect::<String>()
+        ))
+    }
+
     /// Whether applying it issues a canary (the scanner must learn it before the snapshot is seen).
     pub fn issues_canary(&self) -> bool {
         matches!(
@@ -361,16 +429,28 @@ impl Action {
             Action::UnfreezeTools { server } => {
                 s.frozen_servers.remove(non_empty("server", server)?);
             }
-            Action::ApproveTool { server, tool } => {
+            Action::ApproveTool { server, tool, hash } | Action::RejectTool { server, tool, hash } => {
                 let key = format!("{}/{}", mcp_server(policy, server)?, non_empty("tool", tool)?);
                 let since = humantime::format_rfc3339_seconds(now).to_string();
                 let pin = s.tool_pins.get_mut(&key).filter(|p| p.pending.is_some()).ok_or_else(|| {
-                    format!("`{key}` has no changed definition waiting for approval (see tool_pins in the state)")
+                    format!("`{key}` has no changed definition waiting for approval (firebreak admin pending-tools)")
                 })?;
-                pin.hash = pin.pending.take();
+                // `stale` already refused another hash; this guards direct callers.
+                if !pin.pending.as_deref().is_some_and(|p| p.eq_ignore_ascii_case(hash.trim())) {
+                    return Err(format!("the definition of `{key}` waiting for approval is not {hash}"));
+                }
+                let pending = pin.pending.take();
+                let definition = pin.pending_definition.take();
                 pin.pending_since = None;
                 pin.pending_reason = None;
-                pin.since = Some(since);
+                if matches!(self, Action::ApproveTool { .. }) {
+                    pin.hash = pending;
+                    pin.definition = definition;
+                    pin.since = Some(since);
+                } else if pin.hash.is_none() {
+                    // Nothing was ever trusted: forget the tool, as if never seen.
+                    s.tool_pins.remove(&key);
+                }
             }
             Action::RotatePrompt { prompt }
             | Action::RotateCanary { prompt }
@@ -385,28 +465,42 @@ impl Action {
                 };
                 super::prompts::apply(s, policy.managed_prompt(prompt)?, change, actor, reason, now)?;
             }
-            Action::ObserveTool { server, tool, hash, suspect } => {
+            Action::ObserveTool { server, tool, hash, suspect, definition } => {
                 let key = format!("{}/{}", mcp_server(policy, server)?, non_empty("tool", tool)?);
                 if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
                     return Err("hash must be 64 hex digits (SHA-256)".into());
                 }
                 let hash = hash.to_ascii_lowercase();
+                if definition.as_ref().is_some_and(|d| crate::mcp::tools::definition_hash(d) != hash) {
+                    return Err(format!("the definition observed for `{key}` does not have the hash {hash}"));
+                }
+                // A definition too large to keep is reviewed by its hash alone.
+                let definition =
+                    definition.clone().filter(|d| d.to_string().len() <= crate::mcp::tools::MAX_KEPT_DEFINITION);
                 let since = humantime::format_rfc3339_seconds(now).to_string();
                 let frozen = s.server_frozen(server, super::unix_now());
                 let pin = s.tool_pins.entry(key).or_default();
                 if pin.hash.as_deref() == Some(hash.as_str()) {
                     // Already trusted (first seen, or approved by an operator).
+                    if pin.definition.is_none() {
+                        pin.definition = definition;
+                    }
                 } else if pin.hash.is_none() && pin.pending.is_none() && !frozen && suspect.is_none() {
                     pin.hash = Some(hash);
                     pin.since = Some(since);
+                    pin.definition = definition;
                 } else if pin.pending.as_deref() != Some(hash.as_str()) {
                     pin.pending = Some(hash);
                     pin.pending_since = Some(since);
+                    pin.pending_definition = definition;
                     pin.pending_reason = Some(match suspect {
                         Some(rule) => rule.clone(),
-                        None if pin.hash.is_none() => "mcp.tool_frozen".into(),
+                        None if pin.hash.is_none() && frozen => "mcp.tool_frozen".into(),
                         None => "mcp.tool_changed".into(),
                     });
+                } else if let Some(rule) = suspect.as_ref().filter(|r| r.as_str() == "mcp.tool_poisoned") {
+                    // The same pending definition, now known to be poisoned: say so.
+                    pin.pending_reason = Some(rule.clone());
                 }
             }
         }

@@ -20,7 +20,7 @@ use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{watch, Mutex};
 
-pub use action::{Action, ActionError};
+pub use action::{principal_scoped, Action, ActionError};
 pub use persist::PersistError;
 
 use crate::config::{KeyEntry, Level, Policy};
@@ -134,6 +134,12 @@ pub struct ToolPin {
     /// Why it is pending: `mcp.tool_changed`, `mcp.tool_frozen` or `mcp.tool_poisoned`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_reason: Option<String>,
+    /// The trusted definition (its hashed fields, canonical), for the diff an operator reviews.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub definition: Option<serde_json::Value>,
+    /// The pending definition in full: what `approve_tool` with its hash would trust.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_definition: Option<serde_json::Value>,
 }
 
 impl Default for Snapshot {
@@ -285,6 +291,10 @@ pub enum ApplyError {
         /// What it is.
         current: u64,
     },
+    /// What the batch approves (or rejects) is no longer what is pending: the definition the
+    /// operator reviewed changed since. Nothing changed.
+    #[error("batch refused, nothing changed: {}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
+    Stale(Vec<ActionError>),
     /// The new state could not be persisted; nothing changed.
     #[error(transparent)]
     Persist(#[from] PersistError),
@@ -312,7 +322,8 @@ impl StateStore {
     /// Opens the state at `path`: restored when the file exists, fresh when it does not.
     /// An unreadable or corrupt file is an error: starting without it could lift a lockdown.
     pub fn open(path: &Path) -> Result<Self, PersistError> {
-        let snap = persist::load(path)?.unwrap_or_default();
+        let mut snap = persist::load(path)?.unwrap_or_default();
+        snap.purge_expired(unix_now());
         let snap = Arc::new(snap);
         let (changes, _) = watch::channel(snap.clone());
         Ok(StateStore { current: ArcSwap::new(snap), changes, writer: Mutex::new(()), path: path.to_path_buf() })
@@ -360,13 +371,19 @@ impl StateStore {
         if batch.actions.is_empty() {
             errors.push(ActionError::new(0, "the batch has no actions"));
         }
+        let mut stale = Vec::new();
         for (i, a) in batch.actions.iter().enumerate() {
-            if let Err(e) = a.apply(&mut next, policy, actor, &batch.reason, now) {
+            if let Some(e) = a.stale(&next) {
+                stale.push(ActionError::new(i, e));
+            } else if let Err(e) = a.apply(&mut next, policy, actor, &batch.reason, now) {
                 errors.push(ActionError::new(i, e));
             }
         }
         if !errors.is_empty() {
             return Err(ApplyError::Invalid(errors));
+        }
+        if !stale.is_empty() {
+            return Err(ApplyError::Stale(stale));
         }
         next.purge_expired(crate::state::unix_now());
         next.version = cur.version + 1;
@@ -389,6 +406,7 @@ impl StateStore {
         let _guard = self.writer.lock().await;
         let cur = self.current.load_full();
         let mut next = snap.clone();
+        next.purge_expired(unix_now());
         next.version = cur.version + 1;
         next.updated_at = Some(humantime::format_rfc3339_seconds(SystemTime::now()).to_string());
         let next = Arc::new(next);
@@ -400,8 +418,9 @@ impl StateStore {
 }
 
 impl Snapshot {
-    fn purge_expired(&mut self, now: u64) {
-        for m in [
+    /// Every entry list of the snapshot that can expire.
+    fn entry_maps(&mut self) -> [&mut BTreeMap<String, Entry>; 9] {
+        [
             &mut self.blocked_users,
             &mut self.blocked_tenants,
             &mut self.revoked_keys,
@@ -409,9 +428,39 @@ impl Snapshot {
             &mut self.disabled_tools,
             &mut self.disabled_endpoints,
             &mut self.blocked_egress,
-        ] {
+            &mut self.isolated_servers,
+            &mut self.frozen_servers,
+        ]
+    }
+
+    /// Drops every entry that expired by `now`: an expired entry never comes back (a clock set
+    /// back, a hand-edited file), and the state file does not grow with dead entries.
+    pub(crate) fn purge_expired(&mut self, now: u64) {
+        for m in self.entry_maps() {
             m.retain(|_, e| e.active(now));
         }
         self.limited_users.retain(|_, l| l.entry.active(now));
+    }
+
+    /// Fills `expires_unix` from `expires` where a (hand-written) file has only the latter, so an
+    /// entry with an end never counts as permanent; an unreadable `expires` is an error.
+    fn fill_expiry(&mut self) -> Result<(), String> {
+        fn fill(k: &str, e: &mut Entry) -> Result<(), String> {
+            if let (None, Some(t)) = (e.expires_unix, &e.expires) {
+                let at = humantime::parse_rfc3339_weak(t)
+                    .map_err(|_| format!("entry `{k}`: expires `{t}` is not an RFC 3339 time"))?;
+                e.expires_unix = Some(at.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs()));
+            }
+            Ok(())
+        }
+        for m in self.entry_maps() {
+            for (k, e) in m.iter_mut() {
+                fill(k, e)?;
+            }
+        }
+        for (k, l) in self.limited_users.iter_mut() {
+            fill(k, &mut l.entry)?;
+        }
+        Ok(())
     }
 }

@@ -48,6 +48,7 @@ pub fn load(path: &Path) -> Result<Option<Snapshot>, PersistError> {
         None => Default::default(),
     };
     let mut snap: Snapshot = serde_json::from_value(v).map_err(corrupt)?;
+    snap.fill_expiry().map_err(|detail| PersistError::Corrupt { path: path.to_path_buf(), detail })?;
     snap.canaries = canaries;
     Ok(Some(snap))
 }

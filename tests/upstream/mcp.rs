@@ -220,6 +220,12 @@ struct State {
     answers: Vec<Vec<Sent>>,
     next_event: u64,
     next_session: u64,
+    /// The line ending of the SSE events it writes (`"\n"` unless a test plays a hostile server).
+    eol: &'static str,
+    /// Raw SSE text written first on the next SSE answer to a POST (events a hostile server sends).
+    raw_before: Option<String>,
+    /// The next SSE answer is `raw_before` alone (the responses are not sent).
+    raw_only: bool,
 }
 
 struct Shared {
@@ -254,6 +260,9 @@ impl McpServer {
                 answers: Vec::new(),
                 next_event: 1,
                 next_session: 1,
+                eol: "\n",
+                raw_before: None,
+                raw_only: false,
             }),
             changed: Notify::new(),
         });
@@ -329,6 +338,27 @@ impl McpServer {
         self.state().before.push_back(messages);
     }
 
+    /// The line ending of every SSE event written from now on: `"\n"`, `"\r\n"`, `"\r"` (all
+    /// valid SSE; clients accept each) or `"mix"` (all three in one event).
+    pub fn set_line_ending(&self, eol: &'static str) {
+        self.state().eol = eol;
+    }
+
+    /// Raw SSE text written first on the next SSE answer to a POST carrying a request (that answer
+    /// is SSE even in [`Answer::Json`] mode).
+    pub fn raw_before_next_response(&self, text: &str) {
+        let mut st = self.state();
+        st.raw_before = Some(text.to_owned());
+        st.before.push_back(Vec::new());
+    }
+
+    /// Like [`raw_before_next_response`](Self::raw_before_next_response), but the responses
+    /// themselves are not sent: the raw text is the whole answer.
+    pub fn raw_instead_of_next_response(&self, text: &str) {
+        self.raw_before_next_response(text);
+        self.state().raw_only = true;
+    }
+
     /// A fault for the next POST carrying a request.
     pub fn fail_next(&self, f: Fault) {
         self.state().faults.push_back(f);
@@ -342,7 +372,7 @@ impl McpServer {
         let n = st.next_event;
         st.next_event += 1;
         let id = format!("g{n}");
-        let text = event_text(&id, message);
+        let text = event_text(&id, message, st.eol);
         let chunking = match st.answer {
             Answer::Sse(c) => c,
             Answer::Json => Chunking::Whole,
@@ -484,8 +514,10 @@ fn rpc_error(id: Value, code: i64, message: &str) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}})
 }
 
-fn event_text(id: &str, message: &Value) -> String {
-    format!("id: {id}\nevent: message\ndata: {message}\n\n")
+/// One event; `eol` `"mix"` ends its lines with CR, CRLF, LF and CR in turn.
+fn event_text(id: &str, message: &Value, eol: &str) -> String {
+    let e: [&str; 4] = if eol == "mix" { ["\r", "\r\n", "\n", "\r"] } else { [eol; 4] };
+    format!("id: {id}{}event: message{}data: {message}{}{}", e[0], e[1], e[2], e[3])
 }
 
 async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Result<Response<McpBody>, Infallible> {
@@ -635,10 +667,12 @@ async fn post(
     let mut text = String::new();
     {
         let mut st = s.state.lock().unwrap();
+        text += &st.raw_before.take().unwrap_or_default();
+        let responses = if std::mem::take(&mut st.raw_only) { Vec::new() } else { responses };
         for m in before.into_iter().flatten().chain(responses) {
             let id = format!("p{}", st.next_event);
             st.next_event += 1;
-            text += &event_text(&id, &m);
+            text += &event_text(&id, &m, st.eol);
             sent.push(Sent { id, message: m });
         }
         st.answers.push(sent);
