@@ -13,7 +13,7 @@
 //!   persisted before they are acknowledged.
 //! - [`control`] — the admin API over `state`, policy reload and the audit trail.
 //! - [`incident`] — triggers over the facts of each request, incidents, containment plans.
-//! - [`audit`] — the hash-chained JSONL trail and its verifier.
+//! - [`audit`] — the HMAC-chained JSONL trail, its key and its verifier.
 //! - [`metrics`], [`telemetry`] — Prometheus text, tracing logs, OpenTelemetry export.
 //! - [`replay`] — remediation validation: attack suites run offline (in-process) or online.
 //! - [`cli`] — the `firebreak` subcommands.

@@ -25,6 +25,9 @@ pub struct Metrics {
     streams_terminated: AtomicU64,
     switch_version: AtomicU64,
     policy_reloads: Mutex<BTreeMap<&'static str, u64>>,
+    audit_unwritable: std::sync::atomic::AtomicBool,
+    audit_write_errors: AtomicU64,
+    audit_dropped: AtomicU64,
 }
 
 impl Metrics {
@@ -77,6 +80,21 @@ impl Metrics {
         *self.policy_reloads.lock().unwrap_or_else(|p| p.into_inner()).entry(outcome).or_default() += 1;
     }
 
+    /// Whether the audit trail can be written (the writer sets it after each burst).
+    pub fn set_audit_writable(&self, writable: bool) {
+        self.audit_unwritable.store(!writable, Ordering::Relaxed);
+    }
+
+    /// An audit write (or fsync, or head update) failed.
+    pub fn audit_write_error(&self) {
+        self.audit_write_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// An audit record was dropped (the in-memory backlog of a failing trail was full).
+    pub fn audit_dropped(&self) {
+        self.audit_dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut s = String::with_capacity(4096);
@@ -109,6 +127,9 @@ impl Metrics {
         let _ = writeln!(s, "# HELP firebreak_requests_in_flight Requests being served.\n# TYPE firebreak_requests_in_flight gauge\nfirebreak_requests_in_flight {}", self.in_flight.load(Ordering::Relaxed));
         let _ = writeln!(s, "# HELP firebreak_streams_terminated_total Streams ended by a switch.\n# TYPE firebreak_streams_terminated_total counter\nfirebreak_streams_terminated_total {}", self.streams_terminated.load(Ordering::Relaxed));
         let _ = writeln!(s, "# HELP firebreak_switch_version Version of the switch snapshot in force.\n# TYPE firebreak_switch_version gauge\nfirebreak_switch_version {}", self.switch_version.load(Ordering::Relaxed));
+        let _ = writeln!(s, "# HELP firebreak_audit_writable Whether the audit trail can be written (0: failing; see /readyz).\n# TYPE firebreak_audit_writable gauge\nfirebreak_audit_writable {}", u8::from(!self.audit_unwritable.load(Ordering::Relaxed)));
+        let _ = writeln!(s, "# HELP firebreak_audit_write_errors_total Failed audit writes, fsyncs and head updates.\n# TYPE firebreak_audit_write_errors_total counter\nfirebreak_audit_write_errors_total {}", self.audit_write_errors.load(Ordering::Relaxed));
+        let _ = writeln!(s, "# HELP firebreak_audit_records_dropped_total Audit records lost because the backlog of a failing trail was full.\n# TYPE firebreak_audit_records_dropped_total counter\nfirebreak_audit_records_dropped_total {}", self.audit_dropped.load(Ordering::Relaxed));
         s.push_str("# HELP firebreak_policy_reloads_total Policy reloads by outcome.\n# TYPE firebreak_policy_reloads_total counter\n");
         for (o, n) in self.policy_reloads.lock().unwrap_or_else(|p| p.into_inner()).iter() {
             let _ = writeln!(s, "firebreak_policy_reloads_total{{outcome=\"{o}\"}} {n}");

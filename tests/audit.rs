@@ -101,10 +101,14 @@ async fn produce_trail() -> (tempfile::TempDir, PathBuf, String) {
     (tmp, file, stderr)
 }
 
+/// Verifies with the key the gateway generated beside the original trail (`audit.jsonl.key`).
 fn verify(file: &Path) -> (i32, String) {
+    let key = file.parent().expect("dir").join("audit.jsonl.key");
     let out = Command::new(env!("CARGO_BIN_EXE_firebreak"))
         .args(["audit", "verify"])
         .arg(file)
+        .arg("--key-file")
+        .arg(key)
         .output()
         .expect("run firebreak audit verify");
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
@@ -133,6 +137,7 @@ fn join(lines: &[String]) -> String {
     s
 }
 
+/// What someone without the key can compute in place of a MAC.
 fn record_hash(m: &Map<String, Value>) -> String {
     use sha2::{Digest, Sha256};
     hex::encode(Sha256::digest(serde_json::to_string(m).expect("json").as_bytes()))
@@ -143,7 +148,7 @@ async fn verify_accepts_the_trail_and_finds_every_tampering() {
     let (tmp, file, _stderr) = produce_trail().await;
     let (code, out) = verify(&file);
     assert_eq!(code, 0, "an untouched trail verifies: {out}");
-    assert!(out.contains("head matches"), "the head file was checked: {out}");
+    assert!(out.contains("head authenticated"), "the head file was checked: {out}");
     let orig = lines(&file);
     let n = orig.len();
     assert!(n >= 8, "requests and switch changes were audited ({n} records)");
@@ -182,8 +187,8 @@ async fn verify_accepts_the_trail_and_finds_every_tampering() {
     assert_eq!(code, 1, "{out}");
     assert!(bad_at(&out, mid + 1), "swap found at line {}: {out}", mid + 1);
 
-    // 4. A forged record inserted: well-formed, correctly hashed and chained to its predecessor.
-    //    Its own line verifies; the record after it no longer does.
+    // 4. A forged record inserted: well-formed and chained to its predecessor, but its MAC made
+    //    without the key. Its own line is found.
     let prev: Map<String, Value> = serde_json::from_str(&orig[mid - 1]).expect("record");
     let mut forged = Map::new();
     forged.insert("kind".into(), json!("switch"));
@@ -191,17 +196,18 @@ async fn verify_accepts_the_trail_and_finds_every_tampering() {
     forged.insert("reason".into(), json!("nothing to see"));
     forged.insert("seq".into(), json!(prev["seq"].as_u64().expect("seq") + 1));
     forged.insert("time".into(), prev["time"].clone());
-    forged.insert("prev".into(), prev["hash"].clone());
+    forged.insert("prev".into(), prev["mac"].clone());
+    forged.insert("kid".into(), prev["kid"].clone());
     let h = record_hash(&forged);
-    forged.insert("hash".into(), json!(h));
+    forged.insert("mac".into(), json!(h));
     let mut inserted = orig.clone();
     inserted.insert(mid, serde_json::to_string(&forged).expect("json"));
     let (code, out) = verify_tampered(dir, "inserted", &file, &join(&inserted));
     assert_eq!(code, 1, "{out}");
-    assert!(bad_at(&out, mid + 2), "insertion found at line {}: {out}", mid + 2);
+    assert!(bad_at(&out, mid + 1), "insertion found at line {}: {out}", mid + 1);
     //    A clumsy forgery (wrong hash) is found on its own line.
     let mut clumsy = orig.clone();
-    clumsy.insert(mid, json!({"kind": "switch", "seq": 999, "prev": "00", "hash": "ff"}).to_string());
+    clumsy.insert(mid, json!({"kind": "switch", "seq": 999, "prev": "00", "mac": "ff", "kid": "00"}).to_string());
     let (code, out) = verify_tampered(dir, "clumsy", &file, &join(&clumsy));
     assert_eq!(code, 1, "{out}");
     assert!(bad_at(&out, mid + 1), "{out}");
@@ -220,15 +226,15 @@ async fn verify_accepts_the_trail_and_finds_every_tampering() {
         assert_eq!(code, 1, "removing the last {cut} record(s) is found: {out}");
         assert!(bad_at(&out, n - cut + 1), "first missing line {} named: {out}", n - cut + 1);
     }
-    //    The last record replaced by a different, validly chained one: the head's hash disagrees.
+    //    The last record replaced by a different one, chained but not MACed with the key.
     let before_last: Map<String, Value> = serde_json::from_str(&orig[n - 2]).expect("record");
     let last: Map<String, Value> = serde_json::from_str(&orig[n - 1]).expect("record");
     let mut replaced = last.clone();
-    replaced.remove("hash");
+    replaced.remove("mac");
     replaced.insert("reason".into(), json!("rewritten"));
-    replaced.insert("prev".into(), before_last["hash"].clone());
+    replaced.insert("prev".into(), before_last["mac"].clone());
     let h = record_hash(&replaced);
-    replaced.insert("hash".into(), json!(h));
+    replaced.insert("mac".into(), json!(h));
     let mut rewritten = orig.clone();
     rewritten[n - 1] = serde_json::to_string(&replaced).expect("json");
     let (code, out) = verify_tampered(dir, "rewritten", &file, &join(&rewritten));

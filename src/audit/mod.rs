@@ -1,17 +1,23 @@
-//! The audit trail: append-only JSONL, each record chained to the previous one by SHA-256.
+//! The audit trail: append-only JSONL, each record chained to the previous one by a keyed MAC.
 //!
-//! Every record carries `seq` (its id), `time`, `prev` (the previous record's `hash`) and `hash`
-//! (SHA-256 of the record serialised without `hash`, keys sorted). A head file (`<file>.head`)
-//! remembers the last seq and hash so truncation at a line boundary is detected too.
+//! Every record carries `seq` (its id), `time`, `prev` (the previous record's `mac`), `kid` (the id
+//! of the audit key, never the key) and `mac` (HMAC-SHA-256 with that key of the record serialised
+//! without `mac`, keys sorted). A head file (`<file>.head`) holds the last seq and a MAC over it and
+//! that record's MAC, so truncation at a line boundary is detected too. Trails written before keys
+//! existed carry `hash` (SHA-256) instead; [`verify`] accepts them only before the first keyed
+//! record. What verification does and does not prove: see `verify.rs`.
 //! Records are written by one task; the request path only sends to a channel. Nothing secret is ever
-//! put in a record: callers pass key ids, rule ids and locations, never matched values.
+//! put in a record: callers pass key ids, rule ids and locations, never matched values, and strings
+//! the client chose go through [`client_text`]; session ids are stored as [`session_digest`]s.
 
+mod key;
 mod verify;
 mod writer;
 
 use serde_json::{Map, Value};
 
-pub use verify::{verify, VerifyError, VerifyReport};
+pub use key::{default_key_path, writing_key, AuditKey};
+pub use verify::{verify, VerifyError, VerifyOptions, VerifyReport};
 pub use writer::{Audit, AuditError};
 
 /// The `prev` of the first record.
@@ -56,7 +62,79 @@ impl Record {
     }
 }
 
-/// SHA-256 hex of a record map serialised without its `hash` key.
+/// Longest client-supplied string kept in a record (a model name, a tool name), in characters.
+pub const MAX_CLIENT_TEXT: usize = 128;
+/// Most client-supplied names kept in one list field (tools stripped); the rest are counted.
+pub const MAX_CLIENT_LIST: usize = 32;
+
+/// A string the client chose (model name, tool name), made fit for the trail: every secret the
+/// scanner finds redacted (on the whole string, before anything is cut, so half a secret cannot slip
+/// through), control and bidirectional-formatting characters escaped as `\u{…}` (so a reader
+/// printing the trail to a terminal sees them, and no escape sequence runs), and the result cut to
+/// [`MAX_CLIENT_TEXT`] characters with a `…` marker.
+pub fn client_text(scanner: &crate::inspect::Scanner, s: &str) -> String {
+    let (redacted, _) = scanner.redact(s);
+    let mut out = String::with_capacity(redacted.len().min(MAX_CLIENT_TEXT * 2));
+    for (n, c) in redacted.chars().enumerate() {
+        if n == MAX_CLIENT_TEXT {
+            out.push('…');
+            break;
+        }
+        if c.is_control() || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') {
+            use std::fmt::Write;
+            let _ = write!(out, "\\u{{{:x}}}", c as u32);
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// A list of client-chosen names (tools stripped) for a record: each through [`client_text`], at
+/// most [`MAX_CLIENT_LIST`] of them, then one `"… (+N more)"` entry.
+pub fn client_list(scanner: &crate::inspect::Scanner, names: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = names.iter().take(MAX_CLIENT_LIST).map(|n| client_text(scanner, n)).collect();
+    if names.len() > MAX_CLIENT_LIST {
+        out.push(format!("… (+{} more)", names.len() - MAX_CLIENT_LIST));
+    }
+    out
+}
+
+/// What the trail stores for a session id (`x-session-id`, `Mcp-Session-Id`): never the id, which a
+/// client may fill with anything (a credential, once), but `sha256:` and the first 16 hex digits of
+/// its SHA-256. Records of one session still correlate, and an operator holding an id finds them
+/// with `printf %s "$ID" | sha256sum | cut -c1-16`. Unkeyed on purpose: the digest stays the same
+/// across audit-key rotations and needs no key to compute; 64 bits reveal nothing usable of a
+/// random id or a credential.
+pub fn session_digest(session: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let d = Sha256::digest(session.as_bytes());
+    format!("sha256:{}", hex::encode(&d[..8]))
+}
+
+/// Replaces every session id in a record's fields by its [`session_digest`]: the top-level
+/// `session` and the `session` of each entry of `actions` (a `terminate_session` in a switch
+/// record). Runs on the writer thread, after the incident engine has read the record (it needs the
+/// id itself, to terminate the session).
+pub(crate) fn digest_sessions(m: &mut Map<String, Value>) {
+    fn digest(v: &mut Value) {
+        if let Value::String(s) = v {
+            *s = session_digest(s);
+        }
+    }
+    if let Some(v) = m.get_mut("session") {
+        digest(v);
+    }
+    if let Some(Value::Array(actions)) = m.get_mut("actions") {
+        for a in actions {
+            if let Some(v) = a.get_mut("session") {
+                digest(v);
+            }
+        }
+    }
+}
+
+/// SHA-256 hex of a record map serialised without its `hash` key (legacy, unkeyed records).
 pub(crate) fn record_hash(m: &Map<String, Value>) -> String {
     use sha2::{Digest, Sha256};
     // serde_json's Map is ordered by key, so serialisation is canonical.
@@ -96,4 +174,46 @@ pub fn read_since(
         }
     }
     Ok(out.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scanner() -> crate::inspect::Scanner {
+        let rules = crate::inspect::catalog::builtin().expect("catalog").into_iter().map(|(r, _)| r).collect();
+        crate::inspect::Scanner::new(rules, "[REDACTED:<rule-id>]").expect("scanner")
+    }
+
+    #[test]
+    fn client_text_redacts_escapes_and_caps() {
+        let s = scanner();
+        assert_eq!(client_text(&s, "gpt-4o"), "gpt-4o", "ordinary names pass unchanged");
+        assert_eq!(client_text(&s, "m AKIAZ7QH3K2M9XW4LR5T"), "m [REDACTED:aws_access_key_id]");
+        assert_eq!(client_text(&s, "a\u{1b}[2Jb\nc\u{202e}d"), "a\\u{1b}[2Jb\\u{a}c\\u{202e}d");
+        let long = client_text(&s, &"x".repeat(1000));
+        assert_eq!(long.chars().count(), MAX_CLIENT_TEXT + 1);
+        assert!(long.ends_with('…'));
+        // A secret cut by the cap is redacted first, so no half of it survives.
+        let at_edge = format!("{} AKIAZ7QH3K2M9XW4LR5T", "y".repeat(MAX_CLIENT_TEXT - 11));
+        assert!(!client_text(&s, &at_edge).contains("AKIAZ7"));
+        let names: Vec<String> = (0..40).map(|i| format!("t{i}")).collect();
+        let list = client_list(&s, &names);
+        assert_eq!(list.len(), MAX_CLIENT_LIST + 1);
+        assert_eq!(list[MAX_CLIENT_LIST], "… (+8 more)");
+    }
+
+    #[test]
+    fn session_ids_are_digested_wherever_a_record_names_one() {
+        let mut m = Record::new("switch")
+            .with("session", "s-1")
+            .with("actions", serde_json::json!([{"action": "terminate_session", "session": "s-1"}, {"action": "x"}]))
+            .0;
+        digest_sessions(&mut m);
+        let d = session_digest("s-1");
+        assert_eq!(d.len(), "sha256:".len() + 16);
+        assert_eq!(m["session"], Value::from(d.clone()));
+        assert_eq!(m["actions"][0]["session"], Value::from(d));
+        assert!(m["actions"][1].get("session").is_none());
+    }
 }

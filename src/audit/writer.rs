@@ -1,18 +1,26 @@
-//! The single writer task: assigns seq, time and the hash chain, appends, keeps the head file.
+//! The single writer task: assigns seq, time and the hash chain, appends, keeps the head file, and
+//! knows whether the trail can be written (see [`Audit::failure`]).
+//!
+//! A burst of records is serialised into one buffer and written with one `write`. When that write
+//! (or the fsync a caller waits for) fails, the file is cut back to the end of the last good burst
+//! — no torn line is left behind — and the records stay queued, in chain order, to be written again
+//! every [`RETRY`]: nothing is lost while the disk is full, up to [`MAX_PENDING`] bytes (beyond that
+//! new records are dropped before they get a seq, so the chain never has a gap; each one counted).
+//! While it fails, [`Audit::failure`] says why: `/readyz` fails, admin changes are refused, and AI
+//! traffic is refused too unless the policy says `[audit] on_failure = "fail_open"`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{head_path, Record, GENESIS};
-
-/// SHA-256 hex of a serialised record (what `record_hash` computes from the map).
-fn line_hash(line: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    hex::encode(Sha256::digest(line))
-}
+use super::{head_path, AuditKey, Record, GENESIS};
+use crate::config::AuditSettings;
+use crate::metrics::Metrics;
 
 /// The audit trail could not be opened or written.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +41,12 @@ pub enum AuditError {
         /// Line.
         line: usize,
     },
+    /// The audit key could not be read, or does not continue the trail.
+    #[error("audit key: {0}")]
+    Key(String),
+    /// The record could not be made durable (the disk is full or failing).
+    #[error("the audit trail cannot be written: {0}")]
+    Unwritable(String),
     /// The writer task has stopped.
     #[error("the audit writer has stopped")]
     Closed,
@@ -46,59 +60,163 @@ struct Msg {
     durable: bool,
 }
 
-/// A handle for sending records to the writer. Cheap to clone.
-#[derive(Debug, Clone)]
-pub struct Audit {
-    tx: mpsc::Sender<Msg>,
-}
-
 impl std::fmt::Debug for Msg {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Msg")
     }
 }
 
-struct Chain {
-    seq: u64,
-    hash: String,
+/// Whether the trail can be written, shared by the writer and every handle.
+#[derive(Debug, Default)]
+struct Health {
+    failing: AtomicBool,
+    reason: Mutex<String>,
 }
 
-fn resume(path: &Path) -> Result<Chain, AuditError> {
-    let text = match std::fs::read_to_string(path) {
+/// A handle for sending records to the writer. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Audit {
+    tx: mpsc::Sender<Msg>,
+    health: Arc<Health>,
+}
+
+struct Chain {
+    seq: u64,
+    /// The last record's MAC (its `hash` for a legacy, unkeyed record): the next record's `prev`.
+    mac: String,
+}
+
+/// What start-up found at the end of an existing trail.
+struct Resumed {
+    chain: Chain,
+    /// The key id of the last record (`None`: empty trail, or a legacy unkeyed record).
+    kid: Option<String>,
+    /// Bytes of an incomplete last line (a crash or a full disk during a write), cut off.
+    torn: Option<(u64, String)>,
+}
+
+/// Reads the end of the trail at `path`; cuts off an incomplete last line (the bytes after the
+/// last newline: a write that never finished) so the chain continues from the last whole record.
+fn resume(path: &Path) -> Result<Resumed, AuditError> {
+    let io = |source| AuditError::Io { path: path.into(), source };
+    let bytes = match std::fs::read(path) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Chain { seq: 0, hash: GENESIS.into() }),
-        Err(source) => return Err(AuditError::Io { path: path.into(), source }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(Resumed { chain: Chain { seq: 0, mac: GENESIS.into() }, kid: None, torn: None })
+        }
+        Err(e) => return Err(io(e)),
     };
+    let whole = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let torn = if whole < bytes.len() {
+        let cut = &bytes[whole..];
+        let f = std::fs::OpenOptions::new().write(true).open(path).map_err(io)?;
+        f.set_len(whole as u64).and_then(|_| f.sync_data()).map_err(io)?;
+        use sha2::{Digest, Sha256};
+        Some((cut.len() as u64, hex::encode(Sha256::digest(cut))))
+    } else {
+        None
+    };
+    let text = String::from_utf8_lossy(&bytes[..whole]);
     let lines = text.lines().filter(|l| !l.trim().is_empty()).count();
     let Some(last) = text.lines().rev().find(|l| !l.trim().is_empty()) else {
-        return Ok(Chain { seq: 0, hash: GENESIS.into() });
+        return Ok(Resumed { chain: Chain { seq: 0, mac: GENESIS.into() }, kid: None, torn });
     };
     let damaged = || AuditError::Damaged { path: path.into(), line: lines };
     let v: Map<String, Value> = serde_json::from_str(last).map_err(|_| damaged())?;
     let seq = v.get("seq").and_then(Value::as_u64).ok_or_else(damaged)?;
-    let hash = v.get("hash").and_then(Value::as_str).ok_or_else(damaged)?.to_owned();
-    if !text.ends_with('\n') {
-        return Err(damaged());
-    }
-    Ok(Chain { seq, hash })
+    let mac = v.get("mac").or_else(|| v.get("hash")).and_then(Value::as_str).ok_or_else(damaged)?.to_owned();
+    let kid = v.get("kid").and_then(Value::as_str).map(str::to_owned);
+    Ok(Resumed { chain: Chain { seq, mac }, kid, torn })
 }
 
 impl Audit {
-    /// Opens (or creates) the trail at `path` and starts the writer task.
-    pub fn open(path: &Path) -> Result<Audit, AuditError> {
-        let chain = resume(path)?;
+    /// Opens (or creates, `0600`) the trail at `path` and starts the writer task. An incomplete last
+    /// line is cut off and the first record written says so (`kind: audit, event: recovered`). The
+    /// key comes from `settings` (see [`super::writing_key`]); when the trail was last written with
+    /// another key, the previous key must be configured: it signs a `key_rotated` record naming the
+    /// new key id, and the chain goes on with the new key. Without it start-up is refused.
+    pub fn open(path: &Path, settings: &AuditSettings, metrics: Arc<Metrics>) -> Result<Audit, AuditError> {
+        let key = super::writing_key(settings.key.as_ref(), path).map_err(AuditError::Key)?;
+        let resumed = resume(path)?;
+        let mut first = Vec::new();
+        match &resumed.kid {
+            Some(kid) if kid != key.id() => {
+                let previous =
+                    settings.previous_key.as_ref().map(AuditKey::load).transpose().map_err(AuditError::Key)?;
+                match previous {
+                    Some(old) if old.id() == kid => {
+                        tracing::warn!(old_kid = %kid, new_kid = key.id(), "audit key rotated: a key_rotated record signed with the old key hands the chain over");
+                        let r = Record::new("audit").with("event", "key_rotated").with("new_kid", key.id());
+                        first.push((r, old));
+                    }
+                    _ => {
+                        return Err(AuditError::Key(format!(
+                            "{} was last written with key id {kid}, but the configured key is {}: set [audit] previous_key_env or previous_key_file to the old key (a key_rotated record signed with it hands the chain over), or move the trail and its .head aside to start a new one",
+                            path.display(),
+                            key.id()
+                        )))
+                    }
+                }
+            }
+            _ => {}
+        }
+        use std::os::unix::fs::OpenOptionsExt;
+        // 0600 like the state file: records name users, tenants and decisions.
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(0o600)
             .open(path)
             .map_err(|source| AuditError::Io { path: path.into(), source })?;
+        let good_len = file.metadata().map_err(|source| AuditError::Io { path: path.into(), source })?.len();
         let (tx, rx) = mpsc::channel(8192);
-        let path = path.to_path_buf();
+        let health = Arc::new(Health::default());
+        if let Some((bytes, sha256)) = resumed.torn {
+            tracing::warn!(path = %path.display(), bytes, "audit trail ended with an incomplete record (a crash or a full disk during a write); cut it off and recorded that");
+            first.push((
+                Record::new("audit")
+                    .with("event", "recovered")
+                    .with("torn_bytes", bytes)
+                    .with("torn_sha256", sha256)
+                    .with(
+                        "reason",
+                        "the last line was incomplete (a write that never finished); its bytes were removed",
+                    ),
+                key.clone(),
+            ));
+        }
+        let writer = Writer {
+            file,
+            path: path.to_path_buf(),
+            good_len,
+            chain: resumed.chain,
+            pending: Vec::with_capacity(64 << 10),
+            pending_records: 0,
+            head: Head::open(&head_path(path)),
+            key,
+            health: health.clone(),
+            metrics,
+            failing_since: None,
+            last_report: None,
+        };
         std::thread::Builder::new()
             .name("firebreak-audit".into())
-            .spawn(move || run(rx, file, path, chain))
+            .spawn(move || writer.run(rx, first))
             .map_err(|source| AuditError::Io { path: PathBuf::new(), source })?;
-        Ok(Audit { tx })
+        Ok(Audit { tx, health })
+    }
+
+    /// Why the trail cannot be written right now, or `None` when the last write succeeded.
+    pub fn failure(&self) -> Option<String> {
+        if !self.health.failing.load(Ordering::Acquire) {
+            return None;
+        }
+        Some(self.health.reason.lock().unwrap_or_else(|p| p.into_inner()).clone())
+    }
+
+    /// Whether the last write succeeded (one atomic load: the request path asks this).
+    pub fn writable(&self) -> bool {
+        !self.health.failing.load(Ordering::Acquire)
     }
 
     /// Queues a record (waits only when the queue is full: backpressure, never loss).
@@ -108,7 +226,8 @@ impl Audit {
         }
     }
 
-    /// Writes a record and waits until it is on disk (fsynced). Returns its seq.
+    /// Writes a record and waits until it is on disk (fsynced). Returns its seq. Fails as soon as the
+    /// write or the fsync fails (the record stays queued and is written once the disk recovers).
     pub async fn record_durable(&self, record: Record) -> Result<u64, AuditError> {
         let (tx, rx) = oneshot::channel();
         self.tx
@@ -117,117 +236,237 @@ impl Audit {
             .map_err(|_| AuditError::Closed)?;
         match rx.await {
             Ok(Ok(seq)) => Ok(seq),
-            Ok(Err(e)) => Err(AuditError::Io { path: PathBuf::new(), source: std::io::Error::other(e) }),
+            Ok(Err(e)) => Err(AuditError::Unwritable(e)),
             Err(_) => Err(AuditError::Closed),
         }
     }
 
-    /// Waits until every record queued before this call is written and flushed to the file (not
-    /// fsynced), so a reader of the file sees them. Offline replay reads a case's records this way.
+    /// Waits until every record queued before this call is written to the file (not fsynced), so a
+    /// reader of the file sees them. Offline replay reads a case's records this way.
     pub async fn flush(&self) -> Result<(), AuditError> {
         let (tx, rx) = oneshot::channel();
         self.tx.send(Msg { record: None, ack: Some(tx), durable: false }).await.map_err(|_| AuditError::Closed)?;
         match rx.await {
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(AuditError::Io { path: PathBuf::new(), source: std::io::Error::other(e) }),
+            Ok(Err(e)) => Err(AuditError::Unwritable(e)),
             Err(_) => Err(AuditError::Closed),
         }
     }
 }
 
-/// The writer loop, on its own thread so file I/O never blocks the runtime's workers.
-fn run(mut rx: mpsc::Receiver<Msg>, file: std::fs::File, path: PathBuf, mut chain: Chain) {
-    let mut head = Head::open(&head_path(&path));
-    let mut out = std::io::BufWriter::with_capacity(64 << 10, file);
-    let mut acks: Vec<(oneshot::Sender<Result<u64, String>>, u64)> = Vec::new();
-    let mut sync = false;
-    // One line, reused: the record is serialised once; those bytes are both hashed and written.
-    let mut line: Vec<u8> = Vec::with_capacity(1024);
-    while let Some(first) = rx.blocking_recv() {
-        let mut next = Some(first);
-        let mut result: Result<(), std::io::Error> = Ok(());
-        let burst_start = chain.seq;
-        // Drain what is queued, then flush once: one write syscall per burst, not per record.
-        while let Some(Msg { record, ack, durable }) = next.take() {
-            let Some(record) = record else {
-                // A barrier: acknowledged once what was queued before it is flushed.
-                if let Some(a) = ack {
-                    acks.push((a, chain.seq));
+/// The writer's pause between bursts.
+const BURST_PAUSE: Duration = Duration::from_millis(1);
+/// How often a failing trail is tried again.
+const RETRY: Duration = Duration::from_millis(200);
+/// Records kept in memory while the trail cannot be written (serialised bytes).
+const MAX_PENDING: usize = 64 << 20;
+/// How often a failure still in progress is logged again.
+const REPORT_EVERY: Duration = Duration::from_secs(10);
+
+/// The writer thread's state.
+struct Writer {
+    file: std::fs::File,
+    path: PathBuf,
+    /// File length at the end of the last burst written whole.
+    good_len: u64,
+    /// The chain including records still pending.
+    chain: Chain,
+    /// Serialised records not yet written, in chain order.
+    pending: Vec<u8>,
+    pending_records: u64,
+    head: Head,
+    key: AuditKey,
+    health: Arc<Health>,
+    metrics: Arc<Metrics>,
+    failing_since: Option<Instant>,
+    last_report: Option<Instant>,
+}
+
+impl Writer {
+    /// The loop, on its own thread so file I/O never blocks the runtime's workers.
+    fn run(mut self, mut rx: mpsc::Receiver<Msg>, first: Vec<(Record, AuditKey)>) {
+        let mut acks: Vec<(oneshot::Sender<Result<u64, String>>, u64)> = Vec::new();
+        if !first.is_empty() {
+            for (r, key) in first {
+                self.append_with(r, Some(&key));
+            }
+            // At once, not with the first request: a recovery or a rotation is never left unsaid.
+            let _ = self.write(true);
+        }
+        let mut closed = false;
+        while !closed {
+            // Healthy: sleep until a record comes. Failing: wake every RETRY to try again.
+            let mut next = if self.failing_since.is_none() {
+                match rx.blocking_recv() {
+                    Some(m) => Some(m),
+                    None => break,
+                }
+            } else {
+                match rx.try_recv() {
+                    Ok(m) => Some(m),
+                    Err(mpsc::error::TryRecvError::Empty) => {
+                        std::thread::sleep(RETRY);
+                        None
+                    }
+                    Err(mpsc::error::TryRecvError::Disconnected) => {
+                        closed = true;
+                        None
+                    }
+                }
+            };
+            let burst_start = self.chain.seq;
+            let mut sync = false;
+            // Drain what is queued, then write once: one write syscall per burst, not per record.
+            while let Some(Msg { record, ack, durable }) = next.take() {
+                let kept = match record {
+                    Some(record) => {
+                        sync |= durable;
+                        self.append(record)
+                    }
+                    None => true,
+                };
+                match ack {
+                    Some(a) if kept => acks.push((a, self.chain.seq)),
+                    Some(a) => {
+                        let _ = a.send(Err("the record was dropped: the backlog of the failing trail is full".into()));
+                    }
+                    None => {}
                 }
                 next = rx.try_recv().ok();
-                continue;
-            };
-            sync |= durable;
-            let mut m = record.0;
-            chain.seq += 1;
-            m.insert("seq".into(), Value::from(chain.seq));
-            m.insert(
-                "time".into(),
-                Value::from(humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()),
-            );
-            m.insert("prev".into(), Value::from(std::mem::take(&mut chain.hash)));
-            line.clear();
-            // serde_json's Map is ordered by key, so these are the canonical bytes `record_hash` hashes;
-            // `hash` is appended as the last key (readers parse the line into a map: order is free).
-            let serialised = serde_json::to_writer(&mut line, &m);
-            chain.hash = line_hash(&line);
-            if result.is_ok() {
-                result = serialised.map_err(std::io::Error::other).and_then(|_| {
-                    line.pop(); // the closing brace
-                    line.extend_from_slice(b",\"hash\":\"");
-                    line.extend_from_slice(chain.hash.as_bytes());
-                    line.extend_from_slice(b"\"}\n");
-                    out.write_all(&line)
-                });
             }
-            if let Some(a) = ack {
-                acks.push((a, chain.seq));
+            let result = self.write(sync);
+            // Someone waited on this burst (a durable write, a barrier): they are latency-sensitive, and
+            // so is whoever comes next (a switch change, a replay case), so no pause after it. Nor after
+            // a lone record: records arrive one at a time only when the gateway is not busy.
+            let waited = !acks.is_empty() || self.chain.seq.saturating_sub(burst_start) <= 1;
+            for (a, seq) in acks.drain(..) {
+                let _ = a.send(result.as_ref().map(|_| seq).map_err(Clone::clone));
             }
-            next = rx.try_recv().ok();
+            // Let records gather before the next burst: waking this thread for every request (a futex
+            // wake and two context switches each) cost more than writing the record (perf, load test).
+            if !waited && self.failing_since.is_none() {
+                std::thread::sleep(BURST_PAUSE);
+            }
         }
-        if result.is_ok() {
-            result = out.flush();
-        }
-        if result.is_ok() && std::mem::take(&mut sync) {
-            result = out.get_ref().sync_data();
-        }
-        if result.is_ok() {
-            result = head.write(chain.seq, &chain.hash);
-        }
-        if let Err(e) = &result {
-            tracing::error!(error = %e, path = %path.display(), "audit write failed");
-        }
-        // Someone waited on this burst (a durable write, a barrier): they are latency-sensitive, and so
-        // is whoever comes next (a switch change, a replay case), so no pause after it. Nor after a
-        // lone record: records arrive one at a time only when the gateway is not busy.
-        let waited = !acks.is_empty() || chain.seq.saturating_sub(burst_start) <= 1;
-        for (a, seq) in acks.drain(..) {
-            let _ = a.send(result.as_ref().map(|_| seq).map_err(|e| e.to_string()));
-        }
-        // Let records gather before the next burst: waking this thread for every request (a futex
-        // wake and two context switches each) cost more than writing the record (perf, load test).
-        if !waited {
-            std::thread::sleep(BURST_PAUSE);
+        if !self.pending.is_empty() {
+            if let Err(e) = self.write(true) {
+                tracing::error!(error = %e, path = %self.path.display(), records = self.pending_records, "audit records could not be written before exit");
+            }
         }
     }
-    if let Err(e) = out.flush() {
-        tracing::error!(error = %e, path = %path.display(), "final audit flush failed");
+
+    /// Chains, MACs and serialises one record into the pending buffer (or drops it, counted, when
+    /// the buffer is full because the trail has been failing for long).
+    /// False when the record was dropped.
+    fn append(&mut self, record: Record) -> bool {
+        self.append_with(record, None)
+    }
+
+    /// [`Writer::append`] with another key than the writer's (the old one, for `key_rotated`).
+    fn append_with(&mut self, record: Record, other_key: Option<&AuditKey>) -> bool {
+        if self.pending.len() >= MAX_PENDING {
+            self.metrics.audit_dropped();
+            return false;
+        }
+        let mut m = record.0;
+        super::digest_sessions(&mut m);
+        self.chain.seq += 1;
+        m.insert("seq".into(), Value::from(self.chain.seq));
+        m.insert(
+            "time".into(),
+            Value::from(humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()),
+        );
+        m.insert("prev".into(), Value::from(std::mem::take(&mut self.chain.mac)));
+        let key = other_key.unwrap_or(&self.key);
+        m.insert("kid".into(), Value::from(key.id()));
+        let start = self.pending.len();
+        // serde_json's Map is ordered by key, so these are the canonical bytes the verifier MACs
+        // again; `mac` is appended as the last key (readers parse the line into a map: order is free).
+        if let Err(e) = serde_json::to_writer(&mut self.pending, &m) {
+            // Cannot happen for a map of JSON values; the record is dropped, the chain unchanged.
+            tracing::error!(error = %e, "an audit record could not be serialised");
+            self.pending.truncate(start);
+            self.chain.seq -= 1;
+            self.chain.mac = m.get("prev").and_then(Value::as_str).unwrap_or_default().to_owned();
+            self.metrics.audit_dropped();
+            return false;
+        }
+        self.chain.mac = key.mac(&self.pending[start..]);
+        self.pending.pop(); // the closing brace
+        self.pending.extend_from_slice(b",\"mac\":\"");
+        self.pending.extend_from_slice(self.chain.mac.as_bytes());
+        self.pending.extend_from_slice(b"\"}\n");
+        self.pending_records += 1;
+        true
+    }
+
+    /// Writes what is pending (and fsyncs when `sync`), then the head. On failure the file is cut
+    /// back to its last good length and everything stays pending.
+    fn write(&mut self, sync: bool) -> Result<(), String> {
+        if self.pending.is_empty() && !sync && self.failing_since.is_none() {
+            return Ok(());
+        }
+        let mut r = Ok(());
+        if self.failing_since.is_some() {
+            // Whatever a failed attempt left behind goes first (O_APPEND writes at the end).
+            r = self.file.set_len(self.good_len);
+        }
+        if r.is_ok() && !self.pending.is_empty() {
+            r = self.file.write_all(&self.pending);
+        }
+        if r.is_ok() && (sync || self.failing_since.is_some()) {
+            r = self.file.sync_data();
+        }
+        if r.is_ok() {
+            r = self.head.write(self.chain.seq, &self.key, &self.chain.mac);
+        }
+        match r {
+            Ok(()) => {
+                self.good_len += self.pending.len() as u64;
+                self.pending.clear();
+                self.pending_records = 0;
+                if let Some(since) = self.failing_since.take() {
+                    self.health.failing.store(false, Ordering::Release);
+                    self.metrics.set_audit_writable(true);
+                    tracing::warn!(path = %self.path.display(), failed_for_ms = since.elapsed().as_millis() as u64, "audit trail writable again; the records queued meanwhile are written");
+                }
+                Ok(())
+            }
+            Err(e) => {
+                // A failed write may have left part of a line; a failed fsync may have lost pages
+                // the kernel reported written. Either way: back to the last good end, write it all again.
+                let cut = self.file.set_len(self.good_len);
+                let reason = format!("{}: {e}", self.path.display());
+                self.metrics.audit_write_error();
+                let now = Instant::now();
+                if self.failing_since.is_none() {
+                    *self.health.reason.lock().unwrap_or_else(|p| p.into_inner()) = reason.clone();
+                    self.health.failing.store(true, Ordering::Release);
+                    self.metrics.set_audit_writable(false);
+                    self.failing_since = Some(now);
+                }
+                if self.last_report.is_none_or(|t| now.duration_since(t) >= REPORT_EVERY) {
+                    self.last_report = Some(now);
+                    tracing::error!(error = %e, path = %self.path.display(), pending_records = self.pending_records, cut_back = cut.is_ok(), "audit write failed; records are held and retried, the gateway is not ready");
+                }
+                Err(reason)
+            }
+        }
     }
 }
 
-/// The writer's pause between bursts.
-const BURST_PAUSE: std::time::Duration = std::time::Duration::from_millis(1);
-
-/// `<file>.head`: the last seq and hash, overwritten in place with one `pwrite` of a fixed-size,
-/// space-padded JSON document per burst (cheaper than a temp file and a rename; far smaller than a
-/// disk sector, so it is not torn in practice).
+/// `<file>.head`: the last seq, the key id and a MAC over the seq and that record's MAC (so only the
+/// key holder can write a head, and a truncated trail cannot be given a matching one), overwritten
+/// in place with one `pwrite` of a fixed-size, space-padded JSON document per burst (cheaper than a
+/// temp file and a rename; far smaller than a disk sector, so it is not torn in practice).
 struct Head(Option<std::fs::File>);
 
-const HEAD_LEN: usize = 128;
+const HEAD_LEN: usize = 192;
 
 impl Head {
     fn open(path: &Path) -> Head {
-        match std::fs::OpenOptions::new().create(true).write(true).truncate(false).open(path) {
+        use std::os::unix::fs::OpenOptionsExt;
+        match std::fs::OpenOptions::new().create(true).write(true).truncate(false).mode(0o600).open(path) {
             Ok(f) => Head(Some(f)),
             Err(e) => {
                 tracing::error!(error = %e, path = %path.display(), "cannot open the audit head file; records are still chained");
@@ -236,10 +475,11 @@ impl Head {
         }
     }
 
-    fn write(&mut self, seq: u64, hash: &str) -> std::io::Result<()> {
+    fn write(&mut self, seq: u64, key: &AuditKey, record_mac: &str) -> std::io::Result<()> {
         use std::os::unix::fs::FileExt;
         let Some(f) = &self.0 else { return Ok(()) };
-        let mut doc = format!("{{\"seq\":{seq},\"hash\":\"{hash}\"}}");
+        let mut doc =
+            format!("{{\"seq\":{seq},\"kid\":\"{}\",\"mac\":\"{}\"}}", key.id(), key.head_mac(seq, record_mac));
         let pad = HEAD_LEN.saturating_sub(doc.len() + 1);
         doc.extend(std::iter::repeat_n(' ', pad));
         doc.push('\n');

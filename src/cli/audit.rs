@@ -3,6 +3,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context;
+
+use crate::audit::{AuditKey, VerifyOptions};
+
 /// Arguments.
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -12,30 +16,68 @@ pub struct Args {
 
 #[derive(Debug, clap::Subcommand)]
 enum Cmd {
-    /// Check the hash chain; exit 1 and name the first bad line when anything was edited, removed,
-    /// inserted, reordered or truncated.
+    /// Check the keyed chain and the head file. Exit 0: every record authenticated with the key(s)
+    /// and nothing edited, removed, inserted, reordered, forged or cut from the end (up to the head).
+    /// Exit 1: the first bad line is named. Exit 2: the structure is intact but authenticity is not
+    /// proven (a key is missing, or only legacy unkeyed records). See README "Audit trail" for what
+    /// this does and does not prove.
     Verify {
         /// The audit trail (JSONL).
         file: PathBuf,
+        /// A key file (hex or base64); repeat for the keys before a rotation. Default: FILE.key
+        /// when it exists (the key the gateway generates when the policy names none).
+        #[arg(long = "key-file")]
+        key_files: Vec<PathBuf>,
+        /// An environment variable holding a key; repeatable.
+        #[arg(long = "key-env")]
+        key_envs: Vec<String>,
+        /// Take the keys from this policy's [audit] key_* and previous_key_*.
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        /// Accept a missing or unreadable head file (records removed from the end then go unnoticed).
+        #[arg(long)]
+        allow_missing_head: bool,
     },
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     match a.cmd {
-        Cmd::Verify { file } => match crate::audit::verify(&file) {
-            Ok(r) => {
-                println!(
-                    "{}: OK, {} record(s), chain intact{}",
-                    file.display(),
-                    r.records,
-                    if r.head_checked { ", head matches" } else { " (no head file to compare)" }
-                );
-                Ok(ExitCode::SUCCESS)
+        Cmd::Verify { file, key_files, key_envs, policy, allow_missing_head } => {
+            use crate::config::TokenSource;
+            let mut sources: Vec<TokenSource> = key_files.into_iter().map(TokenSource::File).collect();
+            sources.extend(key_envs.into_iter().map(TokenSource::Env));
+            if let Some(p) = &policy {
+                let p = crate::config::load(p).with_context(|| format!("loading {}", p.display()))?;
+                let default = TokenSource::File(crate::audit::default_key_path(&file));
+                sources.push(p.audit.key.clone().unwrap_or(default));
+                sources.extend(p.audit.previous_key.clone());
             }
-            Err(e) => {
-                println!("{}: TAMPERED: {e}", file.display());
-                Ok(ExitCode::from(1))
+            if sources.is_empty() {
+                let beside = crate::audit::default_key_path(&file);
+                if beside.exists() {
+                    println!("using the key in {}", beside.display());
+                    sources.push(TokenSource::File(beside));
+                }
             }
-        },
+            let keys = sources.iter().map(AuditKey::load).collect::<Result<Vec<_>, _>>().map_err(anyhow::Error::msg)?;
+            match crate::audit::verify(&file, &VerifyOptions { keys, allow_missing_head }) {
+                Ok(r) if r.proven() => {
+                    println!("{}: OK, {}", file.display(), r.summary());
+                    Ok(ExitCode::SUCCESS)
+                }
+                Ok(r) => {
+                    println!(
+                        "{}: UNPROVEN: the chain's structure is intact, but authenticity is not proven: {}. Anyone can recompute an unkeyed chain; give the key (--key-file, --key-env or --policy)",
+                        file.display(),
+                        r.summary()
+                    );
+                    Ok(ExitCode::from(2))
+                }
+                Err(e) => {
+                    println!("{}: TAMPERED: {e}", file.display());
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
     }
 }

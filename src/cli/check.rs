@@ -29,6 +29,13 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
                         p.key_ids.len(),
                         p.roles.len()
                     );
+                    if p.audit.key.is_none() {
+                        println!(
+                            "{}: warning: [audit] has no key_env or key_file: the gateway generates {} beside the trail, so whoever can write the trail can likely read the key too; set one for production",
+                            f.display(),
+                            crate::audit::default_key_path(&p.storage.audit_file).display()
+                        );
+                    }
                 }
             }
             Err(e) => all.extend(e.0),

@@ -237,11 +237,13 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let mut r = build(&records);
     r.audit_file = a.audit.display().to_string();
     r.since = humantime::format_rfc3339_seconds(since).to_string();
-    match crate::audit::verify(&a.audit) {
+    // With the key the gateway generates beside the trail, when there is one.
+    let key = crate::audit::AuditKey::load(&crate::config::TokenSource::File(crate::audit::default_key_path(&a.audit)));
+    let opts = crate::audit::VerifyOptions { keys: key.into_iter().collect(), allow_missing_head: false };
+    match crate::audit::verify(&a.audit, &opts) {
         Ok(v) => {
-            r.chain_verified = true;
-            r.chain_detail =
-                format!("{} record(s), head {}", v.records, if v.head_checked { "matches" } else { "absent" });
+            r.chain_verified = v.proven();
+            r.chain_detail = v.summary();
         }
         Err(e) => r.chain_detail = e.to_string(),
     }

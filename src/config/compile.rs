@@ -268,7 +268,15 @@ fn absorb(m: &mut Merged, file: usize, mut raw: RawPolicy, problems: &mut Proble
             (raw.storage.state_file.is_some() || raw.storage.audit_file.is_some(), "storage"),
             (!raw.levels.is_empty(), "levels"),
             (raw.safe_mode.reply.is_some(), "safe_mode"),
-            (raw.audit.store_blocked_payloads.is_some(), "audit"),
+            (
+                raw.audit.store_blocked_payloads.is_some()
+                    || raw.audit.on_failure.is_some()
+                    || raw.audit.key_env.is_some()
+                    || raw.audit.key_file.is_some()
+                    || raw.audit.previous_key_env.is_some()
+                    || raw.audit.previous_key_file.is_some(),
+                "audit",
+            ),
             (!raw.prompts.is_empty(), "prompts"),
         ];
         for (present, name) in sections {
@@ -378,6 +386,35 @@ fn compile(m: Merged, base: &Path, problems: &mut Problems) -> Option<Policy> {
         (None, None) => Some(TokenSource::Env("FIREBREAK_ADMIN_TOKEN".into())),
     };
 
+    let on_failure = match raw.audit.on_failure.as_deref() {
+        None | Some("fail_closed") => OnAuditFailure::FailClosed,
+        Some("fail_open") => OnAuditFailure::FailOpen,
+        Some(other) => {
+            problems.add(
+                0,
+                path(["audit".into(), "on_failure".into()]),
+                format!("unknown value `{other}`"),
+                Some("use \"fail_closed\" (refuse traffic while the trail cannot be written) or \"fail_open\"".into()),
+            );
+            OnAuditFailure::FailClosed
+        }
+    };
+    let mut key_source = |env: &Option<String>, file: &Option<String>, name: &str| match (env, file) {
+        (Some(_), Some(_)) => {
+            problems.add(
+                0,
+                path(["audit".into(), format!("{name}_env").into()]),
+                format!("set {name}_env or {name}_file, not both"),
+                None,
+            );
+            None
+        }
+        (Some(e), None) => Some(TokenSource::Env(e.clone())),
+        (None, Some(f)) => Some(TokenSource::File(resolve(f))),
+        (None, None) => None,
+    };
+    let audit_key = key_source(&raw.audit.key_env, &raw.audit.key_file, "key");
+    let previous_audit_key = key_source(&raw.audit.previous_key_env, &raw.audit.previous_key_file, "previous_key");
     let storage = Storage {
         state_file: resolve(raw.storage.state_file.as_deref().unwrap_or("firebreak-state.json")),
         audit_file: resolve(raw.storage.audit_file.as_deref().unwrap_or("firebreak-audit.jsonl")),
@@ -930,7 +967,12 @@ fn compile(m: Merged, base: &Path, problems: &mut Problems) -> Option<Policy> {
         tenants: Arc::new(tenants),
         levels: Levels(settings),
         incidents: Arc::new(incidents),
-        audit: AuditSettings { store_blocked_payloads: raw.audit.store_blocked_payloads.unwrap_or(false) },
+        audit: AuditSettings {
+            store_blocked_payloads: raw.audit.store_blocked_payloads.unwrap_or(false),
+            on_failure,
+            key: audit_key,
+            previous_key: previous_audit_key,
+        },
         safe_mode_reply: raw.safe_mode.reply.unwrap_or_else(|| {
             "This assistant is temporarily in safe mode. Your request was received but cannot be processed right now.".into()
         }),

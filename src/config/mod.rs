@@ -191,12 +191,30 @@ impl fmt::Display for TokenSource {
     }
 }
 
-/// What the audit trail keeps beyond decisions.
-#[derive(Debug, Clone, Copy, Default)]
+/// What the audit trail keeps beyond decisions, its key, and what happens when it cannot be written.
+#[derive(Debug, Clone, Default)]
 pub struct AuditSettings {
     /// The audit record of a blocked request carries its payload, with every secret the scanner
     /// finds redacted (`firebreak replay --from-audit` turns those into replay cases). Default off.
     pub store_blocked_payloads: bool,
+    /// AI and MCP traffic while the trail cannot be written.
+    pub on_failure: OnAuditFailure,
+    /// Where the chain's HMAC key is read from at start (`None`: `<audit_file>.key`, generated).
+    pub key: Option<TokenSource>,
+    /// The key before a rotation: signs the `key_rotated` record that hands the chain over.
+    pub previous_key: Option<TokenSource>,
+}
+
+/// What AI and MCP traffic gets while the audit trail cannot be written. Either way `/readyz`
+/// fails, `firebreak_audit_writable` is 0, the failure is logged as an error, and admin changes are
+/// refused (a switch is never acknowledged without its durable record).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OnAuditFailure {
+    /// Refuse every request with 503 (default): nothing is served that the trail does not hold.
+    #[default]
+    FailClosed,
+    /// Serve on; records are held in memory (bounded) and written once the disk recovers.
+    FailOpen,
 }
 
 /// Listener addresses.

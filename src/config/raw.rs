@@ -369,4 +369,15 @@ pub struct RawSafeMode {
 pub struct RawAudit {
     /// Keep the (redacted) request payload in the audit record of a blocked request.
     pub store_blocked_payloads: Option<bool>,
+    /// What AI and MCP traffic gets while the trail cannot be written: "fail_closed" (default, 503)
+    /// or "fail_open" (served unaudited, records held in memory).
+    pub on_failure: Option<String>,
+    /// The HMAC key of the chain (hex or base64, at least 32 bytes): an environment variable…
+    pub key_env: Option<String>,
+    /// …or a file. Neither: `<audit_file>.key`, generated on first start.
+    pub key_file: Option<String>,
+    /// The key the trail was written with before a rotation (read at start to sign the rotation).
+    pub previous_key_env: Option<String>,
+    /// The same, from a file.
+    pub previous_key_file: Option<String>,
 }

@@ -87,11 +87,33 @@ impl Admin {
         let method = req.method().clone();
         match (&method, path.as_str()) {
             (&Method::GET, "/healthz") => return text(StatusCode::OK, "ok\n"),
-            (&Method::GET, "/readyz") => return text(StatusCode::OK, "ready\n"),
+            (&Method::GET, "/readyz") => {
+                return match self.gw.audit.failure() {
+                    None => text(StatusCode::OK, "ready\n"),
+                    Some(why) => {
+                        let mut r =
+                            Response::new(full(format!("not ready: the audit trail cannot be written ({why})\n")));
+                        *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+                        r
+                    }
+                }
+            }
             _ => {}
         }
         if let Some(resp) = self.refusal(&req) {
             return resp;
+        }
+        // Every change is audited durably before it is acknowledged: while the trail cannot be
+        // written, no change is made at all (`switches` also refuses to acknowledge one whose record
+        // fails after it was applied).
+        if method == Method::POST {
+            if let Some(why) = self.gw.audit.failure() {
+                return error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "audit_unavailable",
+                    &format!("the audit trail cannot be written ({why}); nothing was changed: a change is made only when its audit record can be made durable. Free the disk (see /readyz) and retry"),
+                );
+            }
         }
         match (&method, path.as_str()) {
             (&Method::GET, "/metrics") => {
@@ -209,14 +231,18 @@ impl Admin {
                     .with("before_version", applied.before)
                     .with("after_version", applied.after.version)
                     .with("actions", serde_json::to_value(&batch.actions).unwrap_or(Value::Null));
+                self.gw.metrics.set_switch_version(applied.after.version);
                 let audit_seq = match self.gw.audit.record_durable(record).await {
-                    Ok(seq) => Some(seq),
+                    Ok(seq) => seq,
                     Err(e) => {
-                        tracing::error!(error = %e, "switch change applied but its audit record failed");
-                        None
+                        tracing::error!(error = %e, version = applied.after.version, "switch change applied but its audit record could not be made durable; not acknowledged");
+                        return error(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "audit_failed",
+                            &format!("the change was applied (version {}) but its audit record could not be made durable ({e}); it is held and written when the disk recovers. Check GET /admin/v1/state before retrying", applied.after.version),
+                        );
                     }
                 };
-                self.gw.metrics.set_switch_version(applied.after.version);
                 tracing::info!(actor, before = applied.before, after = applied.after.version, "switches applied");
                 json_response(
                     StatusCode::OK,
@@ -347,6 +373,16 @@ impl Admin {
         let actor = run.actor.as_deref().unwrap_or("admin");
         use crate::incident::PlanError;
         match crate::incident::run_plan(&self.gw, &policy, &plan, &run.target, &run.reason, actor, None, false).await {
+            // Applied, but not durably audited: not acknowledged (see `switches`).
+            Ok(taken) if taken.error.is_some() => error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "audit_failed",
+                &format!(
+                    "the plan was applied (version {}) but {}; check GET /admin/v1/state before retrying",
+                    taken.version.unwrap_or_default(),
+                    taken.error.as_deref().unwrap_or_default()
+                ),
+            ),
             Ok(taken) => json_response(StatusCode::OK, &json!({"applied": true, "plan": plan, "taken": taken})),
             Err(e @ PlanError::Unknown(..)) => error(StatusCode::NOT_FOUND, "unknown_plan", &e.to_string()),
             Err(PlanError::Apply(ApplyError::Invalid(errors))) => json_response(

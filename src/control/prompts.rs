@@ -55,10 +55,14 @@ impl Admin {
             .with("before_version", applied.before)
             .with("after_version", applied.after.version);
         let audit_seq = match self.gw.audit.record_durable(record).await {
-            Ok(seq) => Some(seq),
+            Ok(seq) => seq,
             Err(e) => {
-                tracing::error!(error = %e, "prompt rotated but its audit record failed");
-                None
+                tracing::error!(error = %e, "prompt rotated but its audit record could not be made durable; not acknowledged");
+                return error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "audit_failed",
+                    &format!("the rotation was applied (version {}) but its audit record could not be made durable ({e}); it is held and written when the disk recovers", applied.after.version),
+                );
             }
         };
         tracing::warn!(actor, prompt = %id, event, version = applied.after.version, "managed prompt rotated");

@@ -830,6 +830,7 @@ pub async fn run_plan(
             .with_opt("incident", incident);
         if let Err(e) = gw.audit.record_durable(rec).await {
             tracing::error!(error = %e, "containment applied but its audit record failed");
+            taken.error = Some(format!("applied, but its audit record could not be made durable: {e}"));
         }
         tracing::warn!(plan = plan_name, actor, version = applied.after.version, "containment plan applied");
     }

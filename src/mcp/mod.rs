@@ -225,10 +225,13 @@ where
         gw.metrics.decision(rule, action);
     }
     gw.metrics.in_flight(-1);
+    // Server (from the path), methods and tool names are the client's: see `audit::client_text`.
+    let scanner = gw.policy().scanner.clone();
+    let client = |names: &[String]| names.iter().map(|n| crate::audit::client_text(&scanner, n)).collect::<Vec<_>>();
     let record = Record::new("mcp")
         .with("event", "request")
         .with("request_id", request_id.to_str().unwrap_or(""))
-        .with("server", ctx.server.as_str())
+        .with("server", crate::audit::client_text(&scanner, &ctx.server))
         .with("http_method", http_method.as_str())
         .with("status", status)
         .with("stream", ctx.stream)
@@ -238,8 +241,8 @@ where
         )
         .with("duration_us", start.elapsed().as_micros() as u64);
     let record = principal(record, ctx.key.as_deref(), ctx.session.as_deref())
-        .with_opt("methods", (!ctx.methods.is_empty()).then(|| ctx.methods.clone()))
-        .with_opt("tools_called", (!ctx.tools_called.is_empty()).then(|| ctx.tools_called.clone()));
+        .with_opt("methods", (!ctx.methods.is_empty()).then(|| client(&ctx.methods)))
+        .with_opt("tools_called", (!ctx.tools_called.is_empty()).then(|| client(&ctx.tools_called)));
     crate::incident::audited(&gw, ctx.findings_into(record)).await;
     resp
 }
@@ -299,6 +302,8 @@ where
     } else {
         None
     };
+    // the audit trail (fail closed), after the body so the refusal answers the request's id
+    crate::proxy::audit_gate(gw, policy)?;
     // switches: one snapshot for the whole request
     let snap = gw.state.load();
     let now = unix_now();

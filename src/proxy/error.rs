@@ -70,6 +70,9 @@ pub enum GatewayError {
     /// The role may not use this model.
     #[error("model `{0}` is not allowed for your role")]
     ModelNotAllowed(String),
+    /// The audit trail cannot be written and the policy fails closed (`[audit] on_failure`).
+    #[error("the gateway cannot write its audit trail, so it serves no AI traffic until it can (policy: [audit] on_failure = \"fail_closed\"); the operator is alerted (/readyz, firebreak_audit_writable)")]
+    AuditUnavailable,
     /// Too many requests in flight.
     #[error("the gateway is at its concurrency limit; retry shortly")]
     Overloaded,
@@ -136,7 +139,7 @@ impl GatewayError {
             TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             BadJson(_) | BadRequest(_) | InvalidField(_) | InjectionBlocked(_) => StatusCode::BAD_REQUEST,
-            Overloaded | PromptUnavailable(_) | ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            Overloaded | PromptUnavailable(_) | ShuttingDown | AuditUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             NoRoute | NoCredential(_) | UpstreamUnavailable(_) | UpstreamInvalid { .. } => StatusCode::BAD_GATEWAY,
             UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
         }
@@ -161,6 +164,7 @@ impl GatewayError {
             ToolsNotAllowed(_) => "tools.not_allowed",
             InjectionBlocked(_) => "injection.blocked",
             Overloaded => "limits.concurrency",
+            AuditUnavailable => "audit.unavailable",
             UserInFlight(_) => "limits.user_in_flight",
             BufferBudget => "limits.buffered_bytes",
             BodyTimeout => "request.body_timeout",

@@ -30,7 +30,7 @@ use crate::metrics::Metrics;
 use crate::state::{ApplyError, StateStore};
 
 pub use admission::Permit;
-pub(crate) use pipeline::collect_limited;
+pub(crate) use pipeline::{audit_gate, collect_limited};
 pub use pipeline::{authenticate, handle};
 pub use upstream::Clients;
 
@@ -128,7 +128,7 @@ impl Gateway {
     /// Opens state and audit, and builds the runtime from `policy`.
     pub fn new(policy: Policy, source: PolicySource, metrics: Arc<Metrics>) -> Result<Arc<Gateway>, StartError> {
         let state = StateStore::open(&policy.storage.state_file)?;
-        let audit = Audit::open(&policy.storage.audit_file)?;
+        let audit = Audit::open(&policy.storage.audit_file, &policy.audit, metrics.clone())?;
         let incidents = crate::incident::Engine::open(&crate::incident::file_for(&policy.storage.state_file))?;
         let admission =
             admission::Admission::new(policy.limits.max_concurrent_requests, policy.limits.max_buffered_request_bytes);

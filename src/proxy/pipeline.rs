@@ -160,7 +160,7 @@ where
         gw.metrics.decisions_n(rule, "redact", *n);
     }
     gw.metrics.in_flight(-1);
-    let mut record = audit_record(&ctx, endpoint_name, status, start);
+    let mut record = audit_record(&ctx, &gw.policy().scanner, endpoint_name, status, start);
     if let Some(p) = blocked_payload(&gw, &ctx) {
         record = record.with("payload", p);
     }
@@ -186,7 +186,10 @@ fn blocked_payload(gw: &Gateway, ctx: &Ctx) -> Option<serde_json::Value> {
     }
 }
 
-fn audit_record(ctx: &Ctx, endpoint: &str, status: u16, start: Instant) -> Record {
+/// The request's audit record. Strings the client chose (model, tool names) go through
+/// `audit::client_text` (secrets redacted, control characters escaped, length capped); the session
+/// id is replaced by its digest when the record is written (`audit::session_digest`).
+fn audit_record(ctx: &Ctx, scanner: &crate::inspect::Scanner, endpoint: &str, status: u16, start: Instant) -> Record {
     let decisions: Vec<serde_json::Value> =
         ctx.decisions.iter().map(|(rule, action)| serde_json::json!({"rule": rule, "action": action})).collect();
     Record::new("request")
@@ -203,9 +206,12 @@ fn audit_record(ctx: &Ctx, endpoint: &str, status: u16, start: Instant) -> Recor
         .with_opt("role", ctx.key.as_ref().map(|k| k.role.as_str()))
         .with_opt("session", ctx.session.as_deref())
         .with_opt("upstream", ctx.upstream.as_deref())
-        .with_opt("model", ctx.model.as_deref())
+        .with_opt("model", ctx.model.as_deref().map(|m| crate::audit::client_text(scanner, m)))
         .with_opt("detail", ctx.upstream_error.as_deref())
-        .with_opt("tools_removed", (!ctx.tools_removed.is_empty()).then(|| ctx.tools_removed.clone()))
+        .with_opt(
+            "tools_removed",
+            (!ctx.tools_removed.is_empty()).then(|| crate::audit::client_list(scanner, &ctx.tools_removed)),
+        )
         .with_opt("prompt_fragments", (ctx.prompt_fragments > 0).then_some(ctx.prompt_fragments))
         .with_opt("prompt", ctx.prompt.clone())
         .with_opt("injections", (!ctx.injections.is_empty()).then(|| ctx.injections.clone()))
@@ -223,6 +229,16 @@ fn session_of(h: &HeaderMap) -> Option<String> {
         .and_then(|v| v.to_str().ok())
         .filter(|s| !s.is_empty() && s.len() <= 256)
         .map(str::to_owned)
+}
+
+/// Admission, continued: while the audit trail cannot be written, a fail-closed policy serves nothing
+/// (one atomic load when it can). Shared by the AI and MCP pipelines.
+pub(crate) fn audit_gate(gw: &Gateway, policy: &crate::config::Policy) -> Result<(), GatewayError> {
+    if gw.audit.writable() || policy.audit.on_failure == crate::config::OnAuditFailure::FailOpen {
+        Ok(())
+    } else {
+        Err(GatewayError::AuditUnavailable)
+    }
 }
 
 /// The presented virtual key, from `Authorization: Bearer` or `x-api-key`.
@@ -270,6 +286,7 @@ where
     // canary with a scanner that cannot see it.
     let mut snap = gw.state.load();
     let mut active = gw.active.load_full();
+    audit_gate(gw, &active.policy)?;
     // 3. identity
     let mut key = authenticate(&active.policy, req.headers())?;
     ctx.key = Some(key.clone());

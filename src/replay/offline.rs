@@ -46,6 +46,9 @@ impl Offline {
         std::fs::create_dir_all(&dir).map_err(|e| super::SetupError::Scratch(dir.clone(), e))?;
         policy.storage.state_file = dir.join("state.json");
         policy.storage.audit_file = dir.join("audit.jsonl");
+        // The scratch trail gets a scratch key (generated beside it), never the production one.
+        policy.audit.key = None;
+        policy.audit.previous_key = None;
         let audit_path = policy.storage.audit_file.clone();
         let gw = match Gateway::start(policy, source, Arc::new(Metrics::default())).await {
             Ok(gw) => gw,
