@@ -110,11 +110,11 @@ async fn pump(
                     Ok(None) => End::Done,
                     Ok(Some(last)) => {
                         let mut batch = bytes::BytesMut::new();
-                        filtered(last, &mut filter, &ctx, &snap, &mut batch);
-                        if batch.is_empty() || tx.send(batch.freeze()).await.is_ok() {
-                            End::Done
-                        } else {
+                        let framed = filtered(last, &mut filter, &ctx, &snap, &mut batch);
+                        if !batch.is_empty() && tx.send(batch.freeze()).await.is_err() {
                             End::ClientGone
+                        } else {
+                            framed.map_or_else(End::Broken, |()| End::Done)
                         }
                     }
                     Err(e) => End::Broken(e.to_string()),
@@ -157,7 +157,7 @@ async fn pump(
             if !batch.is_empty() {
                 let _ = tx.send(batch.freeze()).await;
             }
-            break 'outer End::Broken(e.to_string());
+            break 'outer End::Broken(e);
         }
         if !batch.is_empty() && tx.send(batch.freeze()).await.is_err() {
             break 'outer End::ClientGone;
@@ -175,20 +175,20 @@ async fn pump(
             let _ = tx.send(batch.freeze()).await;
         }
     }
-    record_redactions(&ctx, scanner, &filter.redact.found).await;
+    record_redactions(&ctx, scanner, filter.redact.found()).await;
     let fragments = filter.redact.prompt_fragments();
     if fragments > 0 {
         gw.metrics.decisions_n("prompt.fragment", "detect", fragments as u64);
         let rec = base_record(&ctx, "prompt_fragments").with("rule", "prompt.fragment").with("count", fragments);
         crate::incident::audited(gw, rec).await;
     }
-    if filter.redact.links > 0 {
-        gw.metrics.decisions_n("egress.markdown_link", "neutralize", filter.redact.links as u64);
+    if filter.redact.links() > 0 {
+        gw.metrics.decisions_n("egress.markdown_link", "neutralize", filter.redact.links() as u64);
         gw.audit
             .record(
                 base_record(&ctx, "links_neutralized")
                     .with("rule", "egress.markdown_link")
-                    .with("count", filter.redact.links),
+                    .with("count", filter.redact.links()),
             )
             .await;
     }
@@ -241,9 +241,9 @@ fn drain_events(
     ctx: &StreamCtx,
     snap: &Snapshot,
     batch: &mut bytes::BytesMut,
-) -> Result<(), crate::protocol::sse::SseError> {
-    while let Some(event) = framer.next_event()? {
-        filtered(event, filter, ctx, snap, batch);
+) -> Result<(), String> {
+    while let Some(event) = framer.next_event().map_err(|e| e.to_string())? {
+        filtered(event, filter, ctx, snap, batch)?;
     }
     Ok(())
 }
@@ -259,18 +259,32 @@ struct Inspect {
     redact: StreamRedactor,
 }
 
-/// Runs one event through the tool-call filter, then redaction, and appends what remains to `out`.
-fn filtered(event: Bytes, insp: &mut Inspect, ctx: &StreamCtx, snap: &Snapshot, out: &mut bytes::BytesMut) {
+/// Runs one event through the tool-call filter, then redaction, and appends what remains to `out`;
+/// an event that cannot be inspected ends the stream (its text is not sent).
+fn filtered(
+    event: Bytes,
+    insp: &mut Inspect,
+    ctx: &StreamCtx,
+    snap: &Snapshot,
+    out: &mut bytes::BytesMut,
+) -> Result<(), String> {
     let check = super::decide::CallPolicy { policy: &ctx.policy, snap, role: &ctx.key.role, now: unix_now() };
     let scanner = &ctx.policy.scanner;
     let mut redact = |e: &Bytes, out: &mut bytes::BytesMut| match insp.redact.on_event(scanner, e) {
-        Redacted::Same => out.extend_from_slice(e),
-        Redacted::Events(v) => v.iter().for_each(|e| out.extend_from_slice(e)),
+        Redacted::Same => {
+            out.extend_from_slice(e);
+            Ok(())
+        }
+        Redacted::Events(v) => {
+            v.iter().for_each(|e| out.extend_from_slice(e));
+            Ok(())
+        }
+        Redacted::Uninspectable(why) => Err(format!("the gateway cannot inspect it: {why}")),
     };
     match insp.tools.on_event(&event, &check) {
         EventAction::Forward => redact(&event, out),
-        EventAction::Drop => {}
-        EventAction::Replace(events) => events.iter().for_each(|e| redact(e, out)),
+        EventAction::Drop => Ok(()),
+        EventAction::Replace(events) => events.iter().try_for_each(|e| redact(e, out)),
     }
 }
 
