@@ -160,7 +160,8 @@ mod tests {
             "x": {"y": ["c", 1, null]}});
         let got: Vec<(String, String)> =
             take_strings(&mut v).into_iter().map(|(p, s)| (path_string("", &p), s)).collect();
-        let want = [("content/0/text", "a"), ("refusal", "b"), ("tool_calls/#3/function/arguments", "{\"x\""), ("x/y/0", "c")];
+        let want =
+            [("content/0/text", "a"), ("refusal", "b"), ("tool_calls/#3/function/arguments", "{\"x\""), ("x/y/0", "c")];
         assert_eq!(got, want.map(|(p, s)| (p.to_owned(), s.to_owned())));
         assert_eq!(v["refusal"], "", "taken out");
         assert_eq!(v["role"], "assistant", "identifiers stay");
@@ -174,7 +175,10 @@ mod tests {
         let strings = take_strings(&mut w);
         let (path, _) = strings.iter().find(|(_, s)| s == "secret").unwrap();
         let (s, pointer) = skeleton(&v, path);
-        assert_eq!(s, json!({"type": "content_block_delta", "index": 2, "delta": {"type": "thinking_delta", "thinking": ""}}));
+        assert_eq!(
+            s,
+            json!({"type": "content_block_delta", "index": 2, "delta": {"type": "thinking_delta", "thinking": ""}})
+        );
         assert_eq!(pointer, "/delta/thinking");
         let v = json!({"content": [{"type": "text", "text": "x"}, {"type": "text", "text": "y"}]});
         let path = [Seg::Key("content".into()), Seg::Elem { pos: 1, index: None }, Seg::Key("text".into())];

@@ -14,9 +14,9 @@
 //! unknown member, escapes in the text, several choices, tool calls, a finish reason, duplicate
 //! keys), takes the general path through a `serde_json::Value`.
 
-use std::borrow::Cow;
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
+use std::borrow::Cow;
 
 use super::fields::{self, FieldKey, Kind, Seg};
 use super::holdback::HoldBack;
@@ -418,7 +418,11 @@ impl StreamRedactor {
                     self.last_chunk.extend_from_slice(data.as_bytes());
                     let key = FieldKey { scope: choice.index, sub: 0, path: "content".into() };
                     (key, text, |k, _| {
-                        (json!({"index": k.scope, "delta": {"content": ""}, "finish_reason": null}), "/delta/content".into(), None)
+                        (
+                            json!({"index": k.scope, "delta": {"content": ""}, "finish_reason": null}),
+                            "/delta/content".into(),
+                            None,
+                        )
                     })
                 }
                 Endpoint::Messages => {
@@ -577,9 +581,14 @@ impl StreamRedactor {
         let mut v = match serde_json::from_str::<Value>(data) {
             Ok(v @ Value::Object(_)) => v,
             Ok(mut v) => {
-                return if self.st.whole(scanner, &mut v) { Redacted::Events(vec![sse(name, &v)]) } else { Redacted::Same };
+                return if self.st.whole(scanner, &mut v) {
+                    Redacted::Events(vec![sse(name, &v)])
+                } else {
+                    Redacted::Same
+                };
             }
-            Err(_) => return self.opaque(scanner, name, data),
+            // Not the provider's format: nothing of it is sent, the stream ends (fail closed).
+            Err(_) => return Redacted::Uninspectable("a data line that is not JSON"),
         };
         let mut before = Vec::new();
         let done = match self.endpoint {
@@ -613,9 +622,7 @@ impl StreamRedactor {
                     scanner,
                     d,
                     &|path| FieldKey { scope: ci, sub: 0, path: fields::path_string("", path) },
-                    &|s, p| {
-                        (json!({"index": ci, "delta": s, "finish_reason": null}), format!("/delta{p}"), None)
-                    },
+                    &|s, p| (json!({"index": ci, "delta": s, "finish_reason": null}), format!("/delta{p}"), None),
                 )?;
                 changed |= ch;
                 present = pr;
@@ -658,7 +665,11 @@ impl StreamRedactor {
         let ty = v.get("type").and_then(Value::as_str).unwrap_or("").to_owned();
         let carrier = |name: &'static str| {
             move |s: Value, p: String| {
-                (json!({"type": "content_block_delta", "index": index, "delta": s}), format!("/delta{p}"), Some(name.to_owned()))
+                (
+                    json!({"type": "content_block_delta", "index": index, "delta": s}),
+                    format!("/delta{p}"),
+                    Some(name.to_owned()),
+                )
             }
         };
         let mut changed = false;
@@ -766,26 +777,6 @@ impl StreamRedactor {
             before.extend(self.carriers(scanner, |_| true));
         }
         Some(self.st.whole(scanner, v))
-    }
-
-    /// A data line that is not JSON: redacted as plain text (fail closed).
-    fn opaque(&mut self, scanner: &Scanner, name: Option<&str>, data: &str) -> Redacted {
-        let (red, f) = scanner.redact(data);
-        if f.is_empty() {
-            return Redacted::Same;
-        }
-        self.st.found.extend(f.iter().map(|f| f.rule));
-        let mut s = String::new();
-        if let Some(n) = name {
-            s.push_str(&format!("event: {n}\n"));
-        }
-        for line in red.split('\n') {
-            s.push_str("data: ");
-            s.push_str(line);
-            s.push('\n');
-        }
-        s.push('\n');
-        Redacted::Events(vec![Bytes::from(s)])
     }
 }
 
@@ -1381,7 +1372,8 @@ mod tests {
                 }
                 _ => {
                     let ty = self.responses_type("delta");
-                    let index = if self.name.starts_with("reasoning_summary") { "summary_index" } else { "content_index" };
+                    let index =
+                        if self.name.starts_with("reasoning_summary") { "summary_index" } else { "content_index" };
                     format!(
                         "event: {ty}\ndata: {}\n\n",
                         json!({"type": ty, "item_id": "i", "output_index": self.scope, index: 0, "x_meta": meta,
@@ -1448,21 +1440,33 @@ mod tests {
         }
         match ep {
             Endpoint::ChatCompletions => {
-                ev.push(format!("data: {}\n\n", json!({"id": "c", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})));
+                ev.push(format!(
+                    "data: {}\n\n",
+                    json!({"id": "c", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+                ));
                 ev.push("data: [DONE]\n\n".into());
             }
             Endpoint::Messages => {
                 for f in [fa, fb] {
-                    ev.push(format!("event: content_block_stop\ndata: {}\n\n", json!({"type": "content_block_stop", "index": f.scope})));
+                    ev.push(format!(
+                        "event: content_block_stop\ndata: {}\n\n",
+                        json!({"type": "content_block_stop", "index": f.scope})
+                    ));
                 }
                 ev.push("event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n".into());
             }
             _ => {
                 for (f, whole) in [(fa, TEXT), (fb, TEXT2)] {
                     let ty = f.responses_type("done");
-                    ev.push(format!("event: {ty}\ndata: {}\n\n", json!({"type": ty, "item_id": "i", "output_index": f.scope, "content_index": 0, "text": whole})));
+                    ev.push(format!(
+                        "event: {ty}\ndata: {}\n\n",
+                        json!({"type": ty, "item_id": "i", "output_index": f.scope, "content_index": 0, "text": whole})
+                    ));
                 }
-                ev.push(format!("event: response.completed\ndata: {}\n\n", json!({"type": "response.completed", "response": {"id": "r", "status": "completed"}})));
+                ev.push(format!(
+                    "event: response.completed\ndata: {}\n\n",
+                    json!({"type": "response.completed", "response": {"id": "r", "status": "completed"}})
+                ));
             }
         }
         ev
@@ -1497,11 +1501,19 @@ mod tests {
             let mut delta = json!({"content": "hello"});
             delta.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
             let mut r = StreamRedactor::new(Endpoint::ChatCompletions);
-            let out = run_with(&mut r, &s, vec![format!("data: {}\n\n", json!({"choices": [{"index": 0, "delta": delta}]}))]);
+            let out =
+                run_with(&mut r, &s, vec![format!("data: {}\n\n", json!({"choices": [{"index": 0, "delta": delta}]}))]);
             assert!(!out.contains("AKIAZ7Q3M4N5P6R2T8VW"), "{out}");
         }
         let mut r = StreamRedactor::new(Endpoint::ChatCompletions);
-        let out = run_with(&mut r, &s, vec![format!("data: {}\n\n", json!({"obfuscation": "AKIAZ7Q3M4N5P6R2T8VW", "choices": [{"index": 0, "delta": {"content": "hi"}}]}))]);
+        let out = run_with(
+            &mut r,
+            &s,
+            vec![format!(
+                "data: {}\n\n",
+                json!({"obfuscation": "AKIAZ7Q3M4N5P6R2T8VW", "choices": [{"index": 0, "delta": {"content": "hi"}}]})
+            )],
+        );
         assert!(!out.contains("AKIAZ7Q3M4N5P6R2T8VW"), "{out}");
     }
 

@@ -66,6 +66,8 @@ struct Ctx {
     /// The request body, kept only when `[audit] store_blocked_payloads` is on (for the audit
     /// record of a blocked request, redacted there).
     payload: Option<Bytes>,
+    /// A streamed response's pump, started by the log phase with the request's audit record.
+    pump: Option<stream::Pending>,
 }
 
 pub(crate) fn new_request_id() -> HeaderValue {
@@ -105,6 +107,7 @@ where
         cross_tenant: Vec::new(),
         data_tool_calls: Vec::new(),
         payload: None,
+        pump: None,
     };
     gw.metrics.in_flight(1);
     let span = tracing::info_span!("request", request_id = ?ctx.request_id, endpoint = endpoint.map_or("unknown", Endpoint::name),
@@ -148,11 +151,16 @@ where
     for (rule, n) in &ctx.redactions {
         gw.metrics.decisions_n(rule, "redact", *n);
     }
-    gw.metrics.in_flight(-1);
     let mut record = audit_record(&ctx, endpoint_name, status, start);
     if let Some(p) = blocked_payload(&gw, &ctx) {
         record = record.with("payload", p);
     }
+    if let Some(pump) = ctx.pump.take() {
+        // A stream is counted in flight and audited (once, with what its inspection found) when it ends.
+        stream::spawn(pump, record, start);
+        return resp;
+    }
+    gw.metrics.in_flight(-1);
     crate::incident::audited(&gw, record).await;
     resp
 }
@@ -375,8 +383,8 @@ where
     }
     if is_sse && head.status.is_success() {
         let (tx, body) = ChannelBody::new(8);
-        stream::spawn(
-            StreamCtx {
+        ctx.pump = Some(stream::Pending {
+            ctx: StreamCtx {
                 gw: gw.clone(),
                 policy: active.policy.clone(),
                 key,
@@ -386,9 +394,9 @@ where
                 upstream: up.name.clone(),
                 permit: Some(permit),
             },
-            upstream_body,
+            upstream: upstream_body,
             tx,
-        );
+        });
         return out
             .body(body.boxed())
             .map_err(|e| GatewayError::UpstreamInvalid { upstream: up.name.clone(), detail: e.to_string() });
