@@ -110,8 +110,10 @@ pub(crate) fn path_string(prefix: &str, path: &[Seg]) -> String {
     s
 }
 
-/// Members kept in a skeleton: what identifies an object (never text).
-const ID_KEYS: [&str; 8] = ["type", "index", "id", "item_id", "output_index", "content_index", "summary_index", "role"];
+/// Members kept in a skeleton: what places an element (never text). Not `id` or `role`: clients
+/// append every string of a delta (the OpenAI SDKs' accumulators concatenate all but `index` and
+/// `type`), so a repeated id would be doubled.
+const ID_KEYS: [&str; 2] = ["type", "index"];
 
 /// A minimal copy of `v` that leads to the string at `path` (set to `""`): along the way only the
 /// identifying members of each object ([`ID_KEYS`]) and one element of each array. Text released
