@@ -123,6 +123,13 @@ pub enum Redacted {
 /// cap, plus [`MARKDOWN_HOLD`]).
 pub const MAX_FIELDS: usize = 64;
 
+/// What a new field's carrier event is made of: the skeleton, the JSON pointer of its string, the
+/// SSE event name (see [`Slot`]).
+type Carrier = (Value, String, Option<String>);
+
+/// A growing field present in an event, with its path there.
+type Present = (FieldKey, Vec<Seg>);
+
 /// One growing field being held back.
 #[derive(Debug)]
 struct Slot {
@@ -291,7 +298,7 @@ impl StreamRedactor {
 
     /// The slot of `key`, made by `make` (skeleton, pointer, event name) when it is new; `None` past
     /// [`MAX_FIELDS`].
-    fn slot(&mut self, key: &FieldKey, make: impl FnOnce() -> (Value, String, Option<String>)) -> Option<usize> {
+    fn slot(&mut self, key: &FieldKey, make: impl FnOnce() -> Carrier) -> Option<usize> {
         if let Some(i) = self.slots.iter().position(|s| s.key == *key) {
             return Some(i);
         }
@@ -401,93 +408,92 @@ impl StreamRedactor {
         let whole_clean = |s: Option<&str>, st: &Stages| {
             s.is_none_or(|s| scanner.scan(s).is_empty() && st.guard.as_ref().is_none_or(|g| g.apply(s).is_none()))
         };
-        let (key, text, made): (FieldKey, &str, fn(&FieldKey, Option<&str>) -> (Value, String, Option<String>)) =
-            match self.endpoint {
-                Endpoint::ChatCompletions => {
-                    let c: fast::ChatChunk<'_> = serde_json::from_str(data).ok()?;
-                    let [choice] = &c.choices[..] else { return None };
-                    if choice.finish_reason.is_some() || !whole_clean(c.obfuscation, &self.st) {
-                        return None;
-                    }
-                    let delta = choice.delta.as_ref()?;
-                    if delta.tool_calls.is_some() {
-                        return None;
-                    }
-                    let Some(Cow::Borrowed(text)) = delta.content else { return None };
-                    self.last_chunk.clear();
-                    self.last_chunk.extend_from_slice(data.as_bytes());
-                    let key = FieldKey { scope: choice.index, sub: 0, path: "content".into() };
-                    (key, text, |k, _| {
-                        (
-                            json!({"index": k.scope, "delta": {"content": ""}, "finish_reason": null}),
-                            "/delta/content".into(),
-                            None,
-                        )
-                    })
+        let (key, text, made): (FieldKey, &str, fn(&FieldKey) -> Carrier) = match self.endpoint {
+            Endpoint::ChatCompletions => {
+                let c: fast::ChatChunk<'_> = serde_json::from_str(data).ok()?;
+                let [choice] = &c.choices[..] else { return None };
+                if choice.finish_reason.is_some() || !whole_clean(c.obfuscation, &self.st) {
+                    return None;
                 }
-                Endpoint::Messages => {
-                    let e: fast::MessagesDelta<'_> = serde_json::from_str(data).ok()?;
-                    if e.ty != "content_block_delta" {
-                        return None;
-                    }
-                    let d = e.delta?;
-                    let (field, others) = match d.ty {
-                        "text_delta" => ("text", [&d.partial_json, &d.thinking, &d.signature]),
-                        "input_json_delta" => ("partial_json", [&d.text, &d.thinking, &d.signature]),
-                        "thinking_delta" => ("thinking", [&d.text, &d.partial_json, &d.signature]),
-                        "signature_delta" => ("signature", [&d.text, &d.partial_json, &d.thinking]),
-                        _ => return None,
+                let delta = choice.delta.as_ref()?;
+                if delta.tool_calls.is_some() {
+                    return None;
+                }
+                let Some(Cow::Borrowed(text)) = delta.content else { return None };
+                self.last_chunk.clear();
+                self.last_chunk.extend_from_slice(data.as_bytes());
+                let key = FieldKey { scope: choice.index, sub: 0, path: "content".into() };
+                (key, text, |k| {
+                    (
+                        json!({"index": k.scope, "delta": {"content": ""}, "finish_reason": null}),
+                        "/delta/content".into(),
+                        None,
+                    )
+                })
+            }
+            Endpoint::Messages => {
+                let e: fast::MessagesDelta<'_> = serde_json::from_str(data).ok()?;
+                if e.ty != "content_block_delta" {
+                    return None;
+                }
+                let d = e.delta?;
+                let (field, others) = match d.ty {
+                    "text_delta" => ("text", [&d.partial_json, &d.thinking, &d.signature]),
+                    "input_json_delta" => ("partial_json", [&d.text, &d.thinking, &d.signature]),
+                    "thinking_delta" => ("thinking", [&d.text, &d.partial_json, &d.signature]),
+                    "signature_delta" => ("signature", [&d.text, &d.partial_json, &d.thinking]),
+                    _ => return None,
+                };
+                if others.iter().any(|o| o.is_some()) {
+                    return None;
+                }
+                let value = match field {
+                    "text" => d.text,
+                    "partial_json" => d.partial_json,
+                    "thinking" => d.thinking,
+                    _ => d.signature,
+                };
+                let Some(Cow::Borrowed(text)) = value else { return None };
+                (FieldKey { scope: e.index, sub: 0, path: field.into() }, text, |k| {
+                    let ty = match k.path.as_str() {
+                        "text" => "text_delta",
+                        "partial_json" => "input_json_delta",
+                        "thinking" => "thinking_delta",
+                        _ => "signature_delta",
                     };
-                    if others.iter().any(|o| o.is_some()) {
-                        return None;
-                    }
-                    let value = match field {
-                        "text" => d.text,
-                        "partial_json" => d.partial_json,
-                        "thinking" => d.thinking,
-                        _ => d.signature,
-                    };
-                    let Some(Cow::Borrowed(text)) = value else { return None };
-                    (FieldKey { scope: e.index, sub: 0, path: field.into() }, text, |k, _| {
-                        let ty = match k.path.as_str() {
-                            "text" => "text_delta",
-                            "partial_json" => "input_json_delta",
-                            "thinking" => "thinking_delta",
-                            _ => "signature_delta",
-                        };
-                        let mut delta = Map::new();
-                        delta.insert("type".into(), json!(ty));
-                        delta.insert(k.path.clone(), json!(""));
-                        let skel = json!({"type": "content_block_delta", "index": k.scope, "delta": delta});
-                        (skel, format!("/delta/{}", k.path), Some("content_block_delta".into()))
-                    })
+                    let mut delta = Map::new();
+                    delta.insert("type".into(), json!(ty));
+                    delta.insert(k.path.clone(), json!(""));
+                    let skel = json!({"type": "content_block_delta", "index": k.scope, "delta": delta});
+                    (skel, format!("/delta/{}", k.path), Some("content_block_delta".into()))
+                })
+            }
+            Endpoint::Responses => {
+                let e: fast::ResponsesDelta<'_> = serde_json::from_str(data).ok()?;
+                if !e.ty.ends_with(".delta") || !whole_clean(e.obfuscation, &self.st) {
+                    return None;
                 }
-                Endpoint::Responses => {
-                    let e: fast::ResponsesDelta<'_> = serde_json::from_str(data).ok()?;
-                    if !e.ty.ends_with(".delta") || !whole_clean(e.obfuscation, &self.st) {
-                        return None;
+                let Some(Cow::Borrowed(text)) = e.delta else { return None };
+                let sub = e.content_index.or(e.summary_index).unwrap_or(0);
+                let key = FieldKey { scope: e.output_index, sub, path: e.ty.into() };
+                let i = self.slot(&key, || {
+                    let mut skel = json!({"type": e.ty, "output_index": e.output_index, "delta": ""});
+                    if let Some(id) = e.item_id {
+                        skel["item_id"] = json!(id);
                     }
-                    let Some(Cow::Borrowed(text)) = e.delta else { return None };
-                    let sub = e.content_index.or(e.summary_index).unwrap_or(0);
-                    let key = FieldKey { scope: e.output_index, sub, path: e.ty.into() };
-                    let i = self.slot(&key, || {
-                        let mut skel = json!({"type": e.ty, "output_index": e.output_index, "delta": ""});
-                        if let Some(id) = e.item_id {
-                            skel["item_id"] = json!(id);
-                        }
-                        if let Some(ci) = e.content_index {
-                            skel["content_index"] = json!(ci);
-                        }
-                        if let Some(si) = e.summary_index {
-                            skel["summary_index"] = json!(si);
-                        }
-                        (skel, "/delta".into(), Some(e.ty.to_owned()))
-                    });
-                    return self.fast_splice(scanner, raw, data, key, text, i);
-                }
-                _ => return None,
-            };
-        let i = self.slot(&key, || made(&key, None));
+                    if let Some(ci) = e.content_index {
+                        skel["content_index"] = json!(ci);
+                    }
+                    if let Some(si) = e.summary_index {
+                        skel["summary_index"] = json!(si);
+                    }
+                    (skel, "/delta".into(), Some(e.ty.to_owned()))
+                });
+                return self.fast_splice(scanner, raw, data, key, text, i);
+            }
+            _ => return None,
+        };
+        let i = self.slot(&key, || made(&key));
         self.fast_splice(scanner, raw, data, key, text, i)
     }
 
@@ -540,14 +546,13 @@ impl StreamRedactor {
     /// released text in its place. `key` names a string's field from its path; `carrier` makes the
     /// skeleton of a new field from the subtree's own skeleton. Returns whether a string changed and
     /// the fields present (with their paths); `None` past [`MAX_FIELDS`].
-    #[allow(clippy::type_complexity)]
     fn grow(
         &mut self,
         scanner: &Scanner,
         d: &mut Value,
         key: &dyn Fn(&[Seg]) -> FieldKey,
-        carrier: &dyn Fn(Value, String) -> (Value, String, Option<String>),
-    ) -> Option<(bool, Vec<(FieldKey, Vec<Seg>)>)> {
+        carrier: &dyn Fn(Value, String) -> Carrier,
+    ) -> Option<(bool, Vec<Present>)> {
         let strings = fields::take_strings(d);
         let mut changed = false;
         let mut present = Vec::with_capacity(strings.len());

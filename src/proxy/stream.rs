@@ -1,7 +1,11 @@
 //! The response-body phase for streams: a pump task reads the upstream's SSE, frames it into events,
-//! runs each through the tool-call filter, and forwards it. It also listens to the switches: when a
-//! new snapshot refuses this stream's principal, session or endpoint, the stream ends at once with a
-//! terminal error event in the provider's format (never a torn connection).
+//! checks that each is SSE, runs it through the tool-call filter and the redactor, and forwards it. It
+//! also listens to the switches: when a new snapshot refuses this stream's principal, session or
+//! endpoint, the stream ends at once with a terminal error event in the provider's format (never a
+//! torn connection). A stream the upstream breaks — or ends without the format's terminal event —
+//! ends with an error event too, so SDKs raise instead of returning a truncated answer as whole. The
+//! pump ends the request's bookkeeping: it stays in flight until then, and its one audit record is
+//! written then, with what the inspection found.
 
 use std::pin::Pin;
 use std::sync::Arc;
