@@ -1275,6 +1275,7 @@ mod tests {
             ep in prop_oneof![Just(Endpoint::ChatCompletions), Just(Endpoint::Messages), Just(Endpoint::Responses)],
             a in 0usize..5,
             b in 0usize..5,
+            unknown in "x_[a-z_]{1,12}",
             nest_a in 0u8..4,
             nest_b in 0u8..4,
             together in any::<bool>(),
@@ -1282,11 +1283,12 @@ mod tests {
             cuts_b in proptest::collection::vec(0usize..TEXT2.len(), 0..40),
         ) {
             let s = scanner();
-            let names = field_names(ep);
+            let mut names: Vec<String> = field_names(ep).iter().map(|n| (*n).to_owned()).collect();
+            names.push(unknown);
             let b = if a == b { (b + 1) % names.len() } else { b };
-            let fa = Field { ep, name: names[a], nest: nest_a, scope: 0 };
+            let fa = Field { ep, name: names[a].clone(), nest: nest_a, scope: 0 };
             // Anthropic fields live in content blocks: the second field is another block.
-            let fb = Field { ep, name: names[b], nest: nest_b, scope: u64::from(ep == Endpoint::Messages) };
+            let fb = Field { ep, name: names[b].clone(), nest: nest_b, scope: u64::from(ep == Endpoint::Messages) };
             let (mut cuts_a, mut cuts_b) = (cuts_a, cuts_b);
             cuts_a.sort_unstable();
             cuts_b.sort_unstable();
@@ -1313,12 +1315,12 @@ mod tests {
         "jane.doe@example-mail.org",
     ];
 
-    /// Field names per format: the known growing fields and one nobody declared.
-    fn field_names(ep: Endpoint) -> [&'static str; 5] {
+    /// Field names per format: the known growing fields (a random unknown one is added).
+    fn field_names(ep: Endpoint) -> [&'static str; 4] {
         match ep {
-            Endpoint::ChatCompletions => ["content", "refusal", "reasoning_content", "reasoning", "x_vendor_text"],
-            Endpoint::Messages => ["text", "thinking", "partial_json", "signature", "x_vendor_text"],
-            _ => ["output_text", "refusal", "reasoning_summary_text", "reasoning_text", "x_vendor_text"],
+            Endpoint::ChatCompletions => ["content", "refusal", "reasoning_content", "reasoning"],
+            Endpoint::Messages => ["text", "thinking", "partial_json", "signature"],
+            _ => ["output_text", "refusal", "reasoning_summary_text", "reasoning_text"],
         }
     }
 
@@ -1327,7 +1329,7 @@ mod tests {
     #[derive(Debug)]
     struct Field {
         ep: Endpoint,
-        name: &'static str,
+        name: String,
         nest: u8,
         scope: u64,
     }
@@ -1359,10 +1361,10 @@ mod tests {
                 Endpoint::ChatCompletions => format!(
                     "data: {}\n\n",
                     json!({"id": "c", "object": "chat.completion.chunk", "x_meta": meta,
-                        "choices": [{"index": self.scope, "delta": {self.name: self.wrap(text)}, "finish_reason": null}]})
+                        "choices": [{"index": self.scope, "delta": {self.name.as_str(): self.wrap(text)}, "finish_reason": null}]})
                 ),
                 Endpoint::Messages => {
-                    let ty = match self.name {
+                    let ty = match self.name.as_str() {
                         "text" => "text_delta",
                         "thinking" => "thinking_delta",
                         "partial_json" => "input_json_delta",
@@ -1372,7 +1374,7 @@ mod tests {
                     format!(
                         "event: content_block_delta\ndata: {}\n\n",
                         json!({"type": "content_block_delta", "index": self.scope, "x_meta": meta,
-                            "delta": {"type": ty, self.name: self.wrap(text)}})
+                            "delta": {"type": ty, self.name.as_str(): self.wrap(text)}})
                     )
                 }
                 _ => {
@@ -1436,7 +1438,7 @@ mod tests {
             if together && ep == Endpoint::ChatCompletions {
                 // Both fields in one delta.
                 let mut v: Value = serde_json::from_str(fa.event(x).trim_start_matches("data: ").trim()).unwrap();
-                v["choices"][0]["delta"][fb.name] = fb.wrap(y);
+                v["choices"][0]["delta"][fb.name.as_str()] = fb.wrap(y);
                 ev.push(format!("data: {v}\n\n"));
             } else {
                 ev.push(fa.event(x));
