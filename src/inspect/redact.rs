@@ -583,6 +583,10 @@ impl StreamRedactor {
             events.push(Bytes::from_static(b"data: [DONE]\n\n"));
             return Redacted::Events(events);
         }
+        if data.trim().is_empty() || data.trim() == "[DONE]" {
+            // Nothing that could leak: an empty keep-alive, or `[DONE]` in a format that has its own end.
+            return Redacted::Same;
+        }
         let mut v = match serde_json::from_str::<Value>(data) {
             Ok(v @ Value::Object(_)) => v,
             Ok(mut v) => {
@@ -1493,6 +1497,20 @@ mod tests {
         assert!(matches!(r.on_event(&s, e.as_bytes()), Redacted::Uninspectable(_)));
         let e = format!("data: {}\n\n", json!({"choices": [{"index": 0, "delta": {"x_new": "y"}}]}));
         assert!(matches!(r.on_event(&s, e.as_bytes()), Redacted::Uninspectable(_)));
+    }
+
+    /// Data that is not JSON is not the provider's format: the stream ends. Empty data and `[DONE]`
+    /// carry nothing and pass.
+    #[test]
+    fn data_that_is_not_json_ends_the_stream_but_keep_alives_pass() {
+        let s = scanner();
+        for ep in [Endpoint::ChatCompletions, Endpoint::Messages, Endpoint::Responses] {
+            let mut r = StreamRedactor::new(ep);
+            assert!(matches!(r.on_event(&s, b"data: <html>oops</html>\n\n"), Redacted::Uninspectable(_)), "{ep:?}");
+            for ok in [&b"data:\n\n"[..], b"data: [DONE]\n\n", b": ping\n\n", b"event: ping\n\n"] {
+                assert!(matches!(r.on_event(&s, ok), Redacted::Same), "{ep:?} {}", String::from_utf8_lossy(ok));
+            }
+        }
     }
 
     /// The fast path takes only events whose other strings are identifiers: a refusal or an unknown
