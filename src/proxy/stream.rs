@@ -367,7 +367,9 @@ fn is_terminal(endpoint: Endpoint, raw: &[u8]) -> bool {
     static DONE: Needle = Needle::new(b"[DONE]");
     static ERROR: Needle = Needle::new(b"error");
     static STOP: Needle = Needle::new(b"message_stop");
-    static RESPONSE: Needle = Needle::new(b"response.");
+    static COMPLETED: Needle = Needle::new(b"response.completed");
+    static INCOMPLETE: Needle = Needle::new(b"response.incomplete");
+    static FAILED: Needle = Needle::new(b"response.failed");
     let ev = || crate::protocol::sse::parse_event(raw);
     let json_type = |data: Option<&str>| -> Option<String> {
         let v: serde_json::Value = serde_json::from_str(data?).ok()?;
@@ -388,7 +390,7 @@ fn is_terminal(endpoint: Endpoint, raw: &[u8]) -> bool {
         }
         Endpoint::Messages => (STOP.is_in(raw) || ERROR.is_in(raw)) && terminal_type(&["message_stop", "error"]),
         Endpoint::Responses => {
-            (RESPONSE.is_in(raw) || ERROR.is_in(raw))
+            [&COMPLETED, &INCOMPLETE, &FAILED, &ERROR].iter().any(|n| n.is_in(raw))
                 && terminal_type(&["response.completed", "response.incomplete", "response.failed", "error"])
         }
         Endpoint::Embeddings | Endpoint::Models => true,
