@@ -417,6 +417,24 @@ fn streaming(c: &mut Criterion) {
             })
         });
     }
+    // The stream redactor on clean text (the fast path and its template), every event as it comes.
+    let policy = policy();
+    for (name, endpoint, stream) in [
+        ("redact_chat_text", Endpoint::ChatCompletions, &chat),
+        ("redact_messages_text", Endpoint::Messages, &messages),
+    ] {
+        let events = frame_all(stream);
+        g.throughput(Throughput::Bytes(stream.len() as u64));
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let mut r = firebreak::inspect::redact::StreamRedactor::new(endpoint);
+                for ev in &events {
+                    black_box(r.on_event(&policy.scanner, ev));
+                }
+                black_box(r.finish(&policy.scanner))
+            })
+        });
+    }
     g.finish();
 }
 

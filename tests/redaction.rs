@@ -195,8 +195,14 @@ async fn system_prompt_fragments_are_counted_per_response() {
     loop {
         let trail = std::fs::read_to_string(gw.dir.join("audit.jsonl")).unwrap_or_default();
         let records: Vec<Value> = trail.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
-        let streamed = records.iter().find(|r| r["event"] == "prompt_fragments").and_then(|r| r["count"].as_u64());
-        let whole = records.iter().find_map(|r| r["prompt_fragments"].as_u64());
+        // One record per request; a stream's is written when it ends, with what it found.
+        let count = |stream: bool| {
+            records
+                .iter()
+                .find(|r| r["stream"] == stream && r["event"] == "decision")
+                .and_then(|r| r["prompt_fragments"].as_u64())
+        };
+        let (streamed, whole) = (count(true), count(false));
         if let (Some(s), Some(w)) = (streamed, whole) {
             assert!(s >= 5, "streamed count {s}");
             assert_eq!(s, w, "streamed and whole responses count the same fragments");

@@ -5,6 +5,8 @@
 //! - [`scanner`] — one aho-corasick automaton for all keywords + a digit-run detector decide where
 //!   each rule's regex runs; findings are merged and replaced.
 //! - [`holdback`] — streaming redaction that never releases part of a future match.
+//! - [`redact`] — whole JSON bodies and the three SSE formats; `fields` finds every string of a
+//!   stream event and which ones grow across events.
 //! - [`tenants`] — another tenant's identifiers in what a client receives (detection only).
 //! - [`validate`] — checksums and entropy.
 //! - [`needle`] — substring tests for fixed needles, prepared once.
@@ -12,6 +14,7 @@
 pub mod canary;
 pub mod catalog;
 pub mod egress;
+mod fields;
 pub mod fragments;
 pub mod holdback;
 pub mod injection;

@@ -72,6 +72,8 @@ struct Ctx {
     buffered: Option<super::admission::Buffered>,
     /// Why the upstream's answer was refused (gateway-written, never upstream content).
     upstream_error: Option<String>,
+    /// A streamed response's pump, started by the log phase with the request's audit record.
+    pump: Option<stream::Pending>,
 }
 
 pub(crate) fn new_request_id() -> HeaderValue {
@@ -113,6 +115,7 @@ where
         payload: None,
         buffered: None,
         upstream_error: None,
+        pump: None,
     };
     gw.metrics.in_flight(1);
     let span = tracing::info_span!("request", request_id = ?ctx.request_id, endpoint = endpoint.map_or("unknown", Endpoint::name),
@@ -159,11 +162,16 @@ where
     for (rule, n) in &ctx.redactions {
         gw.metrics.decisions_n(rule, "redact", *n);
     }
-    gw.metrics.in_flight(-1);
     let mut record = audit_record(&ctx, &gw.policy().scanner, endpoint_name, status, start);
     if let Some(p) = blocked_payload(&gw, &ctx) {
         record = record.with("payload", p);
     }
+    if let Some(pump) = ctx.pump.take() {
+        // A stream is counted in flight and audited (once, with what its inspection found) when it ends.
+        stream::spawn(pump, record, start);
+        return resp;
+    }
+    gw.metrics.in_flight(-1);
     crate::incident::audited(&gw, record).await;
     resp
 }
@@ -422,8 +430,8 @@ where
     }
     if is_sse && head.status.is_success() {
         let (tx, body) = ChannelBody::new(8);
-        stream::spawn(
-            StreamCtx {
+        ctx.pump = Some(stream::Pending {
+            ctx: StreamCtx {
                 gw: gw.clone(),
                 policy: active.policy.clone(),
                 key,
@@ -433,9 +441,9 @@ where
                 upstream: up.name.clone(),
                 permit: Some(permit),
             },
-            upstream_body,
+            upstream: upstream_body,
             tx,
-        );
+        });
         return out
             .body(body.boxed())
             .map_err(|e| GatewayError::UpstreamInvalid { upstream: up.name.clone(), detail: e.to_string() });

@@ -1,11 +1,16 @@
 //! The response-body phase for streams: a pump task reads the upstream's SSE, frames it into events,
-//! runs each through the tool-call filter, and forwards it. It also listens to the switches: when a
-//! new snapshot refuses this stream's principal, session or endpoint, the stream ends at once with a
-//! terminal error event in the provider's format (never a torn connection).
+//! checks that each is SSE, runs it through the tool-call filter and the redactor, and forwards it. It
+//! also listens to the switches: when a new snapshot refuses this stream's principal, session or
+//! endpoint, the stream ends at once with a terminal error event in the provider's format (never a
+//! torn connection). A stream the upstream breaks — or ends without the format's terminal event —
+//! ends with an error event too, so SDKs raise instead of returning a truncated answer as whole. The
+//! pump ends the request's bookkeeping: it stays in flight until then, and its one audit record is
+//! written then, with what the inspection found.
 
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
+use std::time::Instant;
 
 use bytes::Bytes;
 use http_body::Body as _;
@@ -51,10 +56,29 @@ enum End {
     Closing,
 }
 
-/// Starts the pump; the returned sender side is owned by the task.
-pub fn spawn(ctx: StreamCtx, upstream: Body, tx: mpsc::Sender<Bytes>) {
-    let switches = ctx.gw.state.subscribe();
-    tokio::spawn(pump(ctx, upstream, tx, switches));
+/// A stream whose response head is decided, waiting for the request path's log phase to hand over
+/// the request's audit record.
+pub struct Pending {
+    /// What the pump needs to know.
+    pub ctx: StreamCtx,
+    /// The upstream's body.
+    pub upstream: Body,
+    /// The client body's sending side.
+    pub tx: mpsc::Sender<Bytes>,
+}
+
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pending").field("request_id", &self.ctx.request_id).finish_non_exhaustive()
+    }
+}
+
+/// Starts the pump. The request stays in flight and its audit `record` (started at `started`) is
+/// completed with what the stream's inspection found and written once, when the stream ends —
+/// complete, cut, broken, or abandoned by the client.
+pub fn spawn(p: Pending, record: Record, started: Instant) {
+    let switches = p.ctx.gw.state.subscribe();
+    tokio::spawn(pump(p.ctx, p.upstream, p.tx, switches, record, started));
 }
 
 async fn pump(
@@ -62,6 +86,8 @@ async fn pump(
     mut upstream: Body,
     tx: mpsc::Sender<Bytes>,
     mut switches: watch::Receiver<Arc<Snapshot>>,
+    record: Record,
+    started: Instant,
 ) {
     let limits = &ctx.policy.limits;
     let mut framer = SseFramer::new(limits.max_response_body);
@@ -72,6 +98,8 @@ async fn pump(
             .with_links(guard)
             .with_prompts(ctx.policy.prompts.clone())
             .with_tenants(ctx.policy.tenants.clone()),
+        terminal: false,
+        found: Vec::new(),
     };
     let mut snap = switches.borrow_and_update().clone();
     let closed = ctx.gw.closed();
@@ -99,6 +127,8 @@ async fn pump(
                     continue;
                 }
                 () = &mut closed => break End::Closing,
+                // A client that went away ends the stream now, not at the provider's next event.
+                () = tx.closed() => break End::ClientGone,
                 frame = tokio::time::timeout(limits.stream_idle_timeout, upstream.frame()) => frame,
             },
         };
@@ -112,14 +142,14 @@ async fn pump(
             }
             Ok(None) => {
                 break match framer.finish() {
-                    Ok(None) => End::Done,
+                    Ok(None) => end_of(&filter),
                     Ok(Some(last)) => {
                         let mut batch = bytes::BytesMut::new();
-                        filtered(last, &mut filter, &ctx, &snap, &mut batch);
-                        if batch.is_empty() || tx.send(batch.freeze()).await.is_ok() {
-                            End::Done
-                        } else {
+                        let framed = filtered(last, &mut filter, &ctx, &snap, &mut batch);
+                        if !batch.is_empty() && tx.send(batch.freeze()).await.is_err() {
                             End::ClientGone
+                        } else {
+                            framed.map_or_else(End::Broken, |()| end_of(&filter))
                         }
                     }
                     Err(e) => End::Broken(e.to_string()),
@@ -162,7 +192,7 @@ async fn pump(
             if !batch.is_empty() {
                 let _ = tx.send(batch.freeze()).await;
             }
-            break 'outer End::Broken(e.to_string());
+            break 'outer End::Broken(e);
         }
         if !batch.is_empty() && tx.send(batch.freeze()).await.is_err() {
             break 'outer End::ClientGone;
@@ -180,66 +210,133 @@ async fn pump(
             let _ = tx.send(batch.freeze()).await;
         }
     }
-    record_redactions(&ctx, scanner, &filter.redact.found).await;
+    // What the stream's inspection found goes into its one audit record (rule ids, counts and tool
+    // names, never the text), and into the metrics.
+    let mut facts = Facts::default();
+    let mut found = std::mem::take(&mut filter.found);
+    found.extend_from_slice(filter.redact.found());
+    for &r in &found {
+        *facts.redactions.entry(scanner.rule(r).id.clone()).or_default() += 1;
+    }
+    for (id, n) in &facts.redactions {
+        gw.metrics.decisions_n(id, "redact", *n);
+    }
     let fragments = filter.redact.prompt_fragments();
     if fragments > 0 {
         gw.metrics.decisions_n("prompt.fragment", "detect", fragments as u64);
-        let rec = base_record(&ctx, "prompt_fragments").with("rule", "prompt.fragment").with("count", fragments);
-        crate::incident::audited(gw, rec).await;
+        facts.decisions.push(("prompt.fragment", "detect"));
+        facts.fragments = fragments;
     }
-    if filter.redact.links > 0 {
-        gw.metrics.decisions_n("egress.markdown_link", "neutralize", filter.redact.links as u64);
-        gw.audit
-            .record(
-                base_record(&ctx, "links_neutralized")
-                    .with("rule", "egress.markdown_link")
-                    .with("count", filter.redact.links),
-            )
-            .await;
+    facts.links = filter.redact.links();
+    if facts.links > 0 {
+        gw.metrics.decisions_n("egress.markdown_link", "neutralize", facts.links as u64);
+        facts.decisions.push(("egress.markdown_link", "neutralize"));
     }
     // Incident facts (names only): other tenants' identifiers and data tool calls the client received.
-    let leaked = filter.redact.cross_tenant(&ctx.key.tenant);
-    if !leaked.is_empty() {
+    facts.cross_tenant = filter.redact.cross_tenant(&ctx.key.tenant);
+    if !facts.cross_tenant.is_empty() {
         gw.metrics.decision("tenants.cross_tenant", "detect");
-        let rec = base_record(&ctx, "cross_tenant").with("rule", "tenants.cross_tenant").with("cross_tenant", leaked);
-        crate::incident::audited(gw, rec).await;
+        facts.decisions.push(("tenants.cross_tenant", "detect"));
     }
-    if !filter.tools.data_calls.is_empty() {
-        let calls = std::mem::take(&mut filter.tools.data_calls);
-        crate::incident::audited(gw, base_record(&ctx, "data_tool_calls").with("data_tool_calls", calls)).await;
-    }
+    facts.data_calls = std::mem::take(&mut filter.tools.data_calls);
     for r in filter.tools.refused.drain(..) {
         gw.metrics.decision(r.why.rule, "block");
-        let rec = base_record(&ctx, "tool_call_refused")
-            .with("rule", r.why.rule)
-            .with("tool", r.tool)
-            .with("detail", r.why.detail);
-        crate::incident::audited(gw, rec).await;
+        facts.decisions.push((r.why.rule, "block"));
+        facts.refused.push(crate::audit::client_text(&ctx.policy.scanner, &r.tool));
     }
-    match end {
-        End::Done | End::ClientGone => {}
+    facts.end = match end {
+        End::Done => "complete",
+        End::ClientGone => "client_gone",
         End::Closing => {
             let e = super::error::GatewayError::ShuttingDown;
             let _ = tx.send(error_event(ctx.endpoint, e.kind(), &e.to_string(), e.code())).await;
             gw.metrics.decision(e.reason(), "terminate_stream");
-            gw.audit.record(base_record(&ctx, "stream_terminated").with("rule", e.reason())).await;
+            facts.decisions.push((e.reason(), "terminate_stream"));
+            "shutdown"
         }
         End::Cut(rule, msg) => {
             let _ = tx.send(error_event(ctx.endpoint, ErrorKind::Permission, &msg, "stream_terminated")).await;
             gw.metrics.stream_terminated();
             gw.metrics.decision(rule, "terminate_stream");
-            gw.audit.record(base_record(&ctx, "stream_terminated").with("rule", rule)).await;
+            facts.decisions.push((rule, "terminate_stream"));
+            "terminated"
         }
         End::Broken(detail) => {
             let msg = format!("the upstream stream from `{}` broke off: {detail}", ctx.upstream);
             let _ = tx.send(error_event(ctx.endpoint, ErrorKind::Api, &msg, "upstream_stream_error")).await;
             gw.metrics.decision("upstream.broken_stream", "error");
-            gw.audit
-                .record(base_record(&ctx, "stream_error").with("rule", "upstream.broken_stream").with("detail", detail))
-                .await;
+            facts.decisions.push(("upstream.broken_stream", "error"));
+            facts.detail = Some(detail);
+            "error"
         }
-    }
+    };
+    // Written before the body ends, so that a containment plan it fires is in force when the
+    // client's stream is over; the request counts as in flight until then.
+    crate::incident::audited(gw, facts.into_record(record, started)).await;
+    gw.metrics.in_flight(-1);
+    drop(tx);
     drop(ctx.permit);
+}
+
+/// What a stream's inspection found, for its audit record.
+#[derive(Default)]
+struct Facts {
+    decisions: Vec<(&'static str, &'static str)>,
+    redactions: std::collections::BTreeMap<String, u64>,
+    fragments: usize,
+    links: usize,
+    cross_tenant: Vec<String>,
+    data_calls: Vec<String>,
+    refused: Vec<String>,
+    /// How the stream ended: `complete`, `client_gone`, `terminated`, `error`.
+    end: &'static str,
+    detail: Option<String>,
+}
+
+impl Facts {
+    /// The request's record (written by the request path's log phase, held until now) completed with
+    /// the stream's facts.
+    fn into_record(self, record: Record, started: Instant) -> Record {
+        let fields = record.fields();
+        let mut decisions: Vec<serde_json::Value> =
+            fields.get("decisions").and_then(serde_json::Value::as_array).cloned().unwrap_or_default();
+        if !self.decisions.is_empty() && decisions.iter().all(|d| d["action"] == "allow") {
+            decisions.clear();
+        }
+        decisions
+            .extend(self.decisions.iter().map(|(rule, action)| serde_json::json!({"rule": rule, "action": action})));
+        let mut redactions =
+            fields.get("redactions").and_then(serde_json::Value::as_object).cloned().unwrap_or_default();
+        for (id, n) in self.redactions {
+            let before = redactions.get(&id).and_then(serde_json::Value::as_u64).unwrap_or(0);
+            redactions.insert(id, serde_json::Value::from(before + n));
+        }
+        let mut removed: Vec<serde_json::Value> =
+            fields.get("tools_removed").and_then(serde_json::Value::as_array).cloned().unwrap_or_default();
+        removed.extend(self.refused.into_iter().map(serde_json::Value::from));
+        record
+            .with("decisions", decisions)
+            .with("stream_end", self.end)
+            .with("duration_us", started.elapsed().as_micros() as u64)
+            .with_opt("detail", self.detail)
+            .with_opt("redactions", (!redactions.is_empty()).then_some(serde_json::Value::Object(redactions)))
+            .with_opt("tools_removed", (!removed.is_empty()).then_some(removed))
+            .with_opt("prompt_fragments", (self.fragments > 0).then_some(self.fragments))
+            .with_opt("links_neutralized", (self.links > 0).then_some(self.links))
+            .with_opt("cross_tenant", (!self.cross_tenant.is_empty()).then_some(self.cross_tenant))
+            .with_opt("data_tool_calls", (!self.data_calls.is_empty()).then_some(self.data_calls))
+    }
+}
+
+/// How a stream the upstream ended cleanly ends for the client: complete when its terminal event
+/// came, otherwise broken (an error event, so that SDKs raise instead of returning a truncated
+/// answer as if it were whole).
+fn end_of(insp: &Inspect) -> End {
+    if insp.terminal {
+        End::Done
+    } else {
+        End::Broken("the stream ended without its terminal event".into())
+    }
 }
 
 /// Largest batch of events sent as one frame.
@@ -252,9 +349,9 @@ fn drain_events(
     ctx: &StreamCtx,
     snap: &Snapshot,
     batch: &mut bytes::BytesMut,
-) -> Result<(), crate::protocol::sse::SseError> {
-    while let Some(event) = framer.next_event()? {
-        filtered(event, filter, ctx, snap, batch);
+) -> Result<(), String> {
+    while let Some(event) = framer.next_event().map_err(|e| e.to_string())? {
+        filtered(event, filter, ctx, snap, batch)?;
     }
     Ok(())
 }
@@ -268,52 +365,117 @@ pub(super) fn link_guard(policy: &Policy, snap: Arc<Snapshot>) -> LinkGuard {
 struct Inspect {
     tools: StreamFilter,
     redact: StreamRedactor,
+    /// The upstream sent the event that ends a complete stream (or its own error event).
+    terminal: bool,
+    /// Rules that matched in SSE lines other than `data` (comments, names, ids).
+    found: Vec<u16>,
 }
 
-/// Runs one event through the tool-call filter, then redaction, and appends what remains to `out`.
-fn filtered(event: Bytes, insp: &mut Inspect, ctx: &StreamCtx, snap: &Snapshot, out: &mut bytes::BytesMut) {
+/// Whether `raw` ends a complete stream of `endpoint`: `data: [DONE]` (chat), `message_stop`
+/// (Anthropic), `response.completed` / `.incomplete` / `.failed` (Responses), or the provider's own
+/// error event, which ends a stream too. A substring test first: most events are not looked at.
+fn is_terminal(endpoint: Endpoint, raw: &[u8]) -> bool {
+    use crate::inspect::needle::Needle;
+    static DONE: Needle = Needle::new(b"[DONE]");
+    static ERROR: Needle = Needle::new(b"error");
+    static STOP: Needle = Needle::new(b"message_stop");
+    static COMPLETED: Needle = Needle::new(b"response.completed");
+    static INCOMPLETE: Needle = Needle::new(b"response.incomplete");
+    static FAILED: Needle = Needle::new(b"response.failed");
+    let ev = || crate::protocol::sse::parse_event(raw);
+    let json_type = |data: Option<&str>| -> Option<String> {
+        let v: serde_json::Value = serde_json::from_str(data?).ok()?;
+        if v.get("error").is_some_and(serde_json::Value::is_object) && endpoint == Endpoint::ChatCompletions {
+            return Some("error".into());
+        }
+        v.get("type").and_then(serde_json::Value::as_str).map(str::to_owned)
+    };
+    let terminal_type = |ends: &[&str]| {
+        let e = ev();
+        e.name.is_some_and(|n| ends.contains(&n))
+            || json_type(e.data.as_deref()).is_some_and(|t| ends.contains(&t.as_str()))
+    };
+    match endpoint {
+        Endpoint::ChatCompletions => {
+            (DONE.is_in(raw) && ev().data.is_some_and(|d| d.trim() == "[DONE]"))
+                || (ERROR.is_in(raw) && json_type(ev().data.as_deref()).as_deref() == Some("error"))
+        }
+        Endpoint::Messages => (STOP.is_in(raw) || ERROR.is_in(raw)) && terminal_type(&["message_stop", "error"]),
+        Endpoint::Responses => {
+            [&COMPLETED, &INCOMPLETE, &FAILED, &ERROR].iter().any(|n| n.is_in(raw))
+                && terminal_type(&["response.completed", "response.incomplete", "response.failed", "error"])
+        }
+        Endpoint::Embeddings | Endpoint::Models => true,
+    }
+}
+
+/// `raw` as an SSE event a client may be given: every line empty, a comment, or one of the fields
+/// `data`, `event`, `id`, `retry`, in UTF-8. Anything else is not SSE (an HTML error page, a bare
+/// JSON body, binary) and ends the stream. The lines other than `data` (the redactor's) reach the
+/// client as they are, so their text is scanned too: one with a finding is redacted whole.
+fn wire_checked(raw: Bytes, scanner: &crate::inspect::Scanner, found: &mut Vec<u16>) -> Result<Bytes, String> {
+    let Ok(text) = std::str::from_utf8(&raw) else {
+        return Err("the upstream sent bytes that are not UTF-8".into());
+    };
+    let mut dirty = false;
+    for line in text.split(['\r', '\n']).filter(|l| !l.is_empty()) {
+        let (field, value) = match line.split_once(':') {
+            Some((f, v)) => (f, v),
+            None => (line, ""),
+        };
+        match field {
+            "data" => {}
+            "" | "event" | "id" | "retry" => dirty |= !value.is_empty() && !scanner.scan(value).is_empty(),
+            // The line itself is never echoed: it may hold anything.
+            _ => return Err("the upstream sent a line that is not an SSE field".into()),
+        }
+    }
+    if !dirty {
+        return Ok(raw);
+    }
+    let text = text.replace("\r\n", "\n").replace('\r', "\n");
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        if line.starts_with("data") {
+            out.push_str(line);
+        } else {
+            let (red, f) = scanner.redact(line);
+            found.extend(f.iter().map(|f| f.rule));
+            out.push_str(&red);
+        }
+    }
+    Ok(Bytes::from(out))
+}
+
+/// Runs one event through the tool-call filter, then redaction, and appends what remains to `out`;
+/// an event that cannot be inspected ends the stream (its text is not sent).
+fn filtered(
+    event: Bytes,
+    insp: &mut Inspect,
+    ctx: &StreamCtx,
+    snap: &Snapshot,
+    out: &mut bytes::BytesMut,
+) -> Result<(), String> {
     let check = super::decide::CallPolicy { policy: &ctx.policy, snap, role: &ctx.key.role, now: unix_now() };
     let scanner = &ctx.policy.scanner;
+    let event = wire_checked(event, scanner, &mut insp.found)?;
+    insp.terminal |= is_terminal(ctx.endpoint, &event);
     let mut redact = |e: &Bytes, out: &mut bytes::BytesMut| match insp.redact.on_event(scanner, e) {
-        Redacted::Same => out.extend_from_slice(e),
-        Redacted::Events(v) => v.iter().for_each(|e| out.extend_from_slice(e)),
+        Redacted::Same => {
+            out.extend_from_slice(e);
+            Ok(())
+        }
+        Redacted::Events(v) => {
+            v.iter().for_each(|e| out.extend_from_slice(e));
+            Ok(())
+        }
+        Redacted::Uninspectable(why) => Err(format!("the gateway cannot inspect it: {why}")),
     };
     match insp.tools.on_event(&event, &check) {
         EventAction::Forward => redact(&event, out),
-        EventAction::Drop => {}
-        EventAction::Replace(events) => events.iter().for_each(|e| redact(e, out)),
+        EventAction::Drop => Ok(()),
+        EventAction::Replace(events) => events.iter().try_for_each(|e| redact(e, out)),
     }
-}
-
-/// Counts and audits what was redacted: rule ids and counts, never the text.
-pub(super) async fn record_redactions(ctx: &StreamCtx, scanner: &crate::inspect::Scanner, found: &[u16]) {
-    if found.is_empty() {
-        return;
-    }
-    let mut counts: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
-    for &r in found {
-        *counts.entry(scanner.rule(r).id.as_str()).or_default() += 1;
-    }
-    for (id, n) in &counts {
-        ctx.gw.metrics.decisions_n(id, "redact", *n);
-    }
-    let rules = serde_json::to_value(&counts).unwrap_or_default();
-    crate::incident::audited(
-        &ctx.gw,
-        base_record(ctx, "redaction").with("rule", "redaction").with("redactions", rules),
-    )
-    .await;
-}
-
-fn base_record(ctx: &StreamCtx, event: &str) -> Record {
-    Record::new("request")
-        .with("event", event)
-        .with("request_id", ctx.request_id.as_str())
-        .with("endpoint", ctx.endpoint.name())
-        .with("key_id", ctx.key.id.as_str())
-        .with("tenant", ctx.key.tenant.as_str())
-        .with("user", ctx.key.user.as_str())
-        .with_opt("session", ctx.session.as_deref())
 }
 
 fn refusal_text(r: crate::state::Refusal) -> String {

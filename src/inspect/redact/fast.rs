@@ -1,0 +1,190 @@
+//! Borrowing decodes of the common stream events, for the fast path. They are strict: every member
+//! is named (`deny_unknown_fields`), members that may hold text must be absent or null (or, for
+//! `obfuscation`, are scanned whole), so an event with any other string — a `refusal`, a
+//! `reasoning_content`, an unknown field — takes the general path. A duplicate key, an unexpected
+//! type or an escaped text fails the decode too.
+
+use std::borrow::Cow;
+
+use serde::de::IgnoredAny;
+use serde::Deserialize;
+
+/// A string borrowed from the input when it has no escapes (serde's own `Option<Cow<str>>` always
+/// copies). Escaped strings come back owned, and the fast path then steps aside.
+pub(super) fn opt_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Cow<'de, str>>, D::Error> {
+    struct V;
+    impl<'de> serde::de::Visitor<'de> for V {
+        type Value = Option<Cow<'de, str>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a string or null")
+        }
+        fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Borrowed(v)))
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Owned(v.to_owned())))
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_str(V)
+        }
+    }
+    d.deserialize_option(V)
+}
+
+/// Any JSON value without a string in it (numbers, booleans, nulls, arrays and objects of them;
+/// object keys are names, not text).
+pub(super) struct NoText;
+
+impl<'de> Deserialize<'de> for NoText {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(NoTextVisitor)
+    }
+}
+
+struct NoTextVisitor;
+
+impl<'de> serde::de::Visitor<'de> for NoTextVisitor {
+    type Value = NoText;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a value without strings")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<NoText, E> {
+        Ok(NoText)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<NoText, E> {
+        Ok(NoText)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<NoText, E> {
+        Ok(NoText)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<NoText, E> {
+        Ok(NoText)
+    }
+    fn visit_unit<E>(self) -> Result<NoText, E> {
+        Ok(NoText)
+    }
+    fn visit_none<E>(self) -> Result<NoText, E> {
+        Ok(NoText)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<NoText, A::Error> {
+        while a.next_element::<NoText>()?.is_some() {}
+        Ok(NoText)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<NoText, A::Error> {
+        while a.next_entry::<IgnoredAny, NoText>()?.is_some() {}
+        Ok(NoText)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // members named only so that the strict decode accepts them
+pub(super) struct ChatChunk<'a> {
+    #[serde(borrow)]
+    pub choices: Vec<ChatChoice<'a>>,
+    // Identifiers (left alone, as in whole bodies).
+    #[serde(default, borrow)]
+    pub id: Option<&'a str>,
+    #[serde(default, borrow)]
+    pub object: Option<&'a str>,
+    #[serde(default, borrow)]
+    pub model: Option<&'a str>,
+    #[serde(default, borrow)]
+    pub system_fingerprint: Option<&'a str>,
+    #[serde(default, borrow)]
+    pub service_tier: Option<&'a str>,
+    #[serde(default)]
+    pub created: Option<NoText>,
+    #[serde(default)]
+    pub usage: Option<NoText>,
+    /// Random padding: scanned whole.
+    #[serde(default, borrow)]
+    pub obfuscation: Option<&'a str>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // members named only so that the strict decode accepts them
+pub(super) struct ChatChoice<'a> {
+    #[serde(default)]
+    pub index: u64,
+    #[serde(borrow, default)]
+    pub delta: Option<ChatDelta<'a>>,
+    #[serde(default)]
+    pub finish_reason: Option<IgnoredAny>,
+    /// Token strings are text: only an absent or text-free `logprobs` is taken.
+    #[serde(default)]
+    pub logprobs: Option<NoText>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // members named only so that the strict decode accepts them
+pub(super) struct ChatDelta<'a> {
+    #[serde(borrow, default, deserialize_with = "opt_text")]
+    pub content: Option<Cow<'a, str>>,
+    #[serde(default)]
+    pub tool_calls: Option<IgnoredAny>,
+    #[serde(default, borrow)]
+    pub role: Option<&'a str>,
+    /// Only `null`: a refusal text is a field of its own (general path).
+    #[serde(default)]
+    pub refusal: Option<NoText>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct MessagesDelta<'a> {
+    #[serde(rename = "type")]
+    pub ty: &'a str,
+    #[serde(default)]
+    pub index: u64,
+    #[serde(borrow, default)]
+    pub delta: Option<MessagesInner<'a>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct MessagesInner<'a> {
+    #[serde(rename = "type")]
+    pub ty: &'a str,
+    #[serde(borrow, default, deserialize_with = "opt_text")]
+    pub text: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "opt_text")]
+    pub partial_json: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "opt_text")]
+    pub thinking: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "opt_text")]
+    pub signature: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // members named only so that the strict decode accepts them
+pub(super) struct ResponsesDelta<'a> {
+    #[serde(rename = "type")]
+    pub ty: &'a str,
+    #[serde(default)]
+    pub output_index: u64,
+    #[serde(default)]
+    pub content_index: Option<u64>,
+    #[serde(default)]
+    pub summary_index: Option<u64>,
+    #[serde(borrow, default, deserialize_with = "opt_text")]
+    pub delta: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub item_id: Option<&'a str>,
+    #[serde(default)]
+    pub sequence_number: Option<NoText>,
+    #[serde(default)]
+    pub logprobs: Option<NoText>,
+    /// Random padding: scanned whole.
+    #[serde(default, borrow)]
+    pub obfuscation: Option<&'a str>,
+}
