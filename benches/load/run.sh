@@ -129,7 +129,7 @@ log "fake provider on $UP_ADDR"
 
 # The example policy, unchanged but for: both providers point at the fake one, the normal level's rate
 # limit is out of the way (it is still checked on every request) and 1,000 slow streams fit under the
-# concurrency limit. Redaction, prompt fragments, canaries, egress, injection and tools stay as shipped.
+# concurrency limit and the user's `max_in_flight`. Redaction, prompt fragments, canaries, egress, injection and tools stay as shipped.
 python3 - "$ROOT/policies/example.toml" "$OUT/policy.toml" "$UP_ADDR" <<'PY'
 import os, re, sys
 src, dst, addr = sys.argv[1:]
@@ -142,9 +142,11 @@ for host in ("https://api.openai.com", "https://api.anthropic.com"):
 t, k3 = re.subn(r'(?m)^url = "http://127\.0\.0\.1:3001/mcp"$', 'url = "http://%s/mcp"' % addr, t)
 n += k3 - 1
 t, k1 = re.subn(r'(?m)^(\[levels\.normal\]\nrequests_per_minute = )\d+$', r'\g<1>1000000000', t)
+# One key drives every connection: its user's in-flight share must fit the slow streams too.
+t, k4 = re.subn(r'(?m)^(\[levels\.normal\]\nrequests_per_minute = \d+\nmax_in_flight = )\d+$', r'\g<1>4096', t)
 t, k2 = re.subn(r'(?m)^max_concurrent_requests = \d+$', 'max_concurrent_requests = 4096', t)
-if (n, k1, k2) != (2, 1, 1):
-    sys.exit("policies/example.toml changed shape: cannot derive the load-test policy (%d, %d, %d)" % (n, k1, k2))
+if (n, k1, k2, k4) != (2, 1, 1, 1):
+    sys.exit("policies/example.toml changed shape: cannot derive the load-test policy (%d, %d, %d, %d)" % (n, k1, k2, k4))
 extra = os.environ.get("EXTRA_POLICY", "")
 open(dst, "w").write(t + ("\n# EXTRA_POLICY\n" + extra + "\n" if extra else ""))
 PY
