@@ -403,3 +403,53 @@ async fn a_stream_is_in_flight_and_audited_once_when_it_ends() {
         assert!(!r.to_string().contains("AKIAZ7Q3"), "never the secret: {r}");
     }
 }
+
+/// Token data (`logprobs`) spells the model's text one token at a time, where no redaction can reach
+/// a secret split across tokens: it never reaches the client, in a whole body or a stream, while a
+/// `logprobs` flag or an empty list passes as sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_data_never_reaches_the_client() {
+    let (up, gw) = setup("").await;
+    let tokens = |parts: &[&str]| {
+        json!({"content": parts.iter().map(|t| json!({"token": t, "logprob": -0.1,
+            "bytes": t.bytes().collect::<Vec<u8>>(), "top_logprobs": []})).collect::<Vec<_>>(), "refusal": null})
+    };
+    // A whole chat body whose text is clean but whose tokens spell the key (a hostile upstream),
+    // and one whose text and tokens both carry it.
+    for content in ["All fine.", HALVES.concat().as_str()] {
+        up.push(Reply::json(&json!({"id": "chatcmpl-t", "object": "chat.completion", "created": 1_700_000_000,
+            "model": "gpt-4o", "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
+            "logprobs": tokens(&["AKIA", "Z7Q3", "M4N5", "P6R2", "T8VW"]), "finish_reason": "stop"}]})));
+        let g = call(&gw, "/v1/chat/completions", &chat_body("gpt-4o", false)).await;
+        assert_eq!(g.status, 200, "{}", g.text);
+        let v = g.json();
+        assert!(v["choices"][0]["logprobs"].is_null(), "token data delivered: {}", g.text);
+        assert!(!g.text.contains("Z7Q3") && !g.text.contains(SECRET), "{}", g.text);
+    }
+    // A stream: each chunk's tokens.
+    let mut s = String::new();
+    for (i, h) in HALVES.iter().enumerate() {
+        let mut c = chunk(json!({"content": h}));
+        c["choices"][0]["logprobs"] = tokens(&[["AKIAZ7Q3", "M4N5P6R2T8VW"][i]]);
+        s += &data(&c);
+    }
+    s += &data(&json!({"id": "chatcmpl-h", "object": "chat.completion.chunk", "model": "gpt-4o",
+                       "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}));
+    s += "data: [DONE]\n\n";
+    up.push(Reply::sse(&s, Chunking::Awkward));
+    let g = call(&gw, "/v1/chat/completions", &chat_body("gpt-4o", true)).await;
+    assert_eq!(g.status, 200, "{}", g.text);
+    assert!(!g.text.contains("Z7Q3") && !g.text.contains("P6R2"), "token data delivered: {}", g.text);
+    assert_eq!(
+        assembled(&g.text, |_, v| v["choices"][0].is_object(), "/choices/0/delta/content"),
+        REDACTED,
+        "{}",
+        g.text
+    );
+    // No token data: a flag and the Responses API's empty list pass unchanged.
+    up.push(Reply::json(&json!({"id": "chatcmpl-t", "object": "chat.completion", "model": "gpt-4o",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "fine"}, "logprobs": null,
+        "finish_reason": "stop"}], "logprobs_flag_echo": true})));
+    let g = call(&gw, "/v1/chat/completions", &chat_body("gpt-4o", false)).await;
+    assert_eq!(g.json()["choices"][0]["message"]["content"], "fine", "{}", g.text);
+}

@@ -121,6 +121,17 @@ impl<'de> Visitor<'de> for Walk<'_, 'de> {
         let mut sorted = true;
         while let Some(key) = map.next_key_seed(Key)? {
             let start = out.len();
+            if !skip && key == super::redact::TOKEN_DATA {
+                // Token data is dropped from every answer (`redact::drop_token_data`): a body that
+                // carries it takes the general path; a flag or null is passed as it is.
+                let v: serde_json::Value = map.next_value()?;
+                if super::redact::carries_token_data(&v) {
+                    return Err(de::Error::custom("token data to drop"));
+                }
+                sorted &= entries.last().is_none_or(|(prev, _, _)| *prev < key);
+                entries.push((key, start, out.len()));
+                continue;
+            }
             let skip = skip || SKIP_KEYS.contains(&&*key);
             map.next_value_seed(Walk { out: &mut *out, check: &mut *check, skip })?;
             sorted &= entries.last().is_none_or(|(prev, _, _)| *prev < key);
@@ -235,7 +246,13 @@ mod tests {
         assert!(clean_strings(doc, &mut |s| s.contains("SECRET")).is_some());
         assert!(clean_strings(doc, &mut |s| s.contains("secret")).is_none());
         // Under an identifier key the whole subtree is left alone, as the redaction does.
-        let doc = br#"{"logprobs":{"content":[{"token":"SECRET"}]}}"#;
+        let doc = br#"{"id":"x","usage":{"name":"SECRET"}}"#;
         assert!(clean_strings(doc, &mut |s| s.contains("SECRET")).is_some());
+        // Token data is never clean: the general path drops it.
+        let doc = br#"{"choices":[{"logprobs":{"content":[{"token":"hi"}]}}]}"#;
+        assert!(clean_strings(doc, &mut |_| false).is_none());
+        for doc in [&br#"{"logprobs":null}"#[..], br#"{"logprobs":true}"#, br#"{"logprobs":3}"#] {
+            assert!(clean_strings(doc, &mut |_| false).is_some());
+        }
     }
 }

@@ -109,6 +109,68 @@ pub fn redact_json_with(
     }
 }
 
+/// The member that carries per-token data (OpenAI chat and Responses `logprobs`: every token's
+/// string, its bytes and the top alternatives). It repeats the model's text one token at a time, so
+/// a secret spelled across tokens cannot be redacted there: an answer never carries it (see
+/// [`drop_token_data`]).
+pub(crate) const TOKEN_DATA: &str = "logprobs";
+
+/// Sets a `logprobs` value that carries token data (an object or an array) to `null`; a flag
+/// (`true`, a count) is left alone. Returns whether it changed. Fail closed: the gateway cannot
+/// inspect text split into tokens, so it does not deliver it.
+pub(crate) fn drop_token_data(x: &mut Value) -> bool {
+    let carries = carries_token_data(x);
+    if carries {
+        *x = Value::Null;
+    }
+    carries
+}
+
+/// Whether a `logprobs` value carries token data: a non-empty array, or an object with a member
+/// that is neither `null` nor an empty array (`{"content": null}` and the Responses `[]` carry none).
+pub(crate) fn carries_token_data(x: &Value) -> bool {
+    match x {
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(m) => m.values().any(|v| !v.is_null() && v.as_array().is_none_or(|a| !a.is_empty())),
+        _ => false,
+    }
+}
+
+/// Whether a raw JSON body may carry token data: a `"logprobs"` member whose value opens an object
+/// or a non-empty array (a `null`, a flag or `[]` does not). A byte test for the fast paths that skip decoding; a
+/// `true` sends the body to the path that decodes it and drops the data.
+pub(crate) fn may_carry_token_data(bytes: &[u8]) -> bool {
+    memchr::memmem::find_iter(bytes, b"\"logprobs\"").any(|at| {
+        let mut rest = bytes[at + 10..].iter().copied().skip_while(u8::is_ascii_whitespace);
+        if rest.next() != Some(b':') {
+            return false;
+        }
+        let mut value = rest.skip_while(u8::is_ascii_whitespace);
+        match value.next() {
+            Some(b'{') => true,
+            Some(b'[') => value.find(|b| !b.is_ascii_whitespace()) != Some(b']'),
+            _ => false,
+        }
+    })
+}
+
+/// [`drop_token_data`] for every `logprobs` member anywhere under `v` (outside identifier keys).
+pub(crate) fn drop_all_token_data(v: &mut Value) -> bool {
+    match v {
+        Value::Array(a) => a.iter_mut().fold(false, |ch, x| drop_all_token_data(x) | ch),
+        Value::Object(m) => m.iter_mut().fold(false, |ch, (k, x)| {
+            (if k == TOKEN_DATA {
+                drop_token_data(x)
+            } else if SKIP_KEYS.contains(&k.as_str()) {
+                false
+            } else {
+                drop_all_token_data(x)
+            }) | ch
+        }),
+        _ => false,
+    }
+}
+
 /// What became of one event.
 #[derive(Debug)]
 pub enum Redacted {
@@ -603,6 +665,7 @@ impl StreamRedactor {
             // Not the provider's format: nothing of it is sent, the stream ends (fail closed).
             Err(_) => return Redacted::Uninspectable("a data line that is not JSON"),
         };
+        let dropped = drop_all_token_data(&mut v);
         let mut before = Vec::new();
         let done = match self.endpoint {
             Endpoint::ChatCompletions => self.chat(scanner, data, &mut v, &mut before),
@@ -611,7 +674,7 @@ impl StreamRedactor {
             _ => Some(self.st.whole(scanner, &mut v)),
         };
         let Some(changed) = done else { return Redacted::Uninspectable("too many text fields in one stream") };
-        if before.is_empty() && !changed {
+        if before.is_empty() && !changed && !dropped {
             return Redacted::Same;
         }
         before.push(sse(name, &v));
@@ -1367,5 +1430,24 @@ mod tests {
             out.push_str(&String::from_utf8_lossy(&b));
         }
         out
+    }
+    #[test]
+    fn token_data_is_found_in_bytes_and_values() {
+        for (doc, carries) in [
+            (&br#"{"logprobs":null}"#[..], false),
+            (br#"{"logprobs" : true}"#, false),
+            (br#"{"logprobs":[]}"#, false),
+            (br#"{"logprobs": [ ]}"#, false),
+            (br#"{"logprobs":[{"token":"a"}]}"#, true),
+            (br#"{"choices":[{"logprobs": {"content":[]}}]}"#, true),
+            (br#"{"text":"say \"logprobs\": [1]"}"#, false),
+        ] {
+            assert_eq!(may_carry_token_data(doc), carries, "{}", String::from_utf8_lossy(doc));
+        }
+        assert!(!carries_token_data(&json!({"content": null, "refusal": []})));
+        assert!(carries_token_data(&json!({"content": [{"bytes": [65]}]})));
+        let mut v = json!({"choices": [{"logprobs": {"content": [{"token": "AKIA"}]}, "id": {"logprobs": [1]}}]});
+        assert!(drop_all_token_data(&mut v));
+        assert_eq!(v, json!({"choices": [{"logprobs": null, "id": {"logprobs": [1]}}]}));
     }
 }

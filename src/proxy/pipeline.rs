@@ -528,7 +528,8 @@ fn inspect_json(
             Err(_) => true,
         };
         let may_link = LINK_OPEN.is_in(&bytes) || SCHEME.is_in(&bytes);
-        if !may_call_tools && !may_leak && !may_link {
+        let may_carry_tokens = crate::inspect::redact::may_carry_token_data(&bytes);
+        if !may_call_tools && !may_leak && !may_link && !may_carry_tokens {
             if success && serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_err() {
                 return Err(NotJson);
             }
@@ -573,6 +574,8 @@ fn inspect_json(
         }
         ctx.data_tool_calls = checked.data_calls;
     }
+    // Per-token data repeats the text token by token, where no redaction can reach: never delivered.
+    changed |= crate::inspect::redact::drop_all_token_data(&mut v);
     let mut found = Vec::new();
     let mut links = 0;
     crate::inspect::redact::redact_json_with(scanner, Some(guard), &mut v, &mut found, &mut links);

@@ -82,6 +82,20 @@ impl<'de> serde::de::Visitor<'de> for NoTextVisitor {
     }
 }
 
+/// A `logprobs` value that carries no token data (`null`, a flag, `[]`): see
+/// [`super::carries_token_data`]. Anything else sends the event to the general path, which drops it.
+pub(super) struct NoTokenData;
+
+impl<'de> Deserialize<'de> for NoTokenData {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = serde_json::Value::deserialize(d)?;
+        if super::carries_token_data(&v) {
+            return Err(serde::de::Error::custom("token data"));
+        }
+        Ok(NoTokenData)
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 #[allow(dead_code)] // members named only so that the strict decode accepts them
@@ -118,9 +132,9 @@ pub(super) struct ChatChoice<'a> {
     pub delta: Option<ChatDelta<'a>>,
     #[serde(default)]
     pub finish_reason: Option<IgnoredAny>,
-    /// Token strings are text: only an absent or text-free `logprobs` is taken.
+    /// Token data is dropped by the general path: only a `logprobs` without it is taken here.
     #[serde(default)]
-    pub logprobs: Option<NoText>,
+    pub logprobs: Option<NoTokenData>,
 }
 
 #[derive(Deserialize)]
@@ -183,7 +197,7 @@ pub(super) struct ResponsesDelta<'a> {
     #[serde(default)]
     pub sequence_number: Option<NoText>,
     #[serde(default)]
-    pub logprobs: Option<NoText>,
+    pub logprobs: Option<NoTokenData>,
     /// Random padding: scanned whole.
     #[serde(default, borrow)]
     pub obfuscation: Option<&'a str>,
