@@ -363,32 +363,7 @@ mod tests {
         events
     }
 
-    /// Renders events with line endings picked by `ends` (never a CR followed by an LF meant as a
-    /// line ending of its own: that is one CRLF).
-    fn render(events: &[Vec<String>], ends: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
-        let mut k = 0;
-        let mut eol = |out: &mut Vec<u8>| {
-            let mut e: &[u8] = match ends.get(k).copied().unwrap_or(0) % 3 {
-                0 => b"\n",
-                1 => b"\r",
-                _ => b"\r\n",
-            };
-            k += 1;
-            if out.last() == Some(&b'\r') && e == b"\n" {
-                e = b"\r";
-            }
-            out.extend_from_slice(e);
-        };
-        for ev in events {
-            for line in ev {
-                out.extend_from_slice(line.as_bytes());
-                eol(&mut out);
-            }
-            eol(&mut out);
-        }
-        out
-    }
+    use crate::protocol::sse::tests::render;
 
     type Decisions = (Vec<u8>, Vec<Value>, Vec<u16>, Vec<(String, String)>, Vec<String>, usize);
 

@@ -199,7 +199,7 @@ pub fn parse_event(raw: &[u8]) -> Event<'_> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn frame_all(chunks: &[&[u8]]) -> Vec<Bytes> {
@@ -307,7 +307,7 @@ mod tests {
 
     /// Renders `events` (each a list of lines) with the line endings `ends` picks, so that a CR is
     /// never followed by an LF meant as a line ending of its own (that would be one CRLF).
-    fn render(events: &[Vec<String>], ends: &[u8]) -> Vec<u8> {
+    pub(crate) fn render(events: &[Vec<String>], ends: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
         let mut k = 0;
         let mut next_eol = |out: &mut Vec<u8>| {
