@@ -976,19 +976,7 @@ mod tests {
     }
 
     fn run(endpoint: Endpoint, events: Vec<String>, s: &Scanner) -> String {
-        let mut r = StreamRedactor::new(endpoint);
-        let mut out = String::new();
-        for e in events {
-            match r.on_event(s, e.as_bytes()) {
-                Redacted::Same => out.push_str(&e),
-                Redacted::Events(v) => v.iter().for_each(|b| out.push_str(&String::from_utf8_lossy(b))),
-                Redacted::Uninspectable(_) => out.push_str("<uninspectable>"),
-            }
-        }
-        for b in r.finish(s) {
-            out.push_str(&String::from_utf8_lossy(&b));
-        }
-        out
+        run_with(&mut StreamRedactor::new(endpoint), s, events)
     }
 
     fn texts(out: &str, endpoint: Endpoint) -> String {
@@ -1431,6 +1419,7 @@ mod tests {
         }
         out
     }
+
     #[test]
     fn token_data_is_found_in_bytes_and_values() {
         for (doc, carries) in [
