@@ -144,55 +144,22 @@ async fn audit_files_are_created_private() {
 /// not do). `SIGXFSZ` is ignored so the write fails instead of the signal killing the process. The
 /// hard limit stays, so the test lifts the soft one later with `prlimit --pid` (no privilege).
 struct Limited {
-    child: std::process::Child,
-    proxy: String,
-    admin: String,
-    pid: u32,
-    dir: std::path::PathBuf,
+    gw: Gateway,
+}
+
+impl std::ops::Deref for Limited {
+    type Target = Gateway;
+    fn deref(&self) -> &Gateway {
+        &self.gw
+    }
 }
 
 impl Limited {
     fn spawn(dir: &Path, soft_kib: u64) -> Limited {
-        let ready = dir.join("ready.json");
-        let _ = std::fs::remove_file(&ready);
-        let stderr = std::fs::File::create(dir.join("stderr.log")).expect("stderr log");
-        let mut child = std::process::Command::new("bash")
-            .args(["-c", &format!("trap '' XFSZ; ulimit -S -f {soft_kib} && exec \"$0\" \"$@\"")])
-            .arg(env!("CARGO_BIN_EXE_firebreak"))
-            .arg("serve")
-            .arg("--policy")
-            .arg(dir.join("policy.toml"))
-            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
-            .arg("--state-file")
-            .arg(dir.join("state.json"))
-            .arg("--audit-file")
-            .arg(dir.join("audit.jsonl"))
-            .arg("--ready-file")
-            .arg(&ready)
-            .env("FIREBREAK_ADMIN_TOKEN", common::ADMIN_TOKEN)
-            .env("FIREBREAK_LOG", "info")
-            .stdout(std::process::Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .expect("spawn bash (needed to set RLIMIT_FSIZE)");
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        loop {
-            if let Some(v) = std::fs::read_to_string(&ready).ok().and_then(|t| serde_json::from_str::<Value>(&t).ok()) {
-                return Limited {
-                    child,
-                    proxy: format!("http://{}", v["proxy"].as_str().unwrap_or_default()),
-                    admin: format!("http://{}", v["admin"].as_str().unwrap_or_default()),
-                    pid: v["pid"].as_u64().expect("pid") as u32,
-                    dir: dir.to_path_buf(),
-                };
-            }
-            if std::time::Instant::now() > deadline || matches!(child.try_wait(), Ok(Some(_))) {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("not ready: {}", stderr_of(dir));
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
+        let limit = format!("trap '' XFSZ; ulimit -S -f {soft_kib} && exec \"$0\" \"$@\"");
+        let gw = Gateway::try_spawn_wrapped(dir, &[], &["bash", "-c", &limit])
+            .unwrap_or_else(|e| panic!("bash (needed to set RLIMIT_FSIZE) or the gateway failed: {e}"));
+        Limited { gw }
     }
 
     async fn chat(&self) -> (u16, String) {
@@ -219,17 +186,10 @@ impl Limited {
     /// Lifts the file-size limit: the disk has space again.
     fn free_disk(&self) {
         let ok = std::process::Command::new("prlimit")
-            .args(["--pid", &self.pid.to_string(), "--fsize=unlimited:"])
+            .args(["--pid", &self.gw.pid().to_string(), "--fsize=unlimited:"])
             .status()
             .expect("prlimit (util-linux) is needed by this test");
         assert!(ok.success(), "prlimit failed");
-    }
-}
-
-impl Drop for Limited {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

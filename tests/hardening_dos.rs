@@ -103,12 +103,6 @@ fn request_head(method: &str, path: &str, key: &str, extra: &str) -> String {
     format!("{method} {path} HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer {key}\r\ncontent-type: application/json\r\n{extra}\r\n")
 }
 
-fn pid(gw: &common::Gateway) -> u32 {
-    let ready: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(gw.dir.join("ready.json")).expect("ready file")).expect("json");
-    ready["pid"].as_u64().expect("pid") as u32
-}
-
 /// Resident memory of a process in MiB, from /proc/PID/status.
 fn rss_mib(pid: u32) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
@@ -202,7 +196,7 @@ async fn at_the_connection_cap_accepting_pauses_without_spinning_and_the_admin_a
     let (_up, gw) =
         setup("[limits]\nmax_connections = 16\nfirst_byte_timeout_ms = 30000\nidle_timeout_ms = 30000\n").await;
     let proxy = addr(&gw.proxy);
-    let pid = pid(&gw);
+    let pid = gw.pid();
 
     let mut held = Vec::new();
     for _ in 0..16 {
@@ -439,7 +433,7 @@ requests_per_minute = 100000
     let (up, gw) = setup(limits).await;
     up.set_default(Reply::json(&chat_json("ok", "gpt-4o")));
     let proxy = addr(&gw.proxy);
-    let pid = pid(&gw);
+    let pid = gw.pid();
     // Warm up (first request, pools, allocator arenas) before the baseline.
     let g = send(post(&client(), &gw, CHAT, Auth::Bearer(ALICE), &chat_body("gpt-4o", false))).await;
     assert_eq!(g.status, 200, "{}", g.text);
@@ -624,42 +618,11 @@ async fn under_a_low_descriptor_limit_the_proxy_cap_leaves_room_for_the_admin_ap
     };
     let text = policy(&u, "[limits]\nfirst_byte_timeout_ms = 60000\nidle_timeout_ms = 60000\n");
     std::fs::write(dir.join("policy.toml"), text).expect("policy");
-    let ready = dir.join("ready.json");
+    let gw = common::Gateway::try_spawn_wrapped(dir, &[], &["sh", "-c", "ulimit -n 256 && exec \"$0\" \"$@\""])
+        .unwrap_or_else(|e| panic!("{e}"));
     let log = dir.join("stderr.log");
-    let script = format!(
-        "ulimit -n 256 && exec '{}' serve --policy '{}' --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
-         --state-file '{}' --audit-file '{}' --ready-file '{}' 2>'{}'",
-        env!("CARGO_BIN_EXE_firebreak"),
-        dir.join("policy.toml").display(),
-        dir.join("state.json").display(),
-        dir.join("audit.jsonl").display(),
-        ready.display(),
-        log.display()
-    );
-    let mut child = std::process::Command::new("sh")
-        .args(["-c", &script])
-        .env("FIREBREAK_ADMIN_TOKEN", common::ADMIN_TOKEN)
-        .env("FIREBREAK_LOG", "info")
-        .spawn()
-        .expect("spawn");
-    struct Kill<'a>(&'a mut std::process::Child);
-    impl Drop for Kill<'_> {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _guard = Kill(&mut child);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let doc: serde_json::Value = loop {
-        if let Some(v) = std::fs::read_to_string(&ready).ok().and_then(|t| serde_json::from_str(&t).ok()) {
-            break v;
-        }
-        assert!(Instant::now() < deadline, "not ready:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    let proxy = doc["proxy"].as_str().expect("proxy").to_owned();
-    let admin = format!("http://{}", doc["admin"].as_str().expect("admin"));
+    let proxy = addr(&gw.proxy);
+    let admin = gw.admin.clone();
     let stderr = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(stderr.contains("max_connections lowered"), "the cap is lowered to fit 256 descriptors:\n{stderr}");
 

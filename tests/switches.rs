@@ -109,12 +109,6 @@ where
     }
 }
 
-fn pid(g: &Gateway) -> u32 {
-    let text = std::fs::read_to_string(g.dir.join("ready.json")).expect("ready.json");
-    let v: Value = serde_json::from_str(&text).expect("ready.json is JSON");
-    v["pid"].as_u64().expect("pid in ready.json") as u32
-}
-
 // ---------------------------------------------------------------------------------------------
 // Batches
 
@@ -516,7 +510,7 @@ async fn sighup_reloads_the_policy() {
     // A broken policy on SIGHUP is rejected and the old one stays.
     std::fs::write(g.dir.join("policy.toml"), "this is not toml = = =").expect("write");
     let hup = || {
-        let st = Command::new("kill").args(["-HUP", &pid(&g).to_string()]).status().expect("kill -HUP");
+        let st = Command::new("kill").args(["-HUP", &g.pid().to_string()]).status().expect("kill -HUP");
         assert!(st.success());
     };
     hup();

@@ -65,11 +65,27 @@ impl Gateway {
 
     /// Starts a gateway in `dir` with extra environment variables.
     pub fn try_spawn_with_env(dir: &Path, env: &[(&str, &str)]) -> Result<Gateway, String> {
+        Gateway::try_spawn_wrapped(dir, env, &[])
+    }
+
+    /// Like [`try_spawn_with_env`], with the gateway started through `wrapper` (a program and its
+    /// arguments, to which the gateway's command line is appended; it must `exec` it, so that the
+    /// child's pid is the gateway's), e.g. a shell that sets a resource limit first.
+    pub fn try_spawn_wrapped(dir: &Path, env: &[(&str, &str)], wrapper: &[&str]) -> Result<Gateway, String> {
         let ready = dir.join("ready.json");
         let _ = std::fs::remove_file(&ready);
         let stderr_path = dir.join("stderr.log");
         let stderr = std::fs::File::create(&stderr_path).expect("stderr log");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_firebreak"))
+        let bin = env!("CARGO_BIN_EXE_firebreak");
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
+        let mut child = cmd
             .arg("serve")
             .arg("--policy")
             .arg(dir.join("policy.toml"))
@@ -111,6 +127,11 @@ impl Gateway {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// The gateway process's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the gateway is running").id()
     }
 
     /// Stops the process (SIGKILL: a crash, the hardest case for durability).
