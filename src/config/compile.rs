@@ -424,129 +424,37 @@ fn compile(m: Merged, base: &Path, problems: &mut Problems) -> Option<Policy> {
     let l = &raw.limits;
     let lim = |k: &str| path(["limits".into(), k.into()]);
     let ms = Duration::from_millis;
+    // Every limit is a positive number named as in `[limits]`; a `_ms` one is a duration.
+    macro_rules! num {
+        ($key:ident, $default:expr) => {
+            positive(l.$key, $default as u64, 0, lim(stringify!($key)), problems)
+        };
+    }
+    macro_rules! dur {
+        ($key:ident, $default:expr) => {
+            ms(num!($key, $default.as_millis()))
+        };
+    }
     let limits = Limits {
-        max_request_body: positive(
-            l.max_request_body_bytes,
-            d.max_request_body as u64,
-            0,
-            lim("max_request_body_bytes"),
-            problems,
-        ) as usize,
-        max_response_body: positive(
-            l.max_response_body_bytes,
-            d.max_response_body as u64,
-            0,
-            lim("max_response_body_bytes"),
-            problems,
-        ) as usize,
-        header_read_timeout: ms(positive(
-            l.header_read_timeout_ms,
-            d.header_read_timeout.as_millis() as u64,
-            0,
-            lim("header_read_timeout_ms"),
-            problems,
-        )),
-        upstream_connect_timeout: ms(positive(
-            l.upstream_connect_timeout_ms,
-            d.upstream_connect_timeout.as_millis() as u64,
-            0,
-            lim("upstream_connect_timeout_ms"),
-            problems,
-        )),
-        upstream_timeout: ms(positive(
-            l.upstream_timeout_ms,
-            d.upstream_timeout.as_millis() as u64,
-            0,
-            lim("upstream_timeout_ms"),
-            problems,
-        )),
-        stream_idle_timeout: ms(positive(
-            l.stream_idle_timeout_ms,
-            d.stream_idle_timeout.as_millis() as u64,
-            0,
-            lim("stream_idle_timeout_ms"),
-            problems,
-        )),
-        shutdown_drain: ms(positive(
-            l.shutdown_drain_ms,
-            d.shutdown_drain.as_millis() as u64,
-            0,
-            lim("shutdown_drain_ms"),
-            problems,
-        )),
-        max_concurrent_requests: positive(
-            l.max_concurrent_requests,
-            d.max_concurrent_requests as u64,
-            0,
-            lim("max_concurrent_requests"),
-            problems,
-        ) as usize,
-        first_byte_timeout: ms(positive(
-            l.first_byte_timeout_ms,
-            d.first_byte_timeout.as_millis() as u64,
-            0,
-            lim("first_byte_timeout_ms"),
-            problems,
-        )),
-        idle_timeout: ms(positive(
-            l.idle_timeout_ms,
-            d.idle_timeout.as_millis() as u64,
-            0,
-            lim("idle_timeout_ms"),
-            problems,
-        )),
-        h2_keep_alive_interval: ms(positive(
-            l.h2_keep_alive_interval_ms,
-            d.h2_keep_alive_interval.as_millis() as u64,
-            0,
-            lim("h2_keep_alive_interval_ms"),
-            problems,
-        )),
-        h2_keep_alive_timeout: ms(positive(
-            l.h2_keep_alive_timeout_ms,
-            d.h2_keep_alive_timeout.as_millis() as u64,
-            0,
-            lim("h2_keep_alive_timeout_ms"),
-            problems,
-        )),
-        h2_max_concurrent_streams: positive(
-            l.h2_max_concurrent_streams,
-            d.h2_max_concurrent_streams.into(),
-            0,
-            lim("h2_max_concurrent_streams"),
-            problems,
-        )
-        .min(u32::MAX.into()) as u32,
-        max_connections: positive(l.max_connections, d.max_connections as u64, 0, lim("max_connections"), problems)
-            as usize,
-        admin_max_connections: positive(
-            l.admin_max_connections,
-            d.admin_max_connections as u64,
-            0,
-            lim("admin_max_connections"),
-            problems,
-        ) as usize,
-        request_body_timeout: ms(positive(
-            l.request_body_timeout_ms,
-            d.request_body_timeout.as_millis() as u64,
-            0,
-            lim("request_body_timeout_ms"),
-            problems,
-        )),
-        min_request_body_rate: positive(
-            l.min_request_body_bytes_per_sec,
-            d.min_request_body_rate,
-            0,
-            lim("min_request_body_bytes_per_sec"),
-            problems,
-        ),
-        max_buffered_request_bytes: positive(
-            l.max_buffered_request_bytes,
-            d.max_buffered_request_bytes as u64,
-            0,
-            lim("max_buffered_request_bytes"),
-            problems,
-        ) as usize,
+        max_request_body: num!(max_request_body_bytes, d.max_request_body) as usize,
+        max_response_body: num!(max_response_body_bytes, d.max_response_body) as usize,
+        header_read_timeout: dur!(header_read_timeout_ms, d.header_read_timeout),
+        upstream_connect_timeout: dur!(upstream_connect_timeout_ms, d.upstream_connect_timeout),
+        upstream_timeout: dur!(upstream_timeout_ms, d.upstream_timeout),
+        stream_idle_timeout: dur!(stream_idle_timeout_ms, d.stream_idle_timeout),
+        shutdown_drain: dur!(shutdown_drain_ms, d.shutdown_drain),
+        max_concurrent_requests: num!(max_concurrent_requests, d.max_concurrent_requests) as usize,
+        first_byte_timeout: dur!(first_byte_timeout_ms, d.first_byte_timeout),
+        idle_timeout: dur!(idle_timeout_ms, d.idle_timeout),
+        h2_keep_alive_interval: dur!(h2_keep_alive_interval_ms, d.h2_keep_alive_interval),
+        h2_keep_alive_timeout: dur!(h2_keep_alive_timeout_ms, d.h2_keep_alive_timeout),
+        h2_max_concurrent_streams: num!(h2_max_concurrent_streams, d.h2_max_concurrent_streams).min(u32::MAX.into())
+            as u32,
+        max_connections: num!(max_connections, d.max_connections) as usize,
+        admin_max_connections: num!(admin_max_connections, d.admin_max_connections) as usize,
+        request_body_timeout: dur!(request_body_timeout_ms, d.request_body_timeout),
+        min_request_body_rate: num!(min_request_body_bytes_per_sec, d.min_request_body_rate),
+        max_buffered_request_bytes: num!(max_buffered_request_bytes, d.max_buffered_request_bytes) as usize,
     };
     if limits.max_buffered_request_bytes < limits.max_request_body {
         problems.add(
