@@ -5,6 +5,7 @@ pub mod body;
 pub mod conn;
 pub mod decide;
 pub mod error;
+pub mod peer;
 mod pipeline;
 pub mod ratelimit;
 pub mod script;
@@ -354,9 +355,11 @@ impl Connections {
         Fut: Future<Output = http::Response<body::Body>> + Send + 'static,
     {
         let _ = stream.set_nodelay(true);
+        let peer = peer::Peer::tcp(stream.peer_addr().ok());
         let (stream, activity) = conn::Watched::new(stream, self.limits);
         let h = handler.clone();
-        let svc = service_fn(move |req| {
+        let svc = service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(peer.clone());
             let h = h.clone();
             let in_flight = activity.request();
             async move { Ok::<_, std::convert::Infallible>(h(req).await.map(|b| conn::Counted::new(b, in_flight))) }
