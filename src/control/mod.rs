@@ -8,15 +8,15 @@ use http::{header, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
 use crate::audit::Record;
 use crate::config::Secret;
 use crate::proxy::body::{full, Body};
 use crate::proxy::Gateway;
 use crate::state::{ApplyError, Batch};
+use identity::{Identity, Role};
 
+pub mod identity;
 mod prompts;
 
 /// Largest admin request body.
@@ -26,14 +26,18 @@ const MAX_ADMIN_BODY: usize = 1 << 20;
 #[derive(Debug)]
 pub struct Admin {
     gw: Arc<Gateway>,
-    token_digest: Option<[u8; 32]>,
+    admins: identity::Admins,
 }
 
 impl Admin {
     /// Admin API over `gw`; with no token every protected route answers 503 (fail closed).
     pub fn new(gw: Arc<Gateway>, token: Option<Secret>) -> Arc<Admin> {
-        let token_digest = token.map(|t| Sha256::digest(t.expose().as_bytes()).into());
-        Arc::new(Admin { gw, token_digest })
+        Arc::new(Admin { gw, admins: identity::Admins::new(token.as_ref()) })
+    }
+
+    /// The caller of `req` under the policy in force: an `[[admins]]` identity or the legacy token's.
+    pub fn authenticate<B>(&self, req: &Request<B>) -> Result<identity::Identity, identity::Refusal> {
+        self.admins.authenticate(&self.gw.policy().admins, req)
     }
 
     /// The handler for [`crate::proxy::serve`].
@@ -48,37 +52,6 @@ impl Admin {
         move |req| {
             let me = me.clone();
             Box::pin(async move { me.route(req).await })
-        }
-    }
-
-    /// `None` when the request carries the admin token; otherwise the refusal to send.
-    fn refusal(&self, req: &Request<Incoming>) -> Option<Response<Body>> {
-        let Some(expected) = &self.token_digest else {
-            return Some(error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "admin_token_unset",
-                "no admin token is configured; set the variable or file named in [admin] and restart",
-            ));
-        };
-        let presented = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-            .map(str::trim);
-        let Some(p) = presented else {
-            return Some(error(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "send the admin token as `Authorization: Bearer <token>`",
-            ));
-        };
-        // Comparing digests keeps the comparison constant-time and independent of the token's length.
-        let digest: [u8; 32] = Sha256::digest(p.as_bytes()).into();
-        if bool::from(digest.ct_eq(expected)) {
-            None
-        } else {
-            Some(error(StatusCode::UNAUTHORIZED, "unauthorized", "the admin token is wrong"))
         }
     }
 
@@ -100,8 +73,13 @@ impl Admin {
             }
             _ => {}
         }
-        if let Some(resp) = self.refusal(&req) {
-            return resp;
+        let who = match self.authenticate(&req) {
+            Ok(w) => w,
+            Err(r) => return r.response(),
+        };
+        let needed = identity::required_role(&method, &path).unwrap_or(Role::Admin);
+        if who.role < needed {
+            return self.refuse(&who, needed, &format!("{method} {path}")).await;
         }
         // Every change is audited durably before it is acknowledged: while the trail cannot be
         // written, no change is made at all (`switches` also refuses to acknowledge one whose record
@@ -121,6 +99,9 @@ impl Admin {
                 r.headers_mut()
                     .insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/plain; version=0.0.4"));
                 r
+            }
+            (&Method::GET, "/admin/v1/whoami") => {
+                json_response(StatusCode::OK, &json!({"id": who.id, "role": who.role.as_str()}))
             }
             (&Method::GET, "/admin/v1/state") => self.state(),
             (&Method::GET, "/admin/v1/tools/pending") => self.pending_tools(),
@@ -158,6 +139,23 @@ impl Admin {
             }
             _ => error(StatusCode::NOT_FOUND, "not_found", &format!("no admin route {method} {path}")),
         }
+    }
+
+    /// The 403 for `who` lacking `needed` for `what`, audited (kind `admin`, event `refused`).
+    async fn refuse(&self, who: &Identity, needed: Role, what: &str) -> Response<Body> {
+        let r = identity::forbidden(who, needed, what);
+        let record = Record::new("admin")
+            .with("event", "refused")
+            .with("actor", who.id.as_str())
+            .with("role", who.role.as_str())
+            .with("required_role", needed.as_str())
+            .with("route", what);
+        self.gw.audit.record(record).await;
+        tracing::warn!(actor = %who.id, role = %who.role, required = %needed, what, "admin request refused: role too low");
+        json_response(
+            r.status,
+            &json!({"error": {"code": r.code, "message": r.message, "required_role": needed.as_str(), "role": who.role.as_str()}}),
+        )
     }
 
     fn state(&self) -> Response<Body> {
