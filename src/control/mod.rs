@@ -162,7 +162,10 @@ impl Admin {
             .with("role", who.role.as_str())
             .with("required_role", needed.as_str())
             .with("route", what);
-        self.gw.audit.record(record).await;
+        // Durable before the answer, like every admin change: a refusal is evidence too.
+        if let Err(e) = self.gw.audit.record_durable(record).await {
+            tracing::error!(error = %e, "the audit record of an admin refusal failed");
+        }
         tracing::warn!(actor = %who.id, role = %who.role, required = %needed, what, "admin request refused: role too low");
         json_response(
             r.status,
