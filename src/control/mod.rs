@@ -224,6 +224,8 @@ impl Admin {
     /// caller (a client-sent `actor` is kept as `on_behalf_of`); a batch naming an
     /// `[admin.require_second]` action is held for a second approval instead (pending.rs).
     async fn switches(&self, req: Request<Incoming>, who: &Identity) -> Response<Body> {
+        // The verified mTLS client identity of the connection, if any ([listen] admin_tls).
+        let tls_identity = req.extensions().get::<crate::proxy::peer::Peer>().and_then(|p| p.tls_identity.clone());
         let bytes = match read(req).await {
             Ok(b) => b,
             Err(r) => return r,
@@ -254,7 +256,7 @@ impl Admin {
             Ok(_) => return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "held the wrong kind of request"),
             Err(answer) => return answer,
         };
-        self.apply_switches(batch, on_behalf_of.as_deref(), None).await
+        self.apply_switches(batch, on_behalf_of.as_deref(), None, tls_identity.as_deref()).await
     }
 
     /// Applies a switch batch whose `actor` is the authenticated identity (the requester's, for an
@@ -264,6 +266,7 @@ impl Admin {
         batch: Batch,
         on_behalf_of: Option<&str>,
         approval: Option<pending::Approval<'_>>,
+        tls_identity: Option<&str>,
     ) -> Response<Body> {
         match self.gw.apply(&batch).await {
             Ok(applied) => {
@@ -274,7 +277,8 @@ impl Admin {
                     .with("reason", batch.reason.as_str())
                     .with("before_version", applied.before)
                     .with("after_version", applied.after.version)
-                    .with("actions", serde_json::to_value(&batch.actions).unwrap_or(Value::Null));
+                    .with("actions", serde_json::to_value(&batch.actions).unwrap_or(Value::Null))
+                    .with_opt("tls_identity", tls_identity);
                 if let Some(a) = approval {
                     record = a.add_to(record);
                 }

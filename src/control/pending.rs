@@ -249,7 +249,7 @@ impl Admin {
         let approval = Approval { pending_id: &p.id, approved_by: &who.id, requested_by: &p.requested_by.id };
         let on_behalf_of = p.on_behalf_of.as_deref();
         match p.held.clone() {
-            Held::Switches(batch) => self.apply_switches(batch, on_behalf_of, Some(approval)).await,
+            Held::Switches(batch) => self.apply_switches(batch, on_behalf_of, Some(approval), None).await,
             Held::Rotation { prompt, what, batch } => {
                 self.apply_rotation(prompt, what, batch, on_behalf_of, Some(approval)).await
             }
