@@ -380,8 +380,8 @@ impl Admin {
         let meta: Value =
             if bytes.is_empty() { json!({}) } else { serde_json::from_slice(&bytes).unwrap_or(json!({})) };
         let on_behalf_of = meta.get("actor").and_then(Value::as_str).filter(|a| *a != who.id);
-        let note = with_on_behalf_of(meta.get("note").and_then(Value::as_str).unwrap_or(""), on_behalf_of);
-        match self.gw.incidents.resolve(&self.gw, &id, &who.id, &note).await {
+        let note = meta.get("note").and_then(Value::as_str).unwrap_or("");
+        match self.gw.incidents.resolve(&self.gw, &id, &who.id, on_behalf_of, note).await {
             Ok(i) => json_response(StatusCode::OK, &json!({ "incident": i })),
             Err(e @ crate::incident::IncidentError::NotFound(_)) => {
                 error(StatusCode::NOT_FOUND, "unknown_incident", &e.to_string())
@@ -549,8 +549,8 @@ async fn rotation_meta(req: Request<Incoming>) -> Result<(Option<String>, String
     Ok((actor, reason, meta.get("expect_version").and_then(Value::as_u64)))
 }
 
-/// Where a record has no field of its own for it (an incident's resolution note, a plan run's
-/// reason), a client-sent actor is kept in the text: `… (on behalf of X)`. The actor is always the
+/// Where a record has no field of its own for it (a plan run's reason), a client-sent actor is
+/// kept in the text: `… (on behalf of X)`. The actor is always the
 /// authenticated identity.
 fn with_on_behalf_of(text: &str, on_behalf_of: Option<&str>) -> String {
     match on_behalf_of {
