@@ -515,3 +515,50 @@ role = "viewer"
     }
     assert!(text.contains("policy.toml:"), "problems are located: {text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_person_rule_holds_a_prompt_rotation_and_a_viewer_cannot_decide() {
+    let second = "[admin.require_second]\nactions = [\"rotate_prompt:support\", \"unblock_user\"]\n";
+    let extra = format!("[prompts.support]\ntext = \"You are the support bot of ACME.\"\n\n{}", admins(second));
+    let (_up, gw) = setup(&extra).await;
+    let rotate = |token: &'static str| {
+        req(
+            &gw,
+            Some(token),
+            Method::POST,
+            "/admin/v1/rotate/prompt/support",
+            Some(json!({"reason": "leaked", "actor": "ir-lead"})),
+        )
+    };
+    let (s, v) = rotate(RESPONDER).await;
+    assert_eq!(s, 202, "{v}");
+    assert_eq!(v["pending"]["kind"], "rotate_prompt");
+    assert_eq!(v["pending"]["batch"]["actions"], json!([{"action": "rotate_prompt", "prompt": "support"}]));
+    let id = v["pending"]["id"].as_str().unwrap().to_owned();
+    let (_, st) = req(&gw, Some(VIEWER), Method::GET, "/admin/v1/state", None).await;
+    assert_eq!(st["prompts"]["support"]["live"], "primary", "not rotated yet: {st}");
+    assert_eq!(st["prompts"]["support"]["canary_generation"], 1, "{st}");
+    let (s, v) = req(&gw, Some(ADMIN), Method::POST, &format!("/admin/v1/pending/{id}/approve"), None).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["rotated"], "support");
+    assert_eq!(v["new"]["version"], "fallback", "no backup declared: the fallback goes live: {v}");
+
+    // A viewer can neither approve nor reject; a second responder approves a responder's batch.
+    let (s, v) = batch(&gw, ADMIN, json!([{"action": "block_user", "user": "bob"}]), None).await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = batch(&gw, RESPONDER, json!([{"action": "unblock_user", "user": "bob"}]), None).await;
+    assert_eq!(s, 202, "{v}");
+    let id = v["pending"]["id"].as_str().unwrap().to_owned();
+    let (s, v) = req(&gw, Some(VIEWER), Method::POST, &format!("/admin/v1/pending/{id}/reject"), None).await;
+    assert_forbidden(s, &v, "responder", "viewer", "a viewer cannot reject");
+    let (s, v) = req(&gw, Some(RESPONDER2), Method::POST, &format!("/admin/v1/pending/{id}/approve"), None).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["approved_by"], "ravi");
+
+    let records = audit(&gw).await;
+    let rot = records.iter().find(|r| r["kind"] == "rotation" && r["event"] == "prompt").expect("rotation audited");
+    assert_eq!(
+        (&rot["actor"], &rot["approved_by"], &rot["on_behalf_of"]),
+        (&json!("rita"), &json!("ada"), &json!("ir-lead"))
+    );
+}
