@@ -10,6 +10,7 @@ mod inspection;
 pub mod mcp;
 pub mod prompts;
 pub(crate) mod raw;
+pub mod tls;
 pub mod validate;
 
 use std::collections::{BTreeMap, HashMap};
@@ -224,6 +225,10 @@ pub struct Listen {
     pub proxy: SocketAddr,
     /// Admin API and metrics.
     pub admin: SocketAddr,
+    /// TLS on the proxy listener (none: plain HTTP).
+    pub proxy_tls: Option<tls::ListenerTls>,
+    /// TLS (and optionally mutual TLS) on the admin listener (none: plain HTTP).
+    pub admin_tls: Option<tls::ListenerTls>,
 }
 
 /// Files the gateway writes.

@@ -192,6 +192,8 @@ pub struct RawCanary {
 pub struct RawListen {
     pub proxy: Option<String>,
     pub admin: Option<String>,
+    pub proxy_tls: Option<super::tls::RawListenerTls>,
+    pub admin_tls: Option<super::tls::RawListenerTls>,
 }
 
 #[derive(Debug, Default, Deserialize)]
