@@ -124,8 +124,8 @@ async fn serve(
     for t in proxy_tls.iter().chain(admin_tls.iter()) {
         gw.listener_tls.register(t.clone());
     }
-    if proxy_tls.is_some() || admin_tls.is_some() {
-        tokio::spawn(proxy::listen_tls::watch(Arc::downgrade(&gw), proxy::listen_tls::POLL_INTERVAL));
+    if let (true, Some(every)) = (proxy_tls.is_some() || admin_tls.is_some(), listen.tls_watch) {
+        tokio::spawn(proxy::listen_tls::watch(Arc::downgrade(&gw), every));
     }
     let scheme = |t: &Option<Arc<proxy::listen_tls::ServerTls>>| if t.is_some() { "https" } else { "http" };
     let (proxy_scheme, admin_scheme) = (scheme(&proxy_tls), scheme(&admin_tls));

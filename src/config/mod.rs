@@ -229,6 +229,8 @@ pub struct Listen {
     pub proxy_tls: Option<tls::ListenerTls>,
     /// TLS (and optionally mutual TLS) on the admin listener (none: plain HTTP).
     pub admin_tls: Option<tls::ListenerTls>,
+    /// How often the TLS files are checked for changes; `None`: only on SIGHUP / `admin reload`.
+    pub tls_watch: Option<Duration>,
 }
 
 /// Files the gateway writes.

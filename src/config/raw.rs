@@ -194,6 +194,7 @@ pub struct RawListen {
     pub admin: Option<String>,
     pub proxy_tls: Option<super::tls::RawListenerTls>,
     pub admin_tls: Option<super::tls::RawListenerTls>,
+    pub tls_watch_ms: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

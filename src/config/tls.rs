@@ -97,13 +97,13 @@ pub(super) fn compile(
                 problems.add(
                     0,
                     at(field),
-                    format!("`{field}` is required"),
+                    format!("[listen] {key}: `{field}` is required"),
                     Some("a PEM file; relative paths are relative to the policy file".into()),
                 );
                 None
             }
             Some("") => {
-                problems.add(0, at(field), format!("`{field}` is empty"), None);
+                problems.add(0, at(field), format!("[listen] {key}: `{field}` is empty"), None);
                 None
             }
             Some(p) => Some(resolve_path(base, p)),
@@ -121,7 +121,7 @@ pub(super) fn compile(
             problems.add(
                 0,
                 at("client_identity"),
-                format!("unknown value `{other}`"),
+                format!("client_identity: unknown value `{other}`"),
                 Some("use \"cn\" (default), \"san_dns\", \"san_uri\" or \"san_email\"".into()),
             );
             ClientIdentity::Cn
@@ -134,7 +134,7 @@ pub(super) fn compile(
             problems.add(
                 0,
                 at("client_auth"),
-                format!("unknown value `{other}`"),
+                format!("client_auth: unknown value `{other}`"),
                 Some("use \"required\" (default) or \"optional\"".into()),
             );
             ClientAuth::Required
@@ -154,9 +154,31 @@ pub(super) fn compile(
         problems.add(
             0,
             at(e.field()),
-            e.to_string(),
+            format!("[listen] {key}.{}: {e}", e.field()),
             Some("see README.md, \"TLS on the listeners\"; certs/make-pki.sh makes a local CA and certificates".into()),
         );
     }
     Some(spec)
 }
+
+/// `[listen] tls_watch_ms`: how often the TLS files are checked for changes (default 2000 ms; 0
+/// turns the check off, leaving SIGHUP and `admin reload`).
+pub(super) fn watch_interval(raw: Option<i64>, problems: &mut Problems) -> Option<std::time::Duration> {
+    match raw {
+        None => Some(std::time::Duration::from_millis(DEFAULT_WATCH_MS)),
+        Some(0) => None,
+        Some(ms) if (100..=3_600_000).contains(&ms) => Some(std::time::Duration::from_millis(ms as u64)),
+        Some(ms) => {
+            problems.add(
+                0,
+                vec![Seg::Key("listen".into()), Seg::Key("tls_watch_ms".into())],
+                format!("tls_watch_ms: {ms} is out of range"),
+                Some(format!("0 (off) or 100..=3600000; the default is {DEFAULT_WATCH_MS}")),
+            );
+            None
+        }
+    }
+}
+
+/// How often the TLS files are checked for changes by default.
+pub const DEFAULT_WATCH_MS: u64 = 2000;

@@ -26,9 +26,6 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use crate::audit::{Audit, Record};
 use crate::config::tls::{ClientAuth, ClientIdentity, ListenerTls};
 
-/// How often [`watch`] looks at the certificate files.
-pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
-
 /// Why a listener's TLS files do not load. Messages name the file, never its contents.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsFileError {
