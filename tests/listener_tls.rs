@@ -671,3 +671,52 @@ async fn a_certificate_file_replaced_without_a_signal_is_picked_up_under_load() 
     let audited = reloaded["serial"].as_str().unwrap_or_default().trim_start_matches("00").to_owned();
     assert_eq!(audited, serial2.trim_start_matches("00"), "the audit names the new certificate's serial");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_handshake_is_closed_after_the_first_byte_timeout() {
+    let (g, _tmp) = start(&format!("{}\n[limits]\nfirst_byte_timeout_ms = 400\n", both_tls()));
+    for authority in [addr(&g.proxy), addr(&g.admin)] {
+        // Half a ClientHello, then nothing: bytes arrived, so only the handshake timeout can end it.
+        let hello = client_hello(3);
+        let mut tcp = TcpStream::connect(&authority).await.expect("connect");
+        tcp.write_all(&hello[..hello.len() / 2]).await.expect("write");
+        let started = Instant::now();
+        let mut out = Vec::new();
+        let r = tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut out)).await;
+        assert!(r.is_ok(), "a stalled handshake on {authority} is still open after 10 s");
+        let took = started.elapsed();
+        assert!(took >= Duration::from_millis(300) && took < Duration::from_secs(5), "closed after {took:?}");
+        assert!(!out.starts_with(b"HTTP/"));
+    }
+}
+
+#[test]
+fn the_admin_cli_speaks_https_with_a_client_certificate() {
+    let (g, tmp) = start(&both_tls());
+    let pki = tmp.path().join("pki");
+    let url = format!("https://{}", addr(&g.admin));
+    let run = |extra: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_firebreak"))
+            .args(["admin", "--url", &url])
+            .args(extra)
+            .arg("state")
+            .env("FIREBREAK_ADMIN_TOKEN", ADMIN_TOKEN)
+            .output()
+            .expect("run firebreak admin");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let p = |f: &str| pki.join(f).display().to_string();
+    let (ca, cert, key) = (p("ca.pem"), p("client-alice.pem"), p("client-alice.key"));
+    let (ok, out, err) = run(&["--ca-file", &ca, "--client-cert", &cert, "--client-key", &key]);
+    assert!(ok && out.contains("\"version\""), "state over mTLS: {out} {err}");
+    let (ok, _, err) = run(&["--ca-file", &ca]);
+    assert!(!ok && err.contains("cannot reach the admin API"), "no client certificate: {err}");
+    let (ok, _, err) = run(&["--client-cert", &cert, "--client-key", &key]);
+    assert!(!ok && err.contains("cannot reach the admin API"), "the local CA is not trusted by default: {err}");
+    let (ok, _, err) = run(&["--ca-file", &ca, "--client-cert", &cert]);
+    assert!(!ok && err.contains("--client-key"), "a certificate without its key: {err}");
+}
