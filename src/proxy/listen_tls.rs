@@ -160,6 +160,25 @@ fn leaf(chain: &[CertificateDer<'_>]) -> (Vec<u8>, String) {
     (der, serial)
 }
 
+/// How close to its end a certificate's validity gets a warning.
+const EXPIRY_WARNING: Duration = Duration::from_secs(14 * 24 * 3600);
+
+/// A warning when the leaf certificate of `cert_file` has expired or expires within 14 days.
+pub fn expiry_warning(cert_file: &Path) -> Option<String> {
+    let chain = read_certs(cert_file).ok()?;
+    let end = x509::not_after(chain.first()?)?;
+    let date = humantime::format_rfc3339_seconds(end);
+    match end.duration_since(SystemTime::now()) {
+        Err(_) => Some(format!("the certificate in {} expired on {date}: clients will refuse it", cert_file.display())),
+        Ok(left) if left < EXPIRY_WARNING => Some(format!(
+            "the certificate in {} expires on {date} (in {} days): replace it (no restart needed)",
+            cert_file.display(),
+            left.as_secs() / 86_400
+        )),
+        Ok(_) => None,
+    }
+}
+
 /// The files as last loaded (or last tried) and the certificate in force.
 #[derive(Debug)]
 struct Loaded {
@@ -200,6 +219,9 @@ impl ServerTls {
         let cfg = server_config(&spec)?;
         let (leaf, serial) = leaf(&read_certs(&spec.cert_file)?);
         let loaded = Mutex::new(Loaded { stamp, leaf, serial });
+        if let Some(w) = expiry_warning(&spec.cert_file) {
+            tracing::warn!(listener, "{w}");
+        }
         Ok(Arc::new(ServerTls { listener, spec, config: ArcSwap::from_pointee(cfg), loaded }))
     }
 
@@ -254,6 +276,9 @@ impl ServerTls {
             Reloaded::Unchanged => {}
             Reloaded::Swapped { serial, previous } => {
                 tracing::info!(listener = self.listener, actor, serial, previous, "TLS certificate reloaded");
+                if let Some(w) = expiry_warning(&self.spec.cert_file) {
+                    tracing::warn!(listener = self.listener, "{w}");
+                }
                 audit
                     .record(
                         Record::new("tls")
@@ -503,6 +528,29 @@ mod x509 {
         Some(hex::encode(serial))
     }
 
+    /// The end of a certificate's validity period.
+    pub(super) fn not_after(cert: &[u8]) -> Option<std::time::SystemTime> {
+        let (SEQUENCE, cert, _) = tlv(cert)? else { return None };
+        let (SEQUENCE, tbs, _) = tlv(cert)? else { return None };
+        let mut fields = items(tbs)?;
+        if fields.first()?.0 == 0xa0 {
+            fields.remove(0);
+        }
+        let &(SEQUENCE, validity) = fields.get(3)? else { return None };
+        let times = items(validity)?;
+        let &(tag, t) = times.get(1)?;
+        let t = std::str::from_utf8(t).ok()?;
+        // UTCTime YYMMDDHHMMSSZ (years 1950-2049) or GeneralizedTime YYYYMMDDHHMMSSZ.
+        let full = match (tag, t.len()) {
+            (0x17, 13) => format!("{}{t}", if t.get(..2)? < "50" { "20" } else { "19" }),
+            (0x18, 15) => t.to_owned(),
+            _ => return None,
+        };
+        let d = |r: std::ops::Range<usize>| full.get(r);
+        let rfc3339 = format!("{}-{}-{}T{}:{}:{}Z", d(0..4)?, d(4..6)?, d(6..8)?, d(8..10)?, d(10..12)?, d(12..14)?);
+        humantime::parse_rfc3339(&rfc3339).ok()
+    }
+
     /// The identity `kind` of a (verified) certificate, if it has a usable one: non-empty, at most
     /// 256 bytes, no control characters.
     pub(super) fn identity(cert: &[u8], kind: ClientIdentity) -> Option<String> {
@@ -580,6 +628,13 @@ mod tests {
         assert_eq!(x509::identity(&cert, ClientIdentity::SanEmail).as_deref(), Some("alice@example.test"));
         assert_eq!(x509::identity(&cert, ClientIdentity::SanDns).as_deref(), Some("alice.ops.example.test"));
         assert_eq!(x509::identity(&cert, ClientIdentity::SanUri).as_deref(), Some("spiffe://example.test/admin/alice"));
+        let end = x509::not_after(&cert).expect("notAfter");
+        let days = end.duration_since(SystemTime::now()).expect("valid").as_secs() / 86_400;
+        assert!((28..=30).contains(&days), "make-pki.sh issues for 30 days, got {days}");
+        let expired = der(&d.path().join("client-expired.pem"));
+        assert!(x509::not_after(&expired).expect("notAfter") < SystemTime::now());
+        assert!(expiry_warning(&d.path().join("server-expired.pem")).is_some_and(|w| w.contains("expired on 20")));
+        assert_eq!(expiry_warning(&d.path().join("server.pem")), None);
         // The server certificate has DNS and IP names but no e-mail or URI.
         let server = der(&d.path().join("server.pem"));
         assert_eq!(x509::identity(&server, ClientIdentity::SanDns).as_deref(), Some("localhost"));
