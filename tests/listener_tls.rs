@@ -727,3 +727,16 @@ fn the_admin_cli_speaks_https_with_a_client_certificate() {
     let (ok, _, err) = run(&["--ca-file", &ca, "--client-cert", &cert]);
     assert!(!ok && err.contains("--client-key"), "a certificate without its key: {err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_on_the_proxy_listener() {
+    let (g, tmp) = start(&format!(
+        "proxy_tls = {{ {SERVER}, client_ca_file = \"pki/ca.pem\", client_identity = \"san_email\" }}\n"
+    ));
+    let pki = tmp.path().join("pki");
+    let ca = pki.join("ca.pem");
+    let bob = client(&ca, Some((&pki.join("client-bob.pem"), &pki.join("client-bob.key"))), &["h2"]);
+    connect(&addr(&g.proxy), bob).await.expect("handshake").chat().await.expect("chat with a client certificate");
+    let r = async { connect(&addr(&g.proxy), client(&ca, None, &["h2"])).await?.chat().await }.await;
+    assert!(r.is_err(), "the proxy listener served a client without a certificate");
+}
