@@ -2,6 +2,7 @@
 
 mod admin;
 mod audit;
+mod bundle;
 mod check;
 mod key;
 mod replay;

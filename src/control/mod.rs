@@ -17,6 +17,7 @@ use crate::proxy::body::{full, Body};
 use crate::proxy::Gateway;
 use crate::state::{ApplyError, Batch};
 
+mod forensics;
 mod prompts;
 
 /// Largest admin request body.
@@ -128,6 +129,10 @@ impl Admin {
             (&Method::POST, "/admin/v1/policy/reload") => self.reload().await,
             (&Method::GET, "/admin/v1/audit") => self.audit(req.uri().query()).await,
             (&Method::GET, "/admin/v1/incidents") => self.incidents(req.uri().query()).await,
+            (&Method::GET, p) if forensics::export_id(p).is_some() => {
+                let id = forensics::export_id(p).unwrap_or_default().to_owned();
+                self.export(&id, req.uri().query()).await
+            }
             (&Method::GET, p) if p.starts_with("/admin/v1/incidents/") => {
                 let id = p.trim_start_matches("/admin/v1/incidents/");
                 match self.gw.incidents.get(id).await {
