@@ -112,8 +112,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         }
         Cmd::VerifyBundle { file, key_files, key_envs, policy } => {
             let sources = keys(key_files, key_envs, policy.as_ref(), None)?;
-            let keys =
-                sources.iter().map(AuditKey::load).collect::<Result<Vec<_>, _>>().map_err(anyhow::Error::msg)?;
+            let keys = sources.iter().map(AuditKey::load).collect::<Result<Vec<_>, _>>().map_err(anyhow::Error::msg)?;
             super::bundle::verify(&file, &keys)
         }
     }

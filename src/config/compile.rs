@@ -278,7 +278,10 @@ fn absorb(m: &mut Merged, file: usize, mut raw: RawPolicy, problems: &mut Proble
         m.main = raw;
     } else {
         let sections = [
-            (raw.listen.proxy.is_some() || raw.listen.admin.is_some() || raw.listen.trusted_proxies.is_some(), "listen"),
+            (
+                raw.listen.proxy.is_some() || raw.listen.admin.is_some() || raw.listen.trusted_proxies.is_some(),
+                "listen",
+            ),
             (raw.forensics.is_some(), "forensics"),
             (raw.admin.token_env.is_some() || raw.admin.token_file.is_some(), "admin"),
             (raw.storage.state_file.is_some() || raw.storage.audit_file.is_some(), "storage"),

@@ -16,9 +16,7 @@ impl Admin {
         for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
             match pair.split_once('=') {
                 Some(("actor", v)) if !v.is_empty() => actor = percent_decode(v).chars().take(128).collect(),
-                _ => {
-                    return error(StatusCode::BAD_REQUEST, "unknown_parameter", "the only parameter is actor=NAME")
-                }
+                _ => return error(StatusCode::BAD_REQUEST, "unknown_parameter", "the only parameter is actor=NAME"),
             }
         }
         let Some(incident) = self.gw.incidents.get(id).await else {
@@ -38,10 +36,12 @@ impl Admin {
         if let Err(e) = self.gw.audit.flush().await {
             return error(StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable", &e.to_string());
         }
-        let (before, after) = policy.forensics.as_deref().map_or(
-            (crate::config::forensics::DEFAULT_WINDOW, crate::config::forensics::DEFAULT_WINDOW),
-            |s| (s.before, s.after),
-        );
+        let (before, after) = policy
+            .forensics
+            .as_deref()
+            .map_or((crate::config::forensics::DEFAULT_WINDOW, crate::config::forensics::DEFAULT_WINDOW), |s| {
+                (s.before, s.after)
+            });
         let evidence_dir = self.gw.forensics.dir().map(std::path::Path::to_path_buf);
         let audit_file = policy.storage.audit_file.clone();
         let policy_sha256 = policy.sha256.clone();

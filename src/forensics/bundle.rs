@@ -86,7 +86,9 @@ pub fn build(x: &Export<'_>) -> Result<Value, String> {
         x.audit_file,
         &crate::audit::VerifyOptions { keys: x.keys.clone(), allow_missing_head: false },
     ) {
-        Ok(r) => json!({"ok": true, "proven": r.proven(), "summary": r.summary(), "records": r.records, "last_mac": r.last_mac}),
+        Ok(r) => {
+            json!({"ok": true, "proven": r.proven(), "summary": r.summary(), "records": r.records, "last_mac": r.last_mac})
+        }
         Err(e) => json!({"ok": false, "proven": false, "error": e.to_string()}),
     };
     let text = std::fs::read_to_string(x.audit_file).map_err(|e| format!("{}: {e}", x.audit_file.display()))?;
@@ -97,7 +99,8 @@ pub fn build(x: &Export<'_>) -> Result<Value, String> {
     let end = inc.resolved_at.as_deref().and_then(|t| humantime::parse_rfc3339_weak(t).ok()).map(|t| t + x.after);
     let to = end.map_or(now, |e| e.min(now));
     let user = inc.principal.user.as_deref();
-    let mut sessions: BTreeSet<String> = inc.principal.sessions.iter().map(|s| crate::audit::session_digest(s)).collect();
+    let mut sessions: BTreeSet<String> =
+        inc.principal.sessions.iter().map(|s| crate::audit::session_digest(s)).collect();
     if let Some(s) = &inc.principal.session {
         sessions.insert(crate::audit::session_digest(s));
     }
@@ -111,7 +114,9 @@ pub fn build(x: &Export<'_>) -> Result<Value, String> {
             break;
         }
         let Ok(v) = serde_json::from_str::<Value>(line) else { continue };
-        if let (Some(seq), Some(mac)) = (v.get("seq").and_then(Value::as_u64), v.get("mac").or_else(|| v.get("hash")).and_then(Value::as_str)) {
+        if let (Some(seq), Some(mac)) =
+            (v.get("seq").and_then(Value::as_u64), v.get("mac").or_else(|| v.get("hash")).and_then(Value::as_str))
+        {
             last_verified = Some((seq, mac.to_owned()));
         }
         let s = |k: &str| v.get(k).and_then(Value::as_str);
@@ -238,7 +243,9 @@ pub fn verify(text: &str, keys: &[AuditKey]) -> Verdict {
         let Some(part) = parts.get(p) else { return Tampered(format!("part `{p}` is missing")) };
         match hashes.get(p).and_then(Value::as_str) {
             Some(h) if h == part_hash(part) => {}
-            Some(_) => return Tampered(format!("part `{p}` does not match its SHA-256 in the manifest: it was changed")),
+            Some(_) => {
+                return Tampered(format!("part `{p}` does not match its SHA-256 in the manifest: it was changed"))
+            }
             None => return Tampered(format!("manifest: no hash for part `{p}`")),
         }
     }
@@ -302,14 +309,19 @@ pub fn verify(text: &str, keys: &[AuditKey]) -> Verdict {
             }
         }
         match key_of(head.get("kid").and_then(Value::as_str)) {
-            Some(k) if k.verify(crate::audit::head_message(seq, mac).as_bytes(), head["head_mac"].as_str().unwrap_or("")) => {}
+            Some(k)
+                if k.verify(
+                    crate::audit::head_message(seq, mac).as_bytes(),
+                    head["head_mac"].as_str().unwrap_or(""),
+                ) => {}
             Some(_) => return Tampered("audit head: its MAC does not match".into()),
             None => unproven.push("head: no key for its key id".into()),
         }
     }
     // The evidence text against its recorded hash (the hash the store's manifest names).
     let ev = &parts["evidence"];
-    if let (Some(text), Some(sha)) = (ev.get("text").and_then(Value::as_str), ev.get("sha256").and_then(Value::as_str)) {
+    if let (Some(text), Some(sha)) = (ev.get("text").and_then(Value::as_str), ev.get("sha256").and_then(Value::as_str))
+    {
         if hex::encode(Sha256::digest(text.as_bytes())) != sha {
             return Tampered("part `evidence`: the file does not match its SHA-256".into());
         }

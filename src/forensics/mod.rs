@@ -130,10 +130,8 @@ impl Forensics {
     /// Capture with `settings`, into the store they name (created `0700` if needed).
     pub fn open(settings: Arc<ForensicsSettings>) -> Result<Forensics, String> {
         let store = store::Store::open(&settings.dir)?;
-        let rings = moka::sync::Cache::builder()
-            .max_capacity(settings.max_principals())
-            .time_to_idle(settings.before)
-            .build();
+        let rings =
+            moka::sync::Cache::builder().max_capacity(settings.max_principals()).time_to_idle(settings.before).build();
         let recording = moka::sync::Cache::builder()
             .max_capacity(10_000)
             .time_to_live(settings.after + Duration::from_secs(1))

@@ -175,12 +175,18 @@ mod tests {
         // Only trusted hops: the left-most.
         assert_eq!(meta("10.0.0.1:1", &[("x-forwarded-for", "10.9.9.9, 10.1.1.1")]).forwarded_for(&lb), ip("10.9.9.9"));
         // Ports and brackets as proxies write them.
-        assert_eq!(meta("10.0.0.1:1", &[("x-forwarded-for", "[2001:db8::1]:443")]).forwarded_for(&lb), ip("2001:db8::1"));
+        assert_eq!(
+            meta("10.0.0.1:1", &[("x-forwarded-for", "[2001:db8::1]:443")]).forwarded_for(&lb),
+            ip("2001:db8::1")
+        );
         assert_eq!(meta("10.0.0.1:1", &[("x-forwarded-for", "192.0.2.1:8080")]).forwarded_for(&lb), ip("192.0.2.1"));
         // Forwarded (RFC 7239) wins over X-Forwarded-For.
         let m = meta(
             "10.0.0.1:1",
-            &[("forwarded", "for=6.6.6.6, for=\"[2001:db8:cafe::17]:4711\";proto=https"), ("x-forwarded-for", "9.9.9.9")],
+            &[
+                ("forwarded", "for=6.6.6.6, for=\"[2001:db8:cafe::17]:4711\";proto=https"),
+                ("x-forwarded-for", "9.9.9.9"),
+            ],
         );
         assert_eq!(m.forwarded_for(&lb), ip("2001:db8:cafe::17"));
     }

@@ -259,7 +259,9 @@ async fn pump(
             "shutdown"
         }
         End::Cut(rule, msg) => {
-            let _ = tx.send(kept(&mut capture, error_event(ctx.endpoint, ErrorKind::Permission, &msg, "stream_terminated"))).await;
+            let _ = tx
+                .send(kept(&mut capture, error_event(ctx.endpoint, ErrorKind::Permission, &msg, "stream_terminated")))
+                .await;
             gw.metrics.stream_terminated();
             gw.metrics.decision(rule, "terminate_stream");
             facts.decisions.push((rule, "terminate_stream"));
@@ -267,7 +269,9 @@ async fn pump(
         }
         End::Broken(detail) => {
             let msg = format!("the upstream stream from `{}` broke off: {detail}", ctx.upstream);
-            let _ = tx.send(kept(&mut capture, error_event(ctx.endpoint, ErrorKind::Api, &msg, "upstream_stream_error"))).await;
+            let _ = tx
+                .send(kept(&mut capture, error_event(ctx.endpoint, ErrorKind::Api, &msg, "upstream_stream_error")))
+                .await;
             gw.metrics.decision("upstream.broken_stream", "error");
             facts.decisions.push(("upstream.broken_stream", "error"));
             facts.detail = Some(detail);
