@@ -403,3 +403,49 @@ async fn with_forensics_off_no_store_is_written_and_the_bundle_still_verifies() 
     let (code, said) = verify_bundle(&gw, &junk, true);
     assert_eq!(code, 1, "{said}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mcp_exchanges_json_and_streamed_are_captured_redacted() {
+    use upstream::mcp::{text_result, Answer, McpClient};
+    let srv = upstream::mcp::McpServer::start().await;
+    let extra = format!(
+        "[incidents]\nauto_contain = false\n\n[forensics]\nenabled = true\n\n[mcp_servers.srv]\nurl = \"{}\"\n",
+        srv.url()
+    );
+    let gw = Gateway::start(&policy_with("mcp = [\"srv/*\"]", &extra));
+    let mut c = McpClient::new(&gw.url("/mcp/srv"), Some(ALICE));
+    c.initialize("2025-06-18").await;
+    assert!(c.list_tool_names().await.contains(&"echo".to_owned()));
+    // The server's result leaks a credential: redacted for the client, and an incident opens.
+    srv.set_tool_result("echo", text_result(&format!("the key is {AWS_KEY}")));
+    let a = c.rpc(1, "tools/call", json!({"name": "echo", "arguments": {"message": format!("mine: {AWS_KEY}")}})).await;
+    assert!(!a.to_string().contains(AWS_KEY), "{a}");
+    // Then a streamed answer, in the incident's "after" window.
+    srv.set_answer(Answer::Sse(upstream::Chunking::Whole));
+    let a = c.rpc(2, "tools/call", json!({"name": "echo", "arguments": {"message": "again"}})).await;
+    assert!(!a.to_string().contains(AWS_KEY), "{a}");
+
+    let (_, list) = gw.admin(reqwest::Method::GET, "/admin/v1/incidents", None).await;
+    let id = list["incidents"]
+        .as_array()
+        .and_then(|l| l.iter().find(|i| i["trigger"] == "credential_leakage_confirmed"))
+        .and_then(|i| i["id"].as_str())
+        .unwrap_or_else(|| panic!("no leak incident: {list}"))
+        .to_owned();
+    let dir = gw.dir.join("firebreak-evidence");
+    let lines = evidence_when(&dir.join(format!("{id}.jsonl")), |l| phase_count(l, "after") >= 1).await;
+    let leak = lines
+        .iter()
+        .find(|l| l["phase"] == "before" && l["exchange"]["request"].to_string().contains("mine: "))
+        .unwrap_or_else(|| panic!("the leaking call is in the before window: {lines:#?}"));
+    assert_eq!(leak["exchange"]["kind"], "mcp");
+    assert!(leak["exchange"]["response"].to_string().contains("[REDACTED:aws_access_key_id]"), "{leak}");
+    let after = lines.iter().find(|l| l["phase"] == "after").expect("after");
+    assert_eq!(after["exchange"]["stream"], true, "{after}");
+    let streamed = after["exchange"]["response"].as_str().expect("the event stream the client received");
+    assert!(streamed.contains("event: message") && streamed.contains("[REDACTED:aws_access_key_id]"), "{streamed}");
+    for entry in std::fs::read_dir(&dir).expect("store") {
+        let p = entry.expect("entry").path();
+        assert!(!std::fs::read_to_string(&p).expect("read").contains(AWS_KEY), "{}", p.display());
+    }
+}

@@ -68,6 +68,14 @@ impl Capture {
     }
 }
 
+/// Adds what a stream pump sends the client to its capture, when there is one; returns the bytes.
+pub fn kept(capture: &mut Option<Capture>, bytes: Bytes) -> Bytes {
+    if let Some(c) = capture {
+        c.push_response(&bytes);
+    }
+    bytes
+}
+
 /// One redacted exchange, serialised once.
 #[derive(Debug)]
 struct Entry {
@@ -218,6 +226,8 @@ impl Forensics {
             entries: 0,
             bytes: 0,
         });
+        // Stored again so the entry lives `after` from this incident, not from an earlier one.
+        on.recording.insert(user.to_owned(), slot);
     }
 
     /// Waits until everything captured so far is on disk (for an export).

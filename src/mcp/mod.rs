@@ -491,6 +491,7 @@ impl Exchange {
                     idle: (!is_get).then_some(policy.limits.stream_idle_timeout),
                     server_headers,
                     permit: self.permit.take(),
+                    capture: ctx.capture.take(),
                 },
                 upstream_body,
                 tx,

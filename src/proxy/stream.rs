@@ -22,6 +22,7 @@ use super::toolcalls::{EventAction, StreamFilter};
 use super::Gateway;
 use crate::audit::Record;
 use crate::config::{KeyEntry, Policy};
+use crate::forensics::kept;
 use crate::inspect::redact::{LinkGuard, Redacted, StreamRedactor};
 use crate::protocol::sse::SseFramer;
 use crate::protocol::{error_event, Endpoint, ErrorKind};
@@ -288,14 +289,6 @@ async fn pump(
     gw.metrics.in_flight(-1);
     drop(tx);
     drop(ctx.permit);
-}
-
-/// Adds what the client is sent to the capture, when there is one.
-fn kept(capture: &mut Option<crate::forensics::Capture>, bytes: Bytes) -> Bytes {
-    if let Some(c) = capture {
-        c.push_response(&bytes);
-    }
-    bytes
 }
 
 /// What a stream's inspection found, for its audit record.
