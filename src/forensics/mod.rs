@@ -354,4 +354,16 @@ mod tests {
         assert_eq!(r.entries.len(), 2, "bytes: 2 × 10 ≤ 25 < 3 × 10");
         assert_eq!(r.bytes, 20);
     }
+
+    #[test]
+    fn a_ring_forgets_what_is_older_than_the_before_window() {
+        let s = settings(100, 1 << 20);
+        let mut r = Ring::default();
+        let old = Instant::now().checked_sub(Duration::from_secs(120)).expect("an instant 2 min ago");
+        r.push(Entry { at: old, json: "old".into() }, &s);
+        r.push(Entry { at: Instant::now(), json: "new".into() }, &s);
+        assert_eq!(r.entries.len(), 1);
+        assert_eq!(&*r.entries[0].json, "new");
+        assert_eq!(r.bytes, 3);
+    }
 }

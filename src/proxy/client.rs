@@ -201,4 +201,27 @@ mod tests {
             assert_eq!(meta("10.0.0.1:1", &[("forwarded", bad)]).forwarded_for(&lb), None, "{bad:?}");
         }
     }
+
+    #[test]
+    fn records_name_the_peer_the_agent_and_the_tls_identity() {
+        let rules = crate::inspect::catalog::builtin().expect("catalog").into_iter().map(|(r, _)| r).collect();
+        let scanner = crate::inspect::Scanner::new(rules, "[REDACTED:<rule-id>]").expect("scanner");
+        let mut h = HeaderMap::new();
+        h.insert(http::header::USER_AGENT, "sdk/1.0".parse().expect("value"));
+        let mut ext = http::Extensions::new();
+        ext.insert(Peer { addr: Some("192.0.2.4:4000".parse().expect("addr")), tls_identity: Some("svc-a\nx".into()) });
+        let r = ClientMeta::of(&ext, &h).into_record(Record::new("request"), &scanner, &[]);
+        let f = r.fields();
+        assert_eq!(f["client_addr"], "192.0.2.4:4000");
+        assert_eq!(f["user_agent"], "sdk/1.0");
+        assert_eq!(f["tls_identity"], "svc-a\\u{a}x", "escaped like any client text");
+        assert!(!f.contains_key("forwarded_for"));
+        // No peer (an in-process replay) and no headers: nothing is added.
+        let r = ClientMeta::of(&http::Extensions::new(), &HeaderMap::new()).into_record(
+            Record::new("request"),
+            &scanner,
+            &[],
+        );
+        assert_eq!(r.fields().len(), 1, "only kind");
+    }
 }
