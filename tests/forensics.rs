@@ -394,6 +394,16 @@ async fn with_forensics_off_no_store_is_written_and_the_bundle_still_verifies() 
     assert!(b["parts"]["audit"]["records"].as_array().is_some_and(|r| r.len() >= 4));
     let (code, said) = verify_bundle(&gw, &out, true);
     assert_eq!(code, 0, "{said}");
+    // Exporting again over an existing, world-readable file leaves it 0600.
+    std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let (ok, stdout, stderr) = gw.cli(&["admin", "incident", &id, "--export", out.to_str().expect("path")]);
+    assert!(ok, "{stdout}{stderr}");
+    assert_eq!(mode(&out), 0o600);
+    // Bad input: an unknown parameter, an id with a path in it.
+    let (status, v) = gw.admin(reqwest::Method::GET, &format!("/admin/v1/incidents/{id}/export?as=tar"), None).await;
+    assert_eq!(status, 400, "{v}");
+    let (status, v) = gw.admin(reqwest::Method::GET, "/admin/v1/incidents/..%2F..%2Fstate/export", None).await;
+    assert_eq!(status, 404, "{v}");
     // An unknown incident is a clear 404.
     let (status, v) = gw.admin(reqwest::Method::GET, "/admin/v1/incidents/INC-99999/export", None).await;
     assert_eq!(status, 404, "{v}");

@@ -21,7 +21,12 @@ pub fn write(file: &Path, bytes: &[u8]) -> anyhow::Result<ExitCode> {
         .mode(0o600)
         .open(file)
         .with_context(|| format!("cannot write {}", file.display()))?;
-    f.write_all(bytes).and_then(|_| f.sync_all()).with_context(|| format!("cannot write {}", file.display()))?;
+    // An existing file keeps its mode when truncated: the bundle is 0600 all the same.
+    use std::os::unix::fs::PermissionsExt;
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .and_then(|_| f.write_all(bytes))
+        .and_then(|_| f.sync_all())
+        .with_context(|| format!("cannot write {}", file.display()))?;
     println!(
         "wrote {}: incident {}, {} audit record(s), evidence {}; manifest signed with key id {}",
         file.display(),
