@@ -29,23 +29,24 @@ pub const MAX_USER_AGENT: usize = 256;
 pub struct ClientMeta {
     peer: Option<Peer>,
     user_agent: Option<HeaderValue>,
-    forwarded: Option<HeaderValue>,
-    /// Every `X-Forwarded-For` value, in order (almost always one; several only when sent so).
+    /// Every `Forwarded` value, in order (almost always one; several only when sent so).
+    forwarded: Option<Vec<HeaderValue>>,
+    /// Every `X-Forwarded-For` value, in order.
     xff: Option<Vec<HeaderValue>>,
 }
 
 impl ClientMeta {
     /// Reads the peer (set by the listener) and the headers of a request.
     pub fn of(extensions: &http::Extensions, headers: &HeaderMap) -> ClientMeta {
-        let xff = match headers.get_all("x-forwarded-for").iter().count() {
-            0 => None,
-            _ => Some(headers.get_all("x-forwarded-for").iter().cloned().collect()),
+        // Nothing is allocated for a header that is absent (the common case).
+        let all = |name: http::header::HeaderName| -> Option<Vec<HeaderValue>> {
+            headers.contains_key(&name).then(|| headers.get_all(name).iter().cloned().collect())
         };
         ClientMeta {
             peer: extensions.get::<Peer>().cloned(),
             user_agent: headers.get(http::header::USER_AGENT).cloned(),
-            forwarded: headers.get(http::header::FORWARDED).cloned(),
-            xff,
+            forwarded: all(http::header::FORWARDED),
+            xff: all(http::header::HeaderName::from_static("x-forwarded-for")),
         }
     }
 
@@ -64,14 +65,9 @@ impl ClientMeta {
             return None;
         }
         if let Some(f) = &self.forwarded {
-            return walk(f.to_str().ok()?.rsplit(',').map(forwarded_for_entry), trusted);
+            return walk(list(f)?.into_iter().rev().map(forwarded_for_entry), trusted);
         }
-        let xff = self.xff.as_ref()?;
-        let mut entries = Vec::new();
-        for v in xff {
-            entries.extend(v.to_str().ok()?.split(','));
-        }
-        walk(entries.into_iter().rev().map(|e| parse_addr(e.trim())), trusted)
+        walk(list(self.xff.as_deref()?)?.into_iter().rev().map(|e| parse_addr(e.trim())), trusted)
     }
 
     /// Adds `client_addr`, `forwarded_for`, `user_agent` and `tls_identity` to `r` (those known).
@@ -88,6 +84,15 @@ impl ClientMeta {
             .with_opt("user_agent", ua)
             .with_opt("tls_identity", identity.map(|i| crate::audit::client_text_capped(scanner, i, MAX_USER_AGENT)))
     }
+}
+
+/// Several header lines are one list, in order; a line that is not text spoils the header.
+fn list(values: &[HeaderValue]) -> Option<Vec<&str>> {
+    let mut entries = Vec::new();
+    for v in values {
+        entries.extend(v.to_str().ok()?.split(','));
+    }
+    Some(entries)
 }
 
 fn is_trusted(trusted: &[Cidr], ip: IpAddr) -> bool {
@@ -180,6 +185,8 @@ mod tests {
             ip("2001:db8::1")
         );
         assert_eq!(meta("10.0.0.1:1", &[("x-forwarded-for", "192.0.2.1:8080")]).forwarded_for(&lb), ip("192.0.2.1"));
+        let m = meta("10.0.0.1:1", &[("forwarded", "for=6.6.6.6"), ("forwarded", "for=198.51.100.9")]);
+        assert_eq!(m.forwarded_for(&lb), ip("198.51.100.9"), "several Forwarded lines are one list");
         // Forwarded (RFC 7239) wins over X-Forwarded-For.
         let m = meta(
             "10.0.0.1:1",
