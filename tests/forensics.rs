@@ -394,6 +394,35 @@ async fn with_forensics_off_no_store_is_written_and_the_bundle_still_verifies() 
     assert!(b["parts"]["audit"]["records"].as_array().is_some_and(|r| r.len() >= 4));
     let (code, said) = verify_bundle(&gw, &out, true);
     assert_eq!(code, 0, "{said}");
+    // A trail edited before the export: the bundle says so (UNPROVEN), it does not launder it.
+    let (s, _) = chat(&gw, BOB, "bob was here", false, &[]).await;
+    assert_eq!(s, 200);
+    let trail = gw.dir.join("audit.jsonl");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&trail).unwrap_or_default().contains("\"user\":\"bob\"") {
+        assert!(Instant::now() < deadline, "bob's record never written");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let edited: String =
+        std::fs::read_to_string(&trail)
+            .expect("trail")
+            .lines()
+            .map(|l| {
+                if l.contains("\"user\":\"bob\"") {
+                    l.replace("\"status\":200", "\"status\":201")
+                } else {
+                    l.to_owned()
+                }
+            })
+            .map(|l| l + "\n")
+            .collect();
+    std::fs::write(&trail, edited).expect("edit the trail");
+    let edited_out = gw.dir.join("edited.json");
+    let (ok, stdout, stderr) = gw.cli(&["admin", "incident", &id, "--export", edited_out.to_str().expect("path")]);
+    assert!(ok, "{stdout}{stderr}");
+    let (code, said) = verify_bundle(&gw, &edited_out, true);
+    assert_eq!(code, 2, "{said}");
+    assert!(said.contains("not proven at export"), "{said}");
     // Exporting again over an existing, world-readable file leaves it 0600.
     std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o644)).expect("chmod");
     let (ok, stdout, stderr) = gw.cli(&["admin", "incident", &id, "--export", out.to_str().expect("path")]);
