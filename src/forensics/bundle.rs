@@ -272,8 +272,23 @@ pub fn verify(text: &str, keys: &[AuditKey]) -> Verdict {
     for r in records {
         let mut m = r.as_object().cloned().unwrap_or_default();
         let seq = m.get("seq").and_then(Value::as_u64).unwrap_or(0);
-        let Some(Value::String(mac)) = m.remove("mac") else {
-            return Tampered(format!("audit record seq {seq}: no MAC"));
+        let mac = match (m.remove("mac"), m.remove("hash")) {
+            (Some(Value::String(mac)), None) => mac,
+            // A record written before audit keys existed: its hash only, which anyone can recompute.
+            (None, Some(Value::String(hash))) => {
+                if crate::audit::record_hash(&m) != hash {
+                    return Tampered(format!("audit record seq {seq}: its hash does not match: the record was edited"));
+                }
+                unproven.push(format!("record seq {seq} is a legacy unkeyed record"));
+                let Some(link) = links.iter().find(|l| l.get(0).and_then(Value::as_u64) == Some(seq)) else {
+                    return Tampered(format!("audit record seq {seq}: not in the chain's links"));
+                };
+                if link.get(1) != r.get("prev") || link.get(2).and_then(Value::as_str) != Some(hash.as_str()) {
+                    return Tampered(format!("audit record seq {seq}: does not match its link in the chain"));
+                }
+                continue;
+            }
+            _ => return Tampered(format!("audit record seq {seq}: no MAC")),
         };
         match key_of(m.get("kid").and_then(Value::as_str)) {
             Some(k) => {
@@ -352,5 +367,67 @@ pub fn verify(text: &str, keys: &[AuditKey]) -> Verdict {
         Verdict::Ok(summary)
     } else {
         Verdict::Unproven(format!("{summary}; NOT proven: {}", unproven.join("; ")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A chain of `n` keyed records and a bundle selecting `pick` of them (links over the span).
+    fn bundle(key: &AuditKey, n: u64, pick: &[u64], drop_link: Option<u64>) -> String {
+        let mut prev = crate::audit::GENESIS.to_owned();
+        let mut all = Vec::new();
+        for seq in 1..=n {
+            let mut m = Map::new();
+            m.insert("kind".into(), json!("request"));
+            m.insert("seq".into(), json!(seq));
+            m.insert("prev".into(), json!(prev));
+            m.insert("kid".into(), json!(key.id()));
+            let mac = key.mac(serde_json::to_string(&m).unwrap_or_default().as_bytes());
+            m.insert("mac".into(), json!(mac));
+            prev = mac;
+            all.push(Value::Object(m));
+        }
+        let records: Vec<Value> =
+            all.iter().filter(|r| pick.contains(&r["seq"].as_u64().unwrap_or(0))).cloned().collect();
+        let (lo, hi) = (pick[0], pick[pick.len() - 1]);
+        let links: Vec<Value> = all
+            .iter()
+            .filter(|r| (lo..=hi).contains(&r["seq"].as_u64().unwrap_or(0)) && r["seq"].as_u64() != drop_link)
+            .map(|r| json!([r["seq"], r["prev"], r["mac"]]))
+            .collect();
+        let head = json!({"seq": n, "mac": prev, "kid": key.id(), "head_mac": key.head_mac(n, &prev)});
+        let parts = json!({
+            "incident": {"id": "INC-00001"}, "timeline": [],
+            "audit": {"records": records, "links": links, "head": head, "verification": {"ok": true, "proven": true}},
+            "evidence": {"captured": false}, "context": {},
+        });
+        let hashes: Map<String, Value> =
+            PARTS.iter().map(|p| ((*p).to_owned(), json!(part_hash(&parts[*p])))).collect();
+        let mut manifest = json!({"parts": hashes, "incident": "INC-00001", "exported_by": "t", "kid": key.id()});
+        manifest["mac"] = json!(key.mac(manifest_message(&manifest).as_bytes()));
+        json!({"format": FORMAT, "parts": parts, "manifest": manifest}).to_string()
+    }
+
+    #[test]
+    fn the_chain_proof_catches_a_missing_link_and_a_foreign_key() {
+        let key = AuditKey::from_bytes(&[3u8; 32]).expect("key");
+        let good = bundle(&key, 5, &[2, 4], None);
+        assert!(matches!(verify(&good, std::slice::from_ref(&key)), Verdict::Ok(_)));
+        assert!(matches!(verify(&good, &[]), Verdict::Unproven(_)), "no key: unproven");
+        // A record between the selected ones removed from the links (the hashes and MAC redone by
+        // a key holder would be needed to hide it; here the manifest is honest about it).
+        match verify(&bundle(&key, 5, &[2, 4], Some(3)), std::slice::from_ref(&key)) {
+            Verdict::Tampered(why) => assert!(why.contains("audit chain"), "{why}"),
+            v => panic!("{v:?}"),
+        }
+        // The exporter's name rewritten: the part hashes still match, the manifest's MAC does not.
+        let renamed = good.replace("\"exported_by\":\"t\"", "\"exported_by\":\"u\"");
+        assert_ne!(renamed, good);
+        match verify(&renamed, std::slice::from_ref(&key)) {
+            Verdict::Tampered(why) => assert!(why.contains("manifest: its MAC"), "{why}"),
+            v => panic!("{v:?}"),
+        }
     }
 }
