@@ -279,7 +279,12 @@ fn absorb(m: &mut Merged, file: usize, mut raw: RawPolicy, problems: &mut Proble
     } else {
         let sections = [
             (
-                raw.listen.proxy.is_some() || raw.listen.admin.is_some() || raw.listen.trusted_proxies.is_some(),
+                raw.listen.proxy.is_some()
+                    || raw.listen.admin.is_some()
+                    || raw.listen.proxy_tls.is_some()
+                    || raw.listen.admin_tls.is_some()
+                    || raw.listen.tls_watch_ms.is_some()
+                    || raw.listen.trusted_proxies.is_some(),
                 "listen",
             ),
             (raw.forensics.is_some(), "forensics"),
@@ -397,6 +402,9 @@ fn compile(m: Merged, base: &Path, problems: &mut Problems) -> Option<Policy> {
             raw.listen.trusted_proxies.as_deref().unwrap_or_default(),
             problems,
         ),
+        proxy_tls: super::tls::compile(raw.listen.proxy_tls.as_ref(), "proxy_tls", base, problems),
+        admin_tls: super::tls::compile(raw.listen.admin_tls.as_ref(), "admin_tls", base, problems),
+        tls_watch: super::tls::watch_interval(raw.listen.tls_watch_ms, problems),
     };
 
     let admin_token_source = match (&raw.admin.token_env, &raw.admin.token_file) {

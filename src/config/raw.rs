@@ -196,6 +196,9 @@ pub struct RawListen {
     pub admin: Option<String>,
     /// CIDR blocks of the proxies whose `X-Forwarded-For` / `Forwarded` headers are believed.
     pub trusted_proxies: Option<Vec<String>>,
+    pub proxy_tls: Option<super::tls::RawListenerTls>,
+    pub admin_tls: Option<super::tls::RawListenerTls>,
+    pub tls_watch_ms: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
