@@ -13,6 +13,8 @@
 //!   persisted before they are acknowledged.
 //! - [`control`] — the admin API over `state`, policy reload and the audit trail.
 //! - [`incident`] — triggers over the facts of each request, incidents, containment plans.
+//! - [`forensics`] — evidence capture around incidents (redacted rings, the evidence store) and
+//!   verifiable forensic bundles.
 //! - [`audit`] — the HMAC-chained JSONL trail, its key and its verifier.
 //! - [`metrics`], [`telemetry`] — Prometheus text, tracing logs, OpenTelemetry export.
 //! - [`replay`] — remediation validation: attack suites run offline (in-process) or online.
@@ -28,6 +30,7 @@ pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod forensics;
 pub mod incident;
 pub mod inspect;
 pub mod mcp;

@@ -235,6 +235,11 @@ enum Cmd {
         /// A note recorded with it.
         #[arg(long)]
         note: Option<String>,
+        /// Write its forensic bundle to this file (0600): the incident, its timeline, the audit
+        /// records of its principal with the chain proof, captured evidence, a signed manifest.
+        /// Verify it with `firebreak audit verify-bundle FILE`.
+        #[arg(long, value_name = "FILE", conflicts_with = "resolve")]
+        export: Option<PathBuf>,
     },
     /// Who the admin API takes you for: identity id and role.
     Whoami,
@@ -337,7 +342,10 @@ async fn run_async(a: Args) -> anyhow::Result<ExitCode> {
                 if *open { "/admin/v1/incidents?status=open".to_owned() } else { "/admin/v1/incidents".to_owned() },
                 None,
             ),
-            Cmd::Incident { id, resolve: true, note } => (
+            Cmd::Incident { id, export: Some(_), .. } => {
+                ("GET", format!("/admin/v1/incidents/{id}/export?actor={}", super::bundle::query_escape(&actor)), None)
+            }
+            Cmd::Incident { id, resolve: true, note, .. } => (
                 "POST",
                 format!("/admin/v1/incidents/{id}/resolve"),
                 Some(json!({"actor": actor, "note": note.clone().or(a.reason.clone()).unwrap_or_default()})),
@@ -389,6 +397,9 @@ async fn run_async(a: Args) -> anyhow::Result<ExitCode> {
     let resp = client.request(req).await.with_context(|| format!("cannot reach the admin API at {}", a.url))?;
     let status = resp.status();
     let bytes = resp.into_body().collect().await?.to_bytes();
+    if let (Cmd::Incident { export: Some(file), .. }, true) = (&a.cmd, status.is_success()) {
+        return super::bundle::write(file, &bytes);
+    }
     match serde_json::from_slice::<Value>(&bytes) {
         Ok(v) if matches!(a.cmd, Cmd::Isolated) && status.is_success() => {
             let isolated = v.pointer("/state/isolated_servers").or_else(|| v.get("isolated_servers"));

@@ -3,6 +3,7 @@
 mod admin;
 mod admin_tls;
 mod audit;
+mod bundle;
 mod check;
 mod key;
 mod replay;

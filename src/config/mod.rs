@@ -6,6 +6,7 @@
 
 pub mod admins;
 mod compile;
+pub mod forensics;
 pub mod glob;
 mod inspection;
 pub mod mcp;
@@ -123,6 +124,10 @@ pub struct Policy {
     pub injection: Arc<crate::inspect::injection::Signatures>,
     /// Detection triggers and containment plans.
     pub incidents: Arc<crate::incident::IncidentPolicy>,
+    /// Evidence capture around incidents; `None` when off (the default).
+    pub forensics: Option<Arc<forensics::ForensicsSettings>>,
+    /// SHA-256 (hex) over the policy's files as loaded (each file's path and text, in load order).
+    pub sha256: String,
 }
 
 /// A provider or MCP-server credential: where it comes from, and the value in force. Rotation
@@ -228,6 +233,8 @@ pub struct Listen {
     pub proxy: SocketAddr,
     /// Admin API and metrics.
     pub admin: SocketAddr,
+    /// Proxies whose `X-Forwarded-For` / `Forwarded` name the client (empty: none is believed).
+    pub trusted_proxies: Vec<crate::inspect::egress::Cidr>,
     /// TLS on the proxy listener (none: plain HTTP).
     pub proxy_tls: Option<tls::ListenerTls>,
     /// TLS (and optionally mutual TLS) on the admin listener (none: plain HTTP).

@@ -70,6 +70,8 @@ pub struct RawPolicy {
     /// Containment plans by name (`sev1`..`sev4` override the defaults).
     #[serde(default)]
     pub plans: BTreeMap<String, RawPlan>,
+    /// Evidence capture around incidents (off by default).
+    pub forensics: Option<super::forensics::RawForensics>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -195,6 +197,8 @@ pub struct RawCanary {
 pub struct RawListen {
     pub proxy: Option<String>,
     pub admin: Option<String>,
+    /// CIDR blocks of the proxies whose `X-Forwarded-For` / `Forwarded` headers are believed.
+    pub trusted_proxies: Option<Vec<String>>,
     pub proxy_tls: Option<super::tls::RawListenerTls>,
     pub admin_tls: Option<super::tls::RawListenerTls>,
     pub tls_watch_ms: Option<i64>,

@@ -16,6 +16,7 @@ use crate::proxy::Gateway;
 use crate::state::{ApplyError, Batch};
 use identity::{Identity, Role};
 
+mod forensics;
 pub mod identity;
 mod pending;
 mod prompts;
@@ -121,6 +122,10 @@ impl Admin {
             }
             (&Method::GET, "/admin/v1/audit") => self.audit(req.uri().query()).await,
             (&Method::GET, "/admin/v1/incidents") => self.incidents(req.uri().query()).await,
+            (&Method::GET, p) if forensics::export_id(p).is_some() => {
+                let id = forensics::export_id(p).unwrap_or_default().to_owned();
+                self.export(&id, req.uri().query(), &who).await
+            }
             (&Method::GET, p) if p.starts_with("/admin/v1/incidents/") => {
                 let id = p.trim_start_matches("/admin/v1/incidents/");
                 match self.gw.incidents.get(id).await {

@@ -614,6 +614,8 @@ impl Engine {
             if let Err(e) = gw.audit.record_durable(opened).await {
                 tracing::error!(error = %e, "incident opened but its audit record failed");
             }
+            // The principal's recent exchanges (when `[forensics]` is on) become its evidence.
+            gw.forensics.incident_opened(&inc);
             if auto {
                 let taken = contain(gw, policy, trigger, &id, target, corroborated).await;
                 if !taken.awaiting_operator.is_empty() {

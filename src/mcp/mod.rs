@@ -146,6 +146,10 @@ struct Ctx {
     stream: bool,
     /// The POST body's share of the buffered-bytes budget, held as long as the request is.
     buffered: Option<crate::proxy::admission::Buffered>,
+    /// Who sent it (peer, forwarded address, user agent, TLS identity), for the audit record.
+    client: crate::proxy::client::ClientMeta,
+    /// The payloads, kept only while `[forensics]` is on (redacted when captured).
+    capture: Option<crate::forensics::Capture>,
 }
 
 impl Ctx {
@@ -181,6 +185,8 @@ where
             .and_then(|v| v.to_str().ok())
             .filter(|s| !s.is_empty() && s.len() <= 256)
             .map(str::to_owned),
+        client: crate::proxy::client::ClientMeta::of(req.extensions(), req.headers()),
+        capture: gw.forensics.start(),
         ..Ctx::default()
     };
     let http_method = req.method().clone();
@@ -226,7 +232,8 @@ where
     }
     gw.metrics.in_flight(-1);
     // Server (from the path), methods and tool names are the client's: see `audit::client_text`.
-    let scanner = gw.policy().scanner.clone();
+    let policy = gw.policy();
+    let scanner = policy.scanner.clone();
     let client = |names: &[String]| names.iter().map(|n| crate::audit::client_text(&scanner, n)).collect::<Vec<_>>();
     let record = Record::new("mcp")
         .with("event", "request")
@@ -243,7 +250,12 @@ where
     let record = principal(record, ctx.key.as_deref(), ctx.session.as_deref())
         .with_opt("methods", (!ctx.methods.is_empty()).then(|| client(&ctx.methods)))
         .with_opt("tools_called", (!ctx.tools_called.is_empty()).then(|| client(&ctx.tools_called)));
-    crate::incident::audited(&gw, ctx.findings_into(record)).await;
+    let record = ctx.findings_into(ctx.client.into_record(record, &scanner, &policy.listen.trusted_proxies));
+    if let Some(c) = ctx.capture.take() {
+        // Before the record is audited: an incident it opens finds this exchange in the ring.
+        gw.forensics.capture(&record, c, &scanner);
+    }
+    crate::incident::audited(&gw, record).await;
     resp
 }
 
@@ -479,6 +491,7 @@ impl Exchange {
                     idle: (!is_get).then_some(policy.limits.stream_idle_timeout),
                     server_headers,
                     permit: self.permit.take(),
+                    capture: ctx.capture.take(),
                 },
                 upstream_body,
                 tx,
@@ -564,6 +577,9 @@ impl Exchange {
         }
         absorb(&policy, findings, ctx);
         record_list(&self.gw, &mut ctx.list, &self.key, ctx_rid(&self.request_id)).await;
+        if let Some(c) = ctx.capture.as_mut() {
+            c.set_response(&body);
+        }
         builder.body(full(body)).map_err(|e| invalid(e.to_string()).into())
     }
 }
@@ -705,6 +721,9 @@ where
     }
     let (bytes, buffered) = crate::proxy::body::read_request(body, headers, limits, &gw.admission).await?;
     ctx.buffered = Some(buffered);
+    if let Some(c) = ctx.capture.as_mut() {
+        c.set_request(bytes.clone());
+    }
     let messages = match jsonrpc::parse(&bytes) {
         Ok(m) => m,
         Err(jsonrpc::ParseError::Json(e)) => return Err(GatewayError::BadJson(e).into()),

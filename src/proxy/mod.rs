@@ -2,6 +2,7 @@
 
 pub mod admission;
 pub mod body;
+pub mod client;
 pub mod conn;
 pub mod decide;
 pub mod error;
@@ -76,6 +77,8 @@ pub struct Gateway {
     pub metrics: Arc<Metrics>,
     /// Incident triggers, incidents and automatic containment.
     pub incidents: crate::incident::Engine,
+    /// Evidence capture around incidents (`[forensics]`; read at start, a reload does not change it).
+    pub forensics: crate::forensics::Forensics,
     pub(crate) limiter: ratelimit::RateLimiter,
     /// Concurrency (global and per user) and the buffered request-body budget.
     pub(crate) admission: admission::Admission,
@@ -112,6 +115,9 @@ pub enum StartError {
     /// A managed prompt could not get its first canary.
     #[error("cannot issue the first canary of a managed prompt: {0}")]
     Canaries(ApplyError),
+    /// The evidence store (`[forensics] dir`) could not be opened.
+    #[error("{0}")]
+    Forensics(String),
 }
 
 /// Why a reload was refused (the old policy stays).
@@ -134,6 +140,10 @@ impl Gateway {
         let state = StateStore::open(&policy.storage.state_file)?;
         let audit = Audit::open(&policy.storage.audit_file, &policy.audit, metrics.clone())?;
         let incidents = crate::incident::Engine::open(&crate::incident::file_for(&policy.storage.state_file))?;
+        let forensics = match &policy.forensics {
+            Some(s) => crate::forensics::Forensics::open(s.clone()).map_err(StartError::Forensics)?,
+            None => crate::forensics::Forensics::off(),
+        };
         let admission =
             admission::Admission::new(policy.limits.max_concurrent_requests, policy.limits.max_buffered_request_bytes);
         let active = Active::new(policy, &state.load()).map_err(StartError::Tls)?;
@@ -144,6 +154,7 @@ impl Gateway {
             audit,
             metrics,
             incidents,
+            forensics,
             limiter: ratelimit::RateLimiter::default(),
             admission,
             mcp_sessions: moka::sync::Cache::builder()

@@ -74,6 +74,10 @@ struct Ctx {
     upstream_error: Option<String>,
     /// A streamed response's pump, started by the log phase with the request's audit record.
     pump: Option<stream::Pending>,
+    /// Who sent it (peer, forwarded address, user agent, TLS identity), for the audit record.
+    client: super::client::ClientMeta,
+    /// The payloads, kept only while `[forensics]` is on (redacted when captured).
+    capture: Option<crate::forensics::Capture>,
 }
 
 pub(crate) fn new_request_id() -> HeaderValue {
@@ -116,6 +120,8 @@ where
         buffered: None,
         upstream_error: None,
         pump: None,
+        client: super::client::ClientMeta::of(req.extensions(), req.headers()),
+        capture: gw.forensics.start(),
     };
     gw.metrics.in_flight(1);
     let span = tracing::info_span!("request", request_id = ?ctx.request_id, endpoint = endpoint.map_or("unknown", Endpoint::name),
@@ -162,7 +168,9 @@ where
     for (rule, n) in &ctx.redactions {
         gw.metrics.decisions_n(rule, "redact", *n);
     }
-    let mut record = audit_record(&ctx, &gw.policy().scanner, endpoint_name, status, start);
+    let policy = gw.policy();
+    let mut record = audit_record(&ctx, &policy.scanner, endpoint_name, status, start);
+    record = ctx.client.into_record(record, &policy.scanner, &policy.listen.trusted_proxies);
     if let Some(p) = blocked_payload(&gw, &ctx) {
         record = record.with("payload", p);
     }
@@ -172,6 +180,10 @@ where
         return resp;
     }
     gw.metrics.in_flight(-1);
+    if let Some(c) = ctx.capture.take() {
+        // Before the record is audited: an incident it opens finds this exchange in the ring.
+        gw.forensics.capture(&record, c, &policy.scanner);
+    }
     crate::incident::audited(&gw, record).await;
     resp
 }
@@ -335,6 +347,9 @@ where
         if policy.audit.store_blocked_payloads {
             ctx.payload = Some(bytes.clone());
         }
+        if let Some(c) = ctx.capture.as_mut() {
+            c.set_request(bytes.clone());
+        }
         let parsed = ReqBody::parse(endpoint, &bytes).map_err(|e| match e {
             BodyError::Json(m) => GatewayError::BadJson(m),
             BodyError::Shape(m) => GatewayError::BadRequest(m),
@@ -440,6 +455,7 @@ where
                 request_id: ctx.request_id.to_str().unwrap_or("").to_owned(),
                 upstream: up.name.clone(),
                 permit: Some(permit),
+                capture: ctx.capture.take(),
             },
             upstream: upstream_body,
             tx,
@@ -477,6 +493,9 @@ where
         ctx.decisions.push(("tenants.cross_tenant", "detect"));
     }
     drop(permit);
+    if let Some(c) = ctx.capture.as_mut() {
+        c.set_response(&bytes);
+    }
     out.body(full(bytes))
         .map_err(|e| GatewayError::UpstreamInvalid { upstream: up.name.clone(), detail: e.to_string() })
 }
