@@ -14,6 +14,8 @@
 //! - [`control`] — the admin API over `state`, policy reload and the audit trail.
 //! - [`incident`] — triggers over the facts of each request, incidents, containment plans.
 //! - [`audit`] — the HMAC-chained JSONL trail, its key and its verifier.
+//! - [`alerts`] — incidents, lockdowns, audit failures and circuit transitions pushed to the on-call
+//!   (signed webhooks, Slack, PagerDuty, OTLP logs) from queues that never block traffic; anomalies.
 //! - [`metrics`], [`telemetry`] — Prometheus text, tracing logs, OpenTelemetry export.
 //! - [`replay`] — remediation validation: attack suites run offline (in-process) or online.
 //! - [`cli`] — the `firebreak` subcommands.
@@ -23,6 +25,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod alerts;
 pub mod audit;
 pub mod cli;
 pub mod config;

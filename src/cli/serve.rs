@@ -112,6 +112,7 @@ async fn serve(
         );
     }
     let gw = Gateway::start(policy, source, metrics).await?;
+    crate::alerts::start(&gw);
     let proxy_listener = tokio::net::TcpListener::bind(listen.proxy)
         .await
         .with_context(|| format!("binding the proxy listener {}", listen.proxy))?;

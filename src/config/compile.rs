@@ -278,6 +278,7 @@ fn absorb(m: &mut Merged, file: usize, mut raw: RawPolicy, problems: &mut Proble
                 "audit",
             ),
             (!raw.prompts.is_empty(), "prompts"),
+            (raw.alerts.console_url.is_some() || !raw.alerts.sinks.is_empty(), "alerts"),
         ];
         for (present, name) in sections {
             if present {
@@ -696,6 +697,7 @@ fn compile(m: Merged, base: &Path, problems: &mut Problems) -> Option<Policy> {
 
     // MCP servers, then roles and tools.
     let mcp = super::mcp::compile(&raw, base, problems);
+    let alerts = super::alerts::compile(&raw.alerts, base, problems);
     let mut roles = HashMap::new();
     for (name, (file, r)) in m.roles {
         let refuse_disallowed_tools = match r.disallowed_tools.as_deref() {
@@ -875,6 +877,7 @@ fn compile(m: Merged, base: &Path, problems: &mut Problems) -> Option<Policy> {
         tenants: Arc::new(tenants),
         levels: Levels(settings),
         incidents: Arc::new(incidents),
+        alerts: Arc::new(alerts),
         audit: AuditSettings {
             store_blocked_payloads: raw.audit.store_blocked_payloads.unwrap_or(false),
             on_failure,

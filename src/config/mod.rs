@@ -4,6 +4,7 @@
 //! raw.rs (serde) → validate.rs (problems with file:line) → compile.rs (the runtime object). A
 //! `Policy` cannot exist unvalidated: the only way to build one is [`load`] / [`load_str`].
 
+pub mod alerts;
 mod compile;
 pub mod glob;
 mod inspection;
@@ -119,6 +120,8 @@ pub struct Policy {
     pub injection: Arc<crate::inspect::injection::Signatures>,
     /// Detection triggers and containment plans.
     pub incidents: Arc<crate::incident::IncidentPolicy>,
+    /// Alert sinks and anomaly settings.
+    pub alerts: Arc<alerts::AlertsPolicy>,
 }
 
 /// A provider or MCP-server credential: where it comes from, and the value in force. Rotation

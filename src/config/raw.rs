@@ -67,6 +67,9 @@ pub struct RawPolicy {
     /// Containment plans by name (`sev1`..`sev4` override the defaults).
     #[serde(default)]
     pub plans: BTreeMap<String, RawPlan>,
+    /// Alert sinks and anomaly settings.
+    #[serde(default)]
+    pub alerts: super::alerts::RawAlerts,
 }
 
 #[derive(Debug, Default, Deserialize)]

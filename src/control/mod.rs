@@ -17,6 +17,7 @@ use crate::proxy::body::{full, Body};
 use crate::proxy::Gateway;
 use crate::state::{ApplyError, Batch};
 
+mod alerts;
 mod prompts;
 
 /// Largest admin request body.
@@ -142,6 +143,11 @@ impl Admin {
             (&Method::POST, p) if p.starts_with("/admin/v1/playbooks/") => {
                 let plan = p.trim_start_matches("/admin/v1/playbooks/").to_owned();
                 self.playbook(req, plan).await
+            }
+            (&Method::GET, "/admin/v1/alerts") => self.alerts(req.uri().query()).await,
+            (&Method::POST, p) if p.starts_with("/admin/v1/alerts/test/") => {
+                let sink = p.trim_start_matches("/admin/v1/alerts/test/").to_owned();
+                self.alerts_test(req, sink).await
             }
             (&Method::POST, "/admin/v1/rotate/credentials") => self.rotate_credentials(req, None).await,
             (&Method::POST, p) if p.starts_with("/admin/v1/rotate/prompt/") => {

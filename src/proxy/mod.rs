@@ -75,6 +75,8 @@ pub struct Gateway {
     pub metrics: Arc<Metrics>,
     /// Incident triggers, incidents and automatic containment.
     pub incidents: crate::incident::Engine,
+    /// Alert sinks, the recent alerts and anomalies (running once `alerts::start` is called).
+    pub alerts: crate::alerts::Alerts,
     pub(crate) limiter: ratelimit::RateLimiter,
     /// Concurrency (global and per user) and the buffered request-body budget.
     pub(crate) admission: admission::Admission,
@@ -131,6 +133,7 @@ impl Gateway {
         let state = StateStore::open(&policy.storage.state_file)?;
         let audit = Audit::open(&policy.storage.audit_file, &policy.audit, metrics.clone())?;
         let incidents = crate::incident::Engine::open(&crate::incident::file_for(&policy.storage.state_file))?;
+        let alerts = crate::alerts::Alerts::new(metrics.clone(), &policy.storage.state_file);
         let admission =
             admission::Admission::new(policy.limits.max_concurrent_requests, policy.limits.max_buffered_request_bytes);
         let active = Active::new(policy, &state.load()).map_err(StartError::Tls)?;
@@ -141,6 +144,7 @@ impl Gateway {
             audit,
             metrics,
             incidents,
+            alerts,
             limiter: ratelimit::RateLimiter::default(),
             admission,
             mcp_sessions: moka::sync::Cache::builder()
