@@ -176,19 +176,30 @@ impl Metrics {
         let sinks = self.alert_sinks.lock().unwrap_or_else(|p| p.into_inner());
         let counters: [(&str, &str, fn(&AlertSinkMetrics) -> u64); 4] = [
             ("sent", "Alerts delivered, by sink.", |m| m.sent.load(Ordering::Relaxed)),
-            ("failed", "Alerts given up after the last attempt (dead-lettered), by sink.", |m| m.failed.load(Ordering::Relaxed)),
+            ("failed", "Alerts given up after the last attempt (dead-lettered), by sink.", |m| {
+                m.failed.load(Ordering::Relaxed)
+            }),
             ("retries", "Alert delivery attempts after the first, by sink.", |m| m.retried.load(Ordering::Relaxed)),
-            ("dropped", "Alerts dropped because the sink's queue was full, by sink.", |m| m.dropped.load(Ordering::Relaxed)),
+            ("dropped", "Alerts dropped because the sink's queue was full, by sink.", |m| {
+                m.dropped.load(Ordering::Relaxed)
+            }),
         ];
         for (name, help, get) in counters {
-            let _ = writeln!(s, "# HELP firebreak_alerts_{name}_total {help}\n# TYPE firebreak_alerts_{name}_total counter");
+            let _ = writeln!(
+                s,
+                "# HELP firebreak_alerts_{name}_total {help}\n# TYPE firebreak_alerts_{name}_total counter"
+            );
             for (sink, m) in sinks.iter() {
                 let _ = writeln!(s, "firebreak_alerts_{name}_total{{sink=\"{sink}\"}} {}", get(m));
             }
         }
         let _ = writeln!(s, "# HELP firebreak_alerts_queue_depth Alerts waiting for delivery, by sink.\n# TYPE firebreak_alerts_queue_depth gauge");
         for (sink, m) in sinks.iter() {
-            let _ = writeln!(s, "firebreak_alerts_queue_depth{{sink=\"{sink}\"}} {}", m.queued.load(Ordering::Relaxed).max(0));
+            let _ = writeln!(
+                s,
+                "firebreak_alerts_queue_depth{{sink=\"{sink}\"}} {}",
+                m.queued.load(Ordering::Relaxed).max(0)
+            );
         }
         let _ = writeln!(s, "# HELP firebreak_alerts_tap_dropped_total Audit records not turned into alerts because the alert tap was full.\n# TYPE firebreak_alerts_tap_dropped_total counter\nfirebreak_alerts_tap_dropped_total {}", self.alerts_tap_dropped.load(Ordering::Relaxed));
     }

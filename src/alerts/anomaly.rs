@@ -79,14 +79,19 @@ pub async fn watch_spikes(gw: Weak<Gateway>) {
         tokio::time::sleep(window).await;
         let Some(g) = gw.upgrade() else { return };
         let now = per_rule(&g);
-        let counts: BTreeMap<String, u64> =
-            now.iter().map(|(r, n)| (r.clone(), n.saturating_sub(last.get(r).copied().unwrap_or(0)))).filter(|(_, n)| *n > 0).collect();
+        let counts: BTreeMap<String, u64> = now
+            .iter()
+            .map(|(r, n)| (r.clone(), n.saturating_sub(last.get(r).copied().unwrap_or(0))))
+            .filter(|(_, n)| *n > 0)
+            .collect();
         let policy = g.policy();
         let a = &policy.alerts;
         for (rule, n, before) in spikes(&counts, &previous, a.spike_factor, a.spike_min_events) {
             let window_text = humantime::format_duration(window).to_string();
             let time = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-            g.alerts.spikes.push(json!({"rule": rule, "count": n, "previous": before, "window": window_text, "time": time}));
+            g.alerts
+                .spikes
+                .push(json!({"rule": rule, "count": n, "previous": before, "window": window_text, "time": time}));
             let mut fields = Map::new();
             fields.insert("rule".into(), json!(rule));
             fields.insert("count".into(), json!(n));
@@ -97,7 +102,9 @@ pub async fn watch_spikes(gw: Weak<Gateway>) {
                 Draft {
                     event: "anomaly.rule_spike".into(),
                     severity: Severity::Sev3,
-                    summary: format!("rule {rule} spiked: {n} decisions in {window_text}, {before} in the window before"),
+                    summary: format!(
+                        "rule {rule} spiked: {n} decisions in {window_text}, {before} in the window before"
+                    ),
                     fields,
                     dedup_key: format!("firebreak-spike-{rule}"),
                     resolve: false,

@@ -138,17 +138,23 @@ fn incident(m: &Map<String, Value>, event: &str) -> Option<Draft> {
 fn switch(m: &Map<String, Value>) -> Vec<Draft> {
     let actions = m.get("actions").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
     let named = |a: &Value, name: &str| a.get("action").and_then(Value::as_str) == Some(name);
-    let lockdown = actions.iter().any(|a| named(a, "set_level") && a.get("level").and_then(Value::as_str) == Some("lockdown"));
-    let safe_mode = actions.iter().any(|a| named(a, "safe_mode") && a.get("enabled").and_then(Value::as_bool) == Some(true));
-    let isolated: Vec<&str> =
-        actions.iter().filter(|a| named(a, "isolate_server")).filter_map(|a| a.get("server").and_then(Value::as_str)).collect();
+    let lockdown =
+        actions.iter().any(|a| named(a, "set_level") && a.get("level").and_then(Value::as_str) == Some("lockdown"));
+    let safe_mode =
+        actions.iter().any(|a| named(a, "safe_mode") && a.get("enabled").and_then(Value::as_bool) == Some(true));
+    let isolated: Vec<&str> = actions
+        .iter()
+        .filter(|a| named(a, "isolate_server"))
+        .filter_map(|a| a.get("server").and_then(Value::as_str))
+        .collect();
     let version = m.get("after_version").and_then(Value::as_u64).unwrap_or(0);
     let by = format!(
         "(switch version {version}, by {}{})",
         s(m, "actor").unwrap_or("?"),
         s(m, "reason").map(|r| format!(": {r}")).unwrap_or_default()
     );
-    let fields = || pick(m, &["actor", "reason", "before_version", "after_version", "actions", "plan", "incident", "seq"]);
+    let fields =
+        || pick(m, &["actor", "reason", "before_version", "after_version", "actions", "plan", "incident", "seq"]);
     let mut out = Vec::new();
     let mut add = |event: &str, severity, summary: String| {
         out.push(Draft {
@@ -177,7 +183,10 @@ fn audit(m: &Map<String, Value>, event: &str) -> Option<Draft> {
         "write_failed" => (
             "failure",
             Severity::Sev1,
-            format!("the audit trail cannot be written ({}); traffic is refused unless on_failure = fail_open", s(m, "reason").unwrap_or("?")),
+            format!(
+                "the audit trail cannot be written ({}); traffic is refused unless on_failure = fail_open",
+                s(m, "reason").unwrap_or("?")
+            ),
             false,
         ),
         "writable_again" => ("recovered", Severity::Sev4, "the audit trail is writable again".to_owned(), true),
@@ -242,23 +251,30 @@ mod tests {
 
     #[test]
     fn records_map_to_events() {
-        let opened = map(json!({"kind": "incident", "event": "opened", "incident": "INC-00001", "severity": "SEV-1", "trigger": "credential_leakage_confirmed", "user": "alice", "tenant": "acme"}));
+        let opened = map(
+            json!({"kind": "incident", "event": "opened", "incident": "INC-00001", "severity": "SEV-1", "trigger": "credential_leakage_confirmed", "user": "alice", "tenant": "acme"}),
+        );
         let d = classify(&opened);
         assert_eq!(d.len(), 1);
         assert_eq!(d[0].event, "incident.opened");
         assert_eq!(d[0].severity, Severity::Sev1);
         assert_eq!(d[0].dedup_key, "firebreak-INC-00001");
         assert!(d[0].summary.contains("alice (tenant acme)"));
-        let resolved = map(json!({"kind": "incident", "event": "resolved", "incident": "INC-00001", "severity": "SEV-1"}));
+        let resolved =
+            map(json!({"kind": "incident", "event": "resolved", "incident": "INC-00001", "severity": "SEV-1"}));
         assert!(classify(&resolved)[0].resolve);
-        assert!(classify(&map(json!({"kind": "incident", "event": "awaiting_operator", "incident": "INC-1"}))).is_empty());
+        assert!(
+            classify(&map(json!({"kind": "incident", "event": "awaiting_operator", "incident": "INC-1"}))).is_empty()
+        );
 
         let batch = map(json!({"kind": "switch", "after_version": 7, "actor": "ops", "actions": [
             {"action": "set_level", "level": "lockdown"}, {"action": "safe_mode", "enabled": true},
             {"action": "isolate_server", "server": "srv"}, {"action": "block_user", "user": "bob"}]}));
         let events: Vec<String> = classify(&batch).into_iter().map(|d| d.event).collect();
         assert_eq!(events, ["switch.lockdown", "switch.safe_mode", "switch.isolate_server"]);
-        let calm = map(json!({"kind": "switch", "actions": [{"action": "set_level", "level": "elevated"}, {"action": "safe_mode", "enabled": false}]}));
+        let calm = map(
+            json!({"kind": "switch", "actions": [{"action": "set_level", "level": "elevated"}, {"action": "safe_mode", "enabled": false}]}),
+        );
         assert!(classify(&calm).is_empty(), "only lockdown, safe mode on and isolation alert");
 
         let failed = map(json!({"kind": "audit", "event": "write_failed", "reason": "disk full"}));
@@ -276,6 +292,9 @@ mod tests {
         let line = action_line(&a);
         assert!(!line.contains("s-secret-1"), "{line}");
         assert!(line.starts_with("terminate_session session=sha256:"));
-        assert_eq!(action_line(&json!({"action": "block_user", "user": "alice", "ttl": null})), "block_user user=alice");
+        assert_eq!(
+            action_line(&json!({"action": "block_user", "user": "alice", "ttl": null})),
+            "block_user user=alice"
+        );
     }
 }

@@ -53,7 +53,10 @@ pub fn requests(sink: &SinkConfig, alert: &Alert, ctx: &Context) -> Result<Vec<R
             Ok(vec![post(uri, slack_body(alert, ctx).to_string())?])
         }
         SinkKind::PagerDuty { url, routing_key } => {
-            let mut out = vec![post(url.clone(), pagerduty_body(alert, ctx, routing_key.expose(), alert.draft.resolve).to_string())?];
+            let mut out = vec![post(
+                url.clone(),
+                pagerduty_body(alert, ctx, routing_key.expose(), alert.draft.resolve).to_string(),
+            )?];
             if alert.test {
                 // A test must not leave an incident open on the on-call's phone.
                 out.push(post(url.clone(), pagerduty_body(alert, ctx, routing_key.expose(), true).to_string())?);
@@ -88,7 +91,13 @@ pub fn webhook_body(alert: &Alert, ctx: &Context) -> Value {
 
 /// Actions taken (and awaiting an operator), one line each.
 fn actions(alert: &Alert, key: &str) -> Vec<String> {
-    alert.draft.fields.get(key).and_then(Value::as_array).map(|a| a.iter().map(action_line).collect()).unwrap_or_default()
+    alert
+        .draft
+        .fields
+        .get(key)
+        .and_then(Value::as_array)
+        .map(|a| a.iter().map(action_line).collect())
+        .unwrap_or_default()
 }
 
 fn slack_escape(s: &str) -> String {

@@ -91,9 +91,7 @@ impl Alerts {
     }
 
     fn client(&self) -> Result<HttpClient, String> {
-        self.client
-            .get_or_init(|| deliver::client(std::time::Duration::from_secs(5)))
-            .clone()
+        self.client.get_or_init(|| deliver::client(std::time::Duration::from_secs(5))).clone()
     }
 
     /// The dead-letter file in force.
@@ -127,7 +125,11 @@ impl Alerts {
             let reuse = old.as_ref().and_then(|o| {
                 o.list
                     .iter()
-                    .find(|s| *s.config == *cfg && s.context == context && o.policy.dead_letter_file == policy.alerts.dead_letter_file)
+                    .find(|s| {
+                        *s.config == *cfg
+                            && s.context == context
+                            && o.policy.dead_letter_file == policy.alerts.dead_letter_file
+                    })
                     .cloned()
             });
             list.push(reuse.unwrap_or_else(|| {

@@ -99,7 +99,10 @@ impl Health {
         m.insert("kind".into(), Value::from("audit"));
         m.insert("event".into(), Value::from(event));
         m.insert("reason".into(), Value::from(reason));
-        m.insert("time".into(), Value::from(humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()));
+        m.insert(
+            "time".into(),
+            Value::from(humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()),
+        );
         if tx.try_send(m).is_err() {
             metrics.alerts_tap_dropped();
         }

@@ -28,7 +28,9 @@ impl Args {
     /// The admin API call: (method, path, body).
     pub fn request(&self, actor: &str) -> (&'static str, String, Option<Value>) {
         match &self.cmd {
-            Some(Cmd::Test { sink }) => ("POST", format!("/admin/v1/alerts/test/{sink}"), Some(json!({"actor": actor}))),
+            Some(Cmd::Test { sink }) => {
+                ("POST", format!("/admin/v1/alerts/test/{sink}"), Some(json!({"actor": actor})))
+            }
             None => ("GET", format!("/admin/v1/alerts?limit={}", self.limit), None),
         }
     }

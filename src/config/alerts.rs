@@ -282,23 +282,30 @@ pub(super) fn compile(raw: &RawAlerts, base: &Path, problems: &mut Problems) -> 
         Some(w) => match humantime::parse_duration(w) {
             Ok(w) if w >= Duration::from_secs(1) => w,
             _ => {
-                problems.add(0, at("spike_window"), format!("`{w}` is not a duration of 1s or more"), Some("e.g. \"5m\"".into()));
+                problems.add(
+                    0,
+                    at("spike_window"),
+                    format!("`{w}` is not a duration of 1s or more"),
+                    Some("e.g. \"5m\"".into()),
+                );
                 d.spike_window
             }
         },
     };
     let mut sinks: Vec<SinkConfig> = Vec::new();
+    let mut names = std::collections::BTreeSet::new();
     for (i, s) in raw.sinks.iter().enumerate() {
-        if let Some(c) = compile_sink(i, s, base, problems) {
-            if sinks.iter().any(|o| o.name == c.name) {
+        if let Some(n) = s.name.as_deref() {
+            if !names.insert(n) {
                 problems.add(
                     0,
                     sink_at(i, "name"),
-                    format!("sink `{}` is declared twice", c.name),
+                    format!("sink `{n}` is declared twice"),
                     Some("give every sink its own name: it labels its metrics and `alerts test` names it".into()),
                 );
-                continue;
             }
+        }
+        if let Some(c) = compile_sink(i, s, base, problems) {
             sinks.push(c);
         }
     }
@@ -330,7 +337,12 @@ fn secret(
 ) -> Option<Secret> {
     let source = match (env, file) {
         (Some(_), Some(_)) => {
-            problems.add(0, sink_at(i, &format!("{what}_env")), format!("set {what}_env or {what}_file, not both"), None);
+            problems.add(
+                0,
+                sink_at(i, &format!("{what}_env")),
+                format!("set {what}_env or {what}_file, not both"),
+                None,
+            );
             return None;
         }
         (Some(e), None) => TokenSource::Env(e.clone()),
@@ -340,7 +352,9 @@ fn secret(
                 0,
                 sink_at(i, "type"),
                 format!("a {kind} sink needs {what}_env or {what}_file"),
-                Some(format!("name the environment variable or file holding the {what}; it is never written in the policy")),
+                Some(format!(
+                    "name the environment variable or file holding the {what}; it is never written in the policy"
+                )),
             );
             return None;
         }
@@ -353,7 +367,10 @@ fn secret(
                 0,
                 sink_at(i, &key),
                 format!("the {what} cannot be read: {e}"),
-                Some("set it where the gateway (and `firebreak check`) runs; a sink never runs without its secret".into()),
+                Some(
+                    "set it where the gateway (and `firebreak check`) runs; a sink never runs without its secret"
+                        .into(),
+                ),
             );
             None
         }
@@ -362,11 +379,20 @@ fn secret(
 
 fn compile_sink(i: usize, s: &RawSink, base: &Path, problems: &mut Problems) -> Option<SinkConfig> {
     let name = match s.name.as_deref() {
-        Some(n) if !n.is_empty() && n.len() <= 64 && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') => {
+        Some(n)
+            if !n.is_empty()
+                && n.len() <= 64
+                && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+        {
             Some(n.to_owned())
         }
         Some(n) => {
-            problems.add(0, sink_at(i, "name"), format!("`{n}` is not a sink name"), Some("use letters, digits, - and _ (at most 64)".into()));
+            problems.add(
+                0,
+                sink_at(i, "name"),
+                format!("`{n}` is not a sink name"),
+                Some("use letters, digits, - and _ (at most 64)".into()),
+            );
             None
         }
         None => {
@@ -379,7 +405,12 @@ fn compile_sink(i: usize, s: &RawSink, base: &Path, problems: &mut Problems) -> 
     let stray = |keys: &[(&str, bool)], problems: &mut Problems| {
         for (k, present) in keys {
             if *present {
-                problems.add(0, sink_at(i, k), format!("`{k}` does not apply to a {kind_name} sink"), Some("remove it".into()));
+                problems.add(
+                    0,
+                    sink_at(i, k),
+                    format!("`{k}` does not apply to a {kind_name} sink"),
+                    Some("remove it".into()),
+                );
             }
         }
     };
@@ -388,7 +419,12 @@ fn compile_sink(i: usize, s: &RawSink, base: &Path, problems: &mut Problems) -> 
             Some(u) => match parse_url(u) {
                 Some(u) => Some(u),
                 None => {
-                    problems.add(0, sink_at(i, "url"), format!("`{u}` is not an http(s) URL"), Some("write the full URL, e.g. https://hooks.example.com/firebreak".into()));
+                    problems.add(
+                        0,
+                        sink_at(i, "url"),
+                        format!("`{u}` is not an http(s) URL"),
+                        Some("write the full URL, e.g. https://hooks.example.com/firebreak".into()),
+                    );
                     None
                 }
             },
@@ -399,49 +435,108 @@ fn compile_sink(i: usize, s: &RawSink, base: &Path, problems: &mut Problems) -> 
             None => None,
         }
     };
-    let kind = match kind_name {
-        "webhook" => {
-            stray(&[("url_env", s.url_env.is_some()), ("url_file", s.url_file.is_some()), ("routing_key_env", s.routing_key_env.is_some()), ("routing_key_file", s.routing_key_file.is_some())], problems);
-            let url = url_at(problems, true);
-            let secret = secret(i, "secret", &s.secret_env, &s.secret_file, base, "webhook", problems);
-            Some(SinkKind::Webhook { url: url?, secret: secret? })
-        }
-        "slack" => {
-            stray(&[("secret_env", s.secret_env.is_some()), ("secret_file", s.secret_file.is_some()), ("routing_key_env", s.routing_key_env.is_some()), ("routing_key_file", s.routing_key_file.is_some())], problems);
-            if s.url.is_some() {
-                problems.add(0, sink_at(i, "url"), "a Slack webhook URL is a credential: it does not go in the policy", Some("put it in an environment variable or a file and name it with url_env or url_file".into()));
-                return None;
+    // A closure, so that a `?` inside stops only the type's checks and the rest is still checked.
+    let mut kind = || -> Option<SinkKind> {
+        match kind_name {
+            "webhook" => {
+                stray(
+                    &[
+                        ("url_env", s.url_env.is_some()),
+                        ("url_file", s.url_file.is_some()),
+                        ("routing_key_env", s.routing_key_env.is_some()),
+                        ("routing_key_file", s.routing_key_file.is_some()),
+                    ],
+                    problems,
+                );
+                let url = url_at(problems, true);
+                let secret = secret(i, "secret", &s.secret_env, &s.secret_file, base, "webhook", problems);
+                Some(SinkKind::Webhook { url: url?, secret: secret? })
             }
-            let url = secret(i, "url", &s.url_env, &s.url_file, base, "slack", problems)?;
-            if parse_url(url.expose()).is_none() {
-                // Never echo the value: it is the credential.
-                problems.add(0, sink_at(i, if s.url_env.is_some() { "url_env" } else { "url_file" }), "the Slack webhook URL it holds is not an http(s) URL", None);
-                return None;
+            "slack" => {
+                stray(
+                    &[
+                        ("secret_env", s.secret_env.is_some()),
+                        ("secret_file", s.secret_file.is_some()),
+                        ("routing_key_env", s.routing_key_env.is_some()),
+                        ("routing_key_file", s.routing_key_file.is_some()),
+                    ],
+                    problems,
+                );
+                if s.url.is_some() {
+                    problems.add(
+                        0,
+                        sink_at(i, "url"),
+                        "a Slack webhook URL is a credential: it does not go in the policy",
+                        Some("put it in an environment variable or a file and name it with url_env or url_file".into()),
+                    );
+                    return None;
+                }
+                let url = secret(i, "url", &s.url_env, &s.url_file, base, "slack", problems)?;
+                if parse_url(url.expose()).is_none() {
+                    // Never echo the value: it is the credential.
+                    problems.add(
+                        0,
+                        sink_at(i, if s.url_env.is_some() { "url_env" } else { "url_file" }),
+                        "the Slack webhook URL it holds is not an http(s) URL",
+                        None,
+                    );
+                    return None;
+                }
+                Some(SinkKind::Slack { url })
             }
-            Some(SinkKind::Slack { url })
-        }
-        "pagerduty" => {
-            stray(&[("url_env", s.url_env.is_some()), ("url_file", s.url_file.is_some()), ("secret_env", s.secret_env.is_some()), ("secret_file", s.secret_file.is_some())], problems);
-            let url = match s.url {
-                Some(_) => url_at(problems, true),
-                None => PAGERDUTY_URL.parse().ok(),
-            };
-            let key = secret(i, "routing_key", &s.routing_key_env, &s.routing_key_file, base, "pagerduty", problems);
-            Some(SinkKind::PagerDuty { url: url?, routing_key: key? })
-        }
-        "otlp" => {
-            stray(&[("url_env", s.url_env.is_some()), ("url_file", s.url_file.is_some()), ("secret_env", s.secret_env.is_some()), ("secret_file", s.secret_file.is_some()), ("routing_key_env", s.routing_key_env.is_some()), ("routing_key_file", s.routing_key_file.is_some())], problems);
-            Some(SinkKind::Otlp { url: url_at(problems, true)? })
-        }
-        "" => {
-            problems.add(0, sink_at(i, "type"), "every sink needs a type", Some("webhook, slack, pagerduty or otlp".into()));
-            None
-        }
-        other => {
-            problems.add(0, sink_at(i, "type"), format!("unknown sink type `{other}`"), Some("webhook, slack, pagerduty or otlp".into()));
-            None
+            "pagerduty" => {
+                stray(
+                    &[
+                        ("url_env", s.url_env.is_some()),
+                        ("url_file", s.url_file.is_some()),
+                        ("secret_env", s.secret_env.is_some()),
+                        ("secret_file", s.secret_file.is_some()),
+                    ],
+                    problems,
+                );
+                let url = match s.url {
+                    Some(_) => url_at(problems, true),
+                    None => PAGERDUTY_URL.parse().ok(),
+                };
+                let key =
+                    secret(i, "routing_key", &s.routing_key_env, &s.routing_key_file, base, "pagerduty", problems);
+                Some(SinkKind::PagerDuty { url: url?, routing_key: key? })
+            }
+            "otlp" => {
+                stray(
+                    &[
+                        ("url_env", s.url_env.is_some()),
+                        ("url_file", s.url_file.is_some()),
+                        ("secret_env", s.secret_env.is_some()),
+                        ("secret_file", s.secret_file.is_some()),
+                        ("routing_key_env", s.routing_key_env.is_some()),
+                        ("routing_key_file", s.routing_key_file.is_some()),
+                    ],
+                    problems,
+                );
+                Some(SinkKind::Otlp { url: url_at(problems, true)? })
+            }
+            "" => {
+                problems.add(
+                    0,
+                    sink_at(i, "type"),
+                    "every sink needs a type",
+                    Some("webhook, slack, pagerduty or otlp".into()),
+                );
+                None
+            }
+            other => {
+                problems.add(
+                    0,
+                    sink_at(i, "type"),
+                    format!("unknown sink type `{other}`"),
+                    Some("webhook, slack, pagerduty or otlp".into()),
+                );
+                None
+            }
         }
     };
+    let kind = kind();
     let events: Vec<String> = match &s.events {
         None => DEFAULT_EVENTS.iter().map(|e| (*e).to_owned()).collect(),
         Some(list) => {
@@ -461,11 +556,18 @@ fn compile_sink(i: usize, s: &RawSink, base: &Path, problems: &mut Problems) -> 
     let min_severity = match s.min_severity.as_deref() {
         None => Severity::Sev4,
         Some(v) => Severity::parse(v).unwrap_or_else(|| {
-            problems.add(0, sink_at(i, "min_severity"), format!("`{v}` is not a severity"), Some("SEV-1, SEV-2, SEV-3 or SEV-4".into()));
+            problems.add(
+                0,
+                sink_at(i, "min_severity"),
+                format!("`{v}` is not a severity"),
+                Some("SEV-1, SEV-2, SEV-3 or SEV-4".into()),
+            );
             Severity::Sev4
         }),
     };
-    let num = |v: Option<i64>, default: u64, k: &str, problems: &mut Problems| positive(v, default, 0, sink_at(i, k), problems);
+    let num = |v: Option<i64>, default: u64, k: &str, problems: &mut Problems| {
+        positive(v, default, 0, sink_at(i, k), problems)
+    };
     let queue = num(s.queue, 1000, "queue", problems).min(1_000_000) as usize;
     let max_attempts = num(s.max_attempts, 5, "max_attempts", problems).min(100) as u32;
     let backoff = Duration::from_millis(num(s.backoff_ms, 500, "backoff_ms", problems));

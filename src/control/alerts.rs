@@ -25,7 +25,11 @@ impl Admin {
                     _ => return error(StatusCode::BAD_REQUEST, "invalid_limit", "limit must be a positive number"),
                 },
                 _ => {
-                    return error(StatusCode::BAD_REQUEST, "unknown_parameter", &format!("unknown parameter `{k}`; use limit"))
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        "unknown_parameter",
+                        &format!("unknown parameter `{k}`; use limit"),
+                    )
                 }
             }
         }
@@ -74,7 +78,13 @@ impl Admin {
         } else {
             match serde_json::from_slice(&bytes) {
                 Ok(v @ Value::Object(_)) => v,
-                _ => return error(StatusCode::BAD_REQUEST, "invalid_body", "expected a JSON object such as {\"actor\": \"…\"}"),
+                _ => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_body",
+                        "expected a JSON object such as {\"actor\": \"…\"}",
+                    )
+                }
             }
         };
         let actor = meta.get("actor").and_then(Value::as_str).unwrap_or("admin");

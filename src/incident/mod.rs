@@ -590,9 +590,10 @@ impl Engine {
             book.incidents[pos].actions.push(taken);
             if widened {
                 // The steps that awaited an operator ran: the containment grew (alertable).
-                let rec = incident_record(&book.incidents[pos], "escalated")
-                    .with("rule", ev.rule.as_str())
-                    .with_opt("corroborated_by", book.incidents[pos].actions.last().and_then(|t| t.corroborated_by.clone()));
+                let rec = incident_record(&book.incidents[pos], "escalated").with("rule", ev.rule.as_str()).with_opt(
+                    "corroborated_by",
+                    book.incidents[pos].actions.last().and_then(|t| t.corroborated_by.clone()),
+                );
                 gw.audit.record(rec).await;
             }
         } else {
