@@ -657,3 +657,89 @@ url = "https://hooks.slack.com/services/T/B/X"
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_audit_trail_that_cannot_be_written_alerts_and_its_recovery_resolves() {
+    let rx = Receiver::start(&[], Reply::Status(200)).await;
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("policy.toml"),
+        policy(&webhook("hook", &rx.url("/audit"), "events = [\"audit.*\"]")),
+    )
+    .unwrap();
+    // Files may grow to 24 KiB only (RLIMIT_FSIZE): the trail fills up as on a full disk.
+    let limit = "trap '' XFSZ; ulimit -S -f 24 && exec \"$0\" \"$@\"";
+    let gw = Gateway::try_spawn_wrapped(tmp.path(), &[("ALERT_SECRET", SECRET)], &["bash", "-c", limit])
+        .unwrap_or_else(|e| panic!("bash (for RLIMIT_FSIZE) or the gateway failed: {e}"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, body) = chat(&gw, BOB, "hi").await;
+        if status == 503 {
+            break;
+        }
+        assert_eq!(status, 200, "{body}");
+        assert!(Instant::now() < deadline, "the trail never filled up");
+    }
+    until("the audit failure alert", Duration::from_secs(10), || !rx.events("audit.failure").is_empty()).await;
+    let failure = &rx.events("audit.failure")[0];
+    assert_eq!(failure["severity"], "SEV-1");
+    assert!(failure["reason"].as_str().is_some_and(|r| r.contains("File too large")), "{failure}");
+    assert_eq!(rx.events("audit.recovered").len(), 0);
+
+    let freed = std::process::Command::new("prlimit")
+        .args(["--pid", &gw.pid().to_string(), "--fsize=unlimited:"])
+        .status()
+        .expect("prlimit (util-linux) is needed by this test");
+    assert!(freed.success());
+    until("the recovery alert", Duration::from_secs(20), || !rx.events("audit.recovered").is_empty()).await;
+    let recovered = &rx.events("audit.recovered")[0];
+    assert_eq!(recovered["resolve"], true);
+    assert_eq!(recovered["dedup_key"], failure["dedup_key"], "the recovery closes the failure's page");
+    assert_eq!(rx.events("audit.failure").len(), 1, "one alert per failure, not one per failed write");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn otlp_gets_a_log_record_and_a_reload_changes_the_sinks() {
+    let (otlp, hook) = tokio::join!(Receiver::start(&[], Reply::Status(200)), Receiver::start(&[], Reply::Status(200)));
+    let otlp_sink = format!(
+        "[[alerts.sinks]]\nname = \"logs\"\ntype = \"otlp\"\nurl = \"{}\"\nevents = [\"switch.*\"]\n",
+        otlp.url("/v1/logs")
+    );
+    let gw = start(&otlp_sink);
+    switch(&gw, json!([{"action": "set_level", "level": "lockdown"}])).await;
+    until("the log record", Duration::from_secs(10), || !otlp.got().is_empty()).await;
+    let got = &otlp.got()[0];
+    assert_eq!(got.path, "/v1/logs");
+    assert_eq!(got.headers["content-type"], "application/json");
+    let v = got.json();
+    let resource = &v["resourceLogs"][0]["resource"]["attributes"][0];
+    assert_eq!(resource["key"], "service.name", "{v}");
+    let record = &v["resourceLogs"][0]["scopeLogs"][0]["logRecords"][0];
+    assert_eq!(record["severityText"], "SEV-1", "{v}");
+    assert_eq!(record["severityNumber"], 21);
+    assert!(record["body"]["stringValue"].as_str().unwrap().starts_with("LOCKDOWN"), "{record}");
+    assert!(record["timeUnixNano"].as_str().unwrap().parse::<u128>().unwrap() > 0);
+    let attrs = record["attributes"].as_array().unwrap();
+    assert!(
+        attrs.iter().any(|a| a["key"] == "firebreak.event" && a["value"]["stringValue"] == "switch.lockdown"),
+        "{record}"
+    );
+
+    // A reload that adds a webhook sink: the next alert goes to both.
+    let both = format!("{otlp_sink}{}", webhook("hook", &hook.url("/h"), "events = [\"switch.*\"]"));
+    std::fs::write(gw.dir.join("policy.toml"), policy(&both)).unwrap();
+    let (status, v) = gw.admin(reqwest::Method::POST, "/admin/v1/policy/reload", Some(json!({}))).await;
+    assert_eq!(status, 200, "{v}");
+    switch(&gw, json!([{"action": "safe_mode", "enabled": true}])).await;
+    until("the alert at both sinks", Duration::from_secs(10), || otlp.got().len() == 2 && hook.got().len() == 1).await;
+    assert_eq!(hook.got()[0].json()["event"], "switch.safe_mode");
+
+    // A reload naming a secret that is not there is rejected whole; the sinks in force stay.
+    std::fs::write(gw.dir.join("policy.toml"), policy(&both.replace("ALERT_SECRET", "ALERT_SECRET_MISSING"))).unwrap();
+    let (status, v) = gw.admin(reqwest::Method::POST, "/admin/v1/policy/reload", Some(json!({}))).await;
+    assert_eq!(status, 422, "{v}");
+    assert!(v.to_string().contains("the secret cannot be read"), "{v}");
+    switch(&gw, json!([{"action": "set_level", "level": "normal"}])).await;
+    switch(&gw, json!([{"action": "set_level", "level": "lockdown"}])).await;
+    until("the alert at both sinks", Duration::from_secs(10), || otlp.got().len() == 3 && hook.got().len() == 2).await;
+}
