@@ -174,7 +174,8 @@ impl Metrics {
 impl Metrics {
     fn render_alerts(&self, s: &mut String) {
         let sinks = self.alert_sinks.lock().unwrap_or_else(|p| p.into_inner());
-        let counters: [(&str, &str, fn(&AlertSinkMetrics) -> u64); 4] = [
+        type Read = fn(&AlertSinkMetrics) -> u64;
+        let counters: [(&str, &str, Read); 4] = [
             ("sent", "Alerts delivered, by sink.", |m| m.sent.load(Ordering::Relaxed)),
             ("failed", "Alerts given up after the last attempt (dead-lettered), by sink.", |m| {
                 m.failed.load(Ordering::Relaxed)
@@ -193,7 +194,7 @@ impl Metrics {
                 let _ = writeln!(s, "firebreak_alerts_{name}_total{{sink=\"{sink}\"}} {}", get(m));
             }
         }
-        let _ = writeln!(s, "# HELP firebreak_alerts_queue_depth Alerts waiting for delivery, by sink.\n# TYPE firebreak_alerts_queue_depth gauge");
+        let _ = writeln!(s, "# HELP firebreak_alerts_queue_depth Alerts queued or being delivered, by sink.\n# TYPE firebreak_alerts_queue_depth gauge");
         for (sink, m) in sinks.iter() {
             let _ = writeln!(
                 s,

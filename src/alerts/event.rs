@@ -29,7 +29,7 @@ pub struct Draft {
 /// A dispatched alert, kept in the recent ring with how each sink fared.
 #[derive(Debug)]
 pub struct Alert {
-    /// `alr-<n>`, unique in this process.
+    /// `alr-<start time>-<n>`: unique across restarts (receivers drop duplicates by it).
     pub id: String,
     /// RFC 3339.
     pub time: String,
@@ -217,7 +217,22 @@ fn circuit(m: &Map<String, Value>, event: &str) -> Option<Draft> {
             "circuit {name} for {target}{}",
             s(m, "reason").or(s(m, "error_class")).map(|r| format!(": {r}")).unwrap_or_default()
         ),
-        fields: pick(m, &["target", "upstream", "server", "name", "reason", "error_class", "failure_rate", "seq"]),
+        fields: pick(
+            m,
+            &[
+                "target",
+                "target_kind",
+                "upstream",
+                "server",
+                "name",
+                "reason",
+                "error_class",
+                "failure_rate",
+                "consecutive_failures",
+                "requests_in_window",
+                "seq",
+            ],
+        ),
         dedup_key: format!("firebreak-circuit-{target}"),
         resolve,
     })
@@ -281,8 +296,21 @@ mod tests {
         assert_eq!(classify(&failed)[0].event, "audit.failure");
         let back = map(json!({"kind": "audit", "event": "writable_again"}));
         assert!(classify(&back)[0].resolve);
-        let open = map(json!({"kind": "circuit", "event": "opened", "upstream": "openai"}));
-        assert_eq!(classify(&open)[0].dedup_key, "firebreak-circuit-openai");
+        // As the breakers write them (`circuit::State::event`).
+        let open = map(
+            json!({"kind": "circuit", "event": "opened", "target": "openai", "target_kind": "upstream", "reason": "5 consecutive failures"}),
+        );
+        let d = &classify(&open)[0];
+        assert_eq!(
+            (d.event.as_str(), d.dedup_key.as_str(), d.resolve),
+            ("circuit.opened", "firebreak-circuit-openai", false)
+        );
+        assert_eq!(d.summary, "circuit opened for openai: 5 consecutive failures");
+        let half = map(json!({"kind": "circuit", "event": "half_open", "target": "openai"}));
+        assert_eq!(classify(&half)[0].event, "circuit.half_open");
+        let closed = map(json!({"kind": "circuit", "event": "closed", "target": "openai"}));
+        let d = &classify(&closed)[0];
+        assert!(d.resolve && d.dedup_key == "firebreak-circuit-openai", "closing resolves the opening's page");
         assert!(classify(&map(json!({"kind": "request"}))).is_empty());
     }
 

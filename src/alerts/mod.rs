@@ -49,6 +49,8 @@ const TAP_CAPACITY: usize = 4096;
 pub struct Alerts {
     recent: Mutex<VecDeque<Arc<Alert>>>,
     next: AtomicU64,
+    /// Start time (unix seconds, hex) in every alert id, so ids stay unique across restarts.
+    epoch: String,
     sinks: Mutex<Option<Running>>,
     client: OnceLock<Result<HttpClient, String>>,
     /// Where undeliverable alerts go when the policy names no file.
@@ -82,6 +84,10 @@ impl Alerts {
         Alerts {
             recent: Mutex::new(VecDeque::new()),
             next: AtomicU64::new(1),
+            epoch: format!(
+                "{:x}",
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+            ),
             sinks: Mutex::new(None),
             client: OnceLock::new(),
             default_dead_letter: state_file.with_extension("alerts-dead-letter.jsonl"),
@@ -149,7 +155,7 @@ impl Alerts {
     fn alert(&self, draft: Draft, test: bool, keep: usize) -> Arc<Alert> {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let alert = Arc::new(Alert {
-            id: format!("alr-{n:06}"),
+            id: format!("alr-{}-{n:06}", self.epoch),
             time: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
             draft,
             test,
