@@ -743,3 +743,34 @@ async fn otlp_gets_a_log_record_and_a_reload_changes_the_sinks() {
     switch(&gw, json!([{"action": "set_level", "level": "lockdown"}])).await;
     until("the alert at both sinks", Duration::from_secs(10), || otlp.got().len() == 3 && hook.got().len() == 2).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_incident_whose_awaiting_steps_run_once_corroborated_alerts_escalated() {
+    let rx = Receiver::start(&[], Reply::Status(200)).await;
+    // alice holds a key in two tenants: her second tenant corroborates her own open incident.
+    let alice_globex = "fbk-alerts-alice-globex-key";
+    let gw = start(&format!(
+        "[[keys]]\nid = \"alice-globex\"\nsha256 = \"{}\"\ntenant = \"globex\"\nuser = \"alice\"\nrole = \"r\"\n\n\
+         [incidents]\ncorroboration = 2\n\n\
+         [triggers.unauthorized_tool_execution]\nplan = \"tools-off\"\n\n\
+         [plans.tools-off]\nactions = [{{action = \"disable_tool\", tool = \"delete_repo\", ttl = \"1h\"}}]\n\n{}",
+        sha256_hex(alice_globex),
+        webhook("hook", &rx.url("/i"), "events = [\"incident.*\"]")
+    ));
+    assert_eq!(chat(&gw, ALICE, "do-tool please").await.0, 200);
+    until("the opening", Duration::from_secs(10), || !rx.events("incident.opened").is_empty()).await;
+    let opened = &rx.events("incident.opened")[0];
+    assert_eq!(opened["actions"], json!([]), "nothing principal-scoped in this plan: {opened}");
+    assert_eq!(opened["awaiting_operator"][0]["action"], "disable_tool", "{opened}");
+
+    assert_eq!(chat(&gw, alice_globex, "do-tool please").await.0, 200);
+    until("the escalation", Duration::from_secs(10), || !rx.events("incident.escalated").is_empty()).await;
+    let escalated = &rx.events("incident.escalated")[0];
+    assert_eq!(escalated["incident"], opened["incident"]);
+    assert_eq!(escalated["dedup_key"], opened["dedup_key"]);
+    assert_eq!(escalated["actions"][0]["action"], "disable_tool", "{escalated}");
+    assert_eq!(escalated["actions"][0]["tool"], "delete_repo");
+    assert_eq!(rx.events("incident.joined").len(), 1, "the join that escalated is a join too");
+    let (_, state) = gw.admin(reqwest::Method::GET, "/admin/v1/state", None).await;
+    assert!(state["disabled_tools"]["delete_repo"].is_object(), "{state}");
+}
