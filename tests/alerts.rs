@@ -234,6 +234,19 @@ fn metric(text: &str, name: &str, sink: &str) -> u64 {
     text.lines().find_map(|l| l.strip_prefix(&prefix)).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
 }
 
+/// Waits (bounded) until the sink's counter `name` reaches `want`; returns the metrics text.
+async fn metric_reaches(gw: &Gateway, name: &str, sink: &str, want: u64) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let m = metrics(gw).await;
+        if metric(&m, name, sink) >= want {
+            return m;
+        }
+        assert!(Instant::now() < deadline, "{name}{{sink={sink}}} never reached {want}: {m}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 fn no_secret_in(gw: &Gateway) {
     let mut texts = vec![("stderr", gw.stderr())];
     for f in ["audit.jsonl", "state.alerts-dead-letter.jsonl"] {
@@ -283,6 +296,7 @@ async fn a_lockdown_alert_is_signed_and_a_replayed_or_refreshed_timestamp_is_ref
     // Lifting the lockdown is not a lockdown alert; traffic flows again.
     switch(&gw, json!([{"action": "set_level", "level": "normal"}])).await;
     assert_eq!(chat(&gw, BOB, "hi").await.0, 200);
+    metric_reaches(&gw, "firebreak_alerts_sent_total", "hook", 1).await;
     let (ok, out, _) = gw.cli(&["admin", "alerts", "--limit", "5"]);
     assert!(ok && out.contains("switch.lockdown") && out.contains("hook=sent"), "{out}");
     assert_eq!(rx.events("switch.lockdown").len(), 1);
@@ -295,8 +309,8 @@ async fn failed_deliveries_are_retried_then_succeed() {
     let gw = start(&webhook("hook", &rx.url("/r"), "events = [\"switch.safe_mode\"]\nmax_attempts = 5"));
     switch(&gw, json!([{"action": "safe_mode", "enabled": true}])).await;
     until("three attempts", Duration::from_secs(10), || rx.got().len() >= 3).await;
-    let m = metrics(&gw).await;
-    until("the sent counter", Duration::from_secs(5), || metric(&m, "firebreak_alerts_sent_total", "hook") == 1).await;
+    let m = metric_reaches(&gw, "firebreak_alerts_sent_total", "hook", 1).await;
+    assert_eq!(metric(&m, "firebreak_alerts_sent_total", "hook"), 1);
     let got = rx.got();
     assert_eq!(got.len(), 3, "500, 503, then 200: three attempts");
     let ids: Vec<_> = got.iter().map(|g| g.headers["x-firebreak-delivery"].clone()).collect();
@@ -330,7 +344,7 @@ async fn an_alert_that_cannot_be_delivered_goes_to_the_dead_letter_file() {
     assert_eq!(lines[0]["error"], "HTTP 503");
     assert_eq!(lines[0]["alert"]["event"], "switch.safe_mode");
     assert_eq!(std::fs::metadata(&dl).unwrap().permissions().mode() & 0o777, 0o600);
-    let m = metrics(&gw).await;
+    let m = metric_reaches(&gw, "firebreak_alerts_failed_total", "hook", 1).await;
     assert_eq!(metric(&m, "firebreak_alerts_failed_total", "hook"), 1);
     assert_eq!(metric(&m, "firebreak_alerts_retries_total", "hook"), 2);
     no_secret_in(&gw);
@@ -458,12 +472,7 @@ async fn a_hanging_sink_never_slows_requests_and_its_full_queue_drops() {
         switch(&gw, json!([{"action": "safe_mode", "enabled": false}])).await;
         switch(&gw, json!([{"action": "safe_mode", "enabled": true}])).await;
     }
-    let mut m = String::new();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while metric(&m, "firebreak_alerts_dropped_total", "slow") < 3 {
-        assert!(Instant::now() < deadline, "no drops counted: {m}");
-        m = metrics(&gw).await;
-    }
+    let m = metric_reaches(&gw, "firebreak_alerts_dropped_total", "slow", 3).await;
     assert_eq!(metric(&m, "firebreak_alerts_dropped_total", "slow"), 3, "{m}");
     assert_eq!(metric(&m, "firebreak_alerts_queue_depth", "slow"), 3, "one in delivery, two waiting");
     // The request path keeps answering while the receiver hangs (each within the client's 10 s).

@@ -122,14 +122,14 @@ async fn deliver(
     loop {
         let out = attempt_once(config, context, client, alert).await;
         if out.delivered() {
-            metrics.sent.fetch_add(1, Ordering::Relaxed);
             alert.delivery(&config.name, "sent");
+            metrics.sent.fetch_add(1, Ordering::Relaxed);
             return;
         }
         let why = out.error.clone().unwrap_or_else(|| format!("HTTP {}", out.status.unwrap_or(0)));
         if attempt >= config.max_attempts || !out.retryable() {
-            metrics.failed.fetch_add(1, Ordering::Relaxed);
             alert.delivery(&config.name, "dead_letter");
+            metrics.failed.fetch_add(1, Ordering::Relaxed);
             tracing::error!(sink = %config.name, event = %alert.draft.event, attempts = attempt, error = %why, "alert not delivered; written to the dead-letter file");
             write_dead_letter(dead_letter, config, alert, attempt, &why).await;
             return;

@@ -408,7 +408,7 @@ fn compile_sink(i: usize, s: &RawSink, base: &Path, problems: &mut Problems) -> 
                 problems.add(
                     0,
                     sink_at(i, k),
-                    format!("`{k}` does not apply to a {kind_name} sink"),
+                    format!("`{k}` does not apply to a sink of type {kind_name}"),
                     Some("remove it".into()),
                 );
             }
@@ -429,7 +429,7 @@ fn compile_sink(i: usize, s: &RawSink, base: &Path, problems: &mut Problems) -> 
                 }
             },
             None if required => {
-                problems.add(0, sink_at(i, "type"), format!("a {kind_name} sink needs a url"), None);
+                problems.add(0, sink_at(i, "type"), format!("a sink of type {kind_name} needs a url"), None);
                 None
             }
             None => None,
@@ -584,4 +584,58 @@ fn compile_sink(i: usize, s: &RawSink, base: &Path, problems: &mut Problems) -> 
         max_backoff: max_backoff.max(backoff),
         timeout,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(sinks: &str) -> Result<crate::config::Policy, crate::config::PolicyError> {
+        crate::config::load_str("t.toml", sinks, Path::new("."))
+    }
+
+    #[test]
+    fn filters_take_names_families_and_a_minimum_severity_for_incidents() {
+        std::env::set_var("FIREBREAK_UNIT_ALERT_SECRET", "s");
+        let p = policy(
+            "[[alerts.sinks]]\nname = \"a\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:9/x\"\n\
+             secret_env = \"FIREBREAK_UNIT_ALERT_SECRET\"\nevents = [\"incident.*\", \"switch.lockdown\"]\nmin_severity = \"SEV-2\"\n\
+             [[alerts.sinks]]\nname = \"b\"\ntype = \"otlp\"\nurl = \"http://127.0.0.1:4318/v1/logs\"\n",
+        )
+        .expect("valid");
+        let (a, b) = (&p.alerts.sinks[0], &p.alerts.sinks[1]);
+        assert!(a.wants("incident.opened", Some(Severity::Sev1)));
+        assert!(a.wants("incident.resolved", Some(Severity::Sev2)));
+        assert!(!a.wants("incident.opened", Some(Severity::Sev3)), "below the minimum");
+        assert!(a.wants("switch.lockdown", Some(Severity::Sev1)));
+        assert!(!a.wants("switch.safe_mode", Some(Severity::Sev2)));
+        // Defaults: everything but joins; the minimum applies to incident events only.
+        assert!(b.wants("incident.opened", Some(Severity::Sev4)));
+        assert!(!b.wants("incident.joined", Some(Severity::Sev1)));
+        assert!(b.wants("circuit.opened", Some(Severity::Sev3)));
+        assert_eq!((b.queue, b.max_attempts, b.timeout), (1000, 5, Duration::from_secs(5)));
+        assert!(
+            format!("{a:?}").contains("<redacted>") && !format!("{a:?}").contains("\"s\""),
+            "Debug hides the secret"
+        );
+    }
+
+    #[test]
+    fn keys_of_another_type_and_missing_urls_are_problems() {
+        let e = policy(
+            "[[alerts.sinks]]\nname = \"o\"\ntype = \"otlp\"\nrouting_key_env = \"X\"\n\
+             [[alerts.sinks]]\nname = \"bad name!\"\ntype = \"pagerduty\"\nrouting_key_file = \"/nonexistent/key\"\nqueue = 0\n",
+        )
+        .expect_err("invalid");
+        let text = e.to_string();
+        for want in [
+            "`routing_key_env` does not apply to a sink of type otlp",
+            "a sink of type otlp needs a url",
+            "`bad name!` is not a sink name",
+            "the routing_key cannot be read",
+            "must be a positive number, not 0",
+        ] {
+            assert!(text.contains(want), "{want} missing from {text}");
+        }
+    }
 }
