@@ -783,3 +783,22 @@ async fn an_incident_whose_awaiting_steps_run_once_corroborated_alerts_escalated
     let (_, state) = gw.admin(reqwest::Method::GET, "/admin/v1/state", None).await;
     assert!(state["disabled_tools"]["delete_repo"].is_object(), "{state}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_still_queued_at_shutdown_go_to_the_dead_letter_file() {
+    let rx = Receiver::start(&[], Reply::Hang).await;
+    let mut gw = start(&webhook("slow", &rx.url("/hang"), "events = [\"switch.*\"]\ntimeout_ms = 120000"));
+    switch(&gw, json!([{"action": "safe_mode", "enabled": true}])).await;
+    until("the first delivery to hang", Duration::from_secs(10), || rx.got().len() == 1).await;
+    switch(&gw, json!([{"action": "set_level", "level": "lockdown"}])).await;
+    metric_reaches(&gw, "firebreak_alerts_queue_depth", "slow", 2).await;
+    gw.terminate();
+    let status = gw.wait_exit(Duration::from_secs(30)).expect("the gateway exits after SIGTERM");
+    assert!(status.success(), "{status:?}: {}", gw.stderr());
+    let text = std::fs::read_to_string(gw.dir.join("state.alerts-dead-letter.jsonl")).expect("dead letters");
+    let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).expect("JSONL")).collect();
+    let events: Vec<&str> = lines.iter().map(|l| l["alert"]["event"].as_str().unwrap()).collect();
+    assert_eq!(events, ["switch.safe_mode", "switch.lockdown"], "{text}");
+    assert!(lines[0]["error"].as_str().unwrap().contains("shut down during delivery"), "{text}");
+    assert_eq!(lines[1]["error"], "the gateway shut down before delivery");
+}

@@ -15,7 +15,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use serde_json::json;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::event::Alert;
 use super::format::{self, Context};
@@ -65,47 +65,90 @@ impl Outcome {
 }
 
 impl Sink {
-    /// Starts the sink's sender task on the current runtime.
+    /// Starts the sink's sender task on the current runtime. When `closing` turns true (shutdown),
+    /// the task gives up the delivery in progress and writes it, and everything still queued, to
+    /// the dead-letter file.
     pub fn start(
         config: SinkConfig,
         context: Context,
         client: HttpClient,
         dead_letter: PathBuf,
         metrics: Arc<AlertSinkMetrics>,
-    ) -> Sink {
+        closing: watch::Receiver<bool>,
+    ) -> (Sink, tokio::task::JoinHandle<()>) {
         let config = Arc::new(config);
         let (tx, rx) = mpsc::channel(config.queue);
-        tokio::spawn(run(config.clone(), context.clone(), client, dead_letter, metrics.clone(), rx));
-        Sink { config, context, tx, metrics }
+        let task =
+            Task { config: config.clone(), context: context.clone(), client, dead_letter, metrics: metrics.clone() };
+        let handle = tokio::spawn(task.run(rx, closing));
+        (Sink { config, context, tx, metrics }, handle)
     }
 
     /// Queues `alert` without waiting; a full queue drops it (counted).
     pub fn offer(&self, alert: &Arc<Alert>) {
-        match self.tx.try_send(alert.clone()) {
-            Ok(()) => {
-                self.metrics.queued.fetch_add(1, Ordering::Relaxed);
-                alert.delivery(&self.config.name, "queued");
-            }
-            Err(_) => {
-                self.metrics.dropped.fetch_add(1, Ordering::Relaxed);
-                alert.delivery(&self.config.name, "dropped");
-                tracing::warn!(sink = %self.config.name, event = %alert.draft.event, "alert dropped: the sink's queue is full");
-            }
+        // Counted before the send, so the sender task never takes the gauge below zero.
+        self.metrics.queued.fetch_add(1, Ordering::Relaxed);
+        alert.delivery(&self.config.name, "queued");
+        if self.tx.try_send(alert.clone()).is_err() {
+            self.metrics.queued.fetch_sub(1, Ordering::Relaxed);
+            self.metrics.dropped.fetch_add(1, Ordering::Relaxed);
+            alert.delivery(&self.config.name, "dropped");
+            tracing::warn!(sink = %self.config.name, event = %alert.draft.event, "alert dropped: the sink's queue is full");
         }
     }
 }
 
-async fn run(
+/// A sink's sender task.
+struct Task {
     config: Arc<SinkConfig>,
     context: Context,
     client: HttpClient,
     dead_letter: PathBuf,
     metrics: Arc<AlertSinkMetrics>,
-    mut rx: mpsc::Receiver<Arc<Alert>>,
-) {
-    while let Some(alert) = rx.recv().await {
-        deliver(&config, &context, &client, &dead_letter, &metrics, &alert).await;
-        metrics.queued.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// Resolves once `closing` is true (or its sender is gone).
+async fn closed(closing: &mut watch::Receiver<bool>) {
+    let _ = closing.wait_for(|c| *c).await;
+}
+
+impl Task {
+    async fn run(self, mut rx: mpsc::Receiver<Arc<Alert>>, mut closing: watch::Receiver<bool>) {
+        loop {
+            let alert = tokio::select! {
+                biased;
+                () = closed(&mut closing) => break,
+                a = rx.recv() => match a {
+                    Some(a) => a,
+                    None => return, // the sink was replaced by a reload and its queue is done
+                },
+            };
+            let done = tokio::select! {
+                () = deliver(&self.config, &self.context, &self.client, &self.dead_letter, &self.metrics, &alert) => true,
+                () = closed(&mut closing) => false,
+            };
+            if !done {
+                self.give_up(
+                    &alert,
+                    "the gateway shut down during delivery (an attempt may have reached the receiver)",
+                )
+                .await;
+                break;
+            }
+            self.metrics.queued.fetch_sub(1, Ordering::Relaxed);
+        }
+        while let Ok(alert) = rx.try_recv() {
+            self.give_up(&alert, "the gateway shut down before delivery").await;
+        }
+    }
+
+    /// Shutdown: the alert goes to the dead-letter file undelivered.
+    async fn give_up(&self, alert: &Alert, why: &str) {
+        self.metrics.queued.fetch_sub(1, Ordering::Relaxed);
+        alert.delivery(&self.config.name, "dead_letter");
+        self.metrics.failed.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(sink = %self.config.name, event = %alert.draft.event, "alert not delivered before shutdown; written to the dead-letter file");
+        write_dead_letter(&self.dead_letter, &self.config, alert, 0, why).await;
     }
 }
 

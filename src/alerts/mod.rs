@@ -57,6 +57,10 @@ pub struct Alerts {
     default_dead_letter: PathBuf,
     metrics: Arc<Metrics>,
     pub(crate) spikes: anomaly::Spikes,
+    /// Turns true on shutdown ([`Alerts::close`]).
+    closing: tokio::sync::watch::Sender<bool>,
+    /// The sinks' sender tasks (including those of sinks a reload replaced).
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 /// The sinks running for one `[alerts]` section.
@@ -93,6 +97,8 @@ impl Alerts {
             default_dead_letter: state_file.with_extension("alerts-dead-letter.jsonl"),
             metrics,
             spikes: anomaly::Spikes::default(),
+            closing: tokio::sync::watch::Sender::new(false),
+            tasks: Mutex::default(),
         }
     }
 
@@ -139,13 +145,18 @@ impl Alerts {
                     .cloned()
             });
             list.push(reuse.unwrap_or_else(|| {
-                Arc::new(deliver::Sink::start(
+                let (sink, task) = deliver::Sink::start(
                     cfg.clone(),
                     context.clone(),
                     client.clone(),
                     dead_letter.clone(),
                     self.metrics.alert_sink(&cfg.name),
-                ))
+                    self.closing.subscribe(),
+                );
+                let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+                tasks.retain(|t| !t.is_finished());
+                tasks.push(task);
+                Arc::new(sink)
             }));
         }
         *running = Some(Running { policy: policy.alerts.clone(), list: list.clone() });
@@ -215,6 +226,28 @@ impl Alerts {
         };
         alert.delivery(name, &status);
         Ok((alert, out))
+    }
+
+    /// On shutdown: gives the queued alerts up to `grace` to go out, then ends every sink's task,
+    /// which writes what it still holds (the delivery in progress included) to the dead-letter
+    /// file, so no accepted alert is lost silently.
+    pub async fn close(&self, grace: std::time::Duration) {
+        let deadline = tokio::time::Instant::now() + grace;
+        let queued = || {
+            let running = self.sinks.lock().unwrap_or_else(|p| p.into_inner());
+            running
+                .as_ref()
+                .map_or(0, |r| r.list.iter().map(|s| s.metrics.queued.load(Ordering::Relaxed).max(0)).sum::<i64>())
+        };
+        while queued() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        self.closing.send_replace(true);
+        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        for t in tasks {
+            // Writing the dead letters is local file I/O; bounded anyway.
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), t).await;
+        }
     }
 
     /// The newest `limit` alerts, newest first.

@@ -166,12 +166,17 @@ async fn serve(
             drained.await;
         }
     }
+    // Alerts still queued get a moment to go out; the rest go to the dead-letter file.
+    gw.alerts.close(drain.min(ALERTS_GRACE)).await;
     Ok(ExitCode::SUCCESS)
 }
 
 /// After the drain time, how long the streams' terminal error events get to reach their clients
 /// before the remaining connections are dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// On shutdown, the longest wait for queued alerts to be delivered.
+const ALERTS_GRACE: Duration = Duration::from_secs(3);
 
 #[cfg(unix)]
 async fn wait_for_signals(gw: &Arc<Gateway>) {
