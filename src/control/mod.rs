@@ -214,6 +214,8 @@ impl Admin {
     }
 
     async fn switches(&self, req: Request<Incoming>) -> Response<Body> {
+        // The verified mTLS client identity of the connection, if any ([listen] admin_tls).
+        let tls_identity = req.extensions().get::<crate::proxy::peer::Peer>().and_then(|p| p.tls_identity.clone());
         let bytes = match read(req).await {
             Ok(b) => b,
             Err(r) => return r,
@@ -236,7 +238,8 @@ impl Admin {
                     .with("reason", batch.reason.as_str())
                     .with("before_version", applied.before)
                     .with("after_version", applied.after.version)
-                    .with("actions", serde_json::to_value(&batch.actions).unwrap_or(Value::Null));
+                    .with("actions", serde_json::to_value(&batch.actions).unwrap_or(Value::Null))
+                    .with_opt("tls_identity", tls_identity.as_deref());
                 self.gw.metrics.set_switch_version(applied.after.version);
                 let audit_seq = match self.gw.audit.record_durable(record).await {
                     Ok(seq) => seq,
