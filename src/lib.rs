@@ -16,6 +16,8 @@
 //! - [`forensics`] — evidence capture around incidents (redacted rings, the evidence store) and
 //!   verifiable forensic bundles.
 //! - [`audit`] — the HMAC-chained JSONL trail, its key and its verifier.
+//! - [`alerts`] — incidents, lockdowns, audit failures and circuit transitions pushed to the on-call
+//!   (signed webhooks, Slack, PagerDuty, OTLP logs) from queues that never block traffic; anomalies.
 //! - [`metrics`], [`telemetry`] — Prometheus text, tracing logs, OpenTelemetry export.
 //! - [`replay`] — remediation validation: attack suites run offline (in-process) or online.
 //! - [`cli`] — the `firebreak` subcommands.
@@ -26,6 +28,7 @@
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::dbg_macro, clippy::todo))]
 
+pub mod alerts;
 pub mod audit;
 pub mod cli;
 pub mod config;

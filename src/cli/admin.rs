@@ -255,6 +255,9 @@ enum Cmd {
         /// Pending id.
         id: String,
     },
+    /// Recent alerts and anomalies: incidents, triggers close to firing, rule spikes, sink
+    /// counters (`--limit N`); `alerts test SINK` sends a test alert through a sink.
+    Alerts(super::alerts::Args),
     /// Print audit records.
     Audit {
         /// RFC 3339 time or a duration back from now (e.g. 1h).
@@ -363,6 +366,7 @@ async fn run_async(a: Args) -> anyhow::Result<ExitCode> {
                 },
                 None,
             ),
+            Cmd::Alerts(al) => al.request(&actor),
             Cmd::Apply { file } => {
                 let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
                 let v: Value =
@@ -406,6 +410,11 @@ async fn run_async(a: Args) -> anyhow::Result<ExitCode> {
             out(&serde_json::to_string_pretty(isolated.unwrap_or(&json!({})))?)
         }
         Ok(v) if matches!(a.cmd, Cmd::PendingTools { json: false }) && status.is_success() => out(&pending_text(&v)),
+        Ok(v) if matches!(&a.cmd, Cmd::Alerts(al) if al.wants_text()) => {
+            if let Cmd::Alerts(al) = &a.cmd {
+                out(&al.text(&v));
+            }
+        }
         Ok(v) => out(&serde_json::to_string_pretty(&v)?),
         Err(_) => out(&String::from_utf8_lossy(&bytes)),
     }

@@ -2,6 +2,7 @@
 
 mod admin;
 mod admin_tls;
+mod alerts;
 mod audit;
 mod bundle;
 mod check;

@@ -306,6 +306,7 @@ fn absorb(m: &mut Merged, file: usize, mut raw: RawPolicy, problems: &mut Proble
                 "audit",
             ),
             (!raw.prompts.is_empty(), "prompts"),
+            (raw.alerts.console_url.is_some() || !raw.alerts.sinks.is_empty(), "alerts"),
         ];
         for (present, name) in sections {
             if present {
@@ -731,6 +732,7 @@ fn compile(m: Merged, base: &Path, problems: &mut Problems) -> Option<Policy> {
 
     // MCP servers, then roles and tools.
     let mcp = super::mcp::compile(&raw, base, problems);
+    let alerts = super::alerts::compile(&raw.alerts, base, problems);
     let mut roles = HashMap::new();
     for (name, (file, r)) in m.roles {
         let refuse_disallowed_tools = match r.disallowed_tools.as_deref() {
@@ -913,6 +915,7 @@ fn compile(m: Merged, base: &Path, problems: &mut Problems) -> Option<Policy> {
         incidents: Arc::new(incidents),
         forensics: super::forensics::compile(raw.forensics.as_ref(), base, problems).map(Arc::new),
         sha256: String::new(),
+        alerts: Arc::new(alerts),
         audit: AuditSettings {
             store_blocked_payloads: raw.audit.store_blocked_payloads.unwrap_or(false),
             on_failure,

@@ -5,6 +5,7 @@
 //! `Policy` cannot exist unvalidated: the only way to build one is [`load`] / [`load_str`].
 
 pub mod admins;
+pub mod alerts;
 mod compile;
 pub mod forensics;
 pub mod glob;
@@ -128,6 +129,8 @@ pub struct Policy {
     pub forensics: Option<Arc<forensics::ForensicsSettings>>,
     /// SHA-256 (hex) over the policy's files as loaded (each file's path and text, in load order).
     pub sha256: String,
+    /// Alert sinks and anomaly settings.
+    pub alerts: Arc<alerts::AlertsPolicy>,
 }
 
 /// A provider or MCP-server credential: where it comes from, and the value in force. Rotation

@@ -72,6 +72,9 @@ pub struct RawPolicy {
     pub plans: BTreeMap<String, RawPlan>,
     /// Evidence capture around incidents (off by default).
     pub forensics: Option<super::forensics::RawForensics>,
+    /// Alert sinks and anomaly settings.
+    #[serde(default)]
+    pub alerts: super::alerts::RawAlerts,
 }
 
 #[derive(Debug, Default, Deserialize)]

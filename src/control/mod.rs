@@ -16,6 +16,7 @@ use crate::proxy::Gateway;
 use crate::state::{ApplyError, Batch};
 use identity::{Identity, Role};
 
+mod alerts;
 mod forensics;
 pub mod identity;
 mod pending;
@@ -142,6 +143,11 @@ impl Admin {
                 self.playbook(req, plan, &who).await
             }
             (&Method::POST, "/admin/v1/rotate/credentials") => self.rotate_credentials(req, None, &who).await,
+            (&Method::GET, "/admin/v1/alerts") => self.alerts(req.uri().query()).await,
+            (&Method::POST, p) if p.starts_with("/admin/v1/alerts/test/") => {
+                let sink = p.trim_start_matches("/admin/v1/alerts/test/").to_owned();
+                self.alerts_test(req, sink, &who).await
+            }
             (&Method::POST, p) if p.starts_with("/admin/v1/rotate/prompt/") => {
                 let id = p.trim_start_matches("/admin/v1/rotate/prompt/").to_owned();
                 self.rotate_prompt(req, id, prompts::Rotate::Prompt, &who).await

@@ -79,6 +79,8 @@ pub struct Gateway {
     pub incidents: crate::incident::Engine,
     /// Evidence capture around incidents (`[forensics]`; read at start, a reload does not change it).
     pub forensics: crate::forensics::Forensics,
+    /// Alert sinks, the recent alerts and anomalies (running once `alerts::start` is called).
+    pub alerts: crate::alerts::Alerts,
     pub(crate) limiter: ratelimit::RateLimiter,
     /// Concurrency (global and per user) and the buffered request-body budget.
     pub(crate) admission: admission::Admission,
@@ -144,6 +146,7 @@ impl Gateway {
             Some(s) => crate::forensics::Forensics::open(s.clone()).map_err(StartError::Forensics)?,
             None => crate::forensics::Forensics::off(),
         };
+        let alerts = crate::alerts::Alerts::new(metrics.clone(), &policy.storage.state_file);
         let admission =
             admission::Admission::new(policy.limits.max_concurrent_requests, policy.limits.max_buffered_request_bytes);
         let active = Active::new(policy, &state.load()).map_err(StartError::Tls)?;
@@ -155,6 +158,7 @@ impl Gateway {
             metrics,
             incidents,
             forensics,
+            alerts,
             limiter: ratelimit::RateLimiter::default(),
             admission,
             mcp_sessions: moka::sync::Cache::builder()
