@@ -3,6 +3,7 @@
 mod admin;
 mod audit;
 mod check;
+mod circuit;
 mod key;
 mod replay;
 mod report;

@@ -278,6 +278,7 @@ fn absorb(m: &mut Merged, file: usize, mut raw: RawPolicy, problems: &mut Proble
                 "audit",
             ),
             (!raw.prompts.is_empty(), "prompts"),
+            (raw.circuit.is_some(), "circuit"),
         ];
         for (present, name) in sections {
             if present {
@@ -499,6 +500,7 @@ fn compile(m: Merged, base: &Path, problems: &mut Problems) -> Option<Policy> {
     };
 
     // Upstreams.
+    let circuit = super::circuit::global(raw.circuit.as_ref(), problems);
     let mut upstreams = BTreeMap::new();
     for (name, (file, u)) in m.upstreams {
         let at = |k: &str| path(["upstreams".into(), name.clone().into(), k.into()]);
@@ -607,9 +609,24 @@ fn compile(m: Merged, base: &Path, problems: &mut Problems) -> Option<Policy> {
                 tool_call: r.tool_call.map(|t| (t.name, t.arguments)),
             })
             .collect();
+        // A scripted upstream never fails, so it has no breaker.
+        let circuit = match kind {
+            UpstreamKind::Scripted => None,
+            _ => super::circuit::target(&circuit, u.circuit.as_ref(), file, &at("circuit"), problems),
+        };
         upstreams.insert(
             name.clone(),
-            Arc::new(Upstream { name, kind, base_url, credential, extra_ca, replies, chunk_chars, chunk_delay }),
+            Arc::new(Upstream {
+                name,
+                kind,
+                base_url,
+                credential,
+                extra_ca,
+                replies,
+                chunk_chars,
+                chunk_delay,
+                circuit,
+            }),
         );
     }
 
@@ -659,12 +676,16 @@ fn compile(m: Merged, base: &Path, problems: &mut Problems) -> Option<Policy> {
         }
         let prompt =
             super::prompts::check_binding(&managed_prompts, r.prompt.as_deref(), o.file, at("prompt"), problems);
+        if let Some(fb) = &r.fallback {
+            super::circuit::check_fallback(api, &r.upstream, fb, &upstreams, o.file, &at("fallback"), problems);
+        }
         routes.push(Route {
             api,
             any_model: r.models.is_empty(),
             models: GlobSet::new(r.models.iter().map(String::as_str)),
             upstream: r.upstream,
             prompt,
+            fallback: r.fallback,
         });
     }
     // Implicit routes: an API with no route goes to its only upstream of that kind.
@@ -690,12 +711,13 @@ fn compile(m: Merged, base: &Path, problems: &mut Problems) -> Option<Policy> {
                 models: GlobSet::default(),
                 upstream: u.name.clone(),
                 prompt: None,
+                fallback: None,
             });
         }
     }
 
     // MCP servers, then roles and tools.
-    let mcp = super::mcp::compile(&raw, base, problems);
+    let mcp = super::mcp::compile(&raw, base, &circuit, problems);
     let mut roles = HashMap::new();
     for (name, (file, r)) in m.roles {
         let refuse_disallowed_tools = match r.disallowed_tools.as_deref() {

@@ -4,6 +4,7 @@
 //! raw.rs (serde) → validate.rs (problems with file:line) → compile.rs (the runtime object). A
 //! `Policy` cannot exist unvalidated: the only way to build one is [`load`] / [`load_str`].
 
+pub mod circuit;
 mod compile;
 pub mod glob;
 mod inspection;
@@ -345,6 +346,8 @@ pub struct Upstream {
     pub chunk_chars: usize,
     /// Scripted streaming: delay between chunks.
     pub chunk_delay: Duration,
+    /// Its circuit breaker's limits (None: no breaker).
+    pub circuit: Option<circuit::CircuitSettings>,
 }
 
 /// A scripted reply.
@@ -371,6 +374,8 @@ pub struct Route {
     pub upstream: String,
     /// Managed prompt bound to this route.
     pub prompt: Option<Arc<str>>,
+    /// Upstream taking the route's requests while its upstream's circuit is open.
+    pub fallback: Option<String>,
 }
 
 /// A virtual key's principal.

@@ -17,6 +17,7 @@ use crate::proxy::body::{full, Body};
 use crate::proxy::Gateway;
 use crate::state::{ApplyError, Batch};
 
+mod circuits;
 mod prompts;
 
 /// Largest admin request body.
@@ -117,13 +118,14 @@ impl Admin {
         }
         match (&method, path.as_str()) {
             (&Method::GET, "/metrics") => {
-                let mut r = Response::new(full(self.gw.metrics.render()));
+                let mut r = Response::new(full(self.gw.metrics.render() + &self.gw.circuits.render_metrics()));
                 r.headers_mut()
                     .insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/plain; version=0.0.4"));
                 r
             }
             (&Method::GET, "/admin/v1/state") => self.state(),
             (&Method::GET, "/admin/v1/tools/pending") => self.pending_tools(),
+            (&Method::GET, "/admin/v1/circuits") => circuits::status(&self.gw),
             (&Method::POST, "/admin/v1/switches") => self.switches(req).await,
             (&Method::POST, "/admin/v1/policy/reload") => self.reload().await,
             (&Method::GET, "/admin/v1/audit") => self.audit(req.uri().query()).await,

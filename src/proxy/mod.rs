@@ -5,6 +5,7 @@ pub mod body;
 pub mod conn;
 pub mod decide;
 pub mod error;
+mod health;
 pub mod peer;
 mod pipeline;
 pub mod ratelimit;
@@ -31,6 +32,7 @@ use crate::metrics::Metrics;
 use crate::state::{ApplyError, StateStore};
 
 pub use admission::Permit;
+pub(crate) use health::{admit as circuit_admit, refused as circuit_refused};
 pub(crate) use pipeline::{audit_gate, collect_limited};
 pub use pipeline::{authenticate, handle};
 pub use upstream::Clients;
@@ -75,6 +77,8 @@ pub struct Gateway {
     pub metrics: Arc<Metrics>,
     /// Incident triggers, incidents and automatic containment.
     pub incidents: crate::incident::Engine,
+    /// Circuit breakers of the upstreams and MCP servers (kept across reloads).
+    pub circuits: crate::circuit::Circuits,
     pub(crate) limiter: ratelimit::RateLimiter,
     /// Concurrency (global and per user) and the buffered request-body budget.
     pub(crate) admission: admission::Admission,
@@ -133,6 +137,7 @@ impl Gateway {
         let incidents = crate::incident::Engine::open(&crate::incident::file_for(&policy.storage.state_file))?;
         let admission =
             admission::Admission::new(policy.limits.max_concurrent_requests, policy.limits.max_buffered_request_bytes);
+        let circuits = crate::circuit::Circuits::new(&policy);
         let active = Active::new(policy, &state.load()).map_err(StartError::Tls)?;
         metrics.set_switch_version(state.load().version);
         Ok(Arc::new(Gateway {
@@ -141,6 +146,7 @@ impl Gateway {
             audit,
             metrics,
             incidents,
+            circuits,
             limiter: ratelimit::RateLimiter::default(),
             admission,
             mcp_sessions: moka::sync::Cache::builder()
@@ -284,6 +290,8 @@ impl Gateway {
         };
         match outcome {
             Ok(active) => {
+                // Breakers first: a target new in this policy has one before a request can reach it.
+                self.circuits.rebuild(&active.policy);
                 let active = Arc::new(active);
                 // A prompt new in this policy gets its canary in the same swap: the batch stores the
                 // policy (with a scanner knowing the canary) before the snapshot injecting it.
