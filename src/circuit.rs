@@ -94,8 +94,10 @@ pub enum Failure {
     /// No response head within the upstream timeout.
     Timeout,
     /// A 5xx status.
+    #[serde(rename = "status_5xx")]
     Status5xx,
     /// A 429 status, where the policy counts it (`count_429`).
+    #[serde(rename = "status_429")]
     Status429,
 }
 
@@ -390,7 +392,9 @@ impl Breaker {
                 };
                 self.to(w, State::Open, now, reason, s)
             }
-            (State::HalfOpen, Some(gen), Some(_)) if gen == gen_of(w) => self.to(w, State::Open, now, "probe_failed", s),
+            (State::HalfOpen, Some(gen), Some(_)) if gen == gen_of(w) => {
+                self.to(w, State::Open, now, "probe_failed", s)
+            }
             (State::HalfOpen, Some(gen), None) if gen == gen_of(w) => {
                 let mut p = self.probes.load(Ordering::Acquire);
                 let ok = loop {

@@ -24,10 +24,11 @@ pub(super) fn text(v: &Value) -> String {
             rows.push([s("name"), s("kind"), "off".into(), "-".into(), "-".into(), "-".into(), "-".into()]);
             continue;
         }
-        let rate = match (c["failure_rate"].as_f64(), c["failures_in_window"].as_u64(), c["requests_in_window"].as_u64()) {
-            (Some(r), Some(f), Some(t)) => format!("{:.0}% ({f}/{t})", r * 100.0),
-            _ => "-".into(),
-        };
+        let rate =
+            match (c["failure_rate"].as_f64(), c["failures_in_window"].as_u64(), c["requests_in_window"].as_u64()) {
+                (Some(r), Some(f), Some(t)) => format!("{:.0}% ({f}/{t})", r * 100.0),
+                _ => "-".into(),
+            };
         let mut state = s("state");
         if let Some(ms) = c["retry_after_ms"].as_u64() {
             state = format!("{state} (probe in {})", human_ms(ms));

@@ -102,7 +102,13 @@ pub(super) fn target(
     }
 }
 
-fn settings(r: &RawCircuit, base: CircuitSettings, file: usize, at: &[Seg], problems: &mut Problems) -> CircuitSettings {
+fn settings(
+    r: &RawCircuit,
+    base: CircuitSettings,
+    file: usize,
+    at: &[Seg],
+    problems: &mut Problems,
+) -> CircuitSettings {
     let key = |k: &str| {
         let mut p = at.to_vec();
         p.push(k.into());
@@ -114,7 +120,7 @@ fn settings(r: &RawCircuit, base: CircuitSettings, file: usize, at: &[Seg], prob
             if (1..=max).contains(&n) {
                 *out = n as u32;
             } else {
-                problems.add(file, key(name), format!("must be between 1 and {max}, not {n}"), None);
+                problems.add(file, key(name), format!("{name} must be between 1 and {max}, not {n}"), None);
             }
         }
     };
@@ -128,7 +134,7 @@ fn settings(r: &RawCircuit, base: CircuitSettings, file: usize, at: &[Seg], prob
             problems.add(
                 file,
                 key("failure_rate"),
-                format!("must be more than 0 and at most 1, not {rate}"),
+                format!("failure_rate must be more than 0 and at most 1, not {rate}"),
                 Some("a share of the requests in the window, e.g. 0.5".into()),
             );
         }
@@ -140,13 +146,13 @@ fn settings(r: &RawCircuit, base: CircuitSettings, file: usize, at: &[Seg], prob
             Ok(_) => problems.add(
                 file,
                 key(name),
-                format!("`{text}` is out of range"),
+                format!("{name} `{text}` is out of range"),
                 Some(format!("between {} and 24h", humantime::format_duration(min))),
             ),
             Err(_) => problems.add(
                 file,
                 key(name),
-                format!("`{text}` is not a duration"),
+                format!("{name} `{text}` is not a duration"),
                 Some("write e.g. \"30s\", \"500ms\" or \"2m\"".into()),
             ),
         }
@@ -172,6 +178,14 @@ pub(super) fn check_fallback(
 ) {
     use super::UpstreamKind;
     use crate::protocol::Api;
+    if upstreams.get(primary).is_some_and(|u| u.circuit.is_none()) {
+        problems.add(
+            file,
+            at.to_vec(),
+            format!("upstream `{primary}` has no circuit breaker, so its fallback would never be used"),
+            Some("add a [circuit] section (or [upstreams.NAME.circuit]) to the policy".into()),
+        );
+    }
     let Some(fb) = upstreams.get(fallback) else {
         problems.add(
             file,
@@ -182,7 +196,12 @@ pub(super) fn check_fallback(
         return;
     };
     if fallback == primary {
-        problems.add(file, at.to_vec(), "the fallback is the route's own upstream", Some("name another upstream".into()));
+        problems.add(
+            file,
+            at.to_vec(),
+            "the fallback is the route's own upstream",
+            Some("name another upstream".into()),
+        );
     }
     let fits = matches!(
         (api, fb.kind),
@@ -194,14 +213,6 @@ pub(super) fn check_fallback(
             at.to_vec(),
             format!("fallback upstream `{fallback}` does not speak the {api} API"),
             Some("a fallback serves the same API as the route's upstream".into()),
-        );
-    }
-    if upstreams.get(primary).is_some_and(|u| u.circuit.is_none()) {
-        problems.add(
-            file,
-            at.to_vec(),
-            format!("upstream `{primary}` has no circuit breaker, so its fallback would never be used"),
-            Some("add a [circuit] section (or [upstreams.NAME.circuit]) to the policy".into()),
         );
     }
 }
