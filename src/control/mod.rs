@@ -18,6 +18,7 @@ use crate::proxy::Gateway;
 use crate::state::{ApplyError, Batch};
 
 mod circuits;
+mod mcp_verify;
 mod prompts;
 
 /// Largest admin request body.
@@ -126,6 +127,10 @@ impl Admin {
             (&Method::GET, "/admin/v1/state") => self.state(),
             (&Method::GET, "/admin/v1/tools/pending") => self.pending_tools(),
             (&Method::GET, "/admin/v1/circuits") => circuits::status(&self.gw),
+            (&Method::GET, p) if p.starts_with("/admin/v1/mcp/servers/") && p.ends_with("/verify") => {
+                let server = p.trim_start_matches("/admin/v1/mcp/servers/").trim_end_matches("/verify").to_owned();
+                mcp_verify::verify(&self.gw, &server).await
+            }
             (&Method::POST, "/admin/v1/switches") => self.switches(req).await,
             (&Method::POST, "/admin/v1/policy/reload") => self.reload().await,
             (&Method::GET, "/admin/v1/audit") => self.audit(req.uri().query()).await,

@@ -10,6 +10,7 @@ pub mod jsonrpc;
 mod stream;
 pub mod tools;
 mod upstream;
+pub mod verify;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

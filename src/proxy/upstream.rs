@@ -82,7 +82,7 @@ impl ClientSet {
     }
 }
 
-fn new_client(extra_ca: Option<&std::path::Path>, limits: &Limits) -> Result<HttpClient, String> {
+pub(crate) fn new_client(extra_ca: Option<&std::path::Path>, limits: &Limits) -> Result<HttpClient, String> {
     let tls = super::tls::client_config(extra_ca)?;
     let mut http = HttpConnector::new();
     http.enforce_http(false);
