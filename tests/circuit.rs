@@ -611,3 +611,29 @@ enabled = false
         assert!(text.contains(want), "`{want}` in:\n{text}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_keeps_the_state_and_can_turn_a_breaker_off() {
+    let extra = r#"
+[circuit]
+consecutive_failures = 1
+open_for = "1h"
+"#;
+    let (faulty, _healthy, gw) = rig(extra).await;
+    faulty.set(Mode::Status(500));
+    chat(&gw).await;
+    assert_circuit_open(&chat(&gw).await, "oai");
+    // The same policy reloaded: the circuit stays open (a reload is no way around it).
+    let (status, v) = gw.admin(reqwest::Method::POST, "/admin/v1/policy/reload", Some(json!({}))).await;
+    assert_eq!(status, 200, "{v}");
+    assert_circuit_open(&chat(&gw).await, "oai");
+    // The operator turns `oai`'s breaker off: requests reach it again.
+    let path = gw.dir.join("policy.toml");
+    let text = std::fs::read_to_string(&path).expect("policy") + "\n[upstreams.oai.circuit]\nenabled = false\n";
+    std::fs::write(&path, text).expect("write policy");
+    let (status, v) = gw.admin(reqwest::Method::POST, "/admin/v1/policy/reload", Some(json!({}))).await;
+    assert_eq!(status, 200, "{v}");
+    faulty.set(Mode::Ok);
+    assert_eq!(chat(&gw).await.status, 200);
+    assert_eq!(circuit(&gw, "oai").await["enabled"], false);
+}
