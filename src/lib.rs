@@ -9,6 +9,8 @@
 //!   gateway writes itself (safe mode, the scripted upstream).
 //! - [`proxy`] — the data plane: listener, the phase-by-phase [`proxy`] pipeline, upstream client
 //!   (rustls), streaming pump, tool-call filter, rate limits, and errors → responses in one place.
+//! - [`circuit`] — circuit breakers per upstream and MCP server: failing targets are refused fast
+//!   (or sent to a fallback) and probed until they recover.
 //! - [`state`] — the switches: one immutable snapshot in an `ArcSwap`, batches applied all or nothing,
 //!   persisted before they are acknowledged.
 //! - [`control`] — the admin API over `state`, policy reload and the audit trail.
@@ -30,6 +32,7 @@
 
 pub mod alerts;
 pub mod audit;
+pub mod circuit;
 pub mod cli;
 pub mod config;
 pub mod control;

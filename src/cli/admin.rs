@@ -258,6 +258,13 @@ enum Cmd {
     /// Recent alerts and anomalies: incidents, triggers close to firing, rule spikes, sink
     /// counters (`--limit N`); `alerts test SINK` sends a test alert through a sink.
     Alerts(super::alerts::Args),
+    /// Show each upstream's and MCP server's circuit breaker: state, failure rate, consecutive
+    /// failures, last error class, time in state.
+    CircuitStatus {
+        /// Print the API's JSON instead.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print audit records.
     Audit {
         /// RFC 3339 time or a duration back from now (e.g. 1h).
@@ -316,6 +323,7 @@ async fn run_async(a: Args) -> anyhow::Result<ExitCode> {
         match &a.cmd {
             Cmd::State | Cmd::Isolated => ("GET", "/admin/v1/state".to_owned(), None),
             Cmd::PendingTools { .. } => ("GET", "/admin/v1/tools/pending".to_owned(), None),
+            Cmd::CircuitStatus { .. } => ("GET", "/admin/v1/circuits".to_owned(), None),
             Cmd::Reload => ("POST", "/admin/v1/policy/reload".to_owned(), Some(json!({}))),
             Cmd::RotateCredential { name } => {
                 ("POST", format!("/admin/v1/rotate/credential/{name}"), Some(json!({"reason": reason, "actor": actor})))
@@ -414,6 +422,9 @@ async fn run_async(a: Args) -> anyhow::Result<ExitCode> {
             if let Cmd::Alerts(al) = &a.cmd {
                 out(&al.text(&v));
             }
+        }
+        Ok(v) if matches!(a.cmd, Cmd::CircuitStatus { json: false }) && status.is_success() => {
+            out(&super::circuit::text(&v))
         }
         Ok(v) => out(&serde_json::to_string_pretty(&v)?),
         Err(_) => out(&String::from_utf8_lossy(&bytes)),

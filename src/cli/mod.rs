@@ -6,7 +6,9 @@ mod alerts;
 mod audit;
 mod bundle;
 mod check;
+mod circuit;
 mod key;
+mod mcp;
 mod replay;
 mod report;
 mod scan;
@@ -36,6 +38,9 @@ enum Command {
     Audit(audit::Args),
     /// Virtual keys.
     Key(key::Args),
+    /// MCP servers: `mcp verify SERVER` lists a server's tools with their pin status and the
+    /// description checks; exit 1 when any tool is not trusted.
+    Mcp(mcp::Args),
     /// Replay attack suites against a policy (offline) or a running gateway; exit 1 when any case
     /// still gets through, 2 when the suite is broken.
     Replay(replay::Args),
@@ -55,6 +60,7 @@ pub fn main() -> ExitCode {
         Some(Command::Admin(a)) => admin::run(a),
         Some(Command::Audit(a)) => audit::run(a),
         Some(Command::Key(a)) => key::run(a),
+        Some(Command::Mcp(a)) => mcp::run(a),
         Some(Command::Scan(a)) => scan::run(a),
         Some(Command::Replay(a)) => replay::run(a),
         Some(Command::Report(a)) => report::run(a),

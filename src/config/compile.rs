@@ -307,6 +307,7 @@ fn absorb(m: &mut Merged, file: usize, mut raw: RawPolicy, problems: &mut Proble
             ),
             (!raw.prompts.is_empty(), "prompts"),
             (raw.alerts.console_url.is_some() || !raw.alerts.sinks.is_empty(), "alerts"),
+            (raw.circuit.is_some(), "circuit"),
         ];
         for (present, name) in sections {
             if present {
@@ -535,6 +536,7 @@ fn compile(m: Merged, base: &Path, problems: &mut Problems) -> Option<Policy> {
     };
 
     // Upstreams.
+    let circuit = super::circuit::global(raw.circuit.as_ref(), problems);
     let mut upstreams = BTreeMap::new();
     for (name, (file, u)) in m.upstreams {
         let at = |k: &str| path(["upstreams".into(), name.clone().into(), k.into()]);
@@ -643,9 +645,24 @@ fn compile(m: Merged, base: &Path, problems: &mut Problems) -> Option<Policy> {
                 tool_call: r.tool_call.map(|t| (t.name, t.arguments)),
             })
             .collect();
+        // A scripted upstream never fails, so it has no breaker.
+        let circuit = match kind {
+            UpstreamKind::Scripted => None,
+            _ => super::circuit::target(&circuit, u.circuit.as_ref(), file, &at("circuit"), problems),
+        };
         upstreams.insert(
             name.clone(),
-            Arc::new(Upstream { name, kind, base_url, credential, extra_ca, replies, chunk_chars, chunk_delay }),
+            Arc::new(Upstream {
+                name,
+                kind,
+                base_url,
+                credential,
+                extra_ca,
+                replies,
+                chunk_chars,
+                chunk_delay,
+                circuit,
+            }),
         );
     }
 
@@ -695,12 +712,16 @@ fn compile(m: Merged, base: &Path, problems: &mut Problems) -> Option<Policy> {
         }
         let prompt =
             super::prompts::check_binding(&managed_prompts, r.prompt.as_deref(), o.file, at("prompt"), problems);
+        if let Some(fb) = &r.fallback {
+            super::circuit::check_fallback(api, &r.upstream, fb, &upstreams, o.file, &at("fallback"), problems);
+        }
         routes.push(Route {
             api,
             any_model: r.models.is_empty(),
             models: GlobSet::new(r.models.iter().map(String::as_str)),
             upstream: r.upstream,
             prompt,
+            fallback: r.fallback,
         });
     }
     // Implicit routes: an API with no route goes to its only upstream of that kind.
@@ -726,12 +747,13 @@ fn compile(m: Merged, base: &Path, problems: &mut Problems) -> Option<Policy> {
                 models: GlobSet::default(),
                 upstream: u.name.clone(),
                 prompt: None,
+                fallback: None,
             });
         }
     }
 
     // MCP servers, then roles and tools.
-    let mcp = super::mcp::compile(&raw, base, problems);
+    let mcp = super::mcp::compile(&raw, base, &circuit, problems);
     let alerts = super::alerts::compile(&raw.alerts, base, problems);
     let mut roles = HashMap::new();
     for (name, (file, r)) in m.roles {

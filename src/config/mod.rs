@@ -6,6 +6,7 @@
 
 pub mod admins;
 pub mod alerts;
+pub mod circuit;
 mod compile;
 pub mod forensics;
 pub mod glob;
@@ -365,6 +366,8 @@ pub struct Upstream {
     pub chunk_chars: usize,
     /// Scripted streaming: delay between chunks.
     pub chunk_delay: Duration,
+    /// Its circuit breaker's limits (None: no breaker).
+    pub circuit: Option<circuit::CircuitSettings>,
 }
 
 /// A scripted reply.
@@ -391,6 +394,8 @@ pub struct Route {
     pub upstream: String,
     /// Managed prompt bound to this route.
     pub prompt: Option<Arc<str>>,
+    /// Upstream taking the route's requests while its upstream's circuit is open.
+    pub fallback: Option<String>,
 }
 
 /// A virtual key's principal.

@@ -17,8 +17,10 @@ use crate::state::{ApplyError, Batch};
 use identity::{Identity, Role};
 
 mod alerts;
+mod circuits;
 mod forensics;
 pub mod identity;
+mod mcp_verify;
 mod pending;
 mod prompts;
 
@@ -99,7 +101,7 @@ impl Admin {
         }
         match (&method, path.as_str()) {
             (&Method::GET, "/metrics") => {
-                let mut r = Response::new(full(self.gw.metrics.render()));
+                let mut r = Response::new(full(self.gw.metrics.render() + &self.gw.circuits.render_metrics()));
                 r.headers_mut()
                     .insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/plain; version=0.0.4"));
                 r
@@ -120,6 +122,11 @@ impl Admin {
             (&Method::POST, p) if p.starts_with("/admin/v1/pending/") && p.ends_with("/reject") => {
                 let id = p.trim_start_matches("/admin/v1/pending/").trim_end_matches("/reject").to_owned();
                 self.pending_reject(&id, &who).await
+            }
+            (&Method::GET, "/admin/v1/circuits") => circuits::status(&self.gw),
+            (&Method::GET, p) if p.starts_with("/admin/v1/mcp/servers/") && p.ends_with("/verify") => {
+                let server = p.trim_start_matches("/admin/v1/mcp/servers/").trim_end_matches("/verify").to_owned();
+                mcp_verify::verify(&self.gw, &server).await
             }
             (&Method::GET, "/admin/v1/audit") => self.audit(req.uri().query()).await,
             (&Method::GET, "/admin/v1/incidents") => self.incidents(req.uri().query()).await,

@@ -10,6 +10,7 @@ pub mod jsonrpc;
 mod stream;
 pub mod tools;
 mod upstream;
+pub mod verify;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -91,7 +92,8 @@ impl McpError {
             McpError::Gateway(
                 G::NoRoute
                 | G::NoCredential(_)
-                | G::UpstreamUnavailable(_)
+                | G::UpstreamUnavailable(..)
+                | G::CircuitOpen { .. }
                 | G::UpstreamTimeout(_)
                 | G::UpstreamInvalid { .. },
             ) => jsonrpc::INTERNAL_ERROR,
@@ -109,6 +111,9 @@ impl McpError {
         match &self {
             McpError::Gateway(GatewayError::RateLimited { retry_after, .. }) => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from(retry_after.as_secs().max(1)));
+            }
+            McpError::Gateway(GatewayError::CircuitOpen { retry_after, .. }) => {
+                h.insert(header::RETRY_AFTER, HeaderValue::from(retry_after.as_secs_f64().ceil().max(1.0) as u64));
             }
             McpError::Gateway(GatewayError::UserInFlight(_) | GatewayError::BufferBudget) => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -436,8 +441,19 @@ impl Exchange {
         let is_delete = method == Method::DELETE;
         let out = upstream::Outgoing { method, headers, body, request_id: &self.request_id };
         let policy = self.active.policy.clone();
-        let resp =
-            upstream::send(&self.active.clients, &self.server, out, &policy.limits, self.script.as_ref()).await?;
+        // The server's circuit breaker: while open, refused at once (a scripted reply contacts no server).
+        let breaker = self.server.circuit.as_ref().and_then(|_| self.gw.circuits.server(&self.server.name));
+        let guard = match (&self.script, breaker) {
+            (None, Some(b)) => crate::proxy::circuit_admit(&self.gw, Some(b), self.server.circuit.as_ref())
+                .await
+                .map_err(|open| crate::proxy::circuit_refused(&self.server.name, true, open))?,
+            _ => None,
+        };
+        let resp = upstream::send(&self.active.clients, &self.server, out, &policy.limits, self.script.as_ref()).await;
+        if let Some(g) = guard {
+            g.finish(&self.gw, &resp).await;
+        }
+        let resp = resp?;
         let (head, upstream_body) = resp.into_parts();
         if is_delete && head.status.is_success() {
             if let Some(sid) = &ctx.session {

@@ -6,6 +6,7 @@ pub mod client;
 pub mod conn;
 pub mod decide;
 pub mod error;
+mod health;
 pub mod listen_tls;
 pub mod peer;
 mod pipeline;
@@ -33,6 +34,7 @@ use crate::metrics::Metrics;
 use crate::state::{ApplyError, StateStore};
 
 pub use admission::Permit;
+pub(crate) use health::{admit as circuit_admit, refused as circuit_refused};
 pub(crate) use pipeline::{audit_gate, collect_limited};
 pub use pipeline::{authenticate, handle};
 pub use upstream::Clients;
@@ -81,6 +83,8 @@ pub struct Gateway {
     pub forensics: crate::forensics::Forensics,
     /// Alert sinks, the recent alerts and anomalies (running once `alerts::start` is called).
     pub alerts: crate::alerts::Alerts,
+    /// Circuit breakers of the upstreams and MCP servers (kept across reloads).
+    pub circuits: crate::circuit::Circuits,
     pub(crate) limiter: ratelimit::RateLimiter,
     /// Concurrency (global and per user) and the buffered request-body budget.
     pub(crate) admission: admission::Admission,
@@ -149,6 +153,7 @@ impl Gateway {
         let alerts = crate::alerts::Alerts::new(metrics.clone(), &policy.storage.state_file);
         let admission =
             admission::Admission::new(policy.limits.max_concurrent_requests, policy.limits.max_buffered_request_bytes);
+        let circuits = crate::circuit::Circuits::new(&policy);
         let active = Active::new(policy, &state.load()).map_err(StartError::Tls)?;
         metrics.set_switch_version(state.load().version);
         Ok(Arc::new(Gateway {
@@ -159,6 +164,7 @@ impl Gateway {
             incidents,
             forensics,
             alerts,
+            circuits,
             limiter: ratelimit::RateLimiter::default(),
             admission,
             mcp_sessions: moka::sync::Cache::builder()
@@ -315,6 +321,8 @@ impl Gateway {
         };
         match outcome {
             Ok(active) => {
+                // Breakers first: a target new in this policy has one before a request can reach it.
+                self.circuits.rebuild(&active.policy);
                 let active = Arc::new(active);
                 // A prompt new in this policy gets its canary in the same swap: the batch stores the
                 // policy (with a scanner knowing the canary) before the snapshot injecting it.

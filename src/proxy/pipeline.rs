@@ -399,6 +399,11 @@ where
     let route = policy.route_entry(endpoint.api(), ctx.model.as_deref());
     let up = route.and_then(|r| policy.upstreams.get(&r.upstream)).ok_or(GatewayError::NoRoute)?.clone();
     ctx.upstream = Some(up.name.clone());
+    // The upstream's circuit breaker (a reply scripted in-process contacts no upstream).
+    let scripted_reply = parts.extensions.get::<super::script::ScriptedReply>();
+    let (up, guard) =
+        if scripted_reply.is_some() { (up, None) } else { through_breaker(gw, policy, route, up, ctx).await? };
+    ctx.upstream = Some(up.name.clone());
     if let (Some((b, _)), Some(mp)) = (parsed.as_mut(), policy.prompt_for(&key, route)) {
         ctx.prompt = Some(inject_prompt(mp, &snap, endpoint, b)?);
     }
@@ -422,16 +427,20 @@ where
         last_user_text: &last_user,
         system_text: &system,
         inputs,
-        scripted: parts.extensions.get::<super::script::ScriptedReply>(),
+        scripted: scripted_reply,
     };
     // A shutdown whose drain time is up answers a request still waiting for its upstream with 503
     // in the caller's format, as it ends the open streams, rather than dropping the connection.
     let closed = gw.closed();
     tokio::pin!(closed);
     let resp = tokio::select! {
-        resp = upstream::send(&active.clients, &up, out, &policy.limits) => resp?,
+        resp = upstream::send(&active.clients, &up, out, &policy.limits) => resp,
         () = &mut closed => return Err(GatewayError::ShuttingDown),
     };
+    if let Some(g) = guard {
+        g.finish(gw, &resp).await;
+    }
+    let resp = resp?;
     // 10. response
     let (head, upstream_body) = resp.into_parts();
     let is_sse = head
@@ -498,6 +507,30 @@ where
     }
     out.body(full(bytes))
         .map_err(|e| GatewayError::UpstreamInvalid { upstream: up.name.clone(), detail: e.to_string() })
+}
+
+/// The upstream a request goes to, through its circuit breaker: the route's upstream while its
+/// circuit lets requests through; while it is open, the route's fallback (through the fallback's own
+/// breaker), else a 503 at once. Upstreams without a breaker cost nothing here.
+async fn through_breaker(
+    gw: &Gateway,
+    policy: &crate::config::Policy,
+    route: Option<&crate::config::Route>,
+    up: Arc<crate::config::Upstream>,
+    ctx: &mut Ctx,
+) -> Result<(Arc<crate::config::Upstream>, Option<super::health::Guard>), GatewayError> {
+    let breaker = |u: &crate::config::Upstream| u.circuit.as_ref().and_then(|_| gw.circuits.upstream(&u.name));
+    let open = match super::health::admit(gw, breaker(&up), up.circuit.as_ref()).await {
+        Ok(g) => return Ok((up, g)),
+        Err(open) => open,
+    };
+    if let Some(fb) = route.and_then(|r| r.fallback.as_deref()).and_then(|n| policy.upstreams.get(n)) {
+        if let Ok(g) = super::health::admit(gw, breaker(fb), fb.circuit.as_ref()).await {
+            ctx.decisions.push(("upstream.fallback", "modify"));
+            return Ok((fb.clone(), g));
+        }
+    }
+    Err(super::health::refused(&up.name, false, open))
 }
 
 /// Puts the live version of a managed prompt, with its canary, first in the request. Fails closed
