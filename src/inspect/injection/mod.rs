@@ -27,6 +27,7 @@
 //! ```
 
 mod catalog;
+pub mod eval;
 mod hidden;
 #[cfg(test)]
 mod tests;
@@ -170,6 +171,26 @@ pub struct Hit<'s> {
     /// Byte range in the scanned text (for base64, the whole run; for TAG-smuggled text, the TAG
     /// characters that spell it).
     pub range: Range<usize>,
+    /// Only flagged, never blocked or stripped, when the text is user input (chat-template tokens,
+    /// ANSI escapes, attack phrases quoted in a question about them).
+    pub user_flag_only: bool,
+}
+
+impl Hit<'_> {
+    /// Whether this hit is only flagged when the text comes from `source`.
+    pub fn flag_only(&self, source: Source) -> bool {
+        self.user_flag_only && source == Source::UserInput
+    }
+}
+
+/// What the signatures make of one text from one source: the hits and the action they call for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assessment<'s> {
+    /// Every hit, sorted by position.
+    pub hits: Vec<Hit<'s>>,
+    /// `None` when nothing hit; the policy's action for the source when at least one hit may be
+    /// enforced there; [`Action::Flag`] when every hit is flag-only for that source.
+    pub action: Option<Action>,
 }
 
 /// The compiled signature set of one policy. Built once, shared, immutable.
@@ -402,9 +423,28 @@ impl Signatures {
         raw.into_iter()
             .filter_map(|r| {
                 let s = self.sigs.get(r.sig as usize)?;
-                Some(Hit { id: &s.id, category: s.category, severity: s.severity, range: r.start..r.end })
+                Some(Hit {
+                    id: &s.id,
+                    category: s.category,
+                    severity: s.severity,
+                    range: r.start..r.end,
+                    user_flag_only: false,
+                })
             })
             .collect()
+    }
+
+    /// The hits in `text` and the action they call for when it comes from `source`.
+    pub fn assess(&self, text: &str, source: Source) -> Assessment<'_> {
+        let hits = self.scan(text);
+        let action = if hits.is_empty() {
+            None
+        } else if hits.iter().any(|h| !h.flag_only(source)) {
+            Some(self.action(source))
+        } else {
+            Some(Action::Flag)
+        };
+        Assessment { hits, action }
     }
 
     /// `text` with hidden characters removed and every other hit replaced by [`REMOVED`]; `None`
