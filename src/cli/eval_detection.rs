@@ -21,6 +21,10 @@ pub struct Args {
     /// One JSON object per stage instead of tables.
     #[arg(long)]
     json: bool,
+    /// Also list the samples the stage got wrong (missed attacks, enforced benign texts), with the
+    /// signature ids that hit: for working on the signatures, on the project's own sets.
+    #[arg(long)]
+    list_errors: bool,
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
@@ -33,6 +37,16 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let sigs = &policy.injection;
     let stage = "signatures";
     let report = eval::evaluate(&samples, &|text, source| eval::signatures_outcome(sigs, text, source));
+    if a.list_errors {
+        for s in &samples {
+            let found = sigs.assess(&s.text, s.source());
+            let enforced = matches!(found.action, Some(crate::inspect::injection::Action::Block | crate::inspect::injection::Action::Strip));
+            if s.is_attack() != enforced {
+                let ids: Vec<&str> = found.hits.iter().map(|h| h.id).collect();
+                println!("{}\t{}\t{:?}\t{}", s.label, s.source, ids, s.text.escape_debug());
+            }
+        }
+    }
     if a.json {
         println!("{}", eval::to_json(stage, &report));
     } else {
