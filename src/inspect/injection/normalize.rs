@@ -462,6 +462,8 @@ pub(super) const ROT13_TRIGGERS: &[&str] = &[
     "erirny",       // reveal
     "wnvyoernx",    // jailbreak
     "hasvygrerq",   // unfiltered
+    "rot13",
+    "rot-13",
 ];
 
 /// Percent-encoded runs (at least three `%XX` escapes, other URL characters between them).
