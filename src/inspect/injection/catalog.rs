@@ -46,9 +46,11 @@ pub(super) enum Pat {
 
 /// Whether a signature's hits in user input are only flagged: fake role markers and chat-template
 /// tokens (people ask about templates and paste transcripts), ANSI escapes (pasted test output),
-/// HTML comments (a user hides nothing from themselves).
+/// HTML comments (a user hides nothing from themselves). A forged turn (a turn closed and a
+/// system/assistant turn opened right after) stays enforced.
 pub(super) fn user_flag_only(spec: &Spec) -> bool {
-    spec.category == C::RoleMarker || matches!(spec.id, "inj.hidden.ansi_escape" | "inj.hidden.html_comment")
+    (spec.category == C::RoleMarker && spec.id != "inj.role.forged_turn")
+        || matches!(spec.id, "inj.hidden.ansi_escape" | "inj.hidden.html_comment")
 }
 
 const fn phrase(keywords: &'static [&'static str], pattern: &'static str) -> Pat {
@@ -444,7 +446,7 @@ pub(super) const BUILTIN: &[Spec] = &[
                 "paste",
                 "return",
             ],
-            r"(?:repeat|rewrite|print|output) (?:the|all(?: of)? the|everything) above(?: text| words| content| lines)?,? but\\b|(?:repeat|recite|echo|print|output|reproduce|reveal|dump|show me|tell me|give me|spell out|type out|write out|write down|paste|return) (?:back |out |to me |me )?(?:(?:all|every|exactly|verbatim|precisely|word for word|the|your|of|entire|full|whole|complete|above|preceding|previous|prior|initial|first|hidden|original) ){0,4}(?:text|words|content|contents|lines|sentences|instructions|messages|prompt|tokens|characters|everything|conversation)(?: (?:that (?:is|was|were|are|came|appears?|appeared)|which (?:is|was|were|are)|you (?:see|saw|were given|received|got|have)|written|given|provided|shown|listed|located|placed))? (?:above|before (?:this|that|my message|these)|prior to this|preceding this|in (?:your|the) (?:system|initial|first) (?:prompt|message)|at the (?:top|start|beginning)|from the (?:top|start|beginning)|(?:starting|beginning) (?:with|from|at)|verbatim|word for word)\b",
+            r"(?:repeat|rewrite|print|output) (?:the|all(?: of)? the|everything) above(?: text| words| content| lines)?,? but\b|(?:repeat|recite|echo|print|output|reproduce|reveal|dump|show me|tell me|give me|spell out|type out|write out|write down|paste|return) (?:back |out |to me |me )?(?:(?:all|every|exactly|verbatim|precisely|word for word|the|your|of|entire|full|whole|complete|above|preceding|previous|prior|initial|first|hidden|original) ){0,4}(?:text|words|content|contents|lines|sentences|instructions|messages|prompt|tokens|characters|everything|conversation)(?: (?:that (?:is|was|were|are|came|appears?|appeared)|which (?:is|was|were|are)|you (?:see|saw|were given|received|got|have)|written|given|provided|shown|listed|located|placed))? (?:above|before (?:this|that|my message|these)|prior to this|preceding this|in (?:your|the) (?:system|initial|first) (?:prompt|message)|at the (?:top|start|beginning)|from the (?:top|start|beginning)|(?:starting|beginning) (?:with|from|at)|verbatim|word for word)\b",
         ),
     },
     // "Print your system prompt", "reveal the hidden instructions", "what is your system prompt".
@@ -711,6 +713,19 @@ pub(super) const BUILTIN: &[Spec] = &[
                 "[available_tools]",
             ],
             r"(?:\[/?inst\]|<</?sys>>|\[/?system_prompt\]|\[/?tool_results\]|\[/?available_tools\])",
+        ),
+    },
+    // A forged turn: one turn closed and a system or assistant turn opened right after it
+    // (`<|im_end|>\n<|im_start|>system`, `<|eot_id|><|start_header_id|>system`,
+    // `<end_of_turn>\n<start_of_turn>model`, `[/INST] … <<SYS>>`). Unlike a mention of a token, this
+    // is enforced in user input too. FP: a pasted multi-turn template sample with a system turn.
+    Spec {
+        id: "inj.role.forged_turn",
+        category: C::RoleMarker,
+        severity: S::High,
+        pat: phrase(
+            &["<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "[/inst]"],
+            r"(?:<\|im_end\|>\s{0,8}<\|im_start\|>[\t\x20]*(?:system|assistant|developer)|<\|eot_id\|>\s{0,8}<\|start_header_id\|>[\t\x20]*(?:system|assistant|ipython)|<\|end\|>\s{0,8}<\|(?:system|assistant)\|>|<end_of_turn>\s{0,8}<start_of_turn>[\t\x20]*(?:system|model)|\[/inst\]\s{0,8}(?:<<sys>>|\[system_prompt\]))",
         ),
     },
     // Markdown role headers at the start of a line: `### System:`, `### Instruction:` (Alpaca),
