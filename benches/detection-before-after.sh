@@ -15,13 +15,17 @@ SETS=("$@")
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target} CARGO_PROFILE_DEV_DEBUG=0
 tmp=$(mktemp -d)
 trap 'git worktree remove --force "$tmp/base" >/dev/null 2>&1 || true; rm -rf "$tmp"' EXIT
+# Both builds share the target directory and cargo names both artefacts alike: build BASE first,
+# keep its binary, then touch the crate roots so the working tree is rebuilt over it.
 git worktree add -q "$tmp/base" "$BASE"
 (cd "$tmp/base" && cargo build -q --bin firebreak)
 cp "$CARGO_TARGET_DIR/debug/firebreak" "$tmp/firebreak-before"
+touch src/lib.rs src/main.rs
 cargo build -q --bin firebreak
+cp "$CARGO_TARGET_DIR/debug/firebreak" "$tmp/firebreak-after"
 for set in "${SETS[@]}"; do
     echo "### $set — before ($BASE)"
     "$tmp/firebreak-before" eval-detection "$set"
     echo "### $set — after ($(git rev-parse --short HEAD), working tree)"
-    "$CARGO_TARGET_DIR/debug/firebreak" eval-detection "$set"
+    "$tmp/firebreak-after" eval-detection "$set"
 done
