@@ -273,7 +273,7 @@ async fn a_lockdown_alert_is_signed_and_a_replayed_or_refreshed_timestamp_is_ref
     let v = got.json();
     assert_eq!(v["event"], "switch.lockdown", "{v}");
     assert_eq!(v["severity"], "SEV-1");
-    assert_eq!(v["actor"], "carol");
+    assert_eq!((&v["actor"], &v["on_behalf_of"]), (&json!("admin"), &json!("carol")), "{v}");
     assert_eq!(v["reason"], "drill");
     assert_eq!(got.headers["x-firebreak-event"], "switch.lockdown");
     assert_eq!(got.headers["content-type"], "application/json");
@@ -500,7 +500,7 @@ async fn alerts_test_reports_what_the_receiver_answered() {
     let v = rx.got()[0].json();
     assert_eq!(v["event"], "test");
     assert_eq!(v["test"], true);
-    assert_eq!(v["actor"], "dana");
+    assert_eq!((&v["actor"], &v["on_behalf_of"]), (&json!("admin"), &json!("dana")), "{v}");
     let sig = rx.got()[0].headers["x-firebreak-signature"].to_str().unwrap().to_owned();
     assert_eq!(verify(SECRET, &sig, &rx.got()[0].body, unix_now(), 300), Ok(()));
 

@@ -128,7 +128,20 @@ fn incident(m: &Map<String, Value>, event: &str) -> Option<Draft> {
         summary,
         fields: pick(
             m,
-            &["incident", "trigger", "user", "tenant", "session", "server", "rule", "auto", "actor", "note", "seq"],
+            &[
+                "incident",
+                "trigger",
+                "user",
+                "tenant",
+                "session",
+                "server",
+                "rule",
+                "auto",
+                "actor",
+                "on_behalf_of",
+                "note",
+                "seq",
+            ],
         ),
         dedup_key: format!("firebreak-{id}"),
         resolve: event == "resolved",
@@ -153,8 +166,22 @@ fn switch(m: &Map<String, Value>) -> Vec<Draft> {
         s(m, "actor").unwrap_or("?"),
         s(m, "reason").map(|r| format!(": {r}")).unwrap_or_default()
     );
-    let fields =
-        || pick(m, &["actor", "reason", "before_version", "after_version", "actions", "plan", "incident", "seq"]);
+    let fields = || {
+        pick(
+            m,
+            &[
+                "actor",
+                "on_behalf_of",
+                "reason",
+                "before_version",
+                "after_version",
+                "actions",
+                "plan",
+                "incident",
+                "seq",
+            ],
+        )
+    };
     let mut out = Vec::new();
     let mut add = |event: &str, severity, summary: String| {
         out.push(Draft {

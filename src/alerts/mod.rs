@@ -195,7 +195,13 @@ impl Alerts {
 
     /// Sends a test alert through sink `name` now (one attempt, not queued, not retried) and
     /// returns what the receiver answered.
-    pub async fn test(&self, policy: &Policy, name: &str, actor: &str) -> Result<(Arc<Alert>, Outcome), TestError> {
+    pub async fn test(
+        &self,
+        policy: &Policy,
+        name: &str,
+        actor: &str,
+        on_behalf_of: Option<&str>,
+    ) -> Result<(Arc<Alert>, Outcome), TestError> {
         let sinks = self.sinks(policy);
         let Some(sink) = sinks.iter().find(|s| s.config.name == name) else {
             let names: Vec<&str> = sinks.iter().map(|s| s.config.name.as_str()).collect();
@@ -208,6 +214,9 @@ impl Alerts {
         let mut fields = Map::new();
         fields.insert("sink".into(), json!(name));
         fields.insert("actor".into(), json!(actor));
+        if let Some(b) = on_behalf_of {
+            fields.insert("on_behalf_of".into(), json!(b));
+        }
         let draft = Draft {
             event: "test".into(),
             severity: crate::incident::Severity::Sev4,

@@ -88,18 +88,15 @@ impl Admin {
                 }
             }
         };
-        // The sender is the authenticated identity; a name the body gives is kept beside it.
-        let actor = match meta.get("actor").and_then(Value::as_str) {
-            Some(behalf) if behalf != who.id => format!(
-                "{} (on behalf of {})",
-                who.id,
-                behalf.chars().filter(|c| !c.is_control()).take(128).collect::<String>()
-            ),
-            _ => who.id.clone(),
-        };
-        let actor = actor.as_str();
+        // The sender is the authenticated identity; a name the body gives is only who it was for.
+        let actor = who.id.as_str();
+        let on_behalf_of: Option<String> = meta
+            .get("actor")
+            .and_then(Value::as_str)
+            .filter(|b| *b != who.id)
+            .map(|b| b.chars().filter(|c| !c.is_control()).take(128).collect());
         let policy = self.gw.policy();
-        match self.gw.alerts.test(&policy, &sink, actor).await {
+        match self.gw.alerts.test(&policy, &sink, actor, on_behalf_of.as_deref()).await {
             Ok((alert, out)) => {
                 let delivered = out.error.is_none() && out.status.is_some_and(|s| (200..300).contains(&s));
                 tracing::info!(sink = %sink, actor, delivered, status = out.status, "test alert sent");
