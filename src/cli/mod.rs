@@ -3,6 +3,7 @@
 mod admin;
 mod audit;
 mod check;
+mod eval_detection;
 mod key;
 mod replay;
 mod report;
@@ -38,6 +39,9 @@ enum Command {
     Replay(replay::Args),
     /// The incident report for a window, from the audit trail (Markdown, or JSON with --json).
     Report(report::Args),
+    /// Detection quality of the injection signatures on labelled JSONL sets (precision, recall,
+    /// false-positive rate per category, user input and tool results apart).
+    EvalDetection(eval_detection::Args),
     /// Scan files and directories (logs) for credentials with the gateway's catalog; exit 1 on findings.
     Scan(scan::Args),
 }
@@ -55,6 +59,7 @@ pub fn main() -> ExitCode {
         Some(Command::Scan(a)) => scan::run(a),
         Some(Command::Replay(a)) => replay::run(a),
         Some(Command::Report(a)) => report::run(a),
+        Some(Command::EvalDetection(a)) => eval_detection::run(a),
     };
     match result {
         Ok(code) => code,

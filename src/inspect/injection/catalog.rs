@@ -11,6 +11,7 @@
 //! signature lives in the tests (`POSITIVE`), next to the benign texts that must not hit.
 
 use super::hidden::HiddenKind;
+pub(super) use super::Enc;
 use super::Category as C;
 use crate::inspect::rule::Severity as S;
 
@@ -38,8 +39,16 @@ pub(super) enum Pat {
     },
     /// Invisible or control characters, found while the text is normalised.
     Hidden(HiddenKind),
-    /// Base64 runs whose decoded text hits another phrase signature.
-    Base64,
+    /// Encoded spans (base64, hex, base32, percent-encoding, ROT13) whose decoded text hits
+    /// another phrase signature.
+    Encoded(Enc),
+}
+
+/// Whether a signature's hits in user input are only flagged: fake role markers and chat-template
+/// tokens (people ask about templates and paste transcripts), ANSI escapes (pasted test output),
+/// HTML comments (a user hides nothing from themselves).
+pub(super) fn user_flag_only(spec: &Spec) -> bool {
+    spec.category == C::RoleMarker || matches!(spec.id, "inj.hidden.ansi_escape" | "inj.hidden.html_comment")
 }
 
 const fn phrase(keywords: &'static [&'static str], pattern: &'static str) -> Pat {
@@ -758,5 +767,15 @@ pub(super) const BUILTIN: &[Spec] = &[
     // ---- encoded instructions -------------------------------------------------------------
     // A base64 run (≥ 24 characters, standard or URL-safe alphabet) whose decoded text hits one of
     // the phrase signatures above. One level deep, bounded work (see `hidden::B64_*`).
-    Spec { id: "inj.encoded.base64", category: C::Encoded, severity: S::High, pat: Pat::Base64 },
+    Spec { id: "inj.encoded.base64", category: C::Encoded, severity: S::High, pat: Pat::Encoded(Enc::Base64) },
+    // A run of ≥ 24 hex digits (even length) that decodes to text hitting a phrase signature.
+    Spec { id: "inj.encoded.hex", category: C::Encoded, severity: S::High, pat: Pat::Encoded(Enc::Hex) },
+    // A run of ≥ 24 base32 characters (RFC 4648 alphabet) that decodes to such text.
+    Spec { id: "inj.encoded.base32", category: C::Encoded, severity: S::High, pat: Pat::Encoded(Enc::Base32) },
+    // Percent-encoding (≥ 3 `%XX` escapes) that decodes to such text.
+    Spec { id: "inj.encoded.url", category: C::Encoded, severity: S::High, pat: Pat::Encoded(Enc::Url) },
+    // ROT13: read only when the prefilter saw the ROT13 spelling of an attack word ("vtaber" for
+    // "ignore"); the whole text (up to 64 KiB) is then read in ROT13. FP: a text that happens to
+    // contain both a trigger and a phrase in ROT13 (vanishingly rare).
+    Spec { id: "inj.encoded.rot13", category: C::Encoded, severity: S::High, pat: Pat::Encoded(Enc::Rot13) },
 ];
