@@ -27,7 +27,9 @@
 //! ```
 
 mod catalog;
+pub mod classifier;
 pub mod eval;
+pub mod features;
 mod hidden;
 mod normalize;
 mod context;
