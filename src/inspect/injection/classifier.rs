@@ -26,7 +26,7 @@ use std::sync::OnceLock;
 use sha2::{Digest, Sha256};
 
 use super::features::{normalize, segment_features, BITS, CHAR_MAX, CHAR_MIN, DIM};
-use super::{Action, Source};
+use super::{Action, Assessment, Signatures, Source};
 
 /// The model file, built in.
 pub const MODEL_BYTES: &[u8] = include_bytes!("../../../models/injection-v1.bin");
@@ -298,8 +298,8 @@ impl Thresholds {
 
     /// The action for a score.
     pub fn action(&self, score: f32) -> Option<Action> {
-        let s = f64::from(score);
-        let reached = |t: Option<f64>| t.is_some_and(|t| s >= t);
+        // Compared in f32, the score's precision, so a threshold of 0.9 is reached by a score of 0.9.
+        let reached = |t: Option<f64>| t.is_some_and(|t| score >= t as f32);
         if reached(self.block) {
             Some(Action::Block)
         } else if reached(self.strip) {
@@ -408,6 +408,107 @@ impl Classifier {
     /// The model in use.
     pub fn model(&self) -> &'static Model {
         self.model
+    }
+}
+
+// === impl Signatures (both stages) ===
+
+/// What both stages made of one text from one source.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Combined<'s> {
+    /// The signatures' hits and action.
+    pub assessment: Assessment<'s>,
+    /// The classifier's verdict, when the policy enables it.
+    pub classifier: Option<Verdict>,
+    /// The action taken: the stronger of the two stages' (block > strip > flag).
+    pub action: Option<Action>,
+}
+
+impl Signatures {
+    /// The classifier, when the policy enables it.
+    pub fn classifier(&self) -> Option<&Classifier> {
+        self.classifier.as_ref()
+    }
+
+    /// Both stages on `text` from `source`: signatures first, then (when enabled) the classifier,
+    /// which scores every text, so its score can be recorded even when the signatures decided.
+    pub fn verdict(&self, text: &str, source: Source) -> Combined<'_> {
+        let assessment = self.assess(text, source);
+        let classifier = self.classifier.as_ref().map(|c| c.verdict(text, source));
+        let action = stronger(assessment.action, classifier.and_then(|v| v.action));
+        Combined { assessment, classifier, action }
+    }
+
+    /// The text to forward when the combined action is [`Action::Strip`]: when the classifier
+    /// called for the strip it cannot say where the instruction is, so the whole text becomes
+    /// [`REMOVED`](super::REMOVED); otherwise the signatures' spans are neutralised. `None` when
+    /// nothing changes.
+    pub fn apply_strip(&self, text: &str, v: &Combined<'_>) -> Option<String> {
+        if v.action != Some(Action::Strip) {
+            return None;
+        }
+        if v.classifier.is_some_and(|c| c.action == Some(Action::Strip)) {
+            return Some(super::REMOVED.to_owned());
+        }
+        self.strip(text)
+    }
+}
+
+/// The highest classifier score per source over the texts of one request (what the audit record
+/// and the metrics get: numbers, never text).
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct Scores {
+    /// Highest score of a user message.
+    pub user_input: Option<f32>,
+    /// Highest score of a tool result.
+    pub tool_result: Option<f32>,
+}
+
+impl Scores {
+    /// Keeps `score` if it is the highest seen for `source`.
+    pub fn observe(&mut self, source: Source, score: f32) {
+        let slot = match source {
+            Source::UserInput => &mut self.user_input,
+            Source::ToolResult => &mut self.tool_result,
+        };
+        *slot = Some(slot.map_or(score, |s| s.max(score)));
+    }
+
+    /// `{"user_input": 0.973, "tool_result": 0.012}` (three decimals), `None` when nothing was scored.
+    pub fn to_json(&self) -> Option<serde_json::Value> {
+        let mut m = serde_json::Map::new();
+        let round = |s: f32| serde_json::json!((f64::from(s) * 1000.0).round() / 1000.0);
+        if let Some(s) = self.user_input {
+            m.insert("user_input".into(), round(s));
+        }
+        if let Some(s) = self.tool_result {
+            m.insert("tool_result".into(), round(s));
+        }
+        (!m.is_empty()).then_some(serde_json::Value::Object(m))
+    }
+
+    /// (source name, score) pairs, for the metrics.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, f32)> {
+        [("user_input", self.user_input), ("tool_result", self.tool_result)].into_iter().filter_map(|(k, v)| Some((k, v?)))
+    }
+}
+
+/// The decision rule (audit `decisions`, metrics) of a classifier action on a source
+/// (`user_input` or `tool_result`).
+pub fn rule(source: &str) -> &'static str {
+    if source == "tool_result" {
+        "injection.classifier.tool_result"
+    } else {
+        "injection.classifier.user_input"
+    }
+}
+
+/// The name of an action in audit records and metrics.
+pub fn action_name(a: Action) -> &'static str {
+    match a {
+        Action::Block => "block",
+        Action::Flag => "flag",
+        Action::Strip => "strip",
     }
 }
 
