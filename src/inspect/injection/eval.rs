@@ -105,8 +105,10 @@ pub enum Outcome {
     Pass,
     /// Hit, but only recorded.
     Flag,
-    /// Hit and the policy's action for the source (block or strip) was applied.
-    Enforce,
+    /// Hit and the matched spans were neutralised (the policy's action was strip).
+    Strip,
+    /// Hit and the request (or tool output) was refused.
+    Block,
 }
 
 /// Stage 1: the signatures, with the policy's actions. `Strip` and `Block` both count as
@@ -115,7 +117,8 @@ pub fn signatures_outcome(sigs: &Signatures, text: &str, source: Source) -> Outc
     match sigs.assess(text, source).action {
         None => Outcome::Pass,
         Some(Action::Flag) => Outcome::Flag,
-        Some(Action::Block | Action::Strip) => Outcome::Enforce,
+        Some(Action::Strip) => Outcome::Strip,
+        Some(Action::Block) => Outcome::Block,
     }
 }
 
@@ -126,6 +129,10 @@ pub struct Cell {
     pub n: usize,
     /// Enforced (blocked or stripped).
     pub enforced: usize,
+    /// Of those, blocked.
+    pub blocked: usize,
+    /// Of those, stripped.
+    pub stripped: usize,
     /// Flagged only.
     pub flagged: usize,
 }
@@ -195,7 +202,14 @@ pub fn evaluate(samples: &[Sample], detect: &dyn Fn(&str, Source) -> Outcome) ->
             match o {
                 Outcome::Pass => {}
                 Outcome::Flag => c.flagged += 1,
-                Outcome::Enforce => c.enforced += 1,
+                Outcome::Strip => {
+                    c.enforced += 1;
+                    c.stripped += 1;
+                }
+                Outcome::Block => {
+                    c.enforced += 1;
+                    c.blocked += 1;
+                }
             }
         }
     }
@@ -209,8 +223,8 @@ pub fn render(name: &str, r: &Report) -> String {
     let _ = writeln!(out, "== {name}");
     let _ = writeln!(
         out,
-        "{:<6} {:<14} {:>5} {:>9} {:>8} {:>10} {:>10}",
-        "source", "label", "n", "enforced", "flagged", "enforced%", "detected%"
+        "{:<6} {:<14} {:>5} {:>7} {:>8} {:>7} {:>9} {:>10}",
+        "source", "label", "n", "blocked", "stripped", "flagged", "enforced%", "detected%"
     );
     for src in ["user", "tool", "all"] {
         let Some(m) = r.cells.get(src) else { continue };
@@ -219,11 +233,12 @@ pub fn render(name: &str, r: &Report) -> String {
             let kind = if matches!(label, "benign" | "tricky_benign") { "fpr" } else { "recall" };
             let _ = writeln!(
                 out,
-                "{:<6} {:<14} {:>5} {:>9} {:>8} {:>9.1}% {:>9.1}%  ({kind})",
+                "{:<6} {:<14} {:>5} {:>7} {:>8} {:>7} {:>8.1}% {:>9.1}%  ({kind})",
                 src,
                 label,
                 c.n,
-                c.enforced,
+                c.blocked,
+                c.stripped,
                 c.flagged,
                 100.0 * c.enforced_rate(),
                 100.0 * c.detected_rate()
@@ -242,7 +257,8 @@ pub fn to_json(name: &str, r: &Report) -> serde_json::Value {
         for (label, c) in m {
             let attack = matches!(label.as_str(), "injection" | "extraction" | "jailbreak");
             let mut v = serde_json::json!({
-                "n": c.n, "enforced": c.enforced, "flagged": c.flagged,
+                "n": c.n, "enforced": c.enforced, "blocked": c.blocked, "stripped": c.stripped,
+                "flagged": c.flagged,
             });
             if attack {
                 v["recall_enforced"] = c.enforced_rate().into();
@@ -250,6 +266,7 @@ pub fn to_json(name: &str, r: &Report) -> serde_json::Value {
                 v["precision_enforced"] = r.category_precision(src, label).into();
             } else {
                 v["fpr_enforced"] = c.enforced_rate().into();
+                v["fpr_blocked"] = ratio(c.blocked, c.n).into();
                 v["fpr_detected"] = c.detected_rate().into();
             }
             labels.insert(label.clone(), v);

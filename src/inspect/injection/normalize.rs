@@ -199,7 +199,9 @@ const VOCAB: &[&str] = &[
     "tell", "show", "give", "what", "your", "you", "are", "now", "the", "all", "and", "say", "that", "this", "with",
     "text", "words", "said", "told", "hacked", "pwned", "mode", "no", "say", "me", "is", "of", "to", "an", "a", "i",
     "do", "not", "follow", "any", "new", "task", "tasks", "only", "just", "write", "answer", "reply", "respond", "act",
-    "as", "dan", "evil", "bot", "ai", "it", "in", "on", "be", "my", "hi",
+    "as", "dan", "evil", "bot", "ai", "it", "in", "on", "be", "my", "hi", "last", "line", "first", "sentence",
+    "message", "rule", "tell", "secret", "code", "translate", "encode", "base", "french", "english", "spanish", "into",
+    "for", "from", "at", "by", "let", "us", "we", "here", "there", "then", "than", "now", "okay", "ok", "yes",
 ];
 
 /// Splits a run of letters into vocabulary words (greedy, longest match); letters that start no
@@ -329,7 +331,7 @@ pub(super) fn fold(text: &str) -> Option<View> {
             }
             let end = end.max(i + 1);
             let mixed = end < b.len() && b[end] >= 0x80;
-            if leets >= 1 && letters >= 2 && other == 0 && !mixed {
+            if leets >= 1 && letters >= 1 && end - i >= 3 && other == 0 && !mixed {
                 flush(&mut v, copy_from, i);
                 for k in i..end {
                     match leet(b[k]).or_else(|| leet_symbol(b[k])) {
@@ -462,6 +464,10 @@ pub(super) const ROT13_TRIGGERS: &[&str] = &[
     "erirny",       // reveal
     "wnvyoernx",    // jailbreak
     "hasvygrerq",   // unfiltered
+    "lbhe",         // your
+    "rirelguvat",   // everything
+    "rot13",
+    "rot-13",
 ];
 
 /// Percent-encoded runs (at least three `%XX` escapes, other URL characters between them).
