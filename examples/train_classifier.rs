@@ -167,6 +167,12 @@ fn main() {
         }
         println!("\nbenign samples scoring >= 0.9, by tag: {by_tag:?}");
     }
+    let holdout_dir = root.join("tests/detection/holdout");
+    if holdout_dir.is_dir() {
+        let set: Vec<Example> = read_dir(&holdout_dir).into_iter().map(example).collect();
+        println!("\n## Hold-out set, tests/detection/holdout/*.jsonl ({} lines; never trained or tuned on)", set.len());
+        report(&model, &set);
+    }
 
     let path = root.join("models/injection-v1.bin");
     if check {

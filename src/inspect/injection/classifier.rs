@@ -292,9 +292,9 @@ impl Default for Thresholds {
 
 impl Thresholds {
     /// Default for user messages (chosen on the held-out split, see `models/README.md`).
-    pub const USER: Thresholds = Thresholds { block: Some(0.9), strip: None, flag: Some(0.5) };
+    pub const USER: Thresholds = Thresholds { block: Some(0.95), strip: None, flag: Some(0.7) };
     /// Default for tool results.
-    pub const TOOL: Thresholds = Thresholds { block: None, strip: Some(0.9), flag: Some(0.5) };
+    pub const TOOL: Thresholds = Thresholds { block: None, strip: Some(0.95), flag: Some(0.7) };
 
     /// The action for a score.
     pub fn action(&self, score: f32) -> Option<Action> {
