@@ -79,7 +79,15 @@ fn example(l: Line) -> Example {
         "benign" => 1.5,
         _ => 1.0,
     };
-    Example { feats, y: if attack { 1.0 } else { 0.0 }, weight, label: l.label, source: l.source, text: l.text, tags: l.tags }
+    Example {
+        feats,
+        y: if attack { 1.0 } else { 0.0 },
+        weight,
+        label: l.label,
+        source: l.source,
+        text: l.text,
+        tags: l.tags,
+    }
 }
 
 struct Rng(u64);
@@ -205,7 +213,13 @@ fn report(model: &Model, set: &[Example]) {
         for t in THRESHOLDS {
             let hit = |label: &str| rows.iter().filter(|(s, e)| e.label == label && *s >= t).count();
             let tot = |label: &str| n.get(label).copied().unwrap_or(0);
-            let rate = |a: usize, b: usize| if b == 0 { "-".to_owned() } else { format!("{:.1}%", 100.0 * a as f64 / b as f64) };
+            let rate = |a: usize, b: usize| {
+                if b == 0 {
+                    "-".to_owned()
+                } else {
+                    format!("{:.1}%", 100.0 * a as f64 / b as f64)
+                }
+            };
             let attacks = hit("injection") + hit("extraction") + hit("jailbreak");
             let attack_n = tot("injection") + tot("extraction") + tot("jailbreak");
             let fp = hit("benign") + hit("tricky_benign");

@@ -167,7 +167,8 @@ impl Metrics {
                 );
             }
             let count = h.count.load(Ordering::Relaxed);
-            let _ = writeln!(s, "firebreak_injection_classifier_score_bucket{{source=\"{source}\",le=\"+Inf\"}} {count}");
+            let _ =
+                writeln!(s, "firebreak_injection_classifier_score_bucket{{source=\"{source}\",le=\"+Inf\"}} {count}");
             let _ = writeln!(
                 s,
                 "firebreak_injection_classifier_score_sum{{source=\"{source}\"}} {}",

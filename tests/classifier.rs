@@ -122,11 +122,12 @@ async fn an_instruction_in_a_tool_result_is_stripped_by_the_classifier() {
 
 fn check_text(policy: &str) -> (Option<i32>, String) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let demo = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/demo.toml"))
-        .expect("demo policy");
+    let demo =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/demo.toml")).expect("demo policy");
     let file = dir.path().join("p.toml");
     std::fs::write(&file, format!("{demo}\n{policy}")).expect("write policy");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_firebreak")).arg("check").arg(&file).output().expect("run");
+    let out =
+        std::process::Command::new(env!("CARGO_BIN_EXE_firebreak")).arg("check").arg(&file).output().expect("run");
     (out.status.code(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
 }
 

@@ -40,7 +40,10 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     if a.list_errors {
         for s in &samples {
             let found = sigs.assess(&s.text, s.source());
-            let enforced = matches!(found.action, Some(crate::inspect::injection::Action::Block | crate::inspect::injection::Action::Strip));
+            let enforced = matches!(
+                found.action,
+                Some(crate::inspect::injection::Action::Block | crate::inspect::injection::Action::Strip)
+            );
             if s.is_attack() != enforced {
                 let ids: Vec<&str> = found.hits.iter().map(|h| h.id).collect();
                 println!("{}\t{}\t{:?}\t{}", s.label, s.source, ids, s.text.escape_debug());

@@ -362,7 +362,13 @@ where
         if let Err(e) = inspected {
             // A block: the classifier's own decision is counted too (the signatures' are not,
             // as before: the error's rule says it).
-            ctx.decisions.extend(found.injections.iter().filter(|(_, id, _)| id == classifier::ID).map(|(s, _, a)| (classifier::rule(s), *a)));
+            ctx.decisions.extend(
+                found
+                    .injections
+                    .iter()
+                    .filter(|(_, id, _)| id == classifier::ID)
+                    .map(|(s, _, a)| (classifier::rule(s), *a)),
+            );
             return Err(e);
         }
         count_redactions(&policy.scanner, &found.redactions, ctx);

@@ -489,7 +489,9 @@ impl Scores {
 
     /// (source name, score) pairs, for the metrics.
     pub fn iter(&self) -> impl Iterator<Item = (&'static str, f32)> {
-        [("user_input", self.user_input), ("tool_result", self.tool_result)].into_iter().filter_map(|(k, v)| Some((k, v?)))
+        [("user_input", self.user_input), ("tool_result", self.tool_result)]
+            .into_iter()
+            .filter_map(|(k, v)| Some((k, v?)))
     }
 }
 

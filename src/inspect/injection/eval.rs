@@ -77,12 +77,9 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Sample>, String> {
                     s.label,
                     LABELS.join(", ")
                 )),
-                Ok(s) if s.source != "user" && s.source != "tool" => errors.push(format!(
-                    "{}:{}: unknown source `{}` (user or tool)",
-                    f.display(),
-                    i + 1,
-                    s.source
-                )),
+                Ok(s) if s.source != "user" && s.source != "tool" => {
+                    errors.push(format!("{}:{}: unknown source `{}` (user or tool)", f.display(), i + 1, s.source))
+                }
                 Ok(s) => out.push(s),
                 Err(e) => errors.push(format!("{}:{}: {e}", f.display(), i + 1)),
             }

@@ -158,8 +158,7 @@ fn push_end(out: &mut String, ends: &mut Vec<u32>) {
 fn collapse_spacing(out: &mut String, ends: &mut [u32]) {
     let b = out.as_bytes();
     // Fast exit: no "x y" pattern at all.
-    if !b.windows(4).any(|w| w[0] == b' ' && w[1].is_ascii_alphabetic() && w[2] == b' ' && w[3].is_ascii_alphabetic())
-    {
+    if !b.windows(4).any(|w| w[0] == b' ' && w[1].is_ascii_alphabetic() && w[2] == b' ' && w[3].is_ascii_alphabetic()) {
         return;
     }
     let mut res: Vec<u8> = Vec::with_capacity(b.len());

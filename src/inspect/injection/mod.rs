@@ -28,11 +28,11 @@
 
 mod catalog;
 pub mod classifier;
+mod context;
 pub mod eval;
 pub mod features;
 mod hidden;
 mod normalize;
-mod context;
 #[cfg(test)]
 mod tests;
 
