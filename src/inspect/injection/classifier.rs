@@ -270,7 +270,7 @@ impl Default for ClassifierConfig {
 
 /// Score thresholds for one source: the strongest action whose threshold the score reaches is
 /// taken. A missing threshold means that action is never taken.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Thresholds {
     /// Refuse the request (AI) or withhold the tool result (MCP).
@@ -282,12 +282,6 @@ pub struct Thresholds {
     /// Record and count only.
     #[serde(default)]
     pub flag: Option<f64>,
-}
-
-impl Default for Thresholds {
-    fn default() -> Self {
-        Thresholds { block: None, strip: None, flag: None }
-    }
 }
 
 impl Thresholds {

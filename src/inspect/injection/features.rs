@@ -213,30 +213,23 @@ fn collapse_spacing(out: &mut String, ends: &mut [u32]) {
 /// Calls `emit(bucket)` for every feature of one normalised segment.
 #[inline]
 pub fn segment_features(seg: &str, emit: &mut impl FnMut(u32)) {
-    let b = seg.as_bytes();
     // Character n-grams over the segment padded with a space at each end, so word starts and ends
-    // count.
-    let n = b.len();
-    let at = |i: usize| -> u8 {
-        if i == 0 || i == n + 1 {
-            b' '
-        } else {
-            b[i - 1]
+    // count. The last CHAR_MAX bytes live in one u64 (a shift per byte); an n-gram is its low n
+    // bytes, mixed with one multiply: no per-n-gram byte loop.
+    let mut w: u64 = u64::from(b' ');
+    let mut seen = 1usize;
+    let mut push = |byte: u8, w: &mut u64, seen: &mut usize| {
+        *w = (*w << 8) | u64::from(byte);
+        *seen += 1;
+        for n in CHAR_MIN..=CHAR_MAX.min(*seen) {
+            let gram = *w & (u64::MAX >> (64 - 8 * n));
+            emit(bucket((gram ^ ((n as u64) << 56) ^ SEED_CHAR).wrapping_mul(FNV_PRIME)));
         }
     };
-    let padded = n + 2;
-    for i in 0..padded {
-        let mut h = SEED_CHAR;
-        for k in 0..CHAR_MAX {
-            if i + k >= padded {
-                break;
-            }
-            h = (h ^ u64::from(at(i + k))).wrapping_mul(FNV_PRIME);
-            if k + 1 >= CHAR_MIN {
-                emit(bucket(h));
-            }
-        }
+    for &byte in seg.as_bytes() {
+        push(byte, &mut w, &mut seen);
     }
+    push(b' ', &mut w, &mut seen);
     // Words (alphanumeric runs) and bigrams of consecutive words.
     let mut prev: Option<u64> = None;
     for w in seg.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
