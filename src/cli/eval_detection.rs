@@ -1,6 +1,6 @@
 //! `firebreak eval-detection DIR [--policy FILE] [--json]`: detection quality of the injection
 //! engine on labelled JSONL sets (see `inspect::injection::eval`). Prints counts and rates, never
-//! a sample's text. Exit status 0 when the run completed, 2 when the sets or the policy are broken.
+//! a sample's text (unless `--list-errors`, a tool for working on the project's own sets). Exit status 0 when the run completed, 2 when the sets or the policy are broken.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

@@ -25,14 +25,32 @@ fn closing(open: char) -> &'static [char] {
     }
 }
 
+/// What is computed once per scanned text, and only when a quotable phrase hit.
+pub(super) struct Context {
+    /// Whether the text talks about testing, detection or writing.
+    pub meta: bool,
+    /// Offsets of the code-fence markers (```).
+    fences: Vec<usize>,
+}
+
+impl Context {
+    pub(super) fn new(text: &str) -> Context {
+        let meta = meta_question(text);
+        let fences = if meta { text.match_indices("```").map(|(i, _)| i).collect() } else { Vec::new() };
+        Context { meta, fences }
+    }
+
+    /// Whether a hit at `start..end` is a quoted phrase in a text about it.
+    pub(super) fn downgrades(&self, text: &str, start: usize, end: usize) -> bool {
+        self.meta && (self.fences.partition_point(|&f| f < start) % 2 == 1 || quoted(text, start, end))
+    }
+}
+
 /// Whether `start..end` sits between an opening quote (on the same line, at most 160 bytes before)
-/// and its closing quote (at most 240 bytes after), or inside a fenced code block.
-pub(super) fn quoted(text: &str, start: usize, end: usize) -> bool {
+/// and its closing quote (at most 240 bytes after).
+fn quoted(text: &str, start: usize, end: usize) -> bool {
     let start = super::floor(text, start);
     let end = super::ceil(text, end.min(text.len()));
-    if text[..start].matches("```").count() % 2 == 1 {
-        return true;
-    }
     let lo = super::floor(text, start.saturating_sub(160));
     let before = &text[lo..start];
     let before = before.rsplit('\n').next().unwrap_or_default();
@@ -62,15 +80,49 @@ pub(super) fn quoted(text: &str, start: usize, end: usize) -> bool {
 
 /// Words that make a text *about* an attack phrase rather than one using it.
 const META: &[&str] = &[
-    "regex", "regular expression", "pattern", "test", "detect", "filter", "flag", "classifier", "blog", "article",
-    "essay", "novel", "story", "security", "awareness", "training", "phrase", "string", "sentence", "translate",
-    "grammatical", "red team", "red-team", "prompt injection", "injection", "attack", "hacker", "log every",
-    "matching", "assert", "example", "defen", "difference", "realistic", "multilingual", "dataset", "why does",
-    "explain why", "what rule",
+    "regex",
+    "regular expression",
+    "pattern",
+    "test",
+    "detect",
+    "filter",
+    "flag",
+    "classifier",
+    "blog",
+    "article",
+    "essay",
+    "novel",
+    "story",
+    "security",
+    "awareness",
+    "training",
+    "phrase",
+    "string",
+    "sentence",
+    "translate",
+    "grammatical",
+    "red team",
+    "red-team",
+    "prompt injection",
+    "injection",
+    "attack",
+    "hacker",
+    "log every",
+    "matching",
+    "assert",
+    "example",
+    "defen",
+    "difference",
+    "realistic",
+    "multilingual",
+    "dataset",
+    "why does",
+    "explain why",
+    "what rule",
 ];
 
 /// Whether the text talks about testing, detection or writing.
-pub(super) fn meta_question(text: &str) -> bool {
+fn meta_question(text: &str) -> bool {
     let t = &text[..super::floor(text, text.len().min(8192))];
     let lower = t.to_lowercase();
     META.iter().any(|m| lower.contains(m))

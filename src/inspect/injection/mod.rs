@@ -484,14 +484,13 @@ impl Signatures {
         }
         raw.sort_unstable_by_key(|r| (r.start, r.end, r.sig));
         raw.dedup();
-        let mut meta: Option<bool> = None;
+        let mut ctx: Option<context::Context> = None;
         raw.into_iter()
             .filter_map(|r| {
                 let s = self.sigs.get(r.sig as usize)?;
                 let user_flag_only = s.user_flag_only
                     || (context::quotable(s.category)
-                        && context::quoted(text, r.start, r.end)
-                        && *meta.get_or_insert_with(|| context::meta_question(text)));
+                        && ctx.get_or_insert_with(|| context::Context::new(text)).downgrades(text, r.start, r.end));
                 Some(Hit {
                     id: &s.id,
                     category: s.category,

@@ -19,6 +19,9 @@
 
 use super::hidden::View;
 
+/// Longest letter-spaced run (in letters) that is split into words.
+const SEGMENT_MAX: usize = 512;
+
 /// Longest text that is folded (longer texts are matched as they are, beyond this prefix).
 pub(super) const FOLD_MAX: usize = 256 << 10;
 
@@ -193,15 +196,122 @@ fn leet_symbol(c: u8) -> Option<&'static str> {
 
 /// Words the segmenter knows (the vocabulary of the signatures), longest first at each step.
 const VOCAB: &[&str] = &[
-    "instructions", "instruction", "previous", "everything", "disregard", "guidelines", "restrictions", "developer",
-    "unfiltered", "uncensored", "jailbreak", "reveal", "system", "prompt", "ignore", "forget", "before", "above",
-    "prior", "rules", "print", "output", "repeat", "secret", "password", "hidden", "initial", "original", "earlier",
-    "tell", "show", "give", "what", "your", "you", "are", "now", "the", "all", "and", "say", "that", "this", "with",
-    "text", "words", "said", "told", "hacked", "pwned", "mode", "no", "say", "me", "is", "of", "to", "an", "a", "i",
-    "do", "not", "follow", "any", "new", "task", "tasks", "only", "just", "write", "answer", "reply", "respond", "act",
-    "as", "dan", "evil", "bot", "ai", "it", "in", "on", "be", "my", "hi", "last", "line", "first", "sentence",
-    "message", "rule", "tell", "secret", "code", "translate", "encode", "base", "french", "english", "spanish", "into",
-    "for", "from", "at", "by", "let", "us", "we", "here", "there", "then", "than", "now", "okay", "ok", "yes",
+    "instructions",
+    "instruction",
+    "previous",
+    "everything",
+    "disregard",
+    "guidelines",
+    "restrictions",
+    "developer",
+    "unfiltered",
+    "uncensored",
+    "jailbreak",
+    "reveal",
+    "system",
+    "prompt",
+    "ignore",
+    "forget",
+    "before",
+    "above",
+    "prior",
+    "rules",
+    "print",
+    "output",
+    "repeat",
+    "secret",
+    "password",
+    "hidden",
+    "initial",
+    "original",
+    "earlier",
+    "tell",
+    "show",
+    "give",
+    "what",
+    "your",
+    "you",
+    "are",
+    "now",
+    "the",
+    "all",
+    "and",
+    "say",
+    "that",
+    "this",
+    "with",
+    "text",
+    "words",
+    "said",
+    "told",
+    "hacked",
+    "pwned",
+    "mode",
+    "no",
+    "say",
+    "me",
+    "is",
+    "of",
+    "to",
+    "an",
+    "a",
+    "i",
+    "do",
+    "not",
+    "follow",
+    "any",
+    "new",
+    "task",
+    "tasks",
+    "only",
+    "just",
+    "write",
+    "answer",
+    "reply",
+    "respond",
+    "act",
+    "as",
+    "dan",
+    "evil",
+    "bot",
+    "ai",
+    "it",
+    "in",
+    "on",
+    "be",
+    "my",
+    "hi",
+    "last",
+    "line",
+    "first",
+    "sentence",
+    "message",
+    "rule",
+    "tell",
+    "secret",
+    "code",
+    "translate",
+    "encode",
+    "base",
+    "french",
+    "english",
+    "spanish",
+    "into",
+    "for",
+    "from",
+    "at",
+    "by",
+    "let",
+    "us",
+    "we",
+    "here",
+    "there",
+    "then",
+    "than",
+    "now",
+    "okay",
+    "ok",
+    "yes",
 ];
 
 /// Splits a run of letters into vocabulary words (greedy, longest match); letters that start no
@@ -426,13 +536,16 @@ fn emit_run(text: &str, rs: usize, re: usize, v: &mut View) {
         k += 1;
     }
     let any_gap = letters.iter().any(|l| l.2);
-    let cuts = if any_gap || letters.len() < 6 {
+    // Segmentation is for phrases, not for pages of spaced letters: long runs stay glued.
+    let cuts = if any_gap || letters.len() < 6 || letters.len() > SEGMENT_MAX {
         Vec::new()
     } else {
         segment(&letters.iter().map(|l| l.0).collect::<Vec<_>>())
     };
+    let mut next_cut = cuts.iter().peekable();
     for (idx, &(c, p, gap)) in letters.iter().enumerate() {
-        if gap || cuts.contains(&idx) {
+        let cut = next_cut.next_if(|&&k| k == idx).is_some();
+        if gap || cut {
             v.push_seg(p, 0, " ");
         }
         let buf = [c];
@@ -532,10 +645,8 @@ pub(super) fn hex_decode(run: &str) -> Option<String> {
     if b.len() % 2 != 0 || !b.iter().all(u8::is_ascii_hexdigit) {
         return None;
     }
-    let bytes: Option<Vec<u8>> = b
-        .chunks(2)
-        .map(|p| std::str::from_utf8(p).ok().and_then(|h| u8::from_str_radix(h, 16).ok()))
-        .collect();
+    let bytes: Option<Vec<u8>> =
+        b.chunks(2).map(|p| std::str::from_utf8(p).ok().and_then(|h| u8::from_str_radix(h, 16).ok())).collect();
     let s = String::from_utf8(bytes?).ok()?;
     (!s.is_empty() && s.chars().all(|c| !c.is_control() || matches!(c, '\t' | '\n' | '\r'))).then_some(s)
 }
