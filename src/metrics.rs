@@ -31,6 +31,9 @@ pub struct Metrics {
     /// Alert sinks by name (names come from the policy: bounded).
     alert_sinks: Mutex<BTreeMap<String, std::sync::Arc<AlertSinkMetrics>>>,
     alerts_tap_dropped: AtomicU64,
+    /// Injection classifier scores (highest per request and source): [user_input, tool_result] ×
+    /// [`SCORE_BUCKETS`] (cumulative), plus counts and sums.
+    classifier: [ScoreHistogram; 2],
 }
 
 /// Delivery counters of one alert sink (see `alerts::deliver`).
@@ -46,6 +49,17 @@ pub struct AlertSinkMetrics {
     pub dropped: AtomicU64,
     /// Alerts waiting in the queue (or being delivered).
     pub queued: AtomicI64,
+}
+
+/// Classifier score histogram bucket bounds.
+const SCORE_BUCKETS: [f64; 10] = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95];
+
+#[derive(Debug, Default)]
+struct ScoreHistogram {
+    buckets: [AtomicU64; SCORE_BUCKETS.len()],
+    count: AtomicU64,
+    /// Sum of scores in millionths.
+    sum_micro: AtomicU64,
 }
 
 impl Metrics {
@@ -76,6 +90,19 @@ impl Metrics {
             None => d.entry(rule.to_owned()).or_default(),
         };
         *per_rule.entry(action).or_default() += n;
+    }
+
+    /// An injection classifier score (`source`: `user_input` or `tool_result`).
+    pub fn classifier_score(&self, source: &str, score: f32) {
+        let h = &self.classifier[usize::from(source == "tool_result")];
+        let s = f64::from(score);
+        for (i, b) in SCORE_BUCKETS.iter().enumerate() {
+            if s <= *b {
+                h.buckets[i].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        h.count.fetch_add(1, Ordering::Relaxed);
+        h.sum_micro.fetch_add((s.clamp(0.0, 1.0) * 1e6) as u64, Ordering::Relaxed);
     }
 
     /// A request started (+1) or ended (-1).
@@ -163,6 +190,25 @@ impl Metrics {
         let _ = writeln!(s, "# HELP firebreak_audit_write_errors_total Failed audit writes, fsyncs and head updates.\n# TYPE firebreak_audit_write_errors_total counter\nfirebreak_audit_write_errors_total {}", self.audit_write_errors.load(Ordering::Relaxed));
         let _ = writeln!(s, "# HELP firebreak_audit_records_dropped_total Audit records lost because the backlog of a failing trail was full.\n# TYPE firebreak_audit_records_dropped_total counter\nfirebreak_audit_records_dropped_total {}", self.audit_dropped.load(Ordering::Relaxed));
         self.render_alerts(&mut s);
+        s.push_str("# HELP firebreak_injection_classifier_score Highest injection classifier score per request and source.\n# TYPE firebreak_injection_classifier_score histogram\n");
+        for (source, h) in ["user_input", "tool_result"].iter().zip(&self.classifier) {
+            for (i, b) in SCORE_BUCKETS.iter().enumerate() {
+                let _ = writeln!(
+                    s,
+                    "firebreak_injection_classifier_score_bucket{{source=\"{source}\",le=\"{b}\"}} {}",
+                    h.buckets[i].load(Ordering::Relaxed)
+                );
+            }
+            let count = h.count.load(Ordering::Relaxed);
+            let _ =
+                writeln!(s, "firebreak_injection_classifier_score_bucket{{source=\"{source}\",le=\"+Inf\"}} {count}");
+            let _ = writeln!(
+                s,
+                "firebreak_injection_classifier_score_sum{{source=\"{source}\"}} {}",
+                h.sum_micro.load(Ordering::Relaxed) as f64 / 1e6
+            );
+            let _ = writeln!(s, "firebreak_injection_classifier_score_count{{source=\"{source}\"}} {count}");
+        }
         s.push_str("# HELP firebreak_policy_reloads_total Policy reloads by outcome.\n# TYPE firebreak_policy_reloads_total counter\n");
         for (o, n) in self.policy_reloads.lock().unwrap_or_else(|p| p.into_inner()).iter() {
             let _ = writeln!(s, "firebreak_policy_reloads_total{{outcome=\"{o}\"}} {n}");

@@ -56,5 +56,15 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         print!("{}", eval::render(stage, &report));
         println!("samples: {} from {}", samples.len(), a.dir.display());
     }
+    // Stage 2, in the same run, when the policy enables the classifier ([injection.classifier]).
+    if sigs.classifier().is_some() {
+        let stage = "signatures+classifier";
+        let report = eval::evaluate(&samples, &|text, source| eval::combined_outcome(sigs, text, source));
+        if a.json {
+            println!("{}", eval::to_json(stage, &report));
+        } else {
+            print!("\n{}", eval::render(stage, &report));
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }

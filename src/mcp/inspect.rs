@@ -13,8 +13,11 @@ use crate::inspect::injection::{Action as InjAction, Source};
 pub struct Findings {
     /// Redaction rule indexes that matched.
     pub redactions: Vec<u16>,
-    /// Injection signatures in results: (signature id, action).
+    /// Injection signatures in results: (signature id, action); the classifier's actions as
+    /// `inj.classifier`.
     pub injections: Vec<(String, &'static str)>,
+    /// The classifier's highest score (tool results only here).
+    pub scores: crate::inspect::injection::classifier::Scores,
     /// tools/list outcomes.
     pub list: ListOutcome,
     /// Server requests refused (method).
@@ -94,30 +97,36 @@ pub fn server_message(j: &Judge<'_>, m: &mut Value, request_id: &str, found: &mu
     Fate::Forward { changed }
 }
 
-/// Tool output (tool results, resource contents, prompt messages) against the injection signatures,
-/// with the policy's action for tool results (a hit that is flag-only is recorded, nothing more).
-/// Returns whether the result changed.
+/// Tool output (tool results, resource contents, prompt messages) against the injection signatures
+/// and (when enabled) the classifier, with the policy's actions for tool results. Returns whether
+/// the result changed.
 fn injection(j: &Judge<'_>, result: &mut serde_json::Map<String, Value>, found: &mut Findings) -> bool {
+    use crate::inspect::injection::classifier::{action_name, ID};
     let sigs = &j.policy.injection;
-    let mut block = false;
-    let mut hit: Option<String> = None;
+    let mut blocked: Option<String> = None;
     let mut changed = false;
     for key in ["content", "structuredContent", "contents", "messages"] {
         if let Some(v) = result.get_mut(key) {
             visit_strings(v, &mut |s| {
-                let a = sigs.assess(s, Source::ToolResult);
-                let (Some(action), Some(first)) = (a.action, a.hits.first()) else { return };
-                let hits = &a.hits;
-                block |= action == InjAction::Block;
-                let name = match action {
-                    InjAction::Block => "block",
-                    InjAction::Flag => "flag",
-                    InjAction::Strip => "strip",
-                };
-                found.injections.extend(hits.iter().map(|h| (h.id.to_owned(), name)));
-                hit.get_or_insert_with(|| first.id.to_owned());
+                let v = sigs.verdict(s, Source::ToolResult);
+                let by_classifier = v.classifier.and_then(|c| {
+                    found.scores.observe(Source::ToolResult, c.score);
+                    c.action
+                });
+                let Some(action) = v.action else { return };
+                let name = action_name(action);
+                found.injections.extend(v.assessment.hits.iter().map(|h| (h.id.to_owned(), name)));
+                if let Some(a) = by_classifier {
+                    found.injections.push((ID.to_owned(), action_name(a)));
+                }
+                if action == InjAction::Block && blocked.is_none() {
+                    blocked = match (v.assessment.action, v.assessment.hits.first()) {
+                        (Some(InjAction::Block), Some(h)) => Some(h.id.to_owned()),
+                        _ => Some(ID.to_owned()),
+                    };
+                }
                 if action == InjAction::Strip {
-                    if let Some(stripped) = sigs.strip(s) {
+                    if let Some(stripped) = sigs.apply_strip(s, &v) {
                         *s = stripped;
                         changed = true;
                     }
@@ -125,8 +134,8 @@ fn injection(j: &Judge<'_>, result: &mut serde_json::Map<String, Value>, found: 
             });
         }
     }
-    if let (Some(id), true) = (hit, block) {
-        let notice = format!("[firebreak: tool output withheld: it matched prompt-injection signature `{id}`]");
+    if let Some(id) = blocked {
+        let notice = format!("[firebreak: tool output withheld: it matched prompt-injection detection `{id}`]");
         result.clear();
         result.insert("content".into(), json!([{"type": "text", "text": notice}]));
         result.insert("isError".into(), Value::Bool(true));

@@ -143,6 +143,8 @@ struct Ctx {
     decisions: Vec<(String, &'static str)>,
     redactions: BTreeMap<String, u64>,
     injections: Vec<String>,
+    /// The injection classifier's highest score on the server's results (a number, never text).
+    classifier: crate::inspect::injection::classifier::Scores,
     /// Other tenants whose identifiers reached the client (names only).
     cross_tenant: Vec<String>,
     withheld: Vec<(String, String)>,
@@ -161,6 +163,7 @@ impl Ctx {
     /// Adds what inspection found (injections, withheld tools, redaction counts) to an audit record.
     fn findings_into(&self, r: Record) -> Record {
         r.with_opt("injections", (!self.injections.is_empty()).then(|| self.injections.clone()))
+            .with_opt("classifier", self.classifier.to_json())
             .with_opt("cross_tenant", (!self.cross_tenant.is_empty()).then(|| self.cross_tenant.clone()))
             .with_opt(
                 "withheld",
@@ -234,6 +237,9 @@ where
     gw.metrics.request("mcp", status, start.elapsed());
     for (rule, action) in &ctx.decisions {
         gw.metrics.decision(rule, action);
+    }
+    for (source, score) in ctx.classifier.iter() {
+        gw.metrics.classifier_score(source, score);
     }
     gw.metrics.in_flight(-1);
     // Server (from the path), methods and tool names are the client's: see `audit::client_text`.
@@ -613,8 +619,16 @@ fn absorb(policy: &Policy, f: Findings, ctx: &mut Ctx) {
         ctx.decisions.push(("redaction".into(), "redact"));
     }
     for (id, action) in f.injections {
-        ctx.decisions.push(("injection.tool_result".into(), action));
+        let rule = if id == crate::inspect::injection::classifier::ID {
+            crate::inspect::injection::classifier::rule("tool_result")
+        } else {
+            "injection.tool_result"
+        };
+        ctx.decisions.push((rule.into(), action));
         ctx.injections.push(id);
+    }
+    if let Some(s) = f.scores.tool_result {
+        ctx.classifier.observe(crate::inspect::injection::Source::ToolResult, s);
     }
     let own = ctx.key.as_ref().map_or("", |k| k.tenant.as_str());
     ctx.cross_tenant = policy.tenants.others(&f.tenants, own);
@@ -697,6 +711,9 @@ pub(crate) async fn record_list(gw: &Gateway, list: &mut ListOutcome, key: &KeyE
 async fn finish_stream(s: &stream::McpStream, f: Findings, cut: Option<&'static str>) {
     let mut ctx = Ctx { key: Some(s.key.clone()), ..Ctx::default() };
     absorb(&s.active.policy, f, &mut ctx);
+    for (source, score) in ctx.classifier.iter() {
+        s.gw.metrics.classifier_score(source, score);
+    }
     if ctx.decisions.is_empty() && ctx.withheld.is_empty() && cut.is_none() {
         return;
     }

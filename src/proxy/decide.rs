@@ -142,17 +142,35 @@ impl CallCheck for CallPolicy<'_> {
 pub struct RequestFindings {
     /// Redaction rules that matched in tool results (by rule index in the policy's scanner).
     pub redactions: Vec<u16>,
-    /// Injection signatures that matched: (source, signature id, action taken).
+    /// Injection signatures that matched, and the classifier when its thresholds called for an
+    /// action (id [`classifier::ID`](crate::inspect::injection::classifier::ID)): (source,
+    /// signature id, action taken).
     pub injections: Vec<(&'static str, String, &'static str)>,
+    /// The classifier's highest score per source (when the policy enables it).
+    pub scores: crate::inspect::injection::classifier::Scores,
 }
 
-/// Phase 7b: user input and tool results are checked against the injection signatures, with the
-/// action the policy names per source (block, flag, strip); tool results coming back into the
-/// conversation are also redacted before the model sees them.
+/// Phase 7b: user input and tool results are checked against the injection signatures and, when
+/// the policy enables it, scored by the classifier; the stronger of the two stages' actions for
+/// the source is taken (block, strip, flag). Tool results coming back into the conversation are
+/// also redacted before the model sees them.
 pub fn inspect_request(policy: &Policy, endpoint: Endpoint, body: &mut Body) -> Result<RequestFindings, GatewayError> {
+    let mut found = RequestFindings::default();
+    inspect_request_into(policy, endpoint, body, &mut found)?;
+    Ok(found)
+}
+
+/// [`inspect_request`], writing what it found into `found` even when the request is blocked (the
+/// audit record of a block carries the classifier's score).
+pub fn inspect_request_into(
+    policy: &Policy,
+    endpoint: Endpoint,
+    body: &mut Body,
+    found: &mut RequestFindings,
+) -> Result<(), GatewayError> {
+    use crate::inspect::injection::classifier::{action_name, ID};
     use crate::inspect::injection::{Action, Source as InjSource};
     use crate::protocol::request::{visit_texts, Source};
-    let mut found = RequestFindings::default();
     let mut blocked: Option<String> = None;
     let scanner = &policy.scanner;
     let sigs = &policy.injection;
@@ -162,24 +180,29 @@ pub fn inspect_request(policy: &Policy, endpoint: Endpoint, body: &mut Body) -> 
             Source::User => InjSource::UserInput,
             Source::ToolResult => InjSource::ToolResult,
         };
-        let found_here = sigs.assess(text, inj_source);
-        if let Some(action) = found_here.action {
-            let hits: Vec<String> = found_here.hits.iter().map(|h| h.id.to_owned()).collect();
-            let name = match action {
-                Action::Block => "block",
-                Action::Flag => "flag",
-                Action::Strip => "strip",
-            };
+        let v = sigs.verdict(text, inj_source);
+        let by_classifier = v.classifier.and_then(|c| {
+            found.scores.observe(inj_source, c.score);
+            c.action
+        });
+        if let Some(action) = v.action {
             if action == Action::Block && blocked.is_none() {
-                blocked = Some(hits[0].clone());
+                blocked = match (v.assessment.action, v.assessment.hits.first()) {
+                    (Some(Action::Block), Some(h)) => Some(h.id.to_owned()),
+                    _ => Some(ID.to_owned()),
+                };
             }
             if action == Action::Strip {
-                if let Some(stripped) = sigs.strip(text) {
+                if let Some(stripped) = sigs.apply_strip(text, &v) {
                     *text = stripped;
                     changed = true;
                 }
             }
-            found.injections.extend(hits.into_iter().map(|id| (source.as_str(), id, name)));
+            let name = action_name(action);
+            found.injections.extend(v.assessment.hits.iter().map(|h| (source.as_str(), h.id.to_owned(), name)));
+            if let Some(a) = by_classifier {
+                found.injections.push((source.as_str(), ID.to_owned(), action_name(a)));
+            }
         }
         if source == Source::ToolResult {
             let (red, f) = scanner.redact(text);
@@ -197,5 +220,5 @@ pub fn inspect_request(policy: &Policy, endpoint: Endpoint, body: &mut Body) -> 
     if changed {
         body.changed = true;
     }
-    Ok(found)
+    Ok(())
 }

@@ -64,8 +64,8 @@ pub enum GatewayError {
     /// The request offers tools the principal may not use, and the role says refuse.
     #[error("tools not allowed for your role or at the current level: {}", .0.join(", "))]
     ToolsNotAllowed(Vec<String>),
-    /// A prompt-injection signature matched where the policy says block.
-    #[error("the request was blocked by prompt-injection signature `{0}`")]
+    /// A prompt-injection signature (or the classifier, `inj.classifier`) matched where the policy says block.
+    #[error("the request was blocked by prompt-injection detection `{0}`")]
     InjectionBlocked(String),
     /// The role may not use this model.
     #[error("model `{0}` is not allowed for your role")]

@@ -34,6 +34,7 @@ use super::upstream::{self, Outgoing};
 use super::Gateway;
 use crate::audit::Record;
 use crate::config::KeyEntry;
+use crate::inspect::injection::classifier;
 use crate::protocol::reply::{self, ReplySpec};
 use crate::protocol::request::{Body as ReqBody, BodyError};
 use crate::protocol::{api_for_path, Api, Endpoint};
@@ -57,6 +58,8 @@ struct Ctx {
     redactions: std::collections::BTreeMap<String, u64>,
     /// Injection signature ids that matched.
     injections: Vec<String>,
+    /// The injection classifier's highest score per source (numbers, never text).
+    classifier: classifier::Scores,
     /// System-prompt shingles found in a whole response.
     prompt_fragments: usize,
     /// The managed prompt injected: id, version and canary generation (never text or canary).
@@ -112,6 +115,7 @@ where
         tools_removed: Vec::new(),
         redactions: std::collections::BTreeMap::new(),
         injections: Vec::new(),
+        classifier: classifier::Scores::default(),
         prompt_fragments: 0,
         prompt: None,
         cross_tenant: Vec::new(),
@@ -167,6 +171,9 @@ where
     }
     for (rule, n) in &ctx.redactions {
         gw.metrics.decisions_n(rule, "redact", *n);
+    }
+    for (source, score) in ctx.classifier.iter() {
+        gw.metrics.classifier_score(source, score);
     }
     let policy = gw.policy();
     let mut record = audit_record(&ctx, &policy.scanner, endpoint_name, status, start);
@@ -235,6 +242,7 @@ fn audit_record(ctx: &Ctx, scanner: &crate::inspect::Scanner, endpoint: &str, st
         .with_opt("prompt_fragments", (ctx.prompt_fragments > 0).then_some(ctx.prompt_fragments))
         .with_opt("prompt", ctx.prompt.clone())
         .with_opt("injections", (!ctx.injections.is_empty()).then(|| ctx.injections.clone()))
+        .with_opt("classifier", ctx.classifier.to_json())
         .with_opt("cross_tenant", (!ctx.cross_tenant.is_empty()).then(|| ctx.cross_tenant.clone()))
         .with_opt("data_tool_calls", (!ctx.data_tool_calls.is_empty()).then(|| ctx.data_tool_calls.clone()))
         .with_opt(
@@ -363,11 +371,31 @@ where
     if let Some((b, _)) = parsed.as_mut() {
         ctx.stream = b.stream();
         let rw = decide::rewrite(policy, &snap, &key, endpoint, b, now)?;
-        let found = decide::inspect_request(policy, endpoint, b)?;
+        let mut found = decide::RequestFindings::default();
+        let inspected = decide::inspect_request_into(policy, endpoint, b, &mut found);
+        ctx.classifier = found.scores;
+        if let Err(e) = inspected {
+            // A block: the classifier's own decision is counted too (the signatures' are not,
+            // as before: the error's rule says it).
+            ctx.decisions.extend(
+                found
+                    .injections
+                    .iter()
+                    .filter(|(_, id, _)| id == classifier::ID)
+                    .map(|(s, _, a)| (classifier::rule(s), *a)),
+            );
+            return Err(e);
+        }
         count_redactions(&policy.scanner, &found.redactions, ctx);
         for (source, id, action) in found.injections {
-            ctx.decisions
-                .push((if source == "tool_result" { "injection.tool_result" } else { "injection.user_input" }, action));
+            let rule = if id == classifier::ID {
+                classifier::rule(source)
+            } else if source == "tool_result" {
+                "injection.tool_result"
+            } else {
+                "injection.user_input"
+            };
+            ctx.decisions.push((rule, action));
             ctx.injections.push(id);
         }
         if rw.model_overridden {

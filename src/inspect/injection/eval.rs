@@ -119,6 +119,17 @@ pub fn signatures_outcome(sigs: &Signatures, text: &str, source: Source) -> Outc
     }
 }
 
+/// Both stages: the signatures and the classifier (when the policy enables it), the stronger
+/// action taken ([`Signatures::verdict`]).
+pub fn combined_outcome(sigs: &Signatures, text: &str, source: Source) -> Outcome {
+    match sigs.verdict(text, source).action {
+        None => Outcome::Pass,
+        Some(Action::Flag) => Outcome::Flag,
+        Some(Action::Strip) => Outcome::Strip,
+        Some(Action::Block) => Outcome::Block,
+    }
+}
+
 /// Counts for one (source, label) cell.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Cell {

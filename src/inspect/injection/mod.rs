@@ -27,8 +27,10 @@
 //! ```
 
 mod catalog;
+pub mod classifier;
 mod context;
 pub mod eval;
+pub mod features;
 mod hidden;
 mod normalize;
 #[cfg(test)]
@@ -136,6 +138,8 @@ pub struct InjectionConfig {
     pub disabled: Vec<String>,
     /// Signatures defined by the policy.
     pub custom: Vec<CustomSignature>,
+    /// The second stage (`[injection.classifier]`).
+    pub classifier: classifier::ClassifierConfig,
 }
 
 impl Default for InjectionConfig {
@@ -145,6 +149,7 @@ impl Default for InjectionConfig {
             tool_results: Action::Strip,
             disabled: Vec::new(),
             custom: Vec::new(),
+            classifier: classifier::ClassifierConfig::default(),
         }
     }
 }
@@ -224,6 +229,8 @@ pub struct Signatures {
     encoded: [Option<u16>; 5],
     user_input: Action,
     tool_results: Action,
+    /// The second stage, when the policy enables it.
+    classifier: Option<classifier::Classifier>,
 }
 
 #[derive(Debug)]
@@ -439,6 +446,10 @@ impl Signatures {
             encoded,
             user_input: cfg.user_input,
             tool_results: cfg.tool_results,
+            classifier: classifier::Classifier::compile(&cfg.classifier).unwrap_or_else(|e| {
+                errors.extend(e);
+                None
+            }),
         };
         (sigs, errors)
     }
@@ -712,7 +723,7 @@ fn negated(text: &str, at: usize) -> bool {
 
 /// Every problem with a configuration, before anything is compiled.
 fn validate(cfg: &InjectionConfig) -> Vec<String> {
-    let mut errors = Vec::new();
+    let mut errors = cfg.classifier.validate();
     let builtin: HashSet<&str> = BUILTIN.iter().map(|s| s.id).collect();
     let mut seen: HashSet<&str> = HashSet::new();
     for (i, c) in cfg.custom.iter().enumerate() {
