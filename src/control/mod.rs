@@ -17,6 +17,7 @@ use crate::proxy::body::{full, Body};
 use crate::proxy::Gateway;
 use crate::state::{ApplyError, Batch};
 
+pub mod console;
 mod prompts;
 
 /// Largest admin request body.
@@ -27,13 +28,14 @@ const MAX_ADMIN_BODY: usize = 1 << 20;
 pub struct Admin {
     gw: Arc<Gateway>,
     token_digest: Option<[u8; 32]>,
+    console: console::Console,
 }
 
 impl Admin {
     /// Admin API over `gw`; with no token every protected route answers 503 (fail closed).
     pub fn new(gw: Arc<Gateway>, token: Option<Secret>) -> Arc<Admin> {
         let token_digest = token.map(|t| Sha256::digest(t.expose().as_bytes()).into());
-        Arc::new(Admin { gw, token_digest })
+        Arc::new(Admin { gw, token_digest, console: console::Console::default() })
     }
 
     /// The handler for [`crate::proxy::serve`].
@@ -98,11 +100,20 @@ impl Admin {
                     }
                 }
             }
+            (_, p) if p == "/console" || p.starts_with("/console/") => return self.console(req).await,
             _ => {}
         }
-        if let Some(resp) = self.refusal(&req) {
-            return resp;
-        }
+        // A console session (cookie, CSRF token on changes, role) or the bearer token.
+        let session = match self.console_auth(&req) {
+            console::ApiAuth::Session(who) => Some(who),
+            console::ApiAuth::Refused(r) => return r,
+            console::ApiAuth::NotConsole => {
+                if let Some(resp) = self.refusal(&req) {
+                    return resp;
+                }
+                None
+            }
+        };
         // Every change is audited durably before it is acknowledged: while the trail cannot be
         // written, no change is made at all (`switches` also refuses to acknowledge one whose record
         // fails after it was applied).
@@ -124,7 +135,13 @@ impl Admin {
             }
             (&Method::GET, "/admin/v1/state") => self.state(),
             (&Method::GET, "/admin/v1/tools/pending") => self.pending_tools(),
-            (&Method::POST, "/admin/v1/switches") => self.switches(req).await,
+            (&Method::POST, "/admin/v1/switches") => self.switches(req, session.as_ref()).await,
+            (&Method::GET, "/admin/v1/decisions/stream") => self.decision_stream(),
+            (&Method::GET, "/admin/v1/audit/verify") => self.audit_verify().await,
+            (&Method::POST, p) if p.starts_with("/admin/v1/incidents/") && p.ends_with("/checklist") => {
+                let id = p.trim_start_matches("/admin/v1/incidents/").trim_end_matches("/checklist").to_owned();
+                self.tick(req, id, session.as_ref()).await
+            }
             (&Method::POST, "/admin/v1/policy/reload") => self.reload().await,
             (&Method::GET, "/admin/v1/audit") => self.audit(req.uri().query()).await,
             (&Method::GET, "/admin/v1/incidents") => self.incidents(req.uri().query()).await,
@@ -137,7 +154,7 @@ impl Admin {
             }
             (&Method::POST, p) if p.starts_with("/admin/v1/incidents/") && p.ends_with("/resolve") => {
                 let id = p.trim_start_matches("/admin/v1/incidents/").trim_end_matches("/resolve").to_owned();
-                self.resolve(req, id).await
+                self.resolve(req, id, session.as_ref()).await
             }
             (&Method::POST, p) if p.starts_with("/admin/v1/playbooks/") => {
                 let plan = p.trim_start_matches("/admin/v1/playbooks/").to_owned();
@@ -207,11 +224,16 @@ impl Admin {
         json_response(StatusCode::OK, &json!({ "pending": pending, "version": snap.version }))
     }
 
-    async fn switches(&self, req: Request<Incoming>) -> Response<Body> {
+    async fn switches(&self, req: Request<Incoming>, session: Option<&console::who::Identity>) -> Response<Body> {
         let bytes = match read(req).await {
             Ok(b) => b,
             Err(r) => return r,
         };
+        if let Some(who) = session {
+            if who.role < console::who::Role::Admin && console::batch_needs_admin(&bytes) {
+                return console::role_refusal(who, console::who::Role::Admin);
+            }
+        }
         let batch: Batch = match serde_json::from_slice(&bytes) {
             Ok(b) => b,
             Err(e) => {
@@ -224,7 +246,7 @@ impl Admin {
         };
         match self.gw.apply(&batch).await {
             Ok(applied) => {
-                let actor = batch.actor.as_deref().unwrap_or("admin");
+                let actor = session.map(|w| w.id.as_str()).or(batch.actor.as_deref()).unwrap_or("admin");
                 let record = Record::new("switch")
                     .with("actor", actor)
                     .with("reason", batch.reason.as_str())
@@ -319,14 +341,19 @@ impl Admin {
         json_response(StatusCode::OK, &json!({ "incidents": list }))
     }
 
-    async fn resolve(&self, req: Request<Incoming>, id: String) -> Response<Body> {
+    async fn resolve(
+        &self,
+        req: Request<Incoming>,
+        id: String,
+        session: Option<&console::who::Identity>,
+    ) -> Response<Body> {
         let bytes = match read(req).await {
             Ok(b) => b,
             Err(r) => return r,
         };
         let meta: Value =
             if bytes.is_empty() { json!({}) } else { serde_json::from_slice(&bytes).unwrap_or(json!({})) };
-        let actor = meta.get("actor").and_then(Value::as_str).unwrap_or("admin");
+        let actor = session.map(|w| w.id.as_str()).or(meta.get("actor").and_then(Value::as_str)).unwrap_or("admin");
         let note = meta.get("note").and_then(Value::as_str).unwrap_or("");
         match self.gw.incidents.resolve(&self.gw, &id, actor, note).await {
             Ok(i) => json_response(StatusCode::OK, &json!({ "incident": i })),
@@ -335,6 +362,74 @@ impl Admin {
             }
             Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "persist_failed", &e.to_string()),
         }
+    }
+
+    /// `POST /admin/v1/incidents/{id}/checklist` `{"step": n, "done": true|false}`: ticks (or
+    /// unticks) a checklist step.
+    async fn tick(&self, req: Request<Incoming>, id: String, session: Option<&console::who::Identity>) -> Response<Body> {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Tick {
+            step: usize,
+            #[serde(default = "yes")]
+            done: bool,
+            #[serde(default)]
+            actor: Option<String>,
+        }
+        fn yes() -> bool {
+            true
+        }
+        let bytes = match read(req).await {
+            Ok(b) => b,
+            Err(r) => return r,
+        };
+        let t: Tick = match serde_json::from_slice(&bytes) {
+            Ok(t) => t,
+            Err(e) => {
+                return error(StatusCode::BAD_REQUEST, "invalid_body", &format!("expected {{\"step\": 0, \"done\": true}}: {e}"))
+            }
+        };
+        let actor = session.map(|w| w.id.clone()).or(t.actor).unwrap_or_else(|| "admin".into());
+        match self.gw.incidents.tick(&self.gw, &id, t.step, t.done, &actor).await {
+            Ok(i) => json_response(StatusCode::OK, &json!({ "incident": i })),
+            Err(e @ crate::incident::IncidentError::NotFound(_)) => {
+                error(StatusCode::NOT_FOUND, "unknown_incident", &e.to_string())
+            }
+            Err(e @ crate::incident::IncidentError::NoStep(..)) => {
+                error(StatusCode::BAD_REQUEST, "unknown_step", &e.to_string())
+            }
+            Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "persist_failed", &e.to_string()),
+        }
+    }
+
+    /// `GET /admin/v1/audit/verify`: `audit verify` of the live trail with the gateway's keys.
+    async fn audit_verify(&self) -> Response<Body> {
+        let policy = self.gw.policy();
+        let path = policy.storage.audit_file.clone();
+        let mut sources = vec![policy
+            .audit
+            .key
+            .clone()
+            .unwrap_or_else(|| crate::config::TokenSource::File(crate::audit::default_key_path(&path)))];
+        sources.extend(policy.audit.previous_key.clone());
+        // Records still queued are written first, so the file and its head agree.
+        let _ = self.gw.audit.flush().await;
+        let r = tokio::task::spawn_blocking(move || {
+            let keys = sources.iter().map(crate::audit::AuditKey::load).collect::<Result<Vec<_>, _>>()?;
+            let opts = crate::audit::VerifyOptions { keys, allow_missing_head: false };
+            // A record written between reading the file and its head reads as a mismatch: try again.
+            let mut last = Err(String::new());
+            for _ in 0..3 {
+                last = crate::audit::verify(&path, &opts).map_err(|e| e.to_string());
+                if last.is_ok() {
+                    break;
+                }
+            }
+            last
+        })
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()));
+        json_response(StatusCode::OK, &console::verify_json(&r))
     }
 
     /// Runs a containment plan by hand for a principal, as one atomic batch.
@@ -427,36 +522,23 @@ impl Admin {
     }
 
     async fn audit(&self, query: Option<&str>) -> Response<Body> {
-        let mut since = None;
-        let mut limit = 1000usize;
-        for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            match k {
-                "since" => match parse_since(v) {
-                    Some(t) => since = Some(t),
-                    None => {
-                        return error(
-                            StatusCode::BAD_REQUEST,
-                            "invalid_since",
-                            "since must be RFC 3339 (2026-11-23T10:00:00Z) or a duration back from now (30m, 24h)",
-                        )
-                    }
-                },
-                "limit" => match v.parse() {
-                    Ok(n) if n > 0 => limit = n,
-                    _ => return error(StatusCode::BAD_REQUEST, "invalid_limit", "limit must be a positive number"),
-                },
-                _ => {
-                    return error(
-                        StatusCode::BAD_REQUEST,
-                        "unknown_parameter",
-                        &format!("unknown parameter `{k}`; use since and limit"),
-                    )
-                }
+        let q = match console::audit::AuditQuery::parse(query.unwrap_or("")) {
+            Ok(q) => q,
+            Err(m) => {
+                let code = if m.starts_with("since") || m.starts_with("until") {
+                    "invalid_since"
+                } else if m.starts_with("limit") {
+                    "invalid_limit"
+                } else {
+                    "unknown_parameter"
+                };
+                return error(StatusCode::BAD_REQUEST, code, &m);
             }
-        }
+        };
         let path = self.gw.policy().storage.audit_file.clone();
-        match tokio::task::spawn_blocking(move || crate::audit::read_since(&path, since, limit)).await {
+        match tokio::task::spawn_blocking(move || crate::audit::read_matching(&path, q.since, q.limit, |r| q.matches(r)))
+            .await
+        {
             Ok(Ok(records)) => json_response(StatusCode::OK, &json!({"records": records})),
             Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, "audit_read_failed", &e.to_string()),
             Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "audit_read_failed", &e.to_string()),
