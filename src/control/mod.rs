@@ -366,7 +366,12 @@ impl Admin {
 
     /// `POST /admin/v1/incidents/{id}/checklist` `{"step": n, "done": true|false}`: ticks (or
     /// unticks) a checklist step.
-    async fn tick(&self, req: Request<Incoming>, id: String, session: Option<&console::who::Identity>) -> Response<Body> {
+    async fn tick(
+        &self,
+        req: Request<Incoming>,
+        id: String,
+        session: Option<&console::who::Identity>,
+    ) -> Response<Body> {
         #[derive(serde::Deserialize)]
         #[serde(deny_unknown_fields)]
         struct Tick {
@@ -386,7 +391,11 @@ impl Admin {
         let t: Tick = match serde_json::from_slice(&bytes) {
             Ok(t) => t,
             Err(e) => {
-                return error(StatusCode::BAD_REQUEST, "invalid_body", &format!("expected {{\"step\": 0, \"done\": true}}: {e}"))
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_body",
+                    &format!("expected {{\"step\": 0, \"done\": true}}: {e}"),
+                )
             }
         };
         let actor = session.map(|w| w.id.clone()).or(t.actor).unwrap_or_else(|| "admin".into());
@@ -536,8 +545,10 @@ impl Admin {
             }
         };
         let path = self.gw.policy().storage.audit_file.clone();
-        match tokio::task::spawn_blocking(move || crate::audit::read_matching(&path, q.since, q.limit, |r| q.matches(r)))
-            .await
+        match tokio::task::spawn_blocking(move || {
+            crate::audit::read_matching(&path, q.since, q.limit, |r| q.matches(r))
+        })
+        .await
         {
             Ok(Ok(records)) => json_response(StatusCode::OK, &json!({"records": records})),
             Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, "audit_read_failed", &e.to_string()),

@@ -123,11 +123,7 @@ fn rule_matches(want: &str, rule: &str) -> bool {
 fn rules_of(r: &Value) -> impl Iterator<Item = &str> {
     let top = ["rule", "trigger"].into_iter().filter_map(|k| r.get(k).and_then(Value::as_str));
     let lists = ["decisions", "redactions"].into_iter().flat_map(|k| {
-        r.get(k)
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(|d| d.get("rule").and_then(Value::as_str))
+        r.get(k).and_then(Value::as_array).into_iter().flatten().filter_map(|d| d.get("rule").and_then(Value::as_str))
     });
     top.chain(lists)
 }

@@ -230,7 +230,11 @@ impl Admin {
         }
         let sid = cookie(&req);
         let Some(s) = sid.as_deref().and_then(|c| self.console.sessions.get(c)) else {
-            return if method == Method::GET { redirect("/console/login") } else { html(StatusCode::UNAUTHORIZED, pages::login(None, Some("Your session has ended; log in again."))) };
+            return if method == Method::GET {
+                redirect("/console/login")
+            } else {
+                html(StatusCode::UNAUTHORIZED, pages::login(None, Some("Your session has ended; log in again.")))
+            };
         };
         if method == Method::POST && path == "/console/logout" {
             let tls = self.console_tls(&req);
@@ -250,7 +254,11 @@ impl Admin {
             return r;
         }
         if method != Method::GET {
-            return error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "console pages are read with GET; changes go through the admin API");
+            return error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "console pages are read with GET; changes go through the admin API",
+            );
         }
         let query = req.uri().query().unwrap_or("").to_owned();
         match path.as_str() {
@@ -319,7 +327,10 @@ impl Admin {
                 Some(i) => (i, "token"),
                 None => {
                     tracing::warn!("console login refused: wrong admin token");
-                    return html(StatusCode::UNAUTHORIZED, pages::login(cert.as_deref(), Some("That token is not valid.")));
+                    return html(
+                        StatusCode::UNAUTHORIZED,
+                        pages::login(cert.as_deref(), Some("That token is not valid.")),
+                    );
                 }
             }
         };
@@ -327,7 +338,8 @@ impl Admin {
         let sid = self.console.sessions.create(identity, method);
         let mut r = redirect("/console/now");
         let secure = if tls { "; Secure" } else { "" };
-        let c = format!("{COOKIE}={sid}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}", session::TTL.as_secs());
+        let c =
+            format!("{COOKIE}={sid}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}", session::TTL.as_secs());
         if let Ok(v) = HeaderValue::from_str(&c) {
             r.headers_mut().insert(header::SET_COOKIE, v);
         }
@@ -342,7 +354,10 @@ impl Admin {
             let e = by_action.entry(action.to_owned()).or_insert(json!(0u64));
             *e = json!(e.as_u64().unwrap_or(0) + n);
         }
-        json_response(StatusCode::OK, &json!({"requests": requests, "decisions": by_action, "version": self.gw.state.load().version}))
+        json_response(
+            StatusCode::OK,
+            &json!({"requests": requests, "decisions": by_action, "version": self.gw.state.load().version}),
+        )
     }
 
     /// `GET /admin/v1/decisions/stream`: the audit records written from now on, one SSE event each
@@ -359,7 +374,9 @@ impl Admin {
             loop {
                 let chunk = match tokio::time::timeout(KEEPALIVE, rx.recv()).await {
                     Ok(Ok(rec)) => Bytes::from(format!("data: {rec}\n\n")),
-                    Ok(Err(RecvError::Lagged(n))) => Bytes::from(format!("event: lagged\ndata: {{\"missed\":{n}}}\n\n")),
+                    Ok(Err(RecvError::Lagged(n))) => {
+                        Bytes::from(format!("event: lagged\ndata: {{\"missed\":{n}}}\n\n"))
+                    }
                     Ok(Err(RecvError::Closed)) => return,
                     Err(_) => Bytes::from_static(b": keep-alive\n\n"),
                 };
@@ -406,7 +423,10 @@ mod tests {
         assert_eq!(form_decode("a+b%20c%3A"), "a b c:");
         assert_eq!(form_decode("100%"), "100%");
         assert_eq!(form_decode("%zz"), "%zz");
-        assert_eq!(form_pairs("token=x%2By&method="), vec![("token".into(), "x+y".into()), ("method".into(), "".into())]);
+        assert_eq!(
+            form_pairs("token=x%2By&method="),
+            vec![("token".into(), "x+y".into()), ("method".into(), "".into())]
+        );
     }
 
     #[test]

@@ -118,7 +118,8 @@ where
 
 /// One decision row (the same shape the script renders from the stream).
 fn decision_row(r: &Value) -> Markup {
-    let f = |k: &str| r.get(k).map(|v| v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string())).unwrap_or_default();
+    let f =
+        |k: &str| r.get(k).map(|v| v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string())).unwrap_or_default();
     let rules: Vec<String> = r
         .get("decisions")
         .and_then(Value::as_array)
@@ -157,7 +158,9 @@ pub async fn now(a: &Admin, s: &Session) -> Markup {
     }
     let path = a.gw.policy().storage.audit_file.clone();
     let recent = tokio::task::spawn_blocking(move || {
-        crate::audit::read_matching(&path, None, RECENT_DECISIONS, |r| r.get("kind").and_then(Value::as_str) == Some("request"))
+        crate::audit::read_matching(&path, None, RECENT_DECISIONS, |r| {
+            r.get("kind").and_then(Value::as_str) == Some("request")
+        })
     })
     .await
     .ok()
@@ -330,20 +333,63 @@ pub fn act(a: &Admin, s: &Session) -> Markup {
     let keys = opts(policy.key_ids.keys().cloned().collect());
     let sw = |id, title, action, fields| Act { id, title, kind: "switches", action, role: Role::Responder, fields };
     let forms = vec![
-        sw("set-level", "Set the level", "set_level", vec![Field::Select { name: "level", label: "Level", options: levels }]),
-        sw("safe-mode", "Safe mode", "safe_mode", vec![Field::Select { name: "enabled", label: "Safe mode", options: vec![("true".into(), "on".into()), ("false".into(), "off".into())] }]),
+        sw(
+            "set-level",
+            "Set the level",
+            "set_level",
+            vec![Field::Select { name: "level", label: "Level", options: levels }],
+        ),
+        sw(
+            "safe-mode",
+            "Safe mode",
+            "safe_mode",
+            vec![Field::Select {
+                name: "enabled",
+                label: "Safe mode",
+                options: vec![("true".into(), "on".into()), ("false".into(), "off".into())],
+            }],
+        ),
         sw("block-user", "Block a user", "block_user", vec![text("user", "User"), ttl()]),
         sw("unblock-user", "Unblock a user", "unblock_user", vec![text("user", "User")]),
         sw("block-tenant", "Block a tenant", "block_tenant", vec![text("tenant", "Tenant"), ttl()]),
         sw("unblock-tenant", "Unblock a tenant", "unblock_tenant", vec![text("tenant", "Tenant")]),
-        sw("revoke-key", "Revoke a virtual key", "revoke_key", vec![Field::Select { name: "key_id", label: "Key id", options: keys }]),
+        sw(
+            "revoke-key",
+            "Revoke a virtual key",
+            "revoke_key",
+            vec![Field::Select { name: "key_id", label: "Key id", options: keys }],
+        ),
         sw("terminate-session", "Terminate a session", "terminate_session", vec![text("session", "Session id"), ttl()]),
-        sw("isolate-server", "Isolate an MCP server", "isolate_server", vec![Field::Select { name: "server", label: "Server", options: servers.clone() }, ttl()]),
-        sw("restore-server", "Restore an MCP server", "restore_server", vec![Field::Select { name: "server", label: "Server", options: servers }]),
+        sw(
+            "isolate-server",
+            "Isolate an MCP server",
+            "isolate_server",
+            vec![Field::Select { name: "server", label: "Server", options: servers.clone() }, ttl()],
+        ),
+        sw(
+            "restore-server",
+            "Restore an MCP server",
+            "restore_server",
+            vec![Field::Select { name: "server", label: "Server", options: servers }],
+        ),
         sw("disable-tool", "Disable a tool", "disable_tool", vec![text("tool", "Tool name"), ttl()]),
         sw("enable-tool", "Re-enable a tool", "enable_tool", vec![text("tool", "Tool name")]),
-        Act { id: "rotate-prompt", title: "Rotate a managed prompt", kind: "rotate_prompt", action: "", role: Role::Responder, fields: vec![Field::Select { name: "prompt", label: "Prompt", options: prompts.clone() }] },
-        Act { id: "rotate-canary", title: "Rotate a canary", kind: "rotate_canary", action: "", role: Role::Responder, fields: vec![Field::Select { name: "prompt", label: "Prompt", options: prompts }] },
+        Act {
+            id: "rotate-prompt",
+            title: "Rotate a managed prompt",
+            kind: "rotate_prompt",
+            action: "",
+            role: Role::Responder,
+            fields: vec![Field::Select { name: "prompt", label: "Prompt", options: prompts.clone() }],
+        },
+        Act {
+            id: "rotate-canary",
+            title: "Rotate a canary",
+            kind: "rotate_canary",
+            action: "",
+            role: Role::Responder,
+            fields: vec![Field::Select { name: "prompt", label: "Prompt", options: prompts }],
+        },
         Act {
             id: "run-plan",
             title: "Run a containment plan",
@@ -600,11 +646,13 @@ pub async fn audit(a: &Admin, s: &Session, q: &AuditQuery) -> Markup {
     let run = q.filtered() || q.since.is_some() || q.until.is_some();
     let qq = q.clone();
     let records = if run {
-        tokio::task::spawn_blocking(move || crate::audit::read_matching(&path, qq.since, qq.limit.min(500), |r| qq.matches(r)))
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .unwrap_or_default()
+        tokio::task::spawn_blocking(move || {
+            crate::audit::read_matching(&path, qq.since, qq.limit.min(500), |r| qq.matches(r))
+        })
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default()
     } else {
         Vec::new()
     };
