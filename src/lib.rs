@@ -22,6 +22,7 @@
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::dbg_macro, clippy::todo))]
 
 pub mod audit;
 pub mod cli;

@@ -451,3 +451,60 @@ async fn checklist_ticks_are_kept_and_audited() {
     assert_eq!(s, 200);
     assert!(v["incident"].get("ticked").is_none());
 }
+
+#[tokio::test]
+async fn a_viewer_sees_no_action_and_is_refused_by_the_api() {
+    const VIEWER: &str = "viewer-token-5b1c9e";
+    const RESPONDER: &str = "responder-token-77ad02";
+    let p = format!(
+        "{}\n[[admins]]\nid = \"vera\"\nsha256 = \"{}\"\nrole = \"viewer\"\n\n[[admins]]\nid = \"rory\"\nsha256 = \"{}\"\nrole = \"responder\"\n",
+        policy(),
+        sha256_hex(VIEWER),
+        sha256_hex(RESPONDER)
+    );
+    let g = Gateway::start(&p);
+    let login_as = |token: &'static str| {
+        let admin = g.admin.clone();
+        async move {
+            let r = client()
+                .post(format!("{admin}/console/login"))
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(format!("token={token}"))
+                .send()
+                .await
+                .expect("login");
+            assert_eq!(r.status(), StatusCode::SEE_OTHER);
+            let set = r.headers().get(header::SET_COOKIE).and_then(|v| v.to_str().ok()).expect("cookie").to_owned();
+            set.split(';').next().expect("pair").to_owned()
+        }
+    };
+    let viewer = login_as(VIEWER).await;
+    let (_, _, now) = page(&g, "/console/now", &viewer).await;
+    assert!(now.contains("vera") && now.contains("viewer"), "the identity is shown");
+    let csrf = csrf_of(&now);
+    let (s, _, act) = page(&g, "/console/act", &viewer).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(!act.contains("class=\"review\""), "a viewer sees no action buttons");
+    assert!(act.contains("cannot do this"));
+    // With a valid session and CSRF token, the API still refuses: 403 naming the role.
+    let batch = json!({"actions": [{"action": "set_level", "level": "lockdown"}], "reason": "viewer tries"});
+    let (s, v) = api(&g, Method::POST, "/admin/v1/switches", &viewer, Some(&csrf), Some(batch.clone())).await;
+    assert_eq!(s, 403, "{v}");
+    assert_eq!(v["error"]["code"], "forbidden");
+    assert!(v["error"]["message"].as_str().unwrap_or("").contains("responder"), "{v}");
+    assert_eq!(chat(&g, ALICE).await, 200, "nothing changed");
+
+    // A responder may flip switches (recorded under their id) but not approve tools.
+    let responder = login_as(RESPONDER).await;
+    let (_, _, html) = page(&g, "/console/act", &responder).await;
+    assert!(html.contains("class=\"review\""));
+    let csrf = csrf_of(&html);
+    let (s, v) = api(&g, Method::POST, "/admin/v1/switches", &responder, Some(&csrf), Some(batch)).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(chat(&g, ALICE).await, 503);
+    let (_, v) = g.admin(Method::GET, "/admin/v1/audit?kind=switch", None).await;
+    assert_eq!(v["records"][0]["actor"], "rory", "{v}");
+    let approve = json!({"actions": [{"action": "approve_tool", "server": "s", "tool": "t", "hash": "0".repeat(64)}], "reason": "r"});
+    let (s, v) = api(&g, Method::POST, "/admin/v1/switches", &responder, Some(&csrf), Some(approve)).await;
+    assert_eq!(s, 403, "{v}");
+}

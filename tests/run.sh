@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The project's test command: build, Rust unit + integration tests, then the end-to-end suite that
+# The project's test command: lint, build, Rust unit + integration tests, then the end-to-end suite that
 # drives the real gateway binary with the official openai and anthropic Python SDKs.
 #
 #   bash tests/run.sh
@@ -24,6 +24,11 @@ BIN="$TARGET_DIR/debug/firebreak"
 stage() { printf '\n==> [%s] %s\n' "$(date +%H:%M:%S)" "$*"; }
 die() { printf '\nFAILED: %s\n' "$*" >&2; exit 1; }
 trap 'rc=$?; [ $rc -eq 0 ] || printf "\ntests/run.sh: FAILED (exit %s) during: %s\n" "$rc" "${CURRENT_STAGE:-setup}" >&2' EXIT
+
+CURRENT_STAGE="lint"
+stage "lint: cargo fmt --check, cargo clippy --all-targets -D warnings (no unwrap/expect outside tests: src/lib.rs)"
+cargo fmt --check || die "cargo fmt --check: run \`cargo fmt\`"
+cargo clippy --all-targets -- -D warnings
 
 CURRENT_STAGE="cargo build"
 stage "cargo build"

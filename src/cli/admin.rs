@@ -236,6 +236,20 @@ enum Cmd {
         #[arg(long)]
         note: Option<String>,
     },
+    /// Who the admin API takes you for: identity id and role.
+    Whoami,
+    /// List actions waiting for a second approval (the two-person rule).
+    Pending,
+    /// Approve a pending action: it is applied now (a different identity from the one who asked).
+    Approve {
+        /// Pending id (p-…), from `admin pending` or the 202 answer.
+        id: String,
+    },
+    /// Reject (or, as its requester, withdraw) a pending action: nothing is applied.
+    Reject {
+        /// Pending id.
+        id: String,
+    },
     /// Print audit records.
     Audit {
         /// RFC 3339 time or a duration back from now (e.g. 1h).
@@ -329,6 +343,10 @@ async fn run_async(a: Args) -> anyhow::Result<ExitCode> {
                 Some(json!({"actor": actor, "note": note.clone().or(a.reason.clone()).unwrap_or_default()})),
             ),
             Cmd::Incident { id, .. } => ("GET", format!("/admin/v1/incidents/{id}"), None),
+            Cmd::Whoami => ("GET", "/admin/v1/whoami".to_owned(), None),
+            Cmd::Pending => ("GET", "/admin/v1/pending".to_owned(), None),
+            Cmd::Approve { id } => ("POST", format!("/admin/v1/pending/{id}/approve"), Some(json!({}))),
+            Cmd::Reject { id } => ("POST", format!("/admin/v1/pending/{id}/reject"), Some(json!({}))),
             Cmd::Audit { since } => (
                 "GET",
                 match since {

@@ -264,7 +264,11 @@ fn absorb(m: &mut Merged, file: usize, mut raw: RawPolicy, problems: &mut Proble
     } else {
         let sections = [
             (raw.listen.proxy.is_some() || raw.listen.admin.is_some(), "listen"),
-            (raw.admin.token_env.is_some() || raw.admin.token_file.is_some(), "admin"),
+            (
+                raw.admin.token_env.is_some() || raw.admin.token_file.is_some() || raw.admin.require_second.is_some(),
+                "admin",
+            ),
+            (!raw.admins.is_empty(), "admins"),
             (raw.storage.state_file.is_some() || raw.storage.audit_file.is_some(), "storage"),
             (!raw.levels.is_empty(), "levels"),
             (raw.safe_mode.reply.is_some(), "safe_mode"),
@@ -862,6 +866,7 @@ fn compile(m: Merged, base: &Path, problems: &mut Problems) -> Option<Policy> {
         source: PathBuf::new(),
         listen,
         admin_token_source,
+        admins: Arc::new(super::admins::compile(&raw.admins, raw.admin.require_second.as_ref(), problems)),
         storage,
         limits,
         telemetry,

@@ -4,6 +4,7 @@
 //! raw.rs (serde) → validate.rs (problems with file:line) → compile.rs (the runtime object). A
 //! `Policy` cannot exist unvalidated: the only way to build one is [`load`] / [`load_str`].
 
+pub mod admins;
 mod compile;
 pub mod glob;
 mod inspection;
@@ -77,6 +78,8 @@ pub struct Policy {
     pub listen: Listen,
     /// Where the admin token comes from (`env:NAME` or `file:PATH`); the token is read at start.
     pub admin_token_source: Option<TokenSource>,
+    /// `[[admins]]` and `[admin.require_second]`.
+    pub admins: Arc<admins::Admins>,
     /// State and audit files.
     pub storage: Storage,
     /// Size, time and concurrency limits.

@@ -21,6 +21,9 @@ pub struct RawPolicy {
     pub listen: RawListen,
     #[serde(default)]
     pub admin: RawAdmin,
+    /// Named admin identities with roles.
+    #[serde(default)]
+    pub admins: Vec<super::admins::RawAdminIdentity>,
     #[serde(default)]
     pub storage: RawStorage,
     #[serde(default)]
@@ -199,6 +202,8 @@ pub struct RawListen {
 pub struct RawAdmin {
     pub token_env: Option<String>,
     pub token_file: Option<String>,
+    /// The two-person rule.
+    pub require_second: Option<super::admins::RawRequireSecond>,
 }
 
 #[derive(Debug, Default, Deserialize)]

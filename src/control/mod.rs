@@ -8,16 +8,17 @@ use http::{header, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
 use crate::audit::Record;
 use crate::config::Secret;
 use crate::proxy::body::{full, Body};
 use crate::proxy::Gateway;
 use crate::state::{ApplyError, Batch};
+use identity::{Identity, Role};
 
 pub mod console;
+pub mod identity;
+mod pending;
 mod prompts;
 
 /// Largest admin request body.
@@ -27,15 +28,25 @@ const MAX_ADMIN_BODY: usize = 1 << 20;
 #[derive(Debug)]
 pub struct Admin {
     gw: Arc<Gateway>,
-    token_digest: Option<[u8; 32]>,
+    admins: identity::Admins,
+    pending: pending::PendingStore,
     console: console::Console,
 }
 
 impl Admin {
     /// Admin API over `gw`; with no token every protected route answers 503 (fail closed).
     pub fn new(gw: Arc<Gateway>, token: Option<Secret>) -> Arc<Admin> {
-        let token_digest = token.map(|t| Sha256::digest(t.expose().as_bytes()).into());
-        Arc::new(Admin { gw, token_digest, console: console::Console::default() })
+        Arc::new(Admin {
+            gw,
+            admins: identity::Admins::new(token.as_ref()),
+            pending: Default::default(),
+            console: console::Console::default(),
+        })
+    }
+
+    /// The caller of `req` under the policy in force: an `[[admins]]` identity or the legacy token's.
+    pub fn authenticate<B>(&self, req: &Request<B>) -> Result<identity::Identity, identity::Refusal> {
+        self.admins.authenticate(&self.gw.policy().admins, req)
     }
 
     /// The handler for [`crate::proxy::serve`].
@@ -50,37 +61,6 @@ impl Admin {
         move |req| {
             let me = me.clone();
             Box::pin(async move { me.route(req).await })
-        }
-    }
-
-    /// `None` when the request carries the admin token; otherwise the refusal to send.
-    fn refusal(&self, req: &Request<Incoming>) -> Option<Response<Body>> {
-        let Some(expected) = &self.token_digest else {
-            return Some(error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "admin_token_unset",
-                "no admin token is configured; set the variable or file named in [admin] and restart",
-            ));
-        };
-        let presented = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-            .map(str::trim);
-        let Some(p) = presented else {
-            return Some(error(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "send the admin token as `Authorization: Bearer <token>`",
-            ));
-        };
-        // Comparing digests keeps the comparison constant-time and independent of the token's length.
-        let digest: [u8; 32] = Sha256::digest(p.as_bytes()).into();
-        if bool::from(digest.ct_eq(expected)) {
-            None
-        } else {
-            Some(error(StatusCode::UNAUTHORIZED, "unauthorized", "the admin token is wrong"))
         }
     }
 
@@ -103,17 +83,19 @@ impl Admin {
             (_, p) if p == "/console" || p.starts_with("/console/") => return self.console(req).await,
             _ => {}
         }
-        // A console session (cookie, CSRF token on changes, role) or the bearer token.
-        let session = match self.console_auth(&req) {
-            console::ApiAuth::Session(who) => Some(who),
+        // A console session (cookie; the CSRF token on every change) or the token / mTLS identity.
+        let who = match self.console_auth(&req) {
+            console::ApiAuth::Session(w) => w,
             console::ApiAuth::Refused(r) => return r,
-            console::ApiAuth::NotConsole => {
-                if let Some(resp) = self.refusal(&req) {
-                    return resp;
-                }
-                None
-            }
+            console::ApiAuth::NotConsole => match self.authenticate(&req) {
+                Ok(w) => w,
+                Err(r) => return r.response(),
+            },
         };
+        let needed = identity::required_role(&method, &path).unwrap_or(Role::Admin);
+        if who.role < needed {
+            return self.refuse(&who, needed, &format!("{method} {path}")).await;
+        }
         // Every change is audited durably before it is acknowledged: while the trail cannot be
         // written, no change is made at all (`switches` also refuses to acknowledge one whose record
         // fails after it was applied).
@@ -133,16 +115,29 @@ impl Admin {
                     .insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/plain; version=0.0.4"));
                 r
             }
+            (&Method::GET, "/admin/v1/whoami") => {
+                json_response(StatusCode::OK, &json!({"id": who.id, "role": who.role.as_str()}))
+            }
             (&Method::GET, "/admin/v1/state") => self.state(),
             (&Method::GET, "/admin/v1/tools/pending") => self.pending_tools(),
-            (&Method::POST, "/admin/v1/switches") => self.switches(req, session.as_ref()).await,
+            (&Method::POST, "/admin/v1/switches") => self.switches(req, &who).await,
+            (&Method::POST, "/admin/v1/policy/reload") => self.reload(&who).await,
+            // The two-person rule (pending.rs).
+            (&Method::GET, "/admin/v1/pending") => self.pending_list(),
+            (&Method::POST, p) if p.starts_with("/admin/v1/pending/") && p.ends_with("/approve") => {
+                let id = p.trim_start_matches("/admin/v1/pending/").trim_end_matches("/approve").to_owned();
+                self.pending_approve(&id, &who).await
+            }
+            (&Method::POST, p) if p.starts_with("/admin/v1/pending/") && p.ends_with("/reject") => {
+                let id = p.trim_start_matches("/admin/v1/pending/").trim_end_matches("/reject").to_owned();
+                self.pending_reject(&id, &who).await
+            }
             (&Method::GET, "/admin/v1/decisions/stream") => self.decision_stream(),
             (&Method::GET, "/admin/v1/audit/verify") => self.audit_verify().await,
             (&Method::POST, p) if p.starts_with("/admin/v1/incidents/") && p.ends_with("/checklist") => {
                 let id = p.trim_start_matches("/admin/v1/incidents/").trim_end_matches("/checklist").to_owned();
-                self.tick(req, id, session.as_ref()).await
+                self.tick(req, id, &who).await
             }
-            (&Method::POST, "/admin/v1/policy/reload") => self.reload().await,
             (&Method::GET, "/admin/v1/audit") => self.audit(req.uri().query()).await,
             (&Method::GET, "/admin/v1/incidents") => self.incidents(req.uri().query()).await,
             (&Method::GET, p) if p.starts_with("/admin/v1/incidents/") => {
@@ -154,27 +149,44 @@ impl Admin {
             }
             (&Method::POST, p) if p.starts_with("/admin/v1/incidents/") && p.ends_with("/resolve") => {
                 let id = p.trim_start_matches("/admin/v1/incidents/").trim_end_matches("/resolve").to_owned();
-                self.resolve(req, id, session.as_ref()).await
+                self.resolve(req, id, &who).await
             }
             (&Method::POST, p) if p.starts_with("/admin/v1/playbooks/") => {
                 let plan = p.trim_start_matches("/admin/v1/playbooks/").to_owned();
-                self.playbook(req, plan).await
+                self.playbook(req, plan, &who).await
             }
-            (&Method::POST, "/admin/v1/rotate/credentials") => self.rotate_credentials(req, None).await,
+            (&Method::POST, "/admin/v1/rotate/credentials") => self.rotate_credentials(req, None, &who).await,
             (&Method::POST, p) if p.starts_with("/admin/v1/rotate/prompt/") => {
                 let id = p.trim_start_matches("/admin/v1/rotate/prompt/").to_owned();
-                self.rotate_prompt(req, id, prompts::Rotate::Prompt).await
+                self.rotate_prompt(req, id, prompts::Rotate::Prompt, &who).await
             }
             (&Method::POST, p) if p.starts_with("/admin/v1/rotate/canary/") => {
                 let id = p.trim_start_matches("/admin/v1/rotate/canary/").to_owned();
-                self.rotate_prompt(req, id, prompts::Rotate::Canary).await
+                self.rotate_prompt(req, id, prompts::Rotate::Canary, &who).await
             }
             (&Method::POST, p) if p.starts_with("/admin/v1/rotate/credential/") => {
                 let name = p.trim_start_matches("/admin/v1/rotate/credential/").to_owned();
-                self.rotate_credentials(req, Some(name)).await
+                self.rotate_credentials(req, Some(name), &who).await
             }
             _ => error(StatusCode::NOT_FOUND, "not_found", &format!("no admin route {method} {path}")),
         }
+    }
+
+    /// The 403 for `who` lacking `needed` for `what`, audited (kind `admin`, event `refused`).
+    async fn refuse(&self, who: &Identity, needed: Role, what: &str) -> Response<Body> {
+        let r = identity::forbidden(who, needed, what);
+        let record = Record::new("admin")
+            .with("event", "refused")
+            .with("actor", who.id.as_str())
+            .with("role", who.role.as_str())
+            .with("required_role", needed.as_str())
+            .with("route", what);
+        self.gw.audit.record(record).await;
+        tracing::warn!(actor = %who.id, role = %who.role, required = %needed, what, "admin request refused: role too low");
+        json_response(
+            r.status,
+            &json!({"error": {"code": r.code, "message": r.message, "required_role": needed.as_str(), "role": who.role.as_str()}}),
+        )
     }
 
     fn state(&self) -> Response<Body> {
@@ -224,17 +236,15 @@ impl Admin {
         json_response(StatusCode::OK, &json!({ "pending": pending, "version": snap.version }))
     }
 
-    async fn switches(&self, req: Request<Incoming>, session: Option<&console::who::Identity>) -> Response<Body> {
+    /// `POST /admin/v1/switches`: the caller's role must cover every action; the audit actor is the
+    /// caller (a client-sent `actor` is kept as `on_behalf_of`); a batch naming an
+    /// `[admin.require_second]` action is held for a second approval instead (pending.rs).
+    async fn switches(&self, req: Request<Incoming>, who: &Identity) -> Response<Body> {
         let bytes = match read(req).await {
             Ok(b) => b,
             Err(r) => return r,
         };
-        if let Some(who) = session {
-            if who.role < console::who::Role::Admin && console::batch_needs_admin(&bytes) {
-                return console::role_refusal(who, console::who::Role::Admin);
-            }
-        }
-        let batch: Batch = match serde_json::from_slice(&bytes) {
+        let mut batch: Batch = match serde_json::from_slice(&bytes) {
             Ok(b) => b,
             Err(e) => {
                 return error(
@@ -244,15 +254,46 @@ impl Admin {
                 )
             }
         };
+        let needed = identity::batch_role(&batch.actions);
+        if who.role < needed {
+            let ops: Vec<String> = batch
+                .actions
+                .iter()
+                .filter(|a| identity::action_role(a) > who.role)
+                .map(|a| identity::action_arg(a).0)
+                .collect();
+            return self.refuse(who, needed, &format!("POST /admin/v1/switches with {}", ops.join(", "))).await;
+        }
+        let on_behalf_of = batch.actor.replace(who.id.clone()).filter(|a| *a != who.id);
+        let batch = match self.hold_if_needed(pending::Held::Switches(batch), who, on_behalf_of.as_deref()).await {
+            Ok(pending::Held::Switches(b)) => b,
+            Ok(_) => return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "held the wrong kind of request"),
+            Err(answer) => return answer,
+        };
+        self.apply_switches(batch, on_behalf_of.as_deref(), None).await
+    }
+
+    /// Applies a switch batch whose `actor` is the authenticated identity (the requester's, for an
+    /// approved pending batch) and audits it.
+    async fn apply_switches(
+        &self,
+        batch: Batch,
+        on_behalf_of: Option<&str>,
+        approval: Option<pending::Approval<'_>>,
+    ) -> Response<Body> {
         match self.gw.apply(&batch).await {
             Ok(applied) => {
-                let actor = session.map(|w| w.id.as_str()).or(batch.actor.as_deref()).unwrap_or("admin");
-                let record = Record::new("switch")
+                let actor = batch.actor.as_deref().unwrap_or(identity::LEGACY_ID);
+                let mut record = Record::new("switch")
                     .with("actor", actor)
+                    .with_opt("on_behalf_of", on_behalf_of)
                     .with("reason", batch.reason.as_str())
                     .with("before_version", applied.before)
                     .with("after_version", applied.after.version)
                     .with("actions", serde_json::to_value(&batch.actions).unwrap_or(Value::Null));
+                if let Some(a) = approval {
+                    record = a.add_to(record);
+                }
                 self.gw.metrics.set_switch_version(applied.after.version);
                 let audit_seq = match self.gw.audit.record_durable(record).await {
                     Ok(seq) => seq,
@@ -273,6 +314,7 @@ impl Admin {
                         "before_version": applied.before,
                         "version": applied.after.version,
                         "audit_seq": audit_seq,
+                        "approved_by": approval.map(|a| a.approved_by),
                         "state": &*applied.after,
                     }),
                 )
@@ -284,8 +326,8 @@ impl Admin {
     /// Re-reads provider and MCP-server credentials from their sources and swaps them in: requests in
     /// flight finish with the old value, the next request uses the new one. One name, or every
     /// upstream and server that has a source (the mass-compromise playbook).
-    async fn rotate_credentials(&self, req: Request<Incoming>, only: Option<String>) -> Response<Body> {
-        let (actor, reason, _) = match rotation_meta(req).await {
+    async fn rotate_credentials(&self, req: Request<Incoming>, only: Option<String>, who: &Identity) -> Response<Body> {
+        let (on_behalf_of, reason, _) = match rotation_meta(req).await {
             Ok(m) => m,
             Err(r) => return r,
         };
@@ -323,14 +365,15 @@ impl Admin {
         }
         let record = Record::new("rotation")
             .with("event", "credential")
-            .with("actor", actor.as_str())
+            .with("actor", who.id.as_str())
+            .with_opt("on_behalf_of", on_behalf_of.as_deref())
             .with("reason", reason.as_str())
             .with("rotated", rotated.clone())
             .with_opt("failed", (!failed.is_empty()).then(|| Value::Object(failed.clone())));
         if let Err(e) = self.gw.audit.record_durable(record).await {
             tracing::error!(error = %e, "credentials rotated but the audit record failed");
         }
-        tracing::warn!(actor, rotated = ?rotated, failed = failed.len(), "credentials rotated");
+        tracing::warn!(actor = %who.id, rotated = ?rotated, failed = failed.len(), "credentials rotated");
         let status = if failed.is_empty() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
         json_response(status, &json!({"rotated": rotated, "failed": failed}))
     }
@@ -341,21 +384,16 @@ impl Admin {
         json_response(StatusCode::OK, &json!({ "incidents": list }))
     }
 
-    async fn resolve(
-        &self,
-        req: Request<Incoming>,
-        id: String,
-        session: Option<&console::who::Identity>,
-    ) -> Response<Body> {
+    async fn resolve(&self, req: Request<Incoming>, id: String, who: &Identity) -> Response<Body> {
         let bytes = match read(req).await {
             Ok(b) => b,
             Err(r) => return r,
         };
         let meta: Value =
             if bytes.is_empty() { json!({}) } else { serde_json::from_slice(&bytes).unwrap_or(json!({})) };
-        let actor = session.map(|w| w.id.as_str()).or(meta.get("actor").and_then(Value::as_str)).unwrap_or("admin");
-        let note = meta.get("note").and_then(Value::as_str).unwrap_or("");
-        match self.gw.incidents.resolve(&self.gw, &id, actor, note).await {
+        let on_behalf_of = meta.get("actor").and_then(Value::as_str).filter(|a| *a != who.id);
+        let note = with_on_behalf_of(meta.get("note").and_then(Value::as_str).unwrap_or(""), on_behalf_of);
+        match self.gw.incidents.resolve(&self.gw, &id, &who.id, &note).await {
             Ok(i) => json_response(StatusCode::OK, &json!({ "incident": i })),
             Err(e @ crate::incident::IncidentError::NotFound(_)) => {
                 error(StatusCode::NOT_FOUND, "unknown_incident", &e.to_string())
@@ -366,20 +404,13 @@ impl Admin {
 
     /// `POST /admin/v1/incidents/{id}/checklist` `{"step": n, "done": true|false}`: ticks (or
     /// unticks) a checklist step.
-    async fn tick(
-        &self,
-        req: Request<Incoming>,
-        id: String,
-        session: Option<&console::who::Identity>,
-    ) -> Response<Body> {
+    async fn tick(&self, req: Request<Incoming>, id: String, who: &Identity) -> Response<Body> {
         #[derive(serde::Deserialize)]
         #[serde(deny_unknown_fields)]
         struct Tick {
             step: usize,
             #[serde(default = "yes")]
             done: bool,
-            #[serde(default)]
-            actor: Option<String>,
         }
         fn yes() -> bool {
             true
@@ -398,8 +429,7 @@ impl Admin {
                 )
             }
         };
-        let actor = session.map(|w| w.id.clone()).or(t.actor).unwrap_or_else(|| "admin".into());
-        match self.gw.incidents.tick(&self.gw, &id, t.step, t.done, &actor).await {
+        match self.gw.incidents.tick(&self.gw, &id, t.step, t.done, &who.id).await {
             Ok(i) => json_response(StatusCode::OK, &json!({ "incident": i })),
             Err(e @ crate::incident::IncidentError::NotFound(_)) => {
                 error(StatusCode::NOT_FOUND, "unknown_incident", &e.to_string())
@@ -442,7 +472,7 @@ impl Admin {
     }
 
     /// Runs a containment plan by hand for a principal, as one atomic batch.
-    async fn playbook(&self, req: Request<Incoming>, plan: String) -> Response<Body> {
+    async fn playbook(&self, req: Request<Incoming>, plan: String, who: &Identity) -> Response<Body> {
         // No deny_unknown_fields: serde does not support it together with flatten.
         #[derive(serde::Deserialize)]
         struct Run {
@@ -474,9 +504,9 @@ impl Admin {
             );
         }
         let policy = self.gw.policy();
-        let actor = run.actor.as_deref().unwrap_or("admin");
+        let reason = with_on_behalf_of(&run.reason, run.actor.as_deref().filter(|a| *a != who.id));
         use crate::incident::PlanError;
-        match crate::incident::run_plan(&self.gw, &policy, &plan, &run.target, &run.reason, actor, None, false).await {
+        match crate::incident::run_plan(&self.gw, &policy, &plan, &run.target, &reason, &who.id, None, false).await {
             // Applied, but not durably audited: not acknowledged (see `switches`).
             Ok(taken) if taken.error.is_some() => error(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -500,8 +530,8 @@ impl Admin {
         }
     }
 
-    async fn reload(&self) -> Response<Body> {
-        match self.gw.reload("admin-api").await {
+    async fn reload(&self, who: &Identity) -> Response<Body> {
+        match self.gw.reload(&who.id).await {
             Ok(p) => {
                 for w in &p.incidents.warnings {
                     tracing::warn!(warning = %w, "policy reloaded with a risky setting");
@@ -565,9 +595,10 @@ pub fn parse_since(v: &str) -> Option<std::time::SystemTime> {
         .or_else(|| humantime::parse_duration(&v).ok().and_then(|d| std::time::SystemTime::now().checked_sub(d)))
 }
 
-/// `{"reason": …, "actor"?, "expect_version"?}` of a rotation request: (actor, reason,
-/// expect_version), or the error answer. A reason is required (it goes into the audit trail).
-async fn rotation_meta(req: Request<Incoming>) -> Result<(String, String, Option<u64>), Response<Body>> {
+/// `{"reason": …, "actor"?, "expect_version"?}` of a rotation request: (the client-sent actor, which
+/// is only ever `on_behalf_of`; reason; expect_version), or the error answer. A reason is required
+/// (it goes into the audit trail).
+async fn rotation_meta(req: Request<Incoming>) -> Result<(Option<String>, String, Option<u64>), Response<Body>> {
     let bytes = read(req).await?;
     let meta: Value = if bytes.is_empty() {
         json!({})
@@ -576,7 +607,7 @@ async fn rotation_meta(req: Request<Incoming>) -> Result<(String, String, Option
             error(StatusCode::BAD_REQUEST, "invalid_body", &format!("expected {{\"reason\": \"…\"}}: {e}"))
         })?
     };
-    let actor = meta.get("actor").and_then(Value::as_str).unwrap_or("admin").to_owned();
+    let actor = meta.get("actor").and_then(Value::as_str).map(str::to_owned);
     let reason = meta.get("reason").and_then(Value::as_str).unwrap_or("").to_owned();
     if reason.trim().is_empty() {
         return Err(error(
@@ -586,6 +617,16 @@ async fn rotation_meta(req: Request<Incoming>) -> Result<(String, String, Option
         ));
     }
     Ok((actor, reason, meta.get("expect_version").and_then(Value::as_u64)))
+}
+
+/// Where a record has no field of its own for it (an incident's resolution note, a plan run's
+/// reason), a client-sent actor is kept in the text: `… (on behalf of X)`. The actor is always the
+/// authenticated identity.
+fn with_on_behalf_of(text: &str, on_behalf_of: Option<&str>) -> String {
+    match on_behalf_of {
+        Some(o) => format!("{text} (on behalf of {o})"),
+        None => text.to_owned(),
+    }
 }
 
 /// The response to a batch that was not applied.

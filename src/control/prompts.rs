@@ -8,13 +8,15 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::json;
 
+use super::identity::Identity;
+use super::pending::{Approval, Held};
 use super::{apply_error, error, json_response, rotation_meta, Admin};
 use crate::audit::Record;
 use crate::proxy::body::Body;
 use crate::state::{Action, Batch};
 
 /// What to rotate.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Rotate {
     /// The prompt (to its backup or fallback) and its canary.
     Prompt,
@@ -23,19 +25,51 @@ pub(super) enum Rotate {
 }
 
 impl Admin {
-    pub(super) async fn rotate_prompt(&self, req: Request<Incoming>, id: String, what: Rotate) -> Response<Body> {
-        let (actor, reason, expect_version) = match rotation_meta(req).await {
+    pub(super) async fn rotate_prompt(
+        &self,
+        req: Request<Incoming>,
+        id: String,
+        what: Rotate,
+        who: &Identity,
+    ) -> Response<Body> {
+        let (on_behalf_of, reason, expect_version) = match rotation_meta(req).await {
             Ok(m) => m,
             Err(r) => return r,
         };
         if let Err(message) = self.gw.policy().managed_prompt(&id) {
             return error(StatusCode::NOT_FOUND, "unknown_prompt", &message);
         }
-        let (action, event) = match what {
-            Rotate::Prompt => (Action::RotatePrompt { prompt: id.clone() }, "prompt"),
-            Rotate::Canary => (Action::RotateCanary { prompt: id.clone() }, "canary"),
+        let action = match what {
+            Rotate::Prompt => Action::RotatePrompt { prompt: id.clone() },
+            Rotate::Canary => Action::RotateCanary { prompt: id.clone() },
         };
-        let batch = Batch { actions: vec![action], reason: reason.clone(), actor: Some(actor.clone()), expect_version };
+        let batch = Batch { actions: vec![action], reason, actor: Some(who.id.clone()), expect_version };
+        let on_behalf_of = on_behalf_of.filter(|a| *a != who.id);
+        let held = Held::Rotation { prompt: id, what, batch };
+        match self.hold_if_needed(held, who, on_behalf_of.as_deref()).await {
+            Ok(Held::Rotation { prompt, what, batch }) => {
+                self.apply_rotation(prompt, what, batch, on_behalf_of.as_deref(), None).await
+            }
+            Ok(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "held the wrong kind of request"),
+            Err(answer) => answer,
+        }
+    }
+
+    /// Applies a rotation batch (its `actor` is the identity that asked) and audits it.
+    pub(super) async fn apply_rotation(
+        &self,
+        id: String,
+        what: Rotate,
+        batch: Batch,
+        on_behalf_of: Option<&str>,
+        approval: Option<Approval<'_>>,
+    ) -> Response<Body> {
+        let event = match what {
+            Rotate::Prompt => "prompt",
+            Rotate::Canary => "canary",
+        };
+        let actor = batch.actor.clone().unwrap_or_default();
+        let reason = batch.reason.clone();
         let applied = match self.gw.apply(&batch).await {
             Ok(a) => a,
             Err(e) => return apply_error(e),
@@ -45,15 +79,19 @@ impl Admin {
             Some(r) => (json!(r.old), json!(r.new)),
             None => (json!(null), json!(null)),
         };
-        let record = Record::new("rotation")
+        let mut record = Record::new("rotation")
             .with("event", event)
             .with("prompt", id.as_str())
             .with("actor", actor.as_str())
+            .with_opt("on_behalf_of", on_behalf_of)
             .with("reason", reason.as_str())
             .with("old", old.clone())
             .with("new", new.clone())
             .with("before_version", applied.before)
             .with("after_version", applied.after.version);
+        if let Some(a) = approval {
+            record = a.add_to(record);
+        }
         let audit_seq = match self.gw.audit.record_durable(record).await {
             Ok(seq) => seq,
             Err(e) => {
@@ -65,7 +103,7 @@ impl Admin {
                 );
             }
         };
-        tracing::warn!(actor, prompt = %id, event, version = applied.after.version, "managed prompt rotated");
+        tracing::warn!(actor = %actor, prompt = %id, event, version = applied.after.version, "managed prompt rotated");
         json_response(
             StatusCode::OK,
             &json!({

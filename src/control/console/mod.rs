@@ -24,13 +24,11 @@ use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde_json::json;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
 use super::{error, json_response, Admin};
 use crate::proxy::body::{full, Body, ChannelBody};
 use session::{Sessions, COOKIE};
-use who::{Identity, Role};
+use who::Identity;
 
 /// Largest login form.
 const MAX_FORM: usize = 8 << 10;
@@ -55,32 +53,10 @@ pub struct Console {
 pub(crate) enum ApiAuth {
     /// No console cookie: the bearer token decides.
     NotConsole,
-    /// A live session, CSRF checked for a state-changing call, role sufficient.
+    /// A live session, CSRF checked for a state-changing call.
     Session(Identity),
-    /// Refused: expired session, CSRF failure, missing role.
+    /// Refused: expired session, CSRF failure.
     Refused(Response<Body>),
-}
-
-/// The role the admin API route `method path` needs (the console hides what a role may not do;
-/// this is the check behind it for session callers).
-pub(crate) fn required_role(method: &Method, path: &str) -> Role {
-    if method == Method::GET || method == Method::HEAD {
-        return Role::Viewer;
-    }
-    if path == "/admin/v1/policy/reload" || path.starts_with("/admin/v1/rotate/credential") {
-        return Role::Admin;
-    }
-    Role::Responder
-}
-
-/// The actions of a switch batch that need the admin role (tool approvals).
-pub(crate) fn batch_needs_admin(body: &[u8]) -> bool {
-    serde_json::from_slice::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| v.get("actions").and_then(|a| a.as_array()).cloned())
-        .is_some_and(|a| {
-            a.iter().any(|x| matches!(x.get("action").and_then(|s| s.as_str()), Some("approve_tool" | "reject_tool")))
-        })
 }
 
 /// The value of the console cookie, if the request has one.
@@ -164,17 +140,14 @@ impl Admin {
         req.extensions().get::<crate::proxy::peer::Peer>().is_some_and(|p| p.tls_identity.is_some())
     }
 
-    /// The identity an admin token stands for.
+    /// The identity an admin token stands for (`[[admins]]` or the legacy `[admin]` token).
     fn token_identity(&self, token: &str) -> Option<Identity> {
-        let expected = self.token_digest.as_ref()?;
-        let digest: [u8; 32] = Sha256::digest(token.trim().as_bytes()).into();
-        bool::from(digest.ct_eq(expected)).then(|| Identity { id: "admin".into(), role: Role::Admin })
+        self.admins.authenticate_token(&self.gw.policy().admins, token.trim()).ok()
     }
 
-    /// The identity of a verified client certificate (none configured yet: certificate logins need
-    /// `[[admins]]` entries naming certificate identities).
-    fn certificate_identity(&self, _name: &str) -> Option<Identity> {
-        None
+    /// The identity of a verified client certificate (an `[[admins]]` entry's `cert_identity`).
+    fn certificate_identity(&self, name: &str) -> Option<Identity> {
+        super::identity::authenticate_cert(&self.gw.policy().admins, name).ok()
     }
 
     /// The console session behind an admin API request, checked (see [`ApiAuth`]).
@@ -201,10 +174,7 @@ impl Admin {
                 ));
             }
         }
-        let need = required_role(method, req.uri().path());
-        if s.identity.role < need {
-            return ApiAuth::Refused(role_refusal(&s.identity, need));
-        }
+        // The route's role is checked (and a refusal audited) by the admin API, as for a token.
         ApiAuth::Session(s.identity)
     }
 
@@ -317,7 +287,7 @@ impl Admin {
                 }
             }
         } else {
-            if self.token_digest.is_none() {
+            if !self.admins.any(&self.gw.policy().admins) {
                 return html(
                     StatusCode::SERVICE_UNAVAILABLE,
                     pages::login(cert.as_deref(), Some("No admin token is configured on this gateway.")),
@@ -393,14 +363,6 @@ impl Admin {
     }
 }
 
-/// 403 naming the role that is missing.
-pub(crate) fn role_refusal(who: &Identity, need: Role) -> Response<Body> {
-    json_response(
-        StatusCode::FORBIDDEN,
-        &json!({"error": {"code": "forbidden", "message": format!("this needs the {} role; {} is {}", need.as_str(), who.id, who.role.as_str()), "required_role": need.as_str()}}),
-    )
-}
-
 fn expired_cookie(secure: bool) -> HeaderValue {
     let s = if secure { "; Secure" } else { "" };
     HeaderValue::from_str(&format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{s}"))
@@ -427,14 +389,5 @@ mod tests {
             form_pairs("token=x%2By&method="),
             vec![("token".into(), "x+y".into()), ("method".into(), "".into())]
         );
-    }
-
-    #[test]
-    fn roles_of_routes() {
-        assert_eq!(required_role(&Method::GET, "/admin/v1/state"), Role::Viewer);
-        assert_eq!(required_role(&Method::POST, "/admin/v1/switches"), Role::Responder);
-        assert_eq!(required_role(&Method::POST, "/admin/v1/policy/reload"), Role::Admin);
-        assert!(batch_needs_admin(br#"{"actions":[{"action":"approve_tool"}]}"#));
-        assert!(!batch_needs_admin(br#"{"actions":[{"action":"set_level"}]}"#));
     }
 }

@@ -167,6 +167,18 @@
       setTimeout(() => location.reload(), 900);
       return;
     }
+    if (r.status === 202) {
+      // The two-person rule: held until a second identity approves it.
+      const p = (r.data && r.data.pending) || {};
+      result(
+        "Held for a second approval (202)",
+        "Another identity must approve pending change " + (p.id || "") + " before it applies: `firebreak admin approve " + (p.id || "ID") + "`.",
+        r.data,
+        true
+      );
+      pending = null;
+      return;
+    }
     if (r.status === 409) {
       // Someone else changed the switches since this page was loaded: show what is in force now and
       // let the operator review the same change against it.
