@@ -153,6 +153,16 @@ async fn login_opens_a_hardened_session_and_never_echoes_the_token() {
         .expect("login");
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     assert!(r.headers().get(header::SET_COOKIE).is_none());
+    let r = client()
+        .post(format!("{}/console/login", g.admin))
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header("sec-fetch-site", "cross-site")
+        .header(header::ORIGIN, "null")
+        .body(format!("token={ADMIN_TOKEN}"))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(r.status(), StatusCode::FORBIDDEN, "a cross-site form, by its fetch metadata");
 
     // The right token: a session cookie with every attribute, and a random 256-bit id.
     let r = client()

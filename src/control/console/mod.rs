@@ -259,14 +259,16 @@ impl Admin {
     }
 
     async fn login(&self, req: Request<Incoming>) -> Response<Body> {
-        // No session exists yet, so no synchronizer token: a cross-site login form post is refused
-        // by its Origin instead.
-        if let Some(origin) = req.headers().get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
-            let host = req.headers().get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
-            let origin_host = origin.split_once("://").map(|(_, h)| h).unwrap_or("");
-            if origin_host != host {
-                return error(StatusCode::FORBIDDEN, "cross_origin", "a login from another site is refused");
-            }
+        // No session exists yet, so no synchronizer token: a login form posted from another site is
+        // refused by the browser's Fetch Metadata, or else by its Origin (`null` is what a page with
+        // `Referrer-Policy: no-referrer` sends for its own form, so it cannot be told apart).
+        let h = req.headers();
+        let site = h.get("sec-fetch-site").and_then(|v| v.to_str().ok());
+        let origin = h.get(header::ORIGIN).and_then(|v| v.to_str().ok()).filter(|o| *o != "null");
+        let host = h.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let foreign_origin = origin.is_some_and(|o| o.split_once("://").map(|(_, h)| h) != Some(host));
+        if matches!(site, Some("cross-site" | "same-site")) || foreign_origin {
+            return error(StatusCode::FORBIDDEN, "cross_origin", "a login from another site is refused");
         }
         let tls = self.console_tls(&req);
         let cert = self.login_cert(&req);

@@ -31,6 +31,7 @@ fn layout(s: Option<&Session>, title: &str, active: &str, version: Option<u64>, 
                     meta name="switch-version" content=(v);
                 }
                 title { (title) " · firebreak console" }
+                link rel="icon" href="data:,";
                 link rel="stylesheet" href="/console/assets/console.css";
                 script src="/console/assets/console.js" defer {}
             }
@@ -278,7 +279,9 @@ fn act_form(me: Role, a: &Act<'_>) -> Markup {
     html! {
         section.card.act id=(a.id) {
             h2 { (a.title) " " span.role { "needs " (a.role.as_str()) } }
-            @if me >= a.role {
+            @if let Some(label) = a.fields.iter().find_map(|f| match f { Field::Select { label, options, .. } if options.is_empty() => Some(*label), _ => None }) {
+                p.meta { "Nothing to choose: the policy names no " (label.to_lowercase()) "." }
+            } @else if me >= a.role {
                 form.act data-kind=(a.kind) data-action=(a.action) data-role=(a.role.as_str()) {
                     @for f in &a.fields { (field_markup(f, a.id)) }
                     label for=(format!("{}-reason", a.id)) { "Reason (recorded in the audit trail)" }

@@ -158,6 +158,7 @@
     if (!pending) return;
     const { form, req } = pending;
     show($("confirm"), false);
+    show($("result"), false);
     const r = await api("POST", req.path, req.body);
     const err = r.data && r.data.error;
     if (r.status === 200) {
@@ -189,6 +190,7 @@
         const v = $("act-version");
         if (v) v.textContent = version;
       }
+      review(form);
       result(
         "Not applied: the state changed (409)",
         (err ? err.message + ". " : "") +
@@ -197,7 +199,6 @@
         err,
         false
       );
-      review(form);
       return;
     }
     const why = {
