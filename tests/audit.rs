@@ -153,7 +153,10 @@ async fn verify_accepts_the_trail_and_finds_every_tampering() {
     let n = orig.len();
     assert!(n >= 8, "requests and switch changes were audited ({n} records)");
     let records: Vec<Value> = orig.iter().map(|l| serde_json::from_str(l).expect("JSON record")).collect();
-    assert!(records.iter().any(|r| r["kind"] == "switch" && r["actor"] == "auditor"), "switch records");
+    assert!(
+        records.iter().any(|r| r["kind"] == "switch" && r["actor"] == "admin" && r["on_behalf_of"] == "auditor"),
+        "switch records: the actor is the authenticated identity (the legacy token's `admin`), the client's name is on_behalf_of"
+    );
     assert!(records.iter().any(|r| r["kind"] == "request"), "request records");
     let switch = records.iter().find(|r| r["kind"] == "switch").expect("switch record");
     for field in ["reason", "before_version", "after_version", "actions"] {

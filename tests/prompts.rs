@@ -284,7 +284,9 @@ async fn rotation_moves_to_backup_then_fallback_with_new_canaries_and_every_old_
     let history = s["prompts"]["support"]["history"].as_array().unwrap().clone();
     let kinds: Vec<&str> = history.iter().map(|h| h["kind"].as_str().unwrap()).collect();
     assert_eq!(kinds, ["issue_canary", "rotate_prompt", "rotate_canary", "rotate_prompt"]);
-    assert_eq!(history[1]["actor"], "sec-lead");
+    // The actor is the authenticated identity (the legacy token is `admin`); "sec-lead" was only
+    // the client's claim (kept as on_behalf_of in the rotation's audit record).
+    assert_eq!(history[1]["actor"], "admin");
     assert_eq!(history[1]["reason"], "INC-7 prompt leaked");
     assert_eq!(history[3]["new"]["version"], "fallback");
     assert_eq!(s["prompts"]["support"]["canary_generation"], 4);

@@ -268,6 +268,66 @@ pub fn needs_second(patterns: &[ActionPattern], actions: &[Action]) -> Vec<Strin
 mod tests {
     use super::*;
 
+    use crate::config::admins::{AdminIdentity, Admins as Dir};
+    use crate::proxy::peer::Peer;
+
+    fn dir() -> Dir {
+        let d = |t: &str| -> [u8; 32] { Sha256::digest(t.as_bytes()).into() };
+        Dir {
+            identities: vec![
+                AdminIdentity {
+                    id: "vera".into(),
+                    role: Role::Viewer,
+                    sha256: Some(d("v-token")),
+                    cert_identity: None,
+                },
+                AdminIdentity {
+                    id: "ada".into(),
+                    role: Role::Admin,
+                    sha256: None,
+                    cert_identity: Some("ada.example".into()),
+                },
+            ],
+            require_second: None,
+        }
+    }
+
+    fn request(auth: Option<&str>, cert: Option<&str>) -> Request<()> {
+        let mut r = Request::builder().uri("/admin/v1/state");
+        if let Some(a) = auth {
+            r = r.header(header::AUTHORIZATION, a);
+        }
+        let mut r = r.body(()).unwrap();
+        r.extensions_mut().insert(Peer { addr: None, tls_identity: cert.map(std::sync::Arc::from) });
+        r
+    }
+
+    #[test]
+    fn a_verified_certificate_identity_authenticates_without_a_token() {
+        let admins = Admins::new(None);
+        let who = admins.authenticate(&dir(), &request(None, Some("ada.example"))).unwrap();
+        assert_eq!(who, Identity { id: "ada".into(), role: Role::Admin });
+        let r = admins.authenticate(&dir(), &request(None, Some("mallory"))).unwrap_err();
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+        assert!(r.message.contains("mallory"), "{}", r.message);
+        // A token that is sent must be right, even on a connection with a known certificate.
+        let r = admins.authenticate(&dir(), &request(Some("Bearer wrong"), Some("ada.example"))).unwrap_err();
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+        // The token wins over the certificate when both are presented.
+        let who = admins.authenticate(&dir(), &request(Some("Bearer v-token"), Some("ada.example"))).unwrap();
+        assert_eq!(who.id, "vera");
+        assert_eq!(admins.authenticate(&dir(), &request(None, None)).unwrap_err().status, StatusCode::UNAUTHORIZED);
+    }
+
+    #[test]
+    fn the_legacy_token_is_admin_and_nobody_configured_fails_closed() {
+        let admins = Admins::new(Some(&Secret::new("legacy")));
+        let who = admins.authenticate(&dir(), &request(Some("Bearer legacy"), None)).unwrap();
+        assert_eq!(who, Identity { id: LEGACY_ID.into(), role: Role::Admin });
+        let none = Admins::new(None).authenticate(&Dir::default(), &request(Some("Bearer legacy"), None));
+        assert_eq!(none.unwrap_err().status, StatusCode::SERVICE_UNAVAILABLE);
+    }
+
     #[test]
     fn roles_are_ordered() {
         assert!(Role::Viewer < Role::Responder && Role::Responder < Role::Admin);

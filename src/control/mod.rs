@@ -181,7 +181,10 @@ impl Admin {
             .with("role", who.role.as_str())
             .with("required_role", needed.as_str())
             .with("route", what);
-        self.gw.audit.record(record).await;
+        // Durable before the answer, like every admin change: a refusal is evidence too.
+        if let Err(e) = self.gw.audit.record_durable(record).await {
+            tracing::error!(error = %e, "the audit record of an admin refusal failed");
+        }
         tracing::warn!(actor = %who.id, role = %who.role, required = %needed, what, "admin request refused: role too low");
         json_response(
             r.status,
@@ -240,6 +243,8 @@ impl Admin {
     /// caller (a client-sent `actor` is kept as `on_behalf_of`); a batch naming an
     /// `[admin.require_second]` action is held for a second approval instead (pending.rs).
     async fn switches(&self, req: Request<Incoming>, who: &Identity) -> Response<Body> {
+        // The verified mTLS client identity of the connection, if any ([listen] admin_tls).
+        let tls_identity = req.extensions().get::<crate::proxy::peer::Peer>().and_then(|p| p.tls_identity.clone());
         let bytes = match read(req).await {
             Ok(b) => b,
             Err(r) => return r,
@@ -270,7 +275,7 @@ impl Admin {
             Ok(_) => return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "held the wrong kind of request"),
             Err(answer) => return answer,
         };
-        self.apply_switches(batch, on_behalf_of.as_deref(), None).await
+        self.apply_switches(batch, on_behalf_of.as_deref(), None, tls_identity.as_deref()).await
     }
 
     /// Applies a switch batch whose `actor` is the authenticated identity (the requester's, for an
@@ -280,6 +285,7 @@ impl Admin {
         batch: Batch,
         on_behalf_of: Option<&str>,
         approval: Option<pending::Approval<'_>>,
+        tls_identity: Option<&str>,
     ) -> Response<Body> {
         match self.gw.apply(&batch).await {
             Ok(applied) => {
@@ -290,7 +296,8 @@ impl Admin {
                     .with("reason", batch.reason.as_str())
                     .with("before_version", applied.before)
                     .with("after_version", applied.after.version)
-                    .with("actions", serde_json::to_value(&batch.actions).unwrap_or(Value::Null));
+                    .with("actions", serde_json::to_value(&batch.actions).unwrap_or(Value::Null))
+                    .with_opt("tls_identity", tls_identity);
                 if let Some(a) = approval {
                     record = a.add_to(record);
                 }
@@ -392,8 +399,8 @@ impl Admin {
         let meta: Value =
             if bytes.is_empty() { json!({}) } else { serde_json::from_slice(&bytes).unwrap_or(json!({})) };
         let on_behalf_of = meta.get("actor").and_then(Value::as_str).filter(|a| *a != who.id);
-        let note = with_on_behalf_of(meta.get("note").and_then(Value::as_str).unwrap_or(""), on_behalf_of);
-        match self.gw.incidents.resolve(&self.gw, &id, &who.id, &note).await {
+        let note = meta.get("note").and_then(Value::as_str).unwrap_or("");
+        match self.gw.incidents.resolve(&self.gw, &id, &who.id, on_behalf_of, note).await {
             Ok(i) => json_response(StatusCode::OK, &json!({ "incident": i })),
             Err(e @ crate::incident::IncidentError::NotFound(_)) => {
                 error(StatusCode::NOT_FOUND, "unknown_incident", &e.to_string())
@@ -619,8 +626,8 @@ async fn rotation_meta(req: Request<Incoming>) -> Result<(Option<String>, String
     Ok((actor, reason, meta.get("expect_version").and_then(Value::as_u64)))
 }
 
-/// Where a record has no field of its own for it (an incident's resolution note, a plan run's
-/// reason), a client-sent actor is kept in the text: `… (on behalf of X)`. The actor is always the
+/// Where a record has no field of its own for it (a plan run's reason), a client-sent actor is
+/// kept in the text: `… (on behalf of X)`. The actor is always the
 /// authenticated identity.
 fn with_on_behalf_of(text: &str, on_behalf_of: Option<&str>) -> String {
     match on_behalf_of {

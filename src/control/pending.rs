@@ -233,7 +233,10 @@ impl Admin {
             Ok(Take::Expired(p)) => return self.expired(&p).await,
             Ok(Take::Unknown) => return unknown(id),
             Err(p) if p.requested_by.id == who.id => {
-                self.gw.audit.record(self.approval_record("refused", &p).with("by", who.id.as_str())).await;
+                let rec = self.approval_record("refused", &p).with("by", who.id.as_str());
+                if let Err(e) = self.gw.audit.record_durable(rec).await {
+                    tracing::error!(error = %e, "the audit record of a refused approval failed");
+                }
                 return error(
                     StatusCode::FORBIDDEN,
                     "same_identity",
@@ -246,7 +249,7 @@ impl Admin {
         let approval = Approval { pending_id: &p.id, approved_by: &who.id, requested_by: &p.requested_by.id };
         let on_behalf_of = p.on_behalf_of.as_deref();
         match p.held.clone() {
-            Held::Switches(batch) => self.apply_switches(batch, on_behalf_of, Some(approval)).await,
+            Held::Switches(batch) => self.apply_switches(batch, on_behalf_of, Some(approval), None).await,
             Held::Rotation { prompt, what, batch } => {
                 self.apply_rotation(prompt, what, batch, on_behalf_of, Some(approval)).await
             }
@@ -270,7 +273,9 @@ impl Admin {
     }
 
     async fn expired(&self, p: &Pending) -> Response<Body> {
-        self.gw.audit.record(self.approval_record("expired", p)).await;
+        if let Err(e) = self.gw.audit.record_durable(self.approval_record("expired", p)).await {
+            tracing::error!(error = %e, "the audit record of an expired approval failed");
+        }
         error(
             StatusCode::GONE,
             "pending_expired",

@@ -725,7 +725,16 @@ impl Engine {
 
     /// Resolves an incident with a note (switches stay as they are: lifting them is a separate,
     /// deliberate change).
-    pub async fn resolve(&self, gw: &Gateway, id: &str, actor: &str, note: &str) -> Result<Incident, IncidentError> {
+    /// Marks incident `id` resolved by `actor` (an authenticated admin identity); `on_behalf_of` is
+    /// the name the client gave, kept in the audit record only.
+    pub async fn resolve(
+        &self,
+        gw: &Gateway,
+        id: &str,
+        actor: &str,
+        on_behalf_of: Option<&str>,
+        note: &str,
+    ) -> Result<Incident, IncidentError> {
         let mut book = self.book.lock().await;
         let inc = book.incidents.iter_mut().find(|i| i.id == id).ok_or_else(|| IncidentError::NotFound(id.into()))?;
         let now = now_rfc3339();
@@ -735,7 +744,10 @@ impl Engine {
         inc.status = Status::Resolved;
         inc.resolved_at = Some(now);
         let out = inc.clone();
-        let rec = incident_record(&out, "resolved").with("actor", actor).with("note", note);
+        let rec = incident_record(&out, "resolved")
+            .with("actor", actor)
+            .with_opt("on_behalf_of", on_behalf_of)
+            .with("note", note);
         let _ = gw.audit.record_durable(rec).await;
         // Keep every open incident and the newest resolved ones.
         let resolved = book.incidents.iter().filter(|i| i.status == Status::Resolved).count();

@@ -279,7 +279,12 @@ impl Gateway {
             }]))
         });
         let outcome = match loaded {
-            Ok(policy) => Active::new(policy, &self.state.load()).map_err(ReloadError::Tls),
+            Ok(mut policy) => {
+                // Storage paths need a restart to change: the files in use stay (also when they came
+                // from --state-file/--audit-file, which the reloaded file does not know).
+                policy.storage = self.active.load().policy.storage.clone();
+                Active::new(policy, &self.state.load()).map_err(ReloadError::Tls)
+            }
             Err(e) => Err(ReloadError::Invalid(e)),
         };
         match outcome {
