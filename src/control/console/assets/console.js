@@ -173,7 +173,9 @@
       const p = (r.data && r.data.pending) || {};
       result(
         "Held for a second approval (202)",
-        "Another identity must approve pending change " + (p.id || "") + " before it applies: `firebreak admin approve " + (p.id || "ID") + "`.",
+        "Nothing is applied yet: " + (p.needs_second || []).join(", ") + " needs a second identity. Another operator approves pending change " +
+          (p.id || "") + " (`firebreak admin approve " + (p.id || "ID") + "`) before it expires" +
+          (p.expires_in_secs ? " in " + Math.round(p.expires_in_secs / 60) + " min" : "") + ".",
         r.data,
         true
       );
