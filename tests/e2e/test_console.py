@@ -404,3 +404,56 @@ def test_console_viewer_sees_no_actions_and_is_refused(start: Callable[..., Gate
     wait_for(lambda: d.current_url.endswith("/console/login"), "the login page")
     d.get(f"http://{g.admin}/console/now")
     wait_for(lambda: d.current_url.endswith("/console/login"), "a redirect to login")
+
+
+RITA_TOKEN = "e2e-rita-token-81c0d2"
+RAVI_TOKEN = "e2e-ravi-token-4e77b9"
+
+
+def test_console_lifting_lockdown_takes_two_people(start: Callable[..., Gateway], browser: WebDriver) -> None:
+    d = browser
+    g = start(base_policy() + f"""
+[[admins]]
+id = "rita"
+sha256 = "{sha256_hex(RITA_TOKEN)}"
+role = "responder"
+
+[[admins]]
+id = "ravi"
+sha256 = "{sha256_hex(RAVI_TOKEN)}"
+role = "responder"
+
+[admin.require_second]
+actions = ["set_level:normal"]
+""")
+    g.switches({"action": "set_level", "level": "lockdown"}, reason="e2e: incident")
+    # rita asks to lift it: held (202), nothing applied, explained.
+    login(d, g, RITA_TOKEN)
+    d.get(f"http://{g.admin}/console/act")
+    act(d, "set-level", {"level": "normal"}, "e2e: all clear")
+
+    def held() -> str:
+        return d.find_element(By.ID, "result").is_displayed() and text_of(d, "#result-title")
+    assert "second approval" in wait_for(held, "the held change")
+    assert "set_level:normal" in text_of(d, "#result-text")
+    item = wait_for(lambda: d.find_elements(By.CSS_SELECTOR, "#pending-list .pending-item"), "the pending list")[0]
+    assert "rita" in item.text and d.find_elements(By.CSS_SELECTOR, "button.approve-pending") == [], \
+        "the requester cannot approve her own change"
+    with pytest.raises(openai.APIStatusError) as ei:
+        g.openai(KEY_ALICE).chat.completions.create(model="e2e-model", messages=[{"role": "user", "content": "hi"}])
+    assert ei.value.status_code == 503, "still in lockdown"
+    # ravi approves it: applied.
+    login(d, g, RAVI_TOKEN)
+    d.get(f"http://{g.admin}/console/act")
+    button = wait_for(lambda: d.find_elements(By.CSS_SELECTOR, "button.approve-pending"), "ravi's approve button")[0]
+    shot(d, "act-pending")
+    click(d, button)
+    wait_for(lambda: d.find_element(By.ID, "confirm").is_displayed(), "the confirmation")
+    assert "/approve" in text_of(d, "#confirm-endpoint") and "other than rita" in text_of(d, "#confirm-role")
+    click(d, d.find_element(By.ID, "confirm-apply"))
+    applied(d)
+    r = g.openai(KEY_ALICE).chat.completions.create(model="e2e-model", messages=[{"role": "user", "content": "hi"}])
+    assert r.choices[0].message.content
+    _, recs = g.admin_call("GET", "/admin/v1/audit?kind=switch")
+    last = recs["records"][-1]
+    assert (last["requested_by"], last["approved_by"]) == ("rita", "ravi"), last

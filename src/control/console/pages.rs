@@ -410,6 +410,11 @@ pub fn act(a: &Admin, s: &Session) -> Markup {
     let body = html! {
         p.meta { "Switch version " strong #act-version { (snap.version) } "; level " strong { (snap.level.as_str()) } ", safe mode " strong { @if snap.safe_mode { "on" } @else { "off" } } "." }
         (confirm_panel())
+        section.card #pending-approvals data-me=(s.identity.id) data-can=(if me >= Role::Responder { "yes" } else { "no" }) {
+            h2 { "Waiting for a second identity " span #pending-count.count { "…" } }
+            p.meta { "Changes held by the two-person rule ([admin.require_second]): another identity whose role covers the change approves it before it expires." }
+            div #pending-list {}
+        }
         div.grid {
             @for f in &forms { (act_form(me, f)) }
         }

@@ -180,6 +180,7 @@
         true
       );
       pending = null;
+      approvals();
       return;
     }
     if (r.status === 409) {
@@ -192,7 +193,7 @@
         const v = $("act-version");
         if (v) v.textContent = version;
       }
-      review(form);
+      if (form) review(form);
       result(
         "Not applied: the state changed (409)",
         (err ? err.message + ". " : "") +
@@ -228,6 +229,68 @@
         pending = null;
         show($("confirm"), false);
       });
+  }
+
+  // ---- Two-person rule: changes waiting for a second identity ----
+  function confirmRequest(req, role) {
+    pending = { form: null, req };
+    $("confirm-endpoint").textContent = "POST " + req.path;
+    $("confirm-body").textContent = JSON.stringify(req.body, null, 2);
+    $("confirm-role").textContent = role;
+    show($("result"), false);
+    show($("confirm"), true);
+    $("confirm").scrollIntoView({ block: "start" });
+  }
+
+  async function approvals() {
+    const box = $("pending-approvals");
+    if (!box) return;
+    const r = await api("GET", "/admin/v1/pending");
+    const list = (r.data && r.data.pending) || [];
+    $("pending-count").textContent = String(list.length);
+    const out = $("pending-list");
+    out.textContent = "";
+    if (list.length === 0) {
+      const p = document.createElement("p");
+      p.className = "empty";
+      p.textContent = "none";
+      out.appendChild(p);
+      return;
+    }
+    list.forEach((item) => {
+      const div = document.createElement("div");
+      div.className = "pending-item";
+      div.dataset.id = item.id;
+      const h = document.createElement("p");
+      h.textContent = item.id + " — asked by " + item.requested_by.id + " (" + item.requested_by.role + "); needs a second " +
+        item.required_role + " for " + (item.needs_second || []).join(", ") + "; expires in " + Math.round(item.expires_in_secs / 60) + " min";
+      div.appendChild(h);
+      const pre = document.createElement("pre");
+      pre.textContent = JSON.stringify(item.batch, null, 2);
+      div.appendChild(pre);
+      const mine = item.requested_by.id === box.dataset.me;
+      if (box.dataset.can === "yes") {
+        [["approve", "Approve…"], ["reject", mine ? "Withdraw…" : "Reject…"]].forEach(([verb, label]) => {
+          if (verb === "approve" && mine) return; // a second identity approves, never the requester
+          const b = document.createElement("button");
+          b.type = "button";
+          b.className = verb === "approve" ? "review approve-pending" : "review secondary reject-pending";
+          b.textContent = label;
+          b.addEventListener("click", () =>
+            confirmRequest({ path: "/admin/v1/pending/" + encodeURIComponent(item.id) + "/" + verb, body: {} },
+              "Needs the " + item.required_role + " role" + (verb === "approve" ? " and an identity other than " + item.requested_by.id : "") + ".")
+          );
+          div.appendChild(b);
+        });
+        if (mine) {
+          const note = document.createElement("p");
+          note.className = "meta";
+          note.textContent = "You asked for this: another identity must approve it.";
+          div.appendChild(note);
+        }
+      }
+      out.appendChild(div);
+    });
   }
 
   // ---- Incident checklist ----
@@ -269,5 +332,6 @@
     actions();
     checklist();
     verify();
+    approvals();
   });
 })();
