@@ -6,8 +6,6 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value};
 
 /// Arguments.
@@ -28,6 +26,8 @@ pub struct Args {
     /// Apply only if the state is still at this version (409 otherwise).
     #[arg(long, global = true)]
     expect_version: Option<u64>,
+    #[command(flatten)]
+    tls: super::admin_tls::TlsArgs,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -379,7 +379,7 @@ async fn run_async(a: Args) -> anyhow::Result<ExitCode> {
         }
     };
     let uri: http::Uri = format!("{}{}", a.url.trim_end_matches('/'), path).parse().context("invalid --url")?;
-    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let client = super::admin_tls::client(&a.tls)?;
     let req = http::Request::builder()
         .method(method)
         .uri(uri)

@@ -1,6 +1,7 @@
 //! The `firebreak` command line: one file per subcommand.
 
 mod admin;
+mod admin_tls;
 mod audit;
 mod check;
 mod key;

@@ -111,7 +111,24 @@ async fn serve(
             "[limits] max_connections lowered to fit the open-file limit (raise it with `ulimit -n`)"
         );
     }
+    // TLS on the listeners: loaded (and checked) before anything binds; reloaded with the policy
+    // (SIGHUP, `admin reload`) and whenever the files change.
+    let tls = |name: &'static str, spec: &Option<config::tls::ListenerTls>| {
+        spec.clone()
+            .map(|s| proxy::listen_tls::ServerTls::new(name, s))
+            .transpose()
+            .with_context(|| format!("loading the {name} listener's TLS certificate"))
+    };
+    let (proxy_tls, admin_tls) = (tls("proxy", &listen.proxy_tls)?, tls("admin", &listen.admin_tls)?);
     let gw = Gateway::start(policy, source, metrics).await?;
+    for t in proxy_tls.iter().chain(admin_tls.iter()) {
+        gw.listener_tls.register(t.clone());
+    }
+    if let (true, Some(every)) = (proxy_tls.is_some() || admin_tls.is_some(), listen.tls_watch) {
+        tokio::spawn(proxy::listen_tls::watch(Arc::downgrade(&gw), every));
+    }
+    let scheme = |t: &Option<Arc<proxy::listen_tls::ServerTls>>| if t.is_some() { "https" } else { "http" };
+    let (proxy_scheme, admin_scheme) = (scheme(&proxy_tls), scheme(&admin_tls));
     let proxy_listener = tokio::net::TcpListener::bind(listen.proxy)
         .await
         .with_context(|| format!("binding the proxy listener {}", listen.proxy))?;
@@ -127,25 +144,32 @@ async fn serve(
     // error event, which gets a little longer to reach the client before connections are dropped.
     let drain = gw.policy().limits.shutdown_drain;
     let grace = drain + CLOSE_GRACE;
-    let shards =
-        proxy::shards::Shards::start(proxy::handler(gw.clone()), conn_limits, proxy_cap, stop_rx.clone(), grace)
-            .context("starting the proxy shards")?;
+    let shards = proxy::shards::Shards::start(
+        proxy::handler(gw.clone()),
+        conn_limits,
+        proxy_tls,
+        proxy_cap,
+        stop_rx.clone(),
+        grace,
+    )
+    .context("starting the proxy shards")?;
     let proxy_task = tokio::spawn(shards.accept(proxy_listener, stop_rx.clone()));
     let admin_task = tokio::spawn(proxy::serve_capped(
         admin_listener,
         admin.handler(),
         conn_limits,
         proxy::conn::ConnLimit::new(admin_cap, "admin"),
+        admin_tls,
         proxy::stopped(stop_rx.clone()),
         grace,
     ));
 
-    tracing::info!(proxy = %proxy_addr, admin = %admin_addr, shards = proxy::shards::count(), max_connections = proxy_cap, policy = %gw.policy().source.display(), switch_version = gw.state.load().version, "firebreak listening");
+    tracing::info!(proxy = %proxy_addr, admin = %admin_addr, proxy_scheme, admin_scheme, shards = proxy::shards::count(), max_connections = proxy_cap, policy = %gw.policy().source.display(), switch_version = gw.state.load().version, "firebreak listening");
     if demo {
         print_demo_banner(proxy_addr, admin_addr, token.as_ref().filter(|_| generated));
     }
     if let Some(f) = &ready_file {
-        let doc = serde_json::json!({"proxy": proxy_addr.to_string(), "admin": admin_addr.to_string(), "pid": std::process::id()});
+        let doc = serde_json::json!({"proxy": proxy_addr.to_string(), "admin": admin_addr.to_string(), "pid": std::process::id(), "proxy_scheme": proxy_scheme, "admin_scheme": admin_scheme});
         crate::state::write_atomic(f, doc.to_string().as_bytes())
             .with_context(|| format!("writing {}", f.display()))?;
     }

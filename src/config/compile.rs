@@ -263,7 +263,14 @@ fn absorb(m: &mut Merged, file: usize, mut raw: RawPolicy, problems: &mut Proble
         m.main = raw;
     } else {
         let sections = [
-            (raw.listen.proxy.is_some() || raw.listen.admin.is_some(), "listen"),
+            (
+                raw.listen.proxy.is_some()
+                    || raw.listen.admin.is_some()
+                    || raw.listen.proxy_tls.is_some()
+                    || raw.listen.admin_tls.is_some()
+                    || raw.listen.tls_watch_ms.is_some(),
+                "listen",
+            ),
             (
                 raw.admin.token_env.is_some() || raw.admin.token_file.is_some() || raw.admin.require_second.is_some(),
                 "admin",
@@ -378,6 +385,9 @@ fn compile(m: Merged, base: &Path, problems: &mut Problems) -> Option<Policy> {
     let listen = Listen {
         proxy: addr(&raw.listen.proxy, "127.0.0.1:8080", "proxy", problems),
         admin: addr(&raw.listen.admin, "127.0.0.1:9090", "admin", problems),
+        proxy_tls: super::tls::compile(raw.listen.proxy_tls.as_ref(), "proxy_tls", base, problems),
+        admin_tls: super::tls::compile(raw.listen.admin_tls.as_ref(), "admin_tls", base, problems),
+        tls_watch: super::tls::watch_interval(raw.listen.tls_watch_ms, problems),
     };
 
     let admin_token_source = match (&raw.admin.token_env, &raw.admin.token_file) {

@@ -11,6 +11,7 @@ mod inspection;
 pub mod mcp;
 pub mod prompts;
 pub(crate) mod raw;
+pub mod tls;
 pub mod validate;
 
 use std::collections::{BTreeMap, HashMap};
@@ -227,6 +228,12 @@ pub struct Listen {
     pub proxy: SocketAddr,
     /// Admin API and metrics.
     pub admin: SocketAddr,
+    /// TLS on the proxy listener (none: plain HTTP).
+    pub proxy_tls: Option<tls::ListenerTls>,
+    /// TLS (and optionally mutual TLS) on the admin listener (none: plain HTTP).
+    pub admin_tls: Option<tls::ListenerTls>,
+    /// How often the TLS files are checked for changes; `None`: only on SIGHUP / `admin reload`.
+    pub tls_watch: Option<Duration>,
 }
 
 /// Files the gateway writes.

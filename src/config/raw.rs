@@ -195,6 +195,9 @@ pub struct RawCanary {
 pub struct RawListen {
     pub proxy: Option<String>,
     pub admin: Option<String>,
+    pub proxy_tls: Option<super::tls::RawListenerTls>,
+    pub admin_tls: Option<super::tls::RawListenerTls>,
+    pub tls_watch_ms: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

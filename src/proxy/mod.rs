@@ -5,6 +5,7 @@ pub mod body;
 pub mod conn;
 pub mod decide;
 pub mod error;
+pub mod listen_tls;
 pub mod peer;
 mod pipeline;
 pub mod ratelimit;
@@ -86,6 +87,8 @@ pub struct Gateway {
     reload_lock: tokio::sync::Mutex<()>,
     /// Turns true when the shutdown drain time is up ([`Gateway::close_streams`]).
     closing: tokio::sync::watch::Sender<bool>,
+    /// The TLS listeners, whose certificates reload with the policy (registered by `serve`).
+    pub listener_tls: listen_tls::Listeners,
 }
 
 /// Why the gateway could not start.
@@ -151,6 +154,7 @@ impl Gateway {
             source,
             reload_lock: tokio::sync::Mutex::new(()),
             closing: tokio::sync::watch::Sender::new(false),
+            listener_tls: listen_tls::Listeners::default(),
         }))
     }
 
@@ -261,8 +265,15 @@ impl Gateway {
 
     /// Re-reads the policy, validates it off the hot path, and swaps it in. On any error the old
     /// policy stays in force. Listener addresses, storage paths, the concurrency limit and the
-    /// buffered-bytes budget need a restart to change.
+    /// buffered-bytes budget need a restart to change. The TLS listeners' certificate files are
+    /// re-read too, whatever became of the policy (a bad new certificate is refused on its own).
     pub async fn reload(&self, actor: &str) -> Result<Arc<Policy>, ReloadError> {
+        let reloaded = self.reload_policy(actor).await;
+        self.listener_tls.reload(&self.audit, actor).await;
+        reloaded
+    }
+
+    async fn reload_policy(&self, actor: &str) -> Result<Arc<Policy>, ReloadError> {
         let _g = self.reload_lock.lock().await;
         let source = self.source.clone();
         let loaded = tokio::task::spawn_blocking(move || match source {
@@ -329,9 +340,11 @@ impl Gateway {
 /// Serves accepted connections on the current runtime, and drains them on shutdown. HTTP/1.1 and
 /// HTTP/2 (prior knowledge or negotiated) are both served.
 pub(crate) struct Connections {
-    builder: auto::Builder<TokioExecutor>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
     graceful: hyper_util::server::graceful::GracefulShutdown,
     limits: conn::ConnLimits,
+    /// TLS: the handshake runs in each connection's task, before HTTP.
+    tls: Option<Arc<listen_tls::ServerTls>>,
 }
 
 impl Connections {
@@ -346,7 +359,18 @@ impl Connections {
             .keep_alive_interval(limits.h2_keep_alive_interval)
             .keep_alive_timeout(limits.h2_keep_alive_timeout)
             .max_concurrent_streams(limits.h2_max_concurrent_streams);
-        Connections { builder, graceful: hyper_util::server::graceful::GracefulShutdown::new(), limits }
+        Connections {
+            builder: Arc::new(builder),
+            graceful: hyper_util::server::graceful::GracefulShutdown::new(),
+            limits,
+            tls: None,
+        }
+    }
+
+    /// Serves TLS (when `tls` is set) instead of plain HTTP.
+    pub(crate) fn with_tls(mut self, tls: Option<Arc<listen_tls::ServerTls>>) -> Connections {
+        self.tls = tls;
+        self
     }
 
     /// Spawns the task serving `stream` on the current runtime; `on_close` runs when it ends.
@@ -360,20 +384,58 @@ impl Connections {
         Fut: Future<Output = http::Response<body::Body>> + Send + 'static,
     {
         let _ = stream.set_nodelay(true);
-        let peer = peer::Peer::tcp(stream.peer_addr().ok());
+        let addr = stream.peer_addr().ok();
         let (stream, activity) = conn::Watched::new(stream, self.limits);
         let h = handler.clone();
-        let svc = service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
-            req.extensions_mut().insert(peer.clone());
-            let h = h.clone();
-            let in_flight = activity.request();
-            async move { Ok::<_, std::convert::Infallible>(h(req).await.map(|b| conn::Counted::new(b, in_flight))) }
-        });
-        let conn = self.builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
-        let conn = self.graceful.watch(conn.into_owned());
+        let Some(tls) = &self.tls else {
+            let peer = peer::Peer::tcp(addr);
+            let svc = service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(peer.clone());
+                let h = h.clone();
+                let in_flight = activity.request();
+                async move { Ok::<_, std::convert::Infallible>(h(req).await.map(|b| conn::Counted::new(b, in_flight))) }
+            });
+            let conn = self.builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+            let conn = self.graceful.watch(conn.into_owned());
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+                on_close();
+            });
+            return;
+        };
+        // TLS: the handshake runs here, in the connection's task, bounded by the first-byte timeout;
+        // the acceptor never waits for it. The watcher is taken now so a shutdown during the
+        // handshake still waits for (and then closes) this connection.
+        let (tls, builder, watcher) = (tls.clone(), self.builder.clone(), self.graceful.watcher());
+        let timeout = self.limits.first_byte_timeout;
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "connection ended with an error");
+            match tls.accept(stream, timeout).await {
+                Ok((stream, tls_identity)) => {
+                    if tls_identity.is_some() {
+                        tracing::debug!(listener = tls.listener(), peer = ?addr, identity = ?tls_identity, "TLS client certificate verified");
+                    }
+                    let peer = peer::Peer { addr, tls_identity };
+                    let svc = service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+                        req.extensions_mut().insert(peer.clone());
+                        let h = h.clone();
+                        let in_flight = activity.request();
+                        async move {
+                            Ok::<_, std::convert::Infallible>(h(req).await.map(|b| conn::Counted::new(b, in_flight)))
+                        }
+                    });
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+                    if let Err(e) = watcher.watch(conn.into_owned()).await {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                }
+                Err(e) if tls.listener() == "admin" => {
+                    tracing::info!(listener = "admin", peer = ?addr, error = %e, "TLS connection refused")
+                }
+                Err(e) => {
+                    tracing::debug!(listener = tls.listener(), peer = ?addr, error = %e, "TLS connection refused")
+                }
             }
             on_close();
         });
@@ -407,22 +469,23 @@ pub async fn serve<F, Fut>(
     Fut: Future<Output = http::Response<body::Body>> + Send + 'static,
 {
     let cap = conn::ConnLimit::new(config::Limits::default().admin_max_connections, "local");
-    serve_capped(listener, handler, limits.into(), cap, shutdown, grace).await;
+    serve_capped(listener, handler, limits.into(), cap, None, shutdown, grace).await;
 }
 
-/// [`serve`] with an explicit connection cap.
+/// [`serve`] with an explicit connection cap, and TLS when `tls` is set.
 pub async fn serve_capped<F, Fut>(
     listener: TcpListener,
     handler: F,
     limits: conn::ConnLimits,
     cap: Arc<conn::ConnLimit>,
+    tls: Option<Arc<listen_tls::ServerTls>>,
     shutdown: impl Future<Output = ()>,
     grace: std::time::Duration,
 ) where
     F: Fn(http::Request<hyper::body::Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = http::Response<body::Body>> + Send + 'static,
 {
-    let conns = Connections::new(limits);
+    let conns = Connections::new(limits).with_tls(tls);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {

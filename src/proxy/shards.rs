@@ -22,6 +22,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
 use super::conn::{ConnLimit, ConnLimits};
+use super::listen_tls::ServerTls;
 use super::{body, Connections};
 
 thread_local! {
@@ -63,10 +64,12 @@ pub struct Shards {
 impl Shards {
     /// Starts [`count`] shard threads, each serving the connections it is handed with `handler`
     /// until `stop` turns true, then draining them (bounded by `grace`). At most `max_connections`
-    /// are open at once over all shards.
+    /// are open at once over all shards. With `tls`, every connection is TLS (the handshake runs on
+    /// the shard, in the connection's task).
     pub fn start<F, Fut>(
         handler: F,
         limits: ConnLimits,
+        tls: Option<Arc<ServerTls>>,
         max_connections: usize,
         stop: watch::Receiver<bool>,
         grace: Duration,
@@ -82,10 +85,10 @@ impl Shards {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             let (tx, rx) = mpsc::unbounded_channel();
             let open = Arc::new(AtomicUsize::new(0));
-            let (h, o, s, c) = (handler.clone(), open.clone(), stop.clone(), cap.clone());
+            let (h, o, s, c, t) = (handler.clone(), open.clone(), stop.clone(), cap.clone(), tls.clone());
             let thread = std::thread::Builder::new().name(format!("firebreak-shard-{i}")).spawn(move || {
                 SHARD.with(|c| c.set(i));
-                rt.block_on(run(rx, h, (o, c), limits, s, grace));
+                rt.block_on(run(rx, h, (o, c), (limits, t), s, grace));
             })?;
             lanes.push(Lane { tx, open });
             threads.push(thread);
@@ -175,14 +178,14 @@ async fn run<F, Fut>(
     mut rx: mpsc::UnboundedReceiver<std::net::TcpStream>,
     handler: F,
     (open, cap): (Arc<AtomicUsize>, Arc<ConnLimit>),
-    limits: ConnLimits,
+    (limits, tls): (ConnLimits, Option<Arc<ServerTls>>),
     stop: watch::Receiver<bool>,
     grace: Duration,
 ) where
     F: Fn(http::Request<hyper::body::Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = http::Response<body::Body>> + Send + 'static,
 {
-    let conns = Connections::new(limits);
+    let conns = Connections::new(limits).with_tls(tls);
     // Keeps a timer due within a second on this shard. Arming a timer that is due before every
     // other one makes tokio wake its driver through an eventfd write (it cannot know the caller is
     // the driver's own thread); hyper arms a header-read timeout for every request, and on an idle

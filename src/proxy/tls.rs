@@ -20,7 +20,7 @@ pub fn read_ca(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
 }
 
 /// The platform's trusted roots, loaded once.
-fn platform_roots() -> &'static RootCertStore {
+pub(crate) fn platform_roots() -> &'static RootCertStore {
     static ROOTS: OnceLock<RootCertStore> = OnceLock::new();
     ROOTS.get_or_init(|| {
         let mut store = RootCertStore::empty();
