@@ -137,7 +137,8 @@ fn asset(body: &'static str, ctype: &'static str) -> Response<Body> {
 impl Admin {
     /// Whether the admin listener speaks TLS (the session cookie is then `Secure`).
     fn console_tls(&self, req: &Request<Incoming>) -> bool {
-        req.extensions().get::<crate::proxy::peer::Peer>().is_some_and(|p| p.tls_identity.is_some())
+        self.gw.policy().listen.admin_tls.is_some()
+            || req.extensions().get::<crate::proxy::peer::Peer>().is_some_and(|p| p.tls_identity.is_some())
     }
 
     /// The identity an admin token stands for (`[[admins]]` or the legacy `[admin]` token).
