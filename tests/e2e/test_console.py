@@ -72,7 +72,7 @@ def shot(d: WebDriver, name: str) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     d.execute_script("window.scrollTo(0, 0)")
     width, height = d.execute_script(
-        "return [document.documentElement.clientWidth, Math.max(document.documentElement.scrollHeight, 400)]")
+        "return [window.innerWidth, Math.max(document.documentElement.scrollHeight, 400)]")
     png = d.execute_cdp_cmd("Page.captureScreenshot", {
         "format": "png", "captureBeyondViewport": True,
         "clip": {"x": 0, "y": 0, "width": width, "height": min(height, 6000), "scale": 1},
