@@ -14,6 +14,8 @@
 //!   work the gateway does on a request before it talks to the upstream.
 //! - `sse/framer`: framing a realistic streamed chat completion fed in 32-byte chunks.
 //! - `sse/toolcall_filter`: the streaming tool-call filter on plain text events (a substring test).
+//! - `client/*`: the request's client facts — taken from the request (`of`, per request) and written
+//!   into its audit record (`record`: peer address, user agent through `audit::client_text_capped`).
 
 use std::hint::black_box;
 use std::path::Path;
@@ -446,9 +448,33 @@ fn config() -> Criterion {
         .without_plots()
 }
 
+/// The client facts of every audit record: what the request path pays for them.
+fn client_meta(c: &mut Criterion) {
+    use firebreak::proxy::client::ClientMeta;
+    use firebreak::proxy::peer::Peer;
+    let policy = policy();
+    let mut ext = http::Extensions::new();
+    ext.insert(Peer::tcp(Some("192.0.2.10:51234".parse().expect("addr"))));
+    let bare = HeaderMap::new();
+    let mut typical = HeaderMap::new();
+    typical.insert(http::header::USER_AGENT, HeaderValue::from_static("OpenAI/Python 1.54.4"));
+    let mut g = c.benchmark_group("client");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("of_no_headers", |b| b.iter(|| black_box(ClientMeta::of(&ext, &bare))));
+    g.bench_function("of_user_agent", |b| b.iter(|| black_box(ClientMeta::of(&ext, &typical))));
+    let meta = ClientMeta::of(&ext, &typical);
+    g.bench_function("record_user_agent", |b| {
+        b.iter(|| {
+            let r = firebreak::audit::Record::new("request");
+            black_box(meta.into_record(r, &policy.scanner, &policy.listen.trusted_proxies))
+        })
+    });
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = config();
-    targets = hot_path, streaming
+    targets = hot_path, streaming, client_meta
 }
 criterion_main!(benches);

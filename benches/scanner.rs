@@ -13,6 +13,10 @@
 //! - `baseline/memchr`: one `memchr` pass for a byte that never occurs (memory bandwidth bound).
 //! - `baseline/aho_corasick_keywords`: an overlapping aho-corasick pass with the catalog's keyword
 //!   set, ASCII case-insensitive, a DFA, as the scanner builds it — the floor for the prefilter design.
+//! - `injection/*`: `Signatures::scan` (the built-in injection signatures) on a typical 300-byte
+//!   user prompt, a 4 KiB tool result (an HTML page), 1 MiB of the clean text, and 1 MiB of prose
+//!   dense with the words the signatures anchor on (you, your, ai, model, rules, instructions,
+//!   previous, prompt, no, if, two, world …) but no attack.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -20,6 +24,7 @@ use std::time::Duration;
 use aho_corasick::{AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
+use firebreak::inspect::injection::Signatures;
 use firebreak::inspect::{canary, catalog, Anchor, HoldBack, Scanner};
 
 const MIB: usize = 1 << 20;
@@ -60,6 +65,27 @@ const DENSE: &[&str] = &[
      discord and slack admins; heroku and cloudflare settings live in the vault.\n",
     "curl -H \"Authorization: Bearer $TOKEN\" https://api.acme.io/v1/items?page=2&sig=none \
      -d '{\"password\": \"$PASSWORD\", \"secret\": \"${SECRET}\", \"api_key\": \"<your key>\"}'\n",
+];
+
+const PROMPT: &str = "Can you help me plan a three-day trip to Lisbon in April? I'd like to see the \
+     old town, eat good seafood and take one day trip, maybe to Sintra. We are two adults, no car, \
+     and a medium budget. What would you suggest, and which neighbourhood should we stay in?";
+
+const TOOL_PAGE: &str = "<html><head><title>Lisbon travel guide</title></head><body><nav><a href=\"/\">Home</a> \
+     <a href=\"/guides\">Guides</a></nav><h1>Three days in Lisbon</h1><p>Start in Alfama, the oldest \
+     district, and walk up to the castle for the view. Trams 28 and 12 are crowded in the morning, so go \
+     early or walk.</p><p>Day two: take the train from Rossio to Sintra (40 minutes) and visit Pena Palace \
+     and the Moorish Castle; book tickets online.</p><p>Day three: Belém, the monastery, the tower and the \
+     famous custard tarts.</p><footer>Updated 2024. Prices may change.</footer></body></html>\n";
+
+const DENSE_INJ: &[&str] = &[
+    "If you are new to the model, read the rules first: your previous answers are kept, and the system \
+     prompt of your app sets the instructions the AI follows. No two runs are the same, so both outputs \
+     may differ.\n",
+    "The world model in the paper has no hidden state; you can print the text above the chart, repeat the \
+     test twice and ignore outliers in the earlier data. Your developer guide explains the mode switch.\n",
+    "Do not forget to stop the server before you drop the table. Translate the content into Spanish and \
+     show me the first line of the file. Never mind the late delivery; the assistant manager agreed.\n",
 ];
 
 fn fill(parts: &[&str], n: usize) -> String {
@@ -143,6 +169,22 @@ fn benches(c: &mut Criterion) {
             black_box(out.len())
         })
     });
+    g.finish();
+
+    let sigs = Signatures::builtin();
+    let tool_page = fill(&[TOOL_PAGE], 4096);
+    let dense_inj = fill(DENSE_INJ, MIB);
+    assert!(sigs.scan(PROMPT).is_empty());
+    assert!(sigs.scan(&tool_page).is_empty(), "{:?}", sigs.scan(&tool_page).first());
+    assert!(sigs.scan(&clean).is_empty());
+    let mut g = c.benchmark_group("injection");
+    g.throughput(Throughput::Bytes(PROMPT.len() as u64));
+    g.bench_function("prompt_300B", |b| b.iter(|| black_box(sigs.scan(black_box(PROMPT)))));
+    g.throughput(Throughput::Bytes(tool_page.len() as u64));
+    g.bench_function("tool_page_4KiB", |b| b.iter(|| black_box(sigs.scan(black_box(&tool_page)))));
+    g.throughput(Throughput::Bytes(MIB as u64));
+    g.bench_function("clean_1MiB", |b| b.iter(|| black_box(sigs.scan(black_box(&clean)))));
+    g.bench_function("dense_keywords_1MiB", |b| b.iter(|| black_box(sigs.scan(black_box(&dense_inj)))));
     g.finish();
 
     let ac = AhoCorasickBuilder::new()

@@ -28,6 +28,24 @@ pub struct Metrics {
     audit_unwritable: std::sync::atomic::AtomicBool,
     audit_write_errors: AtomicU64,
     audit_dropped: AtomicU64,
+    /// Alert sinks by name (names come from the policy: bounded).
+    alert_sinks: Mutex<BTreeMap<String, std::sync::Arc<AlertSinkMetrics>>>,
+    alerts_tap_dropped: AtomicU64,
+}
+
+/// Delivery counters of one alert sink (see `alerts::deliver`).
+#[derive(Debug, Default)]
+pub struct AlertSinkMetrics {
+    /// Delivered (the receiver answered 2xx).
+    pub sent: AtomicU64,
+    /// Given up after the last attempt (written to the dead-letter file).
+    pub failed: AtomicU64,
+    /// Attempts after the first.
+    pub retried: AtomicU64,
+    /// Not queued: the sink's queue was full.
+    pub dropped: AtomicU64,
+    /// Alerts waiting in the queue (or being delivered).
+    pub queued: AtomicI64,
 }
 
 impl Metrics {
@@ -95,6 +113,20 @@ impl Metrics {
         self.audit_dropped.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// The counters of alert sink `name` (created on first use, kept across reloads).
+    pub fn alert_sink(&self, name: &str) -> std::sync::Arc<AlertSinkMetrics> {
+        let mut m = self.alert_sinks.lock().unwrap_or_else(|p| p.into_inner());
+        match m.get(name) {
+            Some(s) => s.clone(),
+            None => m.entry(name.to_owned()).or_default().clone(),
+        }
+    }
+
+    /// An audit record (or the audit-failure signal) was not handed to the alerts: their tap was full.
+    pub fn alerts_tap_dropped(&self) {
+        self.alerts_tap_dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut s = String::with_capacity(4096);
@@ -130,6 +162,7 @@ impl Metrics {
         let _ = writeln!(s, "# HELP firebreak_audit_writable Whether the audit trail can be written (0: failing; see /readyz).\n# TYPE firebreak_audit_writable gauge\nfirebreak_audit_writable {}", u8::from(!self.audit_unwritable.load(Ordering::Relaxed)));
         let _ = writeln!(s, "# HELP firebreak_audit_write_errors_total Failed audit writes, fsyncs and head updates.\n# TYPE firebreak_audit_write_errors_total counter\nfirebreak_audit_write_errors_total {}", self.audit_write_errors.load(Ordering::Relaxed));
         let _ = writeln!(s, "# HELP firebreak_audit_records_dropped_total Audit records lost because the backlog of a failing trail was full.\n# TYPE firebreak_audit_records_dropped_total counter\nfirebreak_audit_records_dropped_total {}", self.audit_dropped.load(Ordering::Relaxed));
+        self.render_alerts(&mut s);
         s.push_str("# HELP firebreak_policy_reloads_total Policy reloads by outcome.\n# TYPE firebreak_policy_reloads_total counter\n");
         for (o, n) in self.policy_reloads.lock().unwrap_or_else(|p| p.into_inner()).iter() {
             let _ = writeln!(s, "firebreak_policy_reloads_total{{outcome=\"{o}\"}} {n}");
@@ -139,6 +172,39 @@ impl Metrics {
 }
 
 impl Metrics {
+    fn render_alerts(&self, s: &mut String) {
+        let sinks = self.alert_sinks.lock().unwrap_or_else(|p| p.into_inner());
+        type Read = fn(&AlertSinkMetrics) -> u64;
+        let counters: [(&str, &str, Read); 4] = [
+            ("sent", "Alerts delivered, by sink.", |m| m.sent.load(Ordering::Relaxed)),
+            ("failed", "Alerts given up after the last attempt (dead-lettered), by sink.", |m| {
+                m.failed.load(Ordering::Relaxed)
+            }),
+            ("retries", "Alert delivery attempts after the first, by sink.", |m| m.retried.load(Ordering::Relaxed)),
+            ("dropped", "Alerts dropped because the sink's queue was full, by sink.", |m| {
+                m.dropped.load(Ordering::Relaxed)
+            }),
+        ];
+        for (name, help, get) in counters {
+            let _ = writeln!(
+                s,
+                "# HELP firebreak_alerts_{name}_total {help}\n# TYPE firebreak_alerts_{name}_total counter"
+            );
+            for (sink, m) in sinks.iter() {
+                let _ = writeln!(s, "firebreak_alerts_{name}_total{{sink=\"{sink}\"}} {}", get(m));
+            }
+        }
+        let _ = writeln!(s, "# HELP firebreak_alerts_queue_depth Alerts queued or being delivered, by sink.\n# TYPE firebreak_alerts_queue_depth gauge");
+        for (sink, m) in sinks.iter() {
+            let _ = writeln!(
+                s,
+                "firebreak_alerts_queue_depth{{sink=\"{sink}\"}} {}",
+                m.queued.load(Ordering::Relaxed).max(0)
+            );
+        }
+        let _ = writeln!(s, "# HELP firebreak_alerts_tap_dropped_total Audit records not turned into alerts because the alert tap was full.\n# TYPE firebreak_alerts_tap_dropped_total counter\nfirebreak_alerts_tap_dropped_total {}", self.alerts_tap_dropped.load(Ordering::Relaxed));
+    }
+
     /// Request counts by (endpoint, status), for exporters.
     pub fn request_counts(&self) -> Vec<((&'static str, u16), u64)> {
         self.requests.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|(k, v)| (*k, *v)).collect()

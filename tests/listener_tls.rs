@@ -449,6 +449,29 @@ async fn a_client_certificate_named_in_admins_is_an_identity_with_its_role() {
     );
 }
 
+/// Forensics (README "Forensics"): a request over mutual TLS on the proxy listener names its
+/// client certificate's identity, and its peer address, in its audit record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mtls_identity_reaches_the_request_record() {
+    let (g, tmp) =
+        start(&format!("proxy_tls = {{ {SERVER}, client_ca_file = \"pki/ca.pem\", client_identity = \"cn\" }}\n"));
+    let pki = tmp.path().join("pki");
+    let alice =
+        client(&pki.join("ca.pem"), Some((&pki.join("client-alice.pem"), &pki.join("client-alice.key"))), &["h2"]);
+    let mut c = connect(&addr(&g.proxy), alice).await.expect("handshake");
+    c.chat().await.expect("chat over mTLS");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let record = loop {
+        if let Some(r) = audit_records(&g).into_iter().find(|r| r["kind"] == "request") {
+            break r;
+        }
+        assert!(std::time::Instant::now() < deadline, "no request record");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(record["tls_identity"], "alice", "{record}");
+    assert!(record["client_addr"].as_str().is_some_and(|a| a.starts_with("127.0.0.1:")), "{record}");
+}
+
 #[test]
 fn check_reports_bad_tls_files_at_their_keys() {
     let tmp = tempfile::tempdir().expect("tempdir");

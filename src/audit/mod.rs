@@ -16,6 +16,7 @@ mod writer;
 
 use serde_json::{Map, Value};
 
+pub(crate) use key::head_message;
 pub use key::{default_key_path, writing_key, AuditKey};
 pub use verify::{verify, VerifyError, VerifyOptions, VerifyReport};
 pub use writer::{Audit, AuditError};
@@ -73,10 +74,15 @@ pub const MAX_CLIENT_LIST: usize = 32;
 /// printing the trail to a terminal sees them, and no escape sequence runs), and the result cut to
 /// [`MAX_CLIENT_TEXT`] characters with a `…` marker.
 pub fn client_text(scanner: &crate::inspect::Scanner, s: &str) -> String {
+    client_text_capped(scanner, s, MAX_CLIENT_TEXT)
+}
+
+/// [`client_text`] with another cap, in characters (a user agent keeps more than a model name).
+pub fn client_text_capped(scanner: &crate::inspect::Scanner, s: &str, max: usize) -> String {
     let (redacted, _) = scanner.redact(s);
-    let mut out = String::with_capacity(redacted.len().min(MAX_CLIENT_TEXT * 2));
+    let mut out = String::with_capacity(redacted.len().min(max * 2));
     for (n, c) in redacted.chars().enumerate() {
-        if n == MAX_CLIENT_TEXT {
+        if n == max {
             out.push('…');
             break;
         }

@@ -71,6 +71,42 @@ impl std::fmt::Debug for Msg {
 struct Health {
     failing: AtomicBool,
     reason: Mutex<String>,
+    /// Where the writer hands the records alerts are made of (set once, by `alerts::start`).
+    tap: std::sync::OnceLock<mpsc::Sender<Map<String, Value>>>,
+}
+
+/// Record kinds the alert tap takes; every other record (requests, MCP calls) is not even cloned.
+pub const TAPPED_KINDS: [&str; 4] = ["incident", "switch", "circuit", "fleet"];
+
+impl Health {
+    /// Hands a record to the alert tap without ever waiting: a full tap drops it (counted by the
+    /// alerts side, which sees the gap in nothing but its own metric).
+    fn tap(&self, m: &Map<String, Value>, metrics: &Metrics) {
+        let Some(tx) = self.tap.get() else { return };
+        let kind = m.get("kind").and_then(Value::as_str).unwrap_or("");
+        if !TAPPED_KINDS.contains(&kind) {
+            return;
+        }
+        if tx.try_send(m.clone()).is_err() {
+            metrics.alerts_tap_dropped();
+        }
+    }
+
+    /// The audit-failure signal, which cannot go through the trail (it is what failed).
+    fn tap_failure(&self, event: &str, reason: &str, metrics: &Metrics) {
+        let Some(tx) = self.tap.get() else { return };
+        let mut m = Map::new();
+        m.insert("kind".into(), Value::from("audit"));
+        m.insert("event".into(), Value::from(event));
+        m.insert("reason".into(), Value::from(reason));
+        m.insert(
+            "time".into(),
+            Value::from(humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()),
+        );
+        if tx.try_send(m).is_err() {
+            metrics.alerts_tap_dropped();
+        }
+    }
 }
 
 /// A handle for sending records to the writer. Cheap to clone.
@@ -259,6 +295,13 @@ impl Audit {
         Some(self.health.reason.lock().unwrap_or_else(|p| p.into_inner()).clone())
     }
 
+    /// Starts handing the records of [`TAPPED_KINDS`] (with their seq and time) and the audit
+    /// failure signal (`kind: audit`, `event: write_failed` / `writable_again`) to `tx`, with
+    /// `try_send`: the writer never waits for the alerts side. False when a tap was already set.
+    pub fn set_tap(&self, tx: mpsc::Sender<Map<String, Value>>) -> bool {
+        self.health.tap.set(tx).is_ok()
+    }
+
     /// Whether the last write succeeded (one atomic load: the request path asks this).
     pub fn writable(&self) -> bool {
         !self.health.failing.load(Ordering::Acquire)
@@ -444,6 +487,7 @@ impl Writer {
         self.pending.extend_from_slice(self.chain.mac.as_bytes());
         self.pending.extend_from_slice(b"\"}\n");
         self.pending_records += 1;
+        self.health.tap(&m, &self.metrics);
         // Nobody listening (the usual case): nothing is built.
         if self.feed.receiver_count() > 0 {
             let summary: Map<String, Value> =
@@ -481,6 +525,7 @@ impl Writer {
                 if let Some(since) = self.failing_since.take() {
                     self.health.failing.store(false, Ordering::Release);
                     self.metrics.set_audit_writable(true);
+                    self.health.tap_failure("writable_again", &self.path.display().to_string(), &self.metrics);
                     tracing::warn!(path = %self.path.display(), failed_for_ms = since.elapsed().as_millis() as u64, "audit trail writable again; the records queued meanwhile are written");
                 }
                 Ok(())
@@ -497,6 +542,7 @@ impl Writer {
                     self.health.failing.store(true, Ordering::Release);
                     self.metrics.set_audit_writable(false);
                     self.failing_since = Some(now);
+                    self.health.tap_failure("write_failed", &reason, &self.metrics);
                 }
                 if self.last_report.is_none_or(|t| now.duration_since(t) >= REPORT_EVERY) {
                     self.last_report = Some(now);

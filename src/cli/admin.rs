@@ -235,6 +235,11 @@ enum Cmd {
         /// A note recorded with it.
         #[arg(long)]
         note: Option<String>,
+        /// Write its forensic bundle to this file (0600): the incident, its timeline, the audit
+        /// records of its principal with the chain proof, captured evidence, a signed manifest.
+        /// Verify it with `firebreak audit verify-bundle FILE`.
+        #[arg(long, value_name = "FILE", conflicts_with = "resolve")]
+        export: Option<PathBuf>,
     },
     /// Who the admin API takes you for: identity id and role.
     Whoami,
@@ -249,6 +254,16 @@ enum Cmd {
     Reject {
         /// Pending id.
         id: String,
+    },
+    /// Recent alerts and anomalies: incidents, triggers close to firing, rule spikes, sink
+    /// counters (`--limit N`); `alerts test SINK` sends a test alert through a sink.
+    Alerts(super::alerts::Args),
+    /// Show each upstream's and MCP server's circuit breaker: state, failure rate, consecutive
+    /// failures, last error class, time in state.
+    CircuitStatus {
+        /// Print the API's JSON instead.
+        #[arg(long)]
+        json: bool,
     },
     /// Print audit records.
     Audit {
@@ -308,6 +323,7 @@ async fn run_async(a: Args) -> anyhow::Result<ExitCode> {
         match &a.cmd {
             Cmd::State | Cmd::Isolated => ("GET", "/admin/v1/state".to_owned(), None),
             Cmd::PendingTools { .. } => ("GET", "/admin/v1/tools/pending".to_owned(), None),
+            Cmd::CircuitStatus { .. } => ("GET", "/admin/v1/circuits".to_owned(), None),
             Cmd::Reload => ("POST", "/admin/v1/policy/reload".to_owned(), Some(json!({}))),
             Cmd::RotateCredential { name } => {
                 ("POST", format!("/admin/v1/rotate/credential/{name}"), Some(json!({"reason": reason, "actor": actor})))
@@ -337,7 +353,10 @@ async fn run_async(a: Args) -> anyhow::Result<ExitCode> {
                 if *open { "/admin/v1/incidents?status=open".to_owned() } else { "/admin/v1/incidents".to_owned() },
                 None,
             ),
-            Cmd::Incident { id, resolve: true, note } => (
+            Cmd::Incident { id, export: Some(_), .. } => {
+                ("GET", format!("/admin/v1/incidents/{id}/export?actor={}", super::bundle::query_escape(&actor)), None)
+            }
+            Cmd::Incident { id, resolve: true, note, .. } => (
                 "POST",
                 format!("/admin/v1/incidents/{id}/resolve"),
                 Some(json!({"actor": actor, "note": note.clone().or(a.reason.clone()).unwrap_or_default()})),
@@ -355,6 +374,7 @@ async fn run_async(a: Args) -> anyhow::Result<ExitCode> {
                 },
                 None,
             ),
+            Cmd::Alerts(al) => al.request(&actor),
             Cmd::Apply { file } => {
                 let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
                 let v: Value =
@@ -389,12 +409,23 @@ async fn run_async(a: Args) -> anyhow::Result<ExitCode> {
     let resp = client.request(req).await.with_context(|| format!("cannot reach the admin API at {}", a.url))?;
     let status = resp.status();
     let bytes = resp.into_body().collect().await?.to_bytes();
+    if let (Cmd::Incident { export: Some(file), .. }, true) = (&a.cmd, status.is_success()) {
+        return super::bundle::write(file, &bytes);
+    }
     match serde_json::from_slice::<Value>(&bytes) {
         Ok(v) if matches!(a.cmd, Cmd::Isolated) && status.is_success() => {
             let isolated = v.pointer("/state/isolated_servers").or_else(|| v.get("isolated_servers"));
             out(&serde_json::to_string_pretty(isolated.unwrap_or(&json!({})))?)
         }
         Ok(v) if matches!(a.cmd, Cmd::PendingTools { json: false }) && status.is_success() => out(&pending_text(&v)),
+        Ok(v) if matches!(&a.cmd, Cmd::Alerts(al) if al.wants_text()) => {
+            if let Cmd::Alerts(al) = &a.cmd {
+                out(&al.text(&v));
+            }
+        }
+        Ok(v) if matches!(a.cmd, Cmd::CircuitStatus { json: false }) && status.is_success() => {
+            out(&super::circuit::text(&v))
+        }
         Ok(v) => out(&serde_json::to_string_pretty(&v)?),
         Err(_) => out(&String::from_utf8_lossy(&bytes)),
     }

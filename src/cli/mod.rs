@@ -2,9 +2,14 @@
 
 mod admin;
 mod admin_tls;
+mod alerts;
 mod audit;
+mod bundle;
 mod check;
+mod circuit;
+mod eval_detection;
 mod key;
+mod mcp;
 mod replay;
 mod report;
 mod scan;
@@ -34,11 +39,17 @@ enum Command {
     Audit(audit::Args),
     /// Virtual keys.
     Key(key::Args),
+    /// MCP servers: `mcp verify SERVER` lists a server's tools with their pin status and the
+    /// description checks; exit 1 when any tool is not trusted.
+    Mcp(mcp::Args),
     /// Replay attack suites against a policy (offline) or a running gateway; exit 1 when any case
     /// still gets through, 2 when the suite is broken.
     Replay(replay::Args),
     /// The incident report for a window, from the audit trail (Markdown, or JSON with --json).
     Report(report::Args),
+    /// Detection quality of the injection signatures on labelled JSONL sets (precision, recall,
+    /// false-positive rate per category, user input and tool results apart).
+    EvalDetection(eval_detection::Args),
     /// Scan files and directories (logs) for credentials with the gateway's catalog; exit 1 on findings.
     Scan(scan::Args),
 }
@@ -53,9 +64,11 @@ pub fn main() -> ExitCode {
         Some(Command::Admin(a)) => admin::run(a),
         Some(Command::Audit(a)) => audit::run(a),
         Some(Command::Key(a)) => key::run(a),
+        Some(Command::Mcp(a)) => mcp::run(a),
         Some(Command::Scan(a)) => scan::run(a),
         Some(Command::Replay(a)) => replay::run(a),
         Some(Command::Report(a)) => report::run(a),
+        Some(Command::EvalDetection(a)) => eval_detection::run(a),
     };
     match result {
         Ok(code) => code,

@@ -129,6 +129,7 @@ async fn serve(
     }
     let scheme = |t: &Option<Arc<proxy::listen_tls::ServerTls>>| if t.is_some() { "https" } else { "http" };
     let (proxy_scheme, admin_scheme) = (scheme(&proxy_tls), scheme(&admin_tls));
+    crate::alerts::start(&gw);
     let proxy_listener = tokio::net::TcpListener::bind(listen.proxy)
         .await
         .with_context(|| format!("binding the proxy listener {}", listen.proxy))?;
@@ -189,12 +190,17 @@ async fn serve(
             drained.await;
         }
     }
+    // Alerts still queued get a moment to go out; the rest go to the dead-letter file.
+    gw.alerts.close(drain.min(ALERTS_GRACE)).await;
     Ok(ExitCode::SUCCESS)
 }
 
 /// After the drain time, how long the streams' terminal error events get to reach their clients
 /// before the remaining connections are dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// On shutdown, the longest wait for queued alerts to be delivered.
+const ALERTS_GRACE: Duration = Duration::from_secs(3);
 
 #[cfg(unix)]
 async fn wait_for_signals(gw: &Arc<Gateway>) {

@@ -45,10 +45,25 @@ pub(super) fn load_text(name: PathBuf, text: String, base: &Path) -> Result<Poli
     match policy {
         Some(mut p) if problems.is_empty() => {
             p.source = sources[0].path.clone();
+            p.sha256 = sources_digest(&sources);
             Ok(p)
         }
         _ => Err(PolicyError(problems.locate(&sources))),
     }
+}
+
+/// SHA-256 over every file of a policy (path and text, in load order): the policy in force, named
+/// in forensic bundles.
+fn sources_digest(sources: &[Source]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for s in sources {
+        h.update(s.path.display().to_string().as_bytes());
+        h.update(b"\0");
+        h.update(s.text.as_bytes());
+        h.update(b"\0");
+    }
+    hex::encode(h.finalize())
 }
 
 /// Parses one file. An unknown key is reported, blanked out (newlines kept, so every line number
@@ -268,7 +283,8 @@ fn absorb(m: &mut Merged, file: usize, mut raw: RawPolicy, problems: &mut Proble
                     || raw.listen.admin.is_some()
                     || raw.listen.proxy_tls.is_some()
                     || raw.listen.admin_tls.is_some()
-                    || raw.listen.tls_watch_ms.is_some(),
+                    || raw.listen.tls_watch_ms.is_some()
+                    || raw.listen.trusted_proxies.is_some(),
                 "listen",
             ),
             (
@@ -276,6 +292,7 @@ fn absorb(m: &mut Merged, file: usize, mut raw: RawPolicy, problems: &mut Proble
                 "admin",
             ),
             (!raw.admins.is_empty(), "admins"),
+            (raw.forensics.is_some(), "forensics"),
             (raw.storage.state_file.is_some() || raw.storage.audit_file.is_some(), "storage"),
             (!raw.levels.is_empty(), "levels"),
             (raw.safe_mode.reply.is_some(), "safe_mode"),
@@ -289,6 +306,8 @@ fn absorb(m: &mut Merged, file: usize, mut raw: RawPolicy, problems: &mut Proble
                 "audit",
             ),
             (!raw.prompts.is_empty(), "prompts"),
+            (raw.alerts.console_url.is_some() || !raw.alerts.sinks.is_empty(), "alerts"),
+            (raw.circuit.is_some(), "circuit"),
         ];
         for (present, name) in sections {
             if present {
@@ -385,6 +404,10 @@ fn compile(m: Merged, base: &Path, problems: &mut Problems) -> Option<Policy> {
     let listen = Listen {
         proxy: addr(&raw.listen.proxy, "127.0.0.1:8080", "proxy", problems),
         admin: addr(&raw.listen.admin, "127.0.0.1:9090", "admin", problems),
+        trusted_proxies: super::forensics::trusted_proxies(
+            raw.listen.trusted_proxies.as_deref().unwrap_or_default(),
+            problems,
+        ),
         proxy_tls: super::tls::compile(raw.listen.proxy_tls.as_ref(), "proxy_tls", base, problems),
         admin_tls: super::tls::compile(raw.listen.admin_tls.as_ref(), "admin_tls", base, problems),
         tls_watch: super::tls::watch_interval(raw.listen.tls_watch_ms, problems),
@@ -513,6 +536,7 @@ fn compile(m: Merged, base: &Path, problems: &mut Problems) -> Option<Policy> {
     };
 
     // Upstreams.
+    let circuit = super::circuit::global(raw.circuit.as_ref(), problems);
     let mut upstreams = BTreeMap::new();
     for (name, (file, u)) in m.upstreams {
         let at = |k: &str| path(["upstreams".into(), name.clone().into(), k.into()]);
@@ -621,9 +645,24 @@ fn compile(m: Merged, base: &Path, problems: &mut Problems) -> Option<Policy> {
                 tool_call: r.tool_call.map(|t| (t.name, t.arguments)),
             })
             .collect();
+        // A scripted upstream never fails, so it has no breaker.
+        let circuit = match kind {
+            UpstreamKind::Scripted => None,
+            _ => super::circuit::target(&circuit, u.circuit.as_ref(), file, &at("circuit"), problems),
+        };
         upstreams.insert(
             name.clone(),
-            Arc::new(Upstream { name, kind, base_url, credential, extra_ca, replies, chunk_chars, chunk_delay }),
+            Arc::new(Upstream {
+                name,
+                kind,
+                base_url,
+                credential,
+                extra_ca,
+                replies,
+                chunk_chars,
+                chunk_delay,
+                circuit,
+            }),
         );
     }
 
@@ -673,12 +712,16 @@ fn compile(m: Merged, base: &Path, problems: &mut Problems) -> Option<Policy> {
         }
         let prompt =
             super::prompts::check_binding(&managed_prompts, r.prompt.as_deref(), o.file, at("prompt"), problems);
+        if let Some(fb) = &r.fallback {
+            super::circuit::check_fallback(api, &r.upstream, fb, &upstreams, o.file, &at("fallback"), problems);
+        }
         routes.push(Route {
             api,
             any_model: r.models.is_empty(),
             models: GlobSet::new(r.models.iter().map(String::as_str)),
             upstream: r.upstream,
             prompt,
+            fallback: r.fallback,
         });
     }
     // Implicit routes: an API with no route goes to its only upstream of that kind.
@@ -704,12 +747,14 @@ fn compile(m: Merged, base: &Path, problems: &mut Problems) -> Option<Policy> {
                 models: GlobSet::default(),
                 upstream: u.name.clone(),
                 prompt: None,
+                fallback: None,
             });
         }
     }
 
     // MCP servers, then roles and tools.
-    let mcp = super::mcp::compile(&raw, base, problems);
+    let mcp = super::mcp::compile(&raw, base, &circuit, problems);
+    let alerts = super::alerts::compile(&raw.alerts, base, problems);
     let mut roles = HashMap::new();
     for (name, (file, r)) in m.roles {
         let refuse_disallowed_tools = match r.disallowed_tools.as_deref() {
@@ -890,6 +935,9 @@ fn compile(m: Merged, base: &Path, problems: &mut Problems) -> Option<Policy> {
         tenants: Arc::new(tenants),
         levels: Levels(settings),
         incidents: Arc::new(incidents),
+        forensics: super::forensics::compile(raw.forensics.as_ref(), base, problems).map(Arc::new),
+        sha256: String::new(),
+        alerts: Arc::new(alerts),
         audit: AuditSettings {
             store_blocked_payloads: raw.audit.store_blocked_payloads.unwrap_or(false),
             on_failure,

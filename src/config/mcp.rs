@@ -71,6 +71,8 @@ pub struct McpServer {
     pub pins: BTreeMap<String, [u8; 32]>,
     /// What the policy says of its tools.
     pub tools: BTreeMap<String, McpToolInfo>,
+    /// Its circuit breaker's limits (None: no breaker).
+    pub circuit: Option<super::circuit::CircuitSettings>,
 }
 
 /// What the policy says of one MCP tool.
@@ -113,7 +115,12 @@ pub(super) fn check_role(mcp: &McpPolicy, file: usize, role: &str, globs: &[Stri
 }
 
 /// Compiles the MCP sections of the main policy file.
-pub(super) fn compile(raw: &RawPolicy, base: &Path, problems: &mut Problems) -> McpPolicy {
+pub(super) fn compile(
+    raw: &RawPolicy,
+    base: &Path,
+    circuit: &super::circuit::Global,
+    problems: &mut Problems,
+) -> McpPolicy {
     let mut allowed_origins = Vec::new();
     for (i, o) in raw.mcp.allowed_origins.iter().enumerate() {
         match o.parse::<http::Uri>() {
@@ -221,6 +228,13 @@ pub(super) fn compile(raw: &RawPolicy, base: &Path, problems: &mut Problems) -> 
                 description_injection,
                 pins,
                 tools,
+                circuit: super::circuit::target(
+                    circuit,
+                    s.circuit.as_ref(),
+                    0,
+                    &path(["mcp_servers".into(), name.clone().into(), "circuit".into()]),
+                    problems,
+                ),
             }),
         );
     }

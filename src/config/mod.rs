@@ -5,7 +5,10 @@
 //! `Policy` cannot exist unvalidated: the only way to build one is [`load`] / [`load_str`].
 
 pub mod admins;
+pub mod alerts;
+pub mod circuit;
 mod compile;
+pub mod forensics;
 pub mod glob;
 mod inspection;
 pub mod mcp;
@@ -123,6 +126,12 @@ pub struct Policy {
     pub injection: Arc<crate::inspect::injection::Signatures>,
     /// Detection triggers and containment plans.
     pub incidents: Arc<crate::incident::IncidentPolicy>,
+    /// Evidence capture around incidents; `None` when off (the default).
+    pub forensics: Option<Arc<forensics::ForensicsSettings>>,
+    /// SHA-256 (hex) over the policy's files as loaded (each file's path and text, in load order).
+    pub sha256: String,
+    /// Alert sinks and anomaly settings.
+    pub alerts: Arc<alerts::AlertsPolicy>,
 }
 
 /// A provider or MCP-server credential: where it comes from, and the value in force. Rotation
@@ -228,6 +237,8 @@ pub struct Listen {
     pub proxy: SocketAddr,
     /// Admin API and metrics.
     pub admin: SocketAddr,
+    /// Proxies whose `X-Forwarded-For` / `Forwarded` name the client (empty: none is believed).
+    pub trusted_proxies: Vec<crate::inspect::egress::Cidr>,
     /// TLS on the proxy listener (none: plain HTTP).
     pub proxy_tls: Option<tls::ListenerTls>,
     /// TLS (and optionally mutual TLS) on the admin listener (none: plain HTTP).
@@ -355,6 +366,8 @@ pub struct Upstream {
     pub chunk_chars: usize,
     /// Scripted streaming: delay between chunks.
     pub chunk_delay: Duration,
+    /// Its circuit breaker's limits (None: no breaker).
+    pub circuit: Option<circuit::CircuitSettings>,
 }
 
 /// A scripted reply.
@@ -381,6 +394,8 @@ pub struct Route {
     pub upstream: String,
     /// Managed prompt bound to this route.
     pub prompt: Option<Arc<str>>,
+    /// Upstream taking the route's requests while its upstream's circuit is open.
+    pub fallback: Option<String>,
 }
 
 /// A virtual key's principal.

@@ -32,6 +32,8 @@ pub struct RawPolicy {
     pub telemetry: RawTelemetry,
     #[serde(default)]
     pub upstreams: BTreeMap<String, RawUpstream>,
+    /// Circuit breakers for upstreams and MCP servers (absent: off).
+    pub circuit: Option<super::circuit::RawCircuit>,
     #[serde(default)]
     pub routes: Vec<RawRoute>,
     #[serde(default)]
@@ -70,6 +72,11 @@ pub struct RawPolicy {
     /// Containment plans by name (`sev1`..`sev4` override the defaults).
     #[serde(default)]
     pub plans: BTreeMap<String, RawPlan>,
+    /// Evidence capture around incidents (off by default).
+    pub forensics: Option<super::forensics::RawForensics>,
+    /// Alert sinks and anomaly settings.
+    #[serde(default)]
+    pub alerts: super::alerts::RawAlerts,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -133,6 +140,8 @@ pub struct RawMcpServer {
     pub pins: BTreeMap<String, String>,
     #[serde(default)]
     pub tools: BTreeMap<String, RawMcpTool>,
+    /// This server's circuit breaker (overrides `[circuit]`).
+    pub circuit: Option<super::circuit::RawCircuit>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -195,6 +204,8 @@ pub struct RawCanary {
 pub struct RawListen {
     pub proxy: Option<String>,
     pub admin: Option<String>,
+    /// CIDR blocks of the proxies whose `X-Forwarded-For` / `Forwarded` headers are believed.
+    pub trusted_proxies: Option<Vec<String>>,
     pub proxy_tls: Option<super::tls::RawListenerTls>,
     pub admin_tls: Option<super::tls::RawListenerTls>,
     pub tls_watch_ms: Option<i64>,
@@ -263,6 +274,8 @@ pub struct RawUpstream {
     pub chunk_chars: Option<i64>,
     /// Scripted upstreams only: delay between streamed chunks.
     pub chunk_delay_ms: Option<i64>,
+    /// This upstream's circuit breaker (overrides `[circuit]`).
+    pub circuit: Option<super::circuit::RawCircuit>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -293,6 +306,8 @@ pub struct RawRoute {
     pub models: Vec<String>,
     /// Managed prompt injected into requests taking this route (a key's own binding wins).
     pub prompt: Option<String>,
+    /// Upstream (same API) that takes the route's requests while its upstream's circuit is open.
+    pub fallback: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -16,8 +16,12 @@ use crate::proxy::Gateway;
 use crate::state::{ApplyError, Batch};
 use identity::{Identity, Role};
 
+mod alerts;
+mod circuits;
 pub mod console;
+mod forensics;
 pub mod identity;
+mod mcp_verify;
 mod pending;
 mod prompts;
 
@@ -110,7 +114,7 @@ impl Admin {
         }
         match (&method, path.as_str()) {
             (&Method::GET, "/metrics") => {
-                let mut r = Response::new(full(self.gw.metrics.render()));
+                let mut r = Response::new(full(self.gw.metrics.render() + &self.gw.circuits.render_metrics()));
                 r.headers_mut()
                     .insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/plain; version=0.0.4"));
                 r
@@ -132,6 +136,11 @@ impl Admin {
                 let id = p.trim_start_matches("/admin/v1/pending/").trim_end_matches("/reject").to_owned();
                 self.pending_reject(&id, &who).await
             }
+            (&Method::GET, "/admin/v1/circuits") => circuits::status(&self.gw),
+            (&Method::GET, p) if p.starts_with("/admin/v1/mcp/servers/") && p.ends_with("/verify") => {
+                let server = p.trim_start_matches("/admin/v1/mcp/servers/").trim_end_matches("/verify").to_owned();
+                mcp_verify::verify(&self.gw, &server).await
+            }
             (&Method::GET, "/admin/v1/decisions/stream") => self.decision_stream(),
             (&Method::GET, "/admin/v1/audit/verify") => self.audit_verify().await,
             (&Method::POST, p) if p.starts_with("/admin/v1/incidents/") && p.ends_with("/checklist") => {
@@ -140,6 +149,10 @@ impl Admin {
             }
             (&Method::GET, "/admin/v1/audit") => self.audit(req.uri().query()).await,
             (&Method::GET, "/admin/v1/incidents") => self.incidents(req.uri().query()).await,
+            (&Method::GET, p) if forensics::export_id(p).is_some() => {
+                let id = forensics::export_id(p).unwrap_or_default().to_owned();
+                self.export(&id, req.uri().query(), &who).await
+            }
             (&Method::GET, p) if p.starts_with("/admin/v1/incidents/") => {
                 let id = p.trim_start_matches("/admin/v1/incidents/");
                 match self.gw.incidents.get(id).await {
@@ -156,6 +169,11 @@ impl Admin {
                 self.playbook(req, plan, &who).await
             }
             (&Method::POST, "/admin/v1/rotate/credentials") => self.rotate_credentials(req, None, &who).await,
+            (&Method::GET, "/admin/v1/alerts") => self.alerts(req.uri().query()).await,
+            (&Method::POST, p) if p.starts_with("/admin/v1/alerts/test/") => {
+                let sink = p.trim_start_matches("/admin/v1/alerts/test/").to_owned();
+                self.alerts_test(req, sink, &who).await
+            }
             (&Method::POST, p) if p.starts_with("/admin/v1/rotate/prompt/") => {
                 let id = p.trim_start_matches("/admin/v1/rotate/prompt/").to_owned();
                 self.rotate_prompt(req, id, prompts::Rotate::Prompt, &who).await

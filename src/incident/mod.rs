@@ -603,7 +603,16 @@ impl Engine {
             }
             let id = inc.id.clone();
             let taken = contain(gw, policy, trigger, &id, target, corroborated).await;
+            let widened = !taken.actions.is_empty() && taken.error.is_none();
             book.incidents[pos].actions.push(taken);
+            if widened {
+                // The steps that awaited an operator ran: the containment grew (alertable).
+                let rec = incident_record(&book.incidents[pos], "escalated").with("rule", ev.rule.as_str()).with_opt(
+                    "corroborated_by",
+                    book.incidents[pos].actions.last().and_then(|t| t.corroborated_by.clone()),
+                );
+                gw.audit.record(rec).await;
+            }
         } else {
             book.next += 1;
             let id = format!("INC-{:05}", book.next);
@@ -632,6 +641,8 @@ impl Engine {
             if let Err(e) = gw.audit.record_durable(opened).await {
                 tracing::error!(error = %e, "incident opened but its audit record failed");
             }
+            // The principal's recent exchanges (when `[forensics]` is on) become its evidence.
+            gw.forensics.incident_opened(&inc);
             if auto {
                 let taken = contain(gw, policy, trigger, &id, target, corroborated).await;
                 if !taken.awaiting_operator.is_empty() {
@@ -682,6 +693,31 @@ impl Engine {
     async fn joins_only(&self, firings: &[(Trigger, String)], target: &Target, server: Option<&str>) -> bool {
         let book = self.book.lock().await;
         firings.iter().all(|(t, _)| book.open_incident(&t.name, target, server).is_some())
+    }
+
+    /// Each (trigger, principal) counted in a trigger window now, with its count. The principal
+    /// is the user (with the MCP server for a server trigger); a session's count names the session
+    /// by its digest only.
+    pub fn window_counts(&self, policy: &Policy) -> Vec<(String, String, u64)> {
+        let ip = &policy.incidents;
+        let window_of = |k: &str| ip.triggers.get(k.split('\u{0}').next()?).map(|t| t.window);
+        self.windows
+            .counts(Instant::now(), window_of)
+            .into_iter()
+            .filter_map(|(k, n)| {
+                let (name, key) = k.split_once('\u{0}')?;
+                let principal = match (name, key.split_once('\u{0}')) {
+                    ("system_prompt_exposure", _) => match key.strip_prefix("user:") {
+                        Some(u) => u.to_owned(),
+                        None => format!("session {}", crate::audit::session_digest(key)),
+                    },
+                    (_, Some((user, server))) if !server.is_empty() => format!("{user} (server {server})"),
+                    (_, Some((user, _))) => user.to_owned(),
+                    (_, None) => key.to_owned(),
+                };
+                Some((name.to_owned(), principal, n))
+            })
+            .collect()
     }
 
     /// Every incident, newest first; only open ones when `open_only`.

@@ -57,6 +57,21 @@ impl Windows {
         ev.0.iter().map(|(_, w, _)| *w).sum()
     }
 
+    /// Every tracked key with its count at `now` within the window `window_of` gives it (keys it
+    /// gives none are skipped; empty counts left out). Read-only: for `firebreak admin alerts`.
+    pub fn counts(&self, now: Instant, window_of: impl Fn(&str) -> Option<Duration>) -> Vec<(String, u64)> {
+        self.cache
+            .iter()
+            .filter_map(|(k, slot)| {
+                let w = window_of(&k)?;
+                let ev = slot.lock().unwrap_or_else(|p| p.into_inner());
+                let n: u64 =
+                    ev.0.iter().filter(|(t, _, _)| now.saturating_duration_since(*t) < w).map(|(_, n, _)| *n).sum();
+                (n > 0).then(|| (k.as_ref().clone(), n))
+            })
+            .collect()
+    }
+
     /// Forgets `key` (after its trigger fired, so it re-arms).
     pub fn reset(&self, key: &str) {
         self.cache.invalidate(key);

@@ -95,17 +95,20 @@ pub fn server_message(j: &Judge<'_>, m: &mut Value, request_id: &str, found: &mu
 }
 
 /// Tool output (tool results, resource contents, prompt messages) against the injection signatures,
-/// with the policy's action for tool results. Returns whether the result changed.
+/// with the policy's action for tool results (a hit that is flag-only is recorded, nothing more).
+/// Returns whether the result changed.
 fn injection(j: &Judge<'_>, result: &mut serde_json::Map<String, Value>, found: &mut Findings) -> bool {
     let sigs = &j.policy.injection;
-    let action = sigs.action(Source::ToolResult);
+    let mut block = false;
     let mut hit: Option<String> = None;
     let mut changed = false;
     for key in ["content", "structuredContent", "contents", "messages"] {
         if let Some(v) = result.get_mut(key) {
             visit_strings(v, &mut |s| {
-                let hits = sigs.scan(s);
-                let Some(first) = hits.first() else { return };
+                let a = sigs.assess(s, Source::ToolResult);
+                let (Some(action), Some(first)) = (a.action, a.hits.first()) else { return };
+                let hits = &a.hits;
+                block |= action == InjAction::Block;
                 let name = match action {
                     InjAction::Block => "block",
                     InjAction::Flag => "flag",
@@ -122,7 +125,7 @@ fn injection(j: &Judge<'_>, result: &mut serde_json::Map<String, Value>, found: 
             });
         }
     }
-    if let (Some(id), InjAction::Block) = (hit, action) {
+    if let (Some(id), true) = (hit, block) {
         let notice = format!("[firebreak: tool output withheld: it matched prompt-injection signature `{id}`]");
         result.clear();
         result.insert("content".into(), json!([{"type": "text", "text": notice}]));

@@ -10,6 +10,7 @@ pub mod jsonrpc;
 mod stream;
 pub mod tools;
 mod upstream;
+pub mod verify;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -91,7 +92,8 @@ impl McpError {
             McpError::Gateway(
                 G::NoRoute
                 | G::NoCredential(_)
-                | G::UpstreamUnavailable(_)
+                | G::UpstreamUnavailable(..)
+                | G::CircuitOpen { .. }
                 | G::UpstreamTimeout(_)
                 | G::UpstreamInvalid { .. },
             ) => jsonrpc::INTERNAL_ERROR,
@@ -109,6 +111,9 @@ impl McpError {
         match &self {
             McpError::Gateway(GatewayError::RateLimited { retry_after, .. }) => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from(retry_after.as_secs().max(1)));
+            }
+            McpError::Gateway(GatewayError::CircuitOpen { retry_after, .. }) => {
+                h.insert(header::RETRY_AFTER, HeaderValue::from(retry_after.as_secs_f64().ceil().max(1.0) as u64));
             }
             McpError::Gateway(GatewayError::UserInFlight(_) | GatewayError::BufferBudget) => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -146,6 +151,10 @@ struct Ctx {
     stream: bool,
     /// The POST body's share of the buffered-bytes budget, held as long as the request is.
     buffered: Option<crate::proxy::admission::Buffered>,
+    /// Who sent it (peer, forwarded address, user agent, TLS identity), for the audit record.
+    client: crate::proxy::client::ClientMeta,
+    /// The payloads, kept only while `[forensics]` is on (redacted when captured).
+    capture: Option<crate::forensics::Capture>,
 }
 
 impl Ctx {
@@ -181,6 +190,8 @@ where
             .and_then(|v| v.to_str().ok())
             .filter(|s| !s.is_empty() && s.len() <= 256)
             .map(str::to_owned),
+        client: crate::proxy::client::ClientMeta::of(req.extensions(), req.headers()),
+        capture: gw.forensics.start(),
         ..Ctx::default()
     };
     let http_method = req.method().clone();
@@ -226,7 +237,8 @@ where
     }
     gw.metrics.in_flight(-1);
     // Server (from the path), methods and tool names are the client's: see `audit::client_text`.
-    let scanner = gw.policy().scanner.clone();
+    let policy = gw.policy();
+    let scanner = policy.scanner.clone();
     let client = |names: &[String]| names.iter().map(|n| crate::audit::client_text(&scanner, n)).collect::<Vec<_>>();
     let record = Record::new("mcp")
         .with("event", "request")
@@ -243,7 +255,12 @@ where
     let record = principal(record, ctx.key.as_deref(), ctx.session.as_deref())
         .with_opt("methods", (!ctx.methods.is_empty()).then(|| client(&ctx.methods)))
         .with_opt("tools_called", (!ctx.tools_called.is_empty()).then(|| client(&ctx.tools_called)));
-    crate::incident::audited(&gw, ctx.findings_into(record)).await;
+    let record = ctx.findings_into(ctx.client.into_record(record, &scanner, &policy.listen.trusted_proxies));
+    if let Some(c) = ctx.capture.take() {
+        // Before the record is audited: an incident it opens finds this exchange in the ring.
+        gw.forensics.capture(&record, c, &scanner);
+    }
+    crate::incident::audited(&gw, record).await;
     resp
 }
 
@@ -424,8 +441,19 @@ impl Exchange {
         let is_delete = method == Method::DELETE;
         let out = upstream::Outgoing { method, headers, body, request_id: &self.request_id };
         let policy = self.active.policy.clone();
-        let resp =
-            upstream::send(&self.active.clients, &self.server, out, &policy.limits, self.script.as_ref()).await?;
+        // The server's circuit breaker: while open, refused at once (a scripted reply contacts no server).
+        let breaker = self.server.circuit.as_ref().and_then(|_| self.gw.circuits.server(&self.server.name));
+        let guard = match (&self.script, breaker) {
+            (None, Some(b)) => crate::proxy::circuit_admit(&self.gw, Some(b), self.server.circuit.as_ref())
+                .await
+                .map_err(|open| crate::proxy::circuit_refused(&self.server.name, true, open))?,
+            _ => None,
+        };
+        let resp = upstream::send(&self.active.clients, &self.server, out, &policy.limits, self.script.as_ref()).await;
+        if let Some(g) = guard {
+            g.finish(&self.gw, &resp).await;
+        }
+        let resp = resp?;
         let (head, upstream_body) = resp.into_parts();
         if is_delete && head.status.is_success() {
             if let Some(sid) = &ctx.session {
@@ -479,6 +507,7 @@ impl Exchange {
                     idle: (!is_get).then_some(policy.limits.stream_idle_timeout),
                     server_headers,
                     permit: self.permit.take(),
+                    capture: ctx.capture.take(),
                 },
                 upstream_body,
                 tx,
@@ -564,6 +593,9 @@ impl Exchange {
         }
         absorb(&policy, findings, ctx);
         record_list(&self.gw, &mut ctx.list, &self.key, ctx_rid(&self.request_id)).await;
+        if let Some(c) = ctx.capture.as_mut() {
+            c.set_response(&body);
+        }
         builder.body(full(body)).map_err(|e| invalid(e.to_string()).into())
     }
 }
@@ -705,6 +737,9 @@ where
     }
     let (bytes, buffered) = crate::proxy::body::read_request(body, headers, limits, &gw.admission).await?;
     ctx.buffered = Some(buffered);
+    if let Some(c) = ctx.capture.as_mut() {
+        c.set_request(bytes.clone());
+    }
     let messages = match jsonrpc::parse(&bytes) {
         Ok(m) => m,
         Err(jsonrpc::ParseError::Json(e)) => return Err(GatewayError::BadJson(e).into()),

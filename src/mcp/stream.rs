@@ -14,8 +14,10 @@ use tokio::sync::{mpsc, watch};
 use super::inspect::{self, Fate, Findings};
 use super::jsonrpc;
 use super::tools::Judge;
+use crate::audit::Record;
 use crate::config::mcp::McpServer;
 use crate::config::KeyEntry;
+use crate::forensics::kept;
 use crate::protocol::sse::{parse_event, Event, SseFramer};
 use crate::proxy::body::Body;
 use crate::proxy::{Active, Gateway};
@@ -43,6 +45,9 @@ pub struct McpStream {
     pub server_headers: HeaderMap,
     /// Held for the stream's life.
     pub permit: Option<crate::proxy::Permit>,
+    /// The request's payloads, kept only while `[forensics]` is on: what the client is sent is
+    /// added to it (bounded), and it is captured when the stream ends.
+    pub capture: Option<crate::forensics::Capture>,
 }
 
 enum End {
@@ -81,6 +86,7 @@ async fn pump(
     prefix: Option<Bytes>,
 ) {
     let rid = ctx.request_id.to_str().unwrap_or("").to_owned();
+    let mut capture = ctx.capture.take();
     let mut framer = SseFramer::new(ctx.active.policy.limits.max_response_body);
     let mut snap = switches.borrow_and_update().clone();
     let mut findings = Findings::default();
@@ -88,7 +94,7 @@ async fn pump(
     let closed = ctx.gw.closed();
     tokio::pin!(closed);
     if let Some(p) = prefix {
-        if tx.send(p).await.is_err() {
+        if tx.send(kept(&mut capture, p)).await.is_err() {
             return;
         }
     }
@@ -124,7 +130,7 @@ async fn pump(
                             Ok(Some(last)) => {
                                 let mut out = BytesMut::new();
                                 event(&ctx, &snap, last, &mut out, &mut findings, &rid);
-                                if out.is_empty() || tx.send(out.freeze()).await.is_ok() { End::Done } else { End::ClientGone }
+                                if out.is_empty() || tx.send(kept(&mut capture, out.freeze())).await.is_ok() { End::Done } else { End::ClientGone }
                             }
                             Err(e) => End::Broken(e.to_string()),
                         };
@@ -141,7 +147,7 @@ async fn pump(
                         Ok(None) => break,
                         Err(e) => {
                             if !out.is_empty() {
-                                let _ = tx.send(out.freeze()).await;
+                                let _ = tx.send(kept(&mut capture, out.freeze())).await;
                             }
                             break 'outer End::Broken(e.to_string());
                         }
@@ -151,7 +157,7 @@ async fn pump(
                 findings.answered.clear();
                 // Pins and rug-pull events are recorded before the client sees the list it came in.
                 super::record_list(&ctx.gw, &mut findings.list, &ctx.key, &rid).await;
-                if !out.is_empty() && tx.send(out.freeze()).await.is_err() {
+                if !out.is_empty() && tx.send(kept(&mut capture, out.freeze())).await.is_err() {
                     break End::ClientGone;
                 }
             }
@@ -186,7 +192,20 @@ async fn pump(
             out.extend_from_slice(e.to_string().as_bytes());
             out.extend_from_slice(b"\n\n");
         }
-        let _ = tx.send(out.freeze()).await;
+        let _ = tx.send(kept(&mut capture, out.freeze())).await;
+    }
+    if let Some(c) = capture {
+        // Before the stream's record: an incident it opens finds this exchange in the ring.
+        let r = Record::new("mcp")
+            .with("event", "stream")
+            .with("request_id", rid.as_str())
+            .with("server", ctx.server.name.as_str())
+            .with("stream", true);
+        ctx.gw.forensics.capture(
+            &super::principal(r, Some(&ctx.key), ctx.session.as_deref()),
+            c,
+            &ctx.active.policy.scanner,
+        );
     }
     super::finish_stream(&ctx, findings, rule).await;
     drop(ctx.permit.take());

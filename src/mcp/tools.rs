@@ -402,9 +402,7 @@ impl Judge<'_> {
 
     /// The first injection signature in the tool's description, title or schema descriptions.
     fn poisoned(&self, tool: &Value) -> Option<String> {
-        let mut text = String::new();
-        collect_text(tool, &mut text);
-        self.policy.injection.scan(&text).first().map(|h| h.id.to_owned())
+        poison_signature(self.policy, tool)
     }
 
     fn shadowing(&self, name: &str, out: &mut ListOutcome) {
@@ -417,6 +415,15 @@ impl Judge<'_> {
             out.events.push(("tool_shadowing", self.qualified(name), format!("same name as a tool of server `{s}`")));
         }
     }
+}
+
+/// The first prompt-injection signature (its id) in a tool definition's description-like strings
+/// (description, title, schema descriptions, enum values, defaults): tool poisoning. The check the
+/// gateway applies to every listed tool, and `firebreak mcp verify` too.
+pub fn poison_signature(policy: &Policy, tool: &Value) -> Option<String> {
+    let mut text = String::new();
+    collect_text(tool, &mut text);
+    policy.injection.scan(&text).first().map(|h| h.id.to_owned())
 }
 
 fn withheld_message(q: &str, reason: Option<&str>) -> String {

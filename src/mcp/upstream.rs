@@ -73,7 +73,7 @@ pub async fn send(
         Err(_) => Err(GatewayError::UpstreamTimeout(server.name.clone())),
         Ok(Err(e)) => {
             tracing::warn!(server = %server.name, error = %e, "MCP server request failed");
-            Err(GatewayError::UpstreamUnavailable(server.name.clone()))
+            Err(GatewayError::UpstreamUnavailable(server.name.clone(), crate::proxy::upstream::transport_failure(&e)))
         }
         Ok(Ok(r)) => Ok(r.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed())),
     }

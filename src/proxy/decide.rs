@@ -162,9 +162,9 @@ pub fn inspect_request(policy: &Policy, endpoint: Endpoint, body: &mut Body) -> 
             Source::User => InjSource::UserInput,
             Source::ToolResult => InjSource::ToolResult,
         };
-        let hits: Vec<String> = sigs.scan(text).iter().map(|h| h.id.to_owned()).collect();
-        if !hits.is_empty() {
-            let action = sigs.action(inj_source);
+        let found_here = sigs.assess(text, inj_source);
+        if let Some(action) = found_here.action {
+            let hits: Vec<String> = found_here.hits.iter().map(|h| h.id.to_owned()).collect();
             let name = match action {
                 Action::Block => "block",
                 Action::Flag => "flag",

@@ -94,9 +94,24 @@ pub enum GatewayError {
     /// The upstream's credential is not available.
     #[error("upstream `{0}` has no credential configured; the operator must set it and rotate it in")]
     NoCredential(String),
-    /// Could not reach the upstream.
+    /// Could not reach the upstream (connect error, or the connection broke before the answer).
     #[error("upstream `{0}` is unreachable")]
-    UpstreamUnavailable(String),
+    UpstreamUnavailable(String, crate::circuit::Failure),
+    /// The target's circuit breaker is open: it failed too often, so the gateway does not call it.
+    #[error("{} `{target}` is failing ({}), so firebreak is not sending it requests for now (circuit open); retry after {} s",
+        if *.mcp { "MCP server" } else { "upstream" },
+        .error_class.map_or("repeated failures", crate::circuit::Failure::as_str),
+        .retry_after.as_secs_f64().ceil().max(1.0))]
+    CircuitOpen {
+        /// Upstream or MCP server name.
+        target: String,
+        /// Whether it is an MCP server.
+        mcp: bool,
+        /// The last failure's class.
+        error_class: Option<crate::circuit::Failure>,
+        /// When a request may be let through again.
+        retry_after: Duration,
+    },
     /// The upstream did not answer in time.
     #[error("upstream `{0}` did not answer in time")]
     UpstreamTimeout(String),
@@ -139,8 +154,10 @@ impl GatewayError {
             TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             BadJson(_) | BadRequest(_) | InvalidField(_) | InjectionBlocked(_) => StatusCode::BAD_REQUEST,
-            Overloaded | PromptUnavailable(_) | ShuttingDown | AuditUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-            NoRoute | NoCredential(_) | UpstreamUnavailable(_) | UpstreamInvalid { .. } => StatusCode::BAD_GATEWAY,
+            Overloaded | PromptUnavailable(_) | ShuttingDown | AuditUnavailable | CircuitOpen { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            NoRoute | NoCredential(_) | UpstreamUnavailable(..) | UpstreamInvalid { .. } => StatusCode::BAD_GATEWAY,
             UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
         }
     }
@@ -172,7 +189,8 @@ impl GatewayError {
             PromptUnavailable(_) => "prompt.unavailable",
             ShuttingDown => "gateway.shutdown",
             NoCredential(_) => "upstream.no_credential",
-            UpstreamUnavailable(_) => "upstream.unavailable",
+            UpstreamUnavailable(..) => "upstream.unavailable",
+            CircuitOpen { .. } => "upstream.circuit_open",
             UpstreamTimeout(_) => "upstream.timeout",
             UpstreamInvalid { .. } => "upstream.invalid_response",
         }
@@ -226,6 +244,9 @@ impl GatewayError {
         match &self {
             GatewayError::RateLimited { retry_after, .. } => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from(retry_after.as_secs().max(1)));
+            }
+            GatewayError::CircuitOpen { retry_after, .. } => {
+                h.insert(header::RETRY_AFTER, HeaderValue::from(retry_after.as_secs_f64().ceil().max(1.0) as u64));
             }
             // Both free up as soon as another request finishes.
             GatewayError::UserInFlight(_) | GatewayError::BufferBudget => {

@@ -2,9 +2,11 @@
 
 pub mod admission;
 pub mod body;
+pub mod client;
 pub mod conn;
 pub mod decide;
 pub mod error;
+mod health;
 pub mod listen_tls;
 pub mod peer;
 mod pipeline;
@@ -32,6 +34,7 @@ use crate::metrics::Metrics;
 use crate::state::{ApplyError, StateStore};
 
 pub use admission::Permit;
+pub(crate) use health::{admit as circuit_admit, refused as circuit_refused};
 pub(crate) use pipeline::{audit_gate, collect_limited};
 pub use pipeline::{authenticate, handle};
 pub use upstream::Clients;
@@ -76,6 +79,12 @@ pub struct Gateway {
     pub metrics: Arc<Metrics>,
     /// Incident triggers, incidents and automatic containment.
     pub incidents: crate::incident::Engine,
+    /// Evidence capture around incidents (`[forensics]`; read at start, a reload does not change it).
+    pub forensics: crate::forensics::Forensics,
+    /// Alert sinks, the recent alerts and anomalies (running once `alerts::start` is called).
+    pub alerts: crate::alerts::Alerts,
+    /// Circuit breakers of the upstreams and MCP servers (kept across reloads).
+    pub circuits: crate::circuit::Circuits,
     pub(crate) limiter: ratelimit::RateLimiter,
     /// Concurrency (global and per user) and the buffered request-body budget.
     pub(crate) admission: admission::Admission,
@@ -112,6 +121,9 @@ pub enum StartError {
     /// A managed prompt could not get its first canary.
     #[error("cannot issue the first canary of a managed prompt: {0}")]
     Canaries(ApplyError),
+    /// The evidence store (`[forensics] dir`) could not be opened.
+    #[error("{0}")]
+    Forensics(String),
 }
 
 /// Why a reload was refused (the old policy stays).
@@ -134,8 +146,14 @@ impl Gateway {
         let state = StateStore::open(&policy.storage.state_file)?;
         let audit = Audit::open(&policy.storage.audit_file, &policy.audit, metrics.clone())?;
         let incidents = crate::incident::Engine::open(&crate::incident::file_for(&policy.storage.state_file))?;
+        let forensics = match &policy.forensics {
+            Some(s) => crate::forensics::Forensics::open(s.clone()).map_err(StartError::Forensics)?,
+            None => crate::forensics::Forensics::off(),
+        };
+        let alerts = crate::alerts::Alerts::new(metrics.clone(), &policy.storage.state_file);
         let admission =
             admission::Admission::new(policy.limits.max_concurrent_requests, policy.limits.max_buffered_request_bytes);
+        let circuits = crate::circuit::Circuits::new(&policy);
         let active = Active::new(policy, &state.load()).map_err(StartError::Tls)?;
         metrics.set_switch_version(state.load().version);
         Ok(Arc::new(Gateway {
@@ -144,6 +162,9 @@ impl Gateway {
             audit,
             metrics,
             incidents,
+            forensics,
+            alerts,
+            circuits,
             limiter: ratelimit::RateLimiter::default(),
             admission,
             mcp_sessions: moka::sync::Cache::builder()
@@ -300,6 +321,8 @@ impl Gateway {
         };
         match outcome {
             Ok(active) => {
+                // Breakers first: a target new in this policy has one before a request can reach it.
+                self.circuits.rebuild(&active.policy);
                 let active = Arc::new(active);
                 // A prompt new in this policy gets its canary in the same swap: the batch stores the
                 // policy (with a scanner knowing the canary) before the snapshot injecting it.

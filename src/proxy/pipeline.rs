@@ -74,6 +74,10 @@ struct Ctx {
     upstream_error: Option<String>,
     /// A streamed response's pump, started by the log phase with the request's audit record.
     pump: Option<stream::Pending>,
+    /// Who sent it (peer, forwarded address, user agent, TLS identity), for the audit record.
+    client: super::client::ClientMeta,
+    /// The payloads, kept only while `[forensics]` is on (redacted when captured).
+    capture: Option<crate::forensics::Capture>,
 }
 
 pub(crate) fn new_request_id() -> HeaderValue {
@@ -116,6 +120,8 @@ where
         buffered: None,
         upstream_error: None,
         pump: None,
+        client: super::client::ClientMeta::of(req.extensions(), req.headers()),
+        capture: gw.forensics.start(),
     };
     gw.metrics.in_flight(1);
     let span = tracing::info_span!("request", request_id = ?ctx.request_id, endpoint = endpoint.map_or("unknown", Endpoint::name),
@@ -162,7 +168,9 @@ where
     for (rule, n) in &ctx.redactions {
         gw.metrics.decisions_n(rule, "redact", *n);
     }
-    let mut record = audit_record(&ctx, &gw.policy().scanner, endpoint_name, status, start);
+    let policy = gw.policy();
+    let mut record = audit_record(&ctx, &policy.scanner, endpoint_name, status, start);
+    record = ctx.client.into_record(record, &policy.scanner, &policy.listen.trusted_proxies);
     if let Some(p) = blocked_payload(&gw, &ctx) {
         record = record.with("payload", p);
     }
@@ -172,6 +180,10 @@ where
         return resp;
     }
     gw.metrics.in_flight(-1);
+    if let Some(c) = ctx.capture.take() {
+        // Before the record is audited: an incident it opens finds this exchange in the ring.
+        gw.forensics.capture(&record, c, &policy.scanner);
+    }
     crate::incident::audited(&gw, record).await;
     resp
 }
@@ -335,6 +347,9 @@ where
         if policy.audit.store_blocked_payloads {
             ctx.payload = Some(bytes.clone());
         }
+        if let Some(c) = ctx.capture.as_mut() {
+            c.set_request(bytes.clone());
+        }
         let parsed = ReqBody::parse(endpoint, &bytes).map_err(|e| match e {
             BodyError::Json(m) => GatewayError::BadJson(m),
             BodyError::Shape(m) => GatewayError::BadRequest(m),
@@ -384,6 +399,11 @@ where
     let route = policy.route_entry(endpoint.api(), ctx.model.as_deref());
     let up = route.and_then(|r| policy.upstreams.get(&r.upstream)).ok_or(GatewayError::NoRoute)?.clone();
     ctx.upstream = Some(up.name.clone());
+    // The upstream's circuit breaker (a reply scripted in-process contacts no upstream).
+    let scripted_reply = parts.extensions.get::<super::script::ScriptedReply>();
+    let (up, guard) =
+        if scripted_reply.is_some() { (up, None) } else { through_breaker(gw, policy, route, up, ctx).await? };
+    ctx.upstream = Some(up.name.clone());
     if let (Some((b, _)), Some(mp)) = (parsed.as_mut(), policy.prompt_for(&key, route)) {
         ctx.prompt = Some(inject_prompt(mp, &snap, endpoint, b)?);
     }
@@ -407,16 +427,20 @@ where
         last_user_text: &last_user,
         system_text: &system,
         inputs,
-        scripted: parts.extensions.get::<super::script::ScriptedReply>(),
+        scripted: scripted_reply,
     };
     // A shutdown whose drain time is up answers a request still waiting for its upstream with 503
     // in the caller's format, as it ends the open streams, rather than dropping the connection.
     let closed = gw.closed();
     tokio::pin!(closed);
     let resp = tokio::select! {
-        resp = upstream::send(&active.clients, &up, out, &policy.limits) => resp?,
+        resp = upstream::send(&active.clients, &up, out, &policy.limits) => resp,
         () = &mut closed => return Err(GatewayError::ShuttingDown),
     };
+    if let Some(g) = guard {
+        g.finish(gw, &resp).await;
+    }
+    let resp = resp?;
     // 10. response
     let (head, upstream_body) = resp.into_parts();
     let is_sse = head
@@ -440,6 +464,7 @@ where
                 request_id: ctx.request_id.to_str().unwrap_or("").to_owned(),
                 upstream: up.name.clone(),
                 permit: Some(permit),
+                capture: ctx.capture.take(),
             },
             upstream: upstream_body,
             tx,
@@ -477,8 +502,35 @@ where
         ctx.decisions.push(("tenants.cross_tenant", "detect"));
     }
     drop(permit);
+    if let Some(c) = ctx.capture.as_mut() {
+        c.set_response(&bytes);
+    }
     out.body(full(bytes))
         .map_err(|e| GatewayError::UpstreamInvalid { upstream: up.name.clone(), detail: e.to_string() })
+}
+
+/// The upstream a request goes to, through its circuit breaker: the route's upstream while its
+/// circuit lets requests through; while it is open, the route's fallback (through the fallback's own
+/// breaker), else a 503 at once. Upstreams without a breaker cost nothing here.
+async fn through_breaker(
+    gw: &Gateway,
+    policy: &crate::config::Policy,
+    route: Option<&crate::config::Route>,
+    up: Arc<crate::config::Upstream>,
+    ctx: &mut Ctx,
+) -> Result<(Arc<crate::config::Upstream>, Option<super::health::Guard>), GatewayError> {
+    let breaker = |u: &crate::config::Upstream| u.circuit.as_ref().and_then(|_| gw.circuits.upstream(&u.name));
+    let open = match super::health::admit(gw, breaker(&up), up.circuit.as_ref()).await {
+        Ok(g) => return Ok((up, g)),
+        Err(open) => open,
+    };
+    if let Some(fb) = route.and_then(|r| r.fallback.as_deref()).and_then(|n| policy.upstreams.get(n)) {
+        if let Ok(g) = super::health::admit(gw, breaker(fb), fb.circuit.as_ref()).await {
+            ctx.decisions.push(("upstream.fallback", "modify"));
+            return Ok((fb.clone(), g));
+        }
+    }
+    Err(super::health::refused(&up.name, false, open))
 }
 
 /// Puts the live version of a managed prompt, with its canary, first in the request. Fails closed

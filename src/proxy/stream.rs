@@ -22,6 +22,7 @@ use super::toolcalls::{EventAction, StreamFilter};
 use super::Gateway;
 use crate::audit::Record;
 use crate::config::{KeyEntry, Policy};
+use crate::forensics::kept;
 use crate::inspect::redact::{LinkGuard, Redacted, StreamRedactor};
 use crate::protocol::sse::SseFramer;
 use crate::protocol::{error_event, Endpoint, ErrorKind};
@@ -45,6 +46,9 @@ pub struct StreamCtx {
     pub upstream: String,
     /// Concurrency permit, held for the stream's life.
     pub permit: Option<crate::proxy::Permit>,
+    /// The request's payloads, kept only while `[forensics]` is on: the bytes the client is sent
+    /// are added to it (bounded) and it is captured with the stream's audit record.
+    pub capture: Option<crate::forensics::Capture>,
 }
 
 enum End {
@@ -82,13 +86,14 @@ pub fn spawn(p: Pending, record: Record, started: Instant) {
 }
 
 async fn pump(
-    ctx: StreamCtx,
+    mut ctx: StreamCtx,
     mut upstream: Body,
     tx: mpsc::Sender<Bytes>,
     mut switches: watch::Receiver<Arc<Snapshot>>,
     record: Record,
     started: Instant,
 ) {
+    let mut capture = ctx.capture.take();
     let limits = &ctx.policy.limits;
     let mut framer = SseFramer::new(limits.max_response_body);
     let guard = link_guard(&ctx.policy, switches.borrow().clone());
@@ -146,7 +151,7 @@ async fn pump(
                     Ok(Some(last)) => {
                         let mut batch = bytes::BytesMut::new();
                         let framed = filtered(last, &mut filter, &ctx, &snap, &mut batch);
-                        if !batch.is_empty() && tx.send(batch.freeze()).await.is_err() {
+                        if !batch.is_empty() && tx.send(kept(&mut capture, batch.freeze())).await.is_err() {
                             End::ClientGone
                         } else {
                             framed.map_or_else(End::Broken, |()| end_of(&filter))
@@ -190,11 +195,11 @@ async fn pump(
         }
         if let Err(e) = framed {
             if !batch.is_empty() {
-                let _ = tx.send(batch.freeze()).await;
+                let _ = tx.send(kept(&mut capture, batch.freeze())).await;
             }
             break 'outer End::Broken(e);
         }
-        if !batch.is_empty() && tx.send(batch.freeze()).await.is_err() {
+        if !batch.is_empty() && tx.send(kept(&mut capture, batch.freeze())).await.is_err() {
             break 'outer End::ClientGone;
         }
     };
@@ -207,7 +212,7 @@ async fn pump(
         if !rest.is_empty() {
             let mut batch = bytes::BytesMut::new();
             rest.iter().for_each(|e| batch.extend_from_slice(e));
-            let _ = tx.send(batch.freeze()).await;
+            let _ = tx.send(kept(&mut capture, batch.freeze())).await;
         }
     }
     // What the stream's inspection found goes into its one audit record (rule ids, counts and tool
@@ -249,13 +254,15 @@ async fn pump(
         End::ClientGone => "client_gone",
         End::Closing => {
             let e = super::error::GatewayError::ShuttingDown;
-            let _ = tx.send(error_event(ctx.endpoint, e.kind(), &e.to_string(), e.code())).await;
+            let _ = tx.send(kept(&mut capture, error_event(ctx.endpoint, e.kind(), &e.to_string(), e.code()))).await;
             gw.metrics.decision(e.reason(), "terminate_stream");
             facts.decisions.push((e.reason(), "terminate_stream"));
             "shutdown"
         }
         End::Cut(rule, msg) => {
-            let _ = tx.send(error_event(ctx.endpoint, ErrorKind::Permission, &msg, "stream_terminated")).await;
+            let _ = tx
+                .send(kept(&mut capture, error_event(ctx.endpoint, ErrorKind::Permission, &msg, "stream_terminated")))
+                .await;
             gw.metrics.stream_terminated();
             gw.metrics.decision(rule, "terminate_stream");
             facts.decisions.push((rule, "terminate_stream"));
@@ -263,7 +270,9 @@ async fn pump(
         }
         End::Broken(detail) => {
             let msg = format!("the upstream stream from `{}` broke off: {detail}", ctx.upstream);
-            let _ = tx.send(error_event(ctx.endpoint, ErrorKind::Api, &msg, "upstream_stream_error")).await;
+            let _ = tx
+                .send(kept(&mut capture, error_event(ctx.endpoint, ErrorKind::Api, &msg, "upstream_stream_error")))
+                .await;
             gw.metrics.decision("upstream.broken_stream", "error");
             facts.decisions.push(("upstream.broken_stream", "error"));
             facts.detail = Some(detail);
@@ -272,7 +281,11 @@ async fn pump(
     };
     // Written before the body ends, so that a containment plan it fires is in force when the
     // client's stream is over; the request counts as in flight until then.
-    crate::incident::audited(gw, facts.into_record(record, started)).await;
+    let record = facts.into_record(record, started);
+    if let Some(c) = capture {
+        gw.forensics.capture(&record, c, &ctx.policy.scanner);
+    }
+    crate::incident::audited(gw, record).await;
     gw.metrics.in_flight(-1);
     drop(tx);
     drop(ctx.permit);

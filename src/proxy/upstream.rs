@@ -82,7 +82,7 @@ impl ClientSet {
     }
 }
 
-fn new_client(extra_ca: Option<&std::path::Path>, limits: &Limits) -> Result<HttpClient, String> {
+pub(crate) fn new_client(extra_ca: Option<&std::path::Path>, limits: &Limits) -> Result<HttpClient, String> {
     let tls = super::tls::client_config(extra_ca)?;
     let mut http = HttpConnector::new();
     http.enforce_http(false);
@@ -232,11 +232,21 @@ async fn http_send(
         Err(_) => return Err(GatewayError::UpstreamTimeout(up.name.clone())),
         Ok(Err(e)) => {
             tracing::warn!(upstream = %up.name, error = %e, "upstream request failed");
-            return Err(GatewayError::UpstreamUnavailable(up.name.clone()));
+            return Err(GatewayError::UpstreamUnavailable(up.name.clone(), transport_failure(&e)));
         }
         Ok(Ok(r)) => r,
     };
     Ok(resp.map(|b| b.map_err(|e| Box::new(e) as super::body::BoxError).boxed()))
+}
+
+/// The class of a transport error, for the circuit breaker: the connection could not be made, or it
+/// broke before the answer.
+pub(crate) fn transport_failure(e: &hyper_util::client::legacy::Error) -> crate::circuit::Failure {
+    if e.is_connect() {
+        crate::circuit::Failure::Connect
+    } else {
+        crate::circuit::Failure::Reset
+    }
 }
 
 /// The scripted upstream: the first reply whose `when_contains` is in the last user message,

@@ -49,6 +49,8 @@ impl Offline {
         // The scratch trail gets a scratch key (generated beside it), never the production one.
         policy.audit.key = None;
         policy.audit.previous_key = None;
+        // Replayed attacks are not evidence: the policy's evidence store is never touched.
+        policy.forensics = None;
         let audit_path = policy.storage.audit_file.clone();
         let gw = match Gateway::start(policy, source, Arc::new(Metrics::default())).await {
             Ok(gw) => gw,

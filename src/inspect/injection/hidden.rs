@@ -88,13 +88,18 @@ impl View {
         };
         let s = at(start).map_or(0, |g| g.orig + (start - g.view) * g.width);
         let e = match end.checked_sub(1).and_then(|last| at(last).map(|g| (last, g))) {
+            // An inserted or re-spelled piece ends where the next piece starts.
+            Some((_, g)) if g.width == 0 => {
+                let k = self.segs.partition_point(|s| s.view <= end.saturating_sub(1));
+                self.segs.get(k).map_or(g.orig, |n| n.orig.max(g.orig))
+            }
             Some((last, g)) => g.orig + (last - g.view) * g.width + g.width,
             None => s,
         };
         (s, e.max(s))
     }
 
-    fn push_seg(&mut self, orig: usize, width: usize, bytes: &str) {
+    pub(super) fn push_seg(&mut self, orig: usize, width: usize, bytes: &str) {
         let view = self.text.len();
         match self.segs.last() {
             Some(l) if l.width == width && width > 0 && l.orig + (view - l.view) * width == orig => {}
@@ -155,7 +160,7 @@ fn legit(text: &str, i: usize, c: char, prev: Option<char>, next: Option<char>) 
 }
 
 /// End of the escape sequence starting at `i` (ESC or U+009B).
-fn ansi_end(b: &[u8], i: usize) -> usize {
+pub(super) fn ansi_end(b: &[u8], i: usize) -> usize {
     let intro_len = match (b.get(i), b.get(i + 1)) {
         (Some(0x1b), Some(b'[')) | (Some(0xC2), Some(0x9B)) => 2,
         (Some(0x1b), Some(b']')) => {

@@ -27,7 +27,10 @@
 //! ```
 
 mod catalog;
+mod context;
+pub mod eval;
 mod hidden;
+mod normalize;
 #[cfg(test)]
 mod tests;
 
@@ -40,6 +43,21 @@ use regex::{Regex, RegexBuilder};
 use self::catalog::{Pat, BUILTIN};
 use super::rule::Severity;
 pub(crate) use super::scanner::{ceil, floor};
+
+/// An encoding whose decoded text is scanned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Enc {
+    Base64 = 0,
+    Hex = 1,
+    Base32 = 2,
+    Url = 3,
+    Rot13 = 4,
+}
+
+/// How deep encodings inside encodings are decoded.
+const DECODE_DEPTH: u8 = 2;
+/// Longest text read in ROT13.
+const ROT13_MAX: usize = 64 << 10;
 
 /// What `strip` puts where a signature matched.
 pub const REMOVED: &str = "[removed by policy]";
@@ -170,6 +188,26 @@ pub struct Hit<'s> {
     /// Byte range in the scanned text (for base64, the whole run; for TAG-smuggled text, the TAG
     /// characters that spell it).
     pub range: Range<usize>,
+    /// Only flagged, never blocked or stripped, when the text is user input (chat-template tokens,
+    /// ANSI escapes, attack phrases quoted in a question about them).
+    pub user_flag_only: bool,
+}
+
+impl Hit<'_> {
+    /// Whether this hit is only flagged when the text comes from `source`.
+    pub fn flag_only(&self, source: Source) -> bool {
+        self.user_flag_only && source == Source::UserInput
+    }
+}
+
+/// What the signatures make of one text from one source: the hits and the action they call for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assessment<'s> {
+    /// Every hit, sorted by position.
+    pub hits: Vec<Hit<'s>>,
+    /// `None` when nothing hit; the policy's action for the source when at least one hit may be
+    /// enforced there; [`Action::Flag`] when every hit is flag-only for that source.
+    pub action: Option<Action>,
 }
 
 /// The compiled signature set of one policy. Built once, shared, immutable.
@@ -182,7 +220,8 @@ pub struct Signatures {
     targets: Vec<Target>,
     /// Enabled hidden-text signatures, by [`HiddenKind`].
     hidden: [Option<u16>; 4],
-    base64: Option<u16>,
+    /// Enabled encoded-text signatures, by [`Enc`].
+    encoded: [Option<u16>; 5],
     user_input: Action,
     tool_results: Action,
 }
@@ -193,6 +232,8 @@ struct Sig {
     category: Category,
     severity: Severity,
     phrase: Option<Phrase>,
+    /// Only flagged in user input (see [`Hit::user_flag_only`]).
+    user_flag_only: bool,
 }
 
 #[derive(Debug)]
@@ -209,7 +250,15 @@ struct Phrase {
 #[derive(Debug)]
 enum Target {
     Hidden,
+    Rot13,
     Phrase(Vec<u16>),
+}
+
+/// What the prefilter saw besides phrase keywords.
+#[derive(Debug, Clone, Copy, Default)]
+struct Seen {
+    hidden: bool,
+    rot13: bool,
 }
 
 /// A hit before it is tied to its signature.
@@ -280,7 +329,11 @@ impl Signatures {
         let mut keywords: Vec<Vec<u8>> = hidden::TRIGGERS.iter().map(|t| t.to_vec()).collect();
         let mut targets: Vec<Target> = hidden::TRIGGERS.iter().map(|_| Target::Hidden).collect();
         let mut hidden_sigs = [None; 4];
-        let mut base64 = None;
+        let mut encoded = [None; 5];
+        for t in normalize::ROT13_TRIGGERS {
+            keywords.push(t.as_bytes().to_vec());
+            targets.push(Target::Rot13);
+        }
         let add_keyword = |k: &str, si: u16, keywords: &mut Vec<Vec<u8>>, targets: &mut Vec<Target>| {
             let k = k.to_ascii_lowercase().into_bytes();
             match keywords.iter().position(|x| *x == k) {
@@ -302,8 +355,8 @@ impl Signatures {
                     hidden_sigs[*kind as usize] = Some(si);
                     None
                 }
-                Pat::Base64 => {
-                    base64 = Some(si);
+                Pat::Encoded(enc) => {
+                    encoded[*enc as usize] = Some(si);
                     None
                 }
                 Pat::Phrase { keywords: ks, pattern, before, line_start, negatable } => {
@@ -330,7 +383,13 @@ impl Signatures {
                     }
                 }
             };
-            sigs.push(Sig { id: spec.id.to_owned(), category: spec.category, severity: spec.severity, phrase });
+            sigs.push(Sig {
+                id: spec.id.to_owned(),
+                category: spec.category,
+                severity: spec.severity,
+                phrase,
+                user_flag_only: catalog::user_flag_only(spec),
+            });
         }
         for c in cfg.custom.iter().filter(|c| !disabled.contains(c.id.as_str())) {
             let si = sigs.len() as u16;
@@ -355,6 +414,7 @@ impl Signatures {
                         category: Category::Custom,
                         severity: c.severity,
                         phrase: Some(phrase),
+                        user_flag_only: false,
                     });
                 }
                 Err(e) => errors.push(format!("injection.custom `{}`: invalid pattern: {e}", c.id)),
@@ -376,7 +436,7 @@ impl Signatures {
             automaton,
             targets,
             hidden: hidden_sigs,
-            base64,
+            encoded,
             user_input: cfg.user_input,
             tool_results: cfg.tool_results,
         };
@@ -387,24 +447,61 @@ impl Signatures {
     /// reported.
     pub fn scan(&self, text: &str) -> Vec<Hit<'_>> {
         let mut raw = Vec::new();
-        if self.phrases(text, true, &mut raw) {
+        let seen = self.phrases(text, true, &mut raw);
+        if seen.hidden {
             raw.clear();
             self.scan_hidden(text, &mut raw);
         }
-        if let Some(si) = self.base64 {
-            self.scan_base64(text, si, &mut raw);
+        if self.encoded.iter().any(Option::is_some) {
+            self.scan_encoded(text, seen, DECODE_DEPTH, &mut raw);
+        }
+        if normalize::needs_fold(text) {
+            if let Some(view) = normalize::fold(text) {
+                let mut inner = Vec::new();
+                let s = self.phrases(&view.text, false, &mut inner);
+                self.scan_encoded(&view.text, s, 1, &mut inner);
+                for r in inner {
+                    let (start, end) = view.map(r.start, r.end);
+                    if end > start {
+                        raw.push(Raw { sig: r.sig, start, end });
+                    }
+                }
+            }
         }
         if raw.is_empty() {
             return Vec::new();
         }
         raw.sort_unstable_by_key(|r| (r.start, r.end, r.sig));
         raw.dedup();
+        let mut ctx: Option<context::Context> = None;
         raw.into_iter()
             .filter_map(|r| {
                 let s = self.sigs.get(r.sig as usize)?;
-                Some(Hit { id: &s.id, category: s.category, severity: s.severity, range: r.start..r.end })
+                let user_flag_only = s.user_flag_only
+                    || (context::quotable(s.category)
+                        && ctx.get_or_insert_with(|| context::Context::new(text)).downgrades(text, r.start, r.end));
+                Some(Hit {
+                    id: &s.id,
+                    category: s.category,
+                    severity: s.severity,
+                    range: r.start..r.end,
+                    user_flag_only,
+                })
             })
             .collect()
+    }
+
+    /// The hits in `text` and the action they call for when it comes from `source`.
+    pub fn assess(&self, text: &str, source: Source) -> Assessment<'_> {
+        let hits = self.scan(text);
+        let action = if hits.is_empty() {
+            None
+        } else if hits.iter().any(|h| !h.flag_only(source)) {
+            Some(self.action(source))
+        } else {
+            Some(Action::Flag)
+        };
+        Assessment { hits, action }
     }
 
     /// `text` with hidden characters removed and every other hit replaced by [`REMOVED`]; `None`
@@ -437,22 +534,29 @@ impl Signatures {
         Some(out)
     }
 
-    /// Runs the phrase signatures over `text`. With `stop_on_hidden`, returns `true` as soon as an
+    /// Runs the phrase signatures over `text`. With `stop_on_hidden`, stops as soon as an
     /// invisible character or ESC is seen (the caller then scans the normalised view instead).
-    fn phrases(&self, text: &str, stop_on_hidden: bool, out: &mut Vec<Raw>) -> bool {
-        let Some(ac) = &self.automaton else { return false };
+    fn phrases(&self, text: &str, stop_on_hidden: bool, out: &mut Vec<Raw>) -> Seen {
+        let mut seen = Seen::default();
+        let Some(ac) = &self.automaton else { return seen };
         for m in ac.find_overlapping_iter(text) {
             match self.targets.get(m.pattern().as_usize()) {
-                Some(Target::Hidden) if stop_on_hidden => return true,
+                Some(Target::Hidden) => {
+                    seen.hidden = true;
+                    if stop_on_hidden {
+                        return seen;
+                    }
+                }
+                Some(Target::Rot13) => seen.rot13 = true,
                 Some(Target::Phrase(list)) => {
                     for &si in list {
                         self.try_phrase(text, si, m.start(), m.end(), out);
                     }
                 }
-                _ => {}
+                None => {}
             }
         }
-        false
+        seen
     }
 
     fn try_phrase(&self, text: &str, si: u16, hs: usize, he: usize, out: &mut Vec<Raw>) {
@@ -513,22 +617,68 @@ impl Signatures {
         }
     }
 
-    fn scan_base64(&self, text: &str, si: u16, out: &mut Vec<Raw>) {
+    /// Encoded spans whose decoded text hits a phrase signature (decoding `depth` levels deep).
+    fn scan_encoded(&self, text: &str, seen: Seen, depth: u8, out: &mut Vec<Raw>) {
+        if depth == 0 {
+            return;
+        }
         let mut budget = hidden::B64_BUDGET;
-        let mut inner = Vec::new();
+        let enc = |e: Enc| self.encoded[e as usize];
         for (start, end) in hidden::base64_runs(text) {
             if budget == 0 {
                 break;
             }
-            let Some(decoded) = text.get(start..end).and_then(|run| hidden::decode_text(run, &mut budget)) else {
-                continue;
+            let Some(run) = text.get(start..end) else { continue };
+            let body = run.trim_end_matches('=');
+            let hex = body.len() % 2 == 0 && body.bytes().all(|c| c.is_ascii_hexdigit());
+            let b32 = body.bytes().all(|c| c.is_ascii_uppercase() || (b'2'..=b'7').contains(&c));
+            let (si, decoded) = if hex {
+                budget = budget.saturating_sub(run.len());
+                (enc(Enc::Hex), normalize::hex_decode(body))
+            } else if b32 && body.len() % 8 != 1 && normalize::base32_decode(body).is_some() {
+                budget = budget.saturating_sub(run.len());
+                (enc(Enc::Base32), normalize::base32_decode(body))
+            } else {
+                (enc(Enc::Base64), hidden::decode_text(run, &mut budget))
             };
-            inner.clear();
-            self.phrases(&decoded, false, &mut inner);
-            if !inner.is_empty() {
+            let (Some(si), Some(decoded)) = (si, decoded) else { continue };
+            if self.decoded_hits(&decoded, depth) {
                 out.push(Raw { sig: si, start, end });
             }
         }
+        if let Some(si) = enc(Enc::Url) {
+            if memchr::memchr(b'%', text.as_bytes()).is_some() {
+                for (start, end) in normalize::url_runs(text) {
+                    let Some(decoded) = text.get(start..end).and_then(normalize::url_decode) else { continue };
+                    if self.decoded_hits(&decoded, depth) {
+                        out.push(Raw { sig: si, start, end });
+                    }
+                }
+            }
+        }
+        if let (Some(si), true) = (enc(Enc::Rot13), seen.rot13) {
+            let t = &text[..floor(text, text.len().min(ROT13_MAX))];
+            let plain = normalize::rot13(t);
+            let mut inner = Vec::new();
+            self.phrases(&plain, false, &mut inner);
+            // ROT13 keeps every offset.
+            out.extend(inner.into_iter().map(|r| Raw { sig: si, start: r.start, end: r.end }));
+        }
+    }
+
+    /// Whether decoded text hits a phrase signature, directly, folded, or through a further encoding.
+    fn decoded_hits(&self, decoded: &str, depth: u8) -> bool {
+        let mut inner = Vec::new();
+        let seen = self.phrases(decoded, false, &mut inner);
+        if inner.is_empty() && normalize::needs_fold(decoded) {
+            if let Some(v) = normalize::fold(decoded) {
+                self.phrases(&v.text, false, &mut inner);
+            }
+        }
+        if inner.is_empty() {
+            self.scan_encoded(decoded, seen, depth - 1, &mut inner);
+        }
+        !inner.is_empty()
     }
 }
 
