@@ -807,3 +807,62 @@ async fn mutual_tls_on_the_proxy_listener() {
     let r = async { connect(&addr(&g.proxy), client(&ca, None, &["h2"])).await?.chat().await }.await;
     assert!(r.is_err(), "the proxy listener served a client without a certificate");
 }
+
+/// The console over mTLS: the login page offers the certificate's identity, a certificate login
+/// opens a session with the `[[admins]]` role, and the cookie is `Secure` on a TLS listener.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_logs_in_by_client_certificate_with_a_secure_cookie() {
+    let listen = format!(
+        "admin_tls = {{ {SERVER}, client_ca_file = \"pki/ca.pem\" }}\n\n\
+         [[admins]]\nid = \"bob\"\ncert_identity = \"bob\"\nrole = \"responder\"\n"
+    );
+    let (g, tmp) = start(&listen);
+    let pki = tmp.path().join("pki");
+    let cfg = |name: &str| {
+        client(
+            &pki.join("ca.pem"),
+            Some((&pki.join(format!("client-{name}.pem")), &pki.join(format!("client-{name}.key")))),
+            &["http/1.1"],
+        )
+    };
+    async fn exchange(
+        c: &mut Conn,
+        method: &str,
+        path: &str,
+        cookie: &str,
+        form: &str,
+    ) -> (u16, http::HeaderMap, String) {
+        let mut req = http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", &c.authority)
+            .header("content-type", "application/x-www-form-urlencoded");
+        if !cookie.is_empty() {
+            req = req.header("cookie", cookie);
+        }
+        let req = req.body(Full::new(Bytes::from(form.to_owned()))).expect("request");
+        let Sender::H1(s) = &mut c.sender else { panic!("http/1.1 was asked for") };
+        s.ready().await.expect("ready");
+        let resp = s.send_request(req).await.expect("response");
+        let (status, headers) = (resp.status().as_u16(), resp.headers().clone());
+        let body = resp.into_body().collect().await.expect("body").to_bytes();
+        (status, headers, String::from_utf8_lossy(&body).into_owned())
+    }
+    let mut bob = connect(&addr(&g.admin), cfg("bob")).await.expect("handshake");
+    let (status, _, page) = exchange(&mut bob, "GET", "/console/login", "", "").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("Log in as bob (client certificate)"), "{page}");
+    let (status, headers, _) = exchange(&mut bob, "POST", "/console/login", "", "method=certificate").await;
+    assert_eq!(status, 303);
+    let set = headers.get("set-cookie").and_then(|v| v.to_str().ok()).expect("a session cookie").to_owned();
+    assert!(set.contains("; Secure") && set.contains("HttpOnly") && set.contains("SameSite=Strict"), "{set}");
+    let cookie = set.split(';').next().expect("pair").to_owned();
+    let (status, _, page) = exchange(&mut bob, "GET", "/console/now", &cookie, "").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("bob · responder"), "the session has bob's role");
+    // A certificate that is not an admin identity gets no session.
+    let mut stranger = connect(&addr(&g.admin), cfg("alice")).await.expect("handshake");
+    let (status, headers, _) = exchange(&mut stranger, "POST", "/console/login", "", "method=certificate").await;
+    assert_eq!(status, 401);
+    assert!(headers.get("set-cookie").is_none());
+}

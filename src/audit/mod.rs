@@ -154,6 +154,16 @@ pub fn read_since(
     since: Option<std::time::SystemTime>,
     limit: usize,
 ) -> std::io::Result<Vec<Value>> {
+    read_matching(path, since, limit, |_| true)
+}
+
+/// [`read_since`], keeping only the records `keep` accepts (the newest `limit` of them).
+pub fn read_matching(
+    path: &std::path::Path,
+    since: Option<std::time::SystemTime>,
+    limit: usize,
+    keep: impl Fn(&Value) -> bool,
+) -> std::io::Result<Vec<Value>> {
     use std::io::BufRead;
     let f = match std::fs::File::open(path) {
         Ok(f) => f,
@@ -164,7 +174,7 @@ pub fn read_since(
     for line in std::io::BufReader::new(f).lines() {
         let line = line?;
         let Ok(v) = serde_json::from_str::<Value>(&line) else { continue };
-        let keep = match since {
+        let keep_time = match since {
             None => true,
             Some(s) => v
                 .get("time")
@@ -172,7 +182,7 @@ pub fn read_since(
                 .and_then(|t| humantime::parse_rfc3339(t).ok())
                 .is_some_and(|t| t >= s),
         };
-        if keep {
+        if keep_time && keep(&v) {
             out.push_back(v);
             if out.len() > limit {
                 out.pop_front();

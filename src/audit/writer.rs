@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::{head_path, AuditKey, Record, GENESIS};
 use crate::config::AuditSettings;
@@ -114,7 +114,43 @@ impl Health {
 pub struct Audit {
     tx: mpsc::Sender<Msg>,
     health: Arc<Health>,
+    feed: broadcast::Sender<Arc<str>>,
 }
+
+/// Records kept for live subscribers ([`Audit::subscribe`]) that have not read them yet; a slower
+/// subscriber loses the oldest (it is told how many), the writer never waits.
+const FEED_DEPTH: usize = 256;
+
+/// The fields of a record a live subscriber sees: what identifies the decision and who it concerns,
+/// all already in the trail (session ids as their digest), never the chain fields or payloads.
+const FEED_FIELDS: &[&str] = &[
+    "seq",
+    "time",
+    "kind",
+    "event",
+    "endpoint",
+    "status",
+    "decisions",
+    "stream",
+    "duration_us",
+    "key_id",
+    "tenant",
+    "user",
+    "role",
+    "session",
+    "upstream",
+    "model",
+    "server",
+    "tool",
+    "method",
+    "incident",
+    "severity",
+    "trigger",
+    "actor",
+    "reason",
+    "rule",
+    "after_version",
+];
 
 struct Chain {
     seq: u64,
@@ -207,6 +243,7 @@ impl Audit {
         let good_len = file.metadata().map_err(|source| AuditError::Io { path: path.into(), source })?.len();
         let (tx, rx) = mpsc::channel(8192);
         let health = Arc::new(Health::default());
+        let (feed, _) = broadcast::channel(FEED_DEPTH);
         if let Some((bytes, sha256)) = resumed.torn {
             tracing::warn!(path = %path.display(), bytes, "audit trail ended with an incomplete record (a crash or a full disk during a write); cut it off and recorded that");
             first.push((
@@ -234,12 +271,20 @@ impl Audit {
             metrics,
             failing_since: None,
             last_report: None,
+            feed: feed.clone(),
         };
         std::thread::Builder::new()
             .name("firebreak-audit".into())
             .spawn(move || writer.run(rx, first))
             .map_err(|source| AuditError::Io { path: PathBuf::new(), source })?;
-        Ok(Audit { tx, health })
+        Ok(Audit { tx, health, feed })
+    }
+
+    /// A live feed of the records written from now on, each as a JSON object of [`FEED_FIELDS`]
+    /// (the console's decision stream). Bounded and lossy: a subscriber that falls more than
+    /// [`FEED_DEPTH`] records behind gets `Lagged` and skips ahead; the writer never waits for it.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<str>> {
+        self.feed.subscribe()
     }
 
     /// Why the trail cannot be written right now, or `None` when the last write succeeded.
@@ -323,6 +368,8 @@ struct Writer {
     metrics: Arc<Metrics>,
     failing_since: Option<Instant>,
     last_report: Option<Instant>,
+    /// Live subscribers' feed (see [`Audit::subscribe`]).
+    feed: broadcast::Sender<Arc<str>>,
 }
 
 impl Writer {
@@ -441,6 +488,12 @@ impl Writer {
         self.pending.extend_from_slice(b"\"}\n");
         self.pending_records += 1;
         self.health.tap(&m, &self.metrics);
+        // Nobody listening (the usual case): nothing is built.
+        if self.feed.receiver_count() > 0 {
+            let summary: Map<String, Value> =
+                FEED_FIELDS.iter().filter_map(|k| m.get(*k).map(|v| ((*k).to_owned(), v.clone()))).collect();
+            let _ = self.feed.send(Arc::from(Value::Object(summary).to_string()));
+        }
         true
     }
 

@@ -238,6 +238,7 @@ firebreak demo — embedded policy, scripted upstream, no provider key needed.
 
   AI traffic  http://{proxy}   keys: fb-demo-alice (acme), fb-demo-bob (globex)
   admin API   http://{admin}
+  console     http://{admin}/console   (open it in a browser; log in with the admin token below)
 
 Try, in another terminal:
   curl -s http://{proxy}/v1/chat/completions -H 'Authorization: Bearer fb-demo-alice' \

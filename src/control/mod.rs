@@ -18,6 +18,7 @@ use identity::{Identity, Role};
 
 mod alerts;
 mod circuits;
+pub mod console;
 mod forensics;
 pub mod identity;
 mod mcp_verify;
@@ -33,12 +34,18 @@ pub struct Admin {
     gw: Arc<Gateway>,
     admins: identity::Admins,
     pending: pending::PendingStore,
+    console: console::Console,
 }
 
 impl Admin {
     /// Admin API over `gw`; with no token every protected route answers 503 (fail closed).
     pub fn new(gw: Arc<Gateway>, token: Option<Secret>) -> Arc<Admin> {
-        Arc::new(Admin { gw, admins: identity::Admins::new(token.as_ref()), pending: Default::default() })
+        Arc::new(Admin {
+            gw,
+            admins: identity::Admins::new(token.as_ref()),
+            pending: Default::default(),
+            console: console::Console::default(),
+        })
     }
 
     /// The caller of `req` under the policy in force: an `[[admins]]` identity or the legacy token's.
@@ -77,11 +84,17 @@ impl Admin {
                     }
                 }
             }
+            (_, p) if p == "/console" || p.starts_with("/console/") => return self.console(req).await,
             _ => {}
         }
-        let who = match self.authenticate(&req) {
-            Ok(w) => w,
-            Err(r) => return r.response(),
+        // A console session (cookie; the CSRF token on every change) or the token / mTLS identity.
+        let who = match self.console_auth(&req) {
+            console::ApiAuth::Session(w) => w,
+            console::ApiAuth::Refused(r) => return r,
+            console::ApiAuth::NotConsole => match self.authenticate(&req) {
+                Ok(w) => w,
+                Err(r) => return r.response(),
+            },
         };
         let needed = identity::required_role(&method, &path).unwrap_or(Role::Admin);
         if who.role < needed {
@@ -127,6 +140,12 @@ impl Admin {
             (&Method::GET, p) if p.starts_with("/admin/v1/mcp/servers/") && p.ends_with("/verify") => {
                 let server = p.trim_start_matches("/admin/v1/mcp/servers/").trim_end_matches("/verify").to_owned();
                 mcp_verify::verify(&self.gw, &server).await
+            }
+            (&Method::GET, "/admin/v1/decisions/stream") => self.decision_stream(),
+            (&Method::GET, "/admin/v1/audit/verify") => self.audit_verify().await,
+            (&Method::POST, p) if p.starts_with("/admin/v1/incidents/") && p.ends_with("/checklist") => {
+                let id = p.trim_start_matches("/admin/v1/incidents/").trim_end_matches("/checklist").to_owned();
+                self.tick(req, id, &who).await
             }
             (&Method::GET, "/admin/v1/audit") => self.audit(req.uri().query()).await,
             (&Method::GET, "/admin/v1/incidents") => self.incidents(req.uri().query()).await,
@@ -408,6 +427,75 @@ impl Admin {
         }
     }
 
+    /// `POST /admin/v1/incidents/{id}/checklist` `{"step": n, "done": true|false}`: ticks (or
+    /// unticks) a checklist step.
+    async fn tick(&self, req: Request<Incoming>, id: String, who: &Identity) -> Response<Body> {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Tick {
+            step: usize,
+            #[serde(default = "yes")]
+            done: bool,
+        }
+        fn yes() -> bool {
+            true
+        }
+        let bytes = match read(req).await {
+            Ok(b) => b,
+            Err(r) => return r,
+        };
+        let t: Tick = match serde_json::from_slice(&bytes) {
+            Ok(t) => t,
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_body",
+                    &format!("expected {{\"step\": 0, \"done\": true}}: {e}"),
+                )
+            }
+        };
+        match self.gw.incidents.tick(&self.gw, &id, t.step, t.done, &who.id).await {
+            Ok(i) => json_response(StatusCode::OK, &json!({ "incident": i })),
+            Err(e @ crate::incident::IncidentError::NotFound(_)) => {
+                error(StatusCode::NOT_FOUND, "unknown_incident", &e.to_string())
+            }
+            Err(e @ crate::incident::IncidentError::NoStep(..)) => {
+                error(StatusCode::BAD_REQUEST, "unknown_step", &e.to_string())
+            }
+            Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "persist_failed", &e.to_string()),
+        }
+    }
+
+    /// `GET /admin/v1/audit/verify`: `audit verify` of the live trail with the gateway's keys.
+    async fn audit_verify(&self) -> Response<Body> {
+        let policy = self.gw.policy();
+        let path = policy.storage.audit_file.clone();
+        let mut sources = vec![policy
+            .audit
+            .key
+            .clone()
+            .unwrap_or_else(|| crate::config::TokenSource::File(crate::audit::default_key_path(&path)))];
+        sources.extend(policy.audit.previous_key.clone());
+        // Records still queued are written first, so the file and its head agree.
+        let _ = self.gw.audit.flush().await;
+        let r = tokio::task::spawn_blocking(move || {
+            let keys = sources.iter().map(crate::audit::AuditKey::load).collect::<Result<Vec<_>, _>>()?;
+            let opts = crate::audit::VerifyOptions { keys, allow_missing_head: false };
+            // A record written between reading the file and its head reads as a mismatch: try again.
+            let mut last = Err(String::new());
+            for _ in 0..3 {
+                last = crate::audit::verify(&path, &opts).map_err(|e| e.to_string());
+                if last.is_ok() {
+                    break;
+                }
+            }
+            last
+        })
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()));
+        json_response(StatusCode::OK, &console::verify_json(&r))
+    }
+
     /// Runs a containment plan by hand for a principal, as one atomic batch.
     async fn playbook(&self, req: Request<Incoming>, plan: String, who: &Identity) -> Response<Body> {
         // No deny_unknown_fields: serde does not support it together with flatten.
@@ -498,36 +586,25 @@ impl Admin {
     }
 
     async fn audit(&self, query: Option<&str>) -> Response<Body> {
-        let mut since = None;
-        let mut limit = 1000usize;
-        for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            match k {
-                "since" => match parse_since(v) {
-                    Some(t) => since = Some(t),
-                    None => {
-                        return error(
-                            StatusCode::BAD_REQUEST,
-                            "invalid_since",
-                            "since must be RFC 3339 (2026-11-23T10:00:00Z) or a duration back from now (30m, 24h)",
-                        )
-                    }
-                },
-                "limit" => match v.parse() {
-                    Ok(n) if n > 0 => limit = n,
-                    _ => return error(StatusCode::BAD_REQUEST, "invalid_limit", "limit must be a positive number"),
-                },
-                _ => {
-                    return error(
-                        StatusCode::BAD_REQUEST,
-                        "unknown_parameter",
-                        &format!("unknown parameter `{k}`; use since and limit"),
-                    )
-                }
+        let q = match console::audit::AuditQuery::parse(query.unwrap_or("")) {
+            Ok(q) => q,
+            Err(m) => {
+                let code = if m.starts_with("since") || m.starts_with("until") {
+                    "invalid_since"
+                } else if m.starts_with("limit") {
+                    "invalid_limit"
+                } else {
+                    "unknown_parameter"
+                };
+                return error(StatusCode::BAD_REQUEST, code, &m);
             }
-        }
+        };
         let path = self.gw.policy().storage.audit_file.clone();
-        match tokio::task::spawn_blocking(move || crate::audit::read_since(&path, since, limit)).await {
+        match tokio::task::spawn_blocking(move || {
+            crate::audit::read_matching(&path, q.since, q.limit, |r| q.matches(r))
+        })
+        .await
+        {
             Ok(Ok(records)) => json_response(StatusCode::OK, &json!({"records": records})),
             Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, "audit_read_failed", &e.to_string()),
             Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "audit_read_failed", &e.to_string()),

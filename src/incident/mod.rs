@@ -122,6 +122,17 @@ pub struct Note {
     pub text: String,
 }
 
+/// A checklist step marked done.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Tick {
+    /// Index into the incident's checklist.
+    pub step: usize,
+    /// Who.
+    pub actor: String,
+    /// When.
+    pub time: String,
+}
+
 /// An incident.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Incident {
@@ -150,6 +161,9 @@ pub struct Incident {
     pub actions: Vec<Taken>,
     /// The investigation checklist of its kind.
     pub checklist: Vec<String>,
+    /// The checklist steps done, by index into `checklist`, with who ticked them and when.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ticked: Vec<Tick>,
     /// Notes.
     #[serde(default)]
     pub notes: Vec<Note>,
@@ -197,6 +211,9 @@ pub enum IncidentError {
     /// No such incident.
     #[error("no incident `{0}`")]
     NotFound(String),
+    /// No such checklist step.
+    #[error("incident `{0}` has no checklist step {1} (it has {2}, numbered from 0)")]
+    NoStep(String, usize, usize),
 }
 
 /// The incident engine of a running gateway.
@@ -612,6 +629,7 @@ impl Engine {
                 evidence: vec![ev.clone()],
                 actions: Vec::new(),
                 checklist: checklist::for_trigger(&trigger.name).into_iter().map(str::to_owned).collect(),
+                ticked: Vec::new(),
                 notes: Vec::new(),
                 resolved_at: None,
             };
@@ -711,6 +729,34 @@ impl Engine {
     /// One incident.
     pub async fn get(&self, id: &str) -> Option<Incident> {
         self.book.lock().await.incidents.iter().find(|i| i.id == id).cloned()
+    }
+
+    /// Marks checklist step `step` of an incident done (or not done again), audited as `kind:
+    /// incident, event: checklist_ticked | checklist_unticked` with the step's text.
+    pub async fn tick(
+        &self,
+        gw: &Gateway,
+        id: &str,
+        step: usize,
+        done: bool,
+        actor: &str,
+    ) -> Result<Incident, IncidentError> {
+        let mut book = self.book.lock().await;
+        let inc = book.incidents.iter_mut().find(|i| i.id == id).ok_or_else(|| IncidentError::NotFound(id.into()))?;
+        let Some(text) = inc.checklist.get(step).cloned() else {
+            return Err(IncidentError::NoStep(id.into(), step, inc.checklist.len()));
+        };
+        inc.ticked.retain(|t| t.step != step);
+        if done {
+            inc.ticked.push(Tick { step, actor: actor.into(), time: now_rfc3339() });
+            inc.ticked.sort_by_key(|t| t.step);
+        }
+        let out = inc.clone();
+        let event = if done { "checklist_ticked" } else { "checklist_unticked" };
+        let rec = incident_record(&out, event).with("actor", actor).with("step", step).with("step_text", text);
+        let _ = gw.audit.record_durable(rec).await;
+        self.save(&mut book).await?;
+        Ok(out)
     }
 
     /// Resolves an incident with a note (switches stay as they are: lifting them is a separate,
