@@ -155,6 +155,29 @@ async fn circuit(gw: &Gateway, name: &str) -> Value {
         .unwrap_or_else(|| panic!("no circuit `{name}` in {v}"))
 }
 
+/// The console's Now page, logged in with the admin token.
+async fn console_now(gw: &Gateway) -> String {
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let login = client
+        .post(format!("{}/console/login", gw.admin))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={}", common::ADMIN_TOKEN))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(login.status(), 303, "console login");
+    let cookie = login
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .expect("session cookie")
+        .to_owned();
+    let page = client.get(format!("{}/console/now", gw.admin)).header("cookie", cookie).send().await.expect("console");
+    assert_eq!(page.status(), 200);
+    page.text().await.expect("page")
+}
+
 /// The `kind: circuit` audit records so far.
 fn circuit_records(gw: &Gateway) -> Vec<Value> {
     std::fs::read_to_string(gw.dir.join("audit.jsonl"))
@@ -233,6 +256,10 @@ half_open_probes = 1
     assert_eq!(c["consecutive_failures"], 3, "{c}");
     assert_eq!(c["last_error"], "status_5xx", "{c}");
     assert!(c["time_in_state_ms"].is_u64() && c["since"].is_string(), "{c}");
+    // The console's Now page shows the open circuit, as the API does.
+    let now = console_now(&gw).await;
+    let row = now.find("data-state=\"open\"").map(|at| &now[at..now[at..].find("</tr>").map_or(now.len(), |e| at + e)]);
+    assert!(row.is_some_and(|r| r.contains("oai") && r.contains("status_5xx")), "no open `oai` row: {now}");
     // Another upstream's circuit is not affected.
     healthy.push(Reply::json(&upstream::anthropic_json("fine", "claude-test")));
     assert_eq!(call(&gw, "/v1/messages", &messages_body("claude-test", false)).await.status, 200);

@@ -167,6 +167,9 @@ pub async fn now(a: &Admin, s: &Session) -> Markup {
     .ok()
     .and_then(Result::ok)
     .unwrap_or_default();
+    // Upstream and MCP server health (`GET /admin/v1/circuits`), as the API shows it.
+    let circuits: Vec<Value> =
+        a.gw.circuits.status(&a.gw.policy()).iter().filter_map(|c| serde_json::to_value(c).ok()).collect();
     let terminated: BTreeMap<String, _> =
         snap.terminated_sessions.iter().map(|(k, v)| (crate::audit::session_digest(k), v.clone())).collect();
     let body = html! {
@@ -214,6 +217,26 @@ pub async fn now(a: &Admin, s: &Session) -> Markup {
             (entries("Disabled endpoints", "disabled-endpoints", &snap.disabled_endpoints, String::clone))
             (entries("Blocked egress", "blocked-egress", &snap.blocked_egress, String::clone))
             (entries("Rate-limited users", "limited-users", &snap.limited_users, String::clone))
+        }
+        section.card id="circuits" {
+            h2 { "Circuit breakers " span.count { (circuits.iter().filter(|c| c["enabled"] == true).count()) } }
+            @if circuits.iter().all(|c| c["enabled"] != true) { p.empty { "no breaker configured ([circuit])" } } @else {
+                div.scroll { table {
+                    thead { tr { th { "target" } th { "state" } th { "failure rate" } th { "consecutive failures" } th { "last error" } th { "in state" } } }
+                    tbody {
+                        @for c in circuits.iter().filter(|c| c["enabled"] == true) {
+                            tr data-state=(c["state"].as_str().unwrap_or("")) {
+                                td { (c["kind"].as_str().unwrap_or("")) " " code { (c["name"].as_str().unwrap_or("")) } }
+                                td { (c["state"].as_str().unwrap_or("")) }
+                                td { (c["failure_rate"].as_f64().map(|r| format!("{:.0}%", r * 100.0)).unwrap_or_default()) }
+                                td { (c["consecutive_failures"].as_u64().unwrap_or(0)) }
+                                td { (c["last_error"].as_str().unwrap_or("—")) }
+                                td { (c["time_in_state_ms"].as_u64().map(|ms| format!("{} s", ms / 1000)).unwrap_or_default()) }
+                            }
+                        }
+                    }
+                } }
+            }
         }
         section.card id="prompts" {
             h2 { "Managed prompts " span.count { (snap.prompts.len()) } }
