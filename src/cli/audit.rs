@@ -24,16 +24,10 @@ enum Cmd {
     Verify {
         /// The audit trail (JSONL).
         file: PathBuf,
-        /// A key file (hex or base64); repeat for the keys before a rotation. Default: FILE.key
-        /// when it exists (the key the gateway generates when the policy names none).
-        #[arg(long = "key-file")]
-        key_files: Vec<PathBuf>,
-        /// An environment variable holding a key; repeatable.
-        #[arg(long = "key-env")]
-        key_envs: Vec<String>,
-        /// Take the keys from this policy's [audit] key_* and previous_key_*.
-        #[arg(long)]
-        policy: Option<PathBuf>,
+        /// The audit keys (default: FILE.key when it exists, the key the gateway generates when
+        /// the policy names none).
+        #[command(flatten)]
+        keys: KeyArgs,
         /// Accept a missing or unreadable head file (records removed from the end then go unnoticed).
         #[arg(long)]
         allow_missing_head: bool,
@@ -45,30 +39,33 @@ enum Cmd {
     VerifyBundle {
         /// The bundle (JSON).
         file: PathBuf,
-        /// The audit key file (hex or base64); repeat for the keys before a rotation.
-        #[arg(long = "key-file")]
-        key_files: Vec<PathBuf>,
-        /// An environment variable holding the audit key; repeatable.
-        #[arg(long = "key-env")]
-        key_envs: Vec<String>,
-        /// Take the keys from this policy's [audit] key_* and previous_key_* (default key file:
-        /// the trail's FILE.key).
-        #[arg(long)]
-        policy: Option<PathBuf>,
+        /// The audit keys (with --policy, the default key file is the trail's FILE.key).
+        #[command(flatten)]
+        keys: KeyArgs,
     },
 }
 
-/// The keys named on the command line and in a policy (`audit_file` for the policy's default key).
-fn keys(
+/// Where the audit keys come from: files, environment variables, a policy.
+#[derive(clap::Args, Debug)]
+pub struct KeyArgs {
+    /// A key file (hex or base64); repeat for the keys before a rotation.
+    #[arg(long = "key-file")]
     key_files: Vec<PathBuf>,
+    /// An environment variable holding a key; repeatable.
+    #[arg(long = "key-env")]
     key_envs: Vec<String>,
-    policy: Option<&PathBuf>,
-    audit_file: Option<&std::path::Path>,
-) -> anyhow::Result<Vec<crate::config::TokenSource>> {
+    /// Take the keys from this policy's [audit] key_* and previous_key_*.
+    #[arg(long)]
+    policy: Option<PathBuf>,
+}
+
+/// The keys named on the command line and in a policy (`audit_file` for the policy's default key).
+fn keys(args: KeyArgs, audit_file: Option<&std::path::Path>) -> anyhow::Result<Vec<crate::config::TokenSource>> {
     use crate::config::TokenSource;
+    let KeyArgs { key_files, key_envs, policy } = args;
     let mut sources: Vec<TokenSource> = key_files.into_iter().map(TokenSource::File).collect();
     sources.extend(key_envs.into_iter().map(TokenSource::Env));
-    if let Some(p) = policy {
+    if let Some(p) = &policy {
         let p = crate::config::load(p).with_context(|| format!("loading {}", p.display()))?;
         let trail = audit_file.map_or_else(|| p.storage.audit_file.clone(), std::path::Path::to_path_buf);
         let default = TokenSource::File(crate::audit::default_key_path(&trail));
@@ -80,9 +77,9 @@ fn keys(
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     match a.cmd {
-        Cmd::Verify { file, key_files, key_envs, policy, allow_missing_head } => {
+        Cmd::Verify { file, keys: key_args, allow_missing_head } => {
             use crate::config::TokenSource;
-            let mut sources = keys(key_files, key_envs, policy.as_ref(), Some(&file))?;
+            let mut sources = keys(key_args, Some(&file))?;
             if sources.is_empty() {
                 let beside = crate::audit::default_key_path(&file);
                 if beside.exists() {
@@ -110,8 +107,8 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        Cmd::VerifyBundle { file, key_files, key_envs, policy } => {
-            let sources = keys(key_files, key_envs, policy.as_ref(), None)?;
+        Cmd::VerifyBundle { file, keys: key_args } => {
+            let sources = keys(key_args, None)?;
             let keys = sources.iter().map(AuditKey::load).collect::<Result<Vec<_>, _>>().map_err(anyhow::Error::msg)?;
             super::bundle::verify(&file, &keys)
         }
