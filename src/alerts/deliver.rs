@@ -257,21 +257,7 @@ async fn write_dead_letter(path: &Path, config: &SinkConfig, alert: &Alert, atte
     }
 }
 
-/// The client every sink uses: hyper with rustls (platform roots), HTTP/1.1 and HTTP/2.
+/// The client every sink uses: the gateway's outbound client (platform roots), a small pool.
 pub fn client(connect_timeout: Duration) -> Result<HttpClient, String> {
-    use hyper_util::client::legacy::connect::HttpConnector;
-    let tls = crate::proxy::tls::client_config(None)?;
-    let mut http = HttpConnector::new();
-    http.enforce_http(false);
-    http.set_connect_timeout(Some(connect_timeout));
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config((*tls).clone())
-        .https_or_http()
-        .enable_http1()
-        .enable_http2()
-        .wrap_connector(http);
-    Ok(hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(30))
-        .pool_max_idle_per_host(4)
-        .build(https))
+    crate::proxy::upstream::https_client(None, connect_timeout, Duration::from_secs(30), 4)
 }

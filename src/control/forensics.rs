@@ -16,10 +16,10 @@ impl Admin {
         // who it was done for, as on every admin route.
         let actor = who.id.clone();
         let mut on_behalf_of: Option<String> = None;
-        for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-            match pair.split_once('=') {
-                Some(("actor", v)) if !v.is_empty() => {
-                    on_behalf_of = Some(percent_decode(v).chars().filter(|c| !c.is_control()).take(128).collect())
+        for (k, v) in super::console::form_pairs(query.unwrap_or("")) {
+            match (k.as_str(), v) {
+                ("actor", v) if !v.is_empty() => {
+                    on_behalf_of = Some(v.chars().filter(|c| !c.is_control()).take(128).collect())
                 }
                 _ => return error(StatusCode::BAD_REQUEST, "unknown_parameter", "the only parameter is actor=NAME"),
             }
@@ -95,29 +95,4 @@ impl Admin {
 /// Whether a path is an export request: `/admin/v1/incidents/<id>/export` → the id.
 pub(super) fn export_id(path: &str) -> Option<&str> {
     path.strip_prefix("/admin/v1/incidents/")?.strip_suffix("/export").filter(|id| !id.contains('/'))
-}
-
-/// A query-string value, percent-decoded (`+` is a space); invalid escapes are kept as written.
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'%' if i + 2 < b.len() => {
-                match std::str::from_utf8(&b[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    Some(v) => {
-                        out.push(v);
-                        i += 3;
-                        continue;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            b'+' => out.push(b' '),
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }

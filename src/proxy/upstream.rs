@@ -83,11 +83,22 @@ impl ClientSet {
 }
 
 pub(crate) fn new_client(extra_ca: Option<&std::path::Path>, limits: &Limits) -> Result<HttpClient, String> {
+    https_client(extra_ca, limits.upstream_connect_timeout, Duration::from_secs(90), 256)
+}
+
+/// The gateway's outbound HTTP client: hyper with rustls (platform roots plus `extra_ca`),
+/// HTTP/1.1 and HTTP/2, plain HTTP allowed, no Nagle. Upstreams and alert sinks both use it.
+pub(crate) fn https_client(
+    extra_ca: Option<&std::path::Path>,
+    connect_timeout: Duration,
+    pool_idle_timeout: Duration,
+    pool_max_idle_per_host: usize,
+) -> Result<HttpClient, String> {
     let tls = super::tls::client_config(extra_ca)?;
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
-    http.set_connect_timeout(Some(limits.upstream_connect_timeout));
+    http.set_connect_timeout(Some(connect_timeout));
     let https = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config((*tls).clone())
         .https_or_http()
@@ -95,8 +106,8 @@ pub(crate) fn new_client(extra_ca: Option<&std::path::Path>, limits: &Limits) ->
         .enable_http2()
         .wrap_connector(http);
     Ok(Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(256)
+        .pool_idle_timeout(pool_idle_timeout)
+        .pool_max_idle_per_host(pool_max_idle_per_host)
         .build(https))
 }
 
