@@ -2,10 +2,11 @@
 //!
 //! A [`ServerTls`] holds the listener's rustls configuration behind an `ArcSwap`: every new
 //! handshake loads the one in force, so a reload (SIGHUP, `admin reload`, or the certificate files
-//! changing on disk, polled every few seconds by [`watch`]) swaps it for new handshakes only, and
-//! open connections keep theirs. A new certificate or key that does not load (unreadable, not PEM,
-//! key not matching the certificate, CA not parsing) is refused with a log line and an audit record
-//! (`kind = "tls"`, `event = "cert_reload_rejected"`), and the old configuration stays.
+//! changing on disk, polled every few seconds by `gateway::watch_listener_tls`) swaps it for new
+//! handshakes only, and open connections keep theirs. A new certificate or key that does not load
+//! (unreadable, not PEM, key not matching the certificate, CA not parsing) is refused with a log
+//! line and an audit record (`kind = "tls"`, `event = "cert_reload_rejected"`), and the old
+//! configuration stays.
 //!
 //! The handshake runs in the connection's own task (see `server::Connections::serve`), bounded by
 //! the first-byte timeout, so a slow or silent client never holds up the acceptor. With a client CA
