@@ -83,6 +83,8 @@ fn the_scanner_ignores_comments_strings_and_test_modules() {
         const S: &str = "crate::proxy";
         const R: &str = r#"crate::mcp"#;
         const C: char = '"';
+        const Q: [char; 3] = ['\'', '\n', '\u{22}'];
+        const T: &str = "crate::cli";
         fn f<'a>(x: &'a str) -> &'a str { crate::state::now(); x }
         #[cfg(test)]
         mod tests {
@@ -278,8 +280,9 @@ fn code_only(code: &str) -> String {
         } else if b[i] == b'\'' {
             // A char literal ('x', '\n', '\'', '\u{1F600}', '"'), or a lifetime ('a), left as is.
             let c = &code[i + 1..];
-            let len = if c.starts_with('\\') {
-                c[1..].find('\'').map(|n| n + 2)
+            let len = if let Some(escaped) = c.strip_prefix('\\') {
+                // The escaped character, then anything up to the closing quote ('\u{…}').
+                escaped.get(1..).and_then(|e| e.find('\'')).map(|n| n + 2)
             } else {
                 c.chars().next().map(char::len_utf8).filter(|&n| c[n..].starts_with('\''))
             };
