@@ -2,8 +2,9 @@
 //!
 //! # Layout
 //!
-//! The top-level modules are layered: each uses only modules listed before it, so the module graph
-//! has no cycle (`tests/module_graph.rs` checks it). Lowest first:
+//! The top-level modules are layered: each uses only modules listed before it (but for the edges
+//! `tests/module_graph.rs` lists as being cut), so the module graph has no cycle (that test checks
+//! it). Lowest first:
 //!
 //! - [`protocol`] — wire formats: endpoints, error bodies, SSE framing, request bodies, replies the
 //!   gateway writes itself (safe mode, the scripted upstream).
