@@ -27,11 +27,11 @@ use http::{HeaderMap, HeaderValue};
 use sha2::{Digest, Sha256};
 
 use firebreak::config::Policy;
+use firebreak::gateway::ratelimit::RateLimiter;
+use firebreak::http::authenticate;
 use firebreak::protocol::request::Body;
 use firebreak::protocol::sse::SseFramer;
 use firebreak::protocol::Endpoint;
-use firebreak::proxy::authenticate;
-use firebreak::proxy::ratelimit::RateLimiter;
 use firebreak::proxy::toolcalls::{EventAction, StreamFilter};
 use firebreak::state::{unix_now, Entry, Snapshot, StateStore};
 
@@ -450,8 +450,8 @@ fn config() -> Criterion {
 
 /// The client facts of every audit record: what the request path pays for them.
 fn client_meta(c: &mut Criterion) {
-    use firebreak::proxy::client::ClientMeta;
-    use firebreak::proxy::peer::Peer;
+    use firebreak::http::client::ClientMeta;
+    use firebreak::http::peer::Peer;
     let policy = policy();
     let mut ext = http::Extensions::new();
     ext.insert(Peer::tcp(Some("192.0.2.10:51234".parse().expect("addr"))));

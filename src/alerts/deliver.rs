@@ -20,8 +20,8 @@ use tokio::sync::{mpsc, watch};
 use super::event::Alert;
 use super::format::{self, Context};
 use crate::config::alerts::SinkConfig;
+use crate::http::outbound::HttpClient;
 use crate::metrics::AlertSinkMetrics;
-use crate::proxy::upstream::HttpClient;
 
 /// Largest receiver answer read (the rest is dropped).
 const MAX_ANSWER: usize = 4096;
@@ -259,5 +259,5 @@ async fn write_dead_letter(path: &Path, config: &SinkConfig, alert: &Alert, atte
 
 /// The client every sink uses: the gateway's outbound client (platform roots), a small pool.
 pub fn client(connect_timeout: Duration) -> Result<HttpClient, String> {
-    crate::proxy::upstream::https_client(None, connect_timeout, Duration::from_secs(30), 4)
+    crate::http::outbound::https_client(None, connect_timeout, Duration::from_secs(30), 4)
 }

@@ -18,6 +18,9 @@
 //!
 //! Anomalies ([`anomaly`]): rule spikes (a rule's decisions in one window against the window
 //! before, from the decision counters) and triggers close to firing (the incident engine's windows).
+//!
+//! This module knows nothing of the gateway: the wiring to a running gateway (the tap, the router
+//! task, the spike watch, the incident book's enrichment) is `gateway::alerting`.
 
 pub mod anomaly;
 mod deliver;
@@ -27,22 +30,20 @@ pub mod format;
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use serde_json::{json, Map, Value};
-use tokio::sync::mpsc;
 
 pub use deliver::Outcome;
 pub use event::{Alert, Draft};
 
 use crate::config::alerts::AlertsPolicy;
 use crate::config::Policy;
+use crate::http::outbound::HttpClient;
 use crate::metrics::Metrics;
-use crate::proxy::upstream::HttpClient;
-use crate::proxy::Gateway;
 
 /// Records waiting between the audit writer and the router.
-const TAP_CAPACITY: usize = 4096;
+pub(crate) const TAP_CAPACITY: usize = 4096;
 
 /// The alerts of a running gateway.
 #[derive(Debug)]
@@ -114,7 +115,7 @@ impl Alerts {
     /// The running sinks of `policy`, (re)started when its `[alerts]` changed: a sink whose
     /// settings are unchanged keeps its queue and task; a changed or removed one finishes what it
     /// holds and stops.
-    fn sinks(&self, policy: &Policy) -> Vec<Arc<deliver::Sink>> {
+    pub(crate) fn sinks(&self, policy: &Policy) -> Vec<Arc<deliver::Sink>> {
         let mut running = self.sinks.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(r) = running.as_ref().filter(|r| Arc::ptr_eq(&r.policy, &policy.alerts)) {
             return r.list.clone();
@@ -288,60 +289,4 @@ impl Alerts {
             })
             .collect()
     }
-}
-
-/// Starts the alerts of `gw`: the tap on its audit writer, the router, the rule-spike watch and
-/// the sinks of its policy. `firebreak serve` calls it once; offline replay never does (a replayed
-/// attack must not page anyone).
-pub fn start(gw: &Arc<Gateway>) {
-    let (tx, rx) = mpsc::channel(TAP_CAPACITY);
-    if !gw.audit.set_tap(tx) {
-        return;
-    }
-    let policy = gw.policy();
-    let _ = gw.alerts.sinks(&policy);
-    tokio::spawn(route(Arc::downgrade(gw), rx));
-    tokio::spawn(anomaly::watch_spikes(Arc::downgrade(gw)));
-}
-
-/// Turns tapped records into alerts, in the order they were written.
-async fn route(gw: Weak<Gateway>, mut rx: mpsc::Receiver<Map<String, Value>>) {
-    while let Some(record) = rx.recv().await {
-        let Some(gw) = gw.upgrade() else { return };
-        for draft in event::classify(&record) {
-            let draft = enrich(&gw, draft).await;
-            let policy = gw.policy();
-            gw.alerts.dispatch(&policy, draft);
-        }
-    }
-}
-
-/// Adds what the incident book knows to an incident alert: the actions taken and those awaiting an
-/// operator. The engine holds the book while it opens an incident and runs its plan, so this waits
-/// until the containment of an opening is done and the alert can say what was done.
-async fn enrich(gw: &Gateway, mut d: Draft) -> Draft {
-    if !d.event.starts_with("incident.") {
-        return d;
-    }
-    let Some(id) = d.fields.get("incident").and_then(Value::as_str).map(str::to_owned) else { return d };
-    let Some(inc) = gw.incidents.get(&id).await else { return d };
-    let mut m = Map::new();
-    let taken: Vec<Value> =
-        inc.actions.iter().flat_map(|t| t.actions.iter()).filter_map(|a| serde_json::to_value(a).ok()).collect();
-    let awaiting: Vec<Value> = inc
-        .actions
-        .last()
-        .map(|t| t.awaiting_operator.iter().filter_map(|a| serde_json::to_value(a).ok()).collect())
-        .unwrap_or_default();
-    m.insert("actions".into(), Value::Array(taken));
-    crate::audit::digest_sessions(&mut m);
-    let mut w = Map::new();
-    w.insert("actions".into(), Value::Array(awaiting));
-    crate::audit::digest_sessions(&mut w);
-    d.fields.insert("actions".into(), m.remove("actions").unwrap_or_default());
-    d.fields.insert("awaiting_operator".into(), w.remove("actions").unwrap_or_default());
-    d.fields.insert("plans".into(), json!(inc.actions.iter().map(|t| t.plan.as_str()).collect::<Vec<_>>()));
-    d.fields.insert("firings".into(), json!(inc.firings));
-    d.fields.insert("first_seen".into(), json!(inc.first_seen));
-    d
 }

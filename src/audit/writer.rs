@@ -71,7 +71,7 @@ impl std::fmt::Debug for Msg {
 struct Health {
     failing: AtomicBool,
     reason: Mutex<String>,
-    /// Where the writer hands the records alerts are made of (set once, by `alerts::start`).
+    /// Where the writer hands the records alerts are made of (set once, by `gateway::alerting::start`).
     tap: std::sync::OnceLock<mpsc::Sender<Map<String, Value>>>,
 }
 

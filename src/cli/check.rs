@@ -22,7 +22,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             Ok(p) => {
                 warnings.extend(p.incidents.warnings.iter().map(|w| format!("{}: warning: {w}", f.display())));
                 for (key, tls) in [("proxy_tls", &p.listen.proxy_tls), ("admin_tls", &p.listen.admin_tls)] {
-                    let w = tls.as_ref().and_then(|t| crate::proxy::listen_tls::expiry_warning(&t.cert_file));
+                    let w = tls.as_ref().and_then(|t| crate::http::listen_tls::expiry_warning(&t.cert_file));
                     warnings.extend(w.map(|w| format!("{}: warning: [listen] {key}: {w}", f.display())));
                 }
                 if !a.json {

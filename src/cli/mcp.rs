@@ -162,7 +162,7 @@ async fn direct(a: &VerifyArgs, timeout: Duration) -> anyhow::Result<(Value, Str
         (None, Some(_)) => crate::state::StateStore::open(&policy.storage.state_file)?.load(),
         (None, None) => std::sync::Arc::new(crate::state::Snapshot::default()),
     };
-    let client = crate::proxy::upstream::new_client(server.extra_ca.as_deref(), &policy.limits)
+    let client = crate::http::outbound::new_client(server.extra_ca.as_deref(), &policy.limits)
         .map_err(|e| anyhow::anyhow!("TLS setup: {e}"))?;
     let limits = verify::Limits { timeout, max_bytes: policy.limits.max_response_body };
     let tools = verify::list_tools(&client, &server, limits)

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 
-use crate::proxy::PolicySource;
+use crate::gateway::PolicySource;
 use crate::replay::{self, report::Report, Keys, Runner};
 
 /// Arguments.

@@ -10,8 +10,10 @@ use anyhow::Context;
 
 use crate::config::{self, Secret};
 use crate::control::Admin;
+use crate::gateway::{Gateway, PolicySource};
+use crate::http::listen_tls;
 use crate::metrics::Metrics;
-use crate::proxy::{self, Gateway, PolicySource};
+use crate::server;
 
 /// Arguments.
 #[derive(Debug, Default, clap::Args)]
@@ -66,7 +68,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     }
     let metrics = Arc::new(Metrics::default());
     let _telemetry = crate::telemetry::init(&policy.telemetry, a.json_logs, Some(metrics.clone()));
-    proxy::shards::configure(match a.worker_threads {
+    server::shards::configure(match a.worker_threads {
         Some(n) => n.into(),
         None => std::thread::available_parallelism().map_or(1, usize::from),
     });
@@ -97,17 +99,17 @@ async fn serve(
         }
     }
     let listen = policy.listen.clone();
-    let conn_limits = proxy::conn::ConnLimits::from_policy(&policy.limits);
+    let conn_limits = server::conn::ConnLimits::from_policy(&policy.limits);
     let (configured_cap, admin_cap) = (policy.limits.max_connections, policy.limits.admin_max_connections);
     // Descriptors the proxy listener may not take: the admin listener's, plus files, the audit
     // writer, the upstream pools' idle connections and the like.
     let reserve = admin_cap + 128;
-    let proxy_cap = proxy::conn::proxy_connection_cap(configured_cap, proxy::conn::descriptor_limit(), reserve);
+    let proxy_cap = server::conn::proxy_connection_cap(configured_cap, server::conn::descriptor_limit(), reserve);
     if proxy_cap < configured_cap {
         tracing::warn!(
             configured = configured_cap,
             effective = proxy_cap,
-            descriptors = proxy::conn::descriptor_limit(),
+            descriptors = server::conn::descriptor_limit(),
             "[limits] max_connections lowered to fit the open-file limit (raise it with `ulimit -n`)"
         );
     }
@@ -115,7 +117,7 @@ async fn serve(
     // (SIGHUP, `admin reload`) and whenever the files change.
     let tls = |name: &'static str, spec: &Option<config::tls::ListenerTls>| {
         spec.clone()
-            .map(|s| proxy::listen_tls::ServerTls::new(name, s))
+            .map(|s| listen_tls::ServerTls::new(name, s))
             .transpose()
             .with_context(|| format!("loading the {name} listener's TLS certificate"))
     };
@@ -125,11 +127,11 @@ async fn serve(
         gw.listener_tls.register(t.clone());
     }
     if let (true, Some(every)) = (proxy_tls.is_some() || admin_tls.is_some(), listen.tls_watch) {
-        tokio::spawn(proxy::listen_tls::watch(Arc::downgrade(&gw), every));
+        tokio::spawn(crate::gateway::watch_listener_tls(Arc::downgrade(&gw), every));
     }
-    let scheme = |t: &Option<Arc<proxy::listen_tls::ServerTls>>| if t.is_some() { "https" } else { "http" };
+    let scheme = |t: &Option<Arc<listen_tls::ServerTls>>| if t.is_some() { "https" } else { "http" };
     let (proxy_scheme, admin_scheme) = (scheme(&proxy_tls), scheme(&admin_tls));
-    crate::alerts::start(&gw);
+    crate::gateway::alerting::start(&gw);
     let proxy_listener = tokio::net::TcpListener::bind(listen.proxy)
         .await
         .with_context(|| format!("binding the proxy listener {}", listen.proxy))?;
@@ -145,8 +147,8 @@ async fn serve(
     // error event, which gets a little longer to reach the client before connections are dropped.
     let drain = gw.policy().limits.shutdown_drain;
     let grace = drain + CLOSE_GRACE;
-    let shards = proxy::shards::Shards::start(
-        proxy::handler(gw.clone()),
+    let shards = server::shards::Shards::start(
+        server::handler(gw.clone()),
         conn_limits,
         proxy_tls,
         proxy_cap,
@@ -155,17 +157,17 @@ async fn serve(
     )
     .context("starting the proxy shards")?;
     let proxy_task = tokio::spawn(shards.accept(proxy_listener, stop_rx.clone()));
-    let admin_task = tokio::spawn(proxy::serve_capped(
+    let admin_task = tokio::spawn(server::serve_capped(
         admin_listener,
         admin.handler(),
         conn_limits,
-        proxy::conn::ConnLimit::new(admin_cap, "admin"),
+        server::conn::ConnLimit::new(admin_cap, "admin"),
         admin_tls,
-        proxy::stopped(stop_rx.clone()),
+        server::stopped(stop_rx.clone()),
         grace,
     ));
 
-    tracing::info!(proxy = %proxy_addr, admin = %admin_addr, proxy_scheme, admin_scheme, shards = proxy::shards::count(), max_connections = proxy_cap, policy = %gw.policy().source.display(), switch_version = gw.state.load().version, "firebreak listening");
+    tracing::info!(proxy = %proxy_addr, admin = %admin_addr, proxy_scheme, admin_scheme, shards = server::shards::count(), max_connections = proxy_cap, policy = %gw.policy().source.display(), switch_version = gw.state.load().version, "firebreak listening");
     if demo {
         print_demo_banner(proxy_addr, admin_addr, token.as_ref().filter(|_| generated));
     }

@@ -607,7 +607,7 @@ fn compile(m: Merged, base: &Path, problems: &mut Problems) -> Option<Policy> {
         let credential = super::Credential::from_source(credential_source);
         let extra_ca = u.extra_ca.as_deref().map(resolve);
         if let Some(ca) = &extra_ca {
-            if let Err(e) = crate::proxy::tls::read_ca(ca) {
+            if let Err(e) = crate::http::tls::read_ca(ca) {
                 problems.add(
                     file,
                     at("extra_ca"),

@@ -3,7 +3,7 @@
 //! The policy holds paths; the files are read (and checked: readable, certificate and key match,
 //! client CA parses) when the policy is compiled, so `firebreak check` and a reload report a bad
 //! file at its key, and again by the listener when it (re)builds its rustls configuration
-//! ([`crate::proxy::listen_tls`]).
+//! ([`crate::http::listen_tls`]).
 
 use std::path::{Path, PathBuf};
 
@@ -150,7 +150,7 @@ pub(super) fn compile(
     }
     let spec = ListenerTls { cert_file: cert_file?, key_file: key_file?, client_ca_file, client_identity, client_auth };
     // The files themselves: readable, certificate and key match, CA parses.
-    if let Err(e) = crate::proxy::listen_tls::server_config(&spec) {
+    if let Err(e) = crate::http::listen_tls::server_config(&spec) {
         problems.add(
             0,
             at(e.field()),

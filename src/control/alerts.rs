@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use super::identity::Identity;
 use super::{error, json_response, read, Admin};
 use crate::alerts::TestError;
-use crate::proxy::body::Body;
+use crate::http::body::Body;
 
 /// Default and largest `limit`.
 const DEFAULT_LIMIT: usize = 50;
@@ -55,7 +55,7 @@ impl Admin {
             &json!({
                 "alerts": self.gw.alerts.recent(limit),
                 "open_incidents": open,
-                "near_firing": crate::alerts::anomaly::near_firing(&self.gw, limit),
+                "near_firing": crate::gateway::alerting::near_firing(&self.gw, limit),
                 "spikes": self.gw.alerts.spikes.recent(limit),
                 "sinks": self.gw.alerts.sink_status(&policy),
                 "settings": {

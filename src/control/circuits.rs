@@ -4,8 +4,8 @@ use http::{Response, StatusCode};
 use serde_json::json;
 
 use super::json_response;
-use crate::proxy::body::Body;
-use crate::proxy::Gateway;
+use crate::gateway::Gateway;
+use crate::http::body::Body;
 
 /// State, failure rate, consecutive failures, last error class and time in state of each target.
 pub(super) fn status(gw: &Gateway) -> Response<Body> {

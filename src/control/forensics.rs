@@ -8,7 +8,7 @@ use http::{Response, StatusCode};
 use super::identity::Identity;
 use super::{error, json_response, Admin};
 use crate::audit::Record;
-use crate::proxy::body::Body;
+use crate::http::body::Body;
 
 impl Admin {
     pub(super) async fn export(&self, id: &str, query: Option<&str>, who: &Identity) -> Response<Body> {

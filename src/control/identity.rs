@@ -22,7 +22,7 @@ use subtle::ConstantTimeEq;
 pub use crate::config::admins::AdminRole as Role;
 use crate::config::admins::{ActionPattern, Admins as Directory};
 use crate::config::Secret;
-use crate::proxy::body::Body;
+use crate::http::body::Body;
 use crate::state::Action;
 
 /// The id of the legacy `[admin] token_env`/`token_file` token.
@@ -110,7 +110,7 @@ impl Admins {
                 })?;
             return self.authenticate_token(dir, token);
         }
-        let cert = req.extensions().get::<crate::proxy::peer::Peer>().and_then(|p| p.tls_identity.as_deref());
+        let cert = req.extensions().get::<crate::http::peer::Peer>().and_then(|p| p.tls_identity.as_deref());
         match cert {
             Some(c) => authenticate_cert(dir, c),
             None => Err(Refusal::new(
@@ -269,7 +269,7 @@ mod tests {
     use super::*;
 
     use crate::config::admins::{AdminIdentity, Admins as Dir};
-    use crate::proxy::peer::Peer;
+    use crate::http::peer::Peer;
 
     fn dir() -> Dir {
         let d = |t: &str| -> [u8; 32] { Sha256::digest(t.as_bytes()).into() };

@@ -8,9 +8,9 @@ use http::{Response, StatusCode};
 use serde_json::json;
 
 use super::{error, json_response};
+use crate::gateway::Gateway;
+use crate::http::body::Body;
 use crate::mcp::verify;
-use crate::proxy::body::Body;
-use crate::proxy::Gateway;
 
 pub(super) async fn verify(gw: &Gateway, server: &str) -> Response<Body> {
     let active = gw.active.load_full();
@@ -24,7 +24,7 @@ pub(super) async fn verify(gw: &Gateway, server: &str) -> Response<Body> {
         );
     };
     // A client of its own: the request path's clients belong to the proxy shards.
-    let client = match crate::proxy::upstream::new_client(srv.extra_ca.as_deref(), &policy.limits) {
+    let client = match crate::http::outbound::new_client(srv.extra_ca.as_deref(), &policy.limits) {
         Ok(c) => c,
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "tls", &e),
     };

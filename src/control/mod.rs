@@ -11,8 +11,8 @@ use serde_json::{json, Value};
 
 use crate::audit::Record;
 use crate::config::Secret;
-use crate::proxy::body::{full, Body};
-use crate::proxy::Gateway;
+use crate::gateway::Gateway;
+use crate::http::body::{full, Body};
 use crate::state::{ApplyError, Batch};
 use identity::{Identity, Role};
 
@@ -53,7 +53,7 @@ impl Admin {
         self.admins.authenticate(&self.gw.policy().admins, req)
     }
 
-    /// The handler for [`crate::proxy::serve`].
+    /// The handler for [`crate::server::serve`].
     pub fn handler(
         self: &Arc<Self>,
     ) -> impl Fn(Request<Incoming>) -> std::pin::Pin<Box<dyn std::future::Future<Output = Response<Body>> + Send>>
@@ -262,7 +262,7 @@ impl Admin {
     /// `[admin.require_second]` action is held for a second approval instead (pending.rs).
     async fn switches(&self, req: Request<Incoming>, who: &Identity) -> Response<Body> {
         // The verified mTLS client identity of the connection, if any ([listen] admin_tls).
-        let tls_identity = req.extensions().get::<crate::proxy::peer::Peer>().and_then(|p| p.tls_identity.clone());
+        let tls_identity = req.extensions().get::<crate::http::peer::Peer>().and_then(|p| p.tls_identity.clone());
         let bytes = match read(req).await {
             Ok(b) => b,
             Err(r) => return r,
@@ -568,11 +568,11 @@ impl Admin {
             }
             Err(e) => {
                 let problems: Vec<Value> = match &e {
-                    crate::proxy::ReloadError::Invalid(pe) => {
+                    crate::gateway::ReloadError::Invalid(pe) => {
                         pe.0.iter().map(|l| serde_json::to_value(l).unwrap_or(Value::Null)).collect()
                     }
-                    crate::proxy::ReloadError::Tls(m) => vec![json!({"message": m})],
-                    crate::proxy::ReloadError::Canaries(a) => vec![json!({"message": a.to_string()})],
+                    crate::gateway::ReloadError::Tls(m) => vec![json!({"message": m})],
+                    crate::gateway::ReloadError::Canaries(a) => vec![json!({"message": a.to_string()})],
                 };
                 json_response(
                     StatusCode::UNPROCESSABLE_ENTITY,

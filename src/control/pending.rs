@@ -20,7 +20,7 @@ use super::identity::{Identity, Role};
 use super::prompts::Rotate;
 use super::{error, json_response, Admin};
 use crate::audit::Record;
-use crate::proxy::body::Body;
+use crate::http::body::Body;
 use crate::state::{ActionError, ApplyError, Batch};
 
 /// Most actions pending at once (one more answers 429).

@@ -12,7 +12,7 @@ use super::identity::Identity;
 use super::pending::{Approval, Held};
 use super::{apply_error, error, json_response, rotation_meta, Admin};
 use crate::audit::Record;
-use crate::proxy::body::Body;
+use crate::http::body::Body;
 use crate::state::{Action, Batch};
 
 /// What to rotate.

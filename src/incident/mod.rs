@@ -37,8 +37,8 @@ use window::{Count, Windows};
 
 use crate::audit::Record;
 use crate::config::Policy;
+use crate::gateway::Gateway;
 use crate::inspect::rule::Category;
-use crate::proxy::Gateway;
 use crate::state::{Action, ApplyError, Batch};
 
 /// Most evidence entries kept per incident (the count goes on).

@@ -23,10 +23,11 @@ use serde_json::Value;
 use crate::audit::Record;
 use crate::config::mcp::McpServer;
 use crate::config::{KeyEntry, Policy};
-use crate::proxy::body::{full, Body, BoxError, ChannelBody};
-use crate::proxy::error::GatewayError;
-use crate::proxy::script::ScriptedReply;
-use crate::proxy::{authenticate, Active, Gateway};
+use crate::gateway::{Active, Gateway};
+use crate::http::authenticate;
+use crate::http::body::{full, Body, BoxError, ChannelBody};
+use crate::http::error::GatewayError;
+use crate::http::script::ScriptedReply;
 use crate::state::{unix_now, Batch, Refusal};
 use inspect::{Fate, Findings};
 use jsonrpc::Kind;
@@ -152,9 +153,9 @@ struct Ctx {
     list: ListOutcome,
     stream: bool,
     /// The POST body's share of the buffered-bytes budget, held as long as the request is.
-    buffered: Option<crate::proxy::admission::Buffered>,
+    buffered: Option<crate::http::admission::Buffered>,
     /// Who sent it (peer, forwarded address, user agent, TLS identity), for the audit record.
-    client: crate::proxy::client::ClientMeta,
+    client: crate::http::client::ClientMeta,
     /// The payloads, kept only while `[forensics]` is on (redacted when captured).
     capture: Option<crate::forensics::Capture>,
 }
@@ -193,7 +194,7 @@ where
             .and_then(|v| v.to_str().ok())
             .filter(|s| !s.is_empty() && s.len() <= 256)
             .map(str::to_owned),
-        client: crate::proxy::client::ClientMeta::of(req.extensions(), req.headers()),
+        client: crate::http::client::ClientMeta::of(req.extensions(), req.headers()),
         capture: gw.forensics.start(),
         ..Ctx::default()
     };
@@ -278,11 +279,6 @@ fn principal(r: Record, key: Option<&KeyEntry>, session: Option<&str>) -> Record
         .with_opt("session", session)
 }
 
-/// The key of a session binding: session ids are the server's, so they are scoped by server.
-fn session_key(server: &str, session: &str) -> String {
-    format!("{server}\n{session}")
-}
-
 fn origin_allowed(policy: &Policy, h: &HeaderMap) -> Result<(), McpError> {
     let Some(origin) = h.get(header::ORIGIN) else { return Ok(()) };
     let o = origin.to_str().unwrap_or("").trim_end_matches('/').to_ascii_lowercase();
@@ -326,7 +322,7 @@ where
         None
     };
     // the audit trail (fail closed), after the body so the refusal answers the request's id
-    crate::proxy::audit_gate(gw, policy)?;
+    crate::gateway::audit_gate(gw, policy)?;
     // switches: one snapshot for the whole request
     let snap = gw.state.load();
     let now = unix_now();
@@ -354,7 +350,7 @@ where
         return Err(McpError::UnknownSession);
     }
     if let Some(sid) = &ctx.session {
-        match gw.mcp_sessions.get(&session_key(&server.name, sid)) {
+        match gw.mcp_sessions.lookup(&server.name, sid) {
             None if replay => {}
             None => return Err(McpError::UnknownSession),
             Some(bound) if &*bound != key.id.as_str() => return Err(McpError::SessionMismatch),
@@ -415,7 +411,7 @@ struct Exchange {
     snap: Arc<crate::state::Snapshot>,
     request_id: HeaderValue,
     script: Option<ScriptedReply>,
-    permit: Option<crate::proxy::Permit>,
+    permit: Option<crate::gateway::Permit>,
 }
 
 impl Exchange {
@@ -450,9 +446,9 @@ impl Exchange {
         // The server's circuit breaker: while open, refused at once (a scripted reply contacts no server).
         let breaker = self.server.circuit.as_ref().and_then(|_| self.gw.circuits.server(&self.server.name));
         let guard = match (&self.script, breaker) {
-            (None, Some(b)) => crate::proxy::circuit_admit(&self.gw, Some(b), self.server.circuit.as_ref())
+            (None, Some(b)) => crate::gateway::circuit_admit(&self.gw, Some(b), self.server.circuit.as_ref())
                 .await
-                .map_err(|open| crate::proxy::circuit_refused(&self.server.name, true, open))?,
+                .map_err(|open| crate::gateway::circuit_refused(&self.server.name, true, open))?,
             _ => None,
         };
         let resp = upstream::send(&self.active.clients, &self.server, out, &policy.limits, self.script.as_ref()).await;
@@ -463,7 +459,7 @@ impl Exchange {
         let (head, upstream_body) = resp.into_parts();
         if is_delete && head.status.is_success() {
             if let Some(sid) = &ctx.session {
-                self.gw.mcp_sessions.invalidate(&session_key(&self.server.name, sid));
+                self.gw.mcp_sessions.forget(&self.server.name, sid);
             }
         }
         // A new session handed out by the server belongs to the key that asked for it.
@@ -471,12 +467,12 @@ impl Exchange {
             (&ctx.session, head.status.is_success(), head.headers.get("mcp-session-id").and_then(|v| v.to_str().ok()))
         {
             if !sid.is_empty() && sid.len() <= 256 {
-                self.gw.mcp_sessions.insert(session_key(&self.server.name, sid), Arc::from(self.key.id.as_str()));
+                self.gw.mcp_sessions.bind(&self.server.name, sid, &self.key.id);
             }
         }
         let mut builder = Response::builder().status(head.status);
         if let Some(h) = builder.headers_mut() {
-            crate::proxy::upstream::copy_response_headers(&head.headers, h);
+            crate::http::outbound::copy_response_headers(&head.headers, h);
         }
         let ct =
             head.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
@@ -528,7 +524,7 @@ impl Exchange {
         let limit = policy.limits.max_response_body;
         let bytes = match tokio::time::timeout(
             policy.limits.upstream_timeout,
-            crate::proxy::collect_limited(upstream_body, limit),
+            crate::http::body::collect_limited(upstream_body, limit),
         )
         .await
         {
@@ -752,7 +748,7 @@ where
     if !ct.trim_start().to_ascii_lowercase().starts_with("application/json") {
         return Err(GatewayError::UnsupportedMediaType.into());
     }
-    let (bytes, buffered) = crate::proxy::body::read_request(body, headers, limits, &gw.admission).await?;
+    let (bytes, buffered) = crate::http::body::read_request(body, headers, limits, &gw.admission).await?;
     ctx.buffered = Some(buffered);
     if let Some(c) = ctx.capture.as_mut() {
         c.set_request(bytes.clone());

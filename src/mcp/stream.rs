@@ -18,9 +18,9 @@ use crate::audit::Record;
 use crate::config::mcp::McpServer;
 use crate::config::KeyEntry;
 use crate::forensics::kept;
+use crate::gateway::{Active, Gateway};
+use crate::http::body::Body;
 use crate::protocol::sse::{parse_event, Event, SseFramer};
-use crate::proxy::body::Body;
-use crate::proxy::{Active, Gateway};
 use crate::state::{unix_now, Snapshot};
 
 /// Everything the pump needs to know about its request.
@@ -44,7 +44,7 @@ pub struct McpStream {
     /// Headers for answering the server (session, protocol version).
     pub server_headers: HeaderMap,
     /// Held for the stream's life.
-    pub permit: Option<crate::proxy::Permit>,
+    pub permit: Option<crate::gateway::Permit>,
     /// The request's payloads, kept only while `[forensics]` is on: what the client is sent is
     /// added to it (bounded), and it is captured when the stream ends.
     pub capture: Option<crate::forensics::Capture>,
@@ -75,7 +75,7 @@ fn cut(ctx: &McpStream, snap: &Snapshot) -> Option<(&'static str, String)> {
         ));
     }
     snap.principal_refusal(&ctx.key, ctx.session.as_deref(), now)
-        .map(|r| (r.rule(), crate::proxy::error::GatewayError::Refused(r).to_string()))
+        .map(|r| (r.rule(), crate::http::error::GatewayError::Refused(r).to_string()))
 }
 
 async fn pump(
@@ -177,7 +177,7 @@ async fn pump(
         End::Cut(rule, msg) => (Some(*rule), Some(msg.clone())),
         End::Broken(msg) => (Some("upstream.stream_broken"), Some(msg.clone())),
         End::Closing => {
-            let e = crate::proxy::error::GatewayError::ShuttingDown;
+            let e = crate::http::error::GatewayError::ShuttingDown;
             (Some(e.reason()), Some(e.to_string()))
         }
     };

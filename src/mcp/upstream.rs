@@ -7,10 +7,10 @@ use http_body_util::{BodyExt, Full};
 
 use crate::config::mcp::McpServer;
 use crate::config::Limits;
-use crate::proxy::body::{Body, BoxError, ChannelBody};
-use crate::proxy::error::GatewayError;
-use crate::proxy::script::ScriptedReply;
-use crate::proxy::Clients;
+use crate::gateway::Clients;
+use crate::http::body::{Body, BoxError, ChannelBody};
+use crate::http::error::GatewayError;
+use crate::http::script::ScriptedReply;
 
 /// Client request headers passed to the server; everything else (the client's `Authorization`,
 /// cookies, hop-by-hop headers) stays behind.
@@ -73,7 +73,7 @@ pub async fn send(
         Err(_) => Err(GatewayError::UpstreamTimeout(server.name.clone())),
         Ok(Err(e)) => {
             tracing::warn!(server = %server.name, error = %e, "MCP server request failed");
-            Err(GatewayError::UpstreamUnavailable(server.name.clone(), crate::proxy::upstream::transport_failure(&e)))
+            Err(GatewayError::UpstreamUnavailable(server.name.clone(), crate::http::outbound::transport_failure(&e)))
         }
         Ok(Ok(r)) => Ok(r.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed())),
     }
@@ -81,7 +81,7 @@ pub async fn send(
 
 fn scripted(s: &ScriptedReply) -> Response<Body> {
     let (status, ct, body) = match s {
-        ScriptedReply::Json { status, body } => (*status, "application/json", crate::proxy::body::full(body.clone())),
+        ScriptedReply::Json { status, body } => (*status, "application/json", crate::http::body::full(body.clone())),
         ScriptedReply::Sse { status, chunks } => {
             let (tx, body) = ChannelBody::new(4);
             let chunks = chunks.clone();
@@ -104,7 +104,7 @@ fn scripted(s: &ScriptedReply) -> Response<Body> {
 /// Answers a server's request on the client's behalf (a refused `sampling/createMessage`, say), in
 /// the background: the client's stream does not wait for it.
 pub fn answer_server(
-    active: std::sync::Arc<crate::proxy::Active>,
+    active: std::sync::Arc<crate::gateway::Active>,
     server: std::sync::Arc<McpServer>,
     headers: HeaderMap,
     body: Bytes,

@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use super::tools::{definition_hash, poison_signature};
 use crate::config::mcp::McpServer;
 use crate::config::Policy;
-use crate::proxy::upstream::HttpClient;
+use crate::http::outbound::HttpClient;
 use crate::state::Snapshot;
 
 /// A tool's standing.

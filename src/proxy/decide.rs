@@ -6,9 +6,9 @@ use crate::protocol::request::Body;
 use crate::protocol::Endpoint;
 use crate::state::{Refusal, Snapshot};
 
-use super::error::GatewayError;
-use super::ratelimit::RateLimiter;
 use super::toolcalls::{CallCheck, CallRefusal};
+use crate::gateway::ratelimit::RateLimiter;
+use crate::http::error::GatewayError;
 
 /// Whether the principal's role, the level and the switches allow `tool`.
 pub fn tool_permitted(policy: &Policy, snap: &Snapshot, role: &str, tool: &str, now: u64) -> bool {

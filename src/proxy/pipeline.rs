@@ -22,18 +22,19 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Request, Response};
-use http_body_util::BodyExt;
-use subtle::ConstantTimeEq;
 
-use super::body::{full, Body, BoxError, ChannelBody};
 use super::decide;
-use super::error::GatewayError;
 use super::stream::{self, StreamCtx};
 use super::toolcalls;
-use super::upstream::{self, Outgoing};
-use super::Gateway;
+use super::upstream::{self, UpstreamRequest};
 use crate::audit::Record;
 use crate::config::KeyEntry;
+use crate::gateway::audit_gate;
+use crate::gateway::Gateway;
+use crate::http::body::collect_limited;
+use crate::http::body::{full, Body, BoxError, ChannelBody};
+use crate::http::error::GatewayError;
+use crate::http::{authenticate, new_request_id};
 use crate::inspect::injection::classifier;
 use crate::protocol::reply::{self, ReplySpec};
 use crate::protocol::request::{Body as ReqBody, BodyError};
@@ -72,21 +73,15 @@ struct Ctx {
     /// record of a blocked request, redacted there).
     payload: Option<Bytes>,
     /// The request body's share of the buffered-bytes budget, held as long as the request is.
-    buffered: Option<super::admission::Buffered>,
+    buffered: Option<crate::http::admission::Buffered>,
     /// Why the upstream's answer was refused (gateway-written, never upstream content).
     upstream_error: Option<String>,
     /// A streamed response's pump, started by the log phase with the request's audit record.
     pump: Option<stream::Pending>,
     /// Who sent it (peer, forwarded address, user agent, TLS identity), for the audit record.
-    client: super::client::ClientMeta,
+    client: crate::http::client::ClientMeta,
     /// The payloads, kept only while `[forensics]` is on (redacted when captured).
     capture: Option<crate::forensics::Capture>,
-}
-
-pub(crate) fn new_request_id() -> HeaderValue {
-    let n: u128 = rand::random();
-    let s = format!("req_{:024x}", n >> 32);
-    HeaderValue::from_str(&s).unwrap_or_else(|_| HeaderValue::from_static("req_unknown"))
 }
 
 /// Serves one AI request (MCP requests go to `mcp::handle`). Generic over the body so in-process
@@ -96,9 +91,6 @@ where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    if req.uri().path().starts_with("/mcp/") {
-        return crate::mcp::handle(gw, req, new_request_id()).await;
-    }
     let start = Instant::now();
     let path = req.uri().path();
     let endpoint = Endpoint::route(req.method(), path);
@@ -124,7 +116,7 @@ where
         buffered: None,
         upstream_error: None,
         pump: None,
-        client: super::client::ClientMeta::of(req.extensions(), req.headers()),
+        client: crate::http::client::ClientMeta::of(req.extensions(), req.headers()),
         capture: gw.forensics.start(),
     };
     gw.metrics.in_flight(1);
@@ -259,44 +251,6 @@ fn session_of(h: &HeaderMap) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// Admission, continued: while the audit trail cannot be written, a fail-closed policy serves nothing
-/// (one atomic load when it can). Shared by the AI and MCP pipelines.
-pub(crate) fn audit_gate(gw: &Gateway, policy: &crate::config::Policy) -> Result<(), GatewayError> {
-    if gw.audit.writable() || policy.audit.on_failure == crate::config::OnAuditFailure::FailOpen {
-        Ok(())
-    } else {
-        Err(GatewayError::AuditUnavailable)
-    }
-}
-
-/// The presented virtual key, from `Authorization: Bearer` or `x-api-key`.
-fn presented_key(h: &HeaderMap) -> Option<&[u8]> {
-    if let Some(v) = h.get(header::AUTHORIZATION) {
-        let b = v.as_bytes();
-        if b.len() > 7 && b[..7].eq_ignore_ascii_case(b"bearer ") {
-            return Some(b[7..].trim_ascii());
-        }
-    }
-    h.get("x-api-key").map(|v| v.as_bytes().trim_ascii()).filter(|b| !b.is_empty())
-}
-
-/// Identity phase: the principal of the presented virtual key (Bearer or `x-api-key`).
-pub fn authenticate(policy: &crate::config::Policy, h: &HeaderMap) -> Result<Arc<KeyEntry>, GatewayError> {
-    use sha2::{Digest, Sha256};
-    let key = presented_key(h).ok_or(GatewayError::MissingKey)?;
-    let digest: [u8; 32] = Sha256::digest(key).into();
-    // Keys are looked up by the SHA-256 of the secret, so timing reveals nothing about the secret
-    // itself; the final comparison of the digests is constant-time all the same.
-    let (stored, entry) = policy.keys.get_key_value(&digest).ok_or(GatewayError::UnknownKey)?;
-    if !bool::from(stored.ct_eq(&digest)) {
-        return Err(GatewayError::UnknownKey);
-    }
-    if entry.expires.is_some_and(|e| e <= std::time::SystemTime::now()) {
-        return Err(GatewayError::KeyExpired(entry.id.clone()));
-    }
-    Ok(entry.clone())
-}
-
 async fn serve<B>(gw: &Arc<Gateway>, req: Request<B>, ctx: &mut Ctx) -> Result<Response<Body>, GatewayError>
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
@@ -331,7 +285,7 @@ where
             return Err(GatewayError::UnsupportedMediaType);
         }
         let (bytes, buffered) =
-            super::body::read_request(body, &parts.headers, &active.policy.limits, &gw.admission).await?;
+            crate::http::body::read_request(body, &parts.headers, &active.policy.limits, &gw.admission).await?;
         ctx.buffered = Some(buffered);
         Some(bytes)
     } else {
@@ -428,7 +382,7 @@ where
     let up = route.and_then(|r| policy.upstreams.get(&r.upstream)).ok_or(GatewayError::NoRoute)?.clone();
     ctx.upstream = Some(up.name.clone());
     // The upstream's circuit breaker (a reply scripted in-process contacts no upstream).
-    let scripted_reply = parts.extensions.get::<super::script::ScriptedReply>();
+    let scripted_reply = parts.extensions.get::<crate::http::script::ScriptedReply>();
     let (up, guard) =
         if scripted_reply.is_some() { (up, None) } else { through_breaker(gw, policy, route, up, ctx).await? };
     ctx.upstream = Some(up.name.clone());
@@ -445,7 +399,7 @@ where
         ),
         None => (Bytes::new(), String::new(), String::new(), 0),
     };
-    let out = Outgoing {
+    let out = UpstreamRequest {
         endpoint,
         headers: &parts.headers,
         body: body_bytes,
@@ -478,7 +432,7 @@ where
         .is_some_and(|ct| ct.starts_with("text/event-stream"));
     let mut out = Response::builder().status(head.status);
     if let Some(h) = out.headers_mut() {
-        upstream::copy_response_headers(&head.headers, h);
+        crate::http::outbound::copy_response_headers(&head.headers, h);
     }
     if is_sse && head.status.is_success() {
         let (tx, body) = ChannelBody::new(8);
@@ -546,19 +500,19 @@ async fn through_breaker(
     route: Option<&crate::config::Route>,
     up: Arc<crate::config::Upstream>,
     ctx: &mut Ctx,
-) -> Result<(Arc<crate::config::Upstream>, Option<super::health::Guard>), GatewayError> {
+) -> Result<(Arc<crate::config::Upstream>, Option<crate::gateway::health::Guard>), GatewayError> {
     let breaker = |u: &crate::config::Upstream| u.circuit.as_ref().and_then(|_| gw.circuits.upstream(&u.name));
-    let open = match super::health::admit(gw, breaker(&up), up.circuit.as_ref()).await {
+    let open = match crate::gateway::health::admit(gw, breaker(&up), up.circuit.as_ref()).await {
         Ok(g) => return Ok((up, g)),
         Err(open) => open,
     };
     if let Some(fb) = route.and_then(|r| r.fallback.as_deref()).and_then(|n| policy.upstreams.get(n)) {
-        if let Ok(g) = super::health::admit(gw, breaker(fb), fb.circuit.as_ref()).await {
+        if let Ok(g) = crate::gateway::health::admit(gw, breaker(fb), fb.circuit.as_ref()).await {
             ctx.decisions.push(("upstream.fallback", "modify"));
             return Ok((fb.clone(), g));
         }
     }
-    Err(super::health::refused(&up.name, false, open))
+    Err(crate::gateway::health::refused(&up.name, false, open))
 }
 
 /// Puts the live version of a managed prompt, with its canary, first in the request. Fails closed
@@ -713,19 +667,4 @@ fn count_redactions(scanner: &crate::inspect::Scanner, found: &[u16], ctx: &mut 
     for &r in found {
         *ctx.redactions.entry(scanner.rule(r).id.clone()).or_default() += 1;
     }
-}
-
-/// Reads a whole upstream body, refusing more than `limit` bytes.
-pub(crate) async fn collect_limited(mut body: Body, limit: usize) -> Result<Bytes, String> {
-    let mut buf = bytes::BytesMut::new();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| format!("body read failed: {e}"))?;
-        if let Ok(data) = frame.into_data() {
-            if buf.len() + data.len() > limit {
-                return Err(format!("response body exceeds {limit} bytes"));
-            }
-            buf.extend_from_slice(&data);
-        }
-    }
-    Ok(buf.freeze())
 }

@@ -17,12 +17,12 @@ use http_body::Body as _;
 use http_body_util::BodyExt;
 use tokio::sync::{mpsc, watch};
 
-use super::body::Body;
 use super::toolcalls::{EventAction, StreamFilter};
-use super::Gateway;
 use crate::audit::Record;
 use crate::config::{KeyEntry, Policy};
 use crate::forensics::kept;
+use crate::gateway::Gateway;
+use crate::http::body::Body;
 use crate::inspect::redact::{LinkGuard, Redacted, StreamRedactor};
 use crate::protocol::sse::SseFramer;
 use crate::protocol::{error_event, Endpoint, ErrorKind};
@@ -45,7 +45,7 @@ pub struct StreamCtx {
     /// Upstream name (for messages).
     pub upstream: String,
     /// Concurrency permit, held for the stream's life.
-    pub permit: Option<crate::proxy::Permit>,
+    pub permit: Option<crate::gateway::Permit>,
     /// The request's payloads, kept only while `[forensics]` is on: the bytes the client is sent
     /// are added to it (bounded) and it is captured with the stream's audit record.
     pub capture: Option<crate::forensics::Capture>,
@@ -110,7 +110,7 @@ async fn pump(
     let closed = ctx.gw.closed();
     tokio::pin!(closed);
     // The end (or failure) of the upstream body, met while batching frames: handled next, first.
-    let mut early: Option<Option<Result<http_body::Frame<Bytes>, super::body::BoxError>>> = None;
+    let mut early: Option<Option<Result<http_body::Frame<Bytes>, crate::http::body::BoxError>>> = None;
     // A switch flipped after the request was decided but before the pump started still counts.
     let mut check = true;
     let end = 'outer: loop {
@@ -253,7 +253,7 @@ async fn pump(
         End::Done => "complete",
         End::ClientGone => "client_gone",
         End::Closing => {
-            let e = super::error::GatewayError::ShuttingDown;
+            let e = crate::http::error::GatewayError::ShuttingDown;
             let _ = tx.send(kept(&mut capture, error_event(ctx.endpoint, e.kind(), &e.to_string(), e.code()))).await;
             gw.metrics.decision(e.reason(), "terminate_stream");
             facts.decisions.push((e.reason(), "terminate_stream"));
@@ -492,5 +492,5 @@ fn filtered(
 }
 
 fn refusal_text(r: crate::state::Refusal) -> String {
-    format!("stream terminated by the gateway operator ({})", super::error::GatewayError::Refused(r))
+    format!("stream terminated by the gateway operator ({})", crate::http::error::GatewayError::Refused(r))
 }

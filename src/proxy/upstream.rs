@@ -1,151 +1,29 @@
-//! Talking to upstreams: a pooled hyper client per TLS configuration, credential injection, and the
-//! in-process scripted upstream.
+//! The AI surface's upstream call: credential injection, the headers forwarded to a provider, and
+//! the in-process scripted upstream. The pooled clients themselves are `http::outbound`'s.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Request, Response};
 use http_body_util::{BodyExt, Full};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 
-use super::body::{Body, ChannelBody};
-use super::error::GatewayError;
-use crate::config::{Limits, Policy, Upstream, UpstreamKind};
+use crate::config::{Limits, Upstream, UpstreamKind};
+use crate::http::body::{Body, BoxError, ChannelBody};
+use crate::http::error::GatewayError;
+use crate::http::outbound::{transport_failure, Clients};
+use crate::http::script::ScriptedReply;
 use crate::protocol::reply::{self, Rendered, ReplySpec};
 use crate::protocol::Endpoint;
-
-/// The pooled HTTP(S) client.
-pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
-
-/// Clients for a policy's upstreams (one per distinct extra CA), one set per shard so that a
-/// pooled upstream connection is used by the thread that drives it ([`super::shards`]).
-#[derive(Debug, Default)]
-pub struct Clients {
-    shards: Vec<ClientSet>,
-}
-
-#[derive(Debug, Default)]
-struct ClientSet {
-    by_upstream: HashMap<String, HttpClient>,
-    by_mcp_server: HashMap<String, HttpClient>,
-}
-
-impl Clients {
-    /// Builds the clients a policy needs, for every shard.
-    pub fn build(policy: &Policy) -> Result<Clients, String> {
-        let shards = (0..super::shards::count()).map(|_| ClientSet::build(policy)).collect::<Result<_, _>>()?;
-        Ok(Clients { shards })
-    }
-
-    /// The set of the calling thread's shard.
-    fn here(&self) -> Option<&ClientSet> {
-        self.shards.get(super::shards::current()).or(self.shards.first())
-    }
-
-    /// The client for an upstream.
-    fn upstream(&self, name: &str) -> Option<&HttpClient> {
-        self.here()?.by_upstream.get(name)
-    }
-
-    /// The client for an MCP server.
-    pub fn mcp(&self, server: &str) -> Option<&HttpClient> {
-        self.here()?.by_mcp_server.get(server)
-    }
-}
-
-impl ClientSet {
-    fn build(policy: &Policy) -> Result<ClientSet, String> {
-        // One pooled client per distinct extra CA, shared by the upstreams and MCP servers using it.
-        let mut by_ca: HashMap<Option<std::path::PathBuf>, HttpClient> = HashMap::new();
-        let mut client_for = |ca: &Option<std::path::PathBuf>| -> Result<HttpClient, String> {
-            if let Some(c) = by_ca.get(ca) {
-                return Ok(c.clone());
-            }
-            let c = new_client(ca.as_deref(), &policy.limits)?;
-            by_ca.insert(ca.clone(), c.clone());
-            Ok(c)
-        };
-        let mut by_upstream = HashMap::new();
-        for u in policy.upstreams.values().filter(|u| u.kind != UpstreamKind::Scripted) {
-            by_upstream.insert(u.name.clone(), client_for(&u.extra_ca)?);
-        }
-        let mut by_mcp_server = HashMap::new();
-        for s in policy.mcp.servers.values() {
-            by_mcp_server.insert(s.name.clone(), client_for(&s.extra_ca)?);
-        }
-        Ok(ClientSet { by_upstream, by_mcp_server })
-    }
-}
-
-pub(crate) fn new_client(extra_ca: Option<&std::path::Path>, limits: &Limits) -> Result<HttpClient, String> {
-    https_client(extra_ca, limits.upstream_connect_timeout, Duration::from_secs(90), 256)
-}
-
-/// The gateway's outbound HTTP client: hyper with rustls (platform roots plus `extra_ca`),
-/// HTTP/1.1 and HTTP/2, plain HTTP allowed, no Nagle. Upstreams and alert sinks both use it.
-pub(crate) fn https_client(
-    extra_ca: Option<&std::path::Path>,
-    connect_timeout: Duration,
-    pool_idle_timeout: Duration,
-    pool_max_idle_per_host: usize,
-) -> Result<HttpClient, String> {
-    let tls = super::tls::client_config(extra_ca)?;
-    let mut http = HttpConnector::new();
-    http.enforce_http(false);
-    http.set_nodelay(true);
-    http.set_connect_timeout(Some(connect_timeout));
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config((*tls).clone())
-        .https_or_http()
-        .enable_http1()
-        .enable_http2()
-        .wrap_connector(http);
-    Ok(Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(pool_idle_timeout)
-        .pool_max_idle_per_host(pool_max_idle_per_host)
-        .build(https))
-}
 
 /// Request headers passed on to a provider; everything else (the client's credentials, cookies,
 /// hop-by-hop headers, encodings the gateway could not inspect) stays behind.
 const FORWARDED_REQUEST_HEADERS: [header::HeaderName; 2] = [header::ACCEPT, header::USER_AGENT];
 const FORWARDED_PREFIXED: [&str; 3] = ["anthropic-version", "anthropic-beta", "openai-beta"];
 
-/// Response headers never passed back.
-fn drop_response_header(name: &header::HeaderName) -> bool {
-    matches!(
-        name.as_str(),
-        "connection"
-            | "keep-alive"
-            | "proxy-connection"
-            | "transfer-encoding"
-            | "upgrade"
-            | "trailer"
-            | "te"
-            | "content-length"
-            | "content-encoding"
-            | "set-cookie"
-            | "alt-svc"
-    )
-}
-
-/// Copies the provider's response headers that are safe to pass back.
-pub fn copy_response_headers(from: &HeaderMap, to: &mut HeaderMap) {
-    for (k, v) in from {
-        if !drop_response_header(k) {
-            to.append(k.clone(), v.clone());
-        }
-    }
-}
-
 /// What the request path hands to an upstream.
 #[derive(Debug)]
-pub struct Outgoing<'a> {
+pub struct UpstreamRequest<'a> {
     /// Endpoint.
     pub endpoint: Endpoint,
     /// Client headers (filtered here).
@@ -165,14 +43,14 @@ pub struct Outgoing<'a> {
     /// Embedding inputs.
     pub inputs: usize,
     /// A reply scripted in-process (offline replay): answered instead of contacting the upstream.
-    pub scripted: Option<&'a super::script::ScriptedReply>,
+    pub scripted: Option<&'a ScriptedReply>,
 }
 
 /// Sends the request and returns the response head with a streaming body.
 pub async fn send(
     clients: &Clients,
     upstream: &Arc<Upstream>,
-    out: Outgoing<'_>,
+    out: UpstreamRequest<'_>,
     limits: &Limits,
 ) -> Result<Response<Body>, GatewayError> {
     if let Some(reply) = out.scripted {
@@ -187,7 +65,7 @@ pub async fn send(
 async fn http_send(
     clients: &Clients,
     up: &Arc<Upstream>,
-    out: Outgoing<'_>,
+    out: UpstreamRequest<'_>,
     limits: &Limits,
 ) -> Result<Response<Body>, GatewayError> {
     let client = clients.upstream(&up.name).ok_or(GatewayError::NoRoute)?;
@@ -247,22 +125,12 @@ async fn http_send(
         }
         Ok(Ok(r)) => r,
     };
-    Ok(resp.map(|b| b.map_err(|e| Box::new(e) as super::body::BoxError).boxed()))
-}
-
-/// The class of a transport error, for the circuit breaker: the connection could not be made, or it
-/// broke before the answer.
-pub(crate) fn transport_failure(e: &hyper_util::client::legacy::Error) -> crate::circuit::Failure {
-    if e.is_connect() {
-        crate::circuit::Failure::Connect
-    } else {
-        crate::circuit::Failure::Reset
-    }
+    Ok(resp.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed()))
 }
 
 /// The scripted upstream: the first reply whose `when_contains` is in the last user message,
 /// rendered in the endpoint's real wire format and streamed chunk by chunk with the configured delay.
-fn scripted(up: &Upstream, out: &Outgoing<'_>) -> Response<Body> {
+fn scripted(up: &Upstream, out: &UpstreamRequest<'_>) -> Response<Body> {
     let reply = up.replies.iter().find(|r| r.when_contains.as_deref().is_none_or(|w| out.last_user_text.contains(w)));
     let text = reply.map_or("", |r| r.text.as_str());
     // `{system}` plays a model that leaks its instructions (the demo's and the tests' prompt leak).
@@ -292,7 +160,7 @@ fn scripted(up: &Upstream, out: &Outgoing<'_>) -> Response<Body> {
 pub fn rendered_response(r: Rendered, delay: Duration) -> Response<Body> {
     match r {
         Rendered::Json(b) => {
-            let mut resp = Response::new(super::body::full(b));
+            let mut resp = Response::new(crate::http::body::full(b));
             resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
             resp
         }

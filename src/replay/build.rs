@@ -6,9 +6,9 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 
 use super::suite::{to_json, HttpRequest, RawReply, RawRequest};
+use crate::http::script::ScriptedReply;
 use crate::protocol::reply::{self, Rendered, ReplySpec};
 use crate::protocol::Endpoint;
-use crate::proxy::script::ScriptedReply;
 
 /// A problem: (the key it is about, message).
 type Problem = (&'static str, String);

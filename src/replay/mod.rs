@@ -34,7 +34,7 @@ pub enum SetupError {
     Scratch(std::path::PathBuf, std::io::Error),
     /// The in-process gateway did not start.
     #[error(transparent)]
-    Start(#[from] crate::proxy::StartError),
+    Start(#[from] crate::gateway::StartError),
     /// `--target` is not a usable URL.
     #[error("--target `{0}`: {1}")]
     Target(String, String),

@@ -19,8 +19,8 @@ use super::build;
 use super::expect::Observed;
 use super::suite::Case;
 use crate::config::Policy;
+use crate::gateway::{Gateway, PolicySource};
 use crate::metrics::Metrics;
-use crate::proxy::{Gateway, PolicySource};
 use crate::state::{Batch, Snapshot};
 
 /// The in-process gateway cases run against.
@@ -95,7 +95,7 @@ impl Offline {
         let mut request = b.body(Full::new(req.body.clone())).map_err(|e| format!("invalid request: {e}"))?;
         let reply = case.reply.clone().unwrap_or_else(|| build::default_reply(&build::info_of(req)));
         request.extensions_mut().insert(reply);
-        let resp = crate::proxy::handle(self.gw.clone(), request).await;
+        let resp = crate::server::route(self.gw.clone(), request).await;
         let status = resp.status().as_u16();
         let request_id = resp.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
         let body = match tokio::time::timeout(Duration::from_secs(30), resp.into_body().collect()).await {

@@ -25,7 +25,7 @@ use super::build;
 use super::expect::Observed;
 use super::suite::Case;
 use super::{Outcome, SetupError};
-use crate::proxy::script::ScriptedReply;
+use crate::http::script::ScriptedReply;
 
 type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
 
@@ -53,7 +53,7 @@ impl Online {
         if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.authority().is_none() {
             return Err(bad("must be an http:// or https:// URL".into()));
         }
-        let tls = crate::proxy::tls::client_config(None).map_err(SetupError::Tls)?;
+        let tls = crate::http::tls::client_config(None).map_err(SetupError::Tls)?;
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config((*tls).clone())
             .https_or_http()
@@ -167,7 +167,7 @@ async fn serve_upstream(addr: std::net::SocketAddr) -> Result<(Slot, tokio::sync
             match reply {
                 Some(r) => r.response(),
                 None => {
-                    let mut r = http::Response::new(crate::proxy::body::full("no case is running"));
+                    let mut r = http::Response::new(crate::http::body::full("no case is running"));
                     *r.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
                     r
                 }
@@ -175,7 +175,7 @@ async fn serve_upstream(addr: std::net::SocketAddr) -> Result<(Slot, tokio::sync
         }
     };
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(crate::proxy::serve(
+    tokio::spawn(crate::server::serve(
         listener,
         handler,
         Duration::from_secs(10),

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::build;
 use crate::config::validate::{Located, Problems, Seg, Source};
-use crate::proxy::script::ScriptedReply;
+use crate::http::script::ScriptedReply;
 use crate::state::Action;
 
 /// One suite file exactly as written.

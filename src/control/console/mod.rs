@@ -26,7 +26,7 @@ use hyper::body::Incoming;
 use serde_json::json;
 
 use super::{error, json_response, Admin};
-use crate::proxy::body::{full, Body, ChannelBody};
+use crate::http::body::{full, Body, ChannelBody};
 use session::{Sessions, COOKIE};
 use who::Identity;
 
@@ -138,7 +138,7 @@ impl Admin {
     /// Whether the admin listener speaks TLS (the session cookie is then `Secure`).
     fn console_tls(&self, req: &Request<Incoming>) -> bool {
         self.gw.policy().listen.admin_tls.is_some()
-            || req.extensions().get::<crate::proxy::peer::Peer>().is_some_and(|p| p.tls_identity.is_some())
+            || req.extensions().get::<crate::http::peer::Peer>().is_some_and(|p| p.tls_identity.is_some())
     }
 
     /// The identity an admin token stands for (`[[admins]]` or the legacy `[admin]` token).
@@ -256,7 +256,7 @@ impl Admin {
 
     /// The verified client certificate's name on this connection, if any.
     fn login_cert(&self, req: &Request<Incoming>) -> Option<String> {
-        req.extensions().get::<crate::proxy::peer::Peer>().and_then(|p| p.tls_identity.as_deref().map(str::to_owned))
+        req.extensions().get::<crate::http::peer::Peer>().and_then(|p| p.tls_identity.as_deref().map(str::to_owned))
     }
 
     async fn login(&self, req: Request<Incoming>) -> Response<Body> {

@@ -120,7 +120,7 @@ where
     Ok((buf.freeze(), held))
 }
 
-/// A request body that records whether it was read to its end (see [`super::handler`]: a response
+/// A request body that records whether it was read to its end (see `server::handler`: a response
 /// to a request whose body was left unread says `connection: close`).
 #[derive(Debug)]
 pub struct ReadToEnd<B> {
@@ -165,4 +165,19 @@ impl<B: HttpBody<Data = Bytes> + Unpin> HttpBody for ReadToEnd<B> {
     fn size_hint(&self) -> http_body::SizeHint {
         self.inner.size_hint()
     }
+}
+
+/// Reads a whole upstream body, refusing more than `limit` bytes.
+pub(crate) async fn collect_limited(mut body: Body, limit: usize) -> Result<Bytes, String> {
+    let mut buf = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| format!("body read failed: {e}"))?;
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > limit {
+                return Err(format!("response body exceeds {limit} bytes"));
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok(buf.freeze())
 }

@@ -2,12 +2,13 @@
 //!
 //! A [`ServerTls`] holds the listener's rustls configuration behind an `ArcSwap`: every new
 //! handshake loads the one in force, so a reload (SIGHUP, `admin reload`, or the certificate files
-//! changing on disk, polled every few seconds by [`watch`]) swaps it for new handshakes only, and
-//! open connections keep theirs. A new certificate or key that does not load (unreadable, not PEM,
-//! key not matching the certificate, CA not parsing) is refused with a log line and an audit record
-//! (`kind = "tls"`, `event = "cert_reload_rejected"`), and the old configuration stays.
+//! changing on disk, polled every few seconds by `gateway::watch_listener_tls`) swaps it for new
+//! handshakes only, and open connections keep theirs. A new certificate or key that does not load
+//! (unreadable, not PEM, key not matching the certificate, CA not parsing) is refused with a log
+//! line and an audit record (`kind = "tls"`, `event = "cert_reload_rejected"`), and the old
+//! configuration stays.
 //!
-//! The handshake runs in the connection's own task (see [`super::Connections::serve`]), bounded by
+//! The handshake runs in the connection's own task (see `server::Connections::serve`), bounded by
 //! the first-byte timeout, so a slow or silent client never holds up the acceptor. With a client CA
 //! (`client_ca_file`), the verified client certificate's identity (its CN or first SAN of a kind,
 //! as configured) becomes [`super::peer::Peer::tls_identity`] for every request on the connection.
@@ -93,7 +94,7 @@ pub fn server_config(spec: &ListenerTls) -> Result<ServerConfig, TlsFileError> {
         None => builder.with_no_client_auth(),
         Some(ca) => {
             let mut roots = RootCertStore::empty();
-            for c in crate::proxy::tls::read_ca(ca).map_err(TlsFileError::ClientCa)? {
+            for c in crate::http::tls::read_ca(ca).map_err(TlsFileError::ClientCa)? {
                 roots
                     .add(c)
                     .map_err(|e| TlsFileError::ClientCa(format!("{}: CA certificate rejected: {e}", ca.display())))?;
@@ -370,19 +371,6 @@ impl Listeners {
         for t in self.all() {
             t.reload_audited(audit, "file change", false).await;
         }
-    }
-}
-
-/// Polls the certificate files of `gw`'s TLS listeners every `every`, reloading on change, until
-/// the gateway is dropped.
-pub async fn watch(gw: std::sync::Weak<super::Gateway>, every: Duration) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick.tick().await;
-    loop {
-        tick.tick().await;
-        let Some(gw) = gw.upgrade() else { return };
-        gw.listener_tls.reload_changed(&gw.audit).await;
     }
 }
 

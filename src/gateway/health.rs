@@ -6,12 +6,12 @@ use std::sync::Arc;
 
 use http::Response;
 
-use super::body::Body;
-use super::error::GatewayError;
 use super::Gateway;
 use crate::audit::Record;
 use crate::circuit::{Breaker, Failure, Open, Pass, Transition};
 use crate::config::circuit::CircuitSettings;
+use crate::http::body::Body;
+use crate::http::error::GatewayError;
 
 /// A request let through a breaker, to be finished with the target's answer.
 #[derive(Debug)]

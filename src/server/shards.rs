@@ -2,7 +2,7 @@
 //! nginx spreads them over worker processes.
 //!
 //! A connection lives its whole life on one shard: the server connection, the request pipeline,
-//! the stream pump and the pooled upstream connections it uses ([`super::Clients`] keeps one pool
+//! the stream pump and the pooled upstream connections it uses ([`crate::http::outbound::Clients`] keeps one pool
 //! per shard) are tasks of the same thread, so handing work from one to the next is a queue push,
 //! not a futex wake-up of another thread. Measured on a 2-core machine, this cut the CPU spent per
 //! request by a fifth to a third against one work-stealing runtime (see benches/README.md).
@@ -12,40 +12,19 @@
 //! shards (the policy, the switch snapshot, the audit writer, rate limits) is already safe to use
 //! from any thread; only the connections are pinned.
 
-use std::cell::Cell;
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
 use super::conn::{ConnLimit, ConnLimits};
-use super::listen_tls::ServerTls;
-use super::{body, Connections};
-
-thread_local! {
-    static SHARD: Cell<usize> = const { Cell::new(0) };
-}
-
-static COUNT: OnceLock<usize> = OnceLock::new();
-
-/// Fixes the number of shards for this process (before the gateway builds its clients). Later
-/// calls are ignored; without a call there is one.
-pub fn configure(n: usize) {
-    let _ = COUNT.set(n.max(1));
-}
-
-/// The number of shards (1 unless [`configure`]d).
-pub fn count() -> usize {
-    COUNT.get().copied().unwrap_or(1)
-}
-
-/// The shard the calling thread runs (0 off the shard threads).
-pub fn current() -> usize {
-    SHARD.with(Cell::get)
-}
+use super::Connections;
+use crate::http::body;
+use crate::http::listen_tls::ServerTls;
+pub use crate::http::shard::{configure, count, current};
 
 /// One shard as seen by the acceptor.
 struct Lane {
@@ -87,7 +66,7 @@ impl Shards {
             let open = Arc::new(AtomicUsize::new(0));
             let (h, o, s, c, t) = (handler.clone(), open.clone(), stop.clone(), cap.clone(), tls.clone());
             let thread = std::thread::Builder::new().name(format!("firebreak-shard-{i}")).spawn(move || {
-                SHARD.with(|c| c.set(i));
+                crate::http::shard::enter(i);
                 rt.block_on(run(rx, h, (o, c), (limits, t), s, grace));
             })?;
             lanes.push(Lane { tx, open });

@@ -1,6 +1,6 @@
 //! Who is on the other end of a connection.
 //!
-//! Set once per connection by the listener ([`super::Connections::serve`]) and attached to every
+//! Set once per connection by the listener (`server::Connections::serve`) and attached to every
 //! request on it as a request extension, so any phase (audit metadata, admin identity) can read it
 //! with `req.extensions().get::<Peer>()` without the connection layer knowing who asks.
 

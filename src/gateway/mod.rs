@@ -1,0 +1,369 @@
+//! The gateway's shared runtime, below both surfaces (AI in `proxy`, MCP in `mcp`): the policy in
+//! force with its clients ([`Active`]), the switches, the audit trail, metrics, incidents,
+//! forensics, alerts, circuit breakers, admission, rate limits and the MCP session bindings; policy
+//! reload and canary-safe switch batches. The listeners that serve it are `server`'s.
+
+pub mod alerting;
+pub(crate) mod health;
+pub mod mcp_sessions;
+pub mod ratelimit;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+
+use crate::audit::{Audit, Record};
+use crate::config::{self, Policy, PolicyError};
+use crate::http::error::GatewayError;
+use crate::http::{admission, listen_tls};
+use crate::metrics::Metrics;
+use crate::state::{ApplyError, StateStore};
+
+pub use crate::http::admission::Permit;
+pub use crate::http::outbound::Clients;
+pub(crate) use health::{admit as circuit_admit, refused as circuit_refused};
+pub use mcp_sessions::McpSessions;
+
+/// The policy in force together with what was built from it.
+#[derive(Debug)]
+pub struct Active {
+    /// The policy.
+    pub policy: Arc<Policy>,
+    /// Upstream clients built for it.
+    pub clients: Arc<Clients>,
+}
+
+impl Active {
+    /// Builds the runtime objects of a policy, its scanner knowing the canaries of `snap`.
+    pub fn new(policy: Policy, snap: &crate::state::Snapshot) -> Result<Active, String> {
+        let clients = Arc::new(Clients::build(&policy)?);
+        let policy = if snap.canaries.is_empty() { policy } else { policy.with_canaries(&snap.canaries)? };
+        Ok(Active { policy: Arc::new(policy), clients })
+    }
+}
+
+/// Where the policy is reloaded from.
+#[derive(Debug, Clone)]
+pub enum PolicySource {
+    /// A file.
+    File(PathBuf),
+    /// The embedded demo policy.
+    Demo,
+}
+
+/// Shared state of a running gateway.
+#[derive(Debug)]
+pub struct Gateway {
+    /// Policy and clients; swapped whole on reload.
+    pub active: ArcSwap<Active>,
+    /// The switches.
+    pub state: StateStore,
+    /// The audit trail.
+    pub audit: Audit,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Incident triggers, incidents and automatic containment.
+    pub incidents: crate::incident::Engine,
+    /// Evidence capture around incidents (`[forensics]`; read at start, a reload does not change it).
+    pub forensics: crate::forensics::Forensics,
+    /// Alert sinks, the recent alerts and anomalies (running once `gateway::alerting::start` is called).
+    pub alerts: crate::alerts::Alerts,
+    /// Circuit breakers of the upstreams and MCP servers (kept across reloads).
+    pub circuits: crate::circuit::Circuits,
+    pub(crate) limiter: ratelimit::RateLimiter,
+    /// Concurrency (global and per user) and the buffered request-body budget.
+    pub(crate) admission: admission::Admission,
+    /// MCP session id → the key id that opened it (a session is not shared across principals).
+    pub mcp_sessions: McpSessions,
+    /// MCP `server/tool` → (definition hash, readOnlyHint) as last listed, for level checks on calls.
+    pub(crate) mcp_hints: moka::sync::Cache<String, (Arc<str>, bool)>,
+    source: PolicySource,
+    reload_lock: tokio::sync::Mutex<()>,
+    /// Turns true when the shutdown drain time is up ([`Gateway::close_streams`]).
+    closing: tokio::sync::watch::Sender<bool>,
+    /// The TLS listeners, whose certificates reload with the policy (registered by `serve`).
+    pub listener_tls: listen_tls::Listeners,
+}
+
+/// Admission, continued: while the audit trail cannot be written, a fail-closed policy serves nothing
+/// (one atomic load when it can). Shared by the AI and MCP pipelines.
+pub(crate) fn audit_gate(gw: &Gateway, policy: &Policy) -> Result<(), GatewayError> {
+    if gw.audit.writable() || policy.audit.on_failure == crate::config::OnAuditFailure::FailOpen {
+        Ok(())
+    } else {
+        Err(GatewayError::AuditUnavailable)
+    }
+}
+
+/// Polls the certificate files of `gw`'s TLS listeners every `every`, reloading on change, until
+/// the gateway is dropped.
+pub async fn watch_listener_tls(gw: std::sync::Weak<Gateway>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let Some(gw) = gw.upgrade() else { return };
+        gw.listener_tls.reload_changed(&gw.audit).await;
+    }
+}
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Policy.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    /// State file.
+    #[error(transparent)]
+    State(#[from] crate::state::PersistError),
+    /// Audit trail.
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
+    /// Clients (TLS).
+    #[error("upstream TLS setup failed: {0}")]
+    Tls(String),
+    /// Incident file.
+    #[error(transparent)]
+    Incidents(#[from] crate::incident::IncidentError),
+    /// A managed prompt could not get its first canary.
+    #[error("cannot issue the first canary of a managed prompt: {0}")]
+    Canaries(ApplyError),
+    /// The evidence store (`[forensics] dir`) could not be opened.
+    #[error("{0}")]
+    Forensics(String),
+}
+
+/// Why a reload was refused (the old policy stays).
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// Invalid.
+    #[error(transparent)]
+    Invalid(#[from] PolicyError),
+    /// Could not build clients.
+    #[error("upstream TLS setup failed: {0}")]
+    Tls(String),
+    /// A prompt new in the policy could not get its canary.
+    #[error("cannot issue the first canary of a new managed prompt: {0}")]
+    Canaries(ApplyError),
+}
+
+impl Gateway {
+    /// Opens state and audit, and builds the runtime from `policy`.
+    pub fn new(policy: Policy, source: PolicySource, metrics: Arc<Metrics>) -> Result<Arc<Gateway>, StartError> {
+        let state = StateStore::open(&policy.storage.state_file)?;
+        let audit = Audit::open(&policy.storage.audit_file, &policy.audit, metrics.clone())?;
+        let incidents = crate::incident::Engine::open(&crate::incident::file_for(&policy.storage.state_file))?;
+        let forensics = match &policy.forensics {
+            Some(s) => crate::forensics::Forensics::open(s.clone()).map_err(StartError::Forensics)?,
+            None => crate::forensics::Forensics::off(),
+        };
+        let alerts = crate::alerts::Alerts::new(metrics.clone(), &policy.storage.state_file);
+        let admission =
+            admission::Admission::new(policy.limits.max_concurrent_requests, policy.limits.max_buffered_request_bytes);
+        let circuits = crate::circuit::Circuits::new(&policy);
+        let active = Active::new(policy, &state.load()).map_err(StartError::Tls)?;
+        metrics.set_switch_version(state.load().version);
+        Ok(Arc::new(Gateway {
+            active: ArcSwap::from_pointee(active),
+            state,
+            audit,
+            metrics,
+            incidents,
+            forensics,
+            alerts,
+            circuits,
+            limiter: ratelimit::RateLimiter::default(),
+            admission,
+            mcp_sessions: McpSessions::default(),
+            mcp_hints: moka::sync::Cache::new(100_000),
+            source,
+            reload_lock: tokio::sync::Mutex::new(()),
+            closing: tokio::sync::watch::Sender::new(false),
+            listener_tls: listen_tls::Listeners::default(),
+        }))
+    }
+
+    /// Opens the gateway ([`Gateway::new`]) and issues a first canary to every managed prompt that
+    /// has none yet (a persisted, audited switch batch by `firebreak`), so no request is ever sent
+    /// with a prompt but without its canary.
+    pub async fn start(
+        policy: Policy,
+        source: PolicySource,
+        metrics: Arc<Metrics>,
+    ) -> Result<Arc<Gateway>, StartError> {
+        let gw = Gateway::new(policy, source, metrics)?;
+        let _g = gw.reload_lock.lock().await;
+        let active = gw.active.load_full();
+        gw.issue_missing_canaries(&active).await.map_err(StartError::Canaries)?;
+        drop(_g);
+        Ok(gw)
+    }
+
+    /// Applies a switch batch. A batch that issues canaries first swaps in a scanner that detects
+    /// them (before the snapshot that injects them becomes visible: requests load the snapshot
+    /// first, then the policy), so a new canary is never sent upstream undetected.
+    pub async fn apply(&self, batch: &crate::state::Batch) -> Result<crate::state::Applied, ApplyError> {
+        if !batch.actions.iter().any(crate::state::Action::issues_canary) {
+            let policy = self.policy();
+            return self.state.apply(batch, &policy).await;
+        }
+        let _g = self.reload_lock.lock().await;
+        let active = self.active.load_full();
+        self.apply_with_scanner(batch, &active).await
+    }
+
+    /// The canary-issuing apply, with `reload_lock` held by the caller.
+    async fn apply_with_scanner(
+        &self,
+        batch: &crate::state::Batch,
+        active: &Arc<Active>,
+    ) -> Result<crate::state::Applied, ApplyError> {
+        let applied = self
+            .state
+            .apply_with(batch, &active.policy, |next| {
+                let policy = active.policy.with_canaries(&next.canaries)?;
+                self.active.store(Arc::new(Active { policy: Arc::new(policy), clients: active.clients.clone() }));
+                Ok(())
+            })
+            .await?;
+        self.metrics.set_switch_version(applied.after.version);
+        Ok(applied)
+    }
+
+    /// Issues a first canary to every managed prompt of `active` without one (`reload_lock` held).
+    /// True when it did, and so stored `active` (with a scanner knowing them) as the one in force.
+    async fn issue_missing_canaries(&self, active: &Arc<Active>) -> Result<bool, ApplyError> {
+        let snap = self.state.load();
+        let prompts: Vec<String> =
+            active.policy.managed_prompts.keys().filter(|id| snap.canaries.current(id).is_none()).cloned().collect();
+        if prompts.is_empty() {
+            return Ok(false);
+        }
+        let batch = crate::state::Batch {
+            actions: prompts.iter().map(|id| crate::state::Action::IssueCanary { prompt: id.clone() }).collect(),
+            reason: "first canary for a managed prompt".into(),
+            actor: Some("firebreak".into()),
+            expect_version: None,
+        };
+        let applied = self.apply_with_scanner(&batch, active).await?;
+        self.audit
+            .record(
+                Record::new("rotation")
+                    .with("event", "canary_issued")
+                    .with("actor", "firebreak")
+                    .with("prompts", prompts)
+                    .with("before_version", applied.before)
+                    .with("after_version", applied.after.version),
+            )
+            .await;
+        Ok(true)
+    }
+
+    /// Forgets every rate-limit bucket. For offline replay, where each case must start from a full
+    /// allowance; a serving gateway never calls it.
+    pub fn reset_rate_limits(&self) {
+        self.limiter.clear();
+    }
+
+    /// Ends every open stream (AI and MCP, now and later) with its terminal error event: the
+    /// gateway is shutting down and the drain time is up.
+    pub fn close_streams(&self) {
+        self.closing.send_replace(true);
+    }
+
+    /// Resolves once [`Gateway::close_streams`] was called (at once if it already was). Stream pumps
+    /// select on it.
+    pub(crate) fn closed(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut rx = self.closing.subscribe();
+        async move {
+            if rx.wait_for(|c| *c).await.is_err() {
+                // The gateway is gone: so is every stream's reason to wait.
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> Arc<Policy> {
+        self.active.load().policy.clone()
+    }
+
+    /// Re-reads the policy, validates it off the hot path, and swaps it in. On any error the old
+    /// policy stays in force. Listener addresses, storage paths, the concurrency limit and the
+    /// buffered-bytes budget need a restart to change. The TLS listeners' certificate files are
+    /// re-read too, whatever became of the policy (a bad new certificate is refused on its own).
+    pub async fn reload(&self, actor: &str) -> Result<Arc<Policy>, ReloadError> {
+        let reloaded = self.reload_policy(actor).await;
+        self.listener_tls.reload(&self.audit, actor).await;
+        reloaded
+    }
+
+    async fn reload_policy(&self, actor: &str) -> Result<Arc<Policy>, ReloadError> {
+        let _g = self.reload_lock.lock().await;
+        let source = self.source.clone();
+        let loaded = tokio::task::spawn_blocking(move || match source {
+            PolicySource::File(p) => config::load(&p),
+            PolicySource::Demo => config::load_str(config::DEMO_NAME, config::DEMO_POLICY, std::path::Path::new(".")),
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(PolicyError(vec![config::Located {
+                file: String::new(),
+                line: 0,
+                message: format!("reload task failed: {e}"),
+                hint: None,
+            }]))
+        });
+        let outcome = match loaded {
+            Ok(mut policy) => {
+                // Storage paths need a restart to change: the files in use stay (also when they came
+                // from --state-file/--audit-file, which the reloaded file does not know).
+                policy.storage = self.active.load().policy.storage.clone();
+                Active::new(policy, &self.state.load()).map_err(ReloadError::Tls)
+            }
+            Err(e) => Err(ReloadError::Invalid(e)),
+        };
+        match outcome {
+            Ok(active) => {
+                // Breakers first: a target new in this policy has one before a request can reach it.
+                self.circuits.rebuild(&active.policy);
+                let active = Arc::new(active);
+                // A prompt new in this policy gets its canary in the same swap: the batch stores the
+                // policy (with a scanner knowing the canary) before the snapshot injecting it.
+                let old = self.active.load_full();
+                match self.issue_missing_canaries(&active).await {
+                    Ok(true) => {} // stored with the scanner that knows the new canaries
+                    Ok(false) => self.active.store(active),
+                    Err(e) => {
+                        self.active.store(old);
+                        self.metrics.policy_reload("rejected");
+                        tracing::warn!(actor, error = %e, "policy reload rejected: a new prompt could not get its canary");
+                        return Err(ReloadError::Canaries(e));
+                    }
+                }
+                let policy = self.active.load().policy.clone();
+                self.metrics.policy_reload("ok");
+                self.audit.record(Record::new("policy").with("event", "reloaded").with("actor", actor)).await;
+                tracing::info!(actor, "policy reloaded");
+                Ok(policy)
+            }
+            Err(e) => {
+                self.metrics.policy_reload("rejected");
+                self.audit
+                    .record(
+                        Record::new("policy")
+                            .with("event", "reload_rejected")
+                            .with("actor", actor)
+                            .with("reason", e.to_string()),
+                    )
+                    .await;
+                tracing::warn!(actor, error = %e, "policy reload rejected; the old policy stays in force");
+                Err(e)
+            }
+        }
+    }
+}
