@@ -17,7 +17,7 @@ use std::sync::{Mutex, Weak};
 use serde_json::{json, Map, Value};
 
 use super::event::Draft;
-use crate::incident::Severity;
+use crate::config::incidents::IncidentSeverity;
 use crate::proxy::Gateway;
 
 /// Spikes kept for the list.
@@ -101,7 +101,7 @@ pub async fn watch_spikes(gw: Weak<Gateway>) {
                 &policy,
                 Draft {
                     event: "anomaly.rule_spike".into(),
-                    severity: Severity::Sev3,
+                    severity: IncidentSeverity::Sev3,
                     summary: format!(
                         "rule {rule} spiked: {n} decisions in {window_text}, {before} in the window before"
                     ),

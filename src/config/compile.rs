@@ -607,7 +607,7 @@ fn compile(m: Merged, base: &Path, problems: &mut Problems) -> Option<Policy> {
         let credential = super::Credential::from_source(credential_source);
         let extra_ca = u.extra_ca.as_deref().map(resolve);
         if let Some(ca) = &extra_ca {
-            if let Err(e) = crate::proxy::tls::read_ca(ca) {
+            if let Err(e) = super::tls::read_ca(ca) {
                 problems.add(
                     file,
                     at("extra_ca"),
@@ -909,7 +909,7 @@ fn compile(m: Merged, base: &Path, problems: &mut Problems) -> Option<Policy> {
     }
 
     let inspection = super::inspection::compile(&raw, &managed_prompts, base, problems);
-    let incidents = crate::incident::IncidentPolicy::compile(&raw.incidents, &raw.triggers, &raw.plans, problems);
+    let incidents = super::incidents::IncidentPolicy::compile(&raw.incidents, &raw.triggers, &raw.plans, problems);
 
     Some(Policy {
         scanner: inspection.as_ref().map(|i| i.scanner.clone())?,
