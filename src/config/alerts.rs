@@ -9,9 +9,9 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::compile::{path, positive, resolve_path};
+use super::incidents::IncidentSeverity;
 use super::validate::{Problems, Seg};
 use super::{Secret, TokenSource};
-use super::incidents::IncidentSeverity;
 
 /// The events an alert can be about, as named in a sink's `events` (a `prefix.*` glob or `*` takes
 /// a whole family). `fleet.replica_lag` is reserved: fleet mode does not exist yet, nothing emits it.

@@ -377,7 +377,9 @@ impl IncidentPolicy {
                     format!("unknown plan `{plan}`"),
                     Some(format!("plans: {}", plans.keys().cloned().collect::<Vec<_>>().join(", "))),
                 ),
-                Some(p) if severity != IncidentSeverity::Sev1 && r.auto.unwrap_or(auto) && !p.global_steps().is_empty() => {
+                Some(p)
+                    if severity != IncidentSeverity::Sev1 && r.auto.unwrap_or(auto) && !p.global_steps().is_empty() =>
+                {
                     problems.add(
                         0,
                         at("triggers", name, "plan"),

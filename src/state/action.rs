@@ -240,8 +240,7 @@ impl Action {
                     return Err(format!("the definition observed for `{key}` does not have the hash {hash}"));
                 }
                 // A definition too large to keep is reviewed by its hash alone.
-                let definition =
-                    definition.clone().filter(|d| d.to_string().len() <= super::pins::MAX_KEPT_DEFINITION);
+                let definition = definition.clone().filter(|d| d.to_string().len() <= super::pins::MAX_KEPT_DEFINITION);
                 let since = humantime::format_rfc3339_seconds(now).to_string();
                 let frozen = s.server_frozen(server, super::unix_now());
                 let pin = s.tool_pins.entry(key).or_default();

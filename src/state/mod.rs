@@ -21,8 +21,8 @@ use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{watch, Mutex};
 
-pub use action::ActionError;
 pub use crate::config::action::{principal_scoped, Action};
+pub use action::ActionError;
 pub use persist::PersistError;
 
 use crate::config::{KeyEntry, Level, Policy};
