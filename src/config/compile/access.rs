@@ -190,7 +190,11 @@ mod tests {
 
     const HASH_A: &str = "391594d5130b8100f52f2968cbb371d1aa750b5a0284e03478e200b5082861a1";
 
-    fn compiled(text: &str) -> (HashMap<String, Role>, HashMap<String, ToolInfo>, Keys, Vec<(usize, String)>) {
+    type Roles = HashMap<String, Role>;
+    type Tools = HashMap<String, ToolInfo>;
+    type Found = Vec<(usize, String)>;
+
+    fn compiled(text: &str) -> (Roles, Tools, Keys, Found) {
         let r = raw(text);
         let mut p = Problems::default();
         let roles = roles(r.roles.into_iter().map(|(n, x)| (n, (0, x))).collect(), &McpPolicy::default(), &mut p);

@@ -164,7 +164,9 @@ mod tests {
     use super::super::tests::{located, raw};
     use super::*;
 
-    fn upstreams(text: &str) -> (BTreeMap<String, Arc<Upstream>>, Vec<(usize, String)>) {
+    type Upstreams = BTreeMap<String, Arc<Upstream>>;
+
+    fn upstreams(text: &str) -> (Upstreams, Vec<(usize, String)>) {
         let r = raw(text);
         let mut p = Problems::default();
         let global = circuit::global(r.circuit.as_ref(), &mut p);
