@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use serde_json::{json, Map, Value};
 
-use crate::incident::Severity;
+use crate::config::incidents::IncidentSeverity;
 
 /// An alert about to be dispatched (no id or time yet).
 #[derive(Debug, Clone)]
@@ -14,7 +14,7 @@ pub struct Draft {
     /// Event name (one of [`crate::config::alerts::EVENTS`], or `test`).
     pub event: String,
     /// Severity (incident events: the incident's; others: fixed per event).
-    pub severity: Severity,
+    pub severity: IncidentSeverity,
     /// One line for people.
     pub summary: String,
     /// Facts: incident, trigger, user, tenant, server, actions, reason, versions… Never a secret:
@@ -104,7 +104,7 @@ pub fn classify(m: &Map<String, Value>) -> Vec<Draft> {
         "circuit" => circuit(m, event).into_iter().collect(),
         "fleet" if event == "replica_lag" => vec![Draft {
             event: "fleet.replica_lag".into(),
-            severity: Severity::Sev3,
+            severity: IncidentSeverity::Sev3,
             summary: format!("replica {} lags behind", s(m, "replica").unwrap_or("?")),
             fields: pick(m, &["replica", "lag_ms", "seq"]),
             dedup_key: format!("firebreak-fleet-lag-{}", s(m, "replica").unwrap_or("?")),
@@ -119,7 +119,7 @@ fn incident(m: &Map<String, Value>, event: &str) -> Option<Draft> {
         return None;
     }
     let id = s(m, "incident")?;
-    let severity = s(m, "severity").and_then(Severity::parse).unwrap_or(Severity::Sev4);
+    let severity = s(m, "severity").and_then(IncidentSeverity::parse).unwrap_or(IncidentSeverity::Sev4);
     let trigger = s(m, "trigger").unwrap_or("?");
     let summary = format!("{} incident {id} {event}: {trigger} by {}", severity.as_str(), principal(m));
     Some(Draft {
@@ -194,13 +194,13 @@ fn switch(m: &Map<String, Value>) -> Vec<Draft> {
         })
     };
     if lockdown {
-        add("lockdown", Severity::Sev1, format!("LOCKDOWN: every AI request is refused {by}"));
+        add("lockdown", IncidentSeverity::Sev1, format!("LOCKDOWN: every AI request is refused {by}"));
     }
     if safe_mode {
-        add("safe_mode", Severity::Sev2, format!("safe mode on: the model is not asked {by}"));
+        add("safe_mode", IncidentSeverity::Sev2, format!("safe mode on: the model is not asked {by}"));
     }
     if !isolated.is_empty() {
-        add("isolate_server", Severity::Sev2, format!("MCP server isolated: {} {by}", isolated.join(", ")));
+        add("isolate_server", IncidentSeverity::Sev2, format!("MCP server isolated: {} {by}", isolated.join(", ")));
     }
     out
 }
@@ -209,14 +209,14 @@ fn audit(m: &Map<String, Value>, event: &str) -> Option<Draft> {
     let (name, severity, summary, resolve) = match event {
         "write_failed" => (
             "failure",
-            Severity::Sev1,
+            IncidentSeverity::Sev1,
             format!(
                 "the audit trail cannot be written ({}); traffic is refused unless on_failure = fail_open",
                 s(m, "reason").unwrap_or("?")
             ),
             false,
         ),
-        "writable_again" => ("recovered", Severity::Sev4, "the audit trail is writable again".to_owned(), true),
+        "writable_again" => ("recovered", IncidentSeverity::Sev4, "the audit trail is writable again".to_owned(), true),
         _ => return None,
     };
     Some(Draft {
@@ -231,9 +231,9 @@ fn audit(m: &Map<String, Value>, event: &str) -> Option<Draft> {
 
 fn circuit(m: &Map<String, Value>, event: &str) -> Option<Draft> {
     let (name, severity, resolve) = match event {
-        "opened" | "open" => ("opened", Severity::Sev3, false),
-        "half_open" | "half_opened" => ("half_open", Severity::Sev4, false),
-        "closed" | "close" => ("closed", Severity::Sev4, true),
+        "opened" | "open" => ("opened", IncidentSeverity::Sev3, false),
+        "half_open" | "half_opened" => ("half_open", IncidentSeverity::Sev4, false),
+        "closed" | "close" => ("closed", IncidentSeverity::Sev4, true),
         _ => return None,
     };
     let target = ["target", "upstream", "server", "name"].iter().find_map(|k| s(m, k)).unwrap_or("?");
@@ -299,7 +299,7 @@ mod tests {
         let d = classify(&opened);
         assert_eq!(d.len(), 1);
         assert_eq!(d[0].event, "incident.opened");
-        assert_eq!(d[0].severity, Severity::Sev1);
+        assert_eq!(d[0].severity, IncidentSeverity::Sev1);
         assert_eq!(d[0].dedup_key, "firebreak-INC-00001");
         assert!(d[0].summary.contains("alice (tenant acme)"));
         let resolved =

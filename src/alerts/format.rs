@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use super::event::{action_line, Alert};
 use crate::config::alerts::{SinkConfig, SinkKind};
-use crate::incident::Severity;
+use crate::config::incidents::IncidentSeverity;
 
 /// What a sink's requests need besides the alert.
 #[derive(Debug, Clone, PartialEq)]
@@ -141,12 +141,12 @@ pub fn slack_body(alert: &Alert, ctx: &Context) -> Value {
     json!({"text": slack_escape(&text), "blocks": blocks})
 }
 
-fn pd_severity(s: Severity) -> &'static str {
+fn pd_severity(s: IncidentSeverity) -> &'static str {
     match s {
-        Severity::Sev1 => "critical",
-        Severity::Sev2 => "error",
-        Severity::Sev3 => "warning",
-        Severity::Sev4 => "info",
+        IncidentSeverity::Sev1 => "critical",
+        IncidentSeverity::Sev2 => "error",
+        IncidentSeverity::Sev3 => "warning",
+        IncidentSeverity::Sev4 => "info",
     }
 }
 
@@ -179,12 +179,12 @@ pub fn pagerduty_body(alert: &Alert, ctx: &Context, routing_key: &str, resolve: 
     v
 }
 
-fn otlp_severity(s: Severity) -> u8 {
+fn otlp_severity(s: IncidentSeverity) -> u8 {
     match s {
-        Severity::Sev1 => 21, // FATAL
-        Severity::Sev2 => 17, // ERROR
-        Severity::Sev3 => 13, // WARN
-        Severity::Sev4 => 9,  // INFO
+        IncidentSeverity::Sev1 => 21, // FATAL
+        IncidentSeverity::Sev2 => 17, // ERROR
+        IncidentSeverity::Sev3 => 13, // WARN
+        IncidentSeverity::Sev4 => 9,  // INFO
     }
 }
 

@@ -220,7 +220,7 @@ impl Alerts {
         }
         let draft = Draft {
             event: "test".into(),
-            severity: crate::incident::Severity::Sev4,
+            severity: crate::config::incidents::IncidentSeverity::Sev4,
             summary: format!("firebreak test alert through sink {name} (sent by {actor}); no action needed"),
             fields,
             dedup_key: format!("firebreak-test-{}", self.next.load(Ordering::Relaxed)),

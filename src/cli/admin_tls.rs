@@ -34,7 +34,7 @@ pub type AdminClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<
 pub fn client(t: &TlsArgs) -> anyhow::Result<AdminClient> {
     let mut roots = crate::http::tls::platform_roots().clone();
     if let Some(ca) = &t.ca_file {
-        for c in crate::http::tls::read_ca(ca).map_err(anyhow::Error::msg)? {
+        for c in crate::config::tls::read_ca(ca).map_err(anyhow::Error::msg)? {
             roots.add(c).with_context(|| format!("{}: certificate rejected", ca.display()))?;
         }
     }

@@ -51,7 +51,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             if canaries.is_empty() {
                 policy
             } else {
-                policy.with_canaries(canaries).map_err(anyhow::Error::msg)?
+                canaries.extend_scanner(&policy).map_err(anyhow::Error::msg)?
             }
         }
         None => crate::config::load_str("<built-in catalog>", "", Path::new("."))

@@ -96,7 +96,7 @@ pub struct AdminIdentity {
 }
 
 /// One `[admin.require_second]` action name: a switch action's `op`, and optionally the value of
-/// its main argument (see [`action_arg`](crate::control::identity::action_arg)).
+/// its main argument (see `action_arg` in the admin API's identity module).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ActionPattern {
     /// The switch action (`set_level`, `restore_server`, `approve_tool`, …).

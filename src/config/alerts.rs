@@ -9,9 +9,9 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::compile::{path, positive, resolve_path};
+use super::incidents::IncidentSeverity;
 use super::validate::{Problems, Seg};
 use super::{Secret, TokenSource};
-use crate::incident::Severity;
 
 /// The events an alert can be about, as named in a sink's `events` (a `prefix.*` glob or `*` takes
 /// a whole family). `fleet.replica_lag` is reserved: fleet mode does not exist yet, nothing emits it.
@@ -212,7 +212,7 @@ pub struct SinkConfig {
     /// Event names and `prefix.*` globs it takes.
     pub events: Vec<String>,
     /// Incident events below this severity are not sent (other events are chosen by name only).
-    pub min_severity: Severity,
+    pub min_severity: IncidentSeverity,
     /// Queue capacity; a full queue drops (counted).
     pub queue: usize,
     /// Delivery attempts before the dead-letter file.
@@ -227,7 +227,7 @@ pub struct SinkConfig {
 
 impl SinkConfig {
     /// Whether the sink takes `event` (of `severity`, for incident events).
-    pub fn wants(&self, event: &str, severity: Option<Severity>) -> bool {
+    pub fn wants(&self, event: &str, severity: Option<IncidentSeverity>) -> bool {
         let named = self.events.iter().any(|p| event_matches(p, event));
         let severe = match severity {
             Some(s) if event.starts_with("incident.") => s <= self.min_severity,
@@ -554,15 +554,15 @@ fn compile_sink(i: usize, s: &RawSink, base: &Path, problems: &mut Problems) -> 
         }
     };
     let min_severity = match s.min_severity.as_deref() {
-        None => Severity::Sev4,
-        Some(v) => Severity::parse(v).unwrap_or_else(|| {
+        None => IncidentSeverity::Sev4,
+        Some(v) => IncidentSeverity::parse(v).unwrap_or_else(|| {
             problems.add(
                 0,
                 sink_at(i, "min_severity"),
                 format!("`{v}` is not a severity"),
                 Some("SEV-1, SEV-2, SEV-3 or SEV-4".into()),
             );
-            Severity::Sev4
+            IncidentSeverity::Sev4
         }),
     };
     let num = |v: Option<i64>, default: u64, k: &str, problems: &mut Problems| {
@@ -604,15 +604,15 @@ mod tests {
         )
         .expect("valid");
         let (a, b) = (&p.alerts.sinks[0], &p.alerts.sinks[1]);
-        assert!(a.wants("incident.opened", Some(Severity::Sev1)));
-        assert!(a.wants("incident.resolved", Some(Severity::Sev2)));
-        assert!(!a.wants("incident.opened", Some(Severity::Sev3)), "below the minimum");
-        assert!(a.wants("switch.lockdown", Some(Severity::Sev1)));
-        assert!(!a.wants("switch.safe_mode", Some(Severity::Sev2)));
+        assert!(a.wants("incident.opened", Some(IncidentSeverity::Sev1)));
+        assert!(a.wants("incident.resolved", Some(IncidentSeverity::Sev2)));
+        assert!(!a.wants("incident.opened", Some(IncidentSeverity::Sev3)), "below the minimum");
+        assert!(a.wants("switch.lockdown", Some(IncidentSeverity::Sev1)));
+        assert!(!a.wants("switch.safe_mode", Some(IncidentSeverity::Sev2)));
         // Defaults: everything but joins; the minimum applies to incident events only.
-        assert!(b.wants("incident.opened", Some(Severity::Sev4)));
-        assert!(!b.wants("incident.joined", Some(Severity::Sev1)));
-        assert!(b.wants("circuit.opened", Some(Severity::Sev3)));
+        assert!(b.wants("incident.opened", Some(IncidentSeverity::Sev4)));
+        assert!(!b.wants("incident.joined", Some(IncidentSeverity::Sev1)));
+        assert!(b.wants("circuit.opened", Some(IncidentSeverity::Sev3)));
         assert_eq!((b.queue, b.max_attempts, b.timeout), (1000, 5, Duration::from_secs(5)));
         assert!(
             format!("{a:?}").contains("<redacted>") && !format!("{a:?}").contains("\"s\""),

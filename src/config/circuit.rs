@@ -1,6 +1,6 @@
 //! `[circuit]` and the per-target `[upstreams.NAME.circuit]` / `[mcp_servers.NAME.circuit]` tables:
 //! when a circuit breaker stops sending requests to a failing upstream or MCP server, and when it
-//! tries again. The runtime side is [`crate::circuit`].
+//! tries again. The runtime side is the top-level `circuit` module.
 //!
 //! Off unless the policy has a `[circuit]` section or the target has a `circuit` table of its own.
 

@@ -178,7 +178,7 @@ pub(super) fn compile(
         };
         let extra_ca = s.extra_ca.as_deref().map(|p| resolve_path(base, p));
         if let Some(ca) = &extra_ca {
-            if let Err(e) = crate::http::tls::read_ca(ca) {
+            if let Err(e) = super::tls::read_ca(ca) {
                 problems.add(0, at("extra_ca"), e, Some("name a PEM file with one or more CERTIFICATE blocks".into()));
             }
         }

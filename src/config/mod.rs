@@ -4,12 +4,14 @@
 //! raw.rs (serde) → validate.rs (problems with file:line) → compile.rs (the runtime object). A
 //! `Policy` cannot exist unvalidated: the only way to build one is [`load`] / [`load_str`].
 
+pub mod action;
 pub mod admins;
 pub mod alerts;
 pub mod circuit;
 mod compile;
 pub mod forensics;
 pub mod glob;
+pub mod incidents;
 mod inspection;
 pub mod mcp;
 pub mod prompts;
@@ -125,7 +127,7 @@ pub struct Policy {
     /// Prompt-injection signatures for user input and tool results.
     pub injection: Arc<crate::inspect::injection::Signatures>,
     /// Detection triggers and containment plans.
-    pub incidents: Arc<crate::incident::IncidentPolicy>,
+    pub incidents: Arc<incidents::IncidentPolicy>,
     /// Evidence capture around incidents; `None` when off (the default).
     pub forensics: Option<Arc<forensics::ForensicsSettings>>,
     /// SHA-256 (hex) over the policy's files as loaded (each file's path and text, in load order).
@@ -566,21 +568,6 @@ impl Policy {
     /// The route a request of `api` asking for `model` takes.
     pub fn route_entry(&self, api: Api, model: Option<&str>) -> Option<&Route> {
         self.routes.iter().find(|r| r.api == api && (r.any_model || model.is_some_and(|m| r.models.matches(m))))
-    }
-
-    /// This policy with a scanner that also detects `canaries` (every managed prompt's current and
-    /// retired canaries, from the switch state).
-    pub fn with_canaries(&self, canaries: &crate::state::prompts::Canaries) -> Result<Policy, String> {
-        let mut rules = Vec::new();
-        for (id, value) in canaries.all() {
-            rules.extend(crate::inspect::canary::rules(id, value).map_err(|e| e.to_string())?);
-        }
-        let scanner = if rules.is_empty() {
-            self.base_scanner.clone()
-        } else {
-            Arc::new(self.base_scanner.extended(rules).map_err(|e| e.to_string())?)
-        };
-        Ok(Policy { scanner, ..self.clone() })
     }
 
     /// A managed prompt by id, or what to tell an operator who named an unknown one.

@@ -2,11 +2,17 @@
 //!
 //! The policy holds paths; the files are read (and checked: readable, certificate and key match,
 //! client CA parses) when the policy is compiled, so `firebreak check` and a reload report a bad
-//! file at its key, and again by the listener when it (re)builds its rustls configuration
-//! ([`crate::http::listen_tls`]).
+//! file at its key, and again by the listener when it (re)builds its rustls configuration (with
+//! [`server_config`], from the proxy's `listen_tls`). [`read_ca`] also reads upstreams' and MCP
+//! servers' extra CAs.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{RootCertStore, ServerConfig};
 use serde::Deserialize;
 
 use super::compile::resolve_path;
@@ -150,7 +156,7 @@ pub(super) fn compile(
     }
     let spec = ListenerTls { cert_file: cert_file?, key_file: key_file?, client_ca_file, client_identity, client_auth };
     // The files themselves: readable, certificate and key match, CA parses.
-    if let Err(e) = crate::http::listen_tls::server_config(&spec) {
+    if let Err(e) = server_config(&spec) {
         problems.add(
             0,
             at(e.field()),
@@ -182,3 +188,115 @@ pub(super) fn watch_interval(raw: Option<i64>, problems: &mut Problems) -> Optio
 
 /// How often the TLS files are checked for changes by default.
 pub const DEFAULT_WATCH_MS: u64 = 2000;
+
+/// Reads the certificates of a PEM file.
+pub fn read_ca(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs: Result<Vec<_>, _> = CertificateDer::pem_file_iter(path)
+        .map_err(|e| format!("cannot read CA file {}: {e}", path.display()))?
+        .collect();
+    match certs {
+        Ok(c) if !c.is_empty() => Ok(c),
+        Ok(_) => Err(format!("{} holds no CERTIFICATE block", path.display())),
+        Err(e) => Err(format!("{} is not valid PEM: {e}", path.display())),
+    }
+}
+
+/// Why a listener's TLS files do not load. Messages name the file, never its contents.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsFileError {
+    /// The certificate chain.
+    #[error("{0}")]
+    Cert(String),
+    /// The private key.
+    #[error("{0}")]
+    Key(String),
+    /// The key does not belong to the certificate.
+    #[error("{0}")]
+    Mismatch(String),
+    /// The client CA.
+    #[error("{0}")]
+    ClientCa(String),
+}
+
+impl TlsFileError {
+    /// The policy key the problem is about.
+    pub fn field(&self) -> &'static str {
+        match self {
+            TlsFileError::Cert(_) => "cert_file",
+            TlsFileError::Key(_) | TlsFileError::Mismatch(_) => "key_file",
+            TlsFileError::ClientCa(_) => "client_ca_file",
+        }
+    }
+}
+
+/// Reads the certificate chain of a listener's `cert_file`.
+pub fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsFileError> {
+    let certs: Result<Vec<_>, _> = CertificateDer::pem_file_iter(path)
+        .map_err(|e| TlsFileError::Cert(format!("cannot read certificate file {}: {e}", path.display())))?
+        .collect();
+    match certs {
+        Ok(c) if !c.is_empty() => Ok(c),
+        Ok(_) => Err(TlsFileError::Cert(format!("{} holds no CERTIFICATE block", path.display()))),
+        Err(e) => Err(TlsFileError::Cert(format!("{} is not valid PEM: {e}", path.display()))),
+    }
+}
+
+fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsFileError> {
+    // The error never quotes the file: it is a private key.
+    PrivateKeyDer::from_pem_file(path).map_err(|e| {
+        let why = match e {
+            rustls::pki_types::pem::Error::Io(io) => format!("cannot read key file {}: {io}", path.display()),
+            rustls::pki_types::pem::Error::NoItemsFound => format!(
+                "{} holds no private key (expected a PEM PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY block)",
+                path.display()
+            ),
+            _ => format!("{} is not a valid PEM private key", path.display()),
+        };
+        TlsFileError::Key(why)
+    })
+}
+
+/// Builds the rustls server configuration `spec` describes: TLS 1.2 and 1.3 only, ALPN `h2` and
+/// `http/1.1`, and client certificate verification against `client_ca_file` when set.
+pub fn server_config(spec: &ListenerTls) -> Result<ServerConfig, TlsFileError> {
+    let certs = read_certs(&spec.cert_file)?;
+    let key = read_key(&spec.key_file)?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| TlsFileError::Cert(format!("TLS setup failed: {e}")))?;
+    let builder = match &spec.client_ca_file {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = RootCertStore::empty();
+            for c in read_ca(ca).map_err(TlsFileError::ClientCa)? {
+                roots
+                    .add(c)
+                    .map_err(|e| TlsFileError::ClientCa(format!("{}: CA certificate rejected: {e}", ca.display())))?;
+            }
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+            let verifier = match spec.client_auth {
+                ClientAuth::Required => verifier,
+                ClientAuth::Optional => verifier.allow_unauthenticated(),
+            };
+            let verifier = verifier
+                .build()
+                .map_err(|e| TlsFileError::ClientCa(format!("{}: unusable as a client CA: {e}", ca.display())))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut cfg = builder.with_single_cert(certs, key).map_err(|e| match e {
+        rustls::Error::InconsistentKeys(_) => TlsFileError::Mismatch(format!(
+            "{} is not the private key of the certificate in {}",
+            spec.key_file.display(),
+            spec.cert_file.display()
+        )),
+        e => TlsFileError::Key(format!(
+            "{} cannot be used with {}: {e}",
+            spec.key_file.display(),
+            spec.cert_file.display()
+        )),
+    })?;
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(cfg)
+}

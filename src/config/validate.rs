@@ -34,7 +34,7 @@ impl From<usize> for Seg {
 
 /// A source file of the policy (the main file or an include).
 #[derive(Debug, Clone)]
-pub struct Source {
+pub struct PolicyFile {
     /// Path as given (or `<embedded demo>`).
     pub path: PathBuf,
     /// Full text.
@@ -107,7 +107,7 @@ impl Problems {
     }
 
     /// Resolves every problem to `file:line`, in file then line order.
-    pub fn locate(self, sources: &[Source]) -> Vec<Located> {
+    pub fn locate(self, sources: &[PolicyFile]) -> Vec<Located> {
         let docs: Vec<Option<toml_edit::ImDocument<&str>>> =
             sources.iter().map(|s| toml_edit::ImDocument::parse(s.text.as_str()).ok()).collect();
         let mut out: Vec<Located> = self

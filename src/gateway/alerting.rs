@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use super::Gateway;
 use crate::alerts::anomaly::spikes;
 use crate::alerts::{event, Draft, TAP_CAPACITY};
-use crate::incident::Severity;
+use crate::config::incidents::IncidentSeverity;
 
 /// Starts the alerts of `gw`: the tap on its audit writer, the router, the rule-spike watch and
 /// the sinks of its policy. `firebreak serve` calls it once; offline replay never does (a replayed
@@ -113,7 +113,7 @@ pub async fn watch_spikes(gw: Weak<Gateway>) {
                 &policy,
                 Draft {
                     event: "anomaly.rule_spike".into(),
-                    severity: Severity::Sev3,
+                    severity: IncidentSeverity::Sev3,
                     summary: format!(
                         "rule {rule} spiked: {n} decisions in {window_text}, {before} in the window before"
                     ),

@@ -40,7 +40,7 @@ impl Active {
     /// Builds the runtime objects of a policy, its scanner knowing the canaries of `snap`.
     pub fn new(policy: Policy, snap: &crate::state::Snapshot) -> Result<Active, String> {
         let clients = Arc::new(Clients::build(&policy)?);
-        let policy = if snap.canaries.is_empty() { policy } else { policy.with_canaries(&snap.canaries)? };
+        let policy = if snap.canaries.is_empty() { policy } else { snap.canaries.extend_scanner(&policy)? };
         Ok(Active { policy: Arc::new(policy), clients })
     }
 }
@@ -225,7 +225,7 @@ impl Gateway {
         let applied = self
             .state
             .apply_with(batch, &active.policy, |next| {
-                let policy = active.policy.with_canaries(&next.canaries)?;
+                let policy = next.canaries.extend_scanner(&active.policy)?;
                 self.active.store(Arc::new(Active { policy: Arc::new(policy), clients: active.clients.clone() }));
                 Ok(())
             })

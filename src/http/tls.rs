@@ -3,21 +3,9 @@
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::CertificateDer;
 use rustls::{ClientConfig, RootCertStore};
 
-/// Reads the certificates of a PEM file.
-pub fn read_ca(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let certs: Result<Vec<_>, _> = CertificateDer::pem_file_iter(path)
-        .map_err(|e| format!("cannot read CA file {}: {e}", path.display()))?
-        .collect();
-    match certs {
-        Ok(c) if !c.is_empty() => Ok(c),
-        Ok(_) => Err(format!("{} holds no CERTIFICATE block", path.display())),
-        Err(e) => Err(format!("{} is not valid PEM: {e}", path.display())),
-    }
-}
+use crate::config::tls::read_ca;
 
 /// The platform's trusted roots, loaded once.
 pub(crate) fn platform_roots() -> &'static RootCertStore {

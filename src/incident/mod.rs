@@ -21,7 +21,6 @@
 //! and request ids only.
 
 pub mod checklist;
-mod policy;
 pub mod window;
 
 use std::collections::BTreeSet;
@@ -32,7 +31,7 @@ use std::time::{Instant, SystemTime};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-pub use policy::{IncidentPolicy, Plan, Severity, Target, Trigger, TRIGGERS};
+pub use crate::config::incidents::{IncidentPolicy, IncidentSeverity, Plan, Target, Trigger, TRIGGERS};
 use window::{Count, Windows};
 
 use crate::audit::Record;
@@ -139,7 +138,7 @@ pub struct Incident {
     /// `INC-00001`.
     pub id: String,
     /// Severity.
-    pub severity: Severity,
+    pub severity: IncidentSeverity,
     /// The trigger that opened it.
     pub trigger: String,
     /// Open or resolved.

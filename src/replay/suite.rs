@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::build;
-use crate::config::validate::{Located, Problems, Seg, Source};
+use crate::config::validate::{Located, PolicyFile, Problems, Seg};
 use crate::http::script::ScriptedReply;
 use crate::state::Action;
 
@@ -279,7 +279,7 @@ pub fn parse_file(
     seen: &mut HashMap<String, (PathBuf, usize)>,
     errors: &mut Vec<Located>,
 ) {
-    let sources = [Source { path: file.to_path_buf(), text: text.to_owned() }];
+    let sources = [PolicyFile { path: file.to_path_buf(), text: text.to_owned() }];
     let raw: RawSuite = match toml::from_str(text) {
         Ok(r) => r,
         Err(e) => {

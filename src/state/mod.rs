@@ -7,6 +7,7 @@
 
 mod action;
 mod persist;
+pub mod pins;
 pub mod prompts;
 
 pub use persist::write_atomic;
@@ -20,7 +21,8 @@ use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{watch, Mutex};
 
-pub use action::{principal_scoped, Action, ActionError};
+pub use crate::config::action::{principal_scoped, Action};
+pub use action::ActionError;
 pub use persist::PersistError;
 
 use crate::config::{KeyEntry, Level, Policy};

@@ -7,11 +7,13 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
 use crate::config::prompts::{ManagedPrompt, PromptVersion};
+use crate::config::Policy;
 
 /// Rotation history entries kept per prompt (the audit trail keeps all of them).
 const MAX_HISTORY: usize = 100;
@@ -102,6 +104,21 @@ impl Canaries {
     /// Whether no canary was ever issued.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    /// `policy` with a scanner that also detects these canaries (every managed prompt's current and
+    /// retired ones): the policy's own scanner extended, never rebuilt from the catalog.
+    pub fn extend_scanner(&self, policy: &Policy) -> Result<Policy, String> {
+        let mut rules = Vec::new();
+        for (id, value) in self.all() {
+            rules.extend(crate::inspect::canary::rules(id, value).map_err(|e| e.to_string())?);
+        }
+        let scanner = if rules.is_empty() {
+            policy.base_scanner.clone()
+        } else {
+            Arc::new(policy.base_scanner.extended(rules).map_err(|e| e.to_string())?)
+        };
+        Ok(Policy { scanner, ..policy.clone() })
     }
 
     /// Issues a new canary for `prompt`, retiring the one in force.

@@ -7,13 +7,13 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::config::raw::{RawIncidents, RawPlan, RawTrigger};
-use crate::config::validate::{Problems, Seg};
-use crate::state::Action;
+use super::action::{principal_scoped, Action};
+use super::raw::{RawIncidents, RawPlan, RawTrigger};
+use super::validate::{Problems, Seg};
 
 /// Incident severity, SEV-1 (worst) to SEV-4.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub enum Severity {
+pub enum IncidentSeverity {
     /// Confirmed compromise: contain everything the plan names, now.
     #[serde(rename = "SEV-1")]
     Sev1,
@@ -28,24 +28,24 @@ pub enum Severity {
     Sev4,
 }
 
-impl Severity {
+impl IncidentSeverity {
     /// `SEV-1`..`SEV-4`.
     pub fn as_str(self) -> &'static str {
         match self {
-            Severity::Sev1 => "SEV-1",
-            Severity::Sev2 => "SEV-2",
-            Severity::Sev3 => "SEV-3",
-            Severity::Sev4 => "SEV-4",
+            IncidentSeverity::Sev1 => "SEV-1",
+            IncidentSeverity::Sev2 => "SEV-2",
+            IncidentSeverity::Sev3 => "SEV-3",
+            IncidentSeverity::Sev4 => "SEV-4",
         }
     }
 
     /// Accepts `SEV-1`, `sev1`, `1`.
-    pub fn parse(s: &str) -> Option<Severity> {
+    pub fn parse(s: &str) -> Option<IncidentSeverity> {
         match s.trim().to_ascii_lowercase().replace(['-', '_', ' '], "").trim_start_matches("sev") {
-            "1" => Some(Severity::Sev1),
-            "2" => Some(Severity::Sev2),
-            "3" => Some(Severity::Sev3),
-            "4" => Some(Severity::Sev4),
+            "1" => Some(IncidentSeverity::Sev1),
+            "2" => Some(IncidentSeverity::Sev2),
+            "3" => Some(IncidentSeverity::Sev3),
+            "4" => Some(IncidentSeverity::Sev4),
             _ => None,
         }
     }
@@ -53,10 +53,10 @@ impl Severity {
     /// The default plan of this severity (`sev1`..`sev4`).
     pub fn plan(self) -> &'static str {
         match self {
-            Severity::Sev1 => "sev1",
-            Severity::Sev2 => "sev2",
-            Severity::Sev3 => "sev3",
-            Severity::Sev4 => "sev4",
+            IncidentSeverity::Sev1 => "sev1",
+            IncidentSeverity::Sev2 => "sev2",
+            IncidentSeverity::Sev3 => "sev3",
+            IncidentSeverity::Sev4 => "sev4",
         }
     }
 }
@@ -67,7 +67,7 @@ pub struct Trigger {
     /// Name (`credential_leakage_confirmed`, …).
     pub name: String,
     /// Severity of the incidents it opens.
-    pub severity: Severity,
+    pub severity: IncidentSeverity,
     /// Fires when the count in the window goes above this (0: on the first event).
     pub threshold: u64,
     /// Sliding window.
@@ -145,7 +145,7 @@ impl Plan {
         self.actions
             .iter()
             .map(|t| t.get("action").and_then(Value::as_str).unwrap_or(""))
-            .filter(|a| !crate::state::principal_scoped(a))
+            .filter(|a| !principal_scoped(a))
             .map(str::to_owned)
             .collect()
     }
@@ -209,16 +209,16 @@ pub struct IncidentPolicy {
 }
 
 /// Built-in triggers: (name, severity, threshold, window, auto).
-pub const TRIGGERS: &[(&str, Severity, u64, u64, bool)] = &[
-    ("credential_leakage_confirmed", Severity::Sev1, 0, 3600, true),
-    ("unauthorized_tool_execution", Severity::Sev1, 0, 3600, true),
-    ("bulk_data_extraction", Severity::Sev1, 100, 3600, false),
-    ("sustained_injection_campaign", Severity::Sev2, 50, 1800, false),
-    ("system_prompt_exposure", Severity::Sev2, 3, 3600, false),
-    ("cross_user_data_leakage", Severity::Sev2, 0, 3600, true),
-    ("tool_definition_changed", Severity::Sev2, 0, 3600, false),
-    ("partial_prompt_extraction", Severity::Sev3, 0, 3600, false),
-    ("anomalous_probing", Severity::Sev4, 3, 3600, false),
+pub const TRIGGERS: &[(&str, IncidentSeverity, u64, u64, bool)] = &[
+    ("credential_leakage_confirmed", IncidentSeverity::Sev1, 0, 3600, true),
+    ("unauthorized_tool_execution", IncidentSeverity::Sev1, 0, 3600, true),
+    ("bulk_data_extraction", IncidentSeverity::Sev1, 100, 3600, false),
+    ("sustained_injection_campaign", IncidentSeverity::Sev2, 50, 1800, false),
+    ("system_prompt_exposure", IncidentSeverity::Sev2, 3, 3600, false),
+    ("cross_user_data_leakage", IncidentSeverity::Sev2, 0, 3600, true),
+    ("tool_definition_changed", IncidentSeverity::Sev2, 0, 3600, false),
+    ("partial_prompt_extraction", IncidentSeverity::Sev3, 0, 3600, false),
+    ("anomalous_probing", IncidentSeverity::Sev4, 3, 3600, false),
 ];
 
 fn default_plans() -> BTreeMap<String, Plan> {
@@ -343,7 +343,7 @@ impl IncidentPolicy {
             if r.enabled == Some(false) {
                 continue;
             }
-            let severity = match r.severity.as_deref().map(|s| (s, Severity::parse(s))) {
+            let severity = match r.severity.as_deref().map(|s| (s, IncidentSeverity::parse(s))) {
                 None => severity,
                 Some((_, Some(s))) => s,
                 Some((s, None)) => {
@@ -377,7 +377,9 @@ impl IncidentPolicy {
                     format!("unknown plan `{plan}`"),
                     Some(format!("plans: {}", plans.keys().cloned().collect::<Vec<_>>().join(", "))),
                 ),
-                Some(p) if severity != Severity::Sev1 && r.auto.unwrap_or(auto) && !p.global_steps().is_empty() => {
+                Some(p)
+                    if severity != IncidentSeverity::Sev1 && r.auto.unwrap_or(auto) && !p.global_steps().is_empty() =>
+                {
                     problems.add(
                         0,
                         at("triggers", name, "plan"),
@@ -459,7 +461,7 @@ mod tests {
         );
         assert!(p.plans["sev3"].global_steps().is_empty());
         assert_eq!(p.plans["sev1"].global_steps(), vec!["disable_tool", "safe_mode"]);
-        assert_eq!(Severity::parse("sev-2"), Some(Severity::Sev2));
-        assert_eq!(Severity::parse("SEV-4"), Some(Severity::Sev4));
+        assert_eq!(IncidentSeverity::parse("sev-2"), Some(IncidentSeverity::Sev2));
+        assert_eq!(IncidentSeverity::parse("SEV-4"), Some(IncidentSeverity::Sev4));
     }
 }
