@@ -16,19 +16,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// `(from, to, owner, reason)`: edges that close a cycle today and are being cut elsewhere.
-const KNOWN_EDGES_TO_CUT: &[(&str, &str, &str, &str)] = &[
-    (
-        "config",
-        "http",
-        "config",
-        "config/compile.rs and config/mcp.rs call http::tls::read_ca (moves into config); config/tls.rs \
-         checks the listener files with http::listen_tls::server_config",
-    ),
-    ("config", "incident", "config", "incident/policy.rs is policy-compile code: it moves to config/incidents.rs"),
-    ("config", "state", "config", "Policy::with_canaries is runtime: it moves next to gateway::Active or into state"),
-    ("state", "mcp", "config", "state/action.rs hashes tool definitions with mcp::tools"),
-    ("incident", "gateway", "core", "the engine returns firings; the gateway layer audits and applies plans"),
-];
+const KNOWN_EDGES_TO_CUT: &[(&str, &str, &str, &str)] =
+    &[("incident", "gateway", "core", "the engine returns firings; the gateway layer audits and applies plans")];
 
 /// Edges `from -> to`, each with the files it comes from.
 type Graph = BTreeMap<String, BTreeMap<String, BTreeSet<String>>>;
