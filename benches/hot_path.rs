@@ -27,12 +27,12 @@ use http::{HeaderMap, HeaderValue};
 use sha2::{Digest, Sha256};
 
 use firebreak::config::Policy;
+use firebreak::inspect::toolcalls::{EventAction, StreamFilter};
 use firebreak::protocol::request::Body;
 use firebreak::protocol::sse::SseFramer;
 use firebreak::protocol::Endpoint;
 use firebreak::proxy::authenticate;
 use firebreak::proxy::ratelimit::RateLimiter;
-use firebreak::proxy::toolcalls::{EventAction, StreamFilter};
 use firebreak::state::{unix_now, Entry, Snapshot, StateStore};
 
 const KEYS: usize = 24;
@@ -393,11 +393,11 @@ fn streaming(c: &mut Criterion) {
         });
     }
     struct AllowAll;
-    impl firebreak::proxy::toolcalls::CallCheck for AllowAll {
-        fn check_name(&self, _: &str) -> Option<firebreak::proxy::toolcalls::CallRefusal> {
+    impl firebreak::inspect::toolcalls::CallCheck for AllowAll {
+        fn check_name(&self, _: &str) -> Option<firebreak::inspect::toolcalls::CallRefusal> {
             None
         }
-        fn check_args(&self, _: &str, _: &str) -> Option<firebreak::proxy::toolcalls::CallRefusal> {
+        fn check_args(&self, _: &str, _: &str) -> Option<firebreak::inspect::toolcalls::CallRefusal> {
             None
         }
     }

@@ -15,7 +15,6 @@ pub mod script;
 pub mod shards;
 mod stream;
 pub mod tls;
-pub mod toolcalls;
 pub mod upstream;
 
 use std::future::Future;

@@ -18,12 +18,12 @@ use http_body_util::BodyExt;
 use tokio::sync::{mpsc, watch};
 
 use super::body::Body;
-use super::toolcalls::{EventAction, StreamFilter};
 use super::Gateway;
 use crate::audit::Record;
 use crate::config::{KeyEntry, Policy};
 use crate::forensics::kept;
 use crate::inspect::redact::{LinkGuard, Redacted, StreamRedactor};
+use crate::inspect::toolcalls::{EventAction, StreamFilter};
 use crate::protocol::sse::SseFramer;
 use crate::protocol::{error_event, Endpoint, ErrorKind};
 use crate::state::{unix_now, Snapshot};
