@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 use firebreak::inspect::injection::classifier::Model;
-use firebreak::inspect::injection::{Signatures, Source};
+use firebreak::inspect::injection::{Signatures, TextOrigin};
 
 const PROSE: &[&str] = &[
     "The quarterly report shows that revenue grew in every region except the north, where a late shipment \
@@ -62,7 +62,7 @@ fn p99_report(model: &Model, sigs: &Signatures) {
         black_box(model.score(black_box(t)));
         let c = start.elapsed().as_secs_f64() * 1e6;
         let start = Instant::now();
-        black_box(sigs.assess(black_box(t), Source::UserInput));
+        black_box(sigs.assess(black_box(t), TextOrigin::UserInput));
         let s = start.elapsed().as_secs_f64() * 1e6;
         if i >= 2_000 {
             cls.push(c);
@@ -95,9 +95,9 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("signatures");
     g.warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
     g.throughput(Throughput::Bytes(kib.len() as u64));
-    g.bench_function("assess_1KiB", |b| b.iter(|| sigs.assess(black_box(&kib), Source::UserInput).action));
+    g.bench_function("assess_1KiB", |b| b.iter(|| sigs.assess(black_box(&kib), TextOrigin::UserInput).action));
     g.throughput(Throughput::Bytes(kib16.len() as u64));
-    g.bench_function("assess_16KiB", |b| b.iter(|| sigs.assess(black_box(&kib16), Source::UserInput).action));
+    g.bench_function("assess_16KiB", |b| b.iter(|| sigs.assess(black_box(&kib16), TextOrigin::UserInput).action));
     g.finish();
 }
 

@@ -32,7 +32,7 @@ use firebreak::http::authenticate;
 use firebreak::protocol::request::Body;
 use firebreak::protocol::sse::SseFramer;
 use firebreak::protocol::Endpoint;
-use firebreak::proxy::toolcalls::{EventAction, StreamFilter};
+use firebreak::inspect::toolcalls::{EventAction, StreamFilter};
 use firebreak::state::{unix_now, Entry, Snapshot, StateStore};
 
 const KEYS: usize = 24;
@@ -393,11 +393,11 @@ fn streaming(c: &mut Criterion) {
         });
     }
     struct AllowAll;
-    impl firebreak::proxy::toolcalls::CallCheck for AllowAll {
-        fn check_name(&self, _: &str) -> Option<firebreak::proxy::toolcalls::CallRefusal> {
+    impl firebreak::inspect::toolcalls::CallCheck for AllowAll {
+        fn check_name(&self, _: &str) -> Option<firebreak::inspect::toolcalls::CallRefusal> {
             None
         }
-        fn check_args(&self, _: &str, _: &str) -> Option<firebreak::proxy::toolcalls::CallRefusal> {
+        fn check_args(&self, _: &str, _: &str) -> Option<firebreak::inspect::toolcalls::CallRefusal> {
             None
         }
     }

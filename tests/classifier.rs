@@ -55,12 +55,12 @@ async fn audit_record(gw: &Gateway, needles: &[&str]) -> (Value, String) {
 #[test]
 fn the_signatures_miss_the_paraphrase_and_the_classifier_scores_it_high() {
     use firebreak::inspect::injection::classifier::Model;
-    use firebreak::inspect::injection::{Signatures, Source};
+    use firebreak::inspect::injection::{Signatures, TextOrigin};
     let sigs = Signatures::builtin();
     let model = Model::builtin().expect("built-in model");
     // If a future signature catches this text, the gateway test below still holds (signatures only
     // flag there), but this one says the example no longer shows what stage 2 adds.
-    assert_eq!(sigs.assess(PARAPHRASE, Source::UserInput).action, None, "a signature now catches the paraphrase");
+    assert_eq!(sigs.assess(PARAPHRASE, TextOrigin::UserInput).action, None, "a signature now catches the paraphrase");
     assert!(model.score(PARAPHRASE) >= 0.9, "{}", model.score(PARAPHRASE));
     assert!(model.score(INDIRECT) >= 0.9, "{}", model.score(INDIRECT));
     assert!(model.score("Can you recommend a good hiking trail near Zurich for a family with kids?") < 0.5);

@@ -42,7 +42,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             let found = sigs.assess(&s.text, s.source());
             let enforced = matches!(
                 found.action,
-                Some(crate::inspect::injection::Action::Block | crate::inspect::injection::Action::Strip)
+                Some(crate::inspect::injection::HitAction::Block | crate::inspect::injection::HitAction::Strip)
             );
             if s.is_attack() != enforced {
                 let ids: Vec<&str> = found.hits.iter().map(|h| h.id).collect();

@@ -7,7 +7,7 @@
 //!
 //! It is built on serde_json's own parser (a `DeserializeSeed`), so it accepts and refuses exactly
 //! what `serde_json::from_slice::<Value>` does (syntax, UTF-8, recursion limit, trailing bytes). The
-//! strings come out in the order [`crate::proxy`]'s `collect_strings` reads them from a `Value`:
+//! strings come out in the order the response phase's `collect_strings` reads them from a `Value`:
 //! object entries sorted by key, a repeated key counting once with its last value (serde_json's map
 //! is a `BTreeMap` here), array elements in order.
 

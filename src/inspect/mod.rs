@@ -5,8 +5,12 @@
 //! - [`scanner`] — one aho-corasick automaton for all keywords + a digit-run detector decide where
 //!   each rule's regex runs; findings are merged and replaced.
 //! - [`holdback`] — streaming redaction that never releases part of a future match.
-//! - [`redact`] — whole JSON bodies and the three SSE formats; `fields` finds every string of a
-//!   stream event and which ones grow across events.
+//! - [`redact`] — whole JSON bodies (`json`), the link stage, and the per-stream engine; `fields`
+//!   finds every string of a stream event and which ones grow across events.
+//! - [`toolcalls`] — tool calls in responses: refused calls replaced by a notice, streamed calls
+//!   held until complete.
+//! - [`format`] — per wire format (chat, messages, responses), one folder each: the redaction walk of
+//!   its stream events and where its tool calls are.
 //! - [`tenants`] — another tenant's identifiers in what a client receives (detection only).
 //! - [`validate`] — checksums and entropy.
 //! - [`needle`] — substring tests for fixed needles, prepared once.
@@ -15,6 +19,7 @@ pub mod canary;
 pub mod catalog;
 pub mod egress;
 mod fields;
+pub mod format;
 pub mod fragments;
 pub mod holdback;
 pub mod injection;
@@ -25,6 +30,7 @@ pub mod redact;
 pub mod rule;
 pub mod scanner;
 pub mod tenants;
+pub mod toolcalls;
 pub mod validate;
 
 pub use holdback::HoldBack;

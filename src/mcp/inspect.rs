@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use super::jsonrpc::{self, Kind};
 use super::tools::{Judge, ListOutcome};
 use crate::config::mcp::Permit;
-use crate::inspect::injection::{Action as InjAction, Source};
+use crate::inspect::injection::{HitAction, TextOrigin};
 
 /// What inspection found across the messages of one HTTP exchange or stream.
 #[derive(Debug, Default)]
@@ -108,9 +108,9 @@ fn injection(j: &Judge<'_>, result: &mut serde_json::Map<String, Value>, found: 
     for key in ["content", "structuredContent", "contents", "messages"] {
         if let Some(v) = result.get_mut(key) {
             visit_strings(v, &mut |s| {
-                let v = sigs.verdict(s, Source::ToolResult);
+                let v = sigs.verdict(s, TextOrigin::ToolResult);
                 let by_classifier = v.classifier.and_then(|c| {
-                    found.scores.observe(Source::ToolResult, c.score);
+                    found.scores.observe(TextOrigin::ToolResult, c.score);
                     c.action
                 });
                 let Some(action) = v.action else { return };
@@ -119,13 +119,13 @@ fn injection(j: &Judge<'_>, result: &mut serde_json::Map<String, Value>, found: 
                 if let Some(a) = by_classifier {
                     found.injections.push((ID.to_owned(), action_name(a)));
                 }
-                if action == InjAction::Block && blocked.is_none() {
+                if action == HitAction::Block && blocked.is_none() {
                     blocked = match (v.assessment.action, v.assessment.hits.first()) {
-                        (Some(InjAction::Block), Some(h)) => Some(h.id.to_owned()),
+                        (Some(HitAction::Block), Some(h)) => Some(h.id.to_owned()),
                         _ => Some(ID.to_owned()),
                     };
                 }
-                if action == InjAction::Strip {
+                if action == HitAction::Strip {
                     if let Some(stripped) = sigs.apply_strip(s, &v) {
                         *s = stripped;
                         changed = true;

@@ -624,7 +624,7 @@ fn absorb(policy: &Policy, f: Findings, ctx: &mut Ctx) {
         ctx.injections.push(id);
     }
     if let Some(s) = f.scores.tool_result {
-        ctx.classifier.observe(crate::inspect::injection::Source::ToolResult, s);
+        ctx.classifier.observe(crate::inspect::injection::TextOrigin::ToolResult, s);
     }
     let own = ctx.key.as_ref().map_or("", |k| k.tenant.as_str());
     ctx.cross_tenant = policy.tenants.others(&f.tenants, own);

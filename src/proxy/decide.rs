@@ -6,7 +6,7 @@ use crate::protocol::request::Body;
 use crate::protocol::Endpoint;
 use crate::state::{Refusal, Snapshot};
 
-use super::toolcalls::{CallCheck, CallRefusal};
+use crate::inspect::toolcalls::{CallCheck, CallRefusal};
 use crate::gateway::ratelimit::RateLimiter;
 use crate::http::error::GatewayError;
 
@@ -169,7 +169,7 @@ pub fn inspect_request_into(
     found: &mut RequestFindings,
 ) -> Result<(), GatewayError> {
     use crate::inspect::injection::classifier::{action_name, ID};
-    use crate::inspect::injection::{Action, Source as InjSource};
+    use crate::inspect::injection::{HitAction, TextOrigin};
     use crate::protocol::request::{visit_texts, Source};
     let mut blocked: Option<String> = None;
     let scanner = &policy.scanner;
@@ -177,8 +177,8 @@ pub fn inspect_request_into(
     let changed = visit_texts(endpoint, &mut body.map, &mut |source, text| {
         let mut changed = false;
         let inj_source = match source {
-            Source::User => InjSource::UserInput,
-            Source::ToolResult => InjSource::ToolResult,
+            Source::User => TextOrigin::UserInput,
+            Source::ToolResult => TextOrigin::ToolResult,
         };
         let v = sigs.verdict(text, inj_source);
         let by_classifier = v.classifier.and_then(|c| {
@@ -186,13 +186,13 @@ pub fn inspect_request_into(
             c.action
         });
         if let Some(action) = v.action {
-            if action == Action::Block && blocked.is_none() {
+            if action == HitAction::Block && blocked.is_none() {
                 blocked = match (v.assessment.action, v.assessment.hits.first()) {
-                    (Some(Action::Block), Some(h)) => Some(h.id.to_owned()),
+                    (Some(HitAction::Block), Some(h)) => Some(h.id.to_owned()),
                     _ => Some(ID.to_owned()),
                 };
             }
-            if action == Action::Strip {
+            if action == HitAction::Strip {
                 if let Some(stripped) = sigs.apply_strip(text, &v) {
                     *text = stripped;
                     changed = true;

@@ -6,7 +6,6 @@
 pub mod decide;
 mod pipeline;
 mod stream;
-pub mod toolcalls;
 pub mod upstream;
 
 pub use pipeline::handle;

@@ -25,7 +25,6 @@ use http::{header, HeaderMap, HeaderValue, Request, Response};
 
 use super::decide;
 use super::stream::{self, StreamCtx};
-use super::toolcalls;
 use super::upstream::{self, UpstreamRequest};
 use crate::audit::Record;
 use crate::config::KeyEntry;
@@ -36,6 +35,7 @@ use crate::http::body::{full, Body, BoxError, ChannelBody};
 use crate::http::error::GatewayError;
 use crate::http::{authenticate, new_request_id};
 use crate::inspect::injection::classifier;
+use crate::inspect::toolcalls;
 use crate::protocol::reply::{self, ReplySpec};
 use crate::protocol::request::{Body as ReqBody, BodyError};
 use crate::protocol::{api_for_path, Api, Endpoint};

@@ -17,13 +17,13 @@ use http_body::Body as _;
 use http_body_util::BodyExt;
 use tokio::sync::{mpsc, watch};
 
-use super::toolcalls::{EventAction, StreamFilter};
 use crate::audit::Record;
 use crate::config::{KeyEntry, Policy};
 use crate::forensics::kept;
 use crate::gateway::Gateway;
 use crate::http::body::Body;
 use crate::inspect::redact::{LinkGuard, Redacted, StreamRedactor};
+use crate::inspect::toolcalls::{EventAction, StreamFilter};
 use crate::protocol::sse::SseFramer;
 use crate::protocol::{error_event, Endpoint, ErrorKind};
 use crate::state::{unix_now, Snapshot};

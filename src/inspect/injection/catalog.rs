@@ -11,14 +11,14 @@
 //! signature lives in the tests (`POSITIVE`), next to the benign texts that must not hit.
 
 use super::hidden::HiddenKind;
-use super::Category as C;
 pub(super) use super::Enc;
+use super::Tactic as C;
 use crate::inspect::rule::Severity as S;
 
 /// One built-in signature.
 pub(super) struct Spec {
     pub id: &'static str,
-    pub category: super::Category,
+    pub category: super::Tactic,
     pub severity: S,
     pub pat: Pat,
 }

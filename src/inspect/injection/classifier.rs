@@ -26,7 +26,7 @@ use std::sync::OnceLock;
 use sha2::{Digest, Sha256};
 
 use super::features::{normalize, segment_features, BITS, CHAR_MAX, CHAR_MIN, DIM};
-use super::{Action, Assessment, Signatures, Source};
+use super::{Assessment, HitAction, Signatures, TextOrigin};
 
 /// The model file, built in.
 pub const MODEL_BYTES: &[u8] = include_bytes!("../../../models/injection-v1.bin");
@@ -291,15 +291,15 @@ impl Thresholds {
     pub const TOOL: Thresholds = Thresholds { block: None, strip: Some(0.95), flag: Some(0.7) };
 
     /// The action for a score.
-    pub fn action(&self, score: f32) -> Option<Action> {
+    pub fn action(&self, score: f32) -> Option<HitAction> {
         // Compared in f32, the score's precision, so a threshold of 0.9 is reached by a score of 0.9.
         let reached = |t: Option<f64>| t.is_some_and(|t| score >= t as f32);
         if reached(self.block) {
-            Some(Action::Block)
+            Some(HitAction::Block)
         } else if reached(self.strip) {
-            Some(Action::Strip)
+            Some(HitAction::Strip)
         } else if reached(self.flag) {
-            Some(Action::Flag)
+            Some(HitAction::Flag)
         } else {
             None
         }
@@ -365,7 +365,7 @@ pub struct Verdict {
     /// The score, 0..=1.
     pub score: f32,
     /// The action its thresholds call for.
-    pub action: Option<Action>,
+    pub action: Option<HitAction>,
 }
 
 /// The signature id under which the classifier's actions are recorded.
@@ -386,15 +386,15 @@ impl Classifier {
     }
 
     /// The thresholds for a source.
-    pub fn thresholds(&self, source: Source) -> &Thresholds {
+    pub fn thresholds(&self, source: TextOrigin) -> &Thresholds {
         match source {
-            Source::UserInput => &self.user,
-            Source::ToolResult => &self.tool,
+            TextOrigin::UserInput => &self.user,
+            TextOrigin::ToolResult => &self.tool,
         }
     }
 
     /// Scores `text` and maps the score to the source's action.
-    pub fn verdict(&self, text: &str, source: Source) -> Verdict {
+    pub fn verdict(&self, text: &str, source: TextOrigin) -> Verdict {
         let score = self.model.score(text);
         Verdict { score, action: self.thresholds(source).action(score) }
     }
@@ -415,7 +415,7 @@ pub struct Combined<'s> {
     /// The classifier's verdict, when the policy enables it.
     pub classifier: Option<Verdict>,
     /// The action taken: the stronger of the two stages' (block > strip > flag).
-    pub action: Option<Action>,
+    pub action: Option<HitAction>,
 }
 
 impl Signatures {
@@ -426,22 +426,22 @@ impl Signatures {
 
     /// Both stages on `text` from `source`: signatures first, then (when enabled) the classifier,
     /// which scores every text, so its score can be recorded even when the signatures decided.
-    pub fn verdict(&self, text: &str, source: Source) -> Combined<'_> {
+    pub fn verdict(&self, text: &str, source: TextOrigin) -> Combined<'_> {
         let assessment = self.assess(text, source);
         let classifier = self.classifier.as_ref().map(|c| c.verdict(text, source));
         let action = stronger(assessment.action, classifier.and_then(|v| v.action));
         Combined { assessment, classifier, action }
     }
 
-    /// The text to forward when the combined action is [`Action::Strip`]: when the classifier
+    /// The text to forward when the combined action is [`HitAction::Strip`]: when the classifier
     /// called for the strip it cannot say where the instruction is, so the whole text becomes
     /// [`REMOVED`](super::REMOVED); otherwise the signatures' spans are neutralised. `None` when
     /// nothing changes.
     pub fn apply_strip(&self, text: &str, v: &Combined<'_>) -> Option<String> {
-        if v.action != Some(Action::Strip) {
+        if v.action != Some(HitAction::Strip) {
             return None;
         }
-        if v.classifier.is_some_and(|c| c.action == Some(Action::Strip)) {
+        if v.classifier.is_some_and(|c| c.action == Some(HitAction::Strip)) {
             return Some(super::REMOVED.to_owned());
         }
         self.strip(text)
@@ -460,10 +460,10 @@ pub struct Scores {
 
 impl Scores {
     /// Keeps `score` if it is the highest seen for `source`.
-    pub fn observe(&mut self, source: Source, score: f32) {
+    pub fn observe(&mut self, source: TextOrigin, score: f32) {
         let slot = match source {
-            Source::UserInput => &mut self.user_input,
-            Source::ToolResult => &mut self.tool_result,
+            TextOrigin::UserInput => &mut self.user_input,
+            TextOrigin::ToolResult => &mut self.tool_result,
         };
         *slot = Some(slot.map_or(score, |s| s.max(score)));
     }
@@ -500,21 +500,21 @@ pub fn rule(source: &str) -> &'static str {
 }
 
 /// The name of an action in audit records and metrics.
-pub fn action_name(a: Action) -> &'static str {
+pub fn action_name(a: HitAction) -> &'static str {
     match a {
-        Action::Block => "block",
-        Action::Flag => "flag",
-        Action::Strip => "strip",
+        HitAction::Block => "block",
+        HitAction::Flag => "flag",
+        HitAction::Strip => "strip",
     }
 }
 
 /// The stronger of two actions (block > strip > flag).
-pub fn stronger(a: Option<Action>, b: Option<Action>) -> Option<Action> {
-    let rank = |a: Option<Action>| match a {
+pub fn stronger(a: Option<HitAction>, b: Option<HitAction>) -> Option<HitAction> {
+    let rank = |a: Option<HitAction>| match a {
         None => 0,
-        Some(Action::Flag) => 1,
-        Some(Action::Strip) => 2,
-        Some(Action::Block) => 3,
+        Some(HitAction::Flag) => 1,
+        Some(HitAction::Strip) => 2,
+        Some(HitAction::Block) => 3,
     };
     if rank(b) > rank(a) {
         b
@@ -572,16 +572,16 @@ mod tests {
     #[test]
     fn thresholds_map_scores_to_the_strongest_action() {
         let t = Thresholds { block: Some(0.9), strip: Some(0.8), flag: Some(0.5) };
-        assert_eq!(t.action(0.95), Some(Action::Block));
-        assert_eq!(t.action(0.9), Some(Action::Block));
-        assert_eq!(t.action(0.85), Some(Action::Strip));
-        assert_eq!(t.action(0.5), Some(Action::Flag));
+        assert_eq!(t.action(0.95), Some(HitAction::Block));
+        assert_eq!(t.action(0.9), Some(HitAction::Block));
+        assert_eq!(t.action(0.85), Some(HitAction::Strip));
+        assert_eq!(t.action(0.5), Some(HitAction::Flag));
         assert_eq!(t.action(0.49), None);
         let flag_only = Thresholds { block: None, strip: None, flag: Some(0.7) };
-        assert_eq!(flag_only.action(1.0), Some(Action::Flag));
+        assert_eq!(flag_only.action(1.0), Some(HitAction::Flag));
         assert_eq!(Thresholds::default().action(1.0), None);
-        assert_eq!(stronger(Some(Action::Flag), Some(Action::Block)), Some(Action::Block));
-        assert_eq!(stronger(Some(Action::Strip), None), Some(Action::Strip));
+        assert_eq!(stronger(Some(HitAction::Flag), Some(HitAction::Block)), Some(HitAction::Block));
+        assert_eq!(stronger(Some(HitAction::Strip), None), Some(HitAction::Strip));
     }
 
     #[test]

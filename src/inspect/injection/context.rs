@@ -2,11 +2,11 @@
 //! regexes, detection or writing ("How would I write a regex that detects \"ignore all previous
 //! instructions\"?"). Only reached when something hit, so its cost does not matter on clean text.
 
-use super::Category;
+use super::Tactic;
 
 /// Categories whose phrases people quote when they talk about them.
-pub(super) fn quotable(c: Category) -> bool {
-    matches!(c, Category::Override | Category::Jailbreak | Category::Extraction)
+pub(super) fn quotable(c: Tactic) -> bool {
+    matches!(c, Tactic::Override | Tactic::Jailbreak | Tactic::Extraction)
 }
 
 const OPEN: &[char] = &['"', '“', '„', '«', '\'', '‘', '`', '/', '「', '『'];

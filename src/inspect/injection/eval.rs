@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::{Action, Signatures, Source};
+use super::{HitAction, Signatures, TextOrigin};
 
 /// The labels a sample may carry; the first three are attacks.
 pub const LABELS: [&str; 5] = ["injection", "extraction", "jailbreak", "benign", "tricky_benign"];
@@ -39,11 +39,11 @@ impl Sample {
     }
 
     /// The engine's source.
-    pub fn source(&self) -> Source {
+    pub fn source(&self) -> TextOrigin {
         if self.source == "tool" {
-            Source::ToolResult
+            TextOrigin::ToolResult
         } else {
-            Source::UserInput
+            TextOrigin::UserInput
         }
     }
 }
@@ -110,23 +110,23 @@ pub enum Outcome {
 
 /// Stage 1: the signatures, with the policy's actions. `Strip` and `Block` both count as
 /// enforced; a hit whose action is `Flag` (policy or flag-only signature) counts as flagged.
-pub fn signatures_outcome(sigs: &Signatures, text: &str, source: Source) -> Outcome {
+pub fn signatures_outcome(sigs: &Signatures, text: &str, source: TextOrigin) -> Outcome {
     match sigs.assess(text, source).action {
         None => Outcome::Pass,
-        Some(Action::Flag) => Outcome::Flag,
-        Some(Action::Strip) => Outcome::Strip,
-        Some(Action::Block) => Outcome::Block,
+        Some(HitAction::Flag) => Outcome::Flag,
+        Some(HitAction::Strip) => Outcome::Strip,
+        Some(HitAction::Block) => Outcome::Block,
     }
 }
 
 /// Both stages: the signatures and the classifier (when the policy enables it), the stronger
 /// action taken ([`Signatures::verdict`]).
-pub fn combined_outcome(sigs: &Signatures, text: &str, source: Source) -> Outcome {
+pub fn combined_outcome(sigs: &Signatures, text: &str, source: TextOrigin) -> Outcome {
     match sigs.verdict(text, source).action {
         None => Outcome::Pass,
-        Some(Action::Flag) => Outcome::Flag,
-        Some(Action::Strip) => Outcome::Strip,
-        Some(Action::Block) => Outcome::Block,
+        Some(HitAction::Flag) => Outcome::Flag,
+        Some(HitAction::Strip) => Outcome::Strip,
+        Some(HitAction::Block) => Outcome::Block,
     }
 }
 
@@ -200,7 +200,7 @@ impl Report {
 }
 
 /// Runs `detect` over every sample.
-pub fn evaluate(samples: &[Sample], detect: &dyn Fn(&str, Source) -> Outcome) -> Report {
+pub fn evaluate(samples: &[Sample], detect: &dyn Fn(&str, TextOrigin) -> Outcome) -> Report {
     let mut r = Report::default();
     for s in samples {
         let o = detect(&s.text, s.source());

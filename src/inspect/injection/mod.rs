@@ -67,7 +67,7 @@ pub const REMOVED: &str = "[removed by policy]";
 /// What a signature detects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Category {
+pub enum Tactic {
     /// "Ignore previous instructions" and friends.
     Override,
     /// Role-play and jailbreak personas.
@@ -88,19 +88,19 @@ pub enum Category {
     Custom,
 }
 
-impl Category {
+impl Tactic {
     /// Its name.
     pub fn as_str(self) -> &'static str {
         match self {
-            Category::Override => "override",
-            Category::Jailbreak => "jailbreak",
-            Category::Extraction => "extraction",
-            Category::RoleMarker => "role_marker",
-            Category::ToolPoisoning => "tool_poisoning",
-            Category::Exfiltration => "exfiltration",
-            Category::HiddenText => "hidden_text",
-            Category::Encoded => "encoded",
-            Category::Custom => "custom",
+            Tactic::Override => "override",
+            Tactic::Jailbreak => "jailbreak",
+            Tactic::Extraction => "extraction",
+            Tactic::RoleMarker => "role_marker",
+            Tactic::ToolPoisoning => "tool_poisoning",
+            Tactic::Exfiltration => "exfiltration",
+            Tactic::HiddenText => "hidden_text",
+            Tactic::Encoded => "encoded",
+            Tactic::Custom => "custom",
         }
     }
 }
@@ -108,7 +108,7 @@ impl Category {
 /// What the policy does with a message that hits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Action {
+pub enum HitAction {
     /// Refuse the request.
     Block,
     /// Let it through, record and count it (flags feed the triggers).
@@ -119,7 +119,7 @@ pub enum Action {
 
 /// Where a scanned text comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
+pub enum TextOrigin {
     /// A user message.
     UserInput,
     /// A tool result coming back into the conversation.
@@ -130,10 +130,10 @@ pub enum Source {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct InjectionConfig {
-    /// Action on user messages that hit.
-    pub user_input: Action,
-    /// Action on tool results that hit.
-    pub tool_results: Action,
+    /// What to do with user messages that hit.
+    pub user_input: HitAction,
+    /// What to do with tool results that hit.
+    pub tool_results: HitAction,
     /// Signature ids switched off.
     pub disabled: Vec<String>,
     /// Signatures defined by the policy.
@@ -145,8 +145,8 @@ pub struct InjectionConfig {
 impl Default for InjectionConfig {
     fn default() -> Self {
         InjectionConfig {
-            user_input: Action::Block,
-            tool_results: Action::Strip,
+            user_input: HitAction::Block,
+            tool_results: HitAction::Strip,
             disabled: Vec::new(),
             custom: Vec::new(),
             classifier: classifier::ClassifierConfig::default(),
@@ -186,8 +186,8 @@ pub const CUSTOM_AFTER: usize = 512;
 pub struct Hit<'s> {
     /// Signature id.
     pub id: &'s str,
-    /// Category.
-    pub category: Category,
+    /// What it detects.
+    pub category: Tactic,
     /// Severity.
     pub severity: Severity,
     /// Byte range in the scanned text (for base64, the whole run; for TAG-smuggled text, the TAG
@@ -200,8 +200,8 @@ pub struct Hit<'s> {
 
 impl Hit<'_> {
     /// Whether this hit is only flagged when the text comes from `source`.
-    pub fn flag_only(&self, source: Source) -> bool {
-        self.user_flag_only && source == Source::UserInput
+    pub fn flag_only(&self, source: TextOrigin) -> bool {
+        self.user_flag_only && source == TextOrigin::UserInput
     }
 }
 
@@ -211,8 +211,8 @@ pub struct Assessment<'s> {
     /// Every hit, sorted by position.
     pub hits: Vec<Hit<'s>>,
     /// `None` when nothing hit; the policy's action for the source when at least one hit may be
-    /// enforced there; [`Action::Flag`] when every hit is flag-only for that source.
-    pub action: Option<Action>,
+    /// enforced there; [`HitAction::Flag`] when every hit is flag-only for that source.
+    pub action: Option<HitAction>,
 }
 
 /// The compiled signature set of one policy. Built once, shared, immutable.
@@ -227,8 +227,8 @@ pub struct Signatures {
     hidden: [Option<u16>; 4],
     /// Enabled encoded-text signatures, by [`Enc`].
     encoded: [Option<u16>; 5],
-    user_input: Action,
-    tool_results: Action,
+    user_input: HitAction,
+    tool_results: HitAction,
     /// The second stage, when the policy enables it.
     classifier: Option<classifier::Classifier>,
 }
@@ -236,7 +236,7 @@ pub struct Signatures {
 #[derive(Debug)]
 struct Sig {
     id: String,
-    category: Category,
+    category: Tactic,
     severity: Severity,
     phrase: Option<Phrase>,
     /// Only flagged in user input (see [`Hit::user_flag_only`]).
@@ -322,10 +322,10 @@ impl Signatures {
     }
 
     /// The policy's action for a source.
-    pub fn action(&self, source: Source) -> Action {
+    pub fn action(&self, source: TextOrigin) -> HitAction {
         match source {
-            Source::UserInput => self.user_input,
-            Source::ToolResult => self.tool_results,
+            TextOrigin::UserInput => self.user_input,
+            TextOrigin::ToolResult => self.tool_results,
         }
     }
 
@@ -418,7 +418,7 @@ impl Signatures {
                     };
                     sigs.push(Sig {
                         id: c.id.clone(),
-                        category: Category::Custom,
+                        category: Tactic::Custom,
                         severity: c.severity,
                         phrase: Some(phrase),
                         user_flag_only: false,
@@ -503,14 +503,14 @@ impl Signatures {
     }
 
     /// The hits in `text` and the action they call for when it comes from `source`.
-    pub fn assess(&self, text: &str, source: Source) -> Assessment<'_> {
+    pub fn assess(&self, text: &str, source: TextOrigin) -> Assessment<'_> {
         let hits = self.scan(text);
         let action = if hits.is_empty() {
             None
         } else if hits.iter().any(|h| !h.flag_only(source)) {
             Some(self.action(source))
         } else {
-            Some(Action::Flag)
+            Some(HitAction::Flag)
         };
         Assessment { hits, action }
     }
@@ -527,11 +527,11 @@ impl Signatures {
         let mut i = 0;
         while let Some(h) = hits.get(i) {
             let (start, mut end) = (floor(text, h.range.start), ceil(text, h.range.end));
-            let mut neutralise = h.category != Category::HiddenText;
+            let mut neutralise = h.category != Tactic::HiddenText;
             i += 1;
             while let Some(n) = hits.get(i).filter(|n| n.range.start < end) {
                 end = end.max(ceil(text, n.range.end));
-                neutralise |= n.category != Category::HiddenText;
+                neutralise |= n.category != Tactic::HiddenText;
                 i += 1;
             }
             let start = start.max(at);

@@ -1,4 +1,5 @@
-//! Borrowing decodes of the common stream events, for the fast path. They are strict: every member
+//! What the strict borrowing decodes of the common stream events share (the decodes themselves are
+//! per format, in `crate::inspect::format::*::redact`). They are strict: every member
 //! is named (`deny_unknown_fields`), members that may hold text must be absent or null (or, for
 //! `obfuscation`, are scanned whole), so an event with any other string — a `refusal`, a
 //! `reasoning_content`, an unknown field — takes the general path. A duplicate key, an unexpected
@@ -11,7 +12,7 @@ use serde::Deserialize;
 
 /// A string borrowed from the input when it has no escapes (serde's own `Option<Cow<str>>` always
 /// copies). Escaped strings come back owned, and the fast path then steps aside.
-pub(super) fn opt_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Cow<'de, str>>, D::Error> {
+pub(in crate::inspect) fn opt_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Cow<'de, str>>, D::Error> {
     struct V;
     impl<'de> serde::de::Visitor<'de> for V {
         type Value = Option<Cow<'de, str>>;
@@ -39,7 +40,7 @@ pub(super) fn opt_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<
 
 /// Any JSON value without a string in it (numbers, booleans, nulls, arrays and objects of them;
 /// object keys are names, not text).
-pub(super) struct NoText;
+pub(in crate::inspect) struct NoText;
 
 impl<'de> Deserialize<'de> for NoText {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -84,7 +85,7 @@ impl<'de> serde::de::Visitor<'de> for NoTextVisitor {
 
 /// A `logprobs` value that carries no token data (`null`, a flag, `[]`): see
 /// [`super::carries_token_data`]. Anything else sends the event to the general path, which drops it.
-pub(super) struct NoTokenData;
+pub(in crate::inspect) struct NoTokenData;
 
 impl<'de> Deserialize<'de> for NoTokenData {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -94,111 +95,4 @@ impl<'de> Deserialize<'de> for NoTokenData {
         }
         Ok(NoTokenData)
     }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)] // members named only so that the strict decode accepts them
-pub(super) struct ChatChunk<'a> {
-    #[serde(borrow)]
-    pub choices: Vec<ChatChoice<'a>>,
-    // Identifiers (left alone, as in whole bodies).
-    #[serde(default, borrow)]
-    pub id: Option<&'a str>,
-    #[serde(default, borrow)]
-    pub object: Option<&'a str>,
-    #[serde(default, borrow)]
-    pub model: Option<&'a str>,
-    #[serde(default, borrow)]
-    pub system_fingerprint: Option<&'a str>,
-    #[serde(default, borrow)]
-    pub service_tier: Option<&'a str>,
-    #[serde(default)]
-    pub created: Option<NoText>,
-    #[serde(default)]
-    pub usage: Option<NoText>,
-    /// Random padding: scanned whole.
-    #[serde(default, borrow)]
-    pub obfuscation: Option<&'a str>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)] // members named only so that the strict decode accepts them
-pub(super) struct ChatChoice<'a> {
-    #[serde(default)]
-    pub index: u64,
-    #[serde(borrow, default)]
-    pub delta: Option<ChatDelta<'a>>,
-    #[serde(default)]
-    pub finish_reason: Option<IgnoredAny>,
-    /// Token data is dropped by the general path: only a `logprobs` without it is taken here.
-    #[serde(default)]
-    pub logprobs: Option<NoTokenData>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)] // members named only so that the strict decode accepts them
-pub(super) struct ChatDelta<'a> {
-    #[serde(borrow, default, deserialize_with = "opt_text")]
-    pub content: Option<Cow<'a, str>>,
-    #[serde(default)]
-    pub tool_calls: Option<IgnoredAny>,
-    #[serde(default, borrow)]
-    pub role: Option<&'a str>,
-    /// Only `null`: a refusal text is a field of its own (general path).
-    #[serde(default)]
-    pub refusal: Option<NoText>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct MessagesDelta<'a> {
-    #[serde(rename = "type")]
-    pub ty: &'a str,
-    #[serde(default)]
-    pub index: u64,
-    #[serde(borrow, default)]
-    pub delta: Option<MessagesInner<'a>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct MessagesInner<'a> {
-    #[serde(rename = "type")]
-    pub ty: &'a str,
-    #[serde(borrow, default, deserialize_with = "opt_text")]
-    pub text: Option<Cow<'a, str>>,
-    #[serde(borrow, default, deserialize_with = "opt_text")]
-    pub partial_json: Option<Cow<'a, str>>,
-    #[serde(borrow, default, deserialize_with = "opt_text")]
-    pub thinking: Option<Cow<'a, str>>,
-    #[serde(borrow, default, deserialize_with = "opt_text")]
-    pub signature: Option<Cow<'a, str>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)] // members named only so that the strict decode accepts them
-pub(super) struct ResponsesDelta<'a> {
-    #[serde(rename = "type")]
-    pub ty: &'a str,
-    #[serde(default)]
-    pub output_index: u64,
-    #[serde(default)]
-    pub content_index: Option<u64>,
-    #[serde(default)]
-    pub summary_index: Option<u64>,
-    #[serde(borrow, default, deserialize_with = "opt_text")]
-    pub delta: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    pub item_id: Option<&'a str>,
-    #[serde(default)]
-    pub sequence_number: Option<NoText>,
-    #[serde(default)]
-    pub logprobs: Option<NoTokenData>,
-    /// Random padding: scanned whole.
-    #[serde(default, borrow)]
-    pub obfuscation: Option<&'a str>,
 }
