@@ -16,8 +16,8 @@
 //! Why here and not in `protocol/`: these adapters work on inspection state (hold-backs, the
 //! scanner, the tool-call decisions), and `protocol` sits below `inspect`. The per-format knowledge
 //! that needs no inspection — request parsing (`protocol::request`), the request schema
-//! (`protocol::schema`), the gateway's own replies (`protocol::reply`), SSE framing
-//! (`protocol::sse`) — stays in `protocol`. A fourth provider format adds an `Endpoint` variant,
+//! (`protocol::schema`), the gateway's own replies (`protocol::reply::{chat, messages, responses}`,
+//! one file per format), SSE framing (`protocol::sse`) — stays in `protocol`. A fourth provider format adds an `Endpoint` variant,
 //! a folder here (`redact.rs`, `toolcalls.rs`) with one arm in each engine's dispatch, and its wire
 //! pieces in `protocol`.
 //!

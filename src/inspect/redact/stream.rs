@@ -32,7 +32,7 @@ pub enum Redacted {
 /// Most growing fields one stream may hold back at once (choices × fields, content blocks, output
 /// items). Real streams use a handful; past the bound the stream ends with an error event, so the
 /// memory per stream stays bounded (each field holds at most the scanner's hold and a block rule's
-/// cap, plus [`MARKDOWN_HOLD`]).
+/// cap, plus [`super::MARKDOWN_HOLD`]).
 pub const MAX_FIELDS: usize = 64;
 
 /// What a new field's carrier event is made of: the skeleton, the JSON pointer of its string, the
