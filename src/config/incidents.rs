@@ -280,141 +280,14 @@ impl IncidentPolicy {
         raw_plans: &BTreeMap<String, RawPlan>,
         problems: &mut Problems,
     ) -> IncidentPolicy {
-        let at = |section: &str, name: &str, key: &str| -> Vec<Seg> {
-            let mut v: Vec<Seg> = vec![section.into(), name.into()];
-            if !key.is_empty() {
-                v.push(key.into());
-            }
-            v
-        };
-        let mut plans = default_plans();
-        for (name, p) in raw_plans {
-            let plan = Plan {
-                actions: p.actions.clone(),
-                rotate_credentials: p.rotate_credentials,
-                description: p.description.clone().unwrap_or_default(),
-            };
-            let probe = Target {
-                user: Some("u".into()),
-                tenant: Some("t".into()),
-                session: Some("s".into()),
-                key_id: None,
-                sessions: vec!["s".into()],
-            };
-            // key_id templates are checked against the policy's keys when run, not here.
-            let without_keys = Plan {
-                actions: plan.actions.iter().filter(|a| !a.to_string().contains("{key_id}")).cloned().collect(),
-                ..plan.clone()
-            };
-            if let Err(e) = without_keys.actions_for(&probe) {
-                problems.add(
-                    0,
-                    at("plans", name, "actions"),
-                    format!("plan `{name}`: {e}"),
-                    Some("each action is a switch action, e.g. {action = \"block_user\", user = \"{user}\"}".into()),
-                );
-            }
-            plans.insert(name.clone(), plan);
-        }
+        let plans = plans(raw_plans, problems);
+        unknown_triggers(raw_triggers, problems);
         let mut triggers = BTreeMap::new();
         let mut warnings = Vec::new();
-        let known: Vec<&str> = TRIGGERS.iter().map(|t| t.0).collect();
-        for name in raw_triggers.keys() {
-            if !known.contains(&name.as_str()) {
-                problems.add(
-                    0,
-                    at("triggers", name, ""),
-                    format!("unknown trigger `{name}`"),
-                    Some(format!("triggers: {}", known.join(", "))),
-                );
+        for &defaults in TRIGGERS {
+            if let Some(t) = trigger(defaults, raw_triggers.get(defaults.0), &plans, problems, &mut warnings) {
+                triggers.insert(t.name.clone(), t);
             }
-        }
-        for &(name, severity, threshold, window, auto) in TRIGGERS {
-            let raw = raw_triggers.get(name);
-            let r = raw.map_or_else(RawTrigger::default, |r| RawTrigger {
-                enabled: r.enabled,
-                threshold: r.threshold,
-                window: r.window.clone(),
-                severity: r.severity.clone(),
-                auto: r.auto,
-                plan: r.plan.clone(),
-                global_without_corroboration: r.global_without_corroboration,
-            });
-            if r.enabled == Some(false) {
-                continue;
-            }
-            let severity = match r.severity.as_deref().map(|s| (s, IncidentSeverity::parse(s))) {
-                None => severity,
-                Some((_, Some(s))) => s,
-                Some((s, None)) => {
-                    problems.add(
-                        0,
-                        at("triggers", name, "severity"),
-                        format!("unknown severity `{s}`"),
-                        Some("write SEV-1, SEV-2, SEV-3 or SEV-4".into()),
-                    );
-                    severity
-                }
-            };
-            let window = match r.window.as_deref().map(|w| (w, humantime::parse_duration(w))) {
-                None => Duration::from_secs(window),
-                Some((_, Ok(d))) if !d.is_zero() && d <= Duration::from_secs(7 * 86400) => d,
-                Some((w, _)) => {
-                    problems.add(
-                        0,
-                        at("triggers", name, "window"),
-                        format!("`{w}` is not a window between 1s and 7d"),
-                        Some("write e.g. 30m, 1h".into()),
-                    );
-                    Duration::from_secs(window)
-                }
-            };
-            let plan = r.plan.clone().unwrap_or_else(|| severity.plan().to_owned());
-            match plans.get(&plan) {
-                None => problems.add(
-                    0,
-                    at("triggers", name, "plan"),
-                    format!("unknown plan `{plan}`"),
-                    Some(format!("plans: {}", plans.keys().cloned().collect::<Vec<_>>().join(", "))),
-                ),
-                Some(p)
-                    if severity != IncidentSeverity::Sev1 && r.auto.unwrap_or(auto) && !p.global_steps().is_empty() =>
-                {
-                    problems.add(
-                        0,
-                        at("triggers", name, "plan"),
-                        format!(
-                            "trigger `{name}` ({}) runs plan `{plan}` automatically, which acts on everyone ({})",
-                            severity.as_str(),
-                            p.global_steps().join(", ")
-                        ),
-                        Some("below SEV-1 an automatic plan may only act on the offending principal".into()),
-                    )
-                }
-                Some(_) => {}
-            }
-            let global_without_corroboration = r.global_without_corroboration.unwrap_or(false);
-            let global = plans.get(&plan).map(Plan::global_steps).unwrap_or_default();
-            if global_without_corroboration && r.auto.unwrap_or(auto) && !global.is_empty() {
-                warnings.push(format!(
-                    "[triggers.{name}] global_without_corroboration = true: one principal's event runs \
-                     plan `{plan}`'s gateway-wide steps ({}) for everyone — any key (or MCP server) \
-                     that can cause this trigger can take the whole gateway down",
-                    global.join(", ")
-                ));
-            }
-            triggers.insert(
-                name.to_owned(),
-                Trigger {
-                    name: name.to_owned(),
-                    severity,
-                    threshold: r.threshold.unwrap_or(threshold),
-                    window,
-                    auto: r.auto.unwrap_or(auto),
-                    plan,
-                    global_without_corroboration,
-                },
-            );
         }
         let corroboration = raw_incidents.corroboration.unwrap_or(CORROBORATION);
         if corroboration < 2 {
@@ -434,6 +307,154 @@ impl IncidentPolicy {
             plans,
         }
     }
+}
+
+/// `[section.name.key]` (or `[section.name]` when `key` is empty).
+fn at(section: &str, name: &str, key: &str) -> Vec<Seg> {
+    let mut v: Vec<Seg> = vec![section.into(), name.into()];
+    if !key.is_empty() {
+        v.push(key.into());
+    }
+    v
+}
+
+/// The default plans, overridden or added to by `[plans.NAME]`; each action must be a switch action.
+fn plans(raw_plans: &BTreeMap<String, RawPlan>, problems: &mut Problems) -> BTreeMap<String, Plan> {
+    let mut plans = default_plans();
+    for (name, p) in raw_plans {
+        let plan = Plan {
+            actions: p.actions.clone(),
+            rotate_credentials: p.rotate_credentials,
+            description: p.description.clone().unwrap_or_default(),
+        };
+        let probe = Target {
+            user: Some("u".into()),
+            tenant: Some("t".into()),
+            session: Some("s".into()),
+            key_id: None,
+            sessions: vec!["s".into()],
+        };
+        // key_id templates are checked against the policy's keys when run, not here.
+        let without_keys = Plan {
+            actions: plan.actions.iter().filter(|a| !a.to_string().contains("{key_id}")).cloned().collect(),
+            ..plan.clone()
+        };
+        if let Err(e) = without_keys.actions_for(&probe) {
+            problems.add(
+                0,
+                at("plans", name, "actions"),
+                format!("plan `{name}`: {e}"),
+                Some("each action is a switch action, e.g. {action = \"block_user\", user = \"{user}\"}".into()),
+            );
+        }
+        plans.insert(name.clone(), plan);
+    }
+    plans
+}
+
+/// `[triggers.NAME]` must name a built-in trigger.
+fn unknown_triggers(raw_triggers: &BTreeMap<String, RawTrigger>, problems: &mut Problems) {
+    let known: Vec<&str> = TRIGGERS.iter().map(|t| t.0).collect();
+    for name in raw_triggers.keys() {
+        if !known.contains(&name.as_str()) {
+            problems.add(
+                0,
+                at("triggers", name, ""),
+                format!("unknown trigger `{name}`"),
+                Some(format!("triggers: {}", known.join(", "))),
+            );
+        }
+    }
+}
+
+/// One built-in trigger (`defaults`, a [`TRIGGERS`] row) with its `[triggers.NAME]` table; `None`
+/// when disabled. A risky accepted setting adds to `warnings`.
+fn trigger(
+    (name, severity, threshold, window, auto): (&str, IncidentSeverity, u64, u64, bool),
+    raw: Option<&RawTrigger>,
+    plans: &BTreeMap<String, Plan>,
+    problems: &mut Problems,
+    warnings: &mut Vec<String>,
+) -> Option<Trigger> {
+    let r = raw.map_or_else(RawTrigger::default, |r| RawTrigger {
+        enabled: r.enabled,
+        threshold: r.threshold,
+        window: r.window.clone(),
+        severity: r.severity.clone(),
+        auto: r.auto,
+        plan: r.plan.clone(),
+        global_without_corroboration: r.global_without_corroboration,
+    });
+    if r.enabled == Some(false) {
+        return None;
+    }
+    let severity = match r.severity.as_deref().map(|s| (s, IncidentSeverity::parse(s))) {
+        None => severity,
+        Some((_, Some(s))) => s,
+        Some((s, None)) => {
+            problems.add(
+                0,
+                at("triggers", name, "severity"),
+                format!("unknown severity `{s}`"),
+                Some("write SEV-1, SEV-2, SEV-3 or SEV-4".into()),
+            );
+            severity
+        }
+    };
+    let window = match r.window.as_deref().map(|w| (w, humantime::parse_duration(w))) {
+        None => Duration::from_secs(window),
+        Some((_, Ok(d))) if !d.is_zero() && d <= Duration::from_secs(7 * 86400) => d,
+        Some((w, _)) => {
+            problems.add(
+                0,
+                at("triggers", name, "window"),
+                format!("`{w}` is not a window between 1s and 7d"),
+                Some("write e.g. 30m, 1h".into()),
+            );
+            Duration::from_secs(window)
+        }
+    };
+    let plan = r.plan.clone().unwrap_or_else(|| severity.plan().to_owned());
+    match plans.get(&plan) {
+        None => problems.add(
+            0,
+            at("triggers", name, "plan"),
+            format!("unknown plan `{plan}`"),
+            Some(format!("plans: {}", plans.keys().cloned().collect::<Vec<_>>().join(", "))),
+        ),
+        Some(p) if severity != IncidentSeverity::Sev1 && r.auto.unwrap_or(auto) && !p.global_steps().is_empty() => {
+            problems.add(
+                0,
+                at("triggers", name, "plan"),
+                format!(
+                    "trigger `{name}` ({}) runs plan `{plan}` automatically, which acts on everyone ({})",
+                    severity.as_str(),
+                    p.global_steps().join(", ")
+                ),
+                Some("below SEV-1 an automatic plan may only act on the offending principal".into()),
+            )
+        }
+        Some(_) => {}
+    }
+    let global_without_corroboration = r.global_without_corroboration.unwrap_or(false);
+    let global = plans.get(&plan).map(Plan::global_steps).unwrap_or_default();
+    if global_without_corroboration && r.auto.unwrap_or(auto) && !global.is_empty() {
+        warnings.push(format!(
+            "[triggers.{name}] global_without_corroboration = true: one principal's event runs \
+             plan `{plan}`'s gateway-wide steps ({}) for everyone — any key (or MCP server) \
+             that can cause this trigger can take the whole gateway down",
+            global.join(", ")
+        ));
+    }
+    Some(Trigger {
+        name: name.to_owned(),
+        severity,
+        threshold: r.threshold.unwrap_or(threshold),
+        window,
+        auto: r.auto.unwrap_or(auto),
+        plan,
+        global_without_corroboration,
+    })
 }
 
 #[cfg(test)]
@@ -463,5 +484,67 @@ mod tests {
         assert_eq!(p.plans["sev1"].global_steps(), vec!["disable_tool", "safe_mode"]);
         assert_eq!(IncidentSeverity::parse("sev-2"), Some(IncidentSeverity::Sev2));
         assert_eq!(IncidentSeverity::parse("SEV-4"), Some(IncidentSeverity::Sev4));
+    }
+
+    fn compiled(text: &str) -> (IncidentPolicy, Vec<(usize, String)>) {
+        let raw = crate::config::compile::tests::raw(text);
+        let mut p = Problems::default();
+        let ip = IncidentPolicy::compile(&raw.incidents, &raw.triggers, &raw.plans, &mut p);
+        let found = crate::config::compile::tests::located(p, text).into_iter().map(|l| (l.line, l.message)).collect();
+        (ip, found)
+    }
+
+    #[test]
+    fn triggers_and_plans_from_the_policy() {
+        let text = "[triggers.bulk_data_extraction]\nthreshold = 5\nwindow = \"10m\"\nseverity = \"sev3\"\n\
+                    [triggers.anomalous_probing]\nenabled = false\n\
+                    [plans.quiet]\nactions = [{action = \"limit_user\", user = \"{user}\", requests_per_minute = 1}]\n\
+                    [triggers.system_prompt_exposure]\nplan = \"quiet\"\nauto = true\n";
+        let (ip, found) = compiled(text);
+        assert!(found.is_empty(), "{found:?}");
+        let b = &ip.triggers["bulk_data_extraction"];
+        assert_eq!((b.threshold, b.window, b.severity), (5, Duration::from_secs(600), IncidentSeverity::Sev3));
+        assert_eq!(b.plan, "sev3", "the plan follows the severity");
+        assert!(!ip.triggers.contains_key("anomalous_probing"));
+        assert!(ip.triggers["system_prompt_exposure"].auto);
+        assert_eq!(ip.plans["quiet"].actions.len(), 1);
+        assert_eq!((ip.corroboration, ip.auto_contain), (CORROBORATION, true));
+    }
+
+    #[test]
+    fn bad_triggers_plans_and_corroboration_are_reported_at_their_keys() {
+        let text = "[triggers.nope]\n\
+                    [triggers.bulk_data_extraction]\nseverity = \"SEV-9\"\nwindow = \"9d\"\nplan = \"missing\"\n\
+                    [triggers.partial_prompt_extraction]\nauto = true\nplan = \"sev1\"\n\
+                    [plans.bad]\nactions = [{action = \"explode\"}]\n\
+                    [incidents]\ncorroboration = 1\n";
+        let (_, found) = compiled(text);
+        let msgs: Vec<(usize, &str)> = found.iter().map(|(l, m)| (*l, m.as_str())).collect();
+        assert_eq!(msgs[0], (1, "unknown trigger `nope`"));
+        assert_eq!(msgs[1], (3, "unknown severity `SEV-9`"));
+        assert_eq!(msgs[2], (4, "`9d` is not a window between 1s and 7d"));
+        assert_eq!(msgs[3], (5, "unknown plan `missing`"));
+        assert_eq!(
+            msgs[4],
+            (
+                8,
+                "trigger `partial_prompt_extraction` (SEV-3) runs plan `sev1` automatically, which acts on everyone \
+                 (disable_tool, safe_mode)"
+            )
+        );
+        assert_eq!(msgs[5].0, 10);
+        assert!(msgs[5].1.starts_with("plan `bad`: plan action 0: "), "{msgs:?}");
+        assert_eq!(msgs[6], (12, "corroboration = 1 lets one tenant's event act on every tenant"));
+        assert_eq!(msgs.len(), 7, "{msgs:?}");
+    }
+
+    #[test]
+    fn a_global_plan_without_corroboration_is_accepted_with_a_warning() {
+        let text = "[triggers.credential_leakage_confirmed]\nglobal_without_corroboration = true\n";
+        let (ip, found) = compiled(text);
+        assert!(found.is_empty(), "{found:?}");
+        assert_eq!(ip.warnings.len(), 1);
+        assert!(ip.warnings[0].starts_with("[triggers.credential_leakage_confirmed] global_without_corroboration"));
+        assert!(ip.triggers["credential_leakage_confirmed"].global_without_corroboration);
     }
 }
