@@ -9,7 +9,7 @@
 //! upstream's reply scripted in the request's extensions, as offline replay does: no socket, so
 //! only the gateway's own allocations are counted, not hyper's connection handling.
 //!
-//! Modes, the bodies of the load bench (`benches/load/`):
+//! Modes, the bodies of the load bench (`benches/load/`, the bodies of its nginx mock upstream):
 //! - `json`: `chat.json` (a 1.35 KB chat request with 2 tools) answered with `reply_chat.json`
 //!   (the 721-byte `chat.completion` of the nginx mock upstream);
 //! - `sse`: `chat_stream.json` answered with `reply_chat.sse` (20 chunk events and `[DONE]`), one
@@ -30,6 +30,8 @@ use http_body_util::{BodyExt, Full};
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
 
 use firebreak::metrics::Metrics;
+use firebreak::protocol::request::Payload;
+use firebreak::protocol::Endpoint;
 use firebreak::proxy::script::ScriptedReply;
 use firebreak::proxy::{Gateway, PolicySource};
 
@@ -134,9 +136,8 @@ fn main() {
     let _telemetry = firebreak::telemetry::init(&policy.telemetry, false, None);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     rt.block_on(async {
-        let gw = Gateway::start(policy, PolicySource::Demo, Arc::new(Metrics::default()))
-            .await
-            .expect("gateway starts");
+        let gw =
+            Gateway::start(policy, PolicySource::Demo, Arc::new(Metrics::default())).await.expect("gateway starts");
         let sse = read(&load.join("reply_chat.sse"));
         let mut chunks = Vec::new();
         let mut rest = &sse[..];
@@ -170,11 +171,37 @@ fn main() {
                 expect: "Echo: the gateway",
             },
         ];
-        println!("Heap allocations per request, in-process pipeline, policies/example.toml ({N} requests after {WARMUP}):\n");
-        println!("| mode | allocations | reallocations | bytes allocated | µs per request (one thread, not a load figure) |");
+        println!(
+            "Heap allocations per request, in-process pipeline, policies/example.toml ({N} requests after {WARMUP}):\n"
+        );
+        println!(
+            "| mode | allocations | reallocations | bytes allocated | µs per request (one thread, not a load figure) |"
+        );
         println!("|---|---:|---:|---:|---:|");
         for m in &modes {
             measure(&gw, m).await;
+        }
+        // The request body alone: the parse into a `Value` that the gateway did before issue 15
+        // (with the field checks, which allocate nothing on a valid body), and `Payload::parse`.
+        println!("\nThe request body alone ({N} parses):\n");
+        println!("| body | `Value` parse: allocations, bytes | `Payload::parse`: allocations, bytes |");
+        println!("|---|---:|---:|");
+        for m in &modes[..2] {
+            let count = |f: &dyn Fn()| {
+                let region = Region::new(GLOBAL);
+                for _ in 0..N {
+                    f();
+                }
+                let s = region.change();
+                (s.allocations as f64 / N as f64, s.bytes_allocated as f64 / N as f64)
+            };
+            let (va, vb) = count(&|| {
+                std::hint::black_box(serde_json::from_slice::<serde_json::Value>(&m.body).expect("JSON"));
+            });
+            let (pa, pb) = count(&|| {
+                std::hint::black_box(Payload::parse(Endpoint::ChatCompletions, &m.body).expect("parsed"));
+            });
+            println!("| {} ({} bytes) | {va:.1}, {vb:.0} | {pa:.1}, {pb:.0} |", m.name, m.body.len());
         }
     });
 }

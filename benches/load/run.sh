@@ -156,14 +156,15 @@ ngx_started() {
 }
 USER_LINE=""
 [[ $(id -u) == 0 ]] && USER_LINE="user root;"
-# UPSTREAM=nginx: an nginx mock upstream answering with fixed bodies (benches/load/mock.py), chosen by
-# the Accept header; a slow stream (Accept `text/event-stream+slow`, the memory test) is passed through
-# to the fake provider, which paces its events.
+# UPSTREAM=nginx: an nginx mock upstream answering with fixed bodies (benches/load/reply_*: a 721-byte
+# chat.completion, 20 chunk events and [DONE] in one body, the MCP result), chosen by the Accept header;
+# a slow stream (Accept `text/event-stream+slow`, the memory test) is passed through to the fake
+# provider, which paces its events. The bodies are static files (one is longer than an nginx config
+# string may be): a POST to a static file is a 405, which `error_page` turns into the file, with 200.
 if [[ $UPSTREAM == nginx ]]; then
     MK=$OUT/mock
     mkdir -p "$MK"/tmp
     MOCK_PORT=$(free_port)
-    python3 "$HERE/mock.py" "$MK" || die "could not write the mock upstream's bodies"
     cat >"$MK/nginx.conf" <<EOF
 # Mock upstream: fixed bodies.
 $USER_LINE
@@ -182,15 +183,20 @@ http {
     scgi_temp_path $MK/tmp/scgi;
     server {
         listen 127.0.0.1:$MOCK_PORT;
+        open_file_cache max=16 inactive=1h; open_file_cache_valid 1h;
         location = /v1/chat/completions {
             if (\$http_accept = "text/event-stream+slow") { rewrite ^ /slow last; }
-            if (\$http_accept ~ "event-stream") { rewrite ^ /sse last; }
-            default_type application/json;
-            include $MK/chat.conf;
+            if (\$http_accept ~ "event-stream") { rewrite ^ /reply_chat.sse last; }
+            rewrite ^ /reply_chat.json last;
         }
-        location = /sse { internal; default_type text/event-stream; include $MK/sse.conf; }
+        location = /mcp { rewrite ^ /reply_mcp.json last; }
+        location ~ ^/reply_ {
+            internal;
+            root $HERE;
+            types { application/json json; text/event-stream sse; }
+            error_page 405 =200 \$uri;
+        }
         location = /slow { internal; proxy_pass http://$FAKE_ADDR/v1/chat/completions; proxy_buffering off; }
-        location = /mcp { default_type application/json; include $MK/mcp.conf; }
     }
 }
 EOF
