@@ -29,7 +29,7 @@ use sha2::{Digest, Sha256};
 use firebreak::config::Policy;
 use firebreak::gateway::ratelimit::RateLimiter;
 use firebreak::http::authenticate;
-use firebreak::protocol::request::Body;
+use firebreak::protocol::request::Payload;
 use firebreak::protocol::sse::SseFramer;
 use firebreak::protocol::Endpoint;
 use firebreak::inspect::toolcalls::{EventAction, StreamFilter};
@@ -255,7 +255,7 @@ fn decide(policy: &Policy, state: &StateStore, limiter: &RateLimiter, h: &Header
     let now = unix_now();
     let session = h.get("x-session-id").and_then(|v| v.to_str().ok());
     firebreak::proxy::decide::admit(policy, &snap, limiter, &key, endpoint, session, now).expect("admitted");
-    let mut b = Body::parse(endpoint, raw).expect("parsed");
+    let mut b = Payload::parse(endpoint, raw).expect("parsed");
     let rw = firebreak::proxy::decide::rewrite(policy, &snap, &key, endpoint, &mut b, now).expect("allowed");
     black_box(&rw);
     let up = policy.route(endpoint.api(), b.model()).expect("routed");
@@ -324,11 +324,11 @@ fn hot_path(c: &mut Criterion) {
     let mut g = c.benchmark_group("body");
     g.throughput(Throughput::Bytes(body_strip.len() as u64));
     g.bench_function("parse", |b| {
-        b.iter(|| black_box(Body::parse(Endpoint::ChatCompletions, &body_strip).expect("parsed")))
+        b.iter(|| black_box(Payload::parse(Endpoint::ChatCompletions, &body_strip).expect("parsed")))
     });
     g.bench_function("parse_strip_serialise", |b| {
         b.iter(|| {
-            let mut body = Body::parse(Endpoint::ChatCompletions, &body_strip).expect("parsed");
+            let mut body = Payload::parse(Endpoint::ChatCompletions, &body_strip).expect("parsed");
             let removed = body.strip_tools(Endpoint::ChatCompletions, |n| {
                 policy.tool_allowed("developer", firebreak::config::Level::Normal, n)
             });
@@ -339,7 +339,7 @@ fn hot_path(c: &mut Criterion) {
     g.bench_function("strip_only", |b| {
         // The parsed body is built and dropped outside the timing.
         b.iter_batched_ref(
-            || Body::parse(Endpoint::ChatCompletions, &body_strip).expect("parsed"),
+            || Payload::parse(Endpoint::ChatCompletions, &body_strip).expect("parsed"),
             |body| {
                 black_box(body.strip_tools(Endpoint::ChatCompletions, |n| {
                     policy.tool_allowed("developer", firebreak::config::Level::Normal, n)

@@ -6,6 +6,8 @@ wrk.body = f:read("*a")
 f:close()
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = os.getenv("AUTH")
+-- The nginx mock upstream picks its body (JSON or SSE) by the Accept header, which firebreak forwards.
+wrk.headers["Accept"] = os.getenv("ACCEPT") or "application/json"
 
 -- Paced modes: each connection waits PACE_MS between a response and its next request, so the
 -- offered load stays below what every target can serve and latency is service time, not queueing.

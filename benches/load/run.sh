@@ -6,7 +6,12 @@
 #   bash benches/load/run.sh
 #
 # Knobs (environment): DURATION (seconds per run, default 8), ROUNDS (default 3), CONNS (default 32),
-# THREADS (wrk threads, default 2), SLOW_STREAMS (default 1000; 0 skips the memory test),
+# THREADS (wrk threads, default 1), SLOW_STREAMS (default 1000; 0 skips the memory test),
+# UPSTREAM (`nginx`, the default: an nginx serving fixed bodies, a 721-byte chat.completion and 20
+# chunk events + [DONE] in one body; `fake`: examples/fake_provider, one body frame per event, the
+# setup before issue 15), NGINX_WORKERS (the baseline nginx's worker_processes, default auto),
+# NGINX_JSON_BUFFERING (on|off, default off: the baseline proxies JSON unbuffered, as SSE),
+# FIREBREAK_BIN_BEFORE (a second firebreak binary measured in the same run, as target `before`),
 # SLOW_SECS (default 15), NO_NGINX=1 (skip the nginx baseline), NO_INSTALL=1 (never apt-get),
 # FIREBREAK_BIN (a firebreak binary to measure instead of this tree's), NO_BUILD=1 (use the binaries
 # already in target/release), TIME_LIMIT (default 1200 s),
@@ -31,7 +36,10 @@ OUT=$HERE/out
 DURATION=${DURATION:-8}
 ROUNDS=${ROUNDS:-3}
 CONNS=${CONNS:-32}
-THREADS=${THREADS:-2}
+THREADS=${THREADS:-1}
+UPSTREAM=${UPSTREAM:-nginx}
+NGINX_WORKERS=${NGINX_WORKERS:-auto}
+NGINX_JSON_BUFFERING=${NGINX_JSON_BUFFERING:-off}
 SLOW_STREAMS=${SLOW_STREAMS:-1000}
 SLOW_SECS=${SLOW_SECS:-15}
 PACE_MS=${PACE_MS:-10}
@@ -46,7 +54,8 @@ mkdir -p "$OUT"
 # 1,000 streams need ~3,000 descriptors (client, firebreak both sides, upstream).
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 rm -rf "$OUT"/runs "$OUT"/nginx "$OUT"/*.ready "$OUT"/state.json "$OUT"/state.incidents.json "$OUT"/audit.jsonl \
-    "$OUT"/audit.jsonl.head "$OUT"/results.json
+    "$OUT"/audit.jsonl.head "$OUT"/results.json \
+    "$OUT"/before.* "$OUT"/mock
 mkdir -p "$OUT"/runs
 
 PIDS=()
@@ -60,7 +69,7 @@ cleanup() {
         kill -KILL "$p" 2>/dev/null || true
     done
     # The audit trail of a load test is large and of no further use.
-    rm -f "$OUT"/audit.jsonl "$OUT"/audit.jsonl.head
+    rm -f "$OUT"/audit.jsonl "$OUT"/audit.jsonl.head "$OUT"/before.audit.jsonl "$OUT"/before.audit.jsonl.head
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -108,6 +117,12 @@ if [[ ${NO_NGINX:-0} != 1 ]]; then
     NGINX=$(command -v nginx || { [[ -x /usr/sbin/nginx ]] && echo /usr/sbin/nginx; } || true)
     [[ -n $NGINX ]] || log "nginx is not available: the nginx baseline is skipped (firebreak is compared with the direct connection only)"
 fi
+NGINX_BASELINE=1
+[[ ${NO_NGINX:-0} == 1 ]] && NGINX_BASELINE=0
+if [[ $UPSTREAM == nginx && -z $NGINX ]]; then
+    NGINX=$(command -v nginx || { [[ -x /usr/sbin/nginx ]] && echo /usr/sbin/nginx; } || true)
+    [[ -n $NGINX ]] || { log "nginx is not available: the upstream is examples/fake_provider"; UPSTREAM=fake; }
+fi
 
 # ---------------------------------------------------------------- build
 if [[ ${NO_BUILD:-0} != 1 ]]; then
@@ -119,13 +134,79 @@ TARGET=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,s
 FIREBREAK=${FIREBREAK_BIN:-$TARGET/release/firebreak}
 PROVIDER=$TARGET/release/examples/fake_provider
 [[ -x $FIREBREAK && -x $PROVIDER ]] || die "release binaries not found under $TARGET/release"
+BEFORE=${FIREBREAK_BIN_BEFORE:-}
+[[ -z $BEFORE || -x $BEFORE ]] || die "FIREBREAK_BIN_BEFORE=$BEFORE is not an executable"
 
 # ---------------------------------------------------------------- start
 "$PROVIDER" --listen 127.0.0.1:0 --ready-file "$OUT/provider.ready" --threads 1 >"$OUT/provider.log" 2>&1 &
 PIDS+=($!)
 PROVIDER_PID=${PIDS[-1]}
 UP_ADDR=$(wait_ready "$OUT/provider.ready" "${PIDS[-1]}" provider | json_field addr)
+FAKE_ADDR=$UP_ADDR
 log "fake provider on $UP_ADDR"
+
+# ngx_started PID PORT: waits until an nginx listens on PORT.
+ngx_started() {
+    for _ in $(seq 50); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$2") 2>/dev/null && return 0
+        kill -0 "$1" 2>/dev/null || return 1
+        sleep 0.1
+    done
+    return 1
+}
+USER_LINE=""
+[[ $(id -u) == 0 ]] && USER_LINE="user root;"
+# UPSTREAM=nginx: an nginx mock upstream answering with fixed bodies (benches/load/reply_*: a 721-byte
+# chat.completion, 20 chunk events and [DONE] in one body, the MCP result), chosen by the Accept header;
+# a slow stream (Accept `text/event-stream+slow`, the memory test) is passed through to the fake
+# provider, which paces its events. The bodies are static files (one is longer than an nginx config
+# string may be): a POST to a static file is a 405, which `error_page` turns into the file, with 200.
+if [[ $UPSTREAM == nginx ]]; then
+    MK=$OUT/mock
+    mkdir -p "$MK"/tmp
+    MOCK_PORT=$(free_port)
+    cat >"$MK/nginx.conf" <<EOF
+# Mock upstream: fixed bodies.
+$USER_LINE
+worker_processes 1;
+daemon off;
+pid $MK/nginx.pid;
+error_log $MK/error.log warn;
+events { worker_connections 8192; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    client_body_temp_path $MK/tmp/body;
+    proxy_temp_path $MK/tmp/proxy;
+    fastcgi_temp_path $MK/tmp/fastcgi;
+    uwsgi_temp_path $MK/tmp/uwsgi;
+    scgi_temp_path $MK/tmp/scgi;
+    server {
+        listen 127.0.0.1:$MOCK_PORT;
+        open_file_cache max=16 inactive=1h; open_file_cache_valid 1h;
+        location = /v1/chat/completions {
+            if (\$http_accept = "text/event-stream+slow") { rewrite ^ /slow last; }
+            if (\$http_accept ~ "event-stream") { rewrite ^ /reply_chat.sse last; }
+            rewrite ^ /reply_chat.json last;
+        }
+        location = /mcp { rewrite ^ /reply_mcp.json last; }
+        location ~ ^/reply_ {
+            internal;
+            root $HERE;
+            types { application/json json; text/event-stream sse; }
+            error_page 405 =200 \$uri;
+        }
+        location = /slow { internal; proxy_pass http://$FAKE_ADDR/v1/chat/completions; proxy_buffering off; }
+    }
+}
+EOF
+    "$NGINX" -p "$MK" -c "$MK/nginx.conf" >"$OUT/mock.log" 2>&1 &
+    PIDS+=($!)
+    PROVIDER_PID=${PIDS[-1]}
+    ngx_started "$PROVIDER_PID" "$MOCK_PORT" || die "the nginx mock upstream did not start (see $OUT/mock.log, $MK/error.log)"
+    UP_ADDR=127.0.0.1:$MOCK_PORT
+    log "nginx mock upstream on $UP_ADDR"
+fi
 
 # The example policy, unchanged but for: both providers point at the fake one, the normal level's rate
 # limit is out of the way (it is still checked on every request) and 1,000 slow streams fit under the
@@ -150,42 +231,52 @@ if (n, k1, k2, k4) != (2, 1, 1, 1):
 extra = os.environ.get("EXTRA_POLICY", "")
 open(dst, "w").write(t + ("\n# EXTRA_POLICY\n" + extra + "\n" if extra else ""))
 PY
-OPENAI_API_KEY=$PROVIDER_KEY ANTHROPIC_API_KEY=$PROVIDER_KEY FIREBREAK_ADMIN_TOKEN=bench-admin-token-$$ \
-    "$FIREBREAK" serve --policy "$OUT/policy.toml" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
-    --state-file "$OUT/state.json" --audit-file "$OUT/audit.jsonl" --ready-file "$OUT/firebreak.ready" \
-    >"$OUT/firebreak.log" 2>&1 &
-PIDS+=($!)
-FB_PID=${PIDS[-1]}
-FB_ADDR=$(wait_ready "$OUT/firebreak.ready" "$FB_PID" firebreak | json_field proxy)
-log "firebreak on $FB_ADDR (pid $FB_PID)"
+# start_firebreak BINARY NAME: sets START_PID and START_ADDR (state and audit files named after NAME).
+start_firebreak() {
+    local audit=$OUT/audit.jsonl state=$OUT/state.json
+    [[ $2 == firebreak ]] || audit=$OUT/$2.audit.jsonl state=$OUT/$2.state.json
+    OPENAI_API_KEY=$PROVIDER_KEY ANTHROPIC_API_KEY=$PROVIDER_KEY FIREBREAK_ADMIN_TOKEN=bench-admin-token-$$ \
+        "$1" serve --policy "$OUT/policy.toml" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
+        --state-file "$state" --audit-file "$audit" --ready-file "$OUT/$2.ready" >"$OUT/$2.log" 2>&1 &
+    PIDS+=($!)
+    START_PID=${PIDS[-1]}
+    START_ADDR=$(wait_ready "$OUT/$2.ready" "$START_PID" "$2" | json_field proxy)
+    log "$2 ($1) on $START_ADDR (pid $START_PID)"
+}
+start_firebreak "$FIREBREAK" firebreak
+FB_PID=$START_PID FB_ADDR=$START_ADDR
+BF_PID="" BF_ADDR=""
+if [[ -n $BEFORE ]]; then
+    start_firebreak "$BEFORE" before
+    BF_PID=$START_PID BF_ADDR=$START_ADDR
+fi
 
 NGINX_PID="" NG_PORT="" NG_STREAM_PORT=""
-if [[ -n $NGINX ]]; then
+if [[ -n $NGINX && $NGINX_BASELINE == 1 ]]; then
     NG=$OUT/nginx
     mkdir -p "$NG"/tmp
     NG_PORT=$(free_port)
     NG_STREAM_PORT=$(free_port)
-    USER_LINE=""
-    [[ $(id -u) == 0 ]] && USER_LINE="user root;"
     proxy_common="proxy_pass http://provider; proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_set_header Authorization \"Bearer $PROVIDER_KEY\";"
     cat >"$NG/nginx.conf" <<EOF
 # Baseline: a plain reverse proxy to the same upstream, with upstream keepalive.
 $USER_LINE
-worker_processes auto;
+worker_processes $NGINX_WORKERS;
 daemon off;
 pid $NG/nginx.pid;
 error_log $NG/error.log warn;
 events { worker_connections 4096; }
 http {
     access_log off;
+    keepalive_requests 1000000;
     client_body_temp_path $NG/tmp/body;
     proxy_temp_path $NG/tmp/proxy;
     fastcgi_temp_path $NG/tmp/fastcgi;
     uwsgi_temp_path $NG/tmp/uwsgi;
     scgi_temp_path $NG/tmp/scgi;
     upstream provider { server $UP_ADDR; keepalive 64; }
-    # JSON: nginx's defaults (response buffering on).
-    server { listen 127.0.0.1:$NG_PORT; location / { $proxy_common } }
+    # JSON: unbuffered by default, as SSE (NGINX_JSON_BUFFERING=on: nginx's default, buffered).
+    server { listen 127.0.0.1:$NG_PORT; location / { $proxy_common proxy_buffering $NGINX_JSON_BUFFERING; } }
     # SSE: buffering off, as an AI proxy must stream.
     server { listen 127.0.0.1:$NG_STREAM_PORT; location / { $proxy_common proxy_buffering off; } }
 }
@@ -193,16 +284,11 @@ EOF
     "$NGINX" -p "$NG" -c "$NG/nginx.conf" >"$OUT/nginx.log" 2>&1 &
     PIDS+=($!)
     NGINX_PID=${PIDS[-1]}
-    for _ in $(seq 50); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$NG_STREAM_PORT") 2>/dev/null && break
-        kill -0 "$NGINX_PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    if kill -0 "$NGINX_PID" 2>/dev/null; then
+    if ngx_started "$NGINX_PID" "$NG_STREAM_PORT"; then
         log "nginx on 127.0.0.1:$NG_PORT (JSON) and 127.0.0.1:$NG_STREAM_PORT (SSE)"
     else
         log "nginx did not start (see $OUT/nginx.log, $NG/error.log): baseline skipped"
-        NGINX="" NGINX_PID=""
+        NGINX_PID=""
     fi
 fi
 
@@ -219,6 +305,7 @@ url_of() { # target mode
     case $1 in
         direct) [[ $2 == mcp ]] && echo "http://$UP_ADDR/mcp" || echo "http://$UP_ADDR/v1/chat/completions" ;;
         firebreak) [[ $2 == mcp ]] && echo "http://$FB_ADDR/mcp/everything" || echo "http://$FB_ADDR/v1/chat/completions" ;;
+        before) [[ $2 == mcp ]] && echo "http://$BF_ADDR/mcp/everything" || echo "http://$BF_ADDR/v1/chat/completions" ;;
         nginx) case $2 in
                    sse) echo "http://127.0.0.1:$NG_STREAM_PORT/v1/chat/completions" ;;
                    mcp) echo "http://127.0.0.1:$NG_PORT/mcp" ;;
@@ -226,7 +313,9 @@ url_of() { # target mode
                esac ;;
     esac
 }
-auth_of() { [[ $1 == firebreak ]] && echo "Bearer $CLIENT_KEY" || echo "Bearer $PROVIDER_KEY"; }
+auth_of() { [[ $1 == firebreak || $1 == before ]] && echo "Bearer $CLIENT_KEY" || echo "Bearer $PROVIDER_KEY"; }
+# The nginx mock upstream picks its body by the Accept header (firebreak forwards it).
+accept_of() { [[ ${1%_paced} == sse ]] && echo "text/event-stream" || echo "application/json"; }
 body_of() {
     case ${1%_paced} in
         sse) echo "$HERE/chat_stream.json" ;;
@@ -237,8 +326,8 @@ body_of() {
 
 # ---------------------------------------------------------------- sanity
 check() {
-    local name=$1 url=$2 auth=$3 body=$4 expect=$5 out
-    out=$(curl -sS --max-time 5 -H "Authorization: $auth" -H 'Content-Type: application/json' --data-binary "@$body" -w '\n%{http_code}' "$url") \
+    local name=$1 url=$2 auth=$3 body=$4 expect=$5 accept=$6 out
+    out=$(curl -sS --max-time 5 -H "Authorization: $auth" -H 'Content-Type: application/json' -H "Accept: $accept" --data-binary "@$body" -w '\n%{http_code}' "$url") \
         || die "$name: request failed"
     [[ ${out##*$'\n'} == 200 ]] || die "$name: HTTP ${out##*$'\n'}: ${out%$'\n'*}"
     [[ $out == *"$expect"* ]] || die "$name: unexpected body: ${out:0:300}"
@@ -249,15 +338,16 @@ for m in "${MODES[@]}"; do
     expect='"chat.completion"'
     [[ $m == sse ]] && expect='[DONE]'
     [[ $m == mcp ]] && expect='Echo: the gateway'
-    for t in direct firebreak ${NGINX:+nginx}; do
-        check "$t $m" "$(url_of "$t" "$m")" "$(auth_of "$t")" "$(body_of "$m")" "$expect"
+    for t in direct firebreak ${BF_PID:+before} ${NGINX_PID:+nginx}; do
+        check "$t $m" "$(url_of "$t" "$m")" "$(auth_of "$t")" "$(body_of "$m")" "$expect" "$(accept_of "$m")"
     done
 done
 log "sanity checks passed"
 
 # ---------------------------------------------------------------- runs
 TARGETS=(direct firebreak)
-[[ -n $NGINX ]] && TARGETS+=(nginx)
+[[ -n $BF_PID ]] && TARGETS+=(before)
+[[ -n $NGINX_PID ]] && TARGETS+=(nginx)
 
 # CPU time (user + system, clock ticks) of processes and their threads; nginx counts its workers.
 ticks() {
@@ -268,10 +358,13 @@ ticks() {
     done
     echo "$t"
 }
+# A process and its children (nginx: master and workers, of the baseline and of the mock upstream).
+tree() { echo "$1 $(pgrep -P "$1" | tr '\n' ' ')"; }
 proxy_pids() {
     case $1 in
         firebreak) echo "$FB_PID" ;;
-        nginx) echo "$NGINX_PID $(pgrep -P "$NGINX_PID" | tr '\n' ' ')" ;;
+        before) echo "$BF_PID" ;;
+        nginx) tree "$NGINX_PID" ;;
     esac
 }
 HZ=$(getconf CLK_TCK)
@@ -283,18 +376,20 @@ run() {
     local pace=0
     [[ $mode == *_paced ]] && pace=$PACE_MS
     local up0 px0 up1 px1
-    up0=$(ticks "$PROVIDER_PID")
+    # shellcheck disable=SC2046
+    up0=$(ticks $(tree "$PROVIDER_PID"))
     # shellcheck disable=SC2046
     px0=$(ticks $(proxy_pids "$target"))
     # wrk's own CPU time comes from getrusage of its parent (this python).
-    BODY_FILE=$(body_of "$mode") AUTH=$(auth_of "$target") PACE_MS=$pace \
+    BODY_FILE=$(body_of "$mode") AUTH=$(auth_of "$target") ACCEPT=$(accept_of "$mode") PACE_MS=$pace \
         python3 -c 'import resource, subprocess, sys
 rc = subprocess.run(sys.argv[1:]).returncode
 r = resource.getrusage(resource.RUSAGE_CHILDREN)
 print("WRKCPU %.3f" % (r.ru_utime + r.ru_stime))
 sys.exit(rc)' timeout $((secs + 30)) wrk -t"$THREADS" -c"$CONNS" -d"${secs}s" --timeout 5s --latency -s "$HERE/post.lua" "$(url_of "$target" "$mode")" >"$f" 2>&1 \
         || die "wrk failed for $target $mode (see $f)"
-    up1=$(ticks "$PROVIDER_PID")
+    # shellcheck disable=SC2046
+    up1=$(ticks $(tree "$PROVIDER_PID"))
     # shellcheck disable=SC2046
     px1=$(ticks $(proxy_pids "$target"))
     local line cpu
@@ -359,7 +454,7 @@ b = json.load(open(sys.argv[1]))
 b["fake_delay_ms"] = 250
 json.dump(b, open(sys.argv[2], "w"), separators=(",", ":"))
 PY
-    BODY_FILE=$OUT/slow_stream.json AUTH="Bearer $CLIENT_KEY" \
+    BODY_FILE=$OUT/slow_stream.json AUTH="Bearer $CLIENT_KEY" ACCEPT="text/event-stream+slow" \
         timeout $((SLOW_SECS + 40)) wrk -t"$THREADS" -c"$SLOW_STREAMS" -d"${SLOW_SECS}s" --timeout 30s --latency \
         -s "$HERE/post.lua" "http://$FB_ADDR/v1/chat/completions" >"$OUT/runs/slow_streams.txt" 2>&1 &
     WRK_SLOW=$!
@@ -379,12 +474,12 @@ FB_HWM_END=$(vm "$FB_PID" VmHWM)
 CPU=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
 export CPU NPROC=$(nproc) KERNEL=$(uname -r) LOAD_BEFORE LOAD_AFTER ELAPSED FB_HWM FB_RSS NG_HWM AUDIT_BYTES \
     SLOW_STREAMS SLOW_SECS SLOW_RSS_BEFORE SLOW_RSS_MAX SLOW_LINE FB_HWM_END RUSTC=$(rustc -V) \
-    DURATION ROUNDS CONNS THREADS PACE_MS REV=$([[ -n ${FIREBREAK_BIN:-} ]] && echo "$FIREBREAK_BIN" || git describe --always --dirty 2>/dev/null || echo unknown) \
+    DURATION ROUNDS CONNS THREADS PACE_MS BEFORE UPSTREAM NGINX_WORKERS NGINX_JSON_BUFFERING REV=$([[ -n ${FIREBREAK_BIN:-} ]] && echo "$FIREBREAK_BIN" || git describe --always --dirty 2>/dev/null || echo unknown) \
     WRK_VERSION=$(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2) NGINX_VERSION=$([[ -n $NGINX ]] && "$NGINX" -v 2>&1 | sed 's/.*: //' || echo "")
 python3 - "$OUT/runs.jsonl" "$OUT/results.json" <<'PY'
 import json, os, statistics, sys, datetime
 runs = [json.loads(l) for l in open(sys.argv[1])]
-targets = [t for t in ("direct", "firebreak", "nginx") if any(r["target"] == t for r in runs)]
+targets = [t for t in ("direct", "firebreak", "before", "nginx") if any(r["target"] == t for r in runs)]
 med = statistics.median
 by = {}
 for r in runs:
@@ -395,7 +490,9 @@ res = {"machine": {"nproc": int(os.environ["NPROC"]), "cpu": os.environ["CPU"], 
                    "loadavg_before": os.environ["LOAD_BEFORE"], "loadavg_after": os.environ["LOAD_AFTER"],
                    "rustc": os.environ["RUSTC"]},
        "when": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-       "firebreak_rev": os.environ["REV"], "wrk": os.environ["WRK_VERSION"], "nginx": os.environ["NGINX_VERSION"] or None,
+       "firebreak_rev": os.environ["REV"], "before_bin": os.environ.get("BEFORE") or None,
+       "upstream": os.environ["UPSTREAM"], "nginx_workers": os.environ["NGINX_WORKERS"],
+       "nginx_json_buffering": os.environ["NGINX_JSON_BUFFERING"], "wrk": os.environ["WRK_VERSION"], "nginx": os.environ["NGINX_VERSION"] or None,
        "settings": {"duration_s": int(os.environ["DURATION"]), "rounds": int(os.environ["ROUNDS"]),
                     "connections": int(os.environ["CONNS"]), "wrk_threads": int(os.environ["THREADS"]), "pace_ms": int(os.environ["PACE_MS"]), "elapsed_s": int(os.environ["ELAPSED"])},
        "memory_kib": {"firebreak_vmhwm": int(os.environ["FB_HWM"] or 0), "firebreak_vmrss_end": int(os.environ["FB_RSS"] or 0),
@@ -435,7 +532,20 @@ for mode in dict.fromkeys(r["mode"] for r in runs):
            "firebreak_p50_overhead_ms_vs_direct": diff_ms("firebreak", "direct", lambda w: w["p50_us"]),
            "firebreak_p99_overhead_ms_vs_direct": diff_ms("firebreak", "direct", lambda w: w["p99_us"]),
            "firebreak_p999_overhead_ms_vs_direct": diff_ms("firebreak", "direct", lambda w: w["p999_us"])}
+    def cpu_ratio(a, b):
+        def per(t):
+            return {r["round"]: r["cpu"]["proxy_s"] / max(r["wrk"]["requests"], 1) for r in by.get((mode, t), [])}
+        ra, rb = per(a), per(b)
+        xs = [ra[k] / rb[k] for k in ra if k in rb and rb[k]]
+        return round(med(xs), 3) if xs else None
+    if "before" in targets:
+        cmp.update({"firebreak_over_before_rps": ratio("firebreak", "before", lambda w: w["rps"]),
+                    "firebreak_cpu_over_before": cpu_ratio("firebreak", "before"),
+                    "before_p99_overhead_ms_vs_direct": diff_ms("before", "direct", lambda w: w["p99_us"])})
     if "nginx" in targets:
+        cmp["firebreak_cpu_over_nginx"] = cpu_ratio("firebreak", "nginx")
+        if "before" in targets:
+            cmp["before_cpu_over_nginx"] = cpu_ratio("before", "nginx")
         cmp.update({"firebreak_over_nginx_rps": ratio("firebreak", "nginx", lambda w: w["rps"]),
                     "nginx_over_direct_rps": ratio("nginx", "direct", lambda w: w["rps"]),
                     "firebreak_p99_overhead_ms_vs_nginx": diff_ms("firebreak", "nginx", lambda w: w["p99_us"]),
@@ -449,6 +559,8 @@ print(f"\n### firebreak load test ({res['when']}, rev {res['firebreak_rev']})\n"
 print(f"Machine: {res['machine']['nproc']} cores, {res['machine']['cpu']}, Linux {res['machine']['kernel']}; "
       f"load average before/after: {res['machine']['loadavg_before']} / {res['machine']['loadavg_after']}.  ")
 s = res["settings"]
+print(f"Upstream: {res['upstream']}; baseline nginx: worker_processes {res['nginx_workers']}, JSON proxy_buffering {res['nginx_json_buffering']}"
+      + (f"; before: {res['before_bin']}" if res['before_bin'] else "") + ".  ")
 print(f"wrk {s['connections']} connections, {s['wrk_threads']} threads, {s['rounds']} rounds x {s['duration_s']} s per target, order rotated each round; "
       f"medians over rounds; ratios taken within each round. `_paced` modes: {s['pace_ms']} ms between a response and the next request "
       f"on each connection (offered load below every target's capacity: their req/s ratios mean nothing, their latency overheads are the proxy's own).\n")
@@ -465,13 +577,21 @@ for mode, m in res["modes"].items():
     c = m["compare"]
     print(f"| {mode} | **{fmt(c.get('firebreak_over_nginx_rps'))}** | {fmt(c['firebreak_over_direct_rps'])} | {fmt(c.get('nginx_over_direct_rps'))} | "
           f"**{fmt(c['firebreak_p99_overhead_ms_vs_direct'], ' ms')}** | {fmt(c['firebreak_p999_overhead_ms_vs_direct'], ' ms')} | {fmt(c.get('firebreak_p99_overhead_ms_vs_nginx'), ' ms')} |")
-print("\nCPU time per request (user + system, median over rounds; saturated modes): on a machine where everything shares the cores,"
-      " throughput follows the sum of the three.\n")
+print("\nProxy CPU per request as a multiple of nginx's (taken within each round, then the median; the issue-15 targets:"
+      " <= 1.8x for JSON, <= 2x for SSE):\n")
+print("| mode | firebreak CPU / nginx CPU | before CPU / nginx CPU | firebreak CPU / before CPU | firebreak/before req/s | before p99 overhead vs direct |")
+print("|---|---:|---:|---:|---:|---:|")
+for mode, m in res["modes"].items():
+    c = m["compare"]
+    print(f"| {mode} | **{fmt(c.get('firebreak_cpu_over_nginx'))}** | {fmt(c.get('before_cpu_over_nginx'))} | {fmt(c.get('firebreak_cpu_over_before'))} | "
+          f"{fmt(c.get('firebreak_over_before_rps'))} | {fmt(c.get('before_p99_overhead_ms_vs_direct'), ' ms')} |")
+print("\nCPU time per request (user + system, median over rounds). Saturated modes: on a machine where everything shares the cores,"
+      " throughput follows the sum of the three, and each process runs at its own rate (nginx's CPU per request falls as its rate"
+      " rises: fewer wake-ups per request). Paced modes: every target serves the same offered rate, so their CPU per request is"
+      " compared at the same operating point.\n")
 print("| mode | target | wrk µs | upstream µs | proxy µs | sum µs |")
 print("|---|---|---:|---:|---:|---:|")
 for mode, m in res["modes"].items():
-    if mode.endswith("_paced"):
-        continue
     for t in targets:
         if t in m:
             c = m[t]["cpu_us_per_request_median"]

@@ -1,6 +1,7 @@
 //! Wire formats: which API a request speaks, its endpoints, error bodies, SSE framing, and replies
 //! the gateway writes itself (safe mode, the scripted upstream).
 
+pub mod json;
 pub mod reply;
 pub mod request;
 pub mod schema;

@@ -1,5 +1,5 @@
-//! The request fields the gateway relies on, checked per API on the body already parsed into a map
-//! (no second parse): the model it routes and allowlists, the stream flag, the token limits, the tools
+//! The request fields the gateway relies on, checked per API on the body already read (no second
+//! parse; the members kept as raw JSON — tools, token limits — are checked on their text): the model it routes and allowlists, the stream flag, the token limits, the tools
 //! it strips, and the message structure its injection inspection walks. A message with an unknown role
 //! or a content part that is not an object would be skipped by that walk, so they are refused here
 //! rather than forwarded uninspected. Everything else is the provider's to judge.
@@ -7,8 +7,10 @@
 //! Errors name the field (`param`, OpenAI-style: `messages[0].role`) and use OpenAI's codes
 //! (`missing_required_parameter`, `invalid_type`, `invalid_value`, `empty_array`).
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
+use super::json;
+use super::request::{Field, Payload};
 use super::Endpoint;
 
 /// A field of the wrong type or value.
@@ -30,11 +32,11 @@ const ANTHROPIC_ROLES: &[&str] = &["user", "assistant"];
 const RESPONSES_ROLES: &[&str] = &["system", "developer", "user", "assistant"];
 
 /// Checks the fields of `endpoint`'s request body that the gateway relies on.
-pub fn check(endpoint: Endpoint, map: &Map<String, Value>) -> Result<(), FieldError> {
+pub fn check(endpoint: Endpoint, body: &Payload) -> Result<(), FieldError> {
     if endpoint == Endpoint::Models {
         return Ok(());
     }
-    let f = Fields(map);
+    let f = Fields(body);
     f.model()?;
     f.opt("stream", Type::Bool)?;
     f.opt("tools", Type::ArrayOfObjects)?;
@@ -141,28 +143,59 @@ enum Content {
     Optional,
 }
 
-struct Fields<'a>(&'a Map<String, Value>);
+struct Fields<'a>(&'a Payload);
 
-impl Fields<'_> {
+/// Whether the raw JSON `b` is an array of objects (the common case of `tools`, checked without
+/// parsing the tools).
+fn raw_array_of_objects(b: &[u8]) -> bool {
+    json::elements(b, 0..b.len()).is_some_and(|e| e.iter().all(|r| json::first(b, r) == Some(b'{')))
+}
+
+impl<'a> Fields<'a> {
+    /// A parsed member.
+    fn get(&self, name: &str) -> Option<&'a Value> {
+        match self.0.field(name)? {
+            Field::Json(v) => Some(v),
+            Field::Raw(_) => None,
+        }
+    }
+
+    /// Checks member `name` (absent: `absent`) against `t`; a member kept as raw JSON is parsed for
+    /// the check only when it is not the common array of objects (an error, a number).
+    fn checked(&self, name: &str, t: Type, absent: Result<(), FieldError>) -> Result<(), FieldError> {
+        let check = |v: &Value| match v {
+            Value::Null => absent.clone(),
+            v => fit(name, v, t),
+        };
+        match self.0.field(name) {
+            None => absent.clone(),
+            Some(Field::Json(v)) => check(v),
+            Some(Field::Raw(b)) if matches!(t, Type::ArrayOfObjects) && raw_array_of_objects(b) => Ok(()),
+            Some(Field::Raw(b)) => match serde_json::from_slice::<Value>(b) {
+                Ok(v) => check(&v),
+                // Cannot happen (the body was validated as JSON): refuse rather than pass.
+                Err(_) => Err(FieldError {
+                    param: name.to_owned(),
+                    message: format!("`{name}` must be {}", t.expected()),
+                    code: "invalid_type",
+                }),
+            },
+        }
+    }
+
     /// An optional field: absent or `null`, or of type `t`.
     fn opt(&self, name: &str, t: Type) -> Result<(), FieldError> {
-        match self.0.get(name) {
-            None | Some(Value::Null) => Ok(()),
-            Some(v) => fit(name, v, t),
-        }
+        self.checked(name, t, Ok(()))
     }
 
     /// A required field of type `t`.
     fn required(&self, name: &str, t: Type) -> Result<(), FieldError> {
-        match self.0.get(name) {
-            None | Some(Value::Null) => Err(missing(name)),
-            Some(v) => fit(name, v, t),
-        }
+        self.checked(name, t, Err(missing(name)))
     }
 
     /// `model`: a non-empty string (routes and role allowlists are decided on it).
     fn model(&self) -> Result<(), FieldError> {
-        match self.0.get("model") {
+        match self.get("model") {
             None | Some(Value::Null) => Err(missing("model")),
             Some(Value::String(s)) if s.trim().is_empty() => Err(FieldError {
                 param: "model".into(),
@@ -177,7 +210,7 @@ impl Fields<'_> {
     /// `messages`: a non-empty array of objects, each with a known `role` and a `content` the
     /// injection inspection can walk (a string, or an array of objects).
     fn messages(&self, roles: &[&str], content: Content) -> Result<(), FieldError> {
-        let list = match self.0.get("messages") {
+        let list = match self.get("messages") {
             None | Some(Value::Null) => return Err(missing("messages")),
             Some(Value::Array(a)) => a,
             Some(v) => return Err(wrong("messages".into(), "an array of message objects", v)),
@@ -219,7 +252,7 @@ impl Fields<'_> {
     /// Responses `input` (optional: a stored prompt or a previous response may stand in): a string,
     /// or an array of item objects, each a message with a known role or an item with a `type`.
     fn responses_input(&self) -> Result<(), FieldError> {
-        let items = match self.0.get("input") {
+        let items = match self.get("input") {
             None | Some(Value::Null | Value::String(_)) => return Ok(()),
             Some(Value::Array(a)) => a,
             Some(v) => return Err(wrong("input".into(), "a string or an array of input items", v)),
@@ -251,7 +284,7 @@ impl Fields<'_> {
     /// Embeddings `input`: a string, or a non-empty array of strings or token arrays.
     fn embeddings_input(&self) -> Result<(), FieldError> {
         let expected = "a string or a non-empty array of strings or token arrays";
-        match self.0.get("input") {
+        match self.get("input") {
             None | Some(Value::Null) => Err(missing("input")),
             Some(Value::String(_)) => Ok(()),
             Some(Value::Array(a)) if a.is_empty() => Err(FieldError {
@@ -291,11 +324,16 @@ fn fit_at(param: impl Fn() -> String, v: &Value, t: Type) -> Result<(), FieldErr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Map};
+
+    fn check_map(endpoint: Endpoint, map: &Map<String, Value>) -> Result<(), FieldError> {
+        let bytes = bytes::Bytes::from(serde_json::to_vec(map).unwrap());
+        check(endpoint, &Payload::read(&bytes).unwrap())
+    }
 
     fn run(endpoint: Endpoint, v: Value) -> Result<(), FieldError> {
         let Value::Object(map) = v else { panic!("an object") };
-        check(endpoint, &map)
+        check_map(endpoint, &map)
     }
 
     fn param(endpoint: Endpoint, v: Value) -> String {
@@ -366,7 +404,7 @@ mod tests {
         };
         let Value::Object(mut no_max) = ant(json!({})) else { unreachable!() };
         no_max.remove("max_tokens");
-        let e = check(Endpoint::Messages, &no_max).unwrap_err();
+        let e = check_map(Endpoint::Messages, &no_max).unwrap_err();
         assert_eq!((e.param.as_str(), e.code), ("max_tokens", "missing_required_parameter"));
         assert_eq!(run(Endpoint::Messages, ant(json!({"max_tokens": 0}))).unwrap_err().code, "invalid_value");
         assert_eq!(param(Endpoint::Messages, ant(json!({"max_tokens": 1.5}))), "max_tokens");

@@ -2,7 +2,7 @@
 //! offline replay call the same code.
 
 use crate::config::{KeyEntry, Policy};
-use crate::protocol::request::Body;
+use crate::protocol::request::Payload;
 use crate::protocol::Endpoint;
 use crate::state::{Refusal, Snapshot};
 
@@ -60,7 +60,7 @@ pub fn rewrite(
     snap: &Snapshot,
     key: &KeyEntry,
     endpoint: Endpoint,
-    body: &mut Body,
+    body: &mut Payload,
     now: u64,
 ) -> Result<Rewrites, GatewayError> {
     if let (Some(model), Some(role)) = (body.model(), policy.roles.get(&key.role)) {
@@ -154,7 +154,11 @@ pub struct RequestFindings {
 /// the policy enables it, scored by the classifier; the stronger of the two stages' actions for
 /// the source is taken (block, strip, flag). Tool results coming back into the conversation are
 /// also redacted before the model sees them.
-pub fn inspect_request(policy: &Policy, endpoint: Endpoint, body: &mut Body) -> Result<RequestFindings, GatewayError> {
+pub fn inspect_request(
+    policy: &Policy,
+    endpoint: Endpoint,
+    body: &mut Payload,
+) -> Result<RequestFindings, GatewayError> {
     let mut found = RequestFindings::default();
     inspect_request_into(policy, endpoint, body, &mut found)?;
     Ok(found)
@@ -165,21 +169,18 @@ pub fn inspect_request(policy: &Policy, endpoint: Endpoint, body: &mut Body) -> 
 pub fn inspect_request_into(
     policy: &Policy,
     endpoint: Endpoint,
-    body: &mut Body,
+    body: &mut Payload,
     found: &mut RequestFindings,
 ) -> Result<(), GatewayError> {
     use crate::inspect::injection::classifier::{action_name, ID};
-    use crate::inspect::injection::{HitAction, TextOrigin};
-    use crate::protocol::request::{visit_texts, Source};
+    use crate::inspect::injection::HitAction;
+    use crate::protocol::request::visit_texts;
     let mut blocked: Option<String> = None;
     let scanner = &policy.scanner;
     let sigs = &policy.injection;
-    let changed = visit_texts(endpoint, &mut body.map, &mut |source, text| {
+    let changed = visit_texts(endpoint, body, &mut |source, text| {
         let mut changed = false;
-        let inj_source = match source {
-            Source::User => TextOrigin::UserInput,
-            Source::ToolResult => TextOrigin::ToolResult,
-        };
+        let inj_source = source;
         let v = sigs.verdict(text, inj_source);
         let by_classifier = v.classifier.and_then(|c| {
             found.scores.observe(inj_source, c.score);
@@ -204,7 +205,7 @@ pub fn inspect_request_into(
                 found.injections.push((source.as_str(), ID.to_owned(), action_name(a)));
             }
         }
-        if source == Source::ToolResult {
+        if source == TextOrigin::ToolResult {
             let (red, f) = scanner.redact(text);
             if !f.is_empty() {
                 found.redactions.extend(f.iter().map(|f| f.rule));

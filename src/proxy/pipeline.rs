@@ -37,7 +37,7 @@ use crate::http::{authenticate, new_request_id};
 use crate::inspect::injection::classifier;
 use crate::inspect::toolcalls;
 use crate::protocol::reply::{self, ReplySpec};
-use crate::protocol::request::{Body as ReqBody, BodyError};
+use crate::protocol::request::{BodyError, Payload};
 use crate::protocol::{api_for_path, Api, Endpoint};
 use crate::state::unix_now;
 
@@ -312,7 +312,7 @@ where
         if let Some(c) = ctx.capture.as_mut() {
             c.set_request(bytes.clone());
         }
-        let parsed = ReqBody::parse(endpoint, &bytes).map_err(|e| match e {
+        let parsed = Payload::parse(endpoint, &bytes).map_err(|e| match e {
             BodyError::Json(m) => GatewayError::BadJson(m),
             BodyError::Shape(m) => GatewayError::BadRequest(m),
             BodyError::Field(f) => GatewayError::InvalidField(f),
@@ -521,7 +521,7 @@ fn inject_prompt(
     mp: &crate::config::prompts::ManagedPrompt,
     snap: &crate::state::Snapshot,
     endpoint: Endpoint,
-    body: &mut ReqBody,
+    body: &mut Payload,
 ) -> Result<serde_json::Value, GatewayError> {
     let (Some(st), Some(canary)) = (snap.prompts.get(&mp.id), snap.canaries.current(&mp.id)) else {
         return Err(GatewayError::PromptUnavailable(mp.id.clone()));

@@ -117,14 +117,8 @@ pub enum HitAction {
     Strip,
 }
 
-/// Where a scanned text comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TextOrigin {
-    /// A user message.
-    UserInput,
-    /// A tool result coming back into the conversation.
-    ToolResult,
-}
+/// Where a scanned text comes from (one type with the request walk that finds it).
+pub use crate::protocol::request::TextOrigin;
 
 /// The `[injection]` section of a policy.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
