@@ -174,7 +174,7 @@ pub fn inspect_request_into(
 ) -> Result<(), GatewayError> {
     use crate::inspect::injection::classifier::{action_name, ID};
     use crate::inspect::injection::HitAction;
-    use crate::protocol::request::visit_texts;
+    use crate::protocol::request::{visit_texts, TextOrigin};
     let mut blocked: Option<String> = None;
     let scanner = &policy.scanner;
     let sigs = &policy.injection;
