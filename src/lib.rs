@@ -44,5 +44,6 @@ pub mod metrics;
 pub mod protocol;
 pub mod proxy;
 pub mod replay;
+pub mod rules;
 pub mod state;
 pub mod telemetry;

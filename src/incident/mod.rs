@@ -332,17 +332,12 @@ fn str_field(m: &Map<String, Value>, k: &str) -> Option<String> {
 
 /// Rules whose blocks count as guardrail blocks (and as probing signatures).
 fn guardrail(rule: &str) -> bool {
-    ["injection.", "tools.", "egress.", "role.", "mcp.tool_", "mcp.server_not_allowed"]
-        .iter()
-        .any(|p| rule.starts_with(p))
+    crate::rules::Rule::parse(rule).is_some_and(crate::rules::Rule::is_guardrail)
 }
 
 /// A tool call the model (or an agent over MCP) tried and the gateway refused.
 fn tool_refusal(rule: &str) -> bool {
-    (rule.starts_with("tools.") && rule != "tools.stripped")
-        || rule.starts_with("mcp.tool_not_allowed")
-        || rule.starts_with("mcp.tool_disabled")
-        || rule.starts_with("mcp.argument")
+    crate::rules::Rule::parse(rule).is_some_and(crate::rules::Rule::is_tool_refusal)
 }
 
 /// What one audit record says, as trigger inputs.

@@ -67,6 +67,17 @@ impl McpError {
         }
     }
 
+    /// Whether the gateway refused (policy) rather than failed: the same split as the AI path's
+    /// [`GatewayError::is_block`], so a refusal for the gateway's own load (`limits.concurrency`,
+    /// `limits.buffered_bytes`), a failing audit trail or an open circuit is an `error` on both
+    /// surfaces; the MCP refusals of its own (server, origin, session, isolation) are blocks.
+    fn is_block(&self) -> bool {
+        match self {
+            McpError::Gateway(e) => e.is_block(),
+            _ => true,
+        }
+    }
+
     fn reason(&self) -> &'static str {
         match self {
             McpError::Gateway(e) => e.reason(),
@@ -205,11 +216,7 @@ where
     let mut resp = match result {
         Ok(r) => r,
         Err(e) => {
-            let action = if e.status().is_client_error() || e.status() == StatusCode::SERVICE_UNAVAILABLE {
-                "block"
-            } else {
-                "error"
-            };
+            let action = if e.is_block() { "block" } else { "error" };
             ctx.decisions.push((e.reason().to_owned(), action));
             e.into_response(ctx.rpc_id.clone().unwrap_or(Value::Null), &request_id)
         }

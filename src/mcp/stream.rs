@@ -175,7 +175,7 @@ async fn pump(
     let (rule, message) = match &end {
         End::Done | End::ClientGone => (None, None),
         End::Cut(rule, msg) => (Some(*rule), Some(msg.clone())),
-        End::Broken(msg) => (Some("upstream.stream_broken"), Some(msg.clone())),
+        End::Broken(msg) => (Some(crate::rules::Rule::UpstreamBrokenStream.as_str()), Some(msg.clone())),
         End::Closing => {
             let e = crate::proxy::error::GatewayError::ShuttingDown;
             (Some(e.reason()), Some(e.to_string()))
