@@ -36,6 +36,7 @@ pub mod circuit;
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod facts;
 pub mod forensics;
 pub mod incident;
 pub mod inspect;
