@@ -81,6 +81,16 @@ impl Metrics {
         self.decisions_n(rule, action, 1);
     }
 
+    /// Counts a decision of a typed rule (no allocation for a fixed rule already counted).
+    pub fn rule(&self, rule: &crate::rules::RuleId, action: &'static str) {
+        self.decisions_n(&rule.as_text(), action, 1);
+    }
+
+    /// Counts `n` decisions of a fixed rule at once.
+    pub fn rule_n(&self, rule: crate::rules::Rule, action: &'static str, n: u64) {
+        self.decisions_n(rule.as_str(), action, n);
+    }
+
     /// Counts `n` decisions at once.
     pub fn decisions_n(&self, rule: &str, action: &'static str, n: u64) {
         let mut d = self.decisions.lock().unwrap_or_else(|p| p.into_inner());

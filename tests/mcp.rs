@@ -1121,6 +1121,35 @@ async fn get_stream_events_are_inspected_and_resume_with_last_event_id() {
     assert_eq!(ev.id.as_deref(), Some(id4.as_str()), "the sampling request stays dropped on replay");
 }
 
+/// The gateway's `firebreak_requests_in_flight` gauge.
+async fn in_flight(gw: &common::Gateway) -> i64 {
+    let (status, body) = gw.admin(reqwest::Method::GET, "/metrics", None).await;
+    assert_eq!(status, 200);
+    let text = body.as_str().unwrap_or_default().to_owned();
+    text.lines()
+        .find_map(|l| l.strip_prefix("firebreak_requests_in_flight "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no in-flight gauge in {text}"))
+}
+
+/// An MCP answer stream keeps its request in flight until the stream ends, as an AI stream does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_mcp_stream_is_in_flight_until_it_ends() {
+    let r = rig("", "").await;
+    let c = r.session("srv", ALICE).await;
+    let sid = c.session.clone();
+    assert_eq!(in_flight(&r.gw).await, 0, "the initialize exchange is over");
+    let s = open_get(&r.srv, &c, 0).await;
+    assert_eq!(in_flight(&r.gw).await, 1, "the open GET stream is in flight");
+    drop(s);
+    r.srv.wait_streams(sid.as_deref(), 0).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while in_flight(&r.gw).await != 0 {
+        assert!(Instant::now() < deadline, "the ended stream left the in-flight gauge");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Switches: isolation and terminated sessions
 // ---------------------------------------------------------------------------------------------

@@ -418,7 +418,7 @@ impl Admin {
             if bytes.is_empty() { json!({}) } else { serde_json::from_slice(&bytes).unwrap_or(json!({})) };
         let on_behalf_of = meta.get("actor").and_then(Value::as_str).filter(|a| *a != who.id);
         let note = meta.get("note").and_then(Value::as_str).unwrap_or("");
-        match self.gw.incidents.resolve(&self.gw, &id, &who.id, on_behalf_of, note).await {
+        match self.gw.incidents.resolve(&self.gw.audit, &id, &who.id, on_behalf_of, note).await {
             Ok(i) => json_response(StatusCode::OK, &json!({ "incident": i })),
             Err(e @ crate::incident::IncidentError::NotFound(_)) => {
                 error(StatusCode::NOT_FOUND, "unknown_incident", &e.to_string())
@@ -454,7 +454,7 @@ impl Admin {
                 )
             }
         };
-        match self.gw.incidents.tick(&self.gw, &id, t.step, t.done, &who.id).await {
+        match self.gw.incidents.tick(&self.gw.audit, &id, t.step, t.done, &who.id).await {
             Ok(i) => json_response(StatusCode::OK, &json!({ "incident": i })),
             Err(e @ crate::incident::IncidentError::NotFound(_)) => {
                 error(StatusCode::NOT_FOUND, "unknown_incident", &e.to_string())
@@ -531,7 +531,9 @@ impl Admin {
         let policy = self.gw.policy();
         let reason = with_on_behalf_of(&run.reason, run.actor.as_deref().filter(|a| *a != who.id));
         use crate::incident::PlanError;
-        match crate::incident::run_plan(&self.gw, &policy, &plan, &run.target, &reason, &who.id, None, false).await {
+        match crate::proxy::incidents::run_plan(&self.gw, &policy, &plan, &run.target, &reason, &who.id, None, false)
+            .await
+        {
             // Applied, but not durably audited: not acknowledged (see `switches`).
             Ok(taken) if taken.error.is_some() => error(
                 StatusCode::SERVICE_UNAVAILABLE,

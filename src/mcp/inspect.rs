@@ -62,7 +62,7 @@ pub fn server_message(j: &Judge<'_>, m: &mut Value, request_id: &str, found: &mu
                     id,
                     jsonrpc::REFUSED,
                     &format!("{method} from server `{}` is refused by the gateway policy", j.server.name),
-                    "mcp.server_request_refused",
+                    crate::rules::SERVER_REQUEST_REFUSED,
                     request_id,
                 ));
             }

@@ -12,7 +12,6 @@ pub mod tools;
 mod upstream;
 pub mod verify;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -23,12 +22,14 @@ use serde_json::Value;
 use crate::audit::Record;
 use crate::config::mcp::McpServer;
 use crate::config::{KeyEntry, Policy};
+use crate::facts::{Decision, Facts, Shape, ToolEvent};
 use crate::gateway::{Active, Gateway};
-use crate::http::authenticate;
 use crate::http::body::{full, Body, BoxError, ChannelBody};
 use crate::http::error::GatewayError;
 use crate::http::script::ScriptedReply;
-use crate::state::{unix_now, Batch, Refusal};
+use crate::proxy::exchange::Finish;
+use crate::rules::{Rule, RuleId};
+use crate::state::{unix_now, Batch};
 use inspect::{Fate, Findings};
 use jsonrpc::Kind;
 use tools::{Judge, ListOutcome};
@@ -68,17 +69,28 @@ impl McpError {
         }
     }
 
+    /// Whether the gateway refused (policy) rather than failed: the same split as the AI path's
+    /// [`GatewayError::is_block`], so a refusal for the gateway's own load (`limits.concurrency`,
+    /// `limits.buffered_bytes`), a failing audit trail or an open circuit is an `error` on both
+    /// surfaces; the MCP refusals of its own (server, origin, session, isolation) are blocks.
+    fn is_block(&self) -> bool {
+        match self {
+            McpError::Gateway(e) => e.is_block(),
+            _ => true,
+        }
+    }
+
     fn reason(&self) -> &'static str {
         match self {
             McpError::Gateway(e) => e.reason(),
-            McpError::UnknownServer(_) => "mcp.unknown_server",
-            McpError::Origin(_) => "mcp.origin",
-            McpError::ServerNotAllowed(_) => "mcp.server_not_allowed",
-            McpError::Isolated(_) => "mcp.server_isolated",
-            McpError::SessionMismatch => "mcp.session_mismatch",
-            McpError::UnknownSession => "mcp.unknown_session",
-            McpError::Invalid(_) => "mcp.invalid_message",
-            McpError::MethodNotAllowed(_) => "request.method",
+            McpError::UnknownServer(_) => Rule::McpUnknownServer.as_str(),
+            McpError::Origin(_) => Rule::McpOrigin.as_str(),
+            McpError::ServerNotAllowed(_) => Rule::McpServerNotAllowed.as_str(),
+            McpError::Isolated(_) => Rule::McpServerIsolated.as_str(),
+            McpError::SessionMismatch => Rule::McpSessionMismatch.as_str(),
+            McpError::UnknownSession => Rule::McpUnknownSession.as_str(),
+            McpError::Invalid(_) => Rule::McpInvalidMessage.as_str(),
+            McpError::MethodNotAllowed(_) => Rule::RequestMethod.as_str(),
         }
     }
 
@@ -131,52 +143,24 @@ impl McpError {
     }
 }
 
-/// What one MCP request learned, for the audit record at the end.
-#[derive(Debug, Default)]
-struct Ctx {
+/// The state of one MCP request on its way through the phases: its [`Facts`] (what the audit
+/// record and the incident engine get) and what the phases hand each other.
+#[derive(Debug)]
+struct McpRequest {
+    /// The server named by the path (the client's text, capped).
     server: String,
-    key: Option<Arc<KeyEntry>>,
-    session: Option<String>,
+    /// What the phases learned.
+    facts: Facts,
     /// The JSON-RPC id of a single request (errors answer it).
     rpc_id: Option<Value>,
-    methods: Vec<String>,
-    tools_called: Vec<String>,
-    decisions: Vec<(String, &'static str)>,
-    redactions: BTreeMap<String, u64>,
-    injections: Vec<String>,
-    /// The injection classifier's highest score on the server's results (a number, never text).
-    classifier: crate::inspect::injection::classifier::Scores,
-    /// Other tenants whose identifiers reached the client (names only).
-    cross_tenant: Vec<String>,
-    withheld: Vec<(String, String)>,
     /// Pins and events to record.
     list: ListOutcome,
-    stream: bool,
     /// The POST body's share of the buffered-bytes budget, held as long as the request is.
     buffered: Option<crate::http::admission::Buffered>,
     /// Who sent it (peer, forwarded address, user agent, TLS identity), for the audit record.
-    client: crate::http::client::ClientMeta,
+    client: Option<crate::http::client::ClientMeta>,
     /// The payloads, kept only while `[forensics]` is on (redacted when captured).
     capture: Option<crate::forensics::Capture>,
-}
-
-impl Ctx {
-    /// Adds what inspection found (injections, withheld tools, redaction counts) to an audit record.
-    fn findings_into(&self, r: Record) -> Record {
-        r.with_opt("injections", (!self.injections.is_empty()).then(|| self.injections.clone()))
-            .with_opt("classifier", self.classifier.to_json())
-            .with_opt("cross_tenant", (!self.cross_tenant.is_empty()).then(|| self.cross_tenant.clone()))
-            .with_opt(
-                "withheld",
-                (!self.withheld.is_empty()).then(|| {
-                    self.withheld.iter().map(|(t, r)| serde_json::json!({"tool": t, "rule": r})).collect::<Vec<_>>()
-                }),
-            )
-            .with_opt(
-                "redactions",
-                (!self.redactions.is_empty()).then(|| serde_json::to_value(&self.redactions).unwrap_or_default()),
-            )
-    }
 }
 
 /// Serves one request to `/mcp/<server>`.
@@ -186,17 +170,24 @@ where
     B::Error: Into<BoxError>,
 {
     let start = Instant::now();
-    let mut ctx = Ctx {
-        server: req.uri().path().trim_start_matches("/mcp/").trim_end_matches('/').chars().take(100).collect(),
-        session: req
-            .headers()
-            .get("mcp-session-id")
-            .and_then(|v| v.to_str().ok())
-            .filter(|s| !s.is_empty() && s.len() <= 256)
-            .map(str::to_owned),
-        client: crate::http::client::ClientMeta::of(req.extensions(), req.headers()),
+    let server: String = req.uri().path().trim_start_matches("/mcp/").trim_end_matches('/').chars().take(100).collect();
+    let mut facts = Facts::new(Shape::McpRequest, request_id.to_str().unwrap_or("").to_owned(), start);
+    facts.session = req
+        .headers()
+        .get("mcp-session-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|s| !s.is_empty() && s.len() <= 256)
+        .map(str::to_owned);
+    facts.server = Some(server.clone());
+    facts.http_method = Some(req.method().as_str().to_owned());
+    let mut ctx = McpRequest {
+        server,
+        facts,
+        rpc_id: None,
+        list: ListOutcome::default(),
+        buffered: None,
+        client: Some(crate::http::client::ClientMeta::of(req.extensions(), req.headers())),
         capture: gw.forensics.start(),
-        ..Ctx::default()
     };
     let http_method = req.method().clone();
     gw.metrics.in_flight(1);
@@ -206,27 +197,25 @@ where
     let mut resp = match result {
         Ok(r) => r,
         Err(e) => {
-            let action = if e.status().is_client_error() || e.status() == StatusCode::SERVICE_UNAVAILABLE {
-                "block"
-            } else {
-                "error"
-            };
-            ctx.decisions.push((e.reason().to_owned(), action));
+            let action = if e.is_block() { "block" } else { "error" };
+            ctx.facts.decisions.push(Decision { rule: RuleId::of(e.reason()), action });
             e.into_response(ctx.rpc_id.clone().unwrap_or(Value::Null), &request_id)
         }
     };
     resp.headers_mut().insert("x-request-id", request_id.clone());
     let status = resp.status().as_u16();
-    if ctx.decisions.is_empty() {
-        ctx.decisions.push(("allow".into(), "allow"));
+    let facts = &mut ctx.facts;
+    facts.status = status;
+    if facts.decisions.is_empty() {
+        facts.decide(Rule::Allow, "allow");
     }
     span.record("status", status);
-    if let Some(k) = &ctx.key {
+    if let Some(k) = &facts.key {
         span.record("key_id", k.id.as_str());
     }
     // As for AI requests: refusals and errors at `info`, clean requests at `debug` (the audit trail
     // has every one).
-    let notable = status >= 400 || ctx.decisions.iter().any(|(_, a)| *a != "allow");
+    let notable = status >= 400 || facts.decisions.iter().any(|d| d.action != "allow");
     span.in_scope(|| {
         let elapsed_us = start.elapsed().as_micros() as u64;
         if notable {
@@ -236,47 +225,19 @@ where
         }
     });
     gw.metrics.request("mcp", status, start.elapsed());
-    for (rule, action) in &ctx.decisions {
-        gw.metrics.decision(rule, action);
+    for d in &facts.decisions {
+        gw.metrics.rule(&d.rule, d.action);
     }
-    for (source, score) in ctx.classifier.iter() {
+    for (source, score) in facts.classifier.iter() {
         gw.metrics.classifier_score(source, score);
     }
-    gw.metrics.in_flight(-1);
-    // Server (from the path), methods and tool names are the client's: see `audit::client_text`.
-    let policy = gw.policy();
-    let scanner = policy.scanner.clone();
-    let client = |names: &[String]| names.iter().map(|n| crate::audit::client_text(&scanner, n)).collect::<Vec<_>>();
-    let record = Record::new("mcp")
-        .with("event", "request")
-        .with("request_id", request_id.to_str().unwrap_or(""))
-        .with("server", crate::audit::client_text(&scanner, &ctx.server))
-        .with("http_method", http_method.as_str())
-        .with("status", status)
-        .with("stream", ctx.stream)
-        .with(
-            "decisions",
-            ctx.decisions.iter().map(|(r, a)| serde_json::json!({"rule": r, "action": a})).collect::<Vec<_>>(),
-        )
-        .with("duration_us", start.elapsed().as_micros() as u64);
-    let record = principal(record, ctx.key.as_deref(), ctx.session.as_deref())
-        .with_opt("methods", (!ctx.methods.is_empty()).then(|| client(&ctx.methods)))
-        .with_opt("tools_called", (!ctx.tools_called.is_empty()).then(|| client(&ctx.tools_called)));
-    let record = ctx.findings_into(ctx.client.into_record(record, &scanner, &policy.listen.trusted_proxies));
-    if let Some(c) = ctx.capture.take() {
-        // Before the record is audited: an incident it opens finds this exchange in the ring.
-        gw.forensics.capture(&record, c, &scanner);
-    }
-    crate::incident::audited(&gw, record).await;
+    // A stream's request stays in flight until its pump ends (`stream::pump`).
+    let done =
+        Finish { client: ctx.client.take(), capture: ctx.capture.take(), permit: None, ends_request: !facts.stream };
+    crate::proxy::exchange::finish(&gw, &gw.policy(), &ctx.facts, done).await;
     resp
 }
 
-fn principal(r: Record, key: Option<&KeyEntry>, session: Option<&str>) -> Record {
-    r.with_opt("key_id", key.map(|k| k.id.as_str()))
-        .with_opt("tenant", key.map(|k| k.tenant.as_str()))
-        .with_opt("user", key.map(|k| k.user.as_str()))
-        .with_opt("role", key.map(|k| k.role.as_str()))
-        .with_opt("session", session)
 }
 
 fn origin_allowed(policy: &Policy, h: &HeaderMap) -> Result<(), McpError> {
@@ -293,49 +254,52 @@ async fn serve<B>(
     gw: &Arc<Gateway>,
     req: Request<B>,
     request_id: &HeaderValue,
-    ctx: &mut Ctx,
+    ctx: &mut McpRequest,
 ) -> Result<Response<Body>, McpError>
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    let active = gw.active.load_full();
-    let policy = &active.policy;
-    // route
-    let server =
-        policy.mcp.servers.get(&ctx.server).cloned().ok_or_else(|| McpError::UnknownServer(ctx.server.clone()))?;
-    // origin: a browser page must not reach MCP servers through the gateway unless allowed.
-    origin_allowed(policy, req.headers())?;
-    // admission
-    let mut permit = gw.admission.admit()?;
-    // identity
-    let key = authenticate(policy, req.headers())?;
-    ctx.key = Some(key.clone());
-    let max_in_flight = policy.levels.get(gw.state.load().level).max_in_flight;
-    gw.admission.hold_for_user(&mut permit, &key.user, max_in_flight)?;
+    // route and origin, on the policy in force: a path that names no server costs nothing more.
+    {
+        let policy = gw.policy();
+        if !policy.mcp.servers.contains_key(&ctx.server) {
+            return Err(McpError::UnknownServer(ctx.server.clone()));
+        }
+        // origin: a browser page must not reach MCP servers through the gateway unless allowed.
+        origin_allowed(&policy, req.headers())?;
+    }
+    // admission, then the switch snapshot and the policy (in the order the AI path uses, see
+    // `exchange::admit`), then identity
+    let mut adm = crate::proxy::exchange::admit(gw, req.headers(), false)?;
+    ctx.facts.key = Some(adm.key.clone());
+    adm.hold_for_user(gw)?;
     let script = req.extensions().get::<ScriptedReply>().cloned();
     let (parts, body) = req.into_parts();
     // body (POST): read before the switches so that refusals answer the request's id
     let posted = if parts.method == Method::POST {
-        Some(read_messages(gw, body, &parts.headers, &policy.limits, ctx).await?)
+        Some(read_messages(gw, body, &parts.headers, &adm.active.policy.limits, ctx).await?)
     } else {
         None
     };
+    // switches: one snapshot for the whole request, the newest one once the body is in (a batch
+    // acknowledged during the upload applies), with the policy loaded after it.
+    if adm.refresh(gw, &parts.headers)? {
+        ctx.facts.key = Some(adm.key.clone());
+    }
+    let crate::proxy::exchange::Admitted { permit, snap, active, key } = adm;
+    let policy = &active.policy;
+    let server =
+        policy.mcp.servers.get(&ctx.server).cloned().ok_or_else(|| McpError::UnknownServer(ctx.server.clone()))?;
     // the audit trail (fail closed), after the body so the refusal answers the request's id
     crate::gateway::audit_gate(gw, policy)?;
-    // switches: one snapshot for the whole request
-    let snap = gw.state.load();
     let now = unix_now();
-    if let Some(r) = snap.principal_refusal(&key, ctx.session.as_deref(), now) {
-        return Err(match r {
-            Refusal::Lockdown => GatewayError::Lockdown(policy.levels.get(snap.level).message.clone()),
-            r => GatewayError::Refused(r),
-        }
-        .into());
+    if let Some(r) = snap.principal_refusal(&key, ctx.facts.session.as_deref(), now) {
+        return Err(crate::proxy::decide::refusal_error(policy, &snap, r).into());
     }
     // An isolated server gets no traffic, except a DELETE that ends a session (so clients can
     // close what they opened; the session must be the caller's, checked below).
-    let closes_session = parts.method == Method::DELETE && ctx.session.is_some();
+    let closes_session = parts.method == Method::DELETE && ctx.facts.session.is_some();
     if snap.server_isolated(&server.name, now) && !closes_session {
         return Err(McpError::Isolated(server.name.clone()));
     }
@@ -345,11 +309,11 @@ where
     // tells an MCP client to start a new session.
     // (An offline replay has no server behind it that could have handed out a session.)
     let replay = script.is_some();
-    if ctx.session.is_none() && parts.headers.contains_key("mcp-session-id") && !replay {
+    if ctx.facts.session.is_none() && parts.headers.contains_key("mcp-session-id") && !replay {
         // Present but unusable (empty, too long, not text): no session the gateway handed out.
         return Err(McpError::UnknownSession);
     }
-    if let Some(sid) = &ctx.session {
+    if let Some(sid) = &ctx.facts.session {
         match gw.mcp_sessions.lookup(&server.name, sid) {
             None if replay => {}
             None => return Err(McpError::UnknownSession),
@@ -366,13 +330,7 @@ where
         return Err(McpError::ServerNotAllowed(server.name.clone()));
     }
     // rate limit
-    let level = policy.levels.get(snap.level);
-    let rpm = snap.user_rpm(&key.user, level.requests_per_minute, crate::state::unix_now());
-    gw.limiter.check(&key.user, rpm).map_err(|retry_after| GatewayError::RateLimited {
-        rpm,
-        level: snap.level.as_str(),
-        retry_after,
-    })?;
+    crate::proxy::decide::rate_limit(policy, &snap, &gw.limiter, &key, crate::state::unix_now())?;
     let exchange = Exchange {
         gw: gw.clone(),
         active: active.clone(),
@@ -433,7 +391,7 @@ impl Exchange {
         method: Method,
         headers: &HeaderMap,
         posted: Option<Posted>,
-        ctx: &mut Ctx,
+        ctx: &mut McpRequest,
     ) -> Result<Response<Body>, McpError> {
         let (body, local, pending, batch) = match posted {
             Some(p) => (Some(p.body), p.local, p.pending, Some(p.batch)),
@@ -441,7 +399,7 @@ impl Exchange {
         };
         let is_get = method == Method::GET;
         let is_delete = method == Method::DELETE;
-        let out = upstream::Outgoing { method, headers, body, request_id: &self.request_id };
+        let out = upstream::McpOutgoing { method, headers, body, request_id: &self.request_id };
         let policy = self.active.policy.clone();
         // The server's circuit breaker: while open, refused at once (a scripted reply contacts no server).
         let breaker = self.server.circuit.as_ref().and_then(|_| self.gw.circuits.server(&self.server.name));
@@ -458,14 +416,16 @@ impl Exchange {
         let resp = resp?;
         let (head, upstream_body) = resp.into_parts();
         if is_delete && head.status.is_success() {
-            if let Some(sid) = &ctx.session {
+            if let Some(sid) = &ctx.facts.session {
                 self.gw.mcp_sessions.forget(&self.server.name, sid);
             }
         }
         // A new session handed out by the server belongs to the key that asked for it.
-        if let (None, true, Some(sid)) =
-            (&ctx.session, head.status.is_success(), head.headers.get("mcp-session-id").and_then(|v| v.to_str().ok()))
-        {
+        if let (None, true, Some(sid)) = (
+            &ctx.facts.session,
+            head.status.is_success(),
+            head.headers.get("mcp-session-id").and_then(|v| v.to_str().ok()),
+        ) {
             if !sid.is_empty() && sid.len() <= 256 {
                 self.gw.mcp_sessions.bind(&self.server.name, sid, &self.key.id);
             }
@@ -478,7 +438,7 @@ impl Exchange {
             head.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
         let invalid = |detail: String| GatewayError::UpstreamInvalid { upstream: self.server.name.clone(), detail };
         if ct.starts_with("text/event-stream") && head.status.is_success() {
-            ctx.stream = true;
+            ctx.facts.stream = true;
             let prefix = (!local.is_empty()).then(|| {
                 let mut b = Vec::new();
                 for a in &local {
@@ -501,7 +461,7 @@ impl Exchange {
                     active: self.active.clone(),
                     server: self.server.clone(),
                     key: self.key.clone(),
-                    session: ctx.session.clone().or_else(|| {
+                    session: ctx.facts.session.clone().or_else(|| {
                         head.headers.get("mcp-session-id").and_then(|v| v.to_str().ok()).map(str::to_owned)
                     }),
                     request_id: self.request_id.clone(),
@@ -593,7 +553,7 @@ impl Exchange {
         if had_local && head.status == StatusCode::ACCEPTED {
             builder = builder.status(StatusCode::OK);
         }
-        absorb(&policy, findings, ctx);
+        absorb(&policy, findings, &mut ctx.facts, &mut ctx.list);
         record_list(&self.gw, &mut ctx.list, &self.key, ctx_rid(&self.request_id)).await;
         if let Some(c) = ctx.capture.as_mut() {
             c.set_response(&body);
@@ -606,74 +566,69 @@ fn ctx_rid(v: &HeaderValue) -> &str {
     v.to_str().unwrap_or("")
 }
 
-/// Moves what inspection found into the request's audit context.
-fn absorb(policy: &Policy, f: Findings, ctx: &mut Ctx) {
-    for r in f.redactions {
-        *ctx.redactions.entry(policy.scanner.rule(r).id.clone()).or_default() += 1;
-    }
-    if !ctx.redactions.is_empty() {
-        ctx.decisions.push(("redaction".into(), "redact"));
+/// Moves what inspection found into the request's facts (and the pins and events it learned into
+/// `list`).
+fn absorb(policy: &Policy, f: Findings, facts: &mut Facts, list: &mut ListOutcome) {
+    facts.count_redactions(&policy.scanner, &f.redactions);
+    if !facts.redactions.is_empty() {
+        facts.decide(Rule::Redaction, "redact");
     }
     for (id, action) in f.injections {
         let rule = if id == crate::inspect::injection::classifier::ID {
-            crate::inspect::injection::classifier::rule("tool_result")
+            RuleId::of(crate::inspect::injection::classifier::rule("tool_result"))
         } else {
-            "injection.tool_result"
+            Rule::InjectionToolResult.into()
         };
-        ctx.decisions.push((rule.into(), action));
-        ctx.injections.push(id);
+        facts.decisions.push(Decision { rule, action });
+        facts.injections.push(id);
     }
     if let Some(s) = f.scores.tool_result {
-        ctx.classifier.observe(crate::inspect::injection::TextOrigin::ToolResult, s);
+        facts.classifier.observe(crate::inspect::injection::TextOrigin::ToolResult, s);
     }
-    let own = ctx.key.as_ref().map_or("", |k| k.tenant.as_str());
-    ctx.cross_tenant = policy.tenants.others(&f.tenants, own);
-    if !ctx.cross_tenant.is_empty() {
-        ctx.decisions.push(("tenants.cross_tenant".into(), "detect"));
+    let own = facts.key.as_ref().map_or("", |k| k.tenant.as_str());
+    facts.cross_tenant = policy.tenants.others(&f.tenants, own);
+    if !facts.cross_tenant.is_empty() {
+        facts.decide(Rule::TenantsCrossTenant, "detect");
     }
     if f.invalid > 0 {
-        ctx.decisions.push(("mcp.server_message_invalid".into(), "block"));
+        facts.decide(Rule::McpServerMessageInvalid, "block");
     }
     for m in f.refused_server_requests {
-        ctx.decisions.push((format!("mcp.server_request_refused:{m}"), "block"));
+        facts.decisions.push(Decision { rule: RuleId::ServerRequestRefused(m.into()), action: "block" });
     }
     // Tools withheld because their definition is not trusted are blocks; those outside the caller's
     // role, level or switches are a filter.
     let mut filtered = false;
     for (_, rule) in &f.list.withheld {
         let base = rule.split(' ').next().unwrap_or(rule);
-        match base {
-            "mcp.tool_changed" | "mcp.tool_poisoned" | "mcp.tool_frozen" => {
-                if !ctx.decisions.iter().any(|(r, _)| r == base) {
-                    ctx.decisions.push((base.to_owned(), "block"));
+        match Rule::parse(base) {
+            Some(r @ (Rule::McpToolChanged | Rule::McpToolPoisoned | Rule::McpToolFrozen)) => {
+                if !facts.decided(r) {
+                    facts.decide(r, "block");
                 }
             }
             _ => filtered = true,
         }
     }
-    if filtered && !ctx.decisions.iter().any(|(r, _)| r == "mcp.tools_filtered") {
-        ctx.decisions.push(("mcp.tools_filtered".into(), "strip"));
+    if filtered && !facts.decided(Rule::McpToolsFiltered) {
+        facts.decide(Rule::McpToolsFiltered, "strip");
     }
-    ctx.withheld.extend(f.list.withheld);
-    ctx.list.observe.extend(f.list.observe);
-    ctx.list.events.extend(f.list.events);
+    facts.withheld.extend(f.list.withheld);
+    list.observe.extend(f.list.observe);
+    list.events.extend(f.list.events);
 }
 
 /// Records what a tools/list taught: first-seen pins and pending definitions as one switch batch
 /// (persisted, so trust on first use survives restarts), and rug-pull, poisoning and shadowing events
 /// in the audit trail. Runs before the client sees the list.
-pub(crate) async fn record_list(gw: &Gateway, list: &mut ListOutcome, key: &KeyEntry, rid: &str) {
+pub(crate) async fn record_list(gw: &Gateway, list: &mut ListOutcome, key: &Arc<KeyEntry>, rid: &str) {
     for (event, tool, detail) in list.events.drain(..) {
-        let trigger = matches!(event, "tool_definition_changed" | "tool_poisoning").then_some(event);
         tracing::warn!(event, tool = %tool, detail = %detail, "MCP tool definition event");
         gw.metrics.decision(&format!("mcp.{event}"), "detect");
-        let r = Record::new("mcp")
-            .with("event", event)
-            .with("request_id", rid)
-            .with("tool", tool)
-            .with("detail", detail)
-            .with_opt("trigger", trigger);
-        crate::incident::audited(gw, principal(r, Some(key), None)).await;
+        let mut facts = Facts::new(Shape::McpToolEvent, rid.to_owned(), Instant::now());
+        facts.key = Some(key.clone());
+        facts.tool_event = Some(ToolEvent { event, tool, detail });
+        crate::proxy::exchange::finish(gw, &gw.policy(), &facts, Finish::default()).await;
     }
     if list.observe.is_empty() {
         return;
@@ -703,32 +658,31 @@ pub(crate) async fn record_list(gw: &Gateway, list: &mut ListOutcome, key: &KeyE
     }
 }
 
-/// Writes the audit record of a finished MCP stream when something happened in it.
-async fn finish_stream(s: &stream::McpStream, f: Findings, cut: Option<&'static str>) {
-    let mut ctx = Ctx { key: Some(s.key.clone()), ..Ctx::default() };
-    absorb(&s.active.policy, f, &mut ctx);
-    for (source, score) in ctx.classifier.iter() {
+/// Ends an MCP stream's request: the stream's own audit record (`stream_end`) when something
+/// happened in it, then the request leaves the in-flight gauge and its slot is released.
+async fn finish_stream(s: &mut stream::McpStream, f: Findings, cut: Option<&'static str>) {
+    let mut facts = Facts::new(Shape::McpStreamEnd, s.request_id.to_str().unwrap_or("").to_owned(), Instant::now());
+    facts.key = Some(s.key.clone());
+    facts.session = s.session.clone();
+    facts.server = Some(s.server.name.clone());
+    absorb(&s.active.policy, f, &mut facts, &mut ListOutcome::default());
+    for (source, score) in facts.classifier.iter() {
         s.gw.metrics.classifier_score(source, score);
     }
-    if ctx.decisions.is_empty() && ctx.withheld.is_empty() && cut.is_none() {
+    let done = Finish { permit: s.permit.take(), ends_request: true, ..Finish::default() };
+    if facts.decisions.is_empty() && facts.withheld.is_empty() && cut.is_none() {
+        s.gw.metrics.in_flight(-1);
+        drop(done.permit);
         return;
     }
     if let Some(rule) = cut {
         s.gw.metrics.stream_terminated();
-        ctx.decisions.push((rule.to_owned(), "terminate"));
+        facts.decisions.push(Decision { rule: RuleId::of(rule), action: "terminate" });
     }
-    for (rule, action) in &ctx.decisions {
-        s.gw.metrics.decision(rule, action);
+    for d in &facts.decisions {
+        s.gw.metrics.rule(&d.rule, d.action);
     }
-    let r = Record::new("mcp")
-        .with("event", "stream_end")
-        .with("request_id", s.request_id.to_str().unwrap_or(""))
-        .with("server", s.server.name.as_str())
-        .with(
-            "decisions",
-            ctx.decisions.iter().map(|(r, a)| serde_json::json!({"rule": r, "action": a})).collect::<Vec<_>>(),
-        );
-    crate::incident::audited(&s.gw, ctx.findings_into(principal(r, Some(&s.key), s.session.as_deref()))).await;
+    crate::proxy::exchange::finish(&s.gw, &s.active.policy, &facts, done).await;
 }
 
 /// Reads and validates a POST body. Runs right after authentication, before the switches, so every
@@ -738,7 +692,7 @@ async fn read_messages<B>(
     body: B,
     headers: &HeaderMap,
     limits: &crate::config::Limits,
-    ctx: &mut Ctx,
+    ctx: &mut McpRequest,
 ) -> Result<(Bytes, jsonrpc::Messages), McpError>
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
@@ -774,7 +728,7 @@ async fn post(
     ex: Exchange,
     headers: &HeaderMap,
     (bytes, messages): (Bytes, jsonrpc::Messages),
-    ctx: &mut Ctx,
+    ctx: &mut McpRequest,
 ) -> Result<Response<Body>, McpError> {
     let rid = ex.request_id.to_str().unwrap_or("").to_owned();
     let judge = ex.judge();
@@ -784,24 +738,24 @@ async fn post(
         .iter()
         .map(|(id, why)| {
             let message = format!("invalid JSON-RPC message: {why}");
-            jsonrpc::error(id.clone(), jsonrpc::INVALID_REQUEST, &message, "mcp.invalid_message", &rid)
+            jsonrpc::error(id.clone(), jsonrpc::INVALID_REQUEST, &message, Rule::McpInvalidMessage.as_str(), &rid)
         })
         .collect();
     if !local.is_empty() {
-        ctx.decisions.push(("mcp.invalid_message".into(), "block"));
+        ctx.facts.decide(Rule::McpInvalidMessage, "block");
     }
     let mut forward = Vec::with_capacity(messages.list.len());
     for m in messages.list {
         if let Some(method) = jsonrpc::method(&m) {
-            ctx.methods.push(method.chars().take(64).collect());
+            ctx.facts.methods.push(method.chars().take(64).collect());
         }
         if jsonrpc::kind(&m) == Ok(Kind::Request) && jsonrpc::method(&m) == Some("tools/call") {
             match judge.call(m.get("params")) {
-                Ok(tool) => ctx.tools_called.push(format!("{}/{tool}", ex.server.name)),
+                Ok(tool) => ctx.facts.tools_called.push(format!("{}/{tool}", ex.server.name)),
                 Err(r) => {
-                    ctx.decisions.push((r.rule.clone(), "block"));
+                    ctx.facts.decisions.push(Decision { rule: r.rule.clone(), action: "block" });
                     let id = m.get("id").cloned().unwrap_or(Value::Null);
-                    local.push(jsonrpc::error(id, jsonrpc::REFUSED, &r.message, &r.rule, &rid));
+                    local.push(jsonrpc::error(id, jsonrpc::REFUSED, &r.message, &r.rule.as_text(), &rid));
                     continue;
                 }
             }

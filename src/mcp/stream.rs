@@ -50,7 +50,7 @@ pub struct McpStream {
     pub capture: Option<crate::forensics::Capture>,
 }
 
-enum End {
+enum McpEnd {
     Done,
     ClientGone,
     Cut(&'static str, String),
@@ -70,7 +70,7 @@ fn cut(ctx: &McpStream, snap: &Snapshot) -> Option<(&'static str, String)> {
     let now = unix_now();
     if snap.server_isolated(&ctx.server.name, now) {
         return Some((
-            "mcp.server_isolated",
+            crate::rules::Rule::McpServerIsolated.as_str(),
             format!("MCP server `{}` was isolated by the gateway operator", ctx.server.name),
         ));
     }
@@ -101,7 +101,7 @@ async fn pump(
     let end = 'outer: loop {
         if std::mem::take(&mut check) {
             if let Some((rule, msg)) = cut(&ctx, &snap) {
-                break End::Cut(rule, msg);
+                break McpEnd::Cut(rule, msg);
             }
         }
         let read = async {
@@ -114,28 +114,28 @@ async fn pump(
             biased;
             changed = switches.changed() => {
                 if changed.is_err() {
-                    break End::Broken("the gateway is shutting down".into());
+                    break McpEnd::Broken("the gateway is shutting down".into());
                 }
                 snap = switches.borrow_and_update().clone();
                 check = true;
             }
-            () = tx.closed() => break End::ClientGone,
-            () = &mut closed => break End::Closing,
+            () = tx.closed() => break McpEnd::ClientGone,
+            () = &mut closed => break McpEnd::Closing,
             frame = read => {
                 let frame = match frame {
-                    Err(d) => break End::Broken(format!("MCP server `{}` sent nothing for {} s", ctx.server.name, d.as_secs())),
+                    Err(d) => break McpEnd::Broken(format!("MCP server `{}` sent nothing for {} s", ctx.server.name, d.as_secs())),
                     Ok(None) => {
                         break match framer.finish() {
-                            Ok(None) => End::Done,
+                            Ok(None) => McpEnd::Done,
                             Ok(Some(last)) => {
                                 let mut out = BytesMut::new();
                                 event(&ctx, &snap, last, &mut out, &mut findings, &rid);
-                                if out.is_empty() || tx.send(kept(&mut capture, out.freeze())).await.is_ok() { End::Done } else { End::ClientGone }
+                                if out.is_empty() || tx.send(kept(&mut capture, out.freeze())).await.is_ok() { McpEnd::Done } else { McpEnd::ClientGone }
                             }
-                            Err(e) => End::Broken(e.to_string()),
+                            Err(e) => McpEnd::Broken(e.to_string()),
                         };
                     }
-                    Ok(Some(Err(e))) => break End::Broken(format!("MCP server stream failed: {e}")),
+                    Ok(Some(Err(e))) => break McpEnd::Broken(format!("MCP server stream failed: {e}")),
                     Ok(Some(Ok(f))) => f,
                 };
                 let Ok(data) = frame.into_data() else { continue };
@@ -149,7 +149,7 @@ async fn pump(
                             if !out.is_empty() {
                                 let _ = tx.send(kept(&mut capture, out.freeze())).await;
                             }
-                            break 'outer End::Broken(e.to_string());
+                            break 'outer McpEnd::Broken(e.to_string());
                         }
                     }
                 }
@@ -158,7 +158,7 @@ async fn pump(
                 // Pins and rug-pull events are recorded before the client sees the list it came in.
                 super::record_list(&ctx.gw, &mut findings.list, &ctx.key, &rid).await;
                 if !out.is_empty() && tx.send(kept(&mut capture, out.freeze())).await.is_err() {
-                    break End::ClientGone;
+                    break McpEnd::ClientGone;
                 }
             }
         }
@@ -166,23 +166,23 @@ async fn pump(
     // The server's stream ended with requests unanswered after the gateway dropped messages it
     // could not classify: one may have been the answer, so the client hears why instead of waiting.
     let end = match end {
-        End::Done if findings.invalid > 0 && !ctx.pending.is_empty() => End::Broken(format!(
+        McpEnd::Done if findings.invalid > 0 && !ctx.pending.is_empty() => McpEnd::Broken(format!(
             "MCP server `{}` answered with a message the gateway cannot classify; it was dropped",
             ctx.server.name
         )),
         e => e,
     };
     let (rule, message) = match &end {
-        End::Done | End::ClientGone => (None, None),
-        End::Cut(rule, msg) => (Some(*rule), Some(msg.clone())),
-        End::Broken(msg) => (Some("upstream.stream_broken"), Some(msg.clone())),
-        End::Closing => {
+        McpEnd::Done | McpEnd::ClientGone => (None, None),
+        McpEnd::Cut(rule, msg) => (Some(*rule), Some(msg.clone())),
+        McpEnd::Broken(msg) => (Some(crate::rules::Rule::UpstreamBrokenStream.as_str()), Some(msg.clone())),
+        McpEnd::Closing => {
             let e = crate::http::error::GatewayError::ShuttingDown;
             (Some(e.reason()), Some(e.to_string()))
         }
     };
     if let (Some(rule), Some(msg)) = (rule, &message) {
-        let failed = rule.starts_with("upstream.") || matches!(end, End::Closing);
+        let failed = matches!(end, McpEnd::Broken(_) | McpEnd::Closing);
         let code = if failed { jsonrpc::INTERNAL_ERROR } else { jsonrpc::REFUSED };
         let ids = if ctx.pending.is_empty() { vec![Value::Null] } else { std::mem::take(&mut ctx.pending) };
         let mut out = BytesMut::new();
@@ -202,13 +202,12 @@ async fn pump(
             .with("server", ctx.server.name.as_str())
             .with("stream", true);
         ctx.gw.forensics.capture(
-            &super::principal(r, Some(&ctx.key), ctx.session.as_deref()),
+            &crate::facts::principal(r, Some(&ctx.key), ctx.session.as_deref()),
             c,
             &ctx.active.policy.scanner,
         );
     }
-    super::finish_stream(&ctx, findings, rule).await;
-    drop(ctx.permit.take());
+    super::finish_stream(&mut ctx, findings, rule).await;
 }
 
 /// One event through policy, appended to `out` (unchanged bytes when nothing changed); refused

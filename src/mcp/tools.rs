@@ -1,6 +1,7 @@
 //! MCP tools: who may see and call which, canonical definition hashes (the rug-pull defence), tool
 //! poisoning in descriptions, and argument checks.
 
+use crate::rules::{Rule, RuleId};
 use serde_json::Value;
 
 use crate::config::mcp::{McpServer, PoisonAction};
@@ -59,16 +60,16 @@ fn sorted(v: &Value) -> Value {
 
 /// Why a tool is withheld from a caller or a call refused: a rule id and a sentence.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refused {
-    /// Rule id (`mcp.tool_not_allowed`, `egress.metadata`, …).
-    pub rule: String,
+pub struct ToolRefusal {
+    /// The rule (`mcp.tool_not_allowed`, `egress.metadata`, …).
+    pub rule: RuleId,
     /// For the caller; never echoes argument values.
     pub message: String,
 }
 
-impl Refused {
-    fn new(rule: impl Into<String>, message: impl Into<String>) -> Refused {
-        Refused { rule: rule.into(), message: message.into() }
+impl ToolRefusal {
+    fn new(rule: impl Into<RuleId>, message: impl Into<String>) -> ToolRefusal {
+        ToolRefusal { rule: rule.into(), message: message.into() }
     }
 }
 
@@ -105,7 +106,7 @@ impl Judge<'_> {
     }
 
     /// Role, switches and level: the checks that need no definition.
-    fn permitted(&self, tool: &str, read_only_hint: Option<bool>) -> Result<(), Refused> {
+    fn permitted(&self, tool: &str, read_only_hint: Option<bool>) -> Result<(), ToolRefusal> {
         let q = self.qualified(tool);
         let role_ok = self
             .policy
@@ -114,13 +115,16 @@ impl Judge<'_> {
             .and_then(|r| r.mcp.as_ref())
             .is_some_and(|(tools, _)| tools.matches(&q));
         if !role_ok {
-            return Err(Refused::new(
-                "mcp.tool_not_allowed",
+            return Err(ToolRefusal::new(
+                Rule::McpToolNotAllowed,
                 format!("tool `{q}` is not allowed for your role; the call was refused by firebreak policy"),
             ));
         }
         if self.snap.tool_disabled(&q, self.now) || self.snap.tool_disabled(tool, self.now) {
-            return Err(Refused::new("mcp.tool_disabled", format!("tool `{q}` is disabled by the gateway operator")));
+            return Err(ToolRefusal::new(
+                Rule::McpToolDisabled,
+                format!("tool `{q}` is disabled by the gateway operator"),
+            ));
         }
         let level = self.snap.level;
         let ok = match self.policy.levels.get(level).tools {
@@ -133,8 +137,8 @@ impl Judge<'_> {
             ToolsMode::None => false,
         };
         if !ok {
-            return Err(Refused::new(
-                "level.tools",
+            return Err(ToolRefusal::new(
+                Rule::LevelTools,
                 format!("tool `{q}` is not available at degradation level {}", level.as_str()),
             ));
         }
@@ -142,34 +146,44 @@ impl Judge<'_> {
     }
 
     /// The pin state of a tool as the switches record it, for a call (the definition is not at hand).
-    fn pinned_for_call(&self, tool: &str) -> Result<(), Refused> {
+    fn pinned_for_call(&self, tool: &str) -> Result<(), ToolRefusal> {
         let q = self.qualified(tool);
         let pin = self.snap.tool_pins.get(&q);
         if let Some(p) = pin {
             if p.pending.is_some() {
-                let rule = p.pending_reason.clone().unwrap_or_else(|| "mcp.tool_changed".into());
-                return Err(Refused::new(rule, withheld_message(&q, p.pending_reason.as_deref())));
+                // A pending definition is a changed one unless the switches recorded a stronger reason.
+                let rule = p.pending_reason.as_deref().and_then(Rule::parse).unwrap_or(Rule::McpToolChanged);
+                return Err(ToolRefusal::new(rule, withheld_message(&q, p.pending_reason.as_deref())));
             }
             if let Some(policy_pin) = self.server.pins.get(tool) {
                 if p.hash.as_deref().is_some_and(|h| h != hex::encode(policy_pin)) {
-                    return Err(Refused::new("mcp.tool_changed", withheld_message(&q, Some("mcp.tool_changed"))));
+                    return Err(ToolRefusal::new(
+                        Rule::McpToolChanged,
+                        withheld_message(&q, Some(Rule::McpToolChanged.as_str())),
+                    ));
                 }
             }
             if p.hash.is_none() {
-                return Err(Refused::new("mcp.tool_frozen", withheld_message(&q, Some("mcp.tool_frozen"))));
+                return Err(ToolRefusal::new(
+                    Rule::McpToolFrozen,
+                    withheld_message(&q, Some(Rule::McpToolFrozen.as_str())),
+                ));
             }
         } else if self.snap.server_frozen(&self.server.name, self.now) {
-            return Err(Refused::new("mcp.tool_frozen", withheld_message(&q, Some("mcp.tool_frozen"))));
+            return Err(ToolRefusal::new(
+                Rule::McpToolFrozen,
+                withheld_message(&q, Some(Rule::McpToolFrozen.as_str())),
+            ));
         }
         Ok(())
     }
 
     /// Decides a `tools/call` request's params.
-    pub fn call(&self, params: Option<&Value>) -> Result<String, Refused> {
+    pub fn call(&self, params: Option<&Value>) -> Result<String, ToolRefusal> {
         let name = params
             .and_then(|p| p.get("name"))
             .and_then(Value::as_str)
-            .ok_or_else(|| Refused::new("mcp.invalid_message", "tools/call needs params.name"))?;
+            .ok_or_else(|| ToolRefusal::new(Rule::McpInvalidMessage, "tools/call needs params.name"))?;
         // The server's readOnlyHint counts only as listed in the definition that is trusted now.
         let q = self.qualified(name);
         let trusted = match self.server.pins.get(name) {
@@ -184,14 +198,14 @@ impl Judge<'_> {
         if let Some(info) = self.server.tools.get(name) {
             for (arg, rule) in &info.args {
                 if let Some(detail) = rule.violation(arg, args.get(arg)) {
-                    return Err(Refused::new("tool.arg_constraint", detail));
+                    return Err(ToolRefusal::new(Rule::ToolArgConstraint, detail));
                 }
             }
         }
         let blocked = |h: &str| self.snap.egress_blocked(h, self.now);
         if let Some((pointer, reason)) = self.policy.egress.check_json(args, &blocked).into_iter().next() {
-            return Err(Refused::new(
-                reason.rule_id(),
+            return Err(ToolRefusal::new(
+                RuleId::of(reason.rule_id()),
                 format!("argument `{}`: {}", pointer.trim_start_matches('/'), reason.message()),
             ));
         }
@@ -205,7 +219,7 @@ impl Judge<'_> {
         let Some(Value::Array(tools)) = result.get_mut("tools") else { return out };
         tools.retain(|t| {
             let Some(name) = t.get("name").and_then(Value::as_str) else {
-                out.withheld.push((self.qualified("?"), "mcp.invalid_tool".into()));
+                out.withheld.push((self.qualified("?"), Rule::McpInvalidTool.as_str().into()));
                 return false;
             };
             let q = self.qualified(name);
@@ -228,24 +242,24 @@ impl Judge<'_> {
                     .snap
                     .tool_pins
                     .get(&q)
-                    .is_some_and(|p| p.pending_reason.as_deref() == Some("mcp.tool_poisoned"));
+                    .is_some_and(|p| p.pending_reason.as_deref() == Some(Rule::McpToolPoisoned.as_str()));
                 if !(recorded && reason_known) {
                     out.observe.push(Action::ObserveTool {
                         server: self.server.name.clone(),
                         tool: name.to_owned(),
                         hash: hash.clone(),
-                        suspect: Some("mcp.tool_poisoned".into()),
+                        suspect: Some(Rule::McpToolPoisoned.as_str().into()),
                         definition: Some(canonical_definition(t)),
                     });
                 }
                 if let Err(rule) = verdict {
-                    out.withheld.push((q.clone(), rule.into()));
+                    out.withheld.push((q.clone(), rule.as_str().into()));
                 }
-                out.withheld.push((q, format!("mcp.tool_poisoned ({sig})")));
+                out.withheld.push((q, format!("{} ({sig})", Rule::McpToolPoisoned.as_str())));
                 return false;
             }
             if let Err(rule) = verdict {
-                out.withheld.push((q, rule.into()));
+                out.withheld.push((q, rule.as_str().into()));
                 return false;
             }
             self.shadowing(name, &mut out);
@@ -254,7 +268,7 @@ impl Judge<'_> {
             match self.permitted(name, read_only) {
                 Ok(()) => true,
                 Err(r) => {
-                    out.withheld.push((q, r.rule));
+                    out.withheld.push((q, r.rule.to_string()));
                     false
                 }
             }
@@ -270,7 +284,7 @@ impl Judge<'_> {
         hash: &str,
         suspect: bool,
         out: &mut ListOutcome,
-    ) -> Result<(), &'static str> {
+    ) -> Result<(), Rule> {
         let q = self.qualified(name);
         let observe = |out: &mut ListOutcome, suspect: Option<&str>| {
             out.observe.push(Action::ObserveTool {
@@ -286,8 +300,8 @@ impl Judge<'_> {
                 return Ok(());
             }
             out.events.push(("tool_definition_changed", q, "differs from the hash pinned in the policy".into()));
-            observe(out, Some("mcp.tool_changed"));
-            return Err("mcp.tool_changed");
+            observe(out, Some(Rule::McpToolChanged.as_str()));
+            return Err(Rule::McpToolChanged);
         }
         match self.snap.tool_pins.get(&q) {
             Some(p) if p.pending.is_some() => {
@@ -295,10 +309,9 @@ impl Judge<'_> {
                     out.events.push(("tool_definition_changed", q, "changed again while awaiting approval".into()));
                     observe(out, None);
                 }
-                Err(match p.pending_reason.as_deref() {
-                    Some("mcp.tool_poisoned") => "mcp.tool_poisoned",
-                    Some("mcp.tool_frozen") => "mcp.tool_frozen",
-                    _ => "mcp.tool_changed",
+                Err(match p.pending_reason.as_deref().and_then(Rule::parse) {
+                    Some(r @ (Rule::McpToolPoisoned | Rule::McpToolFrozen)) => r,
+                    _ => Rule::McpToolChanged,
                 })
             }
             Some(p) if p.hash.as_deref() == Some(hash) => {
@@ -311,12 +324,12 @@ impl Judge<'_> {
             Some(p) if p.hash.is_some() => {
                 out.events.push(("tool_definition_changed", q, "differs from the definition first trusted".into()));
                 observe(out, None);
-                Err("mcp.tool_changed")
+                Err(Rule::McpToolChanged)
             }
             _ if self.snap.server_frozen(&self.server.name, self.now) => {
                 out.events.push(("tool_rejected_frozen", q, "new tool while the server's tools are frozen".into()));
                 observe(out, None);
-                Err("mcp.tool_frozen")
+                Err(Rule::McpToolFrozen)
             }
             _ => {
                 if !suspect {
@@ -354,11 +367,11 @@ pub fn poison_signature(policy: &Policy, tool: &Value) -> Option<String> {
 }
 
 fn withheld_message(q: &str, reason: Option<&str>) -> String {
-    match reason {
-        Some("mcp.tool_poisoned") => format!(
+    match reason.and_then(Rule::parse) {
+        Some(Rule::McpToolPoisoned) => format!(
             "tool `{q}` is withheld: its description matches a prompt-injection signature; an operator must review and approve it"
         ),
-        Some("mcp.tool_frozen") => {
+        Some(Rule::McpToolFrozen) => {
             format!("tool `{q}` is withheld: the server's tool definitions are frozen by the gateway operator")
         }
         _ => format!(

@@ -17,7 +17,7 @@ use crate::http::script::ScriptedReply;
 const FORWARDED: [&str; 5] = ["accept", "mcp-session-id", "mcp-protocol-version", "last-event-id", "user-agent"];
 
 /// One request to an MCP server.
-pub struct Outgoing<'a> {
+pub struct McpOutgoing<'a> {
     /// GET, POST or DELETE.
     pub method: Method,
     /// The client's headers (filtered here).
@@ -33,7 +33,7 @@ pub struct Outgoing<'a> {
 pub async fn send(
     clients: &Clients,
     server: &McpServer,
-    out: Outgoing<'_>,
+    out: McpOutgoing<'_>,
     limits: &Limits,
     script: Option<&ScriptedReply>,
 ) -> Result<Response<Body>, GatewayError> {
@@ -111,7 +111,7 @@ pub fn answer_server(
     request_id: HeaderValue,
 ) {
     tokio::spawn(async move {
-        let out = Outgoing { method: Method::POST, headers: &headers, body: Some(body), request_id: &request_id };
+        let out = McpOutgoing { method: Method::POST, headers: &headers, body: Some(body), request_id: &request_id };
         if let Err(e) = send(&active.clients, &server, out, &active.policy.limits, None).await {
             tracing::debug!(server = %server.name, error = %e, "could not answer the server's refused request");
         }

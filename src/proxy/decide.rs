@@ -4,6 +4,7 @@
 use crate::config::{KeyEntry, Policy};
 use crate::protocol::request::Payload;
 use crate::protocol::Endpoint;
+use crate::rules::Rule;
 use crate::state::{Refusal, Snapshot};
 
 use crate::inspect::toolcalls::{CallCheck, CallRefusal};
@@ -28,6 +29,17 @@ pub fn admit(
     if let Some(r) = snap.refusal(key, endpoint, session, now) {
         return Err(refusal_error(policy, snap, r));
     }
+    rate_limit(policy, snap, limiter, key, now)
+}
+
+/// The rate limit of the current level (phase 5), for AI and MCP requests alike.
+pub fn rate_limit(
+    policy: &Policy,
+    snap: &Snapshot,
+    limiter: &RateLimiter,
+    key: &KeyEntry,
+    now: u64,
+) -> Result<(), GatewayError> {
     let level = policy.levels.get(snap.level);
     let rpm = snap.user_rpm(&key.user, level.requests_per_minute, now);
     limiter.check(&key.user, rpm).map_err(|retry_after| GatewayError::RateLimited {
@@ -98,7 +110,7 @@ pub struct CallPolicy<'a> {
 impl CallCheck for CallPolicy<'_> {
     fn check_name(&self, name: &str) -> Option<CallRefusal> {
         (!tool_permitted(self.policy, self.snap, self.role, name, self.now)).then(|| CallRefusal {
-            rule: "tools.not_allowed",
+            rule: Rule::ToolsNotAllowed.as_str(),
             detail: "the tool is not allowed for your role, at the current level, or by the operator".into(),
         })
     }
@@ -111,7 +123,7 @@ impl CallCheck for CallPolicy<'_> {
                 Ok(v) => v,
                 Err(_) => {
                     return Some(CallRefusal {
-                        rule: "tools.arguments_invalid",
+                        rule: Rule::ToolsArgumentsInvalid.as_str(),
                         detail: "the arguments are not valid JSON".into(),
                     })
                 }
@@ -120,7 +132,7 @@ impl CallCheck for CallPolicy<'_> {
         if let Some(tool) = self.policy.tools.get(name) {
             for (arg, rule) in &tool.args {
                 if let Some(detail) = rule.violation(arg, parsed.get(arg)) {
-                    return Some(CallRefusal { rule: "tools.argument", detail });
+                    return Some(CallRefusal { rule: Rule::ToolsArgument.as_str(), detail });
                 }
             }
         }

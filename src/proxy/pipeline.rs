@@ -26,57 +26,34 @@ use http::{header, HeaderMap, HeaderValue, Request, Response};
 use super::decide;
 use super::stream::{self, StreamCtx};
 use super::upstream::{self, UpstreamRequest};
-use crate::audit::Record;
 use crate::config::KeyEntry;
-use crate::gateway::audit_gate;
+use crate::facts::{Decision, Facts, Shape};
 use crate::gateway::Gateway;
-use crate::http::body::collect_limited;
 use crate::http::body::{full, Body, BoxError, ChannelBody};
 use crate::http::error::GatewayError;
-use crate::http::{authenticate, new_request_id};
 use crate::inspect::injection::classifier;
 use crate::inspect::toolcalls;
 use crate::protocol::reply::{self, ReplySpec};
 use crate::protocol::request::{BodyError, Payload};
 use crate::protocol::{api_for_path, Api, Endpoint};
+use crate::rules::{Rule, RuleId};
 use crate::state::unix_now;
 
-/// What the phases learn about a request, for logging at the end.
+/// The state of one AI request on its way through the phases: its [`Facts`] (what the audit record
+/// and the incident engine get) and what the phases hand each other.
 #[derive(Debug)]
-struct Ctx {
+struct AiRequest {
     request_id: HeaderValue,
     endpoint: Option<Endpoint>,
     api: Api,
-    key: Option<Arc<KeyEntry>>,
-    session: Option<String>,
-    upstream: Option<String>,
-    model: Option<String>,
-    stream: bool,
-    /// (rule, action) pairs decided along the way.
-    decisions: Vec<(&'static str, &'static str)>,
-    tools_removed: Vec<String>,
-    /// Redactions by rule id (never the text).
-    redactions: std::collections::BTreeMap<String, u64>,
-    /// Injection signature ids that matched.
-    injections: Vec<String>,
-    /// The injection classifier's highest score per source (numbers, never text).
-    classifier: classifier::Scores,
-    /// System-prompt shingles found in a whole response.
-    prompt_fragments: usize,
-    /// The managed prompt injected: id, version and canary generation (never text or canary).
-    prompt: Option<serde_json::Value>,
-    /// Other tenants whose identifiers were in the response (names, never the text).
-    cross_tenant: Vec<String>,
-    /// Calls to data tools delivered in a whole response (tool names).
-    data_tool_calls: Vec<String>,
+    /// What the phases learned, for the log phase (or the stream pump) to finish.
+    facts: Facts,
     /// The request body, kept only when `[audit] store_blocked_payloads` is on (for the audit
     /// record of a blocked request, redacted there).
     payload: Option<Bytes>,
     /// The request body's share of the buffered-bytes budget, held as long as the request is.
     buffered: Option<crate::http::admission::Buffered>,
-    /// Why the upstream's answer was refused (gateway-written, never upstream content).
-    upstream_error: Option<String>,
-    /// A streamed response's pump, started by the log phase with the request's audit record.
+    /// A streamed response's pump, started by the log phase with the request's facts.
     pump: Option<stream::Pending>,
     /// Who sent it (peer, forwarded address, user agent, TLS identity), for the audit record.
     client: crate::http::client::ClientMeta,
@@ -94,27 +71,17 @@ where
     let start = Instant::now();
     let path = req.uri().path();
     let endpoint = Endpoint::route(req.method(), path);
-    let mut ctx = Ctx {
-        request_id: new_request_id(),
+    let request_id = new_request_id();
+    let mut facts = Facts::new(Shape::AiRequest, request_id.to_str().unwrap_or("").to_owned(), start);
+    facts.endpoint = endpoint.map_or("unknown", Endpoint::name);
+    facts.session = session_of(req.headers());
+    let mut ctx = AiRequest {
+        request_id,
         api: endpoint.map_or_else(|| api_for_path(path), Endpoint::api),
         endpoint,
-        key: None,
-        session: session_of(req.headers()),
-        upstream: None,
-        model: None,
-        stream: false,
-        decisions: Vec::new(),
-        tools_removed: Vec::new(),
-        redactions: std::collections::BTreeMap::new(),
-        injections: Vec::new(),
-        classifier: classifier::Scores::default(),
-        prompt_fragments: 0,
-        prompt: None,
-        cross_tenant: Vec::new(),
-        data_tool_calls: Vec::new(),
+        facts,
         payload: None,
         buffered: None,
-        upstream_error: None,
         pump: None,
         client: crate::http::client::ClientMeta::of(req.extensions(), req.headers()),
         capture: gw.forensics.start(),
@@ -126,121 +93,94 @@ where
     let mut resp = match result {
         Ok(r) => r,
         Err(e) => {
-            ctx.decisions.push((e.reason(), if e.is_block() { "block" } else { "error" }));
+            ctx.facts.decisions.push(Decision { rule: RuleId::of(e.reason()), action: action_of(&e) });
             if let GatewayError::UpstreamInvalid { detail, .. } = &e {
-                ctx.upstream_error = Some(detail.clone());
+                ctx.facts.detail = Some(detail.clone());
             }
             e.into_response(ctx.api, &ctx.request_id)
         }
     };
     resp.headers_mut().insert("x-request-id", ctx.request_id.clone());
     let status = resp.status().as_u16();
-    if ctx.decisions.is_empty() {
-        ctx.decisions.push(("allow", "allow"));
+    let facts = &mut ctx.facts;
+    facts.status = status;
+    if facts.decisions.is_empty() {
+        facts.decide(Rule::Allow, "allow");
     }
     span.record("status", status);
-    span.record("decision", ctx.decisions[0].0);
-    if let Some(k) = &ctx.key {
+    span.record("decision", facts.decisions[0].rule.as_text().as_ref());
+    if let Some(k) = &facts.key {
         span.record("key_id", k.id.as_str());
     }
-    let endpoint_name = endpoint.map_or("unknown", Endpoint::name);
     // The audit trail holds every request; the log line is for what an operator should notice:
     // refusals, errors and redactions at `info`, clean requests at `debug` (a write(2) per request at
     // `info` was a measurable share of the CPU per request in the load bench, see benches/README.md).
-    let notable = status >= 400 || !ctx.redactions.is_empty() || ctx.decisions.iter().any(|(_, a)| *a != "allow");
+    let notable = status >= 400 || !facts.redactions.is_empty() || facts.decisions.iter().any(|d| d.action != "allow");
     span.in_scope(|| {
         let elapsed_us = start.elapsed().as_micros() as u64;
-        let upstream = ctx.upstream.as_deref();
+        let upstream = facts.upstream.as_deref();
         if notable {
-            tracing::info!(elapsed_us, stream = ctx.stream, upstream, "request");
+            tracing::info!(elapsed_us, stream = facts.stream, upstream, "request");
         } else {
-            tracing::debug!(elapsed_us, stream = ctx.stream, upstream, "request");
+            tracing::debug!(elapsed_us, stream = facts.stream, upstream, "request");
         }
     });
-    gw.metrics.request(endpoint_name, status, start.elapsed());
-    for (rule, action) in &ctx.decisions {
-        gw.metrics.decision(rule, action);
+    gw.metrics.request(facts.endpoint, status, start.elapsed());
+    for d in &facts.decisions {
+        gw.metrics.rule(&d.rule, d.action);
     }
-    for (rule, n) in &ctx.redactions {
-        gw.metrics.decisions_n(rule, "redact", *n);
+    for (rule, r) in &facts.redactions {
+        gw.metrics.decisions_n(rule, "redact", r.count);
     }
-    for (source, score) in ctx.classifier.iter() {
+    for (source, score) in facts.classifier.iter() {
         gw.metrics.classifier_score(source, score);
     }
     let policy = gw.policy();
-    let mut record = audit_record(&ctx, &policy.scanner, endpoint_name, status, start);
-    record = ctx.client.into_record(record, &policy.scanner, &policy.listen.trusted_proxies);
-    if let Some(p) = blocked_payload(&gw, &ctx) {
-        record = record.with("payload", p);
-    }
+    facts.payload = blocked_payload(&policy.scanner, ctx.payload.as_ref(), &facts.decisions);
+    let done = super::exchange::Finish {
+        client: Some(ctx.client),
+        capture: ctx.capture.take(),
+        permit: None,
+        ends_request: true,
+    };
     if let Some(pump) = ctx.pump.take() {
         // A stream is counted in flight and audited (once, with what its inspection found) when it ends.
-        stream::spawn(pump, record, start);
+        stream::spawn(pump, ctx.facts, done);
         return resp;
     }
-    gw.metrics.in_flight(-1);
-    if let Some(c) = ctx.capture.take() {
-        // Before the record is audited: an incident it opens finds this exchange in the ring.
-        gw.forensics.capture(&record, c, &policy.scanner);
-    }
-    crate::incident::audited(&gw, record).await;
+    super::exchange::finish(&gw, &policy, &ctx.facts, done).await;
     resp
+}
+
+/// What a refusal or failure is recorded as: `block` when the gateway refused (policy, the
+/// caller's request), `error` when it failed or shed load ([`GatewayError::is_block`]).
+pub(crate) fn action_of(e: &GatewayError) -> &'static str {
+    if e.is_block() {
+        "block"
+    } else {
+        "error"
+    }
 }
 
 /// The payload of a blocked request for its audit record, every string redacted by the scanner, when
 /// the policy keeps payloads (`[audit] store_blocked_payloads`); `None` otherwise.
-fn blocked_payload(gw: &Gateway, ctx: &Ctx) -> Option<serde_json::Value> {
-    let bytes = ctx.payload.as_ref()?;
-    if !ctx.decisions.iter().any(|(_, action)| *action == "block") {
+fn blocked_payload(
+    scanner: &crate::inspect::Scanner,
+    payload: Option<&Bytes>,
+    decisions: &[Decision],
+) -> Option<serde_json::Value> {
+    let bytes = payload?;
+    if !decisions.iter().any(|d| d.action == "block") {
         return None;
     }
-    let scanner = gw.policy().scanner.clone();
     let mut found = Vec::new();
     match serde_json::from_slice::<serde_json::Value>(bytes) {
         Ok(mut v) => {
-            crate::inspect::redact::redact_json(&scanner, &mut v, &mut found);
+            crate::inspect::redact::redact_json(scanner, &mut v, &mut found);
             Some(v)
         }
         Err(_) => Some(serde_json::Value::from(scanner.redact(&String::from_utf8_lossy(bytes)).0.into_owned())),
     }
-}
-
-/// The request's audit record. Strings the client chose (model, tool names) go through
-/// `audit::client_text` (secrets redacted, control characters escaped, length capped); the session
-/// id is replaced by its digest when the record is written (`audit::session_digest`).
-fn audit_record(ctx: &Ctx, scanner: &crate::inspect::Scanner, endpoint: &str, status: u16, start: Instant) -> Record {
-    let decisions: Vec<serde_json::Value> =
-        ctx.decisions.iter().map(|(rule, action)| serde_json::json!({"rule": rule, "action": action})).collect();
-    Record::new("request")
-        .with("event", "decision")
-        .with("request_id", ctx.request_id.to_str().unwrap_or(""))
-        .with("endpoint", endpoint)
-        .with("status", status)
-        .with("decisions", decisions)
-        .with("stream", ctx.stream)
-        .with("duration_us", start.elapsed().as_micros() as u64)
-        .with_opt("key_id", ctx.key.as_ref().map(|k| k.id.as_str()))
-        .with_opt("tenant", ctx.key.as_ref().map(|k| k.tenant.as_str()))
-        .with_opt("user", ctx.key.as_ref().map(|k| k.user.as_str()))
-        .with_opt("role", ctx.key.as_ref().map(|k| k.role.as_str()))
-        .with_opt("session", ctx.session.as_deref())
-        .with_opt("upstream", ctx.upstream.as_deref())
-        .with_opt("model", ctx.model.as_deref().map(|m| crate::audit::client_text(scanner, m)))
-        .with_opt("detail", ctx.upstream_error.as_deref())
-        .with_opt(
-            "tools_removed",
-            (!ctx.tools_removed.is_empty()).then(|| crate::audit::client_list(scanner, &ctx.tools_removed)),
-        )
-        .with_opt("prompt_fragments", (ctx.prompt_fragments > 0).then_some(ctx.prompt_fragments))
-        .with_opt("prompt", ctx.prompt.clone())
-        .with_opt("injections", (!ctx.injections.is_empty()).then(|| ctx.injections.clone()))
-        .with_opt("classifier", ctx.classifier.to_json())
-        .with_opt("cross_tenant", (!ctx.cross_tenant.is_empty()).then(|| ctx.cross_tenant.clone()))
-        .with_opt("data_tool_calls", (!ctx.data_tool_calls.is_empty()).then(|| ctx.data_tool_calls.clone()))
-        .with_opt(
-            "redactions",
-            (!ctx.redactions.is_empty()).then(|| serde_json::to_value(&ctx.redactions).unwrap_or_default()),
-        )
 }
 
 fn session_of(h: &HeaderMap) -> Option<String> {
@@ -251,7 +191,7 @@ fn session_of(h: &HeaderMap) -> Option<String> {
         .map(str::to_owned)
 }
 
-async fn serve<B>(gw: &Arc<Gateway>, req: Request<B>, ctx: &mut Ctx) -> Result<Response<Body>, GatewayError>
+async fn serve<B>(gw: &Arc<Gateway>, req: Request<B>, ctx: &mut AiRequest) -> Result<Response<Body>, GatewayError>
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
@@ -261,22 +201,15 @@ where
         method: req.method().to_string(),
         path: req.uri().path().chars().take(200).collect(),
     })?;
-    // 2. admission
-    let mut permit = gw.admission.admit()?;
-    // The snapshot is loaded before the policy: a canary rotation stores the policy whose scanner
-    // knows the new canary before the snapshot that injects it, so this order never pairs a new
-    // canary with a scanner that cannot see it.
-    let mut snap = gw.state.load();
-    let mut active = gw.active.load_full();
-    audit_gate(gw, &active.policy)?;
-    // 3. identity
-    let mut key = authenticate(&active.policy, req.headers())?;
-    ctx.key = Some(key.clone());
+    // 2. admission, then the switch snapshot and the policy (in that order: see `exchange::admit`),
+    // 3. identity; a fail-closed policy serves nothing while the audit trail cannot be written.
+    let mut adm = super::exchange::admit(gw, req.headers(), true)?;
+    ctx.facts.key = Some(adm.key.clone());
     // 4, 5. switches and rate limit, before the body is read so that a refused caller costs little.
     let now = unix_now();
-    decide::admit(&active.policy, &snap, &gw.limiter, &key, endpoint, ctx.session.as_deref(), now)?;
+    decide::admit(&adm.active.policy, &adm.snap, &gw.limiter, &adm.key, endpoint, ctx.facts.session.as_deref(), now)?;
     // The user's share of the concurrency limit, before its body can hold a slot.
-    gw.admission.hold_for_user(&mut permit, &key.user, active.policy.levels.get(snap.level).max_in_flight)?;
+    adm.hold_for_user(gw)?;
     // 6. body
     let (parts, body) = req.into_parts();
     let read = if endpoint.has_body() {
@@ -285,7 +218,7 @@ where
             return Err(GatewayError::UnsupportedMediaType);
         }
         let (bytes, buffered) =
-            crate::http::body::read_request(body, &parts.headers, &active.policy.limits, &gw.admission).await?;
+            crate::http::body::read_request(body, &parts.headers, &adm.active.policy.limits, &gw.admission).await?;
         ctx.buffered = Some(buffered);
         Some(bytes)
     } else {
@@ -294,16 +227,13 @@ where
     // 6b. switches again: a switch acknowledged while the body was uploading (a lockdown, a revoked
     // key) applies to this request too. The snapshot seen now decides the rest of the request; the
     // policy is reloaded after it (the canary order above) and the key looked up in it again.
-    let latest = gw.state.load();
-    if !Arc::ptr_eq(&latest, &snap) {
-        snap = latest;
-        active = gw.active.load_full();
-        key = authenticate(&active.policy, &parts.headers)?;
-        ctx.key = Some(key.clone());
-        if let Some(r) = snap.refusal(&key, endpoint, ctx.session.as_deref(), unix_now()) {
-            return Err(decide::refusal_error(&active.policy, &snap, r));
+    if adm.refresh(gw, &parts.headers)? {
+        ctx.facts.key = Some(adm.key.clone());
+        if let Some(r) = adm.snap.refusal(&adm.key, endpoint, ctx.facts.session.as_deref(), unix_now()) {
+            return Err(decide::refusal_error(&adm.active.policy, &adm.snap, r));
         }
     }
+    let super::exchange::Admitted { permit, snap, active, key } = adm;
     let policy = &active.policy;
     let mut parsed = if let Some(bytes) = read {
         if policy.audit.store_blocked_payloads {
@@ -323,51 +253,51 @@ where
     };
     // 7. decide
     if let Some((b, _)) = parsed.as_mut() {
-        ctx.stream = b.stream();
+        ctx.facts.stream = b.stream();
         let rw = decide::rewrite(policy, &snap, &key, endpoint, b, now)?;
         let mut found = decide::RequestFindings::default();
         let inspected = decide::inspect_request_into(policy, endpoint, b, &mut found);
-        ctx.classifier = found.scores;
+        ctx.facts.classifier = found.scores;
         if let Err(e) = inspected {
             // A block: the classifier's own decision is counted too (the signatures' are not,
             // as before: the error's rule says it).
-            ctx.decisions.extend(
+            ctx.facts.decisions.extend(
                 found
                     .injections
                     .iter()
                     .filter(|(_, id, _)| id == classifier::ID)
-                    .map(|(s, _, a)| (classifier::rule(s), *a)),
+                    .map(|(s, _, a)| Decision { rule: RuleId::of(classifier::rule(s)), action: a }),
             );
             return Err(e);
         }
-        count_redactions(&policy.scanner, &found.redactions, ctx);
+        ctx.facts.count_redactions(&policy.scanner, &found.redactions);
         for (source, id, action) in found.injections {
             let rule = if id == classifier::ID {
-                classifier::rule(source)
+                RuleId::of(classifier::rule(source))
             } else if source == "tool_result" {
-                "injection.tool_result"
+                Rule::InjectionToolResult.into()
             } else {
-                "injection.user_input"
+                Rule::InjectionUserInput.into()
             };
-            ctx.decisions.push((rule, action));
-            ctx.injections.push(id);
+            ctx.facts.decisions.push(Decision { rule, action });
+            ctx.facts.injections.push(id);
         }
         if rw.model_overridden {
-            ctx.decisions.push(("level.model_override", "modify"));
+            ctx.facts.decide(Rule::LevelModelOverride, "modify");
         }
         if !rw.tools_removed.is_empty() {
-            ctx.decisions.push(("tools.stripped", "modify"));
-            ctx.tools_removed = rw.tools_removed;
+            ctx.facts.decide(Rule::ToolsStripped, "modify");
+            ctx.facts.tools_removed = rw.tools_removed;
         }
-        ctx.model = b.model().map(str::to_owned);
+        ctx.facts.model = b.model().map(str::to_owned);
     }
     // 8. safe mode
     if snap.safe_mode {
-        ctx.decisions.push(("switch.safe_mode", "safe_mode"));
+        ctx.facts.decide(Rule::SwitchSafeMode, "safe_mode");
         let spec = ReplySpec {
             endpoint,
-            stream: ctx.stream,
-            model: ctx.model.as_deref().unwrap_or("firebreak-safe-mode"),
+            stream: ctx.facts.stream,
+            model: ctx.facts.model.as_deref().unwrap_or("firebreak-safe-mode"),
             text: &policy.safe_mode_reply,
             chunk_chars: 64,
             id: ctx.request_id.to_str().unwrap_or("fb"),
@@ -378,16 +308,16 @@ where
     }
     // 9. upstream, with the managed prompt (after the request inspection: its canary must reach the
     // model unredacted)
-    let route = policy.route_entry(endpoint.api(), ctx.model.as_deref());
+    let route = policy.route_entry(endpoint.api(), ctx.facts.model.as_deref());
     let up = route.and_then(|r| policy.upstreams.get(&r.upstream)).ok_or(GatewayError::NoRoute)?.clone();
-    ctx.upstream = Some(up.name.clone());
+    ctx.facts.upstream = Some(up.name.clone());
     // The upstream's circuit breaker (a reply scripted in-process contacts no upstream).
     let scripted_reply = parts.extensions.get::<crate::http::script::ScriptedReply>();
     let (up, guard) =
         if scripted_reply.is_some() { (up, None) } else { through_breaker(gw, policy, route, up, ctx).await? };
-    ctx.upstream = Some(up.name.clone());
+    ctx.facts.upstream = Some(up.name.clone());
     if let (Some((b, _)), Some(mp)) = (parsed.as_mut(), policy.prompt_for(&key, route)) {
-        ctx.prompt = Some(inject_prompt(mp, &snap, endpoint, b)?);
+        ctx.facts.prompt = Some(inject_prompt(mp, &snap, endpoint, b)?);
     }
     let scripted = up.kind == crate::config::UpstreamKind::Scripted;
     let (body_bytes, last_user, system, inputs) = match &parsed {
@@ -404,8 +334,8 @@ where
         headers: &parts.headers,
         body: body_bytes,
         request_id: &ctx.request_id,
-        stream: ctx.stream,
-        model: ctx.model.as_deref(),
+        stream: ctx.facts.stream,
+        model: ctx.facts.model.as_deref(),
         last_user_text: &last_user,
         system_text: &system,
         inputs,
@@ -442,8 +372,6 @@ where
                 policy: active.policy.clone(),
                 key,
                 endpoint,
-                session: ctx.session.clone(),
-                request_id: ctx.request_id.to_str().unwrap_or("").to_owned(),
                 upstream: up.name.clone(),
                 permit: Some(permit),
                 capture: ctx.capture.take(),
@@ -479,9 +407,9 @@ where
         upstream: up.name.clone(),
         detail: format!("the body of a {} response is not JSON", head.status.as_u16()),
     })?;
-    ctx.cross_tenant = policy.tenants.leaked_to(&key.tenant, &bytes);
-    if !ctx.cross_tenant.is_empty() {
-        ctx.decisions.push(("tenants.cross_tenant", "detect"));
+    ctx.facts.cross_tenant = policy.tenants.leaked_to(&key.tenant, &bytes);
+    if !ctx.facts.cross_tenant.is_empty() {
+        ctx.facts.decide(Rule::TenantsCrossTenant, "detect");
     }
     drop(permit);
     if let Some(c) = ctx.capture.as_mut() {
@@ -499,7 +427,7 @@ async fn through_breaker(
     policy: &crate::config::Policy,
     route: Option<&crate::config::Route>,
     up: Arc<crate::config::Upstream>,
-    ctx: &mut Ctx,
+    ctx: &mut AiRequest,
 ) -> Result<(Arc<crate::config::Upstream>, Option<crate::gateway::health::Guard>), GatewayError> {
     let breaker = |u: &crate::config::Upstream| u.circuit.as_ref().and_then(|_| gw.circuits.upstream(&u.name));
     let open = match crate::gateway::health::admit(gw, breaker(&up), up.circuit.as_ref()).await {
@@ -508,7 +436,7 @@ async fn through_breaker(
     };
     if let Some(fb) = route.and_then(|r| r.fallback.as_deref()).and_then(|n| policy.upstreams.get(n)) {
         if let Ok(g) = crate::gateway::health::admit(gw, breaker(fb), fb.circuit.as_ref()).await {
-            ctx.decisions.push(("upstream.fallback", "modify"));
+            ctx.facts.decide(Rule::UpstreamFallback, "modify");
             return Ok((fb.clone(), g));
         }
     }
@@ -545,7 +473,7 @@ fn inspect_json(
     bytes: Bytes,
     check: &dyn toolcalls::CallCheck,
     out: &OutputInspect<'_>,
-    ctx: &mut Ctx,
+    ctx: &mut AiRequest,
 ) -> Result<Bytes, NotJson> {
     let (scanner, guard, prompts) = (out.scanner, out.guard, out.prompts);
     use crate::inspect::needle::Needle;
@@ -593,7 +521,7 @@ fn inspect_json(
             return Ok(bytes);
         }
         let rules: Vec<u16> = found.iter().map(|f| f.rule).collect();
-        count_redactions(scanner, &rules, ctx);
+        ctx.facts.count_redactions(scanner, &rules);
         return Ok(Bytes::from(red.into_owned()));
     };
     let mut changed = false;
@@ -601,12 +529,12 @@ fn inspect_json(
         let checked = toolcalls::filter_json(endpoint, &mut v, check);
         if !checked.refused.is_empty() {
             for r in checked.refused {
-                ctx.decisions.push((r.why.rule, "block"));
-                ctx.tools_removed.push(r.tool);
+                ctx.facts.decisions.push(Decision { rule: RuleId::of(r.why.rule), action: "block" });
+                ctx.facts.tools_removed.push(r.tool);
             }
             changed = true;
         }
-        ctx.data_tool_calls = checked.data_calls;
+        ctx.facts.data_tool_calls = checked.data_calls;
     }
     // Per-token data repeats the text token by token, where no redaction can reach: never delivered.
     changed |= crate::inspect::redact::drop_all_token_data(&mut v);
@@ -614,11 +542,11 @@ fn inspect_json(
     let mut links = 0;
     crate::inspect::redact::redact_json_with(scanner, Some(guard), &mut v, &mut found, &mut links);
     if !found.is_empty() {
-        count_redactions(scanner, &found, ctx);
+        ctx.facts.count_redactions(scanner, &found);
         changed = true;
     }
     if links > 0 {
-        ctx.decisions.push(("egress.markdown_link", "neutralize"));
+        ctx.facts.decide(Rule::EgressMarkdownLink, "neutralize");
         changed = true;
     }
     if !prompts.is_empty() {
@@ -647,7 +575,11 @@ fn collect_strings<'v>(v: &'v serde_json::Value, out: &mut Vec<&'v str>) {
 }
 
 /// Counts system-prompt fragments in a response's strings, newline-separated.
-fn count_fragments<S: AsRef<str>>(prompts: &crate::inspect::fragments::PromptShingles, strings: &[S], ctx: &mut Ctx) {
+fn count_fragments<S: AsRef<str>>(
+    prompts: &crate::inspect::fragments::PromptShingles,
+    strings: &[S],
+    ctx: &mut AiRequest,
+) {
     if prompts.is_empty() {
         return;
     }
@@ -658,13 +590,7 @@ fn count_fragments<S: AsRef<str>>(prompts: &crate::inspect::fragments::PromptShi
     }
     let n: usize = prompts.count(&all).values().sum();
     if n > 0 {
-        ctx.decisions.push(("prompt.fragment", "detect"));
-        ctx.prompt_fragments = n;
-    }
-}
-
-fn count_redactions(scanner: &crate::inspect::Scanner, found: &[u16], ctx: &mut Ctx) {
-    for &r in found {
-        *ctx.redactions.entry(scanner.rule(r).id.clone()).or_default() += 1;
+        ctx.facts.decide(Rule::PromptFragment, "detect");
+        ctx.facts.prompt_fragments = n as u64;
     }
 }

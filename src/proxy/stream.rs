@@ -10,15 +10,15 @@
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
-use std::time::Instant;
 
 use bytes::Bytes;
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use tokio::sync::{mpsc, watch};
 
-use crate::audit::Record;
+use super::exchange::Finish;
 use crate::config::{KeyEntry, Policy};
+use crate::facts::{Decision, Facts, StreamEnd};
 use crate::forensics::kept;
 use crate::gateway::Gateway;
 use crate::http::body::Body;
@@ -26,6 +26,7 @@ use crate::inspect::redact::{LinkGuard, Redacted, StreamRedactor};
 use crate::inspect::toolcalls::{EventAction, StreamFilter};
 use crate::protocol::sse::SseFramer;
 use crate::protocol::{error_event, Endpoint, ErrorKind};
+use crate::rules::{Rule, RuleId};
 use crate::state::{unix_now, Snapshot};
 
 /// Everything the pump needs to know about its request.
@@ -38,10 +39,6 @@ pub struct StreamCtx {
     pub key: Arc<KeyEntry>,
     /// Endpoint.
     pub endpoint: Endpoint,
-    /// Session.
-    pub session: Option<String>,
-    /// Request id (for audit).
-    pub request_id: String,
     /// Upstream name (for messages).
     pub upstream: String,
     /// Concurrency permit, held for the stream's life.
@@ -51,7 +48,7 @@ pub struct StreamCtx {
     pub capture: Option<crate::forensics::Capture>,
 }
 
-enum End {
+enum PumpEnd {
     Done,
     ClientGone,
     Cut(&'static str, String),
@@ -73,16 +70,16 @@ pub struct Pending {
 
 impl std::fmt::Debug for Pending {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pending").field("request_id", &self.ctx.request_id).finish_non_exhaustive()
+        f.debug_struct("Pending").field("upstream", &self.ctx.upstream).finish_non_exhaustive()
     }
 }
 
-/// Starts the pump. The request stays in flight and its audit `record` (started at `started`) is
-/// completed with what the stream's inspection found and written once, when the stream ends —
-/// complete, cut, broken, or abandoned by the client.
-pub fn spawn(p: Pending, record: Record, started: Instant) {
+/// Starts the pump. The request stays in flight and its `facts` are completed with what the
+/// stream's inspection found and finished once (`exchange::finish`: one audit record), when the
+/// stream ends — complete, cut, broken, or abandoned by the client.
+pub(crate) fn spawn(p: Pending, facts: Facts, done: Finish) {
     let switches = p.ctx.gw.state.subscribe();
-    tokio::spawn(pump(p.ctx, p.upstream, p.tx, switches, record, started));
+    tokio::spawn(pump(p.ctx, p.upstream, p.tx, switches, facts, done));
 }
 
 async fn pump(
@@ -90,8 +87,8 @@ async fn pump(
     mut upstream: Body,
     tx: mpsc::Sender<Bytes>,
     mut switches: watch::Receiver<Arc<Snapshot>>,
-    record: Record,
-    started: Instant,
+    mut facts: Facts,
+    mut done: Finish,
 ) {
     let mut capture = ctx.capture.take();
     let limits = &ctx.policy.limits;
@@ -115,8 +112,8 @@ async fn pump(
     let mut check = true;
     let end = 'outer: loop {
         if std::mem::take(&mut check) {
-            if let Some(r) = snap.refusal(&ctx.key, ctx.endpoint, ctx.session.as_deref(), unix_now()) {
-                break End::Cut(r.rule(), refusal_text(r));
+            if let Some(r) = snap.refusal(&ctx.key, ctx.endpoint, facts.session.as_deref(), unix_now()) {
+                break PumpEnd::Cut(r.rule(), refusal_text(r));
             }
         }
         let frame = match early.take() {
@@ -125,21 +122,21 @@ async fn pump(
                 biased;
                 changed = switches.changed() => {
                     if changed.is_err() {
-                        break End::Broken("the gateway is shutting down".into());
+                        break PumpEnd::Broken("the gateway is shutting down".into());
                     }
                     snap = switches.borrow_and_update().clone();
                     check = true;
                     continue;
                 }
-                () = &mut closed => break End::Closing,
+                () = &mut closed => break PumpEnd::Closing,
                 // A client that went away ends the stream now, not at the provider's next event.
-                () = tx.closed() => break End::ClientGone,
+                () = tx.closed() => break PumpEnd::ClientGone,
                 frame = tokio::time::timeout(limits.stream_idle_timeout, upstream.frame()) => frame,
             },
         };
         let frame = match frame {
             Err(_) => {
-                break End::Broken(format!(
+                break PumpEnd::Broken(format!(
                     "upstream `{}` sent nothing for {} s",
                     ctx.upstream,
                     limits.stream_idle_timeout.as_secs()
@@ -152,15 +149,15 @@ async fn pump(
                         let mut batch = bytes::BytesMut::new();
                         let framed = filtered(last, &mut filter, &ctx, &snap, &mut batch);
                         if !batch.is_empty() && tx.send(kept(&mut capture, batch.freeze())).await.is_err() {
-                            End::ClientGone
+                            PumpEnd::ClientGone
                         } else {
-                            framed.map_or_else(End::Broken, |()| end_of(&filter))
+                            framed.map_or_else(PumpEnd::Broken, |()| end_of(&filter))
                         }
                     }
-                    Err(e) => End::Broken(e.to_string()),
+                    Err(e) => PumpEnd::Broken(e.to_string()),
                 };
             }
-            Ok(Some(Err(e))) => break End::Broken(format!("upstream stream failed: {e}")),
+            Ok(Some(Err(e))) => break PumpEnd::Broken(format!("upstream stream failed: {e}")),
             Ok(Some(Ok(f))) => f,
         };
         let Ok(data) = frame.into_data() else { continue };
@@ -197,15 +194,15 @@ async fn pump(
             if !batch.is_empty() {
                 let _ = tx.send(kept(&mut capture, batch.freeze())).await;
             }
-            break 'outer End::Broken(e);
+            break 'outer PumpEnd::Broken(e);
         }
         if !batch.is_empty() && tx.send(kept(&mut capture, batch.freeze())).await.is_err() {
-            break 'outer End::ClientGone;
+            break 'outer PumpEnd::ClientGone;
         }
     };
     let gw = &ctx.gw;
     let scanner = &ctx.policy.scanner;
-    if matches!(end, End::Done | End::Broken(_)) {
+    if matches!(end, PumpEnd::Done | PumpEnd::Broken(_)) {
         // Text still held when the upstream ended (or broke off) without its closing events goes out
         // redacted; a stream cut by a switch releases nothing more.
         let rest = filter.redact.finish(scanner);
@@ -215,140 +212,98 @@ async fn pump(
             let _ = tx.send(kept(&mut capture, batch.freeze())).await;
         }
     }
-    // What the stream's inspection found goes into its one audit record (rule ids, counts and tool
-    // names, never the text), and into the metrics.
-    let mut facts = Facts::default();
+    // What the stream's inspection found goes into the request's facts, so into its one audit
+    // record (rule ids, counts and tool names, never the text), and into the metrics.
+    let before = facts.decisions.len();
     let mut found = std::mem::take(&mut filter.found);
     found.extend_from_slice(filter.redact.found());
+    let mut redactions = std::collections::BTreeMap::<&str, u64>::new();
     for &r in &found {
-        *facts.redactions.entry(scanner.rule(r).id.clone()).or_default() += 1;
+        *redactions.entry(scanner.rule(r).id.as_str()).or_default() += 1;
     }
-    for (id, n) in &facts.redactions {
+    for (id, n) in &redactions {
         gw.metrics.decisions_n(id, "redact", *n);
     }
+    facts.count_redactions(scanner, &found);
+    let mut end_facts = StreamEnd::default();
     let fragments = filter.redact.prompt_fragments();
     if fragments > 0 {
-        gw.metrics.decisions_n("prompt.fragment", "detect", fragments as u64);
-        facts.decisions.push(("prompt.fragment", "detect"));
-        facts.fragments = fragments;
+        gw.metrics.rule_n(Rule::PromptFragment, "detect", fragments as u64);
+        facts.decide(Rule::PromptFragment, "detect");
+        facts.prompt_fragments = fragments as u64;
     }
-    facts.links = filter.redact.links();
-    if facts.links > 0 {
-        gw.metrics.decisions_n("egress.markdown_link", "neutralize", facts.links as u64);
-        facts.decisions.push(("egress.markdown_link", "neutralize"));
+    end_facts.links = filter.redact.links();
+    if end_facts.links > 0 {
+        gw.metrics.rule_n(Rule::EgressMarkdownLink, "neutralize", end_facts.links as u64);
+        facts.decide(Rule::EgressMarkdownLink, "neutralize");
     }
     // Incident facts (names only): other tenants' identifiers and data tool calls the client received.
-    facts.cross_tenant = filter.redact.cross_tenant(&ctx.key.tenant);
-    if !facts.cross_tenant.is_empty() {
-        gw.metrics.decision("tenants.cross_tenant", "detect");
-        facts.decisions.push(("tenants.cross_tenant", "detect"));
+    let cross_tenant = filter.redact.cross_tenant(&ctx.key.tenant);
+    if !cross_tenant.is_empty() {
+        gw.metrics.rule_n(Rule::TenantsCrossTenant, "detect", 1);
+        facts.decide(Rule::TenantsCrossTenant, "detect");
+        facts.cross_tenant = cross_tenant;
     }
-    facts.data_calls = std::mem::take(&mut filter.tools.data_calls);
+    let data_calls = std::mem::take(&mut filter.tools.data_calls);
+    if !data_calls.is_empty() {
+        facts.data_tool_calls = data_calls;
+    }
     for r in filter.tools.refused.drain(..) {
         gw.metrics.decision(r.why.rule, "block");
-        facts.decisions.push((r.why.rule, "block"));
-        facts.refused.push(crate::audit::client_text(&ctx.policy.scanner, &r.tool));
+        facts.decisions.push(Decision { rule: RuleId::of(r.why.rule), action: "block" });
+        end_facts.refused.push(crate::audit::client_text(&ctx.policy.scanner, &r.tool));
     }
-    facts.end = match end {
-        End::Done => "complete",
-        End::ClientGone => "client_gone",
-        End::Closing => {
+    end_facts.end = match end {
+        PumpEnd::Done => "complete",
+        PumpEnd::ClientGone => "client_gone",
+        PumpEnd::Closing => {
             let e = crate::http::error::GatewayError::ShuttingDown;
             let _ = tx.send(kept(&mut capture, error_event(ctx.endpoint, e.kind(), &e.to_string(), e.code()))).await;
             gw.metrics.decision(e.reason(), "terminate_stream");
-            facts.decisions.push((e.reason(), "terminate_stream"));
+            facts.decisions.push(Decision { rule: RuleId::of(e.reason()), action: "terminate_stream" });
             "shutdown"
         }
-        End::Cut(rule, msg) => {
+        PumpEnd::Cut(rule, msg) => {
             let _ = tx
                 .send(kept(&mut capture, error_event(ctx.endpoint, ErrorKind::Permission, &msg, "stream_terminated")))
                 .await;
             gw.metrics.stream_terminated();
             gw.metrics.decision(rule, "terminate_stream");
-            facts.decisions.push((rule, "terminate_stream"));
+            facts.decisions.push(Decision { rule: RuleId::of(rule), action: "terminate_stream" });
             "terminated"
         }
-        End::Broken(detail) => {
+        PumpEnd::Broken(detail) => {
             let msg = format!("the upstream stream from `{}` broke off: {detail}", ctx.upstream);
             let _ = tx
                 .send(kept(&mut capture, error_event(ctx.endpoint, ErrorKind::Api, &msg, "upstream_stream_error")))
                 .await;
-            gw.metrics.decision("upstream.broken_stream", "error");
-            facts.decisions.push(("upstream.broken_stream", "error"));
+            gw.metrics.rule_n(Rule::UpstreamBrokenStream, "error", 1);
+            facts.decide(Rule::UpstreamBrokenStream, "error");
             facts.detail = Some(detail);
             "error"
         }
     };
-    // Written before the body ends, so that a containment plan it fires is in force when the
+    // The stream's decisions replace the request's lone `allow`.
+    if facts.decisions.len() > before && facts.decisions[..before].iter().all(|d| d.action == "allow") {
+        facts.decisions.drain(..before);
+    }
+    facts.stream_end = Some(end_facts);
+    // Finished before the body ends, so that a containment plan it fires is in force when the
     // client's stream is over; the request counts as in flight until then.
-    let record = facts.into_record(record, started);
-    if let Some(c) = capture {
-        gw.forensics.capture(&record, c, &ctx.policy.scanner);
-    }
-    crate::incident::audited(gw, record).await;
-    gw.metrics.in_flight(-1);
+    done.capture = capture;
+    done.permit = ctx.permit.take();
+    super::exchange::finish(gw, &ctx.policy, &facts, done).await;
     drop(tx);
-    drop(ctx.permit);
-}
-
-/// What a stream's inspection found, for its audit record.
-#[derive(Default)]
-struct Facts {
-    decisions: Vec<(&'static str, &'static str)>,
-    redactions: std::collections::BTreeMap<String, u64>,
-    fragments: usize,
-    links: usize,
-    cross_tenant: Vec<String>,
-    data_calls: Vec<String>,
-    refused: Vec<String>,
-    /// How the stream ended: `complete`, `client_gone`, `terminated`, `error`.
-    end: &'static str,
-    detail: Option<String>,
-}
-
-impl Facts {
-    /// The request's record (written by the request path's log phase, held until now) completed with
-    /// the stream's facts.
-    fn into_record(self, record: Record, started: Instant) -> Record {
-        let fields = record.fields();
-        let mut decisions: Vec<serde_json::Value> =
-            fields.get("decisions").and_then(serde_json::Value::as_array).cloned().unwrap_or_default();
-        if !self.decisions.is_empty() && decisions.iter().all(|d| d["action"] == "allow") {
-            decisions.clear();
-        }
-        decisions
-            .extend(self.decisions.iter().map(|(rule, action)| serde_json::json!({"rule": rule, "action": action})));
-        let mut redactions =
-            fields.get("redactions").and_then(serde_json::Value::as_object).cloned().unwrap_or_default();
-        for (id, n) in self.redactions {
-            let before = redactions.get(&id).and_then(serde_json::Value::as_u64).unwrap_or(0);
-            redactions.insert(id, serde_json::Value::from(before + n));
-        }
-        let mut removed: Vec<serde_json::Value> =
-            fields.get("tools_removed").and_then(serde_json::Value::as_array).cloned().unwrap_or_default();
-        removed.extend(self.refused.into_iter().map(serde_json::Value::from));
-        record
-            .with("decisions", decisions)
-            .with("stream_end", self.end)
-            .with("duration_us", started.elapsed().as_micros() as u64)
-            .with_opt("detail", self.detail)
-            .with_opt("redactions", (!redactions.is_empty()).then_some(serde_json::Value::Object(redactions)))
-            .with_opt("tools_removed", (!removed.is_empty()).then_some(removed))
-            .with_opt("prompt_fragments", (self.fragments > 0).then_some(self.fragments))
-            .with_opt("links_neutralized", (self.links > 0).then_some(self.links))
-            .with_opt("cross_tenant", (!self.cross_tenant.is_empty()).then_some(self.cross_tenant))
-            .with_opt("data_tool_calls", (!self.data_calls.is_empty()).then_some(self.data_calls))
-    }
 }
 
 /// How a stream the upstream ended cleanly ends for the client: complete when its terminal event
 /// came, otherwise broken (an error event, so that SDKs raise instead of returning a truncated
 /// answer as if it were whole).
-fn end_of(insp: &Inspect) -> End {
+fn end_of(insp: &Inspect) -> PumpEnd {
     if insp.terminal {
-        End::Done
+        PumpEnd::Done
     } else {
-        End::Broken("the stream ended without its terminal event".into())
+        PumpEnd::Broken("the stream ended without its terminal event".into())
     }
 }
 
