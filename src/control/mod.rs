@@ -531,7 +531,7 @@ impl Admin {
         let policy = self.gw.policy();
         let reason = with_on_behalf_of(&run.reason, run.actor.as_deref().filter(|a| *a != who.id));
         use crate::incident::PlanError;
-        match crate::proxy::incidents::run_plan(&self.gw, &policy, &plan, &run.target, &reason, &who.id, None, false)
+        match crate::gateway::incidents::run_plan(&self.gw, &policy, &plan, &run.target, &reason, &who.id, None, false)
             .await
         {
             // Applied, but not durably audited: not acknowledged (see `switches`).

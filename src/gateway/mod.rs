@@ -4,7 +4,9 @@
 //! reload and canary-safe switch batches. The listeners that serve it are `server`'s.
 
 pub mod alerting;
+pub(crate) mod exchange;
 pub(crate) mod health;
+pub mod incidents;
 pub mod mcp_sessions;
 pub mod ratelimit;
 

@@ -27,7 +27,7 @@ use crate::gateway::{Active, Gateway};
 use crate::http::body::{full, Body, BoxError, ChannelBody};
 use crate::http::error::GatewayError;
 use crate::http::script::ScriptedReply;
-use crate::proxy::exchange::Finish;
+use crate::gateway::exchange::Finish;
 use crate::rules::{Rule, RuleId};
 use crate::state::{unix_now, Batch};
 use inspect::{Fate, Findings};
@@ -234,10 +234,8 @@ where
     // A stream's request stays in flight until its pump ends (`stream::pump`).
     let done =
         Finish { client: ctx.client.take(), capture: ctx.capture.take(), permit: None, ends_request: !facts.stream };
-    crate::proxy::exchange::finish(&gw, &gw.policy(), &ctx.facts, done).await;
+    crate::gateway::exchange::finish(&gw, &gw.policy(), &ctx.facts, done).await;
     resp
-}
-
 }
 
 fn origin_allowed(policy: &Policy, h: &HeaderMap) -> Result<(), McpError> {
@@ -271,7 +269,7 @@ where
     }
     // admission, then the switch snapshot and the policy (in the order the AI path uses, see
     // `exchange::admit`), then identity
-    let mut adm = crate::proxy::exchange::admit(gw, req.headers(), false)?;
+    let mut adm = crate::gateway::exchange::admit(gw, req.headers(), false)?;
     ctx.facts.key = Some(adm.key.clone());
     adm.hold_for_user(gw)?;
     let script = req.extensions().get::<ScriptedReply>().cloned();
@@ -287,7 +285,7 @@ where
     if adm.refresh(gw, &parts.headers)? {
         ctx.facts.key = Some(adm.key.clone());
     }
-    let crate::proxy::exchange::Admitted { permit, snap, active, key } = adm;
+    let crate::gateway::exchange::Admitted { permit, snap, active, key } = adm;
     let policy = &active.policy;
     let server =
         policy.mcp.servers.get(&ctx.server).cloned().ok_or_else(|| McpError::UnknownServer(ctx.server.clone()))?;
@@ -628,7 +626,7 @@ pub(crate) async fn record_list(gw: &Gateway, list: &mut ListOutcome, key: &Arc<
         let mut facts = Facts::new(Shape::McpToolEvent, rid.to_owned(), Instant::now());
         facts.key = Some(key.clone());
         facts.tool_event = Some(ToolEvent { event, tool, detail });
-        crate::proxy::exchange::finish(gw, &gw.policy(), &facts, Finish::default()).await;
+        crate::gateway::exchange::finish(gw, &gw.policy(), &facts, Finish::default()).await;
     }
     if list.observe.is_empty() {
         return;
@@ -682,7 +680,7 @@ async fn finish_stream(s: &mut stream::McpStream, f: Findings, cut: Option<&'sta
     for d in &facts.decisions {
         s.gw.metrics.rule(&d.rule, d.action);
     }
-    crate::proxy::exchange::finish(&s.gw, &s.active.policy, &facts, done).await;
+    crate::gateway::exchange::finish(&s.gw, &s.active.policy, &facts, done).await;
 }
 
 /// Reads and validates a POST body. Runs right after authentication, before the switches, so every

@@ -4,8 +4,6 @@
 //! (the shared plumbing); `server` routes requests to it.
 
 pub mod decide;
-pub(crate) mod exchange;
-pub mod incidents;
 mod pipeline;
 mod stream;
 pub mod upstream;

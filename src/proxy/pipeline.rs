@@ -26,10 +26,10 @@ use http::{header, HeaderMap, HeaderValue, Request, Response};
 use super::decide;
 use super::stream::{self, StreamCtx};
 use super::upstream::{self, UpstreamRequest};
-use crate::config::KeyEntry;
 use crate::facts::{Decision, Facts, Shape};
 use crate::gateway::Gateway;
-use crate::http::body::{full, Body, BoxError, ChannelBody};
+use crate::http::body::{collect_limited, full, Body, BoxError, ChannelBody};
+use crate::http::new_request_id;
 use crate::http::error::GatewayError;
 use crate::inspect::injection::classifier;
 use crate::inspect::toolcalls;
@@ -137,7 +137,7 @@ where
     }
     let policy = gw.policy();
     facts.payload = blocked_payload(&policy.scanner, ctx.payload.as_ref(), &facts.decisions);
-    let done = super::exchange::Finish {
+    let done = crate::gateway::exchange::Finish {
         client: Some(ctx.client),
         capture: ctx.capture.take(),
         permit: None,
@@ -148,7 +148,7 @@ where
         stream::spawn(pump, ctx.facts, done);
         return resp;
     }
-    super::exchange::finish(&gw, &policy, &ctx.facts, done).await;
+    crate::gateway::exchange::finish(&gw, &policy, &ctx.facts, done).await;
     resp
 }
 
@@ -203,7 +203,7 @@ where
     })?;
     // 2. admission, then the switch snapshot and the policy (in that order: see `exchange::admit`),
     // 3. identity; a fail-closed policy serves nothing while the audit trail cannot be written.
-    let mut adm = super::exchange::admit(gw, req.headers(), true)?;
+    let mut adm = crate::gateway::exchange::admit(gw, req.headers(), true)?;
     ctx.facts.key = Some(adm.key.clone());
     // 4, 5. switches and rate limit, before the body is read so that a refused caller costs little.
     let now = unix_now();
@@ -233,7 +233,7 @@ where
             return Err(decide::refusal_error(&adm.active.policy, &adm.snap, r));
         }
     }
-    let super::exchange::Admitted { permit, snap, active, key } = adm;
+    let crate::gateway::exchange::Admitted { permit, snap, active, key } = adm;
     let policy = &active.policy;
     let mut parsed = if let Some(bytes) = read {
         if policy.audit.store_blocked_payloads {

@@ -16,7 +16,7 @@ use http_body::Body as _;
 use http_body_util::BodyExt;
 use tokio::sync::{mpsc, watch};
 
-use super::exchange::Finish;
+use crate::gateway::exchange::Finish;
 use crate::config::{KeyEntry, Policy};
 use crate::facts::{Decision, Facts, StreamEnd};
 use crate::forensics::kept;
@@ -292,7 +292,7 @@ async fn pump(
     // client's stream is over; the request counts as in flight until then.
     done.capture = capture;
     done.permit = ctx.permit.take();
-    super::exchange::finish(gw, &ctx.policy, &facts, done).await;
+    crate::gateway::exchange::finish(gw, &ctx.policy, &facts, done).await;
     drop(tx);
 }
 

@@ -7,10 +7,10 @@ use std::sync::Arc;
 
 use http::HeaderMap;
 
-use super::admission::Permit;
-use super::client::ClientMeta;
-use super::error::GatewayError;
 use super::{Active, Gateway};
+use crate::http::admission::Permit;
+use crate::http::client::ClientMeta;
+use crate::http::error::GatewayError;
 use crate::config::{KeyEntry, Policy};
 use crate::facts::Facts;
 use crate::state::Snapshot;
@@ -39,9 +39,9 @@ pub(crate) fn admit(gw: &Gateway, headers: &HeaderMap, audit_gate: bool) -> Resu
     let snap = gw.state.load();
     let active = gw.active.load_full();
     if audit_gate {
-        super::pipeline::audit_gate(gw, &active.policy)?;
+        super::audit_gate(gw, &active.policy)?;
     }
-    let key = super::pipeline::authenticate(&active.policy, headers)?;
+    let key = crate::http::authenticate(&active.policy, headers)?;
     Ok(Admitted { permit, snap, active, key })
 }
 
@@ -62,7 +62,7 @@ impl Admitted {
         }
         self.snap = latest;
         self.active = gw.active.load_full();
-        self.key = super::pipeline::authenticate(&self.active.policy, headers)?;
+        self.key = crate::http::authenticate(&self.active.policy, headers)?;
         Ok(true)
     }
 }
