@@ -24,7 +24,6 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 use firebreak::inspect::injection::classifier::{view, Model};
-use firebreak::inspect::injection::features::normalize;
 use firebreak::inspect::injection::{Signatures, Source};
 
 const PROSE: &[&str] = &[
@@ -61,11 +60,115 @@ fn percentiles(mut v: Vec<f64>) -> (f64, f64) {
 }
 
 /// The previous feature scheme (scheme 1, the model of the first issue-17 commit), kept here only as
-/// the bench's "before": same normalisation and windows, char 3–5-grams (a rolling 5-byte window,
+/// the bench's "before": its char-by-char normalisation, the same windows, char 3–5-grams (a rolling 5-byte window,
 /// one multiply and one finaliser per n-gram) and FNV-1a words and bigrams (a multiply per byte),
 /// into 2^18 one-byte weights. The weights are pseudo-random: the cost does not depend on them.
 mod v1 {
-    use super::{normalize, view};
+    use super::view;
+
+    fn invisible(c: char) -> bool {
+        matches!(c,
+            '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
+            | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{206F}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}' | '\u{E0001}' | '\u{E007F}')
+    }
+
+    fn leet(c: char) -> Option<char> {
+        Some(match c {
+            '0' => 'o',
+            '1' => 'i',
+            '3' => 'e',
+            '4' => 'a',
+            '5' => 's',
+            '7' => 't',
+            '@' => 'a',
+            '$' => 's',
+            _ => return None,
+        })
+    }
+
+    /// Scheme 1's normalisation (char by char; the letter-spacing pass, unchanged, is left out).
+    pub fn normalize(text: &str, out: &mut String, ends: &mut Vec<u32>) {
+        out.clear();
+        ends.clear();
+        out.reserve(text.len());
+        let mut prev: char = ' ';
+        let mut run = 0u32; // repeats of `prev` (punctuation)
+        let mut in_word = false;
+        let mut word_has_letter = false;
+        let mut chars = text.chars().peekable();
+        while let Some(mut c) = chars.next() {
+            if invisible(c) {
+                continue;
+            }
+            if ('\u{E0020}'..='\u{E007E}').contains(&c) {
+                c = char::from((c as u32 - 0xE0000) as u8);
+            }
+            // Segment ends: line breaks, and . ! ? (also CJK) followed by a space or line break.
+            let seg_end = match c {
+                '\n' | '\r' => true,
+                '.' | '!' | '?' | '。' | '！' | '？' => chars.peek().is_none_or(|n| n.is_whitespace()),
+                _ => false,
+            };
+            if c.is_whitespace() {
+                in_word = false;
+                if seg_end {
+                    push_end(out, ends);
+                    prev = ' ';
+                    continue;
+                }
+                if prev != ' ' {
+                    out.push(' ');
+                    prev = ' ';
+                }
+                continue;
+            }
+            let lower = if c.is_ascii() { c.to_ascii_lowercase() } else { c.to_lowercase().next().unwrap_or(c) };
+            let folded = if in_word && word_has_letter { leet(lower).unwrap_or(lower) } else { lower };
+            if folded.is_alphanumeric() {
+                if !in_word {
+                    word_has_letter = false;
+                }
+                in_word = true;
+                word_has_letter |= folded.is_alphabetic();
+                out.push(folded);
+                prev = folded;
+                run = 0;
+            } else {
+                in_word = false;
+                if folded == prev {
+                    run += 1;
+                    if run >= 2 {
+                        if seg_end {
+                            push_end(out, ends);
+                            prev = ' ';
+                        }
+                        continue;
+                    }
+                } else {
+                    run = 0;
+                }
+                out.push(folded);
+                prev = folded;
+                if seg_end {
+                    push_end(out, ends);
+                    prev = ' ';
+                }
+            }
+        }
+        push_end(out, ends);
+        // (the letter-spacing pass is the same in both schemes)
+    }
+
+    fn push_end(out: &mut String, ends: &mut Vec<u32>) {
+        if out.ends_with(' ') {
+            out.pop();
+        }
+        let at = out.len() as u32;
+        if ends.last().is_none_or(|&e| e < at) {
+            ends.push(at);
+        }
+    }
 
     const BITS: u32 = 18;
     const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
