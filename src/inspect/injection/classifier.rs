@@ -3,8 +3,8 @@
 //! result between 0 (benign) and 1 (injection, extraction or jailbreak). The policy maps the score
 //! to an action per source with thresholds (`[injection.classifier]`).
 //!
-//! The model is a logistic regression over 2^18 hashed buckets, weights quantised to one signed
-//! byte each (`models/injection-v1.bin`, ~256 KiB, trained by `examples/train_classifier.rs` on
+//! The model is a logistic regression over 2^17 hashed buckets, weights quantised to one signed
+//! byte each (`models/injection-v1.bin`, ~128 KiB, trained by `examples/train_classifier.rs` on
 //! `tests/detection/train/`; data card in `models/README.md`). The file carries its own SHA-256,
 //! checked once when it is first used; a damaged model is a policy error, never a silent zero.
 //!
