@@ -1,4 +1,4 @@
-//! `firebreak eval-detection DIR [--policy FILE] [--json]`: detection quality of the injection
+//! `firebreak eval-detection DIR... [--policy FILE] [--json]`: detection quality of the injection
 //! engine on labelled JSONL sets (see `inspect::injection::eval`). Prints counts and rates, never
 //! a sample's text (unless `--list-errors`, a tool for working on the project's own sets). Exit status 0 when the run completed, 2 when the sets or the policy are broken.
 
@@ -12,8 +12,10 @@ use crate::inspect::injection::eval;
 /// Arguments.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Directory of labelled `*.jsonl` sets (top level only), e.g. tests/detection.
-    dir: PathBuf,
+    /// Directories of labelled `*.jsonl` sets (top level only), e.g. tests/detection; several are
+    /// evaluated as one set (e.g. tests/detection/holdout tests/detection/holdout2).
+    #[arg(required = true, num_args = 1..)]
+    dir: Vec<PathBuf>,
     /// Use this policy's `[injection]` section (actions, disabled and custom signatures); default:
     /// the built-in signatures with the default actions (user input: block, tool results: strip).
     #[arg(long)]
@@ -33,7 +35,10 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         None => crate::config::load_str("<built-in signatures>", "", Path::new("."))
             .context("building the built-in signatures")?,
     };
-    let samples = eval::load_dir(&a.dir).map_err(anyhow::Error::msg)?;
+    let mut samples = Vec::new();
+    for d in &a.dir {
+        samples.extend(eval::load_dir(d).map_err(anyhow::Error::msg)?);
+    }
     let sigs = &policy.injection;
     let stage = "signatures";
     let report = eval::evaluate(&samples, &|text, source| eval::signatures_outcome(sigs, text, source));
@@ -54,7 +59,8 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         println!("{}", eval::to_json(stage, &report));
     } else {
         print!("{}", eval::render(stage, &report));
-        println!("samples: {} from {}", samples.len(), a.dir.display());
+        let dirs: Vec<String> = a.dir.iter().map(|d| d.display().to_string()).collect();
+        println!("samples: {} from {}", samples.len(), dirs.join(", "));
     }
     // Stage 2, in the same run, when the policy enables the classifier ([injection.classifier]).
     if sigs.classifier().is_some() {

@@ -3,8 +3,8 @@
 //! result between 0 (benign) and 1 (injection, extraction or jailbreak). The policy maps the score
 //! to an action per source with thresholds (`[injection.classifier]`).
 //!
-//! The model is a logistic regression over 2^18 hashed buckets, weights quantised to one signed
-//! byte each (`models/injection-v1.bin`, ~256 KiB, trained by `examples/train_classifier.rs` on
+//! The model is a logistic regression over 2^17 hashed buckets, weights quantised to one signed
+//! byte each (`models/injection-v1.bin`, ~128 KiB, trained by `examples/train_classifier.rs` on
 //! `tests/detection/train/`; data card in `models/README.md`). The file carries its own SHA-256,
 //! checked once when it is first used; a damaged model is a policy error, never a silent zero.
 //!
@@ -25,14 +25,14 @@ use std::sync::OnceLock;
 
 use sha2::{Digest, Sha256};
 
-use super::features::{normalize, segment_features, BITS, CHAR_MAX, CHAR_MIN, DIM};
+use super::features::{normalize, segment_features, BITS, CHAR_MAX, CHAR_MIN, DIM, SCHEME};
 use super::{Assessment, HitAction, Signatures, TextOrigin};
 
 /// The model file, built in.
 pub const MODEL_BYTES: &[u8] = include_bytes!("../../../models/injection-v1.bin");
 /// The model file's magic bytes (format version 1).
 pub const MAGIC: &[u8; 8] = b"FBINJv1\0";
-/// Header: magic, bits, char n-gram range, reserved, scale (f32 LE), bias (f32 LE).
+/// Header: magic, bits, char n-gram range, feature scheme, scale (f32 LE), bias (f32 LE).
 pub const HEADER: usize = 8 + 4 + 4 + 4;
 /// Longest run of consecutive segments scored together, in normalised bytes.
 pub const WINDOW: usize = 512;
@@ -49,8 +49,8 @@ pub enum ModelError {
     #[error("model file has the wrong magic bytes (not an injection-v1 model)")]
     Magic,
     /// The file was built with other feature settings than this binary computes.
-    #[error("model file was trained with other features (bits {0}, char n-grams {1}..={2})")]
-    Features(u8, u8, u8),
+    #[error("model file was trained with other features (bits {0}, char n-grams {1}..={2}, scheme {3})")]
+    Features(u8, u8, u8, u8),
     /// The SHA-256 at the end does not match the content.
     #[error("model file is damaged: its SHA-256 does not match")]
     Digest,
@@ -91,9 +91,10 @@ impl Model {
         if !bool::from(subtle::ConstantTimeEq::ct_eq(computed.as_slice(), digest)) {
             return Err(ModelError::Digest);
         }
-        let (bits, cmin, cmax) = (body[8], body[9], body[10]);
-        if u32::from(bits) != BITS || usize::from(cmin) != CHAR_MIN || usize::from(cmax) != CHAR_MAX {
-            return Err(ModelError::Features(bits, cmin, cmax));
+        let (bits, cmin, cmax, scheme) = (body[8], body[9], body[10], body[11]);
+        if u32::from(bits) != BITS || usize::from(cmin) != CHAR_MIN || usize::from(cmax) != CHAR_MAX || scheme != SCHEME
+        {
+            return Err(ModelError::Features(bits, cmin, cmax, scheme));
         }
         let f32_at = |i: usize| f32::from_le_bytes([body[i], body[i + 1], body[i + 2], body[i + 3]]);
         let (scale, bias) = (f32_at(12), f32_at(16));
@@ -108,7 +109,7 @@ impl Model {
     pub fn encode(weights: &[i8], scale: f32, bias: f32) -> Vec<u8> {
         let mut out = Vec::with_capacity(HEADER + weights.len() + 32);
         out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&[BITS as u8, CHAR_MIN as u8, CHAR_MAX as u8, 0]);
+        out.extend_from_slice(&[BITS as u8, CHAR_MIN as u8, CHAR_MAX as u8, SCHEME]);
         out.extend_from_slice(&scale.to_le_bytes());
         out.extend_from_slice(&bias.to_le_bytes());
         out.extend(weights.iter().map(|&w| w as u8));
@@ -166,8 +167,8 @@ impl Model {
 
 /// The signatures' folded view of `text` (compatibility forms, confusables, leetspeak, spaced
 /// letters), when anything folds and the text is short enough to be folded whole; the features'
-/// own normalisation then runs on it.
-fn view(text: &str) -> Option<String> {
+/// own normalisation then runs on it. Public for the bench's baseline (`benches/classifier.rs`).
+pub fn view(text: &str) -> Option<String> {
     if text.len() > super::normalize::FOLD_MAX || !super::normalize::needs_fold(text) {
         return None;
     }
@@ -538,6 +539,13 @@ mod tests {
         let mut magic = MODEL_BYTES.to_vec();
         magic[0] = b'X';
         assert_eq!(Model::parse(&magic).err(), Some(ModelError::Magic));
+        // A model trained on another feature scheme (here: scheme 1's header) is refused, even
+        // with a valid digest.
+        let mut other = MODEL_BYTES[..MODEL_BYTES.len() - 32].to_vec();
+        other[8..12].copy_from_slice(&[18, 3, 5, 0]);
+        let digest = Sha256::digest(&other);
+        other.extend_from_slice(&digest);
+        assert_eq!(Model::parse(&other).err(), Some(ModelError::Features(18, 3, 5, 0)));
     }
 
     #[test]

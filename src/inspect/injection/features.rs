@@ -15,33 +15,31 @@
 //! is not diluted by the document around it).
 
 /// Bits of the feature space.
-pub const BITS: u32 = 18;
+pub const BITS: u32 = 17;
 /// Number of buckets.
 pub const DIM: usize = 1 << BITS;
 /// Shortest character n-gram.
 pub const CHAR_MIN: usize = 3;
 /// Longest character n-gram.
 pub const CHAR_MAX: usize = 5;
+/// The feature scheme (stored in the model file: a model trained on other features is refused).
+/// 1: char 3–5-grams with a finaliser each and FNV-1a words, 2^18 buckets; 2: one pass over the
+/// bytes, char 3–5-grams, words and bigrams each hashed with one multiply, 2^17 buckets.
+pub const SCHEME: u8 = 2;
 
-const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+/// Odd 64-bit multipliers (golden ratio and two finaliser constants).
+const K_CHAR: u64 = 0x9e37_79b9_7f4a_7c15;
+const K_WORD: u64 = 0xbf58_476d_1ce4_e5b9;
+const K_MIX: u64 = 0x94d0_49bb_1331_11eb;
 /// Seeds that keep the three kinds of feature apart in the shared space.
-const SEED_CHAR: u64 = 0x9e37_79b9_7f4a_7c15;
+const SEED_CHAR: u64 = 0x2545_f491_4f6c_dd1d;
 const SEED_WORD: u64 = 0xc2b2_ae3d_27d4_eb4f;
 const SEED_BIGRAM: u64 = 0x1656_67b1_9e37_79f9;
 
-/// Maps a 64-bit hash to a bucket (multiplicative finaliser, top bits).
-#[inline]
-fn bucket(h: u64) -> u32 {
-    (h ^ (h >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9).wrapping_shr(64 - BITS) as u32
-}
-
-#[inline]
-fn fnv(mut h: u64, bytes: &[u8]) -> u64 {
-    for &b in bytes {
-        h = (h ^ u64::from(b)).wrapping_mul(FNV_PRIME);
-    }
-    h
+/// Maps a mixed 64-bit value to a bucket: the top bits of one multiply (Fibonacci hashing).
+#[inline(always)]
+fn top(h: u64) -> u32 {
+    (h >> (64 - BITS)) as u32
 }
 
 /// Whether `c` is dropped before anything else (zero-width, bidi controls, BOM, soft hyphen,
@@ -71,50 +69,79 @@ fn leet(c: char) -> Option<char> {
 
 /// Normalises `text` into `out` (cleared first) and records where segments end (byte offsets in
 /// `out`, exclusive) in `ends` (cleared first; the last entry is `out.len()`).
+///
+/// One pass over the bytes: ASCII (the common case) is classified and lowercased byte by byte, and
+/// only a non-ASCII byte decodes a `char` (invisible, TAG, Unicode case and classes). `out`'s
+/// buffer is reused as bytes (no allocation once it has grown).
 pub fn normalize(text: &str, out: &mut String, ends: &mut Vec<u32>) {
-    out.clear();
+    let mut o = std::mem::take(out).into_bytes();
+    o.clear();
     ends.clear();
-    out.reserve(text.len());
+    o.reserve(text.len());
+    let b = text.as_bytes();
     let mut prev: char = ' ';
     let mut run = 0u32; // repeats of `prev` (punctuation)
     let mut in_word = false;
     let mut word_has_letter = false;
-    let mut chars = text.chars().peekable();
-    while let Some(mut c) = chars.next() {
-        if invisible(c) {
+    let mut i = 0usize;
+    while let Some(mut c) = char_at(text, b, i) {
+        // The common case first: a run of ASCII letters is copied lowercased in one go (leetspeak
+        // never folds a letter, so each one would only set the word state below).
+        if c.is_ascii_alphabetic() {
+            let end = b[i..].iter().position(|x| !x.is_ascii_alphabetic()).map_or(b.len(), |p| i + p);
+            o.extend(b[i..end].iter().map(u8::to_ascii_lowercase));
+            prev = char::from(b[end - 1].to_ascii_lowercase());
+            (in_word, word_has_letter, run, i) = (true, true, 0, end);
             continue;
         }
-        if ('\u{E0020}'..='\u{E007E}').contains(&c) {
-            c = char::from((c as u32 - 0xE0000) as u8);
-        }
-        // Segment ends: line breaks, and . ! ? (also CJK) followed by a space or line break.
-        let seg_end = match c {
-            '\n' | '\r' => true,
-            '.' | '!' | '?' | '。' | '！' | '？' => chars.peek().is_none_or(|n| n.is_whitespace()),
-            _ => false,
+        i += c.len_utf8();
+        let (seg_end, space, lower) = if c.is_ascii() {
+            let (x, cl) = (c as u8, CLASS[usize::from(c as u8)]);
+            let seg_end = cl & BREAK != 0 || (cl & SENT != 0 && b.get(i).is_none_or(|&n| space_at(text, n, i)));
+            (seg_end, cl & SPACE != 0, char::from(if cl & ALPHA != 0 { x | 0x20 } else { x }))
+        } else {
+            if invisible(c) {
+                continue;
+            }
+            if ('\u{E0020}'..='\u{E007E}').contains(&c) {
+                c = char::from((c as u32 - 0xE0000) as u8);
+            }
+            // Segment ends: line breaks, and . ! ? (also CJK) followed by a space or line break.
+            let seg_end = match c {
+                '\n' | '\r' => true,
+                '.' | '!' | '?' | '。' | '！' | '？' => char_at(text, b, i).is_none_or(is_space),
+                _ => false,
+            };
+            let lower = if c.is_ascii() { c.to_ascii_lowercase() } else { c.to_lowercase().next().unwrap_or(c) };
+            (seg_end, is_space(c), lower)
         };
-        if c.is_whitespace() {
+        if space {
             in_word = false;
             if seg_end {
-                push_end(out, ends);
+                push_end(&mut o, ends);
                 prev = ' ';
                 continue;
             }
             if prev != ' ' {
-                out.push(' ');
+                o.push(b' ');
                 prev = ' ';
             }
             continue;
         }
-        let lower = if c.is_ascii() { c.to_ascii_lowercase() } else { c.to_lowercase().next().unwrap_or(c) };
         let folded = if in_word && word_has_letter { leet(lower).unwrap_or(lower) } else { lower };
-        if folded.is_alphanumeric() {
+        let (alnum, alpha) = if folded.is_ascii() {
+            let cl = CLASS[usize::from(folded as u8)];
+            (cl & (ALPHA | DIGIT) != 0, cl & ALPHA != 0)
+        } else {
+            (folded.is_alphanumeric(), folded.is_alphabetic())
+        };
+        if alnum {
             if !in_word {
                 word_has_letter = false;
             }
             in_word = true;
-            word_has_letter |= folded.is_alphabetic();
-            out.push(folded);
+            word_has_letter |= alpha;
+            push_char(&mut o, folded);
             prev = folded;
             run = 0;
         } else {
@@ -123,7 +150,7 @@ pub fn normalize(text: &str, out: &mut String, ends: &mut Vec<u32>) {
                 run += 1;
                 if run >= 2 {
                     if seg_end {
-                        push_end(out, ends);
+                        push_end(&mut o, ends);
                         prev = ' ';
                     }
                     continue;
@@ -131,23 +158,95 @@ pub fn normalize(text: &str, out: &mut String, ends: &mut Vec<u32>) {
             } else {
                 run = 0;
             }
-            out.push(folded);
+            push_char(&mut o, folded);
             prev = folded;
             if seg_end {
-                push_end(out, ends);
+                push_end(&mut o, ends);
                 prev = ' ';
             }
         }
     }
-    push_end(out, ends);
+    push_end(&mut o, ends);
+    // Only whole chars were pushed, so this is UTF-8; the lossy branch is never taken.
+    *out = match String::from_utf8(o) {
+        Ok(s) => s,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    };
     collapse_spacing(out, ends);
 }
 
-fn push_end(out: &mut String, ends: &mut Vec<u32>) {
-    if out.ends_with(' ') {
-        out.pop();
+/// The char starting at byte `i` of `text` (`b` is `text`'s bytes): ASCII without decoding.
+#[inline(always)]
+fn char_at(text: &str, b: &[u8], i: usize) -> Option<char> {
+    match b.get(i) {
+        Some(&x) if x < 0x80 => Some(char::from(x)),
+        Some(_) => text.get(i..).and_then(|t| t.chars().next()),
+        None => None,
     }
-    let at = out.len() as u32;
+}
+
+/// ASCII classes, one bit each ([`CLASS`]).
+const SPACE: u8 = 1;
+const ALPHA: u8 = 2;
+const DIGIT: u8 = 4;
+/// `.`, `!`, `?`: a segment ends there when a space or the end follows.
+const SENT: u8 = 8;
+/// Line breaks: a segment always ends there.
+const BREAK: u8 = 16;
+
+/// The class bits of each ASCII byte (whitespace as `char::is_whitespace` says).
+const CLASS: [u8; 128] = {
+    let mut t = [0u8; 128];
+    let mut i = 0;
+    while i < 128 {
+        let c = i as u8;
+        t[i] = match c {
+            b'\n' | b'\r' => SPACE | BREAK,
+            b' ' | b'\t' | 0x0b | 0x0c => SPACE,
+            b'a'..=b'z' | b'A'..=b'Z' => ALPHA,
+            b'0'..=b'9' => DIGIT,
+            b'.' | b'!' | b'?' => SENT,
+            _ => 0,
+        };
+        i += 1;
+    }
+    t
+};
+
+/// Whether the char starting with byte `n` at byte `i` of `text` is whitespace.
+#[inline(always)]
+fn space_at(text: &str, n: u8, i: usize) -> bool {
+    if n < 0x80 {
+        CLASS[usize::from(n)] & SPACE != 0
+    } else {
+        text.get(i..).and_then(|t| t.chars().next()).is_some_and(char::is_whitespace)
+    }
+}
+
+/// `char::is_whitespace`, with the ASCII case inline.
+#[inline(always)]
+fn is_space(c: char) -> bool {
+    if c.is_ascii() {
+        matches!(c, ' ' | '\t'..='\r')
+    } else {
+        c.is_whitespace()
+    }
+}
+
+#[inline(always)]
+fn push_char(o: &mut Vec<u8>, c: char) {
+    if c.is_ascii() {
+        o.push(c as u8);
+    } else {
+        o.extend_from_slice(c.encode_utf8(&mut [0u8; 4]).as_bytes());
+    }
+}
+
+fn push_end(o: &mut Vec<u8>, ends: &mut Vec<u32>) {
+    if o.last() == Some(&b' ') {
+        o.pop();
+    }
+    let at = o.len() as u32;
     if ends.last().is_none_or(|&e| e < at) {
         ends.push(at);
     }
@@ -157,8 +256,11 @@ fn push_end(out: &mut String, ends: &mut Vec<u32>) {
 /// adjusting segment ends.
 fn collapse_spacing(out: &mut String, ends: &mut [u32]) {
     let b = out.as_bytes();
-    // Fast exit: no "x y" pattern at all.
-    if !b.windows(4).any(|w| w[0] == b' ' && w[1].is_ascii_alphabetic() && w[2] == b' ' && w[3].is_ascii_alphabetic()) {
+    // Fast exit: in a run of 4+ spaced single letters the second and third have a space on each
+    // side (" x y "); ordinary text almost never has that, and the check is a compare per byte.
+    if !b.windows(5).any(|w| {
+        w[0] == b' ' && w[2] == b' ' && w[4] == b' ' && w[1].is_ascii_alphabetic() && w[3].is_ascii_alphabetic()
+    }) {
         return;
     }
     let mut res: Vec<u8> = Vec::with_capacity(b.len());
@@ -210,36 +312,52 @@ fn collapse_spacing(out: &mut String, ends: &mut [u32]) {
     }
 }
 
-/// Calls `emit(bucket)` for every feature of one normalised segment.
+/// Calls `emit(bucket)` for every feature of one normalised segment, in one pass over its bytes
+/// with no allocation:
+/// - character [`CHAR_MIN`]..=[`CHAR_MAX`]-grams over the segment padded with a space at each end
+///   (so word starts and ends count): the last eight bytes live in one `u64` (a shift per byte),
+///   an n-gram is its low n bytes, hashed with one multiply;
+/// - words (runs of ASCII letters and digits, and of non-ASCII bytes): the word's bytes are
+///   gathered eight at a time into a `u64` and folded with one multiply per eight bytes;
+/// - bigrams of consecutive words.
 #[inline]
 pub fn segment_features(seg: &str, emit: &mut impl FnMut(u32)) {
-    // Character n-grams over the segment padded with a space at each end, so word starts and ends
-    // count. The last CHAR_MAX bytes live in one u64 (a shift per byte); an n-gram is its low n
-    // bytes, mixed with one multiply: no per-n-gram byte loop.
     let mut w: u64 = u64::from(b' ');
     let mut seen = 1usize;
-    let mut push = |byte: u8, w: &mut u64, seen: &mut usize| {
-        *w = (*w << 8) | u64::from(byte);
-        *seen += 1;
-        for n in CHAR_MIN..=CHAR_MAX.min(*seen) {
-            let gram = *w & (u64::MAX >> (64 - 8 * n));
-            emit(bucket((gram ^ ((n as u64) << 56) ^ SEED_CHAR).wrapping_mul(FNV_PRIME)));
+    // The current word: its last (up to) eight bytes, what was folded before them, its length.
+    let (mut word, mut acc, mut len) = (0u64, 0u64, 0u32);
+    let mut prev: Option<u64> = None;
+    let mut step = |byte: u8| {
+        w = (w << 8) | u64::from(byte);
+        seen += 1;
+        for n in CHAR_MIN..=CHAR_MAX {
+            if seen >= n {
+                let gram = if n >= 8 { w } else { w & ((1u64 << (8 * n)) - 1) };
+                emit(top((gram ^ SEED_CHAR ^ ((n as u64) << 59)).wrapping_mul(K_CHAR)));
+            }
+        }
+        if byte.is_ascii_alphanumeric() || byte >= 0x80 {
+            if len > 0 && len % 8 == 0 {
+                acc = (acc ^ word).wrapping_mul(K_WORD).rotate_left(31);
+                word = 0;
+            }
+            word = (word << 8) | u64::from(byte);
+            len += 1;
+        } else if len > 0 {
+            let h = (acc ^ word ^ SEED_WORD).wrapping_mul(K_WORD) ^ u64::from(len);
+            let h = (h ^ (h >> 31)).wrapping_mul(K_MIX);
+            emit(top(h));
+            if let Some(p) = prev {
+                emit(top((p.rotate_left(17) ^ h ^ SEED_BIGRAM).wrapping_mul(K_CHAR)));
+            }
+            prev = Some(h);
+            (word, acc, len) = (0, 0, 0);
         }
     };
     for &byte in seg.as_bytes() {
-        push(byte, &mut w, &mut seen);
+        step(byte);
     }
-    push(b' ', &mut w, &mut seen);
-    // Words (alphanumeric runs) and bigrams of consecutive words.
-    let mut prev: Option<u64> = None;
-    for w in seg.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
-        let h = fnv(SEED_WORD ^ FNV_OFFSET, w.as_bytes());
-        emit(bucket(h));
-        if let Some(p) = prev {
-            emit(bucket((p.rotate_left(17) ^ h ^ SEED_BIGRAM).wrapping_mul(FNV_PRIME)));
-        }
-        prev = Some(h);
-    }
+    step(b' ');
 }
 
 /// Every feature of a whole text as one bag (the training view): normalised, each segment's
@@ -279,6 +397,115 @@ mod tests {
         assert_eq!(norm("wow!!!!!!!").0, "wow!!");
         let tags: String = "hi".chars().map(|c| char::from_u32(0xE0000 + c as u32).unwrap_or(c)).collect();
         assert_eq!(norm(&tags).0, "hi");
+    }
+
+    /// The char-by-char definition the byte-level fast paths of [`normalize`] must match.
+    fn reference(text: &str, out: &mut String, ends: &mut Vec<u32>) {
+        out.clear();
+        ends.clear();
+        out.reserve(text.len());
+        let mut prev: char = ' ';
+        let mut run = 0u32; // repeats of `prev` (punctuation)
+        let mut in_word = false;
+        let mut word_has_letter = false;
+        let mut chars = text.chars().peekable();
+        while let Some(mut c) = chars.next() {
+            if invisible(c) {
+                continue;
+            }
+            if ('\u{E0020}'..='\u{E007E}').contains(&c) {
+                c = char::from((c as u32 - 0xE0000) as u8);
+            }
+            // Segment ends: line breaks, and . ! ? (also CJK) followed by a space or line break.
+            let seg_end = match c {
+                '\n' | '\r' => true,
+                '.' | '!' | '?' | '。' | '！' | '？' => chars.peek().is_none_or(|n| n.is_whitespace()),
+                _ => false,
+            };
+            if c.is_whitespace() {
+                in_word = false;
+                if seg_end {
+                    reference_end(out, ends);
+                    prev = ' ';
+                    continue;
+                }
+                if prev != ' ' {
+                    out.push(' ');
+                    prev = ' ';
+                }
+                continue;
+            }
+            let lower = if c.is_ascii() { c.to_ascii_lowercase() } else { c.to_lowercase().next().unwrap_or(c) };
+            let folded = if in_word && word_has_letter { leet(lower).unwrap_or(lower) } else { lower };
+            if folded.is_alphanumeric() {
+                if !in_word {
+                    word_has_letter = false;
+                }
+                in_word = true;
+                word_has_letter |= folded.is_alphabetic();
+                out.push(folded);
+                prev = folded;
+                run = 0;
+            } else {
+                in_word = false;
+                if folded == prev {
+                    run += 1;
+                    if run >= 2 {
+                        if seg_end {
+                            reference_end(out, ends);
+                            prev = ' ';
+                        }
+                        continue;
+                    }
+                } else {
+                    run = 0;
+                }
+                out.push(folded);
+                prev = folded;
+                if seg_end {
+                    reference_end(out, ends);
+                    prev = ' ';
+                }
+            }
+        }
+        reference_end(out, ends);
+        super::collapse_spacing(out, ends);
+    }
+
+    fn reference_end(out: &mut String, ends: &mut Vec<u32>) {
+        if out.ends_with(' ') {
+            out.pop();
+        }
+        let at = out.len() as u32;
+        if ends.last().is_none_or(|&e| e < at) {
+            ends.push(at);
+        }
+    }
+
+    #[test]
+    fn the_fast_paths_match_the_char_by_char_definition() {
+        let mut texts: Vec<String> = [
+            "IGNORE   all\tprevious. Next one!\nThird?  end",
+            "Über straße İstanbul ΣΊΣΥΦΟΣ ǅemal — « quoted » 1gn0re pr3v10us @dmin $ecret",
+            "S a y t h a t now, a b c d e. where a late shipment",
+            "wow!!!!!!! ...  ?? 。次の文！ 終わり？ end.\u{3000}next",
+            "ig\u{200B}nore\u{E0068}\u{E0069} tab\u{0B}vt\u{0C}ff\u{1C}fs \u{85}nel \u{A0}nbsp.\u{A0}x",
+            "Ⱥ ȺȺ ⱥ ǈ ß ẞ Ω K Å — mixed ＦＵＬＬ width",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        for c in (0u32..0x600).chain(0x2000..0x2100).chain(0x3000..0x3010).chain(0xE0000..0xE0080) {
+            if let Some(ch) = char::from_u32(c) {
+                texts.push(format!("a{ch}b {ch}. x{ch}\n{ch}{ch}{ch}! y{ch}"));
+            }
+        }
+        let (mut a, mut ea, mut b, mut eb) = (String::new(), Vec::new(), String::new(), Vec::new());
+        for t in &texts {
+            reference(t, &mut a, &mut ea);
+            normalize(t, &mut b, &mut eb);
+            assert_eq!((&a, &ea), (&b, &eb), "{t:?}");
+        }
     }
 
     #[test]
