@@ -32,8 +32,8 @@ use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
 use firebreak::metrics::Metrics;
 use firebreak::protocol::request::Payload;
 use firebreak::protocol::Endpoint;
-use firebreak::proxy::script::ScriptedReply;
-use firebreak::proxy::{Gateway, PolicySource};
+use firebreak::http::script::ScriptedReply;
+use firebreak::gateway::{Gateway, PolicySource};
 
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
