@@ -5,7 +5,7 @@
 //! allocator. The gateway runs `policies/example.toml` unchanged except for its files (a temp dir),
 //! the normal level's rate limit (raised out of the way; it is still checked) and the audit key
 //! (a scratch one, as `firebreak replay` does); the log subscriber is the one `firebreak serve`
-//! installs, at the policy's level (`info`). Requests go through `proxy::handle` with the
+//! installs, at the policy's level (`info`). Requests go through `server::route` with the
 //! upstream's reply scripted in the request's extensions, as offline replay does: no socket, so
 //! only the gateway's own allocations are counted, not hyper's connection handling.
 //!
@@ -89,7 +89,7 @@ fn request(m: &Mode) -> http::Request<Full<Bytes>> {
 }
 
 async fn send(gw: &Arc<Gateway>, req: http::Request<Full<Bytes>>) -> (u16, Bytes) {
-    let resp = firebreak::proxy::handle(gw.clone(), req).await;
+    let resp = firebreak::server::route(gw.clone(), req).await;
     let status = resp.status().as_u16();
     let body = resp.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default();
     (status, body)
