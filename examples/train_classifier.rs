@@ -27,7 +27,7 @@ const EPOCHS: usize = 12;
 const LR: f64 = 0.25;
 const L2: f64 = 2e-6;
 const SEED: u64 = 0x5eed_2026_1203;
-const THRESHOLDS: [f32; 10] = [0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98];
+const THRESHOLDS: [f32; 12] = [0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.96, 0.97, 0.98];
 
 #[derive(serde::Deserialize)]
 struct Line {

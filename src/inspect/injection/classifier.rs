@@ -286,9 +286,13 @@ pub struct Thresholds {
 }
 
 impl Thresholds {
-    /// Default for user messages (chosen on the held-out split, see `models/README.md`).
-    pub const USER: Thresholds = Thresholds { block: Some(0.95), strip: None, flag: Some(0.7) };
-    /// Default for tool results.
+    /// Default for user messages, chosen on the evaluation sets (`tests/detection/*.jsonl`, never
+    /// on the hold-out split): block at the lowest threshold on a 0.01 grid at which both stages
+    /// together block at most 1.5% (half the 3% target) of their tricky-benign user prompts;
+    /// scores below it and from 0.7 up are flagged. See `models/README.md`.
+    pub const USER: Thresholds = Thresholds { block: Some(0.96), strip: None, flag: Some(0.7) };
+    /// Default for tool results (strips are not counted against the block target; at 0.95 the
+    /// classifier strips no tricky-benign tool result of the evaluation sets).
     pub const TOOL: Thresholds = Thresholds { block: None, strip: Some(0.95), flag: Some(0.7) };
 
     /// The action for a score.
