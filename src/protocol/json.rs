@@ -78,14 +78,18 @@ fn skip_ws(b: &[u8], mut i: usize) -> usize {
     i
 }
 
-/// The end (exclusive) of the string starting at `b[i] == '"'`.
+/// The end (exclusive) of the string starting at `b[i] == '"'` (long texts, such as tool
+/// descriptions, are skipped with `memchr`).
 fn string_end(b: &[u8], i: usize) -> Option<usize> {
+    if b.get(i) != Some(&b'"') {
+        return None;
+    }
     let mut j = i + 1;
     while j < b.len() {
+        j += memchr::memchr2(b'"', b'\\', &b[j..])?;
         match b[j] {
             b'\\' => j += 2,
-            b'"' => return Some(j + 1),
-            _ => j += 1,
+            _ => return Some(j + 1),
         }
     }
     None
