@@ -29,11 +29,11 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
 
+use firebreak::gateway::{Gateway, PolicySource};
+use firebreak::http::script::ScriptedReply;
 use firebreak::metrics::Metrics;
 use firebreak::protocol::request::Payload;
 use firebreak::protocol::Endpoint;
-use firebreak::http::script::ScriptedReply;
-use firebreak::gateway::{Gateway, PolicySource};
 
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;

@@ -29,10 +29,10 @@ use sha2::{Digest, Sha256};
 use firebreak::config::Policy;
 use firebreak::gateway::ratelimit::RateLimiter;
 use firebreak::http::authenticate;
+use firebreak::inspect::toolcalls::{EventAction, StreamFilter};
 use firebreak::protocol::request::Payload;
 use firebreak::protocol::sse::SseFramer;
 use firebreak::protocol::Endpoint;
-use firebreak::inspect::toolcalls::{EventAction, StreamFilter};
 use firebreak::state::{unix_now, Entry, Snapshot, StateStore};
 
 const KEYS: usize = 24;

@@ -60,7 +60,7 @@ pub mod metrics;
 pub mod protocol;
 pub mod proxy;
 pub mod replay;
-pub mod server;
 pub mod rules;
+pub mod server;
 pub mod state;
 pub mod telemetry;

@@ -8,11 +8,11 @@ use std::sync::Arc;
 use http::HeaderMap;
 
 use super::{Active, Gateway};
+use crate::config::{KeyEntry, Policy};
+use crate::facts::Facts;
 use crate::http::admission::Permit;
 use crate::http::client::ClientMeta;
 use crate::http::error::GatewayError;
-use crate::config::{KeyEntry, Policy};
-use crate::facts::Facts;
 use crate::state::Snapshot;
 
 /// A request let in: its concurrency slot, the switch snapshot and the policy it is decided with,

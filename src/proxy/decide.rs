@@ -7,9 +7,9 @@ use crate::protocol::Endpoint;
 use crate::rules::Rule;
 use crate::state::{Refusal, Snapshot};
 
-use crate::inspect::toolcalls::{CallCheck, CallRefusal};
 use crate::gateway::ratelimit::RateLimiter;
 use crate::http::error::GatewayError;
+use crate::inspect::toolcalls::{CallCheck, CallRefusal};
 
 /// Whether the principal's role, the level and the switches allow `tool`.
 pub fn tool_permitted(policy: &Policy, snap: &Snapshot, role: &str, tool: &str, now: u64) -> bool {

@@ -16,10 +16,10 @@ use http_body::Body as _;
 use http_body_util::BodyExt;
 use tokio::sync::{mpsc, watch};
 
-use crate::gateway::exchange::Finish;
 use crate::config::{KeyEntry, Policy};
 use crate::facts::{Decision, Facts, StreamEnd};
 use crate::forensics::kept;
+use crate::gateway::exchange::Finish;
 use crate::gateway::Gateway;
 use crate::http::body::Body;
 use crate::inspect::redact::{LinkGuard, Redacted, StreamRedactor};
