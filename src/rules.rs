@@ -319,23 +319,14 @@ pub enum RuleId {
     Fixed(Rule),
     /// A request from an MCP server the gateway refused: `mcp.server_request_refused:<method>`.
     ServerRequestRefused(Box<str>),
-    /// An id handed over as text by a module that does not use [`Rule`] yet and that is not a
-    /// fixed rule (none is known: `static_producers_name_fixed_rules` checks the producers).
-    Unlisted(&'static str),
 }
 
 impl RuleId {
-    /// The rule of an id handed over as text (`GatewayError::reason`, `Refusal::rule`, egress and
-    /// tool-call refusals): the fixed rule it names.
-    pub fn of(id: &'static str) -> RuleId {
-        Rule::parse(id).map_or(RuleId::Unlisted(id), RuleId::Fixed)
-    }
-
     /// The fixed rule, if it is one.
     pub const fn rule(&self) -> Option<Rule> {
         match self {
             RuleId::Fixed(r) => Some(*r),
-            RuleId::ServerRequestRefused(_) | RuleId::Unlisted(_) => None,
+            RuleId::ServerRequestRefused(_) => None,
         }
     }
 
@@ -354,7 +345,6 @@ impl RuleId {
         match self {
             RuleId::Fixed(r) => std::borrow::Cow::Borrowed(r.as_str()),
             RuleId::ServerRequestRefused(m) => std::borrow::Cow::Owned(format!("{SERVER_REQUEST_REFUSED}:{m}")),
-            RuleId::Unlisted(id) => std::borrow::Cow::Borrowed(id),
         }
     }
 
@@ -381,7 +371,6 @@ impl fmt::Display for RuleId {
         match self {
             RuleId::Fixed(r) => f.write_str(r.as_str()),
             RuleId::ServerRequestRefused(m) => write!(f, "{SERVER_REQUEST_REFUSED}:{m}"),
-            RuleId::Unlisted(id) => f.write_str(id),
         }
     }
 }
@@ -390,7 +379,6 @@ impl Serialize for RuleId {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
             RuleId::Fixed(r) => s.serialize_str(r.as_str()),
-            RuleId::Unlisted(id) => s.serialize_str(id),
             RuleId::ServerRequestRefused(_) => s.collect_str(self),
         }
     }
@@ -429,45 +417,6 @@ mod tests {
         assert!(!dynamic.is_guardrail() && !dynamic.is_tool_refusal());
         assert_eq!(dynamic.to_string(), "mcp.server_request_refused:sampling/createMessage");
         assert_eq!(serde_json::to_value(&dynamic).ok(), Some(serde_json::json!(dynamic.to_string())));
-    }
-
-    /// The modules that still hand rule ids over as text name fixed rules only.
-    #[test]
-    fn static_producers_name_fixed_rules() {
-        use crate::inspect::egress::DenyReason;
-        use crate::state::Refusal;
-        let refusals = [
-            Refusal::Lockdown,
-            Refusal::EndpointDisabled,
-            Refusal::KeyRevoked,
-            Refusal::TenantBlocked,
-            Refusal::UserBlocked,
-            Refusal::SessionTerminated,
-        ];
-        let deny = [
-            DenyReason::SwitchBlocked,
-            DenyReason::Scheme,
-            DenyReason::Unparseable("x"),
-            DenyReason::Metadata,
-            DenyReason::Loopback,
-            DenyReason::PrivateAddress,
-            DenyReason::LinkLocal,
-            DenyReason::Unspecified,
-            DenyReason::Reserved,
-            DenyReason::InternalName,
-            DenyReason::DeniedDomain,
-            DenyReason::DeniedCidr,
-            DenyReason::NotAllowlisted,
-            DenyReason::LongQuery,
-        ];
-        let ids = refusals
-            .into_iter()
-            .map(Refusal::rule)
-            .chain(deny.into_iter().map(DenyReason::rule_id))
-            .chain(["user_input", "tool_result"].map(crate::inspect::injection::classifier::rule));
-        for id in ids {
-            assert!(RuleId::of(id).rule().is_some(), "`{id}` is not in rules.rs");
-        }
     }
 
     /// The README's rule table names exactly the gateway's rule ids.

@@ -8,6 +8,7 @@ use http::{header, HeaderValue, Response, StatusCode};
 
 use super::body::{full, Body};
 use crate::protocol::{error_body_for, Api, ErrorKind};
+use crate::rules::Rule;
 use crate::state::Refusal;
 
 /// A refusal or failure on the request path. Messages never contain secrets.
@@ -163,36 +164,36 @@ impl GatewayError {
     }
 
     /// Rule id for audit, metrics and logs.
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> Rule {
         use GatewayError::*;
         match self {
-            NotFound { .. } => "request.unknown_route",
-            MissingKey => "auth.missing_key",
-            UnknownKey => "auth.unknown_key",
-            KeyExpired(_) => "auth.key_expired",
+            NotFound { .. } => Rule::RequestUnknownRoute,
+            MissingKey => Rule::AuthMissingKey,
+            UnknownKey => Rule::AuthUnknownKey,
+            KeyExpired(_) => Rule::AuthKeyExpired,
             Refused(r) => r.rule(),
-            Lockdown(_) => "level.lockdown",
-            RateLimited { .. } => "level.rate_limit",
-            TooLarge(_) => "request.too_large",
-            UnsupportedMediaType => "request.content_type",
-            BadJson(_) => "request.bad_json",
-            BadRequest(_) | InvalidField(_) => "request.invalid",
-            ModelNotAllowed(_) => "role.model_not_allowed",
-            ToolsNotAllowed(_) => "tools.not_allowed",
-            InjectionBlocked(_) => "injection.blocked",
-            Overloaded => "limits.concurrency",
-            AuditUnavailable => "audit.unavailable",
-            UserInFlight(_) => "limits.user_in_flight",
-            BufferBudget => "limits.buffered_bytes",
-            BodyTimeout => "request.body_timeout",
-            NoRoute => "upstream.no_route",
-            PromptUnavailable(_) => "prompt.unavailable",
-            ShuttingDown => "gateway.shutdown",
-            NoCredential(_) => "upstream.no_credential",
-            UpstreamUnavailable(..) => "upstream.unavailable",
-            CircuitOpen { .. } => "upstream.circuit_open",
-            UpstreamTimeout(_) => "upstream.timeout",
-            UpstreamInvalid { .. } => "upstream.invalid_response",
+            Lockdown(_) => Rule::LevelLockdown,
+            RateLimited { .. } => Rule::LevelRateLimit,
+            TooLarge(_) => Rule::RequestTooLarge,
+            UnsupportedMediaType => Rule::RequestContentType,
+            BadJson(_) => Rule::RequestBadJson,
+            BadRequest(_) | InvalidField(_) => Rule::RequestInvalid,
+            ModelNotAllowed(_) => Rule::RoleModelNotAllowed,
+            ToolsNotAllowed(_) => Rule::ToolsNotAllowed,
+            InjectionBlocked(_) => Rule::InjectionBlocked,
+            Overloaded => Rule::LimitsConcurrency,
+            AuditUnavailable => Rule::AuditUnavailable,
+            UserInFlight(_) => Rule::LimitsUserInFlight,
+            BufferBudget => Rule::LimitsBufferedBytes,
+            BodyTimeout => Rule::RequestBodyTimeout,
+            NoRoute => Rule::UpstreamNoRoute,
+            PromptUnavailable(_) => Rule::PromptUnavailable,
+            ShuttingDown => Rule::GatewayShutdown,
+            NoCredential(_) => Rule::UpstreamNoCredential,
+            UpstreamUnavailable(..) => Rule::UpstreamUnavailable,
+            CircuitOpen { .. } => Rule::UpstreamCircuitOpen,
+            UpstreamTimeout(_) => Rule::UpstreamTimeout,
+            UpstreamInvalid { .. } => Rule::UpstreamInvalidResponse,
         }
     }
 
@@ -217,7 +218,7 @@ impl GatewayError {
         if let GatewayError::InvalidField(f) = self {
             return f.code;
         }
-        let r = self.reason();
+        let r = self.reason().as_str();
         r.rsplit('.').next().unwrap_or(r)
     }
 

@@ -80,17 +80,17 @@ impl McpError {
         }
     }
 
-    fn reason(&self) -> &'static str {
+    fn reason(&self) -> Rule {
         match self {
             McpError::Gateway(e) => e.reason(),
-            McpError::UnknownServer(_) => Rule::McpUnknownServer.as_str(),
-            McpError::Origin(_) => Rule::McpOrigin.as_str(),
-            McpError::ServerNotAllowed(_) => Rule::McpServerNotAllowed.as_str(),
-            McpError::Isolated(_) => Rule::McpServerIsolated.as_str(),
-            McpError::SessionMismatch => Rule::McpSessionMismatch.as_str(),
-            McpError::UnknownSession => Rule::McpUnknownSession.as_str(),
-            McpError::Invalid(_) => Rule::McpInvalidMessage.as_str(),
-            McpError::MethodNotAllowed(_) => Rule::RequestMethod.as_str(),
+            McpError::UnknownServer(_) => Rule::McpUnknownServer,
+            McpError::Origin(_) => Rule::McpOrigin,
+            McpError::ServerNotAllowed(_) => Rule::McpServerNotAllowed,
+            McpError::Isolated(_) => Rule::McpServerIsolated,
+            McpError::SessionMismatch => Rule::McpSessionMismatch,
+            McpError::UnknownSession => Rule::McpUnknownSession,
+            McpError::Invalid(_) => Rule::McpInvalidMessage,
+            McpError::MethodNotAllowed(_) => Rule::RequestMethod,
         }
     }
 
@@ -116,7 +116,7 @@ impl McpError {
 
     fn into_response(self, id: Value, request_id: &HeaderValue) -> Response<Body> {
         let rid = request_id.to_str().unwrap_or("");
-        let body = jsonrpc::error(id, self.code(), &self.to_string(), self.reason(), rid);
+        let body = jsonrpc::error(id, self.code(), &self.to_string(), self.reason().as_str(), rid);
         let mut resp = Response::new(full(body.to_string()));
         *resp.status_mut() = self.status();
         let h = resp.headers_mut();
@@ -198,7 +198,7 @@ where
         Ok(r) => r,
         Err(e) => {
             let action = if e.is_block() { "block" } else { "error" };
-            ctx.facts.decisions.push(Decision { rule: RuleId::of(e.reason()), action });
+            ctx.facts.decisions.push(Decision { rule: e.reason().into(), action });
             e.into_response(ctx.rpc_id.clone().unwrap_or(Value::Null), &request_id)
         }
     };
@@ -573,7 +573,7 @@ fn absorb(policy: &Policy, f: Findings, facts: &mut Facts, list: &mut ListOutcom
     }
     for (id, action) in f.injections {
         let rule = if id == crate::inspect::injection::classifier::ID {
-            RuleId::of(crate::inspect::injection::classifier::rule("tool_result"))
+            crate::inspect::injection::classifier::rule("tool_result").into()
         } else {
             Rule::InjectionToolResult.into()
         };
@@ -658,7 +658,7 @@ pub(crate) async fn record_list(gw: &Gateway, list: &mut ListOutcome, key: &Arc<
 
 /// Ends an MCP stream's request: the stream's own audit record (`stream_end`) when something
 /// happened in it, then the request leaves the in-flight gauge and its slot is released.
-async fn finish_stream(s: &mut stream::McpStream, f: Findings, cut: Option<&'static str>) {
+async fn finish_stream(s: &mut stream::McpStream, f: Findings, cut: Option<Rule>) {
     let mut facts = Facts::new(Shape::McpStreamEnd, s.request_id.to_str().unwrap_or("").to_owned(), Instant::now());
     facts.key = Some(s.key.clone());
     facts.session = s.session.clone();
@@ -675,7 +675,7 @@ async fn finish_stream(s: &mut stream::McpStream, f: Findings, cut: Option<&'sta
     }
     if let Some(rule) = cut {
         s.gw.metrics.stream_terminated();
-        facts.decisions.push(Decision { rule: RuleId::of(rule), action: "terminate" });
+        facts.decisions.push(Decision { rule: rule.into(), action: "terminate" });
     }
     for d in &facts.decisions {
         s.gw.metrics.rule(&d.rule, d.action);

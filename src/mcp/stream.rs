@@ -53,7 +53,7 @@ pub struct McpStream {
 enum McpEnd {
     Done,
     ClientGone,
-    Cut(&'static str, String),
+    Cut(crate::rules::Rule, String),
     Broken(String),
     /// The gateway is shutting down and the drain time is up.
     Closing,
@@ -66,11 +66,11 @@ pub fn spawn(ctx: McpStream, upstream: Body, tx: mpsc::Sender<Bytes>, prefix: Op
 }
 
 /// Why the switches refuse this stream now, if they do.
-fn cut(ctx: &McpStream, snap: &Snapshot) -> Option<(&'static str, String)> {
+fn cut(ctx: &McpStream, snap: &Snapshot) -> Option<(crate::rules::Rule, String)> {
     let now = unix_now();
     if snap.server_isolated(&ctx.server.name, now) {
         return Some((
-            crate::rules::Rule::McpServerIsolated.as_str(),
+            crate::rules::Rule::McpServerIsolated,
             format!("MCP server `{}` was isolated by the gateway operator", ctx.server.name),
         ));
     }
@@ -175,7 +175,7 @@ async fn pump(
     let (rule, message) = match &end {
         McpEnd::Done | McpEnd::ClientGone => (None, None),
         McpEnd::Cut(rule, msg) => (Some(*rule), Some(msg.clone())),
-        McpEnd::Broken(msg) => (Some(crate::rules::Rule::UpstreamBrokenStream.as_str()), Some(msg.clone())),
+        McpEnd::Broken(msg) => (Some(crate::rules::Rule::UpstreamBrokenStream), Some(msg.clone())),
         McpEnd::Closing => {
             let e = crate::http::error::GatewayError::ShuttingDown;
             (Some(e.reason()), Some(e.to_string()))
@@ -187,7 +187,7 @@ async fn pump(
         let ids = if ctx.pending.is_empty() { vec![Value::Null] } else { std::mem::take(&mut ctx.pending) };
         let mut out = BytesMut::new();
         for id in ids {
-            let e = jsonrpc::error(id, code, msg, rule, &rid);
+            let e = jsonrpc::error(id, code, msg, rule.as_str(), &rid);
             out.extend_from_slice(b"event: message\ndata: ");
             out.extend_from_slice(e.to_string().as_bytes());
             out.extend_from_slice(b"\n\n");

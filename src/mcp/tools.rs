@@ -205,7 +205,7 @@ impl Judge<'_> {
         let blocked = |h: &str| self.snap.egress_blocked(h, self.now);
         if let Some((pointer, reason)) = self.policy.egress.check_json(args, &blocked).into_iter().next() {
             return Err(ToolRefusal::new(
-                RuleId::of(reason.rule_id()),
+                reason.rule_id(),
                 format!("argument `{}`: {}", pointer.trim_start_matches('/'), reason.message()),
             ));
         }

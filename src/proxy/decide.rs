@@ -110,7 +110,7 @@ pub struct CallPolicy<'a> {
 impl CallCheck for CallPolicy<'_> {
     fn check_name(&self, name: &str) -> Option<CallRefusal> {
         (!tool_permitted(self.policy, self.snap, self.role, name, self.now)).then(|| CallRefusal {
-            rule: Rule::ToolsNotAllowed.as_str(),
+            rule: Rule::ToolsNotAllowed,
             detail: "the tool is not allowed for your role, at the current level, or by the operator".into(),
         })
     }
@@ -123,7 +123,7 @@ impl CallCheck for CallPolicy<'_> {
                 Ok(v) => v,
                 Err(_) => {
                     return Some(CallRefusal {
-                        rule: Rule::ToolsArgumentsInvalid.as_str(),
+                        rule: Rule::ToolsArgumentsInvalid,
                         detail: "the arguments are not valid JSON".into(),
                     })
                 }
@@ -132,7 +132,7 @@ impl CallCheck for CallPolicy<'_> {
         if let Some(tool) = self.policy.tools.get(name) {
             for (arg, rule) in &tool.args {
                 if let Some(detail) = rule.violation(arg, parsed.get(arg)) {
-                    return Some(CallRefusal { rule: Rule::ToolsArgument.as_str(), detail });
+                    return Some(CallRefusal { rule: Rule::ToolsArgument, detail });
                 }
             }
         }

@@ -36,7 +36,7 @@ use crate::inspect::toolcalls;
 use crate::protocol::reply::{self, ReplySpec};
 use crate::protocol::request::{BodyError, Payload};
 use crate::protocol::{api_for_path, Api, Endpoint};
-use crate::rules::{Rule, RuleId};
+use crate::rules::Rule;
 use crate::state::unix_now;
 
 /// The state of one AI request on its way through the phases: its [`Facts`] (what the audit record
@@ -93,7 +93,7 @@ where
     let mut resp = match result {
         Ok(r) => r,
         Err(e) => {
-            ctx.facts.decisions.push(Decision { rule: RuleId::of(e.reason()), action: action_of(&e) });
+            ctx.facts.decisions.push(Decision { rule: e.reason().into(), action: action_of(&e) });
             if let GatewayError::UpstreamInvalid { detail, .. } = &e {
                 ctx.facts.detail = Some(detail.clone());
             }
@@ -266,14 +266,14 @@ where
                     .injections
                     .iter()
                     .filter(|(_, id, _)| id == classifier::ID)
-                    .map(|(s, _, a)| Decision { rule: RuleId::of(classifier::rule(s)), action: a }),
+                    .map(|(s, _, a)| Decision { rule: classifier::rule(s).into(), action: a }),
             );
             return Err(e);
         }
         ctx.facts.count_redactions(&policy.scanner, &found.redactions);
         for (source, id, action) in found.injections {
             let rule = if id == classifier::ID {
-                RuleId::of(classifier::rule(source))
+                classifier::rule(source).into()
             } else if source == "tool_result" {
                 Rule::InjectionToolResult.into()
             } else {
@@ -529,7 +529,7 @@ fn inspect_json(
         let checked = toolcalls::filter_json(endpoint, &mut v, check);
         if !checked.refused.is_empty() {
             for r in checked.refused {
-                ctx.facts.decisions.push(Decision { rule: RuleId::of(r.why.rule), action: "block" });
+                ctx.facts.decisions.push(Decision { rule: r.why.rule.into(), action: "block" });
                 ctx.facts.tools_removed.push(r.tool);
             }
             changed = true;

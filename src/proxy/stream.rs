@@ -26,7 +26,7 @@ use crate::inspect::redact::{LinkGuard, Redacted, StreamRedactor};
 use crate::inspect::toolcalls::{EventAction, StreamFilter};
 use crate::protocol::sse::SseFramer;
 use crate::protocol::{error_event, Endpoint, ErrorKind};
-use crate::rules::{Rule, RuleId};
+use crate::rules::Rule;
 use crate::state::{unix_now, Snapshot};
 
 /// Everything the pump needs to know about its request.
@@ -51,7 +51,7 @@ pub struct StreamCtx {
 enum PumpEnd {
     Done,
     ClientGone,
-    Cut(&'static str, String),
+    Cut(Rule, String),
     Broken(String),
     /// The gateway is shutting down and the drain time is up.
     Closing,
@@ -249,8 +249,8 @@ async fn pump(
         facts.data_tool_calls = data_calls;
     }
     for r in filter.tools.refused.drain(..) {
-        gw.metrics.decision(r.why.rule, "block");
-        facts.decisions.push(Decision { rule: RuleId::of(r.why.rule), action: "block" });
+        gw.metrics.decision(r.why.rule.as_str(), "block");
+        facts.decisions.push(Decision { rule: r.why.rule.into(), action: "block" });
         end_facts.refused.push(crate::audit::client_text(&ctx.policy.scanner, &r.tool));
     }
     end_facts.end = match end {
@@ -259,8 +259,8 @@ async fn pump(
         PumpEnd::Closing => {
             let e = crate::http::error::GatewayError::ShuttingDown;
             let _ = tx.send(kept(&mut capture, error_event(ctx.endpoint, e.kind(), &e.to_string(), e.code()))).await;
-            gw.metrics.decision(e.reason(), "terminate_stream");
-            facts.decisions.push(Decision { rule: RuleId::of(e.reason()), action: "terminate_stream" });
+            gw.metrics.decision(e.reason().as_str(), "terminate_stream");
+            facts.decisions.push(Decision { rule: e.reason().into(), action: "terminate_stream" });
             "shutdown"
         }
         PumpEnd::Cut(rule, msg) => {
@@ -268,8 +268,8 @@ async fn pump(
                 .send(kept(&mut capture, error_event(ctx.endpoint, ErrorKind::Permission, &msg, "stream_terminated")))
                 .await;
             gw.metrics.stream_terminated();
-            gw.metrics.decision(rule, "terminate_stream");
-            facts.decisions.push(Decision { rule: RuleId::of(rule), action: "terminate_stream" });
+            gw.metrics.rule_n(rule, "terminate_stream", 1);
+            facts.decisions.push(Decision { rule: rule.into(), action: "terminate_stream" });
             "terminated"
         }
         PumpEnd::Broken(detail) => {

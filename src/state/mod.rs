@@ -187,14 +187,14 @@ pub enum Refusal {
 
 impl Refusal {
     /// Rule id for audit and metrics.
-    pub fn rule(self) -> &'static str {
+    pub fn rule(self) -> crate::rules::Rule {
         match self {
-            Refusal::Lockdown => "switch.lockdown",
-            Refusal::EndpointDisabled => "switch.endpoint_disabled",
-            Refusal::KeyRevoked => "switch.key_revoked",
-            Refusal::TenantBlocked => "switch.tenant_blocked",
-            Refusal::UserBlocked => "switch.user_blocked",
-            Refusal::SessionTerminated => "switch.session_terminated",
+            Refusal::Lockdown => crate::rules::Rule::SwitchLockdown,
+            Refusal::EndpointDisabled => crate::rules::Rule::SwitchEndpointDisabled,
+            Refusal::KeyRevoked => crate::rules::Rule::SwitchKeyRevoked,
+            Refusal::TenantBlocked => crate::rules::Rule::SwitchTenantBlocked,
+            Refusal::UserBlocked => crate::rules::Rule::SwitchUserBlocked,
+            Refusal::SessionTerminated => crate::rules::Rule::SwitchSessionTerminated,
         }
     }
 }

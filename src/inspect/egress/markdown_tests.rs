@@ -20,7 +20,7 @@ fn n(text: &str) -> Option<String> {
 fn kinds(text: &str) -> Vec<(LinkKind, &'static str)> {
     rules()
         .neutralize_markdown(text, &|_| false)
-        .map(|(_, f)| f.into_iter().map(|x| (x.kind, x.reason.rule_id())).collect())
+        .map(|(_, f)| f.into_iter().map(|x| (x.kind, x.reason.rule_id().as_str())).collect())
         .unwrap_or_default()
 }
 

@@ -171,22 +171,22 @@ pub enum DenyReason {
 
 impl DenyReason {
     /// Stable id for audit records and metrics.
-    pub fn rule_id(self) -> &'static str {
+    pub fn rule_id(self) -> crate::rules::Rule {
         match self {
-            DenyReason::SwitchBlocked => "egress.switch_blocked",
-            DenyReason::Scheme => "egress.scheme",
-            DenyReason::Unparseable(_) => "egress.unparseable",
-            DenyReason::Metadata => "egress.metadata",
-            DenyReason::Loopback => "egress.loopback",
-            DenyReason::PrivateAddress => "egress.private_address",
-            DenyReason::LinkLocal => "egress.link_local",
-            DenyReason::Unspecified => "egress.unspecified",
-            DenyReason::Reserved => "egress.reserved",
-            DenyReason::InternalName => "egress.internal_name",
-            DenyReason::DeniedDomain => "egress.denied_domain",
-            DenyReason::DeniedCidr => "egress.denied_cidr",
-            DenyReason::NotAllowlisted => "egress.not_allowlisted",
-            DenyReason::LongQuery => "egress.long_query",
+            DenyReason::SwitchBlocked => crate::rules::Rule::EgressSwitchBlocked,
+            DenyReason::Scheme => crate::rules::Rule::EgressScheme,
+            DenyReason::Unparseable(_) => crate::rules::Rule::EgressUnparseable,
+            DenyReason::Metadata => crate::rules::Rule::EgressMetadata,
+            DenyReason::Loopback => crate::rules::Rule::EgressLoopback,
+            DenyReason::PrivateAddress => crate::rules::Rule::EgressPrivateAddress,
+            DenyReason::LinkLocal => crate::rules::Rule::EgressLinkLocal,
+            DenyReason::Unspecified => crate::rules::Rule::EgressUnspecified,
+            DenyReason::Reserved => crate::rules::Rule::EgressReserved,
+            DenyReason::InternalName => crate::rules::Rule::EgressInternalName,
+            DenyReason::DeniedDomain => crate::rules::Rule::EgressDeniedDomain,
+            DenyReason::DeniedCidr => crate::rules::Rule::EgressDeniedCidr,
+            DenyReason::NotAllowlisted => crate::rules::Rule::EgressNotAllowlisted,
+            DenyReason::LongQuery => crate::rules::Rule::EgressLongQuery,
         }
     }
 

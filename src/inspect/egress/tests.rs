@@ -232,7 +232,7 @@ fn hosts_and_addresses() {
     let r = allowlist();
     let h = |s: &str| match r.check_host(s, &no_switch) {
         Verdict::Allow => None,
-        Verdict::Deny(x) => Some(x.rule_id()),
+        Verdict::Deny(x) => Some(x.rule_id().as_str()),
     };
     assert_eq!(h("allowed.com"), None);
     assert_eq!(h("Allowed.com:443"), None);
@@ -324,7 +324,7 @@ fn tool_call_arguments() {
     });
     let mut found = r.check_json(&args, &no_switch);
     found.sort_by(|a, b| a.0.cmp(&b.0));
-    let got: Vec<(&str, &str)> = found.iter().map(|(p, reason)| (p.as_str(), reason.rule_id())).collect();
+    let got: Vec<(&str, &str)> = found.iter().map(|(p, reason)| (p.as_str(), reason.rule_id().as_str())).collect();
     assert_eq!(
         got,
         [

@@ -496,11 +496,11 @@ impl Scores {
 
 /// The decision rule (audit `decisions`, metrics) of a classifier action on a source
 /// (`user_input` or `tool_result`).
-pub fn rule(source: &str) -> &'static str {
+pub fn rule(source: &str) -> crate::rules::Rule {
     if source == "tool_result" {
-        "injection.classifier.tool_result"
+        crate::rules::Rule::InjectionClassifierToolResult
     } else {
-        "injection.classifier.user_input"
+        crate::rules::Rule::InjectionClassifierUserInput
     }
 }
 

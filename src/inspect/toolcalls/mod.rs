@@ -22,7 +22,7 @@ pub use stream::{EventAction, StreamFilter};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallRefusal {
     /// Rule id for audit and metrics (`tools.not_allowed`, `tools.argument`, `egress.*`).
-    pub rule: &'static str,
+    pub rule: crate::rules::Rule,
     /// What to tell the client.
     pub detail: String,
 }
@@ -90,7 +90,10 @@ pub fn filter_json(endpoint: Endpoint, body: &mut Value, check: &dyn CallCheck) 
 
 /// The refusal of a streamed call whose arguments outgrew the stream's bound.
 pub(in crate::inspect) fn too_large() -> CallRefusal {
-    CallRefusal { rule: "tools.call_too_large", detail: "the call's arguments exceed the size limit".into() }
+    CallRefusal {
+        rule: crate::rules::Rule::ToolsCallTooLarge,
+        detail: "the call's arguments exceed the size limit".into(),
+    }
 }
 
 #[cfg(test)]

@@ -9,10 +9,12 @@ use crate::protocol::Endpoint;
 struct OnlyA;
 impl CallCheck for OnlyA {
     fn check_name(&self, name: &str) -> Option<CallRefusal> {
-        (name != "a").then(|| CallRefusal { rule: "tools.not_allowed", detail: "tool not allowed".into() })
+        (name != "a")
+            .then(|| CallRefusal { rule: crate::rules::Rule::ToolsNotAllowed, detail: "tool not allowed".into() })
     }
     fn check_args(&self, _: &str, args: &str) -> Option<CallRefusal> {
-        args.contains("evil").then(|| CallRefusal { rule: "tools.argument", detail: "argument `x` not allowed".into() })
+        args.contains("evil")
+            .then(|| CallRefusal { rule: crate::rules::Rule::ToolsArgument, detail: "argument `x` not allowed".into() })
     }
 }
 
@@ -51,7 +53,7 @@ fn chat_json_refuses_by_name_and_by_arguments() {
         "tool_calls":[{"id":"1","type":"function","function":{"name":"b","arguments":"{}"}},
                       {"id":"2","type":"function","function":{"name":"a","arguments":"{\"x\":\"evil\"}"}}]}}]});
     let r = filter_json(Endpoint::ChatCompletions, &mut v, &OnlyA).refused;
-    assert_eq!(r.iter().map(|r| r.why.rule).collect::<Vec<_>>(), vec!["tools.not_allowed", "tools.argument"]);
+    assert_eq!(r.iter().map(|r| r.why.rule.as_str()).collect::<Vec<_>>(), vec!["tools.not_allowed", "tools.argument"]);
     assert!(v.pointer("/choices/0/message/tool_calls").is_none());
     assert_eq!(v.pointer("/choices/0/finish_reason"), Some(&json!("stop")));
 }
