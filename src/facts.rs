@@ -18,7 +18,7 @@ use crate::config::KeyEntry;
 use crate::inspect::injection::classifier::Scores;
 use crate::inspect::rule::Category;
 use crate::inspect::Scanner;
-use crate::rules::{Rule, RuleId};
+use crate::rules::{Rule, RuleId, Verdict};
 
 /// Which record an exchange makes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,20 +45,20 @@ impl Shape {
 pub struct Decision {
     /// The rule.
     pub rule: RuleId,
-    /// The action, as the trail spells it.
-    pub action: &'static str,
+    /// What it did.
+    pub action: Verdict,
 }
 
 impl Decision {
     /// A decision of a fixed rule.
-    pub fn new(rule: Rule, action: &'static str) -> Decision {
+    pub fn new(rule: Rule, action: Verdict) -> Decision {
         Decision { rule: RuleId::Fixed(rule), action }
     }
 
     fn to_json(&self) -> Value {
         let mut m = serde_json::Map::new();
         m.insert("rule".into(), Value::from(self.rule.as_text().into_owned()));
-        m.insert("action".into(), Value::from(self.action));
+        m.insert("action".into(), Value::from(self.action.as_str()));
         Value::Object(m)
     }
 }
@@ -194,7 +194,7 @@ impl Facts {
     }
 
     /// Adds a decision of a fixed rule.
-    pub fn decide(&mut self, rule: Rule, action: &'static str) {
+    pub fn decide(&mut self, rule: Rule, action: Verdict) {
         self.decisions.push(Decision::new(rule, action));
     }
 

@@ -312,6 +312,67 @@ impl Serialize for Rule {
     }
 }
 
+/// What a decision did, spelled in the trail and the metrics as [`Verdict::as_str`] says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Verdict {
+    /// Let through, nothing changed.
+    Allow,
+    /// Refused.
+    Block,
+    /// Let through, changed (model override, tools stripped, fallback upstream).
+    Modify,
+    /// Let through, recorded and counted.
+    Flag,
+    /// Let through with the matched spans neutralised.
+    Strip,
+    /// Let through with matches redacted.
+    Redact,
+    /// Seen, recorded, nothing else done (detection-only rules).
+    Detect,
+    /// A link or text neutralised in the answer.
+    Neutralize,
+    /// The gateway failed (not a policy decision about the caller).
+    Error,
+    /// An MCP stream ended by the gateway.
+    Terminate,
+    /// An AI stream ended by the gateway.
+    TerminateStream,
+    /// Answered by the gateway in safe mode (the model is never asked).
+    SafeMode,
+}
+
+impl Verdict {
+    /// The spelling in audit records and metrics.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Allow => "allow",
+            Verdict::Block => "block",
+            Verdict::Modify => "modify",
+            Verdict::Flag => "flag",
+            Verdict::Strip => "strip",
+            Verdict::Redact => "redact",
+            Verdict::Detect => "detect",
+            Verdict::Neutralize => "neutralize",
+            Verdict::Error => "error",
+            Verdict::Terminate => "terminate",
+            Verdict::TerminateStream => "terminate_stream",
+            Verdict::SafeMode => "safe_mode",
+        }
+    }
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for Verdict {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 /// The rule of a decision: a fixed [`Rule`], or one of the families whose ids carry data.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum RuleId {

@@ -37,7 +37,7 @@ use crate::audit::{Audit, Record};
 use crate::config::Policy;
 use crate::facts::{Facts, Shape};
 use crate::inspect::rule::Category;
-use crate::rules::Rule;
+use crate::rules::{Rule, Verdict};
 use crate::state::{Action, ApplyError};
 
 /// Most evidence entries kept per incident (the count goes on).
@@ -338,7 +338,7 @@ impl Signals {
                 _ => {}
             }
         }
-        for d in f.decisions.iter().filter(|d| d.action == "block") {
+        for d in f.decisions.iter().filter(|d| d.action == Verdict::Block) {
             if d.rule.is_guardrail() {
                 s.blocks.insert(d.rule.to_string());
             }
@@ -736,13 +736,13 @@ mod tests {
         for d in rec.get("decisions").and_then(Value::as_array).into_iter().flatten() {
             let rule = d["rule"].as_str().expect("rule");
             let rule = RuleId::Fixed(Rule::parse(rule).expect("a rule of rules.rs"));
-            let action = if d["action"] == "block" { "block" } else { "allow" };
+            let action = if d["action"] == "block" { Verdict::Block } else { Verdict::Allow };
             f.decisions.push(Decision { rule, action });
         }
         if str_of("event") == Some("tool_call_refused") {
             // A tool call refused in a stream: a block in the request's own (200) record today.
             let rule = Rule::parse(str_of("rule").expect("rule")).expect("a fixed rule");
-            f.decide(rule, "block");
+            f.decide(rule, Verdict::Block);
         }
         f.injections = strings("injections");
         f.prompt_fragments = rec.get("prompt_fragments").and_then(Value::as_u64).unwrap_or(0);

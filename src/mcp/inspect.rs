@@ -15,7 +15,7 @@ pub struct Findings {
     pub redactions: Vec<u16>,
     /// Injection signatures in results: (signature id, action); the classifier's actions as
     /// `inj.classifier`.
-    pub injections: Vec<(String, &'static str)>,
+    pub injections: Vec<(String, crate::rules::Verdict)>,
     /// The classifier's highest score (tool results only here).
     pub scores: crate::inspect::injection::classifier::Scores,
     /// tools/list outcomes.

@@ -28,7 +28,7 @@ use crate::gateway::{Active, Gateway};
 use crate::http::body::{full, Body, BoxError, ChannelBody};
 use crate::http::error::GatewayError;
 use crate::http::script::ScriptedReply;
-use crate::rules::{Rule, RuleId};
+use crate::rules::{Rule, RuleId, Verdict};
 use crate::state::{unix_now, Batch};
 use inspect::{Fate, Findings};
 use jsonrpc::Kind;
@@ -197,7 +197,7 @@ where
     let mut resp = match result {
         Ok(r) => r,
         Err(e) => {
-            let action = if e.is_block() { "block" } else { "error" };
+            let action = if e.is_block() { Verdict::Block } else { Verdict::Error };
             ctx.facts.decisions.push(Decision { rule: e.reason().into(), action });
             e.into_response(ctx.rpc_id.clone().unwrap_or(Value::Null), &request_id)
         }
@@ -207,7 +207,7 @@ where
     let facts = &mut ctx.facts;
     facts.status = status;
     if facts.decisions.is_empty() {
-        facts.decide(Rule::Allow, "allow");
+        facts.decide(Rule::Allow, Verdict::Allow);
     }
     span.record("status", status);
     if let Some(k) = &facts.key {
@@ -215,7 +215,7 @@ where
     }
     // As for AI requests: refusals and errors at `info`, clean requests at `debug` (the audit trail
     // has every one).
-    let notable = status >= 400 || facts.decisions.iter().any(|d| d.action != "allow");
+    let notable = status >= 400 || facts.decisions.iter().any(|d| d.action != Verdict::Allow);
     span.in_scope(|| {
         let elapsed_us = start.elapsed().as_micros() as u64;
         if notable {
@@ -226,7 +226,7 @@ where
     });
     gw.metrics.request("mcp", status, start.elapsed());
     for d in &facts.decisions {
-        gw.metrics.rule(&d.rule, d.action);
+        gw.metrics.rule(&d.rule, d.action.as_str());
     }
     for (source, score) in facts.classifier.iter() {
         gw.metrics.classifier_score(source, score);
@@ -569,7 +569,7 @@ fn ctx_rid(v: &HeaderValue) -> &str {
 fn absorb(policy: &Policy, f: Findings, facts: &mut Facts, list: &mut ListOutcome) {
     facts.count_redactions(&policy.scanner, &f.redactions);
     if !facts.redactions.is_empty() {
-        facts.decide(Rule::Redaction, "redact");
+        facts.decide(Rule::Redaction, Verdict::Redact);
     }
     for (id, action) in f.injections {
         let rule = if id == crate::inspect::injection::classifier::ID {
@@ -586,13 +586,13 @@ fn absorb(policy: &Policy, f: Findings, facts: &mut Facts, list: &mut ListOutcom
     let own = facts.key.as_ref().map_or("", |k| k.tenant.as_str());
     facts.cross_tenant = policy.tenants.others(&f.tenants, own);
     if !facts.cross_tenant.is_empty() {
-        facts.decide(Rule::TenantsCrossTenant, "detect");
+        facts.decide(Rule::TenantsCrossTenant, Verdict::Detect);
     }
     if f.invalid > 0 {
-        facts.decide(Rule::McpServerMessageInvalid, "block");
+        facts.decide(Rule::McpServerMessageInvalid, Verdict::Block);
     }
     for m in f.refused_server_requests {
-        facts.decisions.push(Decision { rule: RuleId::ServerRequestRefused(m.into()), action: "block" });
+        facts.decisions.push(Decision { rule: RuleId::ServerRequestRefused(m.into()), action: Verdict::Block });
     }
     // Tools withheld because their definition is not trusted are blocks; those outside the caller's
     // role, level or switches are a filter.
@@ -602,14 +602,14 @@ fn absorb(policy: &Policy, f: Findings, facts: &mut Facts, list: &mut ListOutcom
         match Rule::parse(base) {
             Some(r @ (Rule::McpToolChanged | Rule::McpToolPoisoned | Rule::McpToolFrozen)) => {
                 if !facts.decided(r) {
-                    facts.decide(r, "block");
+                    facts.decide(r, Verdict::Block);
                 }
             }
             _ => filtered = true,
         }
     }
     if filtered && !facts.decided(Rule::McpToolsFiltered) {
-        facts.decide(Rule::McpToolsFiltered, "strip");
+        facts.decide(Rule::McpToolsFiltered, Verdict::Strip);
     }
     facts.withheld.extend(f.list.withheld);
     list.observe.extend(f.list.observe);
@@ -675,10 +675,10 @@ async fn finish_stream(s: &mut stream::McpStream, f: Findings, cut: Option<Rule>
     }
     if let Some(rule) = cut {
         s.gw.metrics.stream_terminated();
-        facts.decisions.push(Decision { rule: rule.into(), action: "terminate" });
+        facts.decisions.push(Decision { rule: rule.into(), action: Verdict::Terminate });
     }
     for d in &facts.decisions {
-        s.gw.metrics.rule(&d.rule, d.action);
+        s.gw.metrics.rule(&d.rule, d.action.as_str());
     }
     crate::gateway::exchange::finish(&s.gw, &s.active.policy, &facts, done).await;
 }
@@ -740,7 +740,7 @@ async fn post(
         })
         .collect();
     if !local.is_empty() {
-        ctx.facts.decide(Rule::McpInvalidMessage, "block");
+        ctx.facts.decide(Rule::McpInvalidMessage, Verdict::Block);
     }
     let mut forward = Vec::with_capacity(messages.list.len());
     for m in messages.list {
@@ -751,7 +751,7 @@ async fn post(
             match judge.call(m.get("params")) {
                 Ok(tool) => ctx.facts.tools_called.push(format!("{}/{tool}", ex.server.name)),
                 Err(r) => {
-                    ctx.facts.decisions.push(Decision { rule: r.rule.clone(), action: "block" });
+                    ctx.facts.decisions.push(Decision { rule: r.rule.clone(), action: Verdict::Block });
                     let id = m.get("id").cloned().unwrap_or(Value::Null);
                     local.push(jsonrpc::error(id, jsonrpc::REFUSED, &r.message, &r.rule.as_text(), &rid));
                     continue;

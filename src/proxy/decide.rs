@@ -157,7 +157,7 @@ pub struct RequestFindings {
     /// Injection signatures that matched, and the classifier when its thresholds called for an
     /// action (id [`classifier::ID`](crate::inspect::injection::classifier::ID)): (source,
     /// signature id, action taken).
-    pub injections: Vec<(&'static str, String, &'static str)>,
+    pub injections: Vec<(&'static str, String, crate::rules::Verdict)>,
     /// The classifier's highest score per source (when the policy enables it).
     pub scores: crate::inspect::injection::classifier::Scores,
 }

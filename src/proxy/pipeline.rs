@@ -36,7 +36,7 @@ use crate::inspect::toolcalls;
 use crate::protocol::reply::{self, ReplySpec};
 use crate::protocol::request::{BodyError, Payload};
 use crate::protocol::{api_for_path, Api, Endpoint};
-use crate::rules::Rule;
+use crate::rules::{Rule, Verdict};
 use crate::state::unix_now;
 
 /// The state of one AI request on its way through the phases: its [`Facts`] (what the audit record
@@ -105,7 +105,7 @@ where
     let facts = &mut ctx.facts;
     facts.status = status;
     if facts.decisions.is_empty() {
-        facts.decide(Rule::Allow, "allow");
+        facts.decide(Rule::Allow, Verdict::Allow);
     }
     span.record("status", status);
     span.record("decision", facts.decisions[0].rule.as_text().as_ref());
@@ -115,7 +115,8 @@ where
     // The audit trail holds every request; the log line is for what an operator should notice:
     // refusals, errors and redactions at `info`, clean requests at `debug` (a write(2) per request at
     // `info` was a measurable share of the CPU per request in the load bench, see benches/README.md).
-    let notable = status >= 400 || !facts.redactions.is_empty() || facts.decisions.iter().any(|d| d.action != "allow");
+    let notable =
+        status >= 400 || !facts.redactions.is_empty() || facts.decisions.iter().any(|d| d.action != Verdict::Allow);
     span.in_scope(|| {
         let elapsed_us = start.elapsed().as_micros() as u64;
         let upstream = facts.upstream.as_deref();
@@ -127,7 +128,7 @@ where
     });
     gw.metrics.request(facts.endpoint, status, start.elapsed());
     for d in &facts.decisions {
-        gw.metrics.rule(&d.rule, d.action);
+        gw.metrics.rule(&d.rule, d.action.as_str());
     }
     for (rule, r) in &facts.redactions {
         gw.metrics.decisions_n(rule, "redact", r.count);
@@ -154,11 +155,11 @@ where
 
 /// What a refusal or failure is recorded as: `block` when the gateway refused (policy, the
 /// caller's request), `error` when it failed or shed load ([`GatewayError::is_block`]).
-pub(crate) fn action_of(e: &GatewayError) -> &'static str {
+pub(crate) fn action_of(e: &GatewayError) -> crate::rules::Verdict {
     if e.is_block() {
-        "block"
+        Verdict::Block
     } else {
-        "error"
+        Verdict::Error
     }
 }
 
@@ -170,7 +171,7 @@ fn blocked_payload(
     decisions: &[Decision],
 ) -> Option<serde_json::Value> {
     let bytes = payload?;
-    if !decisions.iter().any(|d| d.action == "block") {
+    if !decisions.iter().any(|d| d.action == Verdict::Block) {
         return None;
     }
     let mut found = Vec::new();
@@ -266,7 +267,7 @@ where
                     .injections
                     .iter()
                     .filter(|(_, id, _)| id == classifier::ID)
-                    .map(|(s, _, a)| Decision { rule: classifier::rule(s).into(), action: a }),
+                    .map(|(s, _, a)| Decision { rule: classifier::rule(s).into(), action: *a }),
             );
             return Err(e);
         }
@@ -283,17 +284,17 @@ where
             ctx.facts.injections.push(id);
         }
         if rw.model_overridden {
-            ctx.facts.decide(Rule::LevelModelOverride, "modify");
+            ctx.facts.decide(Rule::LevelModelOverride, Verdict::Modify);
         }
         if !rw.tools_removed.is_empty() {
-            ctx.facts.decide(Rule::ToolsStripped, "modify");
+            ctx.facts.decide(Rule::ToolsStripped, Verdict::Modify);
             ctx.facts.tools_removed = rw.tools_removed;
         }
         ctx.facts.model = b.model().map(str::to_owned);
     }
     // 8. safe mode
     if snap.safe_mode {
-        ctx.facts.decide(Rule::SwitchSafeMode, "safe_mode");
+        ctx.facts.decide(Rule::SwitchSafeMode, Verdict::SafeMode);
         let spec = ReplySpec {
             endpoint,
             stream: ctx.facts.stream,
@@ -409,7 +410,7 @@ where
     })?;
     ctx.facts.cross_tenant = policy.tenants.leaked_to(&key.tenant, &bytes);
     if !ctx.facts.cross_tenant.is_empty() {
-        ctx.facts.decide(Rule::TenantsCrossTenant, "detect");
+        ctx.facts.decide(Rule::TenantsCrossTenant, Verdict::Detect);
     }
     drop(permit);
     if let Some(c) = ctx.capture.as_mut() {
@@ -436,7 +437,7 @@ async fn through_breaker(
     };
     if let Some(fb) = route.and_then(|r| r.fallback.as_deref()).and_then(|n| policy.upstreams.get(n)) {
         if let Ok(g) = crate::gateway::health::admit(gw, breaker(fb), fb.circuit.as_ref()).await {
-            ctx.facts.decide(Rule::UpstreamFallback, "modify");
+            ctx.facts.decide(Rule::UpstreamFallback, Verdict::Modify);
             return Ok((fb.clone(), g));
         }
     }
@@ -529,7 +530,7 @@ fn inspect_json(
         let checked = toolcalls::filter_json(endpoint, &mut v, check);
         if !checked.refused.is_empty() {
             for r in checked.refused {
-                ctx.facts.decisions.push(Decision { rule: r.why.rule.into(), action: "block" });
+                ctx.facts.decisions.push(Decision { rule: r.why.rule.into(), action: Verdict::Block });
                 ctx.facts.tools_removed.push(r.tool);
             }
             changed = true;
@@ -546,7 +547,7 @@ fn inspect_json(
         changed = true;
     }
     if links > 0 {
-        ctx.facts.decide(Rule::EgressMarkdownLink, "neutralize");
+        ctx.facts.decide(Rule::EgressMarkdownLink, Verdict::Neutralize);
         changed = true;
     }
     if !prompts.is_empty() {
@@ -590,7 +591,7 @@ fn count_fragments<S: AsRef<str>>(
     }
     let n: usize = prompts.count(&all).values().sum();
     if n > 0 {
-        ctx.facts.decide(Rule::PromptFragment, "detect");
+        ctx.facts.decide(Rule::PromptFragment, Verdict::Detect);
         ctx.facts.prompt_fragments = n as u64;
     }
 }

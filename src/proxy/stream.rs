@@ -26,7 +26,7 @@ use crate::inspect::redact::{LinkGuard, Redacted, StreamRedactor};
 use crate::inspect::toolcalls::{EventAction, StreamFilter};
 use crate::protocol::sse::SseFramer;
 use crate::protocol::{error_event, Endpoint, ErrorKind};
-use crate::rules::Rule;
+use crate::rules::{Rule, Verdict};
 use crate::state::{unix_now, Snapshot};
 
 /// Everything the pump needs to know about its request.
@@ -229,19 +229,19 @@ async fn pump(
     let fragments = filter.redact.prompt_fragments();
     if fragments > 0 {
         gw.metrics.rule_n(Rule::PromptFragment, "detect", fragments as u64);
-        facts.decide(Rule::PromptFragment, "detect");
+        facts.decide(Rule::PromptFragment, Verdict::Detect);
         facts.prompt_fragments = fragments as u64;
     }
     end_facts.links = filter.redact.links();
     if end_facts.links > 0 {
         gw.metrics.rule_n(Rule::EgressMarkdownLink, "neutralize", end_facts.links as u64);
-        facts.decide(Rule::EgressMarkdownLink, "neutralize");
+        facts.decide(Rule::EgressMarkdownLink, Verdict::Neutralize);
     }
     // Incident facts (names only): other tenants' identifiers and data tool calls the client received.
     let cross_tenant = filter.redact.cross_tenant(&ctx.key.tenant);
     if !cross_tenant.is_empty() {
         gw.metrics.rule_n(Rule::TenantsCrossTenant, "detect", 1);
-        facts.decide(Rule::TenantsCrossTenant, "detect");
+        facts.decide(Rule::TenantsCrossTenant, Verdict::Detect);
         facts.cross_tenant = cross_tenant;
     }
     let data_calls = std::mem::take(&mut filter.tools.data_calls);
@@ -250,7 +250,7 @@ async fn pump(
     }
     for r in filter.tools.refused.drain(..) {
         gw.metrics.decision(r.why.rule.as_str(), "block");
-        facts.decisions.push(Decision { rule: r.why.rule.into(), action: "block" });
+        facts.decisions.push(Decision { rule: r.why.rule.into(), action: Verdict::Block });
         end_facts.refused.push(crate::audit::client_text(&ctx.policy.scanner, &r.tool));
     }
     end_facts.end = match end {
@@ -260,7 +260,7 @@ async fn pump(
             let e = crate::http::error::GatewayError::ShuttingDown;
             let _ = tx.send(kept(&mut capture, error_event(ctx.endpoint, e.kind(), &e.to_string(), e.code()))).await;
             gw.metrics.decision(e.reason().as_str(), "terminate_stream");
-            facts.decisions.push(Decision { rule: e.reason().into(), action: "terminate_stream" });
+            facts.decisions.push(Decision { rule: e.reason().into(), action: Verdict::TerminateStream });
             "shutdown"
         }
         PumpEnd::Cut(rule, msg) => {
@@ -269,7 +269,7 @@ async fn pump(
                 .await;
             gw.metrics.stream_terminated();
             gw.metrics.rule_n(rule, "terminate_stream", 1);
-            facts.decisions.push(Decision { rule: rule.into(), action: "terminate_stream" });
+            facts.decisions.push(Decision { rule: rule.into(), action: Verdict::TerminateStream });
             "terminated"
         }
         PumpEnd::Broken(detail) => {
@@ -278,13 +278,13 @@ async fn pump(
                 .send(kept(&mut capture, error_event(ctx.endpoint, ErrorKind::Api, &msg, "upstream_stream_error")))
                 .await;
             gw.metrics.rule_n(Rule::UpstreamBrokenStream, "error", 1);
-            facts.decide(Rule::UpstreamBrokenStream, "error");
+            facts.decide(Rule::UpstreamBrokenStream, Verdict::Error);
             facts.detail = Some(detail);
             "error"
         }
     };
     // The stream's decisions replace the request's lone `allow`.
-    if facts.decisions.len() > before && facts.decisions[..before].iter().all(|d| d.action == "allow") {
+    if facts.decisions.len() > before && facts.decisions[..before].iter().all(|d| d.action == Verdict::Allow) {
         facts.decisions.drain(..before);
     }
     facts.stream_end = Some(end_facts);

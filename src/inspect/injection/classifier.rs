@@ -505,11 +505,11 @@ pub fn rule(source: &str) -> crate::rules::Rule {
 }
 
 /// The name of an action in audit records and metrics.
-pub fn action_name(a: HitAction) -> &'static str {
+pub fn action_name(a: HitAction) -> crate::rules::Verdict {
     match a {
-        HitAction::Block => "block",
-        HitAction::Flag => "flag",
-        HitAction::Strip => "strip",
+        HitAction::Block => crate::rules::Verdict::Block,
+        HitAction::Flag => crate::rules::Verdict::Flag,
+        HitAction::Strip => crate::rules::Verdict::Strip,
     }
 }
 
