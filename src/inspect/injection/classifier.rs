@@ -62,7 +62,9 @@ pub enum ModelError {
 /// A loaded model: one signed byte per bucket, times `scale`, plus `bias`.
 #[derive(Debug)]
 pub struct Model {
-    weights: Box<[i8]>,
+    /// Indexed by a bucket masked to [`DIM`] (a no-op: buckets are below it), so without a
+    /// bounds check.
+    weights: Box<[i8; DIM]>,
     scale: f32,
     bias: f32,
     sha256: [u8; 32],
@@ -102,6 +104,7 @@ impl Model {
             return Err(ModelError::Number);
         }
         let weights: Box<[i8]> = body[HEADER..].iter().map(|&b| b as i8).collect();
+        let weights: Box<[i8; DIM]> = weights.try_into().map_err(|w: Box<[i8]>| ModelError::Size(w.len(), DIM))?;
         Ok(Model { weights, scale, bias, sha256: computed })
     }
 
@@ -135,6 +138,7 @@ impl Model {
 
     fn score_with(&self, text: &str, s: &mut Scratch) -> f32 {
         let Scratch { buf, ends, segs } = s;
+        let weights: &[i8; DIM] = &self.weights;
         let folded = view(text);
         normalize(folded.as_deref().unwrap_or(text), buf, ends);
         segs.clear();
@@ -146,7 +150,7 @@ impl Model {
             let mut n = 0u32;
             if !seg.is_empty() {
                 segment_features(seg, &mut |b| {
-                    sum += i32::from(self.weights.get(b as usize).copied().unwrap_or(0));
+                    sum += i32::from(weights[b as usize & (DIM - 1)]);
                     n += 1;
                 });
             }

@@ -83,6 +83,9 @@ pub fn normalize(text: &str, out: &mut String, ends: &mut Vec<u32>) {
     let mut run = 0u32; // repeats of `prev` (punctuation)
     let mut in_word = false;
     let mut word_has_letter = false;
+    // Whether a space was pushed after " x y" (x, y ASCII letters): only then can
+    // `collapse_spacing` change anything (its own check looks for exactly that pattern).
+    let mut spaced = false;
     let mut i = 0usize;
     while let Some(mut c) = char_at(text, b, i) {
         // The common case first: a run of ASCII letters is copied lowercased in one go (leetspeak
@@ -92,6 +95,16 @@ pub fn normalize(text: &str, out: &mut String, ends: &mut Vec<u32>) {
             o.extend(b[i..end].iter().map(u8::to_ascii_lowercase));
             prev = char::from(b[end - 1].to_ascii_lowercase());
             (in_word, word_has_letter, run, i) = (true, true, 0, end);
+            continue;
+        }
+        // Next most common: a plain space (what the general path below does with it).
+        if c == ' ' {
+            i += 1;
+            in_word = false;
+            if prev != ' ' {
+                spaced |= push_space(&mut o);
+                prev = ' ';
+            }
             continue;
         }
         i += c.len_utf8();
@@ -123,7 +136,7 @@ pub fn normalize(text: &str, out: &mut String, ends: &mut Vec<u32>) {
                 continue;
             }
             if prev != ' ' {
-                o.push(b' ');
+                spaced |= push_space(&mut o);
                 prev = ' ';
             }
             continue;
@@ -172,7 +185,19 @@ pub fn normalize(text: &str, out: &mut String, ends: &mut Vec<u32>) {
         Ok(s) => s,
         Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
     };
-    collapse_spacing(out, ends);
+    if spaced {
+        collapse_spacing(out, ends);
+    }
+}
+
+/// Pushes a space; true when `o` then ends in " x y " (x, y ASCII letters). Bytes are only ever
+/// removed from the end of `o` (a trailing space), so every such window of the final text was
+/// seen here when its last space was pushed.
+#[inline(always)]
+fn push_space(o: &mut Vec<u8>) -> bool {
+    let spaced = matches!(o[..], [.., b' ', x, b' ', y] if x.is_ascii_alphabetic() && y.is_ascii_alphabetic());
+    o.push(b' ');
+    spaced
 }
 
 /// The char starting at byte `i` of `text` (`b` is `text`'s bytes): ASCII without decoding.
@@ -320,44 +345,99 @@ fn collapse_spacing(out: &mut String, ends: &mut [u32]) {
 /// - words (runs of ASCII letters and digits, and of non-ASCII bytes): the word's bytes are
 ///   gathered eight at a time into a `u64` and folded with one multiply per eight bytes;
 /// - bigrams of consecutive words.
+///
+/// Per byte: its n-grams (3, 4, 5, those that fit), then, if the byte ends a word, the word and
+/// its bigram. The first bytes, which do not complete every n-gram yet, and the closing space take
+/// the checked path; the bytes between emit all three n-grams without a test.
 #[inline]
 pub fn segment_features(seg: &str, emit: &mut impl FnMut(u32)) {
+    let b = seg.as_bytes();
     let mut w: u64 = u64::from(b' ');
-    let mut seen = 1usize;
-    // The current word: its last (up to) eight bytes, what was folded before them, its length.
-    let (mut word, mut acc, mut len) = (0u64, 0u64, 0u32);
-    let mut prev: Option<u64> = None;
-    let mut step = |byte: u8| {
+    let mut words = Words::default();
+    // Bytes seen, the leading space included: an n-gram exists once n bytes have been seen.
+    let head = b.len().min(CHAR_MAX - 2);
+    let (first, rest) = b.split_at(head);
+    for (k, &byte) in first.iter().enumerate() {
         w = (w << 8) | u64::from(byte);
-        seen += 1;
-        for n in CHAR_MIN..=CHAR_MAX {
-            if seen >= n {
-                let gram = if n >= 8 { w } else { w & ((1u64 << (8 * n)) - 1) };
-                emit(top((gram ^ SEED_CHAR ^ ((n as u64) << 59)).wrapping_mul(K_CHAR)));
+        grams_upto(w, k + 2, emit);
+        words.step(byte, emit);
+    }
+    for &byte in rest {
+        w = (w << 8) | u64::from(byte);
+        emit(gram::<3>(w));
+        emit(gram::<4>(w));
+        emit(gram::<5>(w));
+        words.step(byte, emit);
+    }
+    w = (w << 8) | u64::from(b' ');
+    grams_upto(w, b.len() + 2, emit);
+    words.step(b' ', emit);
+}
+
+/// The bucket of the character `N`-gram in the low `N` bytes of `w`.
+#[inline(always)]
+fn gram<const N: u32>(w: u64) -> u32 {
+    let gram = if N >= 8 { w } else { w & ((1u64 << (8 * N)) - 1) };
+    top((gram ^ SEED_CHAR ^ (u64::from(N) << 59)).wrapping_mul(K_CHAR))
+}
+
+/// The n-grams ending at the newest byte of `w`, when `seen` bytes have been seen.
+#[inline(always)]
+fn grams_upto(w: u64, seen: usize, emit: &mut impl FnMut(u32)) {
+    const _: () = assert!(CHAR_MIN == 3 && CHAR_MAX == 5);
+    if seen >= 3 {
+        emit(gram::<3>(w));
+    }
+    if seen >= 4 {
+        emit(gram::<4>(w));
+    }
+    if seen >= 5 {
+        emit(gram::<5>(w));
+    }
+}
+
+/// Which bytes belong to a word: ASCII letters and digits, and every non-ASCII byte.
+const WORD: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = (i as u8).is_ascii_alphanumeric() || i >= 0x80;
+        i += 1;
+    }
+    t
+};
+
+/// The word being read: its last (up to) eight bytes, what was folded before them, its length,
+/// and the previous word's hash (for the bigram).
+#[derive(Default)]
+struct Words {
+    word: u64,
+    acc: u64,
+    len: u32,
+    prev: Option<u64>,
+}
+
+impl Words {
+    #[inline(always)]
+    fn step(&mut self, byte: u8, emit: &mut impl FnMut(u32)) {
+        if WORD[usize::from(byte)] {
+            if self.len > 0 && self.len % 8 == 0 {
+                self.acc = (self.acc ^ self.word).wrapping_mul(K_WORD).rotate_left(31);
+                self.word = 0;
             }
-        }
-        if byte.is_ascii_alphanumeric() || byte >= 0x80 {
-            if len > 0 && len % 8 == 0 {
-                acc = (acc ^ word).wrapping_mul(K_WORD).rotate_left(31);
-                word = 0;
-            }
-            word = (word << 8) | u64::from(byte);
-            len += 1;
-        } else if len > 0 {
-            let h = (acc ^ word ^ SEED_WORD).wrapping_mul(K_WORD) ^ u64::from(len);
+            self.word = (self.word << 8) | u64::from(byte);
+            self.len += 1;
+        } else if self.len > 0 {
+            let h = (self.acc ^ self.word ^ SEED_WORD).wrapping_mul(K_WORD) ^ u64::from(self.len);
             let h = (h ^ (h >> 31)).wrapping_mul(K_MIX);
             emit(top(h));
-            if let Some(p) = prev {
+            if let Some(p) = self.prev {
                 emit(top((p.rotate_left(17) ^ h ^ SEED_BIGRAM).wrapping_mul(K_CHAR)));
             }
-            prev = Some(h);
-            (word, acc, len) = (0, 0, 0);
+            self.prev = Some(h);
+            (self.word, self.acc, self.len) = (0, 0, 0);
         }
-    };
-    for &byte in seg.as_bytes() {
-        step(byte);
     }
-    step(b' ');
 }
 
 /// Every feature of a whole text as one bag (the training view): normalised, each segment's
@@ -491,6 +571,12 @@ mod tests {
             "wow!!!!!!! ...  ?? 。次の文！ 終わり？ end.\u{3000}next",
             "ig\u{200B}nore\u{E0068}\u{E0069} tab\u{0B}vt\u{0C}ff\u{1C}fs \u{85}nel \u{A0}nbsp.\u{A0}x",
             "Ⱥ ȺȺ ⱥ ǈ ß ẞ Ω K Å — mixed ＦＵＬＬ width",
+            "a b c d",
+            "x. a b c d e. I a m h e r e\tn o w",
+            "a\tb\tc\td e\u{A0}f g h, a  b  c  d, a\u{200B} b c d, \u{212A} \u{212A} k k done",
+            "ab c d e f g, a b c, a b c d",
+            "\u{E0061} \u{E0062} \u{E0020}\u{E0063} d e",
+            "1 a 2 b 3 c 4 d, x1 a b c, Ｓ a y t h, é a b c d",
         ]
         .iter()
         .map(|s| s.to_string())
@@ -505,6 +591,100 @@ mod tests {
             reference(t, &mut a, &mut ea);
             normalize(t, &mut b, &mut eb);
             assert_eq!((&a, &ea), (&b, &eb), "{t:?}");
+        }
+    }
+
+    /// The straightforward definition of [`segment_features`]: the padded segment's n-grams by
+    /// slices, words by splitting, each hashed from its bytes; same order (per byte: its n-grams,
+    /// then the word it ends and that word's bigram).
+    fn reference_features(seg: &str) -> Vec<u32> {
+        let pack = |bytes: &[u8]| bytes.iter().fold(0u64, |a, &x| (a << 8) | u64::from(x));
+        let padded: Vec<u8> = [b" ", seg.as_bytes(), b" "].concat();
+        let is_word = |x: u8| x.is_ascii_alphanumeric() || x >= 0x80;
+        let mut out = Vec::new();
+        let mut word_start: Option<usize> = None;
+        let mut prev: Option<u64> = None;
+        for p in 1..padded.len() {
+            for n in CHAR_MIN..=CHAR_MAX {
+                if p + 1 >= n {
+                    let gram = pack(&padded[p + 1 - n..=p]);
+                    out.push(top((gram ^ SEED_CHAR ^ ((n as u64) << 59)).wrapping_mul(K_CHAR)));
+                }
+            }
+            if is_word(padded[p]) {
+                word_start.get_or_insert(p);
+            } else if let Some(s) = word_start.take() {
+                let word = &padded[s..p];
+                let chunks: Vec<&[u8]> = word.chunks(8).collect();
+                let (last, init) = chunks.split_last().expect("a word has a byte");
+                let acc = init.iter().fold(0u64, |a, c| (a ^ pack(c)).wrapping_mul(K_WORD).rotate_left(31));
+                let h = (acc ^ pack(last) ^ SEED_WORD).wrapping_mul(K_WORD) ^ word.len() as u64;
+                let h = (h ^ (h >> 31)).wrapping_mul(K_MIX);
+                out.push(top(h));
+                if let Some(q) = prev {
+                    out.push(top((q.rotate_left(17) ^ h ^ SEED_BIGRAM).wrapping_mul(K_CHAR)));
+                }
+                prev = Some(h);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn segment_features_match_the_straightforward_definition() {
+        let mut segs: Vec<String> = [
+            "",
+            "a",
+            "ab",
+            "abc",
+            "abcd",
+            "abcde",
+            "a b",
+            " x",
+            "ignore all previous instructions",
+            "supercalifragilisticexpialidocious antidisestablishmentarianism abcdefgh abcdefghi",
+            "über straße istanbul σίσυφος ǆemal — « quoted » 1gnore @dmin $ecret",
+            "次の文！ 終わり？ end. ｆｕｌｌ width, emoji 🙂🙂 and a-b_c/d.e",
+            "fn merge(a: &[i32], b: &[i32]) -> vec<i32> { out.sort(); out }",
+            "!!",
+            "..",
+            "12345678 123456789 1234567",
+            "x y z w q",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        // Every word length up to 20 around the eight-byte chunks, alone and between others.
+        for n in 1..=20 {
+            let w = "abcdefghijklmnopqrstuvwxyz"[..n].to_string();
+            segs.push(w.clone());
+            segs.push(format!("go {w} now"));
+            segs.push(format!("é{w}ü {w}"));
+        }
+        for t in &segs {
+            let mut got = Vec::new();
+            segment_features(t, &mut |x| got.push(x));
+            assert_eq!(got, reference_features(t), "{t:?}");
+        }
+        // And through normalisation, on texts with every kind of segment.
+        let (mut buf, mut ends) = (String::new(), Vec::new());
+        for t in [
+            "IGNORE   all\tprevious. Next one!\nThird?  end",
+            "Über straße İstanbul ΣΊΣΥΦΟΣ — 1gn0re pr3v10us @dmin. S a y t h a t now",
+            "wow!!!!!!! ...  ?? 。次の文！ 終わり？ end.\u{3000}next",
+        ] {
+            let mut got = Vec::new();
+            text_features(t, &mut buf, &mut ends, &mut |x| got.push(x));
+            let mut want = Vec::new();
+            let mut start = 0;
+            for &e in &ends {
+                let seg = buf[start..e as usize].trim_start();
+                if !seg.is_empty() {
+                    want.extend(reference_features(seg));
+                }
+                start = e as usize;
+            }
+            assert_eq!(got, want, "{t:?}");
         }
     }
 

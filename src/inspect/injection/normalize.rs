@@ -31,19 +31,30 @@ pub(super) fn needs_fold(text: &str) -> bool {
     let b = &b[..b.len().min(FOLD_MAX)];
     if !b.is_ascii() {
         let t = super::floor(text, b.len());
-        if text[..t].chars().any(|c| !c.is_ascii() && (fold_char(c).is_some() || confusable(c).is_some() || dropped(c)))
-        {
-            return true;
+        // Only the non-ASCII chars can fold: skip ASCII eight bytes at a time, decode the rest.
+        let mut i = 0;
+        while let Some(at) = non_ascii_from(&b[..t], i) {
+            let Some(c) = text.get(at..t).and_then(|r| r.chars().next()) else { break };
+            if fold_char(c).is_some() || confusable(c).is_some() || dropped(c) {
+                return true;
+            }
+            i = at + c.len_utf8();
         }
     }
     let (mut singles, mut last_single_end) = (0usize, usize::MAX);
-    let (mut letters, mut leet, mut other_digits) = (0usize, 0usize, 0usize);
+    let (mut leet, mut other_digits) = (0usize, 0usize);
     let mut i = 0;
     while i < b.len() {
         let c = b[i];
         if c.is_ascii_alphanumeric() {
             // Word start: measure the ASCII word.
             let start = i;
+            // Letters first (the common case: a word with no digit cannot fold), then the
+            // counting loop from the first digit on.
+            while i < b.len() && b[i].is_ascii_alphabetic() {
+                i += 1;
+            }
+            let mut letters = i - start;
             while i < b.len() && b[i].is_ascii_alphanumeric() {
                 match b[i] {
                     b'0' | b'1' | b'3' | b'4' | b'5' | b'7' | b'8' => leet += 1,
@@ -62,7 +73,7 @@ pub(super) fn needs_fold(text: &str) -> bool {
                     return true;
                 }
             }
-            (letters, leet, other_digits) = (0, 0, 0);
+            (leet, other_digits) = (0, 0);
             continue;
         }
         if c == b'<' && b.get(i + 1..i + 4) == Some(b"!--") {
@@ -71,6 +82,20 @@ pub(super) fn needs_fold(text: &str) -> bool {
         i += 1;
     }
     false
+}
+
+/// The position of the first non-ASCII byte of `b` at or after `i`.
+#[inline]
+fn non_ascii_from(b: &[u8], mut i: usize) -> Option<usize> {
+    while let Some(chunk) = b.get(i..i + 8) {
+        let mut x = [0u8; 8];
+        x.copy_from_slice(chunk);
+        if u64::from_le_bytes(x) & 0x8080_8080_8080_8080 != 0 {
+            break;
+        }
+        i += 8;
+    }
+    b.get(i..)?.iter().position(|&x| x >= 0x80).map(|p| i + p)
 }
 
 /// Invisible characters and controls the view drops.
@@ -672,4 +697,30 @@ pub(super) fn base32_decode(run: &str) -> Option<String> {
     }
     let s = String::from_utf8(out).ok()?;
     (!s.is_empty() && s.chars().all(|c| !c.is_control() || matches!(c, '\t' | '\n' | '\r'))).then_some(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_non_ascii_scan_of_needs_fold_matches_every_char() {
+        // The definition: some non-ASCII char of the text folds.
+        let folds = |t: &str| {
+            t.chars().any(|c| !c.is_ascii() && (fold_char(c).is_some() || confusable(c).is_some() || dropped(c)))
+        };
+        let mut texts: Vec<String> = vec!["plain".into(), "é".into(), "ｈｉ".into(), "über straße".into()];
+        for c in (0x80u32..0x600).chain(0x2000..0x2100).chain(0xFF00..0xFF60).chain(0xE0000..0xE0080) {
+            if let Some(ch) = char::from_u32(c) {
+                for pad in ["", "a", "abcdefg", "abcdefgh", "é", "über ", "0123456789abcdef"] {
+                    texts.push(format!("{pad}{ch}"));
+                    texts.push(format!("{pad}ü{ch}{pad}"));
+                }
+            }
+        }
+        for t in &texts {
+            // Texts with no ASCII trigger: needs_fold is exactly the non-ASCII definition.
+            assert_eq!(needs_fold(t), folds(t), "{t:?}");
+        }
+    }
 }
