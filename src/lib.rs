@@ -2,12 +2,12 @@
 //!
 //! # Layout
 //!
-//! The top-level modules are layered: each uses only modules listed before it (but for the edges
-//! `tests/module_graph.rs` lists as being cut), so the module graph has no cycle (that test checks
-//! it). Lowest first:
+//! The top-level modules are layered: each uses only modules listed before it, so the module graph
+//! has no cycle (`tests/module_graph.rs` checks it). Lowest first:
 //!
 //! - [`protocol`] — wire formats: endpoints, error bodies, SSE framing, request bodies, replies the
 //!   gateway writes itself (safe mode, the scripted upstream).
+//! - [`rules`] — every rule id ([`rules::Rule`]) and what a decision did ([`rules::Verdict`]), typed.
 //! - [`inspect`] — the inspection engine: scanner, redaction, egress, injection signatures.
 //! - [`metrics`] — Prometheus counters and text.
 //! - [`config`] — the policy: TOML → validated (every problem with file:line) → compiled [`config::Policy`].
@@ -17,6 +17,8 @@
 //! - [`audit`] — the HMAC-chained JSONL trail, its key and its verifier.
 //! - [`circuit`] — circuit breakers per upstream and MCP server: failing targets are refused fast
 //!   (or sent to a fallback) and probed until they recover.
+//! - [`facts`] — the typed record of one exchange (AI or MCP): the audit record and the incident
+//!   engine's input are derived from it.
 //! - [`http`] — HTTP plumbing shared by both surfaces and the admin API: bodies and the one request
 //!   body reader, errors → responses, admission, the identity phase, the client's facts, outbound
 //!   clients and TLS, listener TLS, the scripted upstream.
