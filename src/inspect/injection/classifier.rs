@@ -453,7 +453,8 @@ impl Signatures {
         if v.classifier.is_some_and(|c| c.action == Some(HitAction::Strip)) {
             return Some(super::REMOVED.to_owned());
         }
-        self.strip(text)
+        // The signatures' hits are in the verdict already: no second scan.
+        Signatures::strip_hits(text, &v.assessment.hits)
     }
 }
 

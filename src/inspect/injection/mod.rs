@@ -512,7 +512,11 @@ impl Signatures {
     /// `text` with hidden characters removed and every other hit replaced by [`REMOVED`]; `None`
     /// when nothing hit (no allocation then).
     pub fn strip(&self, text: &str) -> Option<String> {
-        let hits = self.scan(text);
+        Self::strip_hits(text, &self.scan(text))
+    }
+
+    /// [`Signatures::strip`] with the hits of `text` already found (by [`Signatures::scan`]).
+    pub(super) fn strip_hits(text: &str, hits: &[Hit<'_>]) -> Option<String> {
         if hits.is_empty() {
             return None;
         }
