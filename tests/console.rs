@@ -358,6 +358,16 @@ async fn audit_search_filters_and_verification() {
     assert_eq!(chat(&g, BOB).await, 200);
     assert_eq!(chat(&g, ALICE).await, 200);
     let get = |q: &'static str| g.admin(Method::GET, q, None);
+    // The writer task appends records after the responses: wait (bounded) until all three are in.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, v) = get("/admin/v1/audit?kind=request").await;
+        if v["records"].as_array().map(Vec::len) == Some(3) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "three request records never reached the trail: {v}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let (s, v) = get("/admin/v1/audit?user=alice&kind=request").await;
     assert_eq!(s, 200);
     let recs = v["records"].as_array().expect("records").clone();
