@@ -52,6 +52,7 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod facts;
+pub mod fleet;
 pub mod forensics;
 pub mod gateway;
 pub mod http;

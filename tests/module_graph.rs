@@ -6,7 +6,7 @@
 //! must form no cycle, so the modules can be read (and layered) bottom up:
 //!
 //! protocol, inspect, rules, metrics → config, state, telemetry → audit, circuit → http →
-//! incident, forensics → alerts → gateway → proxy, mcp → server → control → replay → cli
+//! incident, forensics → alerts → fleet → gateway → proxy, mcp → server → control → replay → cli
 //!
 //! `KNOWN_EDGES_TO_CUT` lists edges that still close a cycle on this branch and that another
 //! change is removing (who, and why the edge is wrong); the lead empties it after the merge. An

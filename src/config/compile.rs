@@ -126,6 +126,7 @@ fn compile(m: Merged, base: &Path, problems: &mut Problems) -> Option<Policy> {
     let inspection = inspection?;
     let admins = super::admins::compile(&raw.admins, raw.admin.require_second.as_ref(), problems);
     let forensics = super::forensics::compile(raw.forensics.as_ref(), base, problems);
+    let fleet = super::fleet::compile(raw.fleet.as_ref(), base, problems);
     Some(Policy {
         scanner: inspection.scanner.clone(),
         base_scanner: inspection.scanner,
@@ -151,6 +152,7 @@ fn compile(m: Merged, base: &Path, problems: &mut Problems) -> Option<Policy> {
         levels,
         incidents: Arc::new(incidents),
         forensics: forensics.map(Arc::new),
+        fleet: fleet.map(Arc::new),
         sha256: String::new(),
         alerts: Arc::new(alerts),
         audit,

@@ -9,6 +9,7 @@ pub mod admins;
 pub mod alerts;
 pub mod circuit;
 mod compile;
+pub mod fleet;
 pub mod forensics;
 pub mod glob;
 pub mod incidents;
@@ -130,6 +131,8 @@ pub struct Policy {
     pub incidents: Arc<incidents::IncidentPolicy>,
     /// Evidence capture around incidents; `None` when off (the default).
     pub forensics: Option<Arc<forensics::ForensicsSettings>>,
+    /// Fleet mode (`[fleet]`; read at start, a reload keeps the settings it started with).
+    pub fleet: Option<Arc<fleet::FleetSettings>>,
     /// SHA-256 (hex) over the policy's files as loaded (each file's path and text, in load order).
     pub sha256: String,
     /// Alert sinks and anomaly settings.

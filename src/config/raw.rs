@@ -74,6 +74,8 @@ pub struct RawPolicy {
     pub plans: BTreeMap<String, RawPlan>,
     /// Evidence capture around incidents (off by default).
     pub forensics: Option<super::forensics::RawForensics>,
+    /// `[fleet]`: fleet mode (absent: single-node).
+    pub fleet: Option<super::fleet::RawFleet>,
     /// Alert sinks and anomaly settings.
     #[serde(default)]
     pub alerts: super::alerts::RawAlerts,

@@ -5,6 +5,7 @@
 
 pub mod alerting;
 pub(crate) mod exchange;
+pub mod fleet;
 pub(crate) mod health;
 pub mod incidents;
 pub mod mcp_sessions;
@@ -88,6 +89,8 @@ pub struct Gateway {
     closing: tokio::sync::watch::Sender<bool>,
     /// The TLS listeners, whose certificates reload with the policy (registered by `serve`).
     pub listener_tls: listen_tls::Listeners,
+    /// Fleet mode (`[fleet]`), `None` on a single node.
+    pub fleet: Option<Arc<crate::fleet::Fleet>>,
 }
 
 /// Admission, continued: while the audit trail cannot be written, a fail-closed policy serves nothing
@@ -186,6 +189,7 @@ impl Gateway {
             reload_lock: tokio::sync::Mutex::new(()),
             closing: tokio::sync::watch::Sender::new(false),
             listener_tls: listen_tls::Listeners::default(),
+            fleet: None,
         }))
     }
 
@@ -198,6 +202,7 @@ impl Gateway {
         metrics: Arc<Metrics>,
     ) -> Result<Arc<Gateway>, StartError> {
         let gw = Gateway::new(policy, source, metrics)?;
+        fleet::start(&gw).await;
         let _g = gw.reload_lock.lock().await;
         let active = gw.active.load_full();
         gw.issue_missing_canaries(&active).await.map_err(StartError::Canaries)?;

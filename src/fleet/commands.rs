@@ -1,0 +1,1 @@
+//! Fleet commands (credential rotation, reload) issued on one replica and run by every replica.

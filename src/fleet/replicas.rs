@@ -1,0 +1,1 @@
+//! The replica heartbeat, the live count, and the replica list of `admin fleet`.

@@ -1,0 +1,1 @@
+//! MCP session bindings (session id → key id) shared by every replica.
