@@ -265,6 +265,13 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// The fleet (fleet mode only): every replica with its heartbeat, applied switch version, lag
+    /// and policy hash; `!` marks a replica that lags, runs another policy, or is not live.
+    Fleet {
+        /// Print the API's JSON instead.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print audit records.
     Audit {
         /// RFC 3339 time or a duration back from now (e.g. 1h).
@@ -324,6 +331,7 @@ async fn run_async(a: Args) -> anyhow::Result<ExitCode> {
             Cmd::State | Cmd::Isolated => ("GET", "/admin/v1/state".to_owned(), None),
             Cmd::PendingTools { .. } => ("GET", "/admin/v1/tools/pending".to_owned(), None),
             Cmd::CircuitStatus { .. } => ("GET", "/admin/v1/circuits".to_owned(), None),
+            Cmd::Fleet { .. } => ("GET", "/admin/v1/fleet".to_owned(), None),
             Cmd::Reload => ("POST", "/admin/v1/policy/reload".to_owned(), Some(json!({}))),
             Cmd::RotateCredential { name } => {
                 ("POST", format!("/admin/v1/rotate/credential/{name}"), Some(json!({"reason": reason, "actor": actor})))
@@ -426,6 +434,7 @@ async fn run_async(a: Args) -> anyhow::Result<ExitCode> {
         Ok(v) if matches!(a.cmd, Cmd::CircuitStatus { json: false }) && status.is_success() => {
             out(&super::circuit::text(&v))
         }
+        Ok(v) if matches!(a.cmd, Cmd::Fleet { json: false }) && status.is_success() => out(&super::fleet::table(&v)),
         Ok(v) => out(&serde_json::to_string_pretty(&v)?),
         Err(_) => out(&String::from_utf8_lossy(&bytes)),
     }

@@ -8,6 +8,7 @@ mod bundle;
 mod check;
 mod circuit;
 mod eval_detection;
+mod fleet;
 mod key;
 mod mcp;
 mod replay;
@@ -52,6 +53,9 @@ enum Command {
     EvalDetection(eval_detection::Args),
     /// Scan files and directories (logs) for credentials with the gateway's catalog; exit 1 on findings.
     Scan(scan::Args),
+    /// Fleet mode's database: `fleet migrate` (the schema) and `fleet status` (schema, switch
+    /// version, replicas).
+    Fleet(fleet::Args),
 }
 
 /// Runs the CLI; returns the process exit code.
@@ -69,6 +73,7 @@ pub fn main() -> ExitCode {
         Some(Command::Replay(a)) => replay::run(a),
         Some(Command::Report(a)) => report::run(a),
         Some(Command::EvalDetection(a)) => eval_detection::run(a),
+        Some(Command::Fleet(a)) => fleet::run(a),
     };
     match result {
         Ok(code) => code,

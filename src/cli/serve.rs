@@ -44,6 +44,10 @@ pub struct Args {
     /// life, with no hand-offs between threads (see benches/README.md).
     #[arg(long, env = "FIREBREAK_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
     worker_threads: Option<u16>,
+    /// This replica's id in fleet mode (`[fleet]`): before the policy's `replica_id` and the
+    /// default `<hostname>:<proxy port>`. Ignored on a single node.
+    #[arg(long, env = "FIREBREAK_REPLICA_ID")]
+    replica_id: Option<String>,
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
@@ -75,7 +79,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     // The control runtime: start-up, the acceptor, the admin API, signals and reloads. The proxy's
     // connections run on the shards.
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the runtime")?;
-    rt.block_on(serve(policy, source, demo, metrics, a.ready_file))
+    rt.block_on(serve(policy, source, demo, metrics, a.ready_file, a.replica_id))
 }
 
 async fn serve(
@@ -84,6 +88,7 @@ async fn serve(
     demo: bool,
     metrics: Arc<Metrics>,
     ready_file: Option<PathBuf>,
+    replica_id: Option<String>,
 ) -> anyhow::Result<ExitCode> {
     let (mut token, mut generated) = (None, false);
     if let Some(src) = &policy.admin_token_source {
@@ -122,7 +127,18 @@ async fn serve(
             .with_context(|| format!("loading the {name} listener's TLS certificate"))
     };
     let (proxy_tls, admin_tls) = (tls("proxy", &listen.proxy_tls)?, tls("admin", &listen.admin_tls)?);
-    let gw = Gateway::start(policy, source, metrics).await?;
+    // Bound before the gateway starts, so a fleet replica knows (and reports) its real addresses,
+    // and its default id carries the real port; nothing is served until the gateway is ready.
+    let proxy_listener = tokio::net::TcpListener::bind(listen.proxy)
+        .await
+        .with_context(|| format!("binding the proxy listener {}", listen.proxy))?;
+    let admin_listener = tokio::net::TcpListener::bind(listen.admin)
+        .await
+        .with_context(|| format!("binding the admin listener {}", listen.admin))?;
+    let proxy_addr = proxy_listener.local_addr()?;
+    let admin_addr = admin_listener.local_addr()?;
+    let replica = crate::gateway::Replica { id: replica_id, proxy: Some(proxy_addr), admin: Some(admin_addr) };
+    let gw = Gateway::start_replica(policy, source, metrics, &replica).await?;
     for t in proxy_tls.iter().chain(admin_tls.iter()) {
         gw.listener_tls.register(t.clone());
     }
@@ -132,14 +148,6 @@ async fn serve(
     let scheme = |t: &Option<Arc<listen_tls::ServerTls>>| if t.is_some() { "https" } else { "http" };
     let (proxy_scheme, admin_scheme) = (scheme(&proxy_tls), scheme(&admin_tls));
     crate::gateway::alerting::start(&gw);
-    let proxy_listener = tokio::net::TcpListener::bind(listen.proxy)
-        .await
-        .with_context(|| format!("binding the proxy listener {}", listen.proxy))?;
-    let admin_listener = tokio::net::TcpListener::bind(listen.admin)
-        .await
-        .with_context(|| format!("binding the admin listener {}", listen.admin))?;
-    let proxy_addr = proxy_listener.local_addr()?;
-    let admin_addr = admin_listener.local_addr()?;
     let admin = Admin::new(gw.clone(), token.clone());
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -19,6 +19,7 @@ use identity::{Identity, Role};
 mod alerts;
 mod circuits;
 pub mod console;
+mod fleet;
 mod forensics;
 pub mod identity;
 mod mcp_verify;
@@ -73,17 +74,7 @@ impl Admin {
         let method = req.method().clone();
         match (&method, path.as_str()) {
             (&Method::GET, "/healthz") => return text(StatusCode::OK, "ok\n"),
-            (&Method::GET, "/readyz") => {
-                return match self.gw.audit.failure() {
-                    None => text(StatusCode::OK, "ready\n"),
-                    Some(why) => {
-                        let mut r =
-                            Response::new(full(format!("not ready: the audit trail cannot be written ({why})\n")));
-                        *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-                        r
-                    }
-                }
-            }
+            (&Method::GET, "/readyz") => return fleet::readyz(&self.gw, req.uri().query()),
             (_, p) if p == "/console" || p.starts_with("/console/") => return self.console(req).await,
             _ => {}
         }
@@ -114,7 +105,11 @@ impl Admin {
         }
         match (&method, path.as_str()) {
             (&Method::GET, "/metrics") => {
-                let mut r = Response::new(full(self.gw.metrics.render() + &self.gw.circuits.render_metrics()));
+                let mut text = self.gw.metrics.render() + &self.gw.circuits.render_metrics();
+                if let Some(f) = &self.gw.fleet {
+                    text.push_str(&f.render_metrics());
+                }
+                let mut r = Response::new(full(text));
                 r.headers_mut()
                     .insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/plain; version=0.0.4"));
                 r
@@ -137,6 +132,7 @@ impl Admin {
                 self.pending_reject(&id, &who).await
             }
             (&Method::GET, "/admin/v1/circuits") => circuits::status(&self.gw),
+            (&Method::GET, "/admin/v1/fleet") => fleet::view(&self.gw).await,
             (&Method::GET, p) if p.starts_with("/admin/v1/mcp/servers/") && p.ends_with("/verify") => {
                 let server = p.trim_start_matches("/admin/v1/mcp/servers/").trim_end_matches("/verify").to_owned();
                 mcp_verify::verify(&self.gw, &server).await

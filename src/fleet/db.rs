@@ -60,6 +60,129 @@ impl FleetDb {
     pub async fn client(&self) -> Result<deadpool_postgres::Object, FleetError> {
         self.pool.get().await.map_err(|e| FleetError::Unavailable(pool_error(&e)))
     }
+
+    /// Brings the schema to this binary's version ([`known_version`]): one transaction under the
+    /// advisory lock [`MIGRATE_LOCK`], so replicas starting together apply each migration once (the
+    /// others wait, then find nothing to do). `by` is recorded in `fleet_schema.applied_by` (a
+    /// replica id, or `cli`). Returns the schema version now in the database; a database migrated
+    /// by a newer binary is [`FleetError::SchemaTooNew`] and is left as it is.
+    pub async fn migrate(&self, by: &str) -> Result<i32, FleetError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.migrate_once(by).await {
+                // Another replica holds the lock past lock_timeout (a slow migration): wait for it.
+                Err(Retry::LockTimeout(_)) if attempt < 5 => continue,
+                Err(Retry::LockTimeout(e)) | Err(Retry::Fail(e)) => return Err(e),
+                Ok(v) => return Ok(v),
+            }
+        }
+    }
+
+    async fn migrate_once(&self, by: &str) -> Result<i32, Retry> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(stmt)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATE_LOCK]).await.map_err(stmt)?;
+        tx.batch_execute(FLEET_SCHEMA_TABLE).await.map_err(stmt)?;
+        let found: i32 =
+            tx.query_one("SELECT coalesce(max(version), 0) FROM fleet_schema", &[]).await.map_err(stmt)?.get(0);
+        let known = known_version();
+        if found > known {
+            return Err(Retry::Fail(FleetError::SchemaTooNew { found, known }));
+        }
+        for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > found) {
+            tx.batch_execute(sql)
+                .await
+                .map_err(|e| Retry::Fail(FleetError::Db(format!("migration {version:03} failed: {}", db_error(&e)))))?;
+            tx.execute("INSERT INTO fleet_schema (version, applied_by) VALUES ($1, $2)", &[version, &by])
+                .await
+                .map_err(stmt)?;
+        }
+        tx.commit().await.map_err(stmt)?;
+        if found < known {
+            tracing::info!(from = found, to = known, by, "fleet schema migrated");
+        }
+        Ok(found.max(known))
+    }
+
+    /// The schema version in the database (0: never migrated), without changing anything.
+    pub async fn schema_version(&self) -> Result<i32, FleetError> {
+        let client = self.client().await?;
+        let exists: bool = client
+            .query_one("SELECT to_regclass('fleet_schema') IS NOT NULL", &[])
+            .await
+            .map_err(|e| statement_error(&e))?
+            .get(0);
+        if !exists {
+            return Ok(0);
+        }
+        let row = client
+            .query_one("SELECT coalesce(max(version), 0) FROM fleet_schema", &[])
+            .await
+            .map_err(|e| statement_error(&e))?;
+        Ok(row.get(0))
+    }
+
+    /// `None` when the database's schema is what this binary needs; otherwise the operator's problem
+    /// (for `migrate = "manual"`, which never migrates by itself).
+    pub async fn schema_problem(&self) -> Result<Option<String>, FleetError> {
+        let found = self.schema_version().await?;
+        let known = known_version();
+        Ok(match found.cmp(&known) {
+            std::cmp::Ordering::Equal => None,
+            std::cmp::Ordering::Less => Some(format!(
+                "database schema version {found} is older than this binary's {known}: run `firebreak fleet migrate`"
+            )),
+            std::cmp::Ordering::Greater => Some(FleetError::SchemaTooNew { found, known }.to_string()),
+        })
+    }
+}
+
+/// The advisory lock key that serialises migrations (`pg_advisory_xact_lock`; "firebreak").
+pub const MIGRATE_LOCK: i64 = 7_244_917_071;
+
+/// The table that records applied migrations.
+const FLEET_SCHEMA_TABLE: &str = "CREATE TABLE IF NOT EXISTS fleet_schema (
+  version    integer PRIMARY KEY,
+  applied_at timestamptz NOT NULL DEFAULT now(),
+  applied_by text NOT NULL
+)";
+
+/// The schema version this binary knows (its last migration).
+pub fn known_version() -> i32 {
+    MIGRATIONS.iter().map(|(v, _)| *v).max().unwrap_or(0)
+}
+
+/// A migration attempt's failure: a lock wait past `lock_timeout` is worth another try.
+enum Retry {
+    LockTimeout(FleetError),
+    Fail(FleetError),
+}
+
+impl From<FleetError> for Retry {
+    fn from(e: FleetError) -> Retry {
+        Retry::Fail(e)
+    }
+}
+
+fn stmt(e: tokio_postgres::Error) -> Retry {
+    use tokio_postgres::error::SqlState;
+    let lock = e.code().is_some_and(|c| *c == SqlState::LOCK_NOT_AVAILABLE || *c == SqlState::QUERY_CANCELED);
+    let e = statement_error(&e);
+    if lock {
+        Retry::LockTimeout(e)
+    } else {
+        Retry::Fail(e)
+    }
+}
+
+/// A statement's error: `Unavailable` when the connection is gone, `Db` when the server refused it.
+pub fn statement_error(e: &tokio_postgres::Error) -> FleetError {
+    if e.as_db_error().is_none() || e.is_closed() {
+        FleetError::Unavailable(db_error(e))
+    } else {
+        FleetError::Db(db_error(e))
+    }
 }
 
 /// A pool error in words, without the URL.

@@ -129,6 +129,30 @@ impl Fleet {
     }
 }
 
+impl Fleet {
+    /// `firebreak_fleet_*` for `/metrics`: [`metrics::FleetMetrics::render`] plus
+    /// `firebreak_fleet_degraded{reason}` (1 while that reason holds; `other` counts the reasons
+    /// beyond PostgreSQL, Redis and the schema).
+    pub fn render_metrics(&self) -> String {
+        use std::sync::atomic::Ordering::Relaxed;
+        let schema = self.status.schema_problem.lock().map(|p| p.is_some()).unwrap_or(false);
+        let (pg, redis) = (!self.status.pg_up.load(Relaxed), !self.status.redis_up.load(Relaxed));
+        let all = self.degraded().len();
+        let other = all.saturating_sub(usize::from(pg) + usize::from(redis) + usize::from(schema));
+        let mut s = self.metrics.render(&self.status);
+        s.push_str("# HELP firebreak_fleet_degraded Whether this replica is degraded, by reason (see /readyz).\n# TYPE firebreak_fleet_degraded gauge\n");
+        for (reason, v) in [
+            ("postgres", usize::from(pg)),
+            ("redis", usize::from(redis)),
+            ("schema", usize::from(schema)),
+            ("other", other),
+        ] {
+            s.push_str(&format!("firebreak_fleet_degraded{{reason=\"{reason}\"}} {v}\n"));
+        }
+        s
+    }
+}
+
 /// This replica's id: the flag or `FIREBREAK_REPLICA_ID` (given as `explicit`), then the policy,
 /// then `<hostname>:<proxy port>`.
 pub fn replica_id(explicit: Option<&str>, settings: &FleetSettings, port: u16) -> String {

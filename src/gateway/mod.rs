@@ -57,6 +57,18 @@ pub enum PolicySource {
     Demo,
 }
 
+/// How this process names itself in a fleet: `serve --replica-id` (or `FIREBREAK_REPLICA_ID`) and
+/// the listeners as bound. Unused without `[fleet]`; [`Replica::default`] everywhere else.
+#[derive(Debug, Clone, Default)]
+pub struct Replica {
+    /// The explicit replica id (before the policy's `replica_id` and `hostname:port`).
+    pub id: Option<String>,
+    /// The proxy listener as bound (its port names the replica by default; reported in heartbeats).
+    pub proxy: Option<std::net::SocketAddr>,
+    /// The admin listener as bound (reported in heartbeats).
+    pub admin: Option<std::net::SocketAddr>,
+}
+
 /// Shared state of a running gateway.
 #[derive(Debug)]
 pub struct Gateway {
@@ -140,6 +152,10 @@ pub enum StartError {
     /// The evidence store (`[forensics] dir`) could not be opened.
     #[error("{0}")]
     Forensics(String),
+    /// Fleet mode could not be set up (a URL's environment variable or file is missing, …). An
+    /// unreachable PostgreSQL or Redis is not this: the replica starts degraded.
+    #[error("[fleet]: {0}")]
+    Fleet(String),
 }
 
 /// Why a reload was refused (the old policy stays).
@@ -157,8 +173,33 @@ pub enum ReloadError {
 }
 
 impl Gateway {
-    /// Opens state and audit, and builds the runtime from `policy`.
+    /// Opens state and audit, and builds the runtime from `policy` (as a replica named by
+    /// [`Replica::default`] when the policy has `[fleet]`).
     pub fn new(policy: Policy, source: PolicySource, metrics: Arc<Metrics>) -> Result<Arc<Gateway>, StartError> {
+        Gateway::new_replica(policy, source, metrics, &Replica::default())
+    }
+
+    /// [`Gateway::new`], with the fleet handle built for `replica` when the policy has `[fleet]`
+    /// (it never connects here: see [`crate::fleet::Fleet::new`]).
+    pub fn new_replica(
+        policy: Policy,
+        source: PolicySource,
+        metrics: Arc<Metrics>,
+        replica: &Replica,
+    ) -> Result<Arc<Gateway>, StartError> {
+        let fleet = match &policy.fleet {
+            None => None,
+            Some(settings) => {
+                settings.postgres.read().map_err(|e| StartError::Fleet(format!("postgres_url: {e}")))?;
+                settings.redis.read().map_err(|e| StartError::Fleet(format!("redis_url: {e}")))?;
+                let port = replica.proxy.unwrap_or(policy.listen.proxy).port();
+                let id = crate::fleet::replica_id(replica.id.as_deref(), settings, port);
+                let fleet =
+                    crate::fleet::Fleet::new(settings.clone(), id).map_err(|e| StartError::Fleet(e.to_string()))?;
+                tracing::info!(replica = %fleet.replica_id, "fleet mode: PostgreSQL holds the switches, Redis the counters");
+                Some(fleet)
+            }
+        };
         let state = StateStore::open(&policy.storage.state_file)?;
         let audit = Audit::open(&policy.storage.audit_file, &policy.audit, metrics.clone())?;
         let incidents = crate::incident::Engine::open(&crate::incident::file_for(&policy.storage.state_file))?;
@@ -189,7 +230,7 @@ impl Gateway {
             reload_lock: tokio::sync::Mutex::new(()),
             closing: tokio::sync::watch::Sender::new(false),
             listener_tls: listen_tls::Listeners::default(),
-            fleet: None,
+            fleet,
         }))
     }
 
@@ -201,8 +242,19 @@ impl Gateway {
         source: PolicySource,
         metrics: Arc<Metrics>,
     ) -> Result<Arc<Gateway>, StartError> {
-        let gw = Gateway::new(policy, source, metrics)?;
-        fleet::start(&gw).await;
+        Gateway::start_replica(policy, source, metrics, &Replica::default()).await
+    }
+
+    /// [`Gateway::start`] as the fleet replica `replica` (`serve` passes its flag and the bound
+    /// listeners); the same as `start` without `[fleet]`.
+    pub async fn start_replica(
+        policy: Policy,
+        source: PolicySource,
+        metrics: Arc<Metrics>,
+        replica: &Replica,
+    ) -> Result<Arc<Gateway>, StartError> {
+        let gw = Gateway::new_replica(policy, source, metrics, replica)?;
+        fleet::start(&gw, replica).await;
         let _g = gw.reload_lock.lock().await;
         let active = gw.active.load_full();
         gw.issue_missing_canaries(&active).await.map_err(StartError::Canaries)?;
