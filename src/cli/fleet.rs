@@ -55,8 +55,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         match a.cmd {
             Cmd::Migrate { target } => {
                 let (db, _, _) = open(&target)?;
-                let before = db.schema_version().await.context("reading the schema version")?;
-                let after = db.migrate("cli").await.context("migrating")?;
+                let (before, after) = db.migrate_from("cli").await.context("migrating")?;
                 if before == after {
                     println!("schema version {after}: up to date");
                 } else {
@@ -100,7 +99,7 @@ fn open(target: &Target) -> anyhow::Result<(FleetDb, Arc<FleetSettings>, String)
         (Some(p), _) => {
             let policy = crate::config::load(p).with_context(|| format!("loading {}", p.display()))?;
             match &policy.fleet {
-                Some(s) => (s.clone(), policy.sha256.clone()),
+                Some(s) => (s.clone(), policy.content_sha256.clone()),
                 None => bail!("{} has no [fleet] section (or it says enabled = false)", p.display()),
             }
         }

@@ -47,6 +47,7 @@ pub(super) fn load_text(name: PathBuf, text: String, base: &Path) -> Result<Poli
         Some(mut p) if problems.is_empty() => {
             p.source = sources[0].path.clone();
             p.sha256 = sources_digest(&sources);
+            p.content_sha256 = super::fleet::content_digest(&sources);
             Ok(p)
         }
         _ => Err(PolicyError(problems.locate(&sources))),
@@ -154,6 +155,7 @@ fn compile(m: Merged, base: &Path, problems: &mut Problems) -> Option<Policy> {
         forensics: forensics.map(Arc::new),
         fleet: fleet.map(Arc::new),
         sha256: String::new(),
+        content_sha256: String::new(),
         alerts: Arc::new(alerts),
         audit,
         safe_mode_reply: settings::safe_mode_reply(raw.safe_mode),

@@ -484,6 +484,18 @@ pub fn is_loopback(host: &str) -> bool {
     host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
+/// SHA-256 over the policy files' texts (length-prefixed, in load order), not their paths: the
+/// policy hash replicas compare (`Policy.content_sha256`).
+pub(super) fn content_digest(sources: &[super::validate::PolicyFile]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for s in sources {
+        h.update((s.text.len() as u64).to_be_bytes());
+        h.update(s.text.as_bytes());
+    }
+    hex::encode(h.finalize())
+}
+
 /// `"8MiB"`, `"512KiB"`, `"4096"` → bytes.
 fn parse_bytes(s: &str) -> Option<usize> {
     let s = s.trim();

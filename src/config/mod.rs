@@ -135,6 +135,9 @@ pub struct Policy {
     pub fleet: Option<Arc<fleet::FleetSettings>>,
     /// SHA-256 (hex) over the policy's files as loaded (each file's path and text, in load order).
     pub sha256: String,
+    /// SHA-256 (hex) over the policy files' texts only, in load order (not their paths): equal on
+    /// replicas that load the same policy from different places; fleet mode compares it.
+    pub content_sha256: String,
     /// Alert sinks and anomaly settings.
     pub alerts: Arc<alerts::AlertsPolicy>,
 }

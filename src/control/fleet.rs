@@ -67,7 +67,7 @@ pub(super) async fn view(gw: &Arc<Gateway>) -> Response<Body> {
             )
         }
     };
-    let mut v = crate::fleet::replicas::overview(db_version, &rows, &gw.policy().sha256);
+    let mut v = crate::fleet::replicas::overview(db_version, &rows, &gw.policy().content_sha256);
     v["this_replica"] = json!(fleet.replica_id);
     v["degraded"] = json!(fleet.degraded());
     json_response(StatusCode::OK, &v)

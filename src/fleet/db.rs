@@ -67,6 +67,12 @@ impl FleetDb {
     /// replica id, or `cli`). Returns the schema version now in the database; a database migrated
     /// by a newer binary is [`FleetError::SchemaTooNew`] and is left as it is.
     pub async fn migrate(&self, by: &str) -> Result<i32, FleetError> {
+        self.migrate_from(by).await.map(|(_, now)| now)
+    }
+
+    /// [`FleetDb::migrate`], also returning the version found under the lock (before, now): equal
+    /// when there was nothing to do.
+    pub async fn migrate_from(&self, by: &str) -> Result<(i32, i32), FleetError> {
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -79,9 +85,11 @@ impl FleetDb {
         }
     }
 
-    async fn migrate_once(&self, by: &str) -> Result<i32, Retry> {
+    async fn migrate_once(&self, by: &str) -> Result<(i32, i32), Retry> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(stmt)?;
+        // "relation … already exists, skipping" notices are not news.
+        tx.batch_execute("SET LOCAL client_min_messages = warning").await.map_err(stmt)?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATE_LOCK]).await.map_err(stmt)?;
         tx.batch_execute(FLEET_SCHEMA_TABLE).await.map_err(stmt)?;
         let found: i32 =
@@ -102,7 +110,7 @@ impl FleetDb {
         if found < known {
             tracing::info!(from = found, to = known, by, "fleet schema migrated");
         }
-        Ok(found.max(known))
+        Ok((found, found.max(known)))
     }
 
     /// The schema version in the database (0: never migrated), without changing anything.
@@ -198,6 +206,10 @@ fn pool_error(e: &deadpool_postgres::PoolError) -> String {
 pub fn db_error(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(d) => format!("{}: {}", d.code().code(), d.message()),
-        None => e.to_string(),
+        // The cause (an io error: "Connection refused"), never the URL.
+        None => match std::error::Error::source(e) {
+            Some(cause) => format!("{e}: {cause}"),
+            None => e.to_string(),
+        },
     }
 }

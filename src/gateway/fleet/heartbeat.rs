@@ -53,7 +53,7 @@ async fn run(
                 binary_version: env!("CARGO_PKG_VERSION").to_string(),
                 started_at,
                 applied_version: gw.state.load().version,
-                policy_hash: policy.sha256.clone(),
+                policy_hash: policy.content_sha256.clone(),
                 written_seq: fleet.status.written_seq.load(Relaxed),
                 shipped_seq: fleet.status.shipped_seq.load(Relaxed),
                 redis_ok: fleet.status.redis_up.load(Relaxed),
