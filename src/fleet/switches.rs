@@ -34,6 +34,9 @@ pub struct Remote {
     pub version: u64,
     /// The snapshot, its canaries restored.
     pub snapshot: Snapshot,
+    /// The replica that committed this version and when (µs since the epoch), from
+    /// `switch_batches` (none for a seeded version).
+    pub committed: Option<(String, i64)>,
 }
 
 /// A notification of a committed batch: `{"v": version, "t": commit time (µs), "r": replica}`.
@@ -91,7 +94,7 @@ fn decode(version: i64, snapshot: Value, canaries: Value) -> Result<Remote, Flee
         serde_json::from_value(snapshot).map_err(|e| FleetError::Unreadable(version, e.to_string()))?;
     snap.canaries = serde_json::from_value(canaries).map_err(|e| FleetError::Unreadable(version, e.to_string()))?;
     snap.version = version;
-    Ok(Remote { version, snapshot: snap })
+    Ok(Remote { version, snapshot: snap, committed: None })
 }
 
 /// The row's columns for `snap` (the local override stripped, canaries apart).
@@ -204,10 +207,20 @@ impl Fleet {
     pub async fn fetch(&self) -> Result<Option<Remote>, FleetError> {
         let client = self.db.client().await?;
         let row = client
-            .query_opt("SELECT version, snapshot, canaries FROM switch_state WHERE id", &[])
+            .query_opt(
+                "SELECT s.version, s.snapshot, s.canaries, b.replica_id, \
+                 (extract(epoch FROM b.committed_at) * 1000000)::bigint \
+                 FROM switch_state s LEFT JOIN switch_batches b ON b.version = s.version WHERE s.id",
+                &[],
+            )
             .await
             .map_err(|e| stmt_error(&e))?;
-        row.map(|r| decode(r.get(0), r.get(1), r.get(2))).transpose()
+        let Some(r) = row else { return Ok(None) };
+        let mut remote = decode(r.get(0), r.get(1), r.get(2))?;
+        if let (Some(by), Some(at)) = (r.get::<_, Option<String>>(3), r.get::<_, Option<i64>>(4)) {
+            remote.committed = Some((by, at));
+        }
+        Ok(Some(remote))
     }
 
     /// The shared version alone (cheap: the poll's question); `None` when never seeded.

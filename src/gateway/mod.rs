@@ -301,7 +301,8 @@ impl Gateway {
             self.active.store(Arc::new(Active { policy: Arc::new(policy), clients: active.clients.clone() }));
         }
         let before = committed.before;
-        let after = self.install_committed(fleet, committed.after, &active.policy, None).await;
+        let from = Some((fleet.replica_id.clone(), committed.committed_at_us));
+        let after = self.install_committed(fleet, committed.after, &active.policy, from).await;
         Ok(crate::state::Applied { before, after })
     }
 
@@ -340,8 +341,6 @@ impl Gateway {
         if let Some((replica, t)) = &from {
             let ms = (crate::fleet::switches::now_us() - t).max(0) / 1000;
             record = record.with("from_replica", replica.as_str()).with("propagation_ms", ms);
-        } else {
-            record = record.with("from_replica", fleet.replica_id.as_str());
         }
         self.audit.record(record).await;
         let f = fleet.clone();
@@ -436,7 +435,7 @@ impl Gateway {
                     if let Some(fleet) = &self.fleet {
                         match fleet.fetch().await {
                             Ok(Some(remote)) => {
-                                self.install_fleet_locked(remote.snapshot, None, active).await;
+                                self.install_fleet_locked(remote.snapshot, remote.committed, active).await;
                             }
                             Ok(None) => {}
                             Err(e) => return Err(e.into()),

@@ -50,7 +50,7 @@ pub async fn first_sync(gw: &Arc<Gateway>) {
                     db = remote.version,
                     "fleet: installing the newer database snapshot"
                 );
-                gw.install_fleet_snapshot(remote.snapshot, None).await;
+                gw.install_fleet_snapshot(remote.snapshot, remote.committed).await;
             } else if remote.version < local.version {
                 let why = format!(
                     "database snapshot v{} is older than this replica's v{}: restored from a backup? this replica keeps its own",
@@ -75,7 +75,7 @@ pub async fn first_sync(gw: &Arc<Gateway>) {
                     if let Ok(Some(remote)) = fleet.fetch().await {
                         note_db_version(&fleet, remote.version, local.version);
                         if remote.version > local.version {
-                            gw.install_fleet_snapshot(remote.snapshot, None).await;
+                            gw.install_fleet_snapshot(remote.snapshot, remote.committed).await;
                         } else if remote.version < local.version {
                             tracing::warn!(local = local.version, db = remote.version, "fleet: another replica seeded an older snapshot than this one's; this replica keeps its own");
                         }
@@ -242,12 +242,13 @@ async fn sync_once(fleet: &Arc<Fleet>, gw: &Arc<Gateway>, wake: Wake) {
         return;
     }
     let version = remote.version;
-    let from = match &wake {
+    let notified = match &wake {
         Wake::Notified(n) if n.v == version => Some((n.r.clone(), n.t)),
         _ => None,
     };
-    if gw.install_fleet_snapshot(remote.snapshot, from.clone()).await {
-        if let Some((_, t)) = from {
+    let from = notified.clone().or(remote.committed);
+    if gw.install_fleet_snapshot(remote.snapshot, from).await {
+        if let Some((_, t)) = notified {
             observe_propagation(fleet, crate::fleet::switches::now_us() - t);
         }
         if !matches!(wake, Wake::Notified(_)) {
