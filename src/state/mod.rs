@@ -596,3 +596,104 @@ impl Snapshot {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> Policy {
+        crate::config::load_str(crate::config::DEMO_NAME, crate::config::DEMO_POLICY, Path::new(".")).expect("demo")
+    }
+
+    fn batch(actions: Vec<Action>, expect: Option<u64>) -> Batch {
+        Batch { actions, reason: "test".into(), actor: Some("ops".into()), expect_version: expect }
+    }
+
+    #[test]
+    fn apply_batch_is_pure_and_bumps_the_version() {
+        let p = policy();
+        let cur = Snapshot { version: 4, ..Snapshot::default() };
+        let next = apply_batch(
+            &cur,
+            &batch(
+                vec![Action::SetLevel { level: "critical".into() }, Action::BlockUser { user: "u".into(), ttl: None }],
+                Some(4),
+            ),
+            &p,
+            SystemTime::now(),
+        )
+        .expect("valid");
+        assert_eq!(cur.version, 4, "the input is not touched");
+        assert_eq!(cur.level, Level::Normal);
+        assert_eq!(next.version, 5);
+        assert_eq!(next.level, Level::Critical);
+        assert_eq!(next.blocked_users["u"].actor, "ops");
+        assert!(next.updated_at.is_some());
+        assert!(next.local_override.is_none());
+    }
+
+    #[test]
+    fn apply_batch_checks_the_version_and_rejects_whole() {
+        let p = policy();
+        let cur = Snapshot { version: 4, ..Snapshot::default() };
+        let set = |l: &str| Action::SetLevel { level: l.into() };
+        match apply_batch(&cur, &batch(vec![set("lockdown")], Some(3)), &p, SystemTime::now()) {
+            Err(ApplyError::Conflict { expected: 3, current: 4 }) => {}
+            other => panic!("expected a conflict, got {other:?}"),
+        }
+        match apply_batch(&cur, &batch(vec![set("lockdown"), set("nope")], None), &p, SystemTime::now()) {
+            Err(ApplyError::Invalid(e)) => assert_eq!(e[0].index, 1),
+            other => panic!("expected invalid, got {other:?}"),
+        }
+        let empty = Batch { actions: vec![], reason: " ".into(), actor: None, expect_version: None };
+        match apply_batch(&cur, &empty, &p, SystemTime::now()) {
+            Err(ApplyError::Invalid(e)) => assert_eq!(e.len(), 2),
+            other => panic!("expected invalid, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_store_composes_the_override_and_never_installs_an_older_remote() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("state.json");
+        let p = policy();
+        let store = StateStore::open_with(&path, Some(&p)).expect("open");
+        let applied = store.apply(&batch(vec![Action::SetLevel { level: "elevated".into() }], None), &p).await;
+        assert_eq!(applied.expect("applied").after.version, 1);
+        let (id, cur) = store
+            .set_local(&p, |o| {
+                let id = o.next_id();
+                o.entries.push(local::LocalEntry {
+                    id,
+                    actions: vec![Action::SetLevel { level: "lockdown".into() }],
+                    actor: "ops".into(),
+                    reason: "glass".into(),
+                    since: "2026-12-03T10:00:00Z".into(),
+                    origin: local::Origin::BreakGlass,
+                });
+                Ok(id)
+            })
+            .await
+            .expect("persisted")
+            .expect("set");
+        assert_eq!(id, 1);
+        assert_eq!(cur.level, Level::Lockdown);
+        assert_eq!(store.base().level, Level::Elevated, "the base is not changed by the override");
+        assert!(local::path_for(&path).exists());
+        // A newer remote snapshot: the override stays composed on top.
+        let remote = Snapshot { version: 5, level: Level::Critical, ..Snapshot::default() };
+        let installed = store.install_remote(remote.clone(), &p).await.expect("saved").expect("newer");
+        assert_eq!((installed.version, installed.level), (5, Level::Lockdown));
+        assert_eq!(store.base().level, Level::Critical);
+        // Never an older or equal one.
+        let older = Snapshot { version: 5, ..Snapshot::default() };
+        assert!(store.install_remote(older, &p).await.expect("no write").is_none());
+        // Reopened (a restart): base from the file, the override from its own file.
+        drop(store);
+        let store = StateStore::open_with(&path, Some(&p)).expect("reopen");
+        assert_eq!(store.base().version, 5);
+        assert_eq!(store.load().level, Level::Lockdown);
+        let persisted = std::fs::read_to_string(&path).expect("state file");
+        assert!(!persisted.contains("local_override"), "the state file never holds the override");
+    }
+}
