@@ -376,3 +376,85 @@ async fn break_glass_on_a_single_node() {
     assert_eq!(chat(&g).await.0, 200);
     assert_eq!(state(&g).await["level"], "elevated");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_starting_together_issue_one_canary() {
+    let db = TestDb::create().await;
+    let p = policy("canary") + "\n[prompts.ops]\ntext = \"You are the operations assistant. Keep answers short.\"\n";
+    let url = db.url.clone();
+    let starts: Vec<_> = ["A", "B", "C"]
+        .into_iter()
+        .map(|id| {
+            let (p, url) = (p.clone(), url.clone());
+            std::thread::spawn(move || replica(&p, id, &url))
+        })
+        .collect();
+    let gws: Vec<Gateway> = starts.into_iter().map(|t| t.join().expect("start")).collect();
+    let rows = db.sql("SELECT count(*) FROM switch_batches WHERE actor = 'firebreak'").await;
+    assert_eq!(rows[0].get::<_, i64>(0), 1, "one first canary for the fleet, not one per replica");
+    let rows = db.sql("SELECT version, canaries::text FROM switch_state").await;
+    let v = rows[0].get::<_, i64>(0) as u64;
+    let canaries: Value = serde_json::from_str(&rows[0].get::<_, String>(1)).expect("json");
+    assert!(canaries.get("ops").is_some(), "the canary is in the shared row: {canaries}");
+    let snapshot = db.sql("SELECT snapshot::text FROM switch_state").await;
+    assert!(!snapshot[0].get::<_, String>(0).contains("canary_values"), "never in the snapshot column");
+    for g in &gws {
+        let (ok, s, _) = wait_state(g, Duration::from_secs(3), |s| s["version"] == json!(v)).await;
+        assert!(ok, "replica not at v{v}: {s}");
+        // Its local file holds the fleet's canary (fail-static includes detection).
+        let file: Value = serde_json::from_str(&std::fs::read_to_string(g.dir.join("state.json")).expect("state file"))
+            .expect("json");
+        assert_eq!(file["canary_values"], canaries, "{}", g.stderr());
+    }
+    drop(gws);
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_all_reports_laggards() {
+    let db = TestDb::create().await;
+    let p = policy("wait");
+    let a = replica(&p, "A", &db.url);
+    // The heartbeat's rows, as the replicas table would hold them: A itself, and a live replica C that
+    // never applies anything.
+    for (id, applied) in [("A", 0), ("C", 0)] {
+        db.sql(&format!(
+            "INSERT INTO replicas (replica_id, address, pid, binary_version, started_at, last_seen, applied_version, \
+             policy_hash) VALUES ('{id}', '127.0.0.1:1', 1, 'test', now(), now() + interval '1 hour', {applied}, 'x') \
+             ON CONFLICT (replica_id) DO UPDATE SET last_seen = EXCLUDED.last_seen"
+        ))
+        .await;
+    }
+    let (status, body) =
+        a.admin(Method::POST, "/admin/v1/switches?wait=all&timeout=300ms", Some(batch("elevated", None))).await;
+    assert_eq!(status, 200, "committed either way: {body}");
+    let v = body["version"].as_u64().expect("version");
+    let fleet = &body["fleet"];
+    assert_eq!(fleet["complete"], false, "{body}");
+    assert_eq!(fleet["version"], json!(v));
+    assert!(fleet["waited_ms"].as_u64().expect("waited_ms") >= 250, "{body}");
+    let laggards: Vec<&str> =
+        fleet["laggards"].as_array().expect("laggards").iter().filter_map(|l| l["id"].as_str()).collect();
+    assert_eq!(laggards, ["C"], "{body}");
+    let (status, body) =
+        a.admin(Method::POST, "/admin/v1/switches?wait=sometimes", Some(batch("elevated", None))).await;
+    assert_eq!(status, 400, "{body}");
+    // The CLI exits 3 and names the laggard.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_firebreak"))
+        .args(["admin", "--wait-all=300ms", "--reason", "x", "level", "critical"])
+        .env("FIREBREAK_ADMIN_URL", &a.admin)
+        .env("FIREBREAK_ADMIN_TOKEN", common::ADMIN_TOKEN)
+        .output()
+        .expect("run firebreak");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains('C'), "{err}");
+    // C gone: complete.
+    db.sql("DELETE FROM replicas WHERE replica_id = 'C'").await;
+    let (ok, out, err) = a.cli(&["admin", "--wait-all", "--reason", "x", "level", "normal"]);
+    assert!(ok, "{out}{err}");
+    let v: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(v["fleet"]["complete"], true, "{v}");
+    drop(a);
+    db.drop_db().await;
+}

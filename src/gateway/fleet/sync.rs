@@ -88,6 +88,10 @@ pub async fn first_sync(gw: &Arc<Gateway>) {
     }
     let applied = gw.state.base().version;
     fleet.status.applied_version.store(applied, Relaxed);
+    let overlay = gw.state.local();
+    if let Ok(mut slot) = fleet.status.local_override.lock() {
+        *slot = (!overlay.is_empty()).then(|| serde_json::to_value(&overlay).unwrap_or_default());
+    }
     let f = fleet.clone();
     tokio::spawn(async move {
         let _ = f.report_applied(applied).await;
@@ -228,7 +232,11 @@ async fn sync_once(fleet: &Arc<Fleet>, gw: &Arc<Gateway>, wake: Wake) {
     let remote = match fleet.fetch().await {
         Ok(Some(r)) => r,
         Ok(None) => {
+            // Never seeded (every replica started without the database): this one seeds it.
             fleet.status.pg_up.store(true, Relaxed);
+            if let Err(e) = fleet.seed(&gw.state.base()).await {
+                fail(fleet, &e);
+            }
             return;
         }
         Err(e) => {
