@@ -26,6 +26,14 @@ pub struct Args {
     /// Apply only if the state is still at this version (409 otherwise).
     #[arg(long, global = true)]
     expect_version: Option<u64>,
+    /// Break-glass: act on this replica alone, as a tightening overlay that works with PostgreSQL
+    /// down (only with `level`, `safe-mode on`, `lift` and `state`).
+    #[arg(long, global = true)]
+    local: bool,
+    /// Fleet mode: after the commit, wait (at most TIMEOUT, default the policy's `wait_timeout`)
+    /// until every live replica applied the new version; exit 3 when some did not.
+    #[arg(long, global = true, value_name = "TIMEOUT", num_args = 0..=1, default_missing_value = "", require_equals = true)]
+    wait_all: Option<String>,
     #[command(flatten)]
     tls: super::admin_tls::TlsArgs,
     #[command(subcommand)]
@@ -40,8 +48,13 @@ enum OnOff {
 
 #[derive(Debug, clap::Subcommand)]
 enum Cmd {
-    /// Show the switch state.
+    /// Show the switch state (with `local_override` when break-glass is in force here).
     State,
+    /// Lift this replica's break-glass override: one entry by id, or all (`admin --local lift`).
+    Lift {
+        /// The entry's id (from `admin --local state`); all when absent.
+        id: Option<u32>,
+    },
     /// Set the degradation level (normal, elevated, critical, lockdown).
     Level {
         /// The level.
@@ -320,7 +333,27 @@ async fn run_async(a: Args) -> anyhow::Result<ExitCode> {
     let token = std::env::var(&a.token_env).with_context(|| format!("set the admin token in ${}", a.token_env))?;
     let actor = a.actor.clone().or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "cli".into());
     let reason = a.reason.clone().unwrap_or_else(|| "no reason given (firebreak admin)".into());
-    let (method, path, body) = if let Some(act) = action(&a.cmd)? {
+    let (method, path, body) = if a.local {
+        match &a.cmd {
+            Cmd::Level { .. } | Cmd::SafeMode { mode: OnOff::On } => {
+                let act = action(&a.cmd)?.unwrap_or_default();
+                let body = json!({"actions": [strip_nulls(act)], "reason": reason, "actor": actor});
+                ("POST", "/admin/v1/local/switches".to_owned(), Some(body))
+            }
+            Cmd::SafeMode { mode: OnOff::Off } => {
+                bail!("a local override only tightens: to end a local safe mode, lift it (`firebreak admin --local lift [ID]`)")
+            }
+            Cmd::Lift { id: Some(id) } => ("DELETE", format!("/admin/v1/local/switches/{id}"), None),
+            Cmd::Lift { id: None } => ("DELETE", "/admin/v1/local/switches".to_owned(), None),
+            Cmd::State => ("GET", "/admin/v1/state".to_owned(), None),
+            _ => bail!("--local is accepted only with `level`, `safe-mode on`, `lift` and `state`"),
+        }
+    } else if let Cmd::Lift { id } = &a.cmd {
+        match id {
+            Some(id) => ("DELETE", format!("/admin/v1/local/switches/{id}"), None),
+            None => ("DELETE", "/admin/v1/local/switches".to_owned(), None),
+        }
+    } else if let Some(act) = action(&a.cmd)? {
         let mut batch = json!({"actions": [strip_nulls(act)], "reason": reason, "actor": actor});
         if let Some(v) = a.expect_version {
             batch["expect_version"] = json!(v);
@@ -406,6 +439,11 @@ async fn run_async(a: Args) -> anyhow::Result<ExitCode> {
             _ => unreachable!("every switch command maps to an action"),
         }
     };
+    let path = match (&a.wait_all, path.as_str()) {
+        (Some(t), "/admin/v1/switches") if t.is_empty() => format!("{path}?wait=all"),
+        (Some(t), "/admin/v1/switches") => format!("{path}?wait=all&timeout={t}"),
+        _ => path,
+    };
     let uri: http::Uri = format!("{}{}", a.url.trim_end_matches('/'), path).parse().context("invalid --url")?;
     let client = super::admin_tls::client(&a.tls)?;
     let req = http::Request::builder()
@@ -435,6 +473,29 @@ async fn run_async(a: Args) -> anyhow::Result<ExitCode> {
             out(&super::circuit::text(&v))
         }
         Ok(v) if matches!(a.cmd, Cmd::Fleet { json: false }) && status.is_success() => out(&super::fleet::table(&v)),
+        Ok(v) if a.wait_all.is_some() && v.pointer("/fleet/complete") == Some(&Value::Bool(false)) => {
+            out(&serde_json::to_string_pretty(&v)?);
+            let laggards: Vec<String> = v["fleet"]["laggards"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+                .iter()
+                .map(|l| {
+                    format!(
+                        "{} (applied {}, last seen {})",
+                        l["id"].as_str().unwrap_or("?"),
+                        l["applied"],
+                        l["last_seen"].as_str().unwrap_or("?")
+                    )
+                })
+                .collect();
+            eprintln!(
+                "committed as version {}, but not every live replica applied it within the wait: {}",
+                v["version"],
+                laggards.join(", ")
+            );
+            return Ok(ExitCode::from(3));
+        }
         Ok(v) => out(&serde_json::to_string_pretty(&v)?),
         Err(_) => out(&String::from_utf8_lossy(&bytes)),
     }

@@ -178,6 +178,10 @@ pub fn required_role(method: &Method, path: &str) -> Option<Role> {
         }
         return Some(Role::Admin);
     }
+    if path == "/admin/v1/local/switches" || path.starts_with("/admin/v1/local/switches/") {
+        // Break-glass on one replica (POST to set, DELETE to lift).
+        return Some(Role::Responder);
+    }
     if method != Method::POST {
         return Some(Role::Admin);
     }

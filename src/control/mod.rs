@@ -22,6 +22,7 @@ pub mod console;
 mod fleet;
 mod forensics;
 pub mod identity;
+mod local;
 mod mcp_verify;
 mod pending;
 mod prompts;
@@ -120,6 +121,12 @@ impl Admin {
             (&Method::GET, "/admin/v1/state") => self.state(),
             (&Method::GET, "/admin/v1/tools/pending") => self.pending_tools(),
             (&Method::POST, "/admin/v1/switches") => self.switches(req, &who).await,
+            (&Method::POST, "/admin/v1/local/switches") => self.local_set(req, &who).await,
+            (&Method::DELETE, "/admin/v1/local/switches") => self.local_lift(None, &who).await,
+            (&Method::DELETE, p) if p.starts_with("/admin/v1/local/switches/") => {
+                let id = p.trim_start_matches("/admin/v1/local/switches/").to_owned();
+                self.local_lift(Some(id), &who).await
+            }
             (&Method::POST, "/admin/v1/policy/reload") => self.reload(&who).await,
             // The two-person rule (pending.rs).
             (&Method::GET, "/admin/v1/pending") => self.pending_list(),
@@ -259,6 +266,10 @@ impl Admin {
     async fn switches(&self, req: Request<Incoming>, who: &Identity) -> Response<Body> {
         // The verified mTLS client identity of the connection, if any ([listen] admin_tls).
         let tls_identity = req.extensions().get::<crate::http::peer::Peer>().and_then(|p| p.tls_identity.clone());
+        let wait = match local::wait_all(req.uri().query(), self.gw.fleet.as_deref()) {
+            Ok(w) => w,
+            Err(r) => return r,
+        };
         let bytes = match read(req).await {
             Ok(b) => b,
             Err(r) => return r,
@@ -289,7 +300,7 @@ impl Admin {
             Ok(_) => return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "held the wrong kind of request"),
             Err(answer) => return answer,
         };
-        self.apply_switches(batch, on_behalf_of.as_deref(), None, tls_identity.as_deref()).await
+        self.apply_switches_wait(batch, on_behalf_of.as_deref(), None, tls_identity.as_deref(), wait).await
     }
 
     /// Applies a switch batch whose `actor` is the authenticated identity (the requester's, for an
@@ -300,6 +311,19 @@ impl Admin {
         on_behalf_of: Option<&str>,
         approval: Option<pending::Approval<'_>>,
         tls_identity: Option<&str>,
+    ) -> Response<Body> {
+        self.apply_switches_wait(batch, on_behalf_of, approval, tls_identity, None).await
+    }
+
+    /// [`Admin::apply_switches`]; in fleet mode with `?wait=all`, waits (at most `wait`) after the
+    /// commit until every live replica has applied the new version, and says so in `fleet`.
+    async fn apply_switches_wait(
+        &self,
+        batch: Batch,
+        on_behalf_of: Option<&str>,
+        approval: Option<pending::Approval<'_>>,
+        tls_identity: Option<&str>,
+        wait: Option<std::time::Duration>,
     ) -> Response<Body> {
         match self.gw.apply(&batch).await {
             Ok(applied) => {
@@ -328,17 +352,19 @@ impl Admin {
                     }
                 };
                 tracing::info!(actor, before = applied.before, after = applied.after.version, "switches applied");
-                json_response(
-                    StatusCode::OK,
-                    &json!({
-                        "applied": true,
-                        "before_version": applied.before,
-                        "version": applied.after.version,
-                        "audit_seq": audit_seq,
-                        "approved_by": approval.map(|a| a.approved_by),
-                        "state": &*applied.after,
-                    }),
-                )
+                let mut body = json!({
+                    "applied": true,
+                    "before_version": applied.before,
+                    "version": applied.after.version,
+                    "audit_seq": audit_seq,
+                    "approved_by": approval.map(|a| a.approved_by),
+                    "state": &*applied.after,
+                });
+                if let (Some(timeout), Some(fleet)) = (wait, &self.gw.fleet) {
+                    let waited = fleet.wait_all(applied.after.version, timeout).await;
+                    body["fleet"] = serde_json::to_value(&waited).unwrap_or(Value::Null);
+                }
+                json_response(StatusCode::OK, &body)
             }
             Err(e) => apply_error(e),
         }
@@ -549,6 +575,7 @@ impl Admin {
             Err(e @ PlanError::Apply(ApplyError::Persist(_))) => {
                 error(StatusCode::INTERNAL_SERVER_ERROR, "persist_failed", &e.to_string())
             }
+            Err(PlanError::Apply(e @ (ApplyError::Fleet(_) | ApplyError::Conflict { .. }))) => apply_error(e),
             Err(e) => error(StatusCode::BAD_REQUEST, "invalid_playbook_run", &e.to_string()),
         }
     }
@@ -677,6 +704,8 @@ fn apply_error(e: ApplyError) -> Response<Body> {
             "problems": errors}}),
         ),
         e @ ApplyError::Persist(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "persist_failed", &e.to_string()),
+        ApplyError::Fleet(f) if f.unknown => error(StatusCode::SERVICE_UNAVAILABLE, "outcome_unknown", &f.message),
+        ApplyError::Fleet(f) => error(StatusCode::SERVICE_UNAVAILABLE, "fleet_unavailable", &f.message),
     }
 }
 

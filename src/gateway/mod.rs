@@ -200,7 +200,7 @@ impl Gateway {
                 Some(fleet)
             }
         };
-        let state = StateStore::open(&policy.storage.state_file)?;
+        let state = StateStore::open_with(&policy.storage.state_file, Some(&policy))?;
         let audit = Audit::open(&policy.storage.audit_file, &policy.audit, metrics.clone())?;
         let incidents = crate::incident::Engine::open(&crate::incident::file_for(&policy.storage.state_file))?;
         let forensics = match &policy.forensics {
@@ -264,9 +264,10 @@ impl Gateway {
 
     /// Applies a switch batch. A batch that issues canaries first swaps in a scanner that detects
     /// them (before the snapshot that injects them becomes visible: requests load the snapshot
-    /// first, then the policy), so a new canary is never sent upstream undetected.
+    /// first, then the policy), so a new canary is never sent upstream undetected. In fleet mode the
+    /// batch is committed to PostgreSQL first (on the database's snapshot), then installed here.
     pub async fn apply(&self, batch: &crate::state::Batch) -> Result<crate::state::Applied, ApplyError> {
-        if !batch.actions.iter().any(crate::state::Action::issues_canary) {
+        if self.fleet.is_none() && !batch.actions.iter().any(crate::state::Action::issues_canary) {
             let policy = self.policy();
             return self.state.apply(batch, &policy).await;
         }
@@ -275,12 +276,15 @@ impl Gateway {
         self.apply_with_scanner(batch, &active).await
     }
 
-    /// The canary-issuing apply, with `reload_lock` held by the caller.
+    /// The canary-issuing apply (every apply in fleet mode), with `reload_lock` held by the caller.
     async fn apply_with_scanner(
         &self,
         batch: &crate::state::Batch,
         active: &Arc<Active>,
     ) -> Result<crate::state::Applied, ApplyError> {
+        if let Some(fleet) = &self.fleet {
+            return self.apply_fleet(fleet, batch, active).await;
+        }
         let applied = self
             .state
             .apply_with(batch, &active.policy, |next| {
@@ -293,22 +297,200 @@ impl Gateway {
         Ok(applied)
     }
 
+    /// Fleet mode: commits the batch to the shared snapshot (compare-and-set on the database's
+    /// version), then installs the committed snapshot here (scanner first when canaries changed,
+    /// the local file too: fail-static). `reload_lock` held by the caller.
+    async fn apply_fleet(
+        &self,
+        fleet: &Arc<crate::fleet::Fleet>,
+        batch: &crate::state::Batch,
+        active: &Arc<Active>,
+    ) -> Result<crate::state::Applied, ApplyError> {
+        let mut record = serde_json::Map::new();
+        record.insert("kind".into(), "switch".into());
+        record.insert("actor".into(), batch.actor.clone().unwrap_or_else(|| "admin".into()).into());
+        record.insert("reason".into(), batch.reason.clone().into());
+        record.insert("actions".into(), serde_json::to_value(&batch.actions).unwrap_or_default());
+        crate::audit::digest_sessions(&mut record);
+        let now = std::time::SystemTime::now();
+        let mut scanner = None;
+        let committed = fleet
+            .commit_batch(batch.expect_version, record, |shared| {
+                let next = crate::state::apply_batch(&shared, batch, &active.policy, now)?;
+                if next.canaries != shared.canaries {
+                    let policy = next
+                        .canaries
+                        .extend_scanner(&active.policy)
+                        .map_err(|e| ApplyError::Invalid(vec![crate::state::ActionError::at(0, e)]))?;
+                    scanner = Some(policy);
+                }
+                Ok(next)
+            })
+            .await
+            .map_err(|e| match e {
+                ApplyError::Fleet(mut f) if !f.unknown => {
+                    f.message = format!(
+                        "{}: nothing was changed. Every replica keeps enforcing switch version {}. For an emergency on \
+                         this replica alone: `firebreak admin --local level lockdown --reason …`",
+                        f.message,
+                        self.state.base().version
+                    );
+                    ApplyError::Fleet(f)
+                }
+                e => e,
+            })?;
+        if let Some(policy) = scanner {
+            self.active.store(Arc::new(Active { policy: Arc::new(policy), clients: active.clients.clone() }));
+        }
+        let before = committed.before;
+        let from = Some((fleet.replica_id.clone(), committed.committed_at_us));
+        let after = self.install_committed(fleet, committed.after, &active.policy, from).await;
+        Ok(crate::state::Applied { before, after })
+    }
+
+    /// Installs a snapshot committed to the fleet (by this replica, or announced by another one:
+    /// `from` = (replica, commit time in µs)) when it is newer than the base: the local file, the
+    /// swap, the switch-version metric, the fleet status and metrics, a local audit record
+    /// (`switch`/`fleet_applied`), and the applied version reported to the database (not awaited).
+    /// The scanner must already know the snapshot's canaries. Returns the snapshot in force.
+    async fn install_committed(
+        &self,
+        fleet: &Arc<crate::fleet::Fleet>,
+        snap: crate::state::Snapshot,
+        policy: &Policy,
+        from: Option<(String, i64)>,
+    ) -> Arc<crate::state::Snapshot> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let version = snap.version;
+        let installed = match self.state.install_remote(snap, policy).await {
+            Ok(s) => s,
+            Err((s, e)) => {
+                tracing::error!(error = %e, version, "fleet snapshot installed, but the local state file could not be written: a restart without the database would enforce an older snapshot");
+                Some(s)
+            }
+        };
+        let Some(current) = installed else {
+            // Already there (the notification of this very commit, or the poll, was first).
+            return self.state.load();
+        };
+        self.metrics.set_switch_version(version);
+        fleet.status.applied_version.fetch_max(version, Relaxed);
+        fleet.status.db_version.fetch_max(version, Relaxed);
+        let db = fleet.status.db_version.load(Relaxed);
+        fleet.metrics.switch_lag_versions.store(db.saturating_sub(version), Relaxed);
+        fleet.metrics.snapshots_installed.fetch_add(1, Relaxed);
+        let mut record = Record::new("switch").with("event", "fleet_applied").with("version", version);
+        if let Some((replica, t)) = &from {
+            let ms = (crate::fleet::switches::now_us() - t).max(0) / 1000;
+            record = record.with("from_replica", replica.as_str()).with("propagation_ms", ms);
+        }
+        self.audit.record(record).await;
+        let f = fleet.clone();
+        tokio::spawn(async move {
+            if let Err(e) = f.report_applied(version).await {
+                tracing::debug!(error = %e, version, "could not report the applied switch version");
+            }
+        });
+        current
+    }
+
+    /// A newer snapshot from the fleet (notification, poll, first sync): swaps in a scanner that
+    /// knows its canaries first (as [`Gateway::apply`] does), then the snapshot. `from` is the
+    /// committing replica and its commit time (µs), when a notification said so. True when it was
+    /// installed (it was newer than the base).
+    pub async fn install_fleet_snapshot(&self, snap: crate::state::Snapshot, from: Option<(String, i64)>) -> bool {
+        let _g = self.reload_lock.lock().await;
+        let active = self.active.load_full();
+        self.install_fleet_locked(snap, from, &active).await
+    }
+
+    /// [`Gateway::install_fleet_snapshot`] with `reload_lock` held; the scanner is built on `active`.
+    async fn install_fleet_locked(
+        &self,
+        snap: crate::state::Snapshot,
+        from: Option<(String, i64)>,
+        active: &Arc<Active>,
+    ) -> bool {
+        let Some(fleet) = &self.fleet else { return false };
+        let base = self.state.base();
+        if snap.version <= base.version {
+            return false;
+        }
+        if snap.canaries != base.canaries {
+            match snap.canaries.extend_scanner(&active.policy) {
+                Ok(policy) => {
+                    self.active.store(Arc::new(Active { policy: Arc::new(policy), clients: active.clients.clone() }))
+                }
+                Err(e) => {
+                    // Never install a snapshot whose canaries this replica could not detect.
+                    tracing::error!(error = %e, version = snap.version, "fleet snapshot not installed: its canaries cannot be added to the scanner");
+                    if let Ok(mut p) = fleet.status.schema_problem.lock() {
+                        *p = Some(format!("switch snapshot v{} not installed: {e}", snap.version));
+                    }
+                    return false;
+                }
+            }
+        }
+        let from = from.filter(|(r, _)| !r.is_empty());
+        self.install_committed(fleet, snap, &active.policy, from).await;
+        true
+    }
+
     /// Issues a first canary to every managed prompt of `active` without one (`reload_lock` held).
     /// True when it did, and so stored `active` (with a scanner knowing them) as the one in force.
+    ///
+    /// In fleet mode the batch expects the synced version; when another replica committed first
+    /// (replicas starting together), it re-syncs and checks again, at most three times, so the fleet
+    /// issues one canary, not one per replica. With the database unreachable it issues none: a
+    /// prompt without a canary is refused (fail closed) until the database is back.
     async fn issue_missing_canaries(&self, active: &Arc<Active>) -> Result<bool, ApplyError> {
-        let snap = self.state.load();
-        let prompts: Vec<String> =
-            active.policy.managed_prompts.keys().filter(|id| snap.canaries.current(id).is_none()).cloned().collect();
-        if prompts.is_empty() {
-            return Ok(false);
-        }
-        let batch = crate::state::Batch {
-            actions: prompts.iter().map(|id| crate::state::Action::IssueCanary { prompt: id.clone() }).collect(),
-            reason: "first canary for a managed prompt".into(),
-            actor: Some("firebreak".into()),
-            expect_version: None,
+        let missing = |snap: &crate::state::Snapshot| -> Vec<String> {
+            active.policy.managed_prompts.keys().filter(|id| snap.canaries.current(id).is_none()).cloned().collect()
         };
-        let applied = self.apply_with_scanner(&batch, active).await?;
+        let mut tries = 0;
+        let (prompts, applied) = loop {
+            let snap = self.state.base();
+            let prompts = missing(&snap);
+            if prompts.is_empty() {
+                if tries == 0 {
+                    return Ok(false);
+                }
+                // Another replica issued them: this replica installed its snapshot, whose canaries the
+                // scanner of `active` must know too.
+                let policy = snap
+                    .canaries
+                    .extend_scanner(&active.policy)
+                    .map_err(|e| ApplyError::Invalid(vec![crate::state::ActionError::at(0, e)]))?;
+                self.active.store(Arc::new(Active { policy: Arc::new(policy), clients: active.clients.clone() }));
+                return Ok(true);
+            }
+            let batch = crate::state::Batch {
+                actions: prompts.iter().map(|id| crate::state::Action::IssueCanary { prompt: id.clone() }).collect(),
+                reason: "first canary for a managed prompt".into(),
+                actor: Some("firebreak".into()),
+                expect_version: self.fleet.as_ref().map(|_| snap.version),
+            };
+            tries += 1;
+            match self.apply_with_scanner(&batch, active).await {
+                Ok(applied) => break (prompts, applied),
+                Err(ApplyError::Conflict { .. }) if tries < 3 => {
+                    if let Some(fleet) = &self.fleet {
+                        match fleet.fetch().await {
+                            Ok(Some(remote)) => {
+                                self.install_fleet_locked(remote.snapshot, remote.committed, active).await;
+                            }
+                            Ok(None) => {}
+                            Err(e) => return Err(e.into()),
+                        }
+                    }
+                }
+                Err(ApplyError::Fleet(f)) => {
+                    tracing::warn!(error = %f.message, "no first canary issued (fleet unavailable): requests with these managed prompts are refused until it is");
+                    return Ok(false);
+                }
+                Err(e) => return Err(e),
+            }
+        };
         self.audit
             .record(
                 Record::new("rotation")
@@ -405,6 +587,7 @@ impl Gateway {
                     }
                 }
                 let policy = self.active.load().policy.clone();
+                self.state.recompose(&policy).await;
                 self.metrics.policy_reload("ok");
                 self.audit.record(Record::new("policy").with("event", "reloaded").with("actor", actor)).await;
                 tracing::info!(actor, "policy reloaded");

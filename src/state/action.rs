@@ -42,6 +42,11 @@ pub struct ActionError {
 }
 
 impl ActionError {
+    /// The problem of the action at `index` (0-based).
+    pub fn at(index: usize, message: impl Into<String>) -> Self {
+        ActionError::new(index, message)
+    }
+
     pub(super) fn new(index: usize, message: impl Into<String>) -> Self {
         ActionError { index, message: message.into() }
     }

@@ -6,6 +6,7 @@
 //! flight listen to. Writers are serialised by one async mutex; readers never wait.
 
 mod action;
+pub mod local;
 mod persist;
 pub mod pins;
 pub mod prompts;
@@ -105,6 +106,10 @@ pub struct Snapshot {
     /// When the last batch was applied (RFC 3339).
     #[serde(default)]
     pub updated_at: Option<String>,
+    /// The break-glass overlay composed into this snapshot on this replica alone (only in the
+    /// snapshot in force, never in the state file or the fleet's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_override: Option<local::LocalOverride>,
 }
 
 /// A per-user rate limit set by `limit_user`.
@@ -164,6 +169,7 @@ impl Default for Snapshot {
             prompts: BTreeMap::new(),
             canaries: prompts::Canaries::default(),
             updated_at: None,
+            local_override: None,
         }
     }
 }
@@ -300,6 +306,18 @@ pub enum ApplyError {
     /// The new state could not be persisted; nothing changed.
     #[error(transparent)]
     Persist(#[from] PersistError),
+    /// Fleet mode: the shared store could not commit the batch (or the outcome is unknown).
+    #[error("{}", .0.message)]
+    Fleet(FleetFailure),
+}
+
+/// Why a fleet commit failed, as the state layer sees it (the fleet maps its own errors to this).
+#[derive(Debug, Clone)]
+pub struct FleetFailure {
+    /// Whether the batch may have been committed after all (connection lost during COMMIT).
+    pub unknown: bool,
+    /// For the operator: what happened, what still holds, what to do.
+    pub message: String,
 }
 
 /// The outcome of an applied batch.
@@ -311,29 +329,106 @@ pub struct Applied {
     pub after: Arc<Snapshot>,
 }
 
-/// Owns the current snapshot, its file, and the change announcements.
+/// Applies `batch` to a copy of `cur`: checks `expect_version`, validates every action, purges
+/// expired entries, bumps the version. Pure: nothing is persisted or swapped. The file store and the
+/// fleet's transaction (on the database's snapshot) both apply batches with it.
+pub fn apply_batch(cur: &Snapshot, batch: &Batch, policy: &Policy, now: SystemTime) -> Result<Snapshot, ApplyError> {
+    if let Some(expected) = batch.expect_version {
+        if expected != cur.version {
+            return Err(ApplyError::Conflict { expected, current: cur.version });
+        }
+    }
+    let actor = batch.actor.as_deref().unwrap_or("admin");
+    let mut next = cur.clone();
+    next.local_override = None;
+    let mut errors = Vec::new();
+    if batch.reason.trim().is_empty() {
+        errors.push(ActionError::new(0, "reason must not be empty: it is recorded in the audit trail"));
+    }
+    if batch.actions.is_empty() {
+        errors.push(ActionError::new(0, "the batch has no actions"));
+    }
+    let mut stale = Vec::new();
+    for (i, a) in batch.actions.iter().enumerate() {
+        if let Some(e) = a.stale(&next) {
+            stale.push(ActionError::new(i, e));
+        } else if let Err(e) = a.apply(&mut next, policy, actor, &batch.reason, now) {
+            errors.push(ActionError::new(i, e));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApplyError::Invalid(errors));
+    }
+    if !stale.is_empty() {
+        return Err(ApplyError::Stale(stale));
+    }
+    next.purge_expired(unix_now());
+    next.version = cur.version + 1;
+    next.updated_at = Some(humantime::format_rfc3339_seconds(now).to_string());
+    Ok(next)
+}
+
+/// Owns the snapshot in force, its file, the local override and the change announcements.
+///
+/// `base` is the file's (or the fleet's) snapshot; `current` is `base` ⊕ the local override
+/// ([`local::compose`]), what requests load. Without an override both are the same.
 #[derive(Debug)]
 pub struct StateStore {
     current: ArcSwap<Snapshot>,
+    base: ArcSwap<Snapshot>,
+    local: std::sync::Mutex<local::LocalOverride>,
     changes: watch::Sender<Arc<Snapshot>>,
     writer: Mutex<()>,
     path: PathBuf,
+    local_path: PathBuf,
 }
 
 impl StateStore {
-    /// Opens the state at `path`: restored when the file exists, fresh when it does not.
-    /// An unreadable or corrupt file is an error: starting without it could lift a lockdown.
+    /// Opens the state at `path`: restored when the file exists, fresh when it does not; and the
+    /// local override beside it. An unreadable or corrupt file is an error: starting without it could
+    /// lift a lockdown.
     pub fn open(path: &Path) -> Result<Self, PersistError> {
-        let mut snap = persist::load(path)?.unwrap_or_default();
-        snap.purge_expired(unix_now());
-        let snap = Arc::new(snap);
-        let (changes, _) = watch::channel(snap.clone());
-        Ok(StateStore { current: ArcSwap::new(snap), changes, writer: Mutex::new(()), path: path.to_path_buf() })
+        Self::open_with(path, None)
     }
 
-    /// The snapshot in force now. Hold it for the whole request.
+    /// [`StateStore::open`], composing the local override with `policy` (its targets are checked
+    /// against it). Without a policy an override still applies its level and safe mode.
+    pub fn open_with(path: &Path, policy: Option<&Policy>) -> Result<Self, PersistError> {
+        let mut snap = persist::load(path)?.unwrap_or_default();
+        snap.purge_expired(unix_now());
+        let local_path = local::path_for(path);
+        let overlay = local::load(&local_path)?;
+        let base = Arc::new(snap);
+        let current = match policy {
+            Some(p) if !overlay.is_empty() => Arc::new(local::compose(&base, &overlay, p)),
+            _ => base.clone(),
+        };
+        let (changes, _) = watch::channel(current.clone());
+        Ok(StateStore {
+            current: ArcSwap::new(current),
+            base: ArcSwap::new(base),
+            local: std::sync::Mutex::new(overlay),
+            changes,
+            writer: Mutex::new(()),
+            path: path.to_path_buf(),
+            local_path,
+        })
+    }
+
+    /// The snapshot in force now (the base with the local override composed in). Hold it for the
+    /// whole request.
     pub fn load(&self) -> Arc<Snapshot> {
         self.current.load_full()
+    }
+
+    /// The file's (or the fleet's) snapshot, without the local override.
+    pub fn base(&self) -> Arc<Snapshot> {
+        self.base.load_full()
+    }
+
+    /// The local override in force (empty: none).
+    pub fn local(&self) -> local::LocalOverride {
+        self.local.lock().map(|l| l.clone()).unwrap_or_default()
     }
 
     /// A receiver that sees every new snapshot.
@@ -357,45 +452,78 @@ impl StateStore {
         before_swap: impl FnOnce(&Snapshot) -> Result<(), String>,
     ) -> Result<Applied, ApplyError> {
         let _guard = self.writer.lock().await;
-        let cur = self.current.load_full();
-        if let Some(expected) = batch.expect_version {
-            if expected != cur.version {
-                return Err(ApplyError::Conflict { expected, current: cur.version });
-            }
-        }
-        let now = SystemTime::now();
-        let actor = batch.actor.as_deref().unwrap_or("admin");
-        let mut next = (*cur).clone();
-        let mut errors = Vec::new();
-        if batch.reason.trim().is_empty() {
-            errors.push(ActionError::new(0, "reason must not be empty: it is recorded in the audit trail"));
-        }
-        if batch.actions.is_empty() {
-            errors.push(ActionError::new(0, "the batch has no actions"));
-        }
-        let mut stale = Vec::new();
-        for (i, a) in batch.actions.iter().enumerate() {
-            if let Some(e) = a.stale(&next) {
-                stale.push(ActionError::new(i, e));
-            } else if let Err(e) = a.apply(&mut next, policy, actor, &batch.reason, now) {
-                errors.push(ActionError::new(i, e));
-            }
-        }
-        if !errors.is_empty() {
-            return Err(ApplyError::Invalid(errors));
-        }
-        if !stale.is_empty() {
-            return Err(ApplyError::Stale(stale));
-        }
-        next.purge_expired(crate::state::unix_now());
-        next.version = cur.version + 1;
-        next.updated_at = Some(humantime::format_rfc3339_seconds(now).to_string());
+        let cur = self.base.load_full();
+        let next = apply_batch(&cur, batch, policy, SystemTime::now())?;
         before_swap(&next).map_err(|e| ApplyError::Invalid(vec![ActionError::new(0, e)]))?;
         let next = Arc::new(next);
         persist::save(&self.path, &next).await?;
-        self.current.store(next.clone());
-        self.changes.send_replace(next.clone());
-        Ok(Applied { before: cur.version, after: next })
+        let after = self.install(next, policy);
+        Ok(Applied { before: cur.version, after })
+    }
+
+    /// Swaps in a new base (already persisted) and announces the composed snapshot.
+    fn install(&self, base: Arc<Snapshot>, policy: &Policy) -> Arc<Snapshot> {
+        let overlay = self.local();
+        let current = if overlay.is_empty() { base.clone() } else { Arc::new(local::compose(&base, &overlay, policy)) };
+        self.base.store(base);
+        self.current.store(current.clone());
+        self.changes.send_replace(current.clone());
+        current
+    }
+
+    /// A newer snapshot from the fleet (a notification, the poll, or this replica's own commit):
+    /// persisted to the local file (so a restart without the database enforces it: fail-static),
+    /// then swapped in and announced. Never installs a version at or below the base's: `Ok(None)`.
+    /// A failure to write the file is returned after the snapshot was installed anyway (the database
+    /// has it; enforcing the newer snapshot is right), as `Err` with the snapshot in force.
+    pub async fn install_remote(
+        &self,
+        snap: Snapshot,
+        policy: &Policy,
+    ) -> Result<Option<Arc<Snapshot>>, (Arc<Snapshot>, PersistError)> {
+        let _guard = self.writer.lock().await;
+        if snap.version <= self.base.load().version {
+            return Ok(None);
+        }
+        let mut snap = snap;
+        snap.local_override = None;
+        let next = Arc::new(snap);
+        let saved = persist::save(&self.path, &next).await;
+        let current = self.install(next, policy);
+        match saved {
+            Ok(()) => Ok(Some(current)),
+            Err(e) => Err((current, e)),
+        }
+    }
+
+    /// Changes the local override (break-glass), persists it beside the state file, and swaps in
+    /// the newly composed snapshot. `f` returns an error to refuse the change (nothing changes).
+    pub async fn set_local<T>(
+        &self,
+        policy: &Policy,
+        f: impl FnOnce(&mut local::LocalOverride) -> Result<T, String>,
+    ) -> Result<Result<(T, Arc<Snapshot>), String>, PersistError> {
+        let _guard = self.writer.lock().await;
+        let mut overlay = self.local();
+        let out = match f(&mut overlay) {
+            Ok(t) => t,
+            Err(e) => return Ok(Err(e)),
+        };
+        local::save(&self.local_path, &overlay).await?;
+        if let Ok(mut l) = self.local.lock() {
+            *l = overlay;
+        }
+        let current = self.install(self.base.load_full(), policy);
+        Ok(Ok((out, current)))
+    }
+
+    /// Re-composes the snapshot in force with `policy` (after a reload: the override's targets are
+    /// checked against the new policy). Without an override nothing changes.
+    pub async fn recompose(&self, policy: &Policy) {
+        let _guard = self.writer.lock().await;
+        if !self.local().is_empty() {
+            self.install(self.base.load_full(), policy);
+        }
     }
 }
 
@@ -406,13 +534,15 @@ impl StateStore {
     /// batch of actions).
     pub async fn reset_to(&self, snap: &Snapshot) -> Result<Arc<Snapshot>, PersistError> {
         let _guard = self.writer.lock().await;
-        let cur = self.current.load_full();
+        let cur = self.base.load_full();
         let mut next = snap.clone();
+        next.local_override = None;
         next.purge_expired(unix_now());
         next.version = cur.version + 1;
         next.updated_at = Some(humantime::format_rfc3339_seconds(SystemTime::now()).to_string());
         let next = Arc::new(next);
         persist::save(&self.path, &next).await?;
+        self.base.store(next.clone());
         self.current.store(next.clone());
         self.changes.send_replace(next.clone());
         Ok(next)
@@ -464,5 +594,106 @@ impl Snapshot {
             fill(k, &mut l.entry)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> Policy {
+        crate::config::load_str(crate::config::DEMO_NAME, crate::config::DEMO_POLICY, Path::new(".")).expect("demo")
+    }
+
+    fn batch(actions: Vec<Action>, expect: Option<u64>) -> Batch {
+        Batch { actions, reason: "test".into(), actor: Some("ops".into()), expect_version: expect }
+    }
+
+    #[test]
+    fn apply_batch_is_pure_and_bumps_the_version() {
+        let p = policy();
+        let cur = Snapshot { version: 4, ..Snapshot::default() };
+        let next = apply_batch(
+            &cur,
+            &batch(
+                vec![Action::SetLevel { level: "critical".into() }, Action::BlockUser { user: "u".into(), ttl: None }],
+                Some(4),
+            ),
+            &p,
+            SystemTime::now(),
+        )
+        .expect("valid");
+        assert_eq!(cur.version, 4, "the input is not touched");
+        assert_eq!(cur.level, Level::Normal);
+        assert_eq!(next.version, 5);
+        assert_eq!(next.level, Level::Critical);
+        assert_eq!(next.blocked_users["u"].actor, "ops");
+        assert!(next.updated_at.is_some());
+        assert!(next.local_override.is_none());
+    }
+
+    #[test]
+    fn apply_batch_checks_the_version_and_rejects_whole() {
+        let p = policy();
+        let cur = Snapshot { version: 4, ..Snapshot::default() };
+        let set = |l: &str| Action::SetLevel { level: l.into() };
+        match apply_batch(&cur, &batch(vec![set("lockdown")], Some(3)), &p, SystemTime::now()) {
+            Err(ApplyError::Conflict { expected: 3, current: 4 }) => {}
+            other => panic!("expected a conflict, got {other:?}"),
+        }
+        match apply_batch(&cur, &batch(vec![set("lockdown"), set("nope")], None), &p, SystemTime::now()) {
+            Err(ApplyError::Invalid(e)) => assert_eq!(e[0].index, 1),
+            other => panic!("expected invalid, got {other:?}"),
+        }
+        let empty = Batch { actions: vec![], reason: " ".into(), actor: None, expect_version: None };
+        match apply_batch(&cur, &empty, &p, SystemTime::now()) {
+            Err(ApplyError::Invalid(e)) => assert_eq!(e.len(), 2),
+            other => panic!("expected invalid, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_store_composes_the_override_and_never_installs_an_older_remote() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("state.json");
+        let p = policy();
+        let store = StateStore::open_with(&path, Some(&p)).expect("open");
+        let applied = store.apply(&batch(vec![Action::SetLevel { level: "elevated".into() }], None), &p).await;
+        assert_eq!(applied.expect("applied").after.version, 1);
+        let (id, cur) = store
+            .set_local(&p, |o| {
+                let id = o.next_id();
+                o.entries.push(local::LocalEntry {
+                    id,
+                    actions: vec![Action::SetLevel { level: "lockdown".into() }],
+                    actor: "ops".into(),
+                    reason: "glass".into(),
+                    since: "2026-12-03T10:00:00Z".into(),
+                    origin: local::Origin::BreakGlass,
+                });
+                Ok(id)
+            })
+            .await
+            .expect("persisted")
+            .expect("set");
+        assert_eq!(id, 1);
+        assert_eq!(cur.level, Level::Lockdown);
+        assert_eq!(store.base().level, Level::Elevated, "the base is not changed by the override");
+        assert!(local::path_for(&path).exists());
+        // A newer remote snapshot: the override stays composed on top.
+        let remote = Snapshot { version: 5, level: Level::Critical, ..Snapshot::default() };
+        let installed = store.install_remote(remote.clone(), &p).await.expect("saved").expect("newer");
+        assert_eq!((installed.version, installed.level), (5, Level::Lockdown));
+        assert_eq!(store.base().level, Level::Critical);
+        // Never an older or equal one.
+        let older = Snapshot { version: 5, ..Snapshot::default() };
+        assert!(store.install_remote(older, &p).await.expect("no write").is_none());
+        // Reopened (a restart): base from the file, the override from its own file.
+        drop(store);
+        let store = StateStore::open_with(&path, Some(&p)).expect("reopen");
+        assert_eq!(store.base().version, 5);
+        assert_eq!(store.load().level, Level::Lockdown);
+        let persisted = std::fs::read_to_string(&path).expect("state file");
+        assert!(!persisted.contains("local_override"), "the state file never holds the override");
     }
 }
