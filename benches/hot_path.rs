@@ -254,7 +254,8 @@ fn decide(policy: &Policy, state: &StateStore, limiter: &RateLimiter, h: &Header
     let snap = state.load();
     let now = unix_now();
     let session = h.get("x-session-id").and_then(|v| v.to_str().ok());
-    firebreak::proxy::decide::admit(policy, &snap, limiter, &key, endpoint, session, now).expect("admitted");
+    let rpm = firebreak::proxy::decide::admit(policy, &snap, &key, endpoint, session, now).expect("admitted");
+    limiter.check(&key.user, rpm).expect("within the rate limit");
     let mut b = Payload::parse(endpoint, raw).expect("parsed");
     let rw = firebreak::proxy::decide::rewrite(policy, &snap, &key, endpoint, &mut b, now).expect("allowed");
     black_box(&rw);

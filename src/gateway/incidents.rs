@@ -3,8 +3,6 @@
 //! `Gateway::apply`). The engine (`incident`) only counts and decides which triggers fire; it never
 //! reaches the gateway, so `incident` does not depend on `proxy`.
 
-use std::time::Instant;
-
 use serde_json::Value;
 
 use super::Gateway;
@@ -22,7 +20,15 @@ use crate::state::{Action, Batch};
 /// Automatic containment is applied before it returns.
 pub async fn audited(gw: &Gateway, facts: &Facts, record: Record) {
     let policy = gw.policy();
-    let firings = gw.incidents.observe(&policy, facts, Instant::now());
+    // Signals → hits (pure), counted in the trigger windows (local, or the fleet's in Redis: one
+    // round trip, and none for the common exchange without signals), then the firings.
+    let obs = gw.incidents.signals(&policy, facts);
+    let firings = if obs.is_empty() {
+        Vec::new()
+    } else {
+        let counted = gw.windows.add_all(&obs.hits).await;
+        gw.incidents.firings(&policy, obs, &counted)
+    };
     if firings.is_empty() {
         gw.audit.record(record).await;
         return;

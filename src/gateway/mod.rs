@@ -88,7 +88,9 @@ pub struct Gateway {
     pub alerts: crate::alerts::Alerts,
     /// Circuit breakers of the upstreams and MCP servers (kept across reloads).
     pub circuits: crate::circuit::Circuits,
-    pub(crate) limiter: ratelimit::RateLimiter,
+    pub(crate) limiter: ratelimit::Limiter,
+    /// The incident engine's trigger windows: its own, or the fleet's in Redis (falling back to its own).
+    pub(crate) windows: crate::fleet::windows::WindowCounter,
     /// Concurrency (global and per user) and the buffered request-body budget.
     pub(crate) admission: admission::Admission,
     /// MCP session id → the key id that opened it (a session is not shared across principals).
@@ -213,6 +215,7 @@ impl Gateway {
         let circuits = crate::circuit::Circuits::new(&policy);
         let active = Active::new(policy, &state.load()).map_err(StartError::Tls)?;
         metrics.set_switch_version(state.load().version);
+        let windows = crate::fleet::windows::WindowCounter::new(None, incidents.windows().clone());
         Ok(Arc::new(Gateway {
             active: ArcSwap::from_pointee(active),
             state,
@@ -222,7 +225,8 @@ impl Gateway {
             forensics,
             alerts,
             circuits,
-            limiter: ratelimit::RateLimiter::default(),
+            limiter: ratelimit::Limiter::new(None),
+            windows,
             admission,
             mcp_sessions: McpSessions::default(),
             mcp_hints: moka::sync::Cache::new(100_000),

@@ -1,10 +1,63 @@
 //! Per-user rate limits by degradation level: a token bucket per user holding up to one minute's
 //! allowance, refilled continuously. Buckets live in a bounded moka cache and expire when idle.
+//!
+//! [`Limiter`] is what the request path holds: this local limiter in single-node mode, or in fleet
+//! mode the fleet-wide bucket in Redis (`fleet::limiter`) with this one as its fallback while Redis
+//! is unreachable (at the fleet limit divided by the live replicas).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use moka::sync::Cache;
+
+/// The gateway's rate limiter: local, or fleet-wide with a local fallback.
+#[derive(Debug)]
+pub enum Limiter {
+    /// Single-node mode: the local buckets only.
+    Local(RateLimiter),
+    /// Fleet mode: one bucket per user in Redis; `local` while Redis is unreachable.
+    Fleet {
+        /// The fleet handle (its Redis connection, status and metrics).
+        fleet: Arc<crate::fleet::Fleet>,
+        /// The fallback buckets.
+        local: RateLimiter,
+    },
+}
+
+impl Limiter {
+    /// Fleet-wide when `fleet` is given, local otherwise.
+    pub fn new(fleet: Option<Arc<crate::fleet::Fleet>>) -> Limiter {
+        match fleet {
+            Some(fleet) => Limiter::Fleet { fleet, local: RateLimiter::default() },
+            None => Limiter::Local(RateLimiter::default()),
+        }
+    }
+
+    /// Takes one token for `user` under a limit of `rpm` per minute, or says how long to wait.
+    /// Local: no await point is reached. Fleet: one Redis round trip (bounded by `redis_timeout`),
+    /// or the local buckets at `max(1, rpm / live replicas)` when Redis does not answer.
+    pub async fn check(&self, user: &str, rpm: u32) -> Result<(), Duration> {
+        match self {
+            Limiter::Local(l) => l.check(user, rpm),
+            Limiter::Fleet { fleet, local } => {
+                if rpm == 0 {
+                    return Err(Duration::from_secs(60));
+                }
+                match crate::fleet::limiter::check(fleet, user, rpm).await {
+                    Some(r) => r,
+                    None => local.check(user, crate::fleet::limiter::fell_back(fleet, rpm)),
+                }
+            }
+        }
+    }
+
+    /// Forgets every local bucket (offline replay; the fleet's buckets are shared and kept).
+    pub fn clear(&self) {
+        match self {
+            Limiter::Local(l) | Limiter::Fleet { local: l, .. } => l.clear(),
+        }
+    }
+}
 
 #[derive(Debug)]
 struct Bucket {

@@ -31,7 +31,7 @@ use std::time::{Instant, SystemTime};
 use serde::{Deserialize, Serialize};
 
 pub use crate::config::incidents::{IncidentPolicy, IncidentSeverity, Plan, Target, Trigger, TRIGGERS};
-use window::{Count, Windows};
+use window::{Count, Hit, Windows};
 
 use crate::audit::{Audit, Record};
 use crate::config::Policy;
@@ -292,6 +292,46 @@ pub struct Firing {
     pub rule: String,
 }
 
+/// An exchange's trigger events before counting ([`Engine::signals`]).
+#[derive(Debug, Default)]
+pub struct Observed {
+    /// The events, in the order they are counted.
+    pub hits: Vec<Hit>,
+    /// The canary rule that leaked, if one did: `system_prompt_exposure` fires without counting.
+    pub canary: Option<String>,
+}
+
+impl Observed {
+    /// Nothing to count and nothing fires (the common case).
+    pub fn is_empty(&self) -> bool {
+        self.hits.is_empty() && self.canary.is_none()
+    }
+}
+
+/// Each (trigger, principal) counted in `windows` now, with its count: see
+/// [`Engine::window_counts`].
+pub fn window_counts(windows: &Windows, policy: &Policy) -> Vec<(String, String, u64)> {
+    let ip = &policy.incidents;
+    let window_of = |k: &str| ip.triggers.get(k.split('\u{0}').next()?).map(|t| t.window);
+    windows
+        .counts(Instant::now(), window_of)
+        .into_iter()
+        .filter_map(|(k, n)| {
+            let (name, key) = k.split_once('\u{0}')?;
+            let principal = match (name, key.split_once('\u{0}')) {
+                ("system_prompt_exposure", _) => match key.strip_prefix("user:") {
+                    Some(u) => u.to_owned(),
+                    None => format!("session {}", crate::audit::session_digest(key)),
+                },
+                (_, Some((user, server))) if !server.is_empty() => format!("{user} (server {server})"),
+                (_, Some((user, _))) => user.to_owned(),
+                (_, None) => key.to_owned(),
+            };
+            Some((name.to_owned(), principal, n))
+        })
+        .collect()
+}
+
 /// The principal an exchange's firings are about.
 pub fn target_of(f: &Facts) -> Target {
     let key = f.key.as_deref();
@@ -407,71 +447,97 @@ impl Engine {
             .unwrap_or_default()
     }
 
-    /// The triggers that fire for this exchange. Pure but for the engine's own memory: the trigger
-    /// windows are counted and the user's recent sessions remembered; nothing is audited or applied
-    /// (the caller does that with the firings).
+    /// The triggers that fire for this exchange, counted in the engine's own windows (single-node
+    /// mode): [`Engine::signals`], then the windows, then [`Engine::firings`]. Nothing is audited
+    /// or applied (the caller does that with the firings).
     pub fn observe(&self, policy: &Policy, f: &Facts, now: Instant) -> Vec<Firing> {
-        let Some(user) = f.user() else { return Vec::new() };
+        let obs = self.signals(policy, f);
+        if obs.is_empty() {
+            return Vec::new();
+        }
+        let counted = self.windows.add_all(&obs.hits, now, 1);
+        self.firings(policy, obs, &counted)
+    }
+
+    /// The engine's trigger windows (a fleet counts in Redis and falls back to these).
+    pub fn windows(&self) -> &Windows {
+        &self.windows
+    }
+
+    /// This exchange's trigger events, not yet counted: pure but for remembering the user's
+    /// recent session. Empty (no allocation) for an exchange without signals, the common case.
+    pub fn signals(&self, policy: &Policy, f: &Facts) -> Observed {
+        let Some(user) = f.user() else { return Observed::default() };
         if let Some(session) = f.session.as_deref().filter(|s| !s.is_empty()) {
             self.saw_session(user, session);
         }
         let s = Signals::of(f, policy);
-        let mut out = Vec::new();
+        let mut hits: Vec<Hit> = Vec::new();
         let ip = &policy.incidents;
-        // Counts one event for a trigger; true when it fires.
-        let mut hit = |name: &str, key: &str, count: Count, rule: &str| -> bool {
-            let Some(t) = ip.triggers.get(name) else { return false };
-            if t.threshold > 0 {
-                let wkey = format!("{name}\u{0}{key}");
-                let cap = usize::try_from(t.threshold.saturating_add(1)).unwrap_or(usize::MAX);
-                if self.windows.add(&wkey, now, t.window, count, cap) <= t.threshold {
-                    return false;
-                }
-                self.windows.reset(&wkey);
-            }
-            out.push(Firing { trigger: t.clone(), rule: rule.to_owned() });
-            true
+        // One event for a trigger the policy has; its index in `hits`.
+        let mut hit = |name: &str, key: &str, count: Count, rule: &str, unless: Option<usize>| -> Option<usize> {
+            let t = ip.triggers.get(name)?;
+            hits.push(Hit {
+                trigger: t.name.clone(),
+                key: key.to_owned(),
+                count,
+                window: t.window,
+                threshold: t.threshold,
+                rule: rule.to_owned(),
+                unless,
+            });
+            Some(hits.len() - 1)
         };
         // A canary, if any, is the evidence named: it is proof, where a credential shape is a match.
         if let Some((rule, _)) = s.leaks.iter().find(|(_, canary)| *canary).or(s.leaks.first()) {
-            hit("credential_leakage_confirmed", user, Count::Sum(1), rule);
+            hit("credential_leakage_confirmed", user, Count::Sum(1), rule, None);
         }
         if let Some(rule) = &s.tool_refused {
-            hit("unauthorized_tool_execution", user, Count::Sum(1), rule);
+            hit("unauthorized_tool_execution", user, Count::Sum(1), rule, None);
         }
         if s.data_calls > 0 {
             let rule = if f.shape.is_mcp() { Rule::McpToolsCall } else { Rule::ToolsDataCall }.as_str();
-            hit("bulk_data_extraction", user, Count::Sum(s.data_calls), rule);
+            hit("bulk_data_extraction", user, Count::Sum(s.data_calls), rule, None);
         }
         if s.cross_tenant {
-            hit("cross_user_data_leakage", user, Count::Sum(1), Rule::TenantsCrossTenant.as_str());
+            hit("cross_user_data_leakage", user, Count::Sum(1), Rule::TenantsCrossTenant.as_str(), None);
         }
         if let Some(rule) = s.blocks.iter().next() {
-            hit("sustained_injection_campaign", user, Count::Sum(1), rule);
+            hit("sustained_injection_campaign", user, Count::Sum(1), rule, None);
         }
         for sig in s.blocks.iter().chain(&s.injections) {
-            use std::hash::{Hash, Hasher};
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            sig.hash(&mut h);
-            hit("anomalous_probing", user, Count::Distinct(h.finish()), sig);
+            hit("anomalous_probing", user, Count::Distinct(window::label(sig)), sig, None);
         }
         if s.fragments > 0 {
             let session = f.session.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| format!("user:{user}"));
             let fragment = Rule::PromptFragment.as_str();
-            let exposed = hit("system_prompt_exposure", &session, Count::Sum(s.fragments), fragment);
-            if !exposed && s.fragments <= 2 {
-                hit("partial_prompt_extraction", user, Count::Sum(1), fragment);
+            let exposed = hit("system_prompt_exposure", &session, Count::Sum(s.fragments), fragment, None);
+            if s.fragments <= 2 {
+                hit("partial_prompt_extraction", user, Count::Sum(1), fragment, exposed);
             }
         }
         if let Some(t) = &s.trigger {
             let key = format!("{user}\u{0}{}", server_of(f).unwrap_or_default());
-            hit(t, &key, Count::Sum(1), t);
+            hit(t, &key, Count::Sum(1), t, None);
         }
         // A canary in the output exposes the system prompt by itself: no threshold.
-        if let (Some((rule, _)), Some(t)) =
-            (s.leaks.iter().find(|(_, canary)| *canary), ip.triggers.get("system_prompt_exposure"))
-        {
-            out.push(Firing { trigger: t.clone(), rule: rule.clone() });
+        let canary = s.leaks.into_iter().find(|(_, canary)| *canary).map(|(rule, _)| rule);
+        Observed { hits, canary }
+    }
+
+    /// The firings of an exchange whose hits were counted (`counted[i]` is `hits[i]`'s count and
+    /// whether it fired), plus the canary's, one per trigger.
+    pub fn firings(&self, policy: &Policy, obs: Observed, counted: &[(u64, bool)]) -> Vec<Firing> {
+        let ip = &policy.incidents;
+        let mut out: Vec<Firing> = obs
+            .hits
+            .into_iter()
+            .zip(counted)
+            .filter(|(_, (_, fired))| *fired)
+            .filter_map(|(h, _)| Some(Firing { trigger: ip.triggers.get(&h.trigger)?.clone(), rule: h.rule }))
+            .collect();
+        if let (Some(rule), Some(t)) = (obs.canary, ip.triggers.get("system_prompt_exposure")) {
+            out.push(Firing { trigger: t.clone(), rule });
         }
         // One firing per trigger per record.
         let mut seen = BTreeSet::new();
@@ -558,25 +624,7 @@ impl Engine {
     /// is the user (with the MCP server for a server trigger); a session's count names the session
     /// by its digest only.
     pub fn window_counts(&self, policy: &Policy) -> Vec<(String, String, u64)> {
-        let ip = &policy.incidents;
-        let window_of = |k: &str| ip.triggers.get(k.split('\u{0}').next()?).map(|t| t.window);
-        self.windows
-            .counts(Instant::now(), window_of)
-            .into_iter()
-            .filter_map(|(k, n)| {
-                let (name, key) = k.split_once('\u{0}')?;
-                let principal = match (name, key.split_once('\u{0}')) {
-                    ("system_prompt_exposure", _) => match key.strip_prefix("user:") {
-                        Some(u) => u.to_owned(),
-                        None => format!("session {}", crate::audit::session_digest(key)),
-                    },
-                    (_, Some((user, server))) if !server.is_empty() => format!("{user} (server {server})"),
-                    (_, Some((user, _))) => user.to_owned(),
-                    (_, None) => key.to_owned(),
-                };
-                Some((name.to_owned(), principal, n))
-            })
-            .collect()
+        window_counts(&self.windows, policy)
     }
 
     /// Every incident, newest first; only open ones when `open_only`.

@@ -26,7 +26,87 @@ pub enum Count {
     Distinct(u64),
 }
 
+/// One trigger event of an exchange, before counting: what the engine's pure signal extraction
+/// gives ([`crate::incident::Engine::signals`]) and a window counter (local, or the fleet's in
+/// Redis) counts.
+#[derive(Debug, Clone)]
+pub struct Hit {
+    /// The trigger's name.
+    pub trigger: String,
+    /// The principal counted: the user, `user\0server` for an MCP server trigger, or for
+    /// `system_prompt_exposure` the session (`user:<user>` without one). Never sent raw to Redis
+    /// when it is a session.
+    pub key: String,
+    /// How the event counts.
+    pub count: Count,
+    /// The trigger's window.
+    pub window: Duration,
+    /// The trigger fires when the count exceeds this (0: at once, nothing counted).
+    pub threshold: u64,
+    /// The rule id named as evidence when it fires.
+    pub rule: String,
+    /// Counted only if the hit at this index did not fire (a partial prompt extraction is not
+    /// counted when the same exchange exposed the prompt).
+    pub unless: Option<usize>,
+}
+
+impl Hit {
+    /// The key of this hit's window in [`Windows`]: `<trigger>\0<principal>`.
+    pub fn local_key(&self) -> String {
+        format!("{}\u{0}{}", self.trigger, self.key)
+    }
+}
+
+/// A signature's label for [`Count::Distinct`]: the first 8 bytes of its SHA-256, the same in
+/// every binary (a fleet's replicas compare labels in Redis).
+pub fn label(signature: &str) -> u64 {
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(signature.as_bytes());
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&d[..8]);
+    u64::from_be_bytes(b)
+}
+
+/// A threshold divided among `divide` replicas counting apart (at least 1; 0 stays 0: it fires at
+/// once): each replica fires sooner, never later.
+pub fn divided(threshold: u64, divide: u64) -> u64 {
+    if threshold == 0 || divide <= 1 {
+        threshold
+    } else {
+        (threshold / divide).max(1)
+    }
+}
+
 impl Windows {
+    /// Counts every hit of one exchange in order, and returns each one's count and whether it
+    /// fired (a window that fires is reset, so it re-arms). A hit with threshold 0 fires without
+    /// counting; a hit whose `unless` fired is skipped (`(0, false)`). `divide` > 1 divides the
+    /// thresholds (the fleet's per-replica fallback).
+    pub fn add_all(&self, hits: &[Hit], now: Instant, divide: u64) -> Vec<(u64, bool)> {
+        let mut out: Vec<(u64, bool)> = Vec::with_capacity(hits.len());
+        for h in hits {
+            if h.unless.is_some_and(|j| out.get(j).is_some_and(|r| r.1)) {
+                out.push((0, false));
+                continue;
+            }
+            let threshold = divided(h.threshold, divide);
+            if threshold == 0 {
+                out.push((0, true));
+                continue;
+            }
+            let wkey = h.local_key();
+            let cap = usize::try_from(threshold.saturating_add(1)).unwrap_or(usize::MAX);
+            let n = self.add(&wkey, now, h.window, h.count, cap);
+            if n > threshold {
+                self.reset(&wkey);
+                out.push((n, true));
+            } else {
+                out.push((n, false));
+            }
+        }
+        out
+    }
+
     /// At most `capacity` principals are tracked at once; idle ones are dropped after a week (no
     /// window is longer).
     pub fn new(capacity: u64) -> Windows {
@@ -118,6 +198,43 @@ mod tests {
         for l in 3..100 {
             assert!(w.add("u", t0, h, Count::Distinct(l), 4) <= 4, "never more than the cap kept");
         }
+    }
+
+    fn hit(trigger: &str, threshold: u64, unless: Option<usize>) -> Hit {
+        Hit {
+            trigger: trigger.into(),
+            key: "u".into(),
+            count: Count::Sum(1),
+            window: Duration::from_secs(60),
+            threshold,
+            rule: "r".into(),
+            unless,
+        }
+    }
+
+    #[test]
+    fn add_all_fires_rearms_skips_and_divides() {
+        let w = Windows::new(100);
+        let t0 = Instant::now();
+        let hits = [hit("a", 2, None), hit("b", 0, None), hit("c", 1, Some(0))];
+        assert_eq!(w.add_all(&hits, t0, 1), vec![(1, false), (0, true), (1, false)]);
+        assert_eq!(w.add_all(&hits, t0, 1), vec![(2, false), (0, true), (2, true)]);
+        // `a` fires, so `c` is skipped; `a` re-arms.
+        assert_eq!(w.add_all(&hits, t0, 1), vec![(3, true), (0, true), (0, false)]);
+        assert_eq!(w.add_all(&hits[..1], t0, 1), vec![(1, false)]);
+        // Divided among 3 replicas: a threshold of 2 becomes 1 (never 0).
+        let w = Windows::new(100);
+        assert_eq!(w.add_all(&hits[..1], t0, 3), vec![(1, false)]);
+        assert_eq!(w.add_all(&hits[..1], t0, 3), vec![(2, true)]);
+        assert_eq!(divided(10, 3), 3);
+        assert_eq!(divided(0, 3), 0);
+    }
+
+    #[test]
+    fn labels_are_stable() {
+        // The first 8 bytes of SHA-256("abc") = ba7816bf8f01cfea: fixed across binaries.
+        assert_eq!(label("abc"), 0xba78_16bf_8f01_cfea);
+        assert_ne!(label("a"), label("b"));
     }
 
     #[test]

@@ -328,7 +328,8 @@ where
         return Err(McpError::ServerNotAllowed(server.name.clone()));
     }
     // rate limit
-    crate::proxy::decide::rate_limit(policy, &snap, &gw.limiter, &key, crate::state::unix_now())?;
+    let rpm = crate::proxy::decide::rate_limit(policy, &snap, &key, crate::state::unix_now());
+    gw.limiter.check(&key.user, rpm).await.map_err(|r| crate::proxy::decide::rate_limited(&snap, rpm, r))?;
     let exchange = Exchange {
         gw: gw.clone(),
         active: active.clone(),

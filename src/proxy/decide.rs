@@ -7,7 +7,6 @@ use crate::protocol::Endpoint;
 use crate::rules::Rule;
 use crate::state::{Refusal, Snapshot};
 
-use crate::gateway::ratelimit::RateLimiter;
 use crate::http::error::GatewayError;
 use crate::inspect::toolcalls::{CallCheck, CallRefusal};
 
@@ -16,37 +15,33 @@ pub fn tool_permitted(policy: &Policy, snap: &Snapshot, role: &str, tool: &str, 
     policy.tool_allowed(role, snap.level, tool) && !snap.tool_disabled(tool, now)
 }
 
-/// Switches and rate limit (phases 4 and 5): whether this principal may send a request now.
+/// Switches (phase 4): whether this principal may send a request now, and if so the rate limit
+/// (requests per minute) to check next (phase 5: the caller awaits the gateway's limiter with it
+/// and maps a refusal with [`rate_limited`]).
 pub fn admit(
     policy: &Policy,
     snap: &Snapshot,
-    limiter: &RateLimiter,
     key: &KeyEntry,
     endpoint: Endpoint,
     session: Option<&str>,
     now: u64,
-) -> Result<(), GatewayError> {
+) -> Result<u32, GatewayError> {
     if let Some(r) = snap.refusal(key, endpoint, session, now) {
         return Err(refusal_error(policy, snap, r));
     }
-    rate_limit(policy, snap, limiter, key, now)
+    Ok(rate_limit(policy, snap, key, now))
 }
 
-/// The rate limit of the current level (phase 5), for AI and MCP requests alike.
-pub fn rate_limit(
-    policy: &Policy,
-    snap: &Snapshot,
-    limiter: &RateLimiter,
-    key: &KeyEntry,
-    now: u64,
-) -> Result<(), GatewayError> {
+/// The rate limit of the current level for this principal (phase 5), for AI and MCP requests
+/// alike: requests per minute (0: refused).
+pub fn rate_limit(policy: &Policy, snap: &Snapshot, key: &KeyEntry, now: u64) -> u32 {
     let level = policy.levels.get(snap.level);
-    let rpm = snap.user_rpm(&key.user, level.requests_per_minute, now);
-    limiter.check(&key.user, rpm).map_err(|retry_after| GatewayError::RateLimited {
-        rpm,
-        level: snap.level.as_str(),
-        retry_after,
-    })
+    snap.user_rpm(&key.user, level.requests_per_minute, now)
+}
+
+/// The error for a request the limiter refused at `rpm`, to retry after `retry_after`.
+pub fn rate_limited(snap: &Snapshot, rpm: u32, retry_after: std::time::Duration) -> GatewayError {
+    GatewayError::RateLimited { rpm, level: snap.level.as_str(), retry_after }
 }
 
 /// The error for a switch's refusal (lockdown answers with the level's maintenance message).

@@ -208,7 +208,8 @@ where
     ctx.facts.key = Some(adm.key.clone());
     // 4, 5. switches and rate limit, before the body is read so that a refused caller costs little.
     let now = unix_now();
-    decide::admit(&adm.active.policy, &adm.snap, &gw.limiter, &adm.key, endpoint, ctx.facts.session.as_deref(), now)?;
+    let rpm = decide::admit(&adm.active.policy, &adm.snap, &adm.key, endpoint, ctx.facts.session.as_deref(), now)?;
+    gw.limiter.check(&adm.key.user, rpm).await.map_err(|r| decide::rate_limited(&adm.snap, rpm, r))?;
     // The user's share of the concurrency limit, before its body can hold a slot.
     adm.hold_for_user(gw)?;
     // 6. body
