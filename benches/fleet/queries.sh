@@ -77,7 +77,7 @@ SELECT 'replica-' || (i % 3),
          || md5((i + 1)::text) || '","seq":' || (i / 3 + 1) || ',"status":200,"tenant":"tenant-' || ((i * 7919) % 5000 % 40)
          || '","time":"2026-12-03T10:00:00.000Z","user":"user-' || ((i * 7919) % 5000) || '","mac":"'
          || md5((i + 2)::text) || md5((i + 3)::text) || '"}'
-FROM generate_series($lo, $hi) AS g(i);
+FROM generate_series($lo::bigint, $hi::bigint) AS g(i);
 SQL
     printf '  %d rows (%.0f s)\n' "$hi" "$(echo "$(now) - $t0" | bc)"
 done
