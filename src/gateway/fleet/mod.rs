@@ -15,6 +15,7 @@ pub async fn start(gw: &Arc<Gateway>) {
     if gw.fleet.is_none() {
         return;
     }
+    crate::fleet::shipper::spawn(gw.fleet.as_ref(), &gw.audit);
     sync::first_sync(gw).await;
     sync::spawn(gw);
 }
