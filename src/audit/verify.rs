@@ -74,6 +74,17 @@ impl VerifyReport {
 
     /// One line saying what was checked and what was not.
     pub fn summary(&self) -> String {
+        let mut s = self.summary_records();
+        s += match self.head {
+            HeadCheck::Authenticated => ", head authenticated",
+            HeadCheck::Unauthenticated => ", head found but NOT authenticated",
+            HeadCheck::Missing => ", NO head file (truncation at the end cannot be detected)",
+        };
+        s
+    }
+
+    /// [`VerifyReport::summary`] without the head's part.
+    pub fn summary_records(&self) -> String {
         let mut s = format!("{} record(s)", self.records);
         if self.authenticated > 0 {
             s += &format!(", {} authenticated with key id(s) {}", self.authenticated, self.key_ids.join(", "));
@@ -92,11 +103,6 @@ impl VerifyReport {
                 self.missing_keys.join(", ")
             );
         }
-        s += match self.head {
-            HeadCheck::Authenticated => ", head authenticated",
-            HeadCheck::Unauthenticated => ", head found but NOT authenticated",
-            HeadCheck::Missing => ", NO head file (truncation at the end cannot be detected)",
-        };
         s
     }
 }
