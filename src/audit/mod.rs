@@ -11,6 +11,7 @@
 //! the client chose go through [`client_text`]; session ids are stored as [`session_digest`]s.
 
 mod key;
+mod ship;
 mod verify;
 mod writer;
 
@@ -18,7 +19,8 @@ use serde_json::{Map, Value};
 
 pub(crate) use key::head_message;
 pub use key::{default_key_path, writing_key, AuditKey};
-pub use verify::{verify, VerifyError, VerifyOptions, VerifyReport};
+pub use ship::{shipper_channel, Chunk, ShipperHandle, ShipperQueue};
+pub use verify::{verify, verify_lines, HeadCheck, TrailHead, VerifyError, VerifyOptions, VerifyReport};
 pub use writer::{Audit, AuditError};
 
 /// The `prev` of the first record.

@@ -74,6 +74,17 @@ impl VerifyReport {
 
     /// One line saying what was checked and what was not.
     pub fn summary(&self) -> String {
+        let mut s = self.summary_records();
+        s += match self.head {
+            HeadCheck::Authenticated => ", head authenticated",
+            HeadCheck::Unauthenticated => ", head found but NOT authenticated",
+            HeadCheck::Missing => ", NO head file (truncation at the end cannot be detected)",
+        };
+        s
+    }
+
+    /// [`VerifyReport::summary`] without the head's part.
+    pub fn summary_records(&self) -> String {
         let mut s = format!("{} record(s)", self.records);
         if self.authenticated > 0 {
             s += &format!(", {} authenticated with key id(s) {}", self.authenticated, self.key_ids.join(", "));
@@ -92,11 +103,6 @@ impl VerifyReport {
                 self.missing_keys.join(", ")
             );
         }
-        s += match self.head {
-            HeadCheck::Authenticated => ", head authenticated",
-            HeadCheck::Unauthenticated => ", head found but NOT authenticated",
-            HeadCheck::Missing => ", NO head file (truncation at the end cannot be detected)",
-        };
         s
     }
 }
@@ -125,31 +131,64 @@ pub enum VerifyError {
     Head(String),
 }
 
-/// The head file, as written now (`kid`, `mac`) or by earlier versions (`hash`).
-enum Head {
-    Keyed { seq: u64, kid: String, mac: String },
-    Legacy { seq: u64, hash: String },
+/// A trail's head (the `.head` file, or `replicas.audit_head` in fleet mode), as written now
+/// (`kid`, `mac`) or by earlier versions (`hash`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TrailHead {
+    /// Seq, key id and a MAC over the seq and that record's MAC.
+    Keyed {
+        /// The last record's seq.
+        seq: u64,
+        /// The key id.
+        kid: String,
+        /// The head MAC.
+        mac: String,
+    },
+    /// Seq and the record's hash (before keys existed).
+    Legacy {
+        /// The last record's seq.
+        seq: u64,
+        /// That record's hash.
+        hash: String,
+    },
 }
 
-fn read_head(path: &Path) -> Result<Head, String> {
+impl TrailHead {
+    /// Parses a head document (`{"seq":…,"kid":…,"mac":…}`); `None` when it is not one.
+    pub fn parse(text: &str) -> Option<TrailHead> {
+        let h: Map<String, Value> = serde_json::from_str(text.trim_end()).ok()?;
+        TrailHead::from_json(&h)
+    }
+
+    /// [`TrailHead::parse`] of a JSON object already parsed.
+    pub fn from_json(h: &Map<String, Value>) -> Option<TrailHead> {
+        let s = |k: &str| h.get(k).and_then(Value::as_str).map(str::to_owned);
+        let seq = h.get("seq").and_then(Value::as_u64);
+        match (seq, s("kid"), s("mac"), s("hash")) {
+            (Some(seq), Some(kid), Some(mac), _) => Some(TrailHead::Keyed { seq, kid, mac }),
+            (Some(seq), None, None, Some(hash)) => Some(TrailHead::Legacy { seq, hash }),
+            _ => None,
+        }
+    }
+
+    /// The seq it names.
+    pub fn seq(&self) -> u64 {
+        match self {
+            TrailHead::Keyed { seq, .. } | TrailHead::Legacy { seq, .. } => *seq,
+        }
+    }
+}
+
+fn read_head(path: &Path) -> Result<TrailHead, String> {
     let hp = head_path(path);
     let text = std::fs::read_to_string(&hp).map_err(|e| format!("cannot read the head file {}: {e}", hp.display()))?;
-    let h: Map<String, Value> = serde_json::from_str(text.trim_end())
-        .map_err(|_| format!("the head file {} is not a head (garbled)", hp.display()))?;
-    let s = |k: &str| h.get(k).and_then(Value::as_str).map(str::to_owned);
-    let seq = h.get("seq").and_then(Value::as_u64);
-    match (seq, s("kid"), s("mac"), s("hash")) {
-        (Some(seq), Some(kid), Some(mac), _) => Ok(Head::Keyed { seq, kid, mac }),
-        (Some(seq), None, None, Some(hash)) => Ok(Head::Legacy { seq, hash }),
-        _ => Err(format!("the head file {} is not a head (garbled)", hp.display())),
-    }
+    TrailHead::parse(&text).ok_or_else(|| format!("the head file {} is not a head (garbled)", hp.display()))
 }
 
 /// Verifies the trail at `path` and its head file.
 pub fn verify(path: &Path, opts: &VerifyOptions) -> Result<VerifyReport, VerifyError> {
     let text =
         std::fs::read_to_string(path).map_err(|source| VerifyError::Io { path: path.display().to_string(), source })?;
-    let keys: BTreeMap<&str, &AuditKey> = opts.keys.iter().map(|k| (k.id(), k)).collect();
     let head = match read_head(path) {
         Ok(h) => Some(h),
         Err(_) if opts.allow_missing_head => None,
@@ -159,10 +198,24 @@ pub fn verify(path: &Path, opts: &VerifyOptions) -> Result<VerifyReport, VerifyE
             )))
         }
     };
-    let head_seq = match &head {
-        Some(Head::Keyed { seq, .. } | Head::Legacy { seq, .. }) => Some(*seq),
-        None => None,
-    };
+    let lines = text.split_inclusive('\n').map(|line| match line.strip_suffix('\n') {
+        Some(body) => Ok(body.to_owned()),
+        None => Err("the last record is cut off (no newline): the file was truncated".to_owned()),
+    });
+    verify_lines(lines, head, opts)
+}
+
+/// Verifies a trail given as its lines (without their newlines; an `Err` is reported as a bad
+/// line with that reason) against its head (`None`: missing, which the caller has allowed). The
+/// source may be a file ([`verify`]) or the `audit_records` table (`audit verify --postgres`);
+/// errors name the 1-based position of the line in `lines`.
+pub fn verify_lines(
+    lines: impl IntoIterator<Item = Result<String, String>>,
+    head: Option<TrailHead>,
+    opts: &VerifyOptions,
+) -> Result<VerifyReport, VerifyError> {
+    let keys: BTreeMap<&str, &AuditKey> = opts.keys.iter().map(|k| (k.id(), k)).collect();
+    let head_seq = head.as_ref().map(TrailHead::seq);
     let mut r = VerifyReport {
         records: 0,
         legacy: 0,
@@ -178,14 +231,12 @@ pub fn verify(path: &Path, opts: &VerifyOptions) -> Result<VerifyReport, VerifyE
     let mut expect_seq: Option<u64> = None;
     let mut head_record_mac: Option<String> = None;
     let mut line_no = 0usize;
-    for line in text.split_inclusive('\n') {
+    for line in lines {
         line_no += 1;
         let bad = |reason: String| VerifyError::Bad { line: line_no, reason };
-        let Some(body) = line.strip_suffix('\n') else {
-            return Err(bad("the last record is cut off (no newline): the file was truncated".into()));
-        };
+        let body = line.map_err(bad)?;
         let mut m: Map<String, Value> =
-            serde_json::from_str(body).map_err(|e| bad(format!("not a JSON record ({e}): edited or truncated")))?;
+            serde_json::from_str(&body).map_err(|e| bad(format!("not a JSON record ({e}): edited or truncated")))?;
         let mac = match (m.remove("mac"), m.remove("hash")) {
             (Some(Value::String(mac)), None) => {
                 let kid = m.get("kid").and_then(Value::as_str).ok_or_else(|| bad("keyed record has no kid".into()))?;
@@ -281,7 +332,7 @@ pub fn verify(path: &Path, opts: &VerifyOptions) -> Result<VerifyReport, VerifyE
     };
     r.head = match head {
         None => HeadCheck::Missing,
-        Some(Head::Keyed { seq, kid, mac }) => {
+        Some(TrailHead::Keyed { seq, kid, mac }) => {
             let Some(record_mac) = head_record_mac.or_else(|| (seq == 0).then(|| GENESIS.to_owned())) else {
                 return Err(removed(seq));
             };
@@ -293,7 +344,7 @@ pub fn verify(path: &Path, opts: &VerifyOptions) -> Result<VerifyReport, VerifyE
                 None => HeadCheck::Unauthenticated,
             }
         }
-        Some(Head::Legacy { seq, hash }) => match head_record_mac {
+        Some(TrailHead::Legacy { seq, hash }) => match head_record_mac {
             None => return Err(removed(seq)),
             Some(h) if h != hash => return Err(rewritten(seq)),
             Some(_) => HeadCheck::Unauthenticated,

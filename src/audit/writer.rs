@@ -73,6 +73,8 @@ struct Health {
     reason: Mutex<String>,
     /// Where the writer hands the records alerts are made of (set once, by `gateway::alerting::start`).
     tap: std::sync::OnceLock<mpsc::Sender<Map<String, Value>>>,
+    /// Where the writer offers what it wrote (fleet mode's shipper; set once, by `fleet::shipper::spawn`).
+    shipper: std::sync::OnceLock<super::ShipperHandle>,
 }
 
 /// Record kinds the alert tap takes; every other record (requests, MCP calls) is not even cloned.
@@ -115,6 +117,7 @@ pub struct Audit {
     tx: mpsc::Sender<Msg>,
     health: Arc<Health>,
     feed: broadcast::Sender<Arc<str>>,
+    path: Arc<Path>,
 }
 
 /// Records kept for live subscribers ([`Audit::subscribe`]) that have not read them yet; a slower
@@ -277,7 +280,20 @@ impl Audit {
             .name("firebreak-audit".into())
             .spawn(move || writer.run(rx, first))
             .map_err(|source| AuditError::Io { path: PathBuf::new(), source })?;
-        Ok(Audit { tx, health, feed })
+        Ok(Audit { tx, health, feed, path: Arc::from(path) })
+    }
+
+    /// The trail's file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Starts offering every write (its records' seqs, file offset and bytes) to fleet mode's audit
+    /// shipper, with a non-blocking, byte-bounded queue (see [`super::ShipperHandle`]). Records
+    /// written before this call are not offered: the shipper catches up from the file. False when
+    /// a shipper was already set.
+    pub fn set_shipper(&self, handle: super::ShipperHandle) -> bool {
+        self.health.shipper.set(handle).is_ok()
     }
 
     /// A live feed of the records written from now on, each as a JSON object of [`FEED_FIELDS`]
@@ -519,6 +535,10 @@ impl Writer {
         }
         match r {
             Ok(()) => {
+                if let (Some(shipper), false) = (self.health.shipper.get(), self.pending.is_empty()) {
+                    let first = self.chain.seq + 1 - self.pending_records;
+                    shipper.offer(first, self.chain.seq, self.good_len, &self.pending);
+                }
                 self.good_len += self.pending.len() as u64;
                 self.pending.clear();
                 self.pending_records = 0;

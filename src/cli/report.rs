@@ -1,4 +1,5 @@
-//! `firebreak report --since 24h`: the incident report for a window, from the audit trail alone.
+//! `firebreak report --since 24h`: the incident report for a window, from the audit trail alone
+//! (or, with `--postgres URL`, from the records every replica of a fleet shipped to `audit_records`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -18,6 +19,9 @@ pub struct Args {
     /// The audit trail.
     #[arg(long, default_value = "firebreak-audit.jsonl")]
     audit: PathBuf,
+    /// Read the fleet's shipped records from this PostgreSQL database instead of a file.
+    #[arg(long, value_name = "URL")]
+    postgres: Option<String>,
     /// JSON instead of Markdown.
     #[arg(long)]
     json: bool,
@@ -26,8 +30,11 @@ pub struct Args {
 /// The report.
 #[derive(Debug, Default, Serialize)]
 pub struct Report {
-    /// The audit file.
+    /// The audit file (`postgres:audit_records` with --postgres).
     pub audit_file: String,
+    /// The replicas whose records the window holds (fleet mode, --postgres).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub replicas: Vec<String>,
     /// Window start (RFC 3339).
     pub since: String,
     /// Whether the whole chain verified, and the problem if not.
@@ -158,6 +165,9 @@ pub fn markdown(r: &Report) -> String {
     let mut o = String::new();
     let _ = writeln!(o, "# firebreak incident report\n");
     let _ = writeln!(o, "- Audit trail: `{}`", r.audit_file);
+    if !r.replicas.is_empty() {
+        let _ = writeln!(o, "- Replicas: {}", r.replicas.join(", "));
+    }
     let _ = writeln!(o, "- Window: since {}", r.since);
     let _ = writeln!(
         o,
@@ -232,6 +242,15 @@ pub fn markdown(r: &Report) -> String {
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let since = crate::control::parse_since(&a.since)
         .with_context(|| format!("--since `{}`: write a duration (24h) or an RFC 3339 time", a.since))?;
+    if let Some(url) = &a.postgres {
+        let (records, replicas) = from_postgres(url, since)?;
+        let mut r = build(&records);
+        r.audit_file = "postgres:audit_records".into();
+        r.replicas = replicas;
+        r.since = humantime::format_rfc3339_seconds(since).to_string();
+        r.chain_detail = "not checked by the report: run `firebreak audit verify --postgres URL`".into();
+        return print(&r, a.json);
+    }
     let records = crate::audit::read_since(&a.audit, Some(since), usize::MAX)
         .with_context(|| format!("reading {}", a.audit.display()))?;
     let mut r = build(&records);
@@ -247,10 +266,48 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         }
         Err(e) => r.chain_detail = e.to_string(),
     }
-    if a.json {
-        println!("{}", serde_json::to_string_pretty(&r)?);
+    print(&r, a.json)
+}
+
+fn print(r: &Report, json: bool) -> anyhow::Result<ExitCode> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(r)?);
     } else {
-        print!("{}", markdown(&r));
+        print!("{}", markdown(r));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The records of the window from `audit_records` (all replicas, in time order) and the replicas
+/// they come from.
+fn from_postgres(url: &str, since: std::time::SystemTime) -> anyhow::Result<(Vec<Value>, Vec<String>)> {
+    let db = |e: tokio_postgres::Error| anyhow::anyhow!("PostgreSQL: {}", crate::fleet::db::db_error(&e));
+    let (rt, mut client) = super::audit::pg_connect(url)?;
+    let tx = rt.block_on(client.transaction()).map_err(db)?;
+    let portal = rt
+        .block_on(tx.bind(
+            "SELECT replica_id, line FROM audit_records WHERE time >= $1 ORDER BY time, replica_id, seq",
+            &[&since],
+        ))
+        .map_err(db)?;
+    let mut records = Vec::new();
+    let mut replicas = std::collections::BTreeSet::new();
+    loop {
+        let rows = rt.block_on(tx.query_portal(&portal, super::audit::PAGE)).map_err(db)?;
+        for row in &rows {
+            let replica: String = row.get(0);
+            let line: &str = row.get(1);
+            if let Ok(v) = serde_json::from_str::<Value>(line) {
+                records.push(v);
+                if !replicas.contains(&replica) {
+                    replicas.insert(replica);
+                }
+            }
+        }
+        if rows.len() < super::audit::PAGE as usize {
+            break;
+        }
+    }
+    let _ = rt.block_on(tx.rollback());
+    Ok((records, replicas.into_iter().collect()))
 }

@@ -98,6 +98,8 @@ pub struct Fleet {
     pub status: FleetStatus,
     /// Fleet metrics (rendered after the gateway's own).
     pub metrics: metrics::FleetMetrics,
+    /// The audit shipper's health, for `degraded()` (the task: `shipper::spawn`).
+    pub shipper: shipper::ShipperState,
 }
 
 impl Fleet {
@@ -107,7 +109,15 @@ impl Fleet {
         let db = db::FleetDb::new(&settings, &replica_id)?;
         let redis = redis_conn::RedisShared::new(&settings)?;
         let status = FleetStatus { live_replicas: AtomicU32::new(1), ..FleetStatus::default() };
-        Ok(Arc::new(Fleet { settings, replica_id, db, redis, status, metrics: metrics::FleetMetrics::default() }))
+        Ok(Arc::new(Fleet {
+            settings,
+            replica_id,
+            db,
+            redis,
+            status,
+            metrics: metrics::FleetMetrics::default(),
+            shipper: Default::default(),
+        }))
     }
 
     /// Why this replica is degraded (empty: it is not): for `/readyz` and `admin fleet`.
@@ -120,6 +130,7 @@ impl Fleet {
         if !self.status.redis_up.load(Relaxed) {
             why.push("redis unreachable: rate limits and trigger windows count per replica".to_string());
         }
+        why.extend(self.shipper.degraded(&self.status));
         if let Ok(p) = self.status.schema_problem.lock() {
             if let Some(p) = p.as_ref() {
                 why.push(p.clone());

@@ -17,6 +17,7 @@ pub mod sync;
 pub async fn start(gw: &Arc<Gateway>, replica: &Replica) {
     let Some(fleet) = gw.fleet.clone() else { return };
     let schema_ok = ensure_schema(&fleet, true).await;
+    crate::fleet::shipper::spawn(gw.fleet.as_ref(), &gw.audit);
     sync::first_sync(gw).await;
     sync::spawn(gw);
     heartbeat::spawn(gw, replica, schema_ok);
