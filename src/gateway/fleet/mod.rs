@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::Gateway;
 
+pub mod commands;
 pub mod sync;
 
 /// Brings this replica into the fleet: migrations (when automatic), the first sync of the switch
@@ -17,4 +18,5 @@ pub async fn start(gw: &Arc<Gateway>) {
     }
     sync::first_sync(gw).await;
     sync::spawn(gw);
+    commands::spawn(gw);
 }
