@@ -235,4 +235,33 @@ mod tests {
         assert_eq!(o.to_json(7)["complete"], false);
         assert_eq!(o.to_json(7)["command"], 7);
     }
+
+    #[tokio::test]
+    async fn commands_are_issued_run_and_waited_for() {
+        let db = super::super::incidents::testdb::TestDb::new().await;
+        let (a, b) = (db.fleet("A"), db.fleet("B"));
+        assert_eq!(max_id(&b).await.expect("max"), 0);
+        db.sql("INSERT INTO replicas (replica_id, address, pid, binary_version, started_at, last_seen, policy_hash) VALUES ('A', 'x', 1, 'v', now(), now(), 'h'), ('B', 'y', 2, 'v', now(), now(), 'h'), ('Z', 'z', 3, 'v', now(), now() - interval '1 hour', 'h')").await;
+        let id = issue(&a, Kind::RotateCredentials, None, "ops", "leak").await.expect("issue");
+        record_result(&a, id, true, &serde_json::json!({"rotated": ["openai"], "failed": {}})).await.expect("own");
+        let cmds = since(&b, 0).await.expect("since");
+        assert_eq!(cmds.len(), 1);
+        assert_eq!(cmds[0].kind, Some(Kind::RotateCredentials));
+        assert_eq!(cmds[0].issued_by, "A");
+        assert!(since(&b, id).await.expect("since").is_empty());
+        let o = wait(&a, id, Duration::from_millis(100)).await.expect("wait");
+        assert_eq!(o.laggards, vec!["B"], "B is live and has not answered; Z is not live");
+        record_result(&b, id, false, &serde_json::json!({"error": "no source"})).await.expect("B");
+        assert!(has_result(&b, id).await.expect("has"));
+        let o = wait(&a, id, Duration::from_secs(2)).await.expect("wait");
+        assert!(o.laggards.is_empty());
+        let v = o.to_json(id);
+        assert_eq!(v["results"]["A"]["ok"], true);
+        assert_eq!(v["results"]["A"]["rotated"][0], "openai");
+        assert_eq!(v["results"]["B"]["ok"], false);
+        assert_eq!(v["complete"], true);
+        let r = issue(&b, Kind::Reload, None, "ops", "new policy").await.expect("reload");
+        assert!(r > id);
+        assert_eq!(max_id(&a).await.expect("max"), r);
+    }
 }

@@ -146,8 +146,18 @@ pub async fn open_or_join(fleet: &Fleet, new: &Incident, ev: &Evidence) -> Resul
     );
     let time = Some(ev.time.as_str()).filter(|t| !t.is_empty());
     let cap = i32::try_from(MAX_EVIDENCE).unwrap_or(i32::MAX);
-    // An incident resolved between the insert and the join frees the slot: try the insert again once.
-    for _ in 0..2 {
+    // Join first (the common case, and no sequence value is spent on a conflict); open when there is
+    // none; when another replica opened it in between, join that one. An incident resolved between
+    // the two frees the slot, hence a third try.
+    for _ in 0..3 {
+        let joined = c
+            .query_opt(join, &[&new.trigger, &user, &server, &rid, &seq(ev), &ev.request_id, &ev.rule, &time, &cap])
+            .await
+            .map_err(pg)?;
+        if let Some(r) = joined {
+            let row: i64 = r.try_get(0).map_err(pg)?;
+            return Ok(Fired { incident: assemble(&r, Vec::new())?, row, opened: false });
+        }
         let opened = c
             .query_opt(
                 insert,
@@ -177,14 +187,6 @@ pub async fn open_or_join(fleet: &Fleet, new: &Incident, ev: &Evidence) -> Resul
             ev.replica = Some(rid.to_owned());
             incident.evidence = vec![ev];
             return Ok(Fired { incident, row, opened: true });
-        }
-        let joined = c
-            .query_opt(join, &[&new.trigger, &user, &server, &rid, &seq(ev), &ev.request_id, &ev.rule, &time, &cap])
-            .await
-            .map_err(pg)?;
-        if let Some(r) = joined {
-            let row: i64 = r.try_get(0).map_err(pg)?;
-            return Ok(Fired { incident: assemble(&r, Vec::new())?, row, opened: false });
         }
     }
     Err(FleetError::Db(format!("incident of `{}` neither opened nor joined (resolved twice meanwhile)", new.trigger)))
@@ -362,6 +364,109 @@ pub async fn merge(fleet: &Fleet, local: &Incident) -> Result<String, FleetError
     Ok(display_id(row))
 }
 
+/// A throwaway PostgreSQL database with the fleet schema, for the SQL helpers' unit tests
+/// (`FIREBREAK_TEST_PG`, default the loopback server; `bash tests/fleet-services.sh` starts it).
+#[cfg(test)]
+pub(crate) mod testdb {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use crate::config::fleet::{FleetSettings, Migrate, UrlSource};
+    use crate::config::Secret;
+    use crate::fleet::Fleet;
+
+    /// A database `fbt_h4_<pid>_<n>`, dropped with the value.
+    pub(crate) struct TestDb {
+        pub(crate) name: String,
+        admin_url: String,
+    }
+
+    fn admin_url() -> String {
+        std::env::var("FIREBREAK_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    }
+
+    fn url_of(db: &str) -> String {
+        let base = admin_url();
+        match base.rsplit_once('/') {
+            Some((head, _)) => format!("{head}/{db}"),
+            None => base,
+        }
+    }
+
+    async fn admin_client(url: &str) -> tokio_postgres::Client {
+        let (c, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap_or_else(|e| {
+            panic!("fleet tests need PostgreSQL on loopback: run `bash tests/fleet-services.sh` ({e})")
+        });
+        tokio::spawn(conn);
+        c
+    }
+
+    impl TestDb {
+        /// Creates the database and applies every migration.
+        pub(crate) async fn new() -> TestDb {
+            static N: AtomicU32 = AtomicU32::new(0);
+            let name = format!("fbt_h4_{}_{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
+            let admin = admin_url();
+            let c = admin_client(&admin).await;
+            c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await.expect("drop test database");
+            c.batch_execute(&format!("CREATE DATABASE {name}")).await.expect("create test database");
+            let db = admin_client(&url_of(&name)).await;
+            for (_, sql) in crate::fleet::db::MIGRATIONS {
+                db.batch_execute(sql).await.expect("migration");
+            }
+            TestDb { name, admin_url: admin }
+        }
+
+        /// A fleet handle on this database as replica `id`.
+        pub(crate) fn fleet(&self, id: &str) -> Arc<Fleet> {
+            let settings = FleetSettings {
+                postgres: UrlSource::Inline(Secret::new(url_of(&self.name))),
+                redis: UrlSource::Inline(Secret::new("redis://127.0.0.1:6379/")),
+                redis_prefix: format!("H4test{}", std::process::id()),
+                replica_id: Some(id.into()),
+                connect_timeout: Duration::from_secs(3),
+                statement_timeout: Duration::from_secs(5),
+                redis_timeout: Duration::from_millis(200),
+                poll_interval: Duration::from_millis(500),
+                heartbeat_interval: Duration::from_millis(250),
+                live_after: Duration::from_secs(2),
+                wait_timeout: Duration::from_millis(500),
+                pool_size: 8,
+                migrate: Migrate::Auto,
+                audit_queue_bytes: 1 << 20,
+                audit_batch: 100,
+                allow_plaintext: false,
+            };
+            Fleet::new(Arc::new(settings), id.into()).expect("fleet handle")
+        }
+
+        /// Runs `sql` directly.
+        pub(crate) async fn sql(&self, sql: &str) -> Vec<tokio_postgres::Row> {
+            admin_client(&url_of(&self.name)).await.query(sql, &[]).await.expect("query")
+        }
+    }
+
+    impl Drop for TestDb {
+        fn drop(&mut self) {
+            let (name, url) = (self.name.clone(), self.admin_url.clone());
+            // Dropped from a thread of its own: Drop may run inside a runtime.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();
+                if let Ok(rt) = rt {
+                    rt.block_on(async move {
+                        if let Ok((c, conn)) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await {
+                            tokio::spawn(conn);
+                            let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+                        }
+                    });
+                }
+            })
+            .join();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -374,5 +479,178 @@ mod tests {
         assert_eq!(row_id("INC-A-L0001"), None);
         assert_eq!(row_id("INC-"), None);
         assert_eq!(row_id("42"), None);
+    }
+
+    use super::testdb::TestDb;
+    use crate::incident::{IncidentSeverity, Status, Taken, Target};
+
+    fn incident(trigger: &str, user: &str) -> Incident {
+        Incident {
+            id: String::new(),
+            severity: IncidentSeverity::Sev2,
+            trigger: trigger.into(),
+            status: Status::Open,
+            principal: Target { user: Some(user.into()), ..Target::default() },
+            server: None,
+            first_seen: crate::incident::now_rfc3339(),
+            last_seen: crate::incident::now_rfc3339(),
+            firings: 1,
+            evidence: Vec::new(),
+            actions: Vec::new(),
+            checklist: vec!["look".into(), "fix".into()],
+            ticked: Vec::new(),
+            notes: Vec::new(),
+            resolved_at: None,
+            local: false,
+            merged_from: None,
+        }
+    }
+
+    fn ev(seq: u64) -> Evidence {
+        Evidence {
+            replica: None,
+            audit_seq: Some(seq),
+            request_id: Some(format!("req_{seq}")),
+            rule: "injection.blocked".into(),
+            time: crate::incident::now_rfc3339(),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_firings_on_two_replicas_open_one_incident() {
+        let db = TestDb::new().await;
+        let (a, b) = (db.fleet("A"), db.fleet("B"));
+        let inc = incident("sustained_injection_campaign", "alice");
+        let mut tasks = Vec::new();
+        for i in 0..8u64 {
+            let f = if i % 2 == 0 { a.clone() } else { b.clone() };
+            let inc = inc.clone();
+            tasks.push(tokio::spawn(async move { open_or_join(&f, &inc, &ev(i)).await.expect("fired").opened }));
+        }
+        let mut opened = 0;
+        for t in tasks {
+            opened += usize::from(t.await.expect("task"));
+        }
+        assert_eq!(opened, 1, "exactly one replica opened it (and would run the plan)");
+        let list_a = list(&a, false).await.expect("list on A");
+        let list_b = list(&b, false).await.expect("list on B");
+        assert_eq!(list_a.len(), 1);
+        assert_eq!(list_a[0].id, "INC-00001");
+        assert_eq!(list_a[0].firings, 8);
+        assert_eq!(list_a[0].evidence.len(), 8);
+        assert_eq!(list_a[0].checklist, vec!["look", "fix"]);
+        assert!(list_a[0].evidence.iter().all(|e| e.replica.is_some()), "evidence names its replica");
+        assert_eq!(
+            serde_json::to_value(&list_a).expect("json"),
+            serde_json::to_value(&list_b).expect("json"),
+            "the same list from every replica"
+        );
+        // Another principal is another incident.
+        let other = open_or_join(&b, &incident("sustained_injection_campaign", "bob"), &ev(99)).await.expect("bob");
+        assert!(other.opened);
+        assert_eq!(other.incident.id, "INC-00002", "joins spend no id (open conflicts may, rarely)");
+    }
+
+    #[tokio::test]
+    async fn evidence_is_capped_firings_are_not() {
+        let db = TestDb::new().await;
+        let a = db.fleet("A");
+        let inc = incident("anomalous_probing", "alice");
+        for i in 0..(MAX_EVIDENCE as u64 + 5) {
+            open_or_join(&a, &inc, &ev(i)).await.expect("fired");
+        }
+        let got = get(&a, "INC-00001").await.expect("get").expect("exists");
+        assert_eq!(got.firings, MAX_EVIDENCE as u64 + 5);
+        assert_eq!(got.evidence.len(), MAX_EVIDENCE);
+        let rows = db.sql("SELECT evidence_count, (SELECT count(*) FROM incident_evidence) FROM incidents").await;
+        assert_eq!(rows[0].get::<_, i32>(0), MAX_EVIDENCE as i32);
+        assert_eq!(rows[0].get::<_, i64>(1), MAX_EVIDENCE as i64);
+        assert!(get(&a, "INC-00002").await.expect("get").is_none());
+        assert!(get(&a, "INC-A-L0001").await.expect("get").is_none(), "a local id is not a row");
+    }
+
+    #[tokio::test]
+    async fn actions_ticks_and_resolution_persist_and_free_the_slot() {
+        let db = TestDb::new().await;
+        let (a, b) = (db.fleet("A"), db.fleet("B"));
+        let fired = open_or_join(&a, &incident("bulk_data_extraction", "carol"), &ev(1)).await.expect("open");
+        let taken = Taken {
+            plan: "sev2".into(),
+            actor: "firebreak".into(),
+            time: crate::incident::now_rfc3339(),
+            actions: Vec::new(),
+            version: Some(3),
+            credentials_marked_for_rotation: false,
+            error: None,
+            awaiting_operator: Vec::new(),
+            corroborated_by: None,
+        };
+        set_actions(&a, fired.row, &[taken]).await.expect("actions");
+        let joined = open_or_join(&b, &incident("bulk_data_extraction", "carol"), &ev(2)).await.expect("join");
+        assert!(!joined.opened);
+        assert_eq!(joined.incident.actions.len(), 1, "the joiner sees the opener's containment");
+        assert_eq!(joined.incident.actions[0].version, Some(3));
+        let ticked = update(&b, fired.row, |mut inc: Incident| async move {
+            let r = crate::incident::tick_step(&mut inc, 1, true, "ops");
+            (Some(inc), r)
+        })
+        .await
+        .expect("update")
+        .expect("found");
+        assert_eq!(ticked.expect("step 1 exists"), "fix");
+        let no_step = update(&b, fired.row, |mut inc: Incident| async move {
+            let r = crate::incident::tick_step(&mut inc, 9, true, "ops");
+            (None, r)
+        })
+        .await
+        .expect("update")
+        .expect("found");
+        assert!(no_step.is_err());
+        update(&a, fired.row, |mut inc: Incident| async move {
+            crate::incident::resolve_with(&mut inc, "ops", "done");
+            (Some(inc), ())
+        })
+        .await
+        .expect("resolve")
+        .expect("found");
+        let got = get(&b, &fired.incident.id).await.expect("get").expect("exists");
+        assert_eq!(got.status, Status::Resolved);
+        assert_eq!(got.ticked.len(), 1);
+        assert_eq!(got.notes.len(), 1);
+        assert!(got.resolved_at.is_some());
+        assert_eq!(got.firings, 2);
+        let again = open_or_join(&b, &incident("bulk_data_extraction", "carol"), &ev(3)).await.expect("reopen");
+        assert!(again.opened, "resolving freed the open slot");
+        assert_eq!(list(&a, true).await.expect("open list").len(), 1);
+        assert_eq!(list(&a, false).await.expect("all").len(), 2);
+        assert!(update(&a, 999, |i: Incident| async move { (Some(i), ()) }).await.expect("update").is_none());
+    }
+
+    #[tokio::test]
+    async fn local_incidents_merge_by_join_or_insert() {
+        let db = TestDb::new().await;
+        let (a, b) = (db.fleet("A"), db.fleet("B"));
+        open_or_join(&a, &incident("sustained_injection_campaign", "dave"), &ev(1)).await.expect("open");
+        let mut local = incident("sustained_injection_campaign", "dave");
+        local.id = "INC-B-L0001".into();
+        local.local = true;
+        local.firings = 3;
+        local.evidence = vec![ev(10), ev(11)];
+        assert_eq!(merge(&b, &local).await.expect("merge"), "INC-00001", "joined the open one");
+        let got = get(&a, "INC-00001").await.expect("get").expect("exists");
+        assert_eq!(got.firings, 4);
+        assert_eq!(got.evidence.len(), 3);
+        assert_eq!(got.merged_from.as_deref(), Some("INC-B-L0001"));
+        let mut gone = incident("credential_leakage_confirmed", "erin");
+        gone.id = "INC-B-L0002".into();
+        gone.local = true;
+        gone.status = Status::Resolved;
+        gone.evidence = vec![ev(12)];
+        let to = merge(&b, &gone).await.expect("merge");
+        let got = get(&a, &to).await.expect("get").expect("exists");
+        assert_eq!(got.status, Status::Resolved);
+        assert!(!got.local);
+        assert_eq!(got.merged_from.as_deref(), Some("INC-B-L0002"));
+        assert_eq!(got.evidence.len(), 1);
     }
 }

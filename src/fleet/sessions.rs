@@ -93,4 +93,23 @@ mod tests {
         assert_ne!(b, binding("other", "session-123"), "scoped by server");
         assert_eq!(b, binding("srv", "session-123"), "stable");
     }
+
+    #[tokio::test]
+    async fn bindings_are_shared_and_unbound_with_a_notification() {
+        let db = super::super::incidents::testdb::TestDb::new().await;
+        let (a, b) = (db.fleet("A"), db.fleet("B"));
+        let k = binding("srv", "sid-1");
+        bind(&a, &k, "key-1").await.expect("bind");
+        bind(&b, &k, "key-2").await.expect("a second bind is ignored");
+        assert_eq!(lookup(&b, &k).await.expect("lookup").as_deref(), Some("key-1"));
+        assert_eq!(lookup(&b, &binding("srv", "sid-2")).await.expect("lookup"), None);
+        let rows = db.sql("SELECT binding FROM mcp_sessions").await;
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].get::<_, String>(0), k, "only the digest is stored");
+        unbind(&b, &k).await.expect("unbind");
+        assert_eq!(lookup(&a, &k).await.expect("lookup"), None);
+        bind(&a, &k, "key-1").await.expect("bind");
+        db.sql("UPDATE mcp_sessions SET last_used = now() - interval '25 hours'").await;
+        assert_eq!(cleanup(&a).await.expect("cleanup"), 1);
+    }
 }
