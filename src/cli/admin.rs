@@ -215,7 +215,12 @@ enum Cmd {
         file: PathBuf,
     },
     /// Reload the policy (validated first; an invalid one is rejected).
-    Reload,
+    Reload {
+        /// Fleet mode: every replica reloads its own policy file (the answer lists each one's
+        /// result: the new policy hash, or why it was rejected).
+        #[arg(long)]
+        all: bool,
+    },
     /// Run a containment plan (sev1..sev4 or one of the policy's [plans]) for a principal, as one
     /// atomic batch.
     Contain {
@@ -365,7 +370,8 @@ async fn run_async(a: Args) -> anyhow::Result<ExitCode> {
             Cmd::PendingTools { .. } => ("GET", "/admin/v1/tools/pending".to_owned(), None),
             Cmd::CircuitStatus { .. } => ("GET", "/admin/v1/circuits".to_owned(), None),
             Cmd::Fleet { .. } => ("GET", "/admin/v1/fleet".to_owned(), None),
-            Cmd::Reload => ("POST", "/admin/v1/policy/reload".to_owned(), Some(json!({}))),
+            Cmd::Reload { all: false } => ("POST", "/admin/v1/policy/reload".to_owned(), Some(json!({}))),
+            Cmd::Reload { all: true } => ("POST", "/admin/v1/policy/reload?all=true".to_owned(), Some(json!({}))),
             Cmd::RotateCredential { name } => {
                 ("POST", format!("/admin/v1/rotate/credential/{name}"), Some(json!({"reason": reason, "actor": actor})))
             }

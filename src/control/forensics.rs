@@ -24,7 +24,7 @@ impl Admin {
                 _ => return error(StatusCode::BAD_REQUEST, "unknown_parameter", "the only parameter is actor=NAME"),
             }
         }
-        let Some(incident) = self.gw.incidents.get(id).await else {
+        let Some(incident) = crate::gateway::incidents::get(&self.gw, id).await else {
             return error(StatusCode::NOT_FOUND, "unknown_incident", &format!("no incident `{id}`"));
         };
         let policy = self.gw.policy();

@@ -127,7 +127,7 @@ impl Admin {
                 let id = p.trim_start_matches("/admin/v1/local/switches/").to_owned();
                 self.local_lift(Some(id), &who).await
             }
-            (&Method::POST, "/admin/v1/policy/reload") => self.reload(&who).await,
+            (&Method::POST, "/admin/v1/policy/reload") => self.reload(req.uri().query(), &who).await,
             // The two-person rule (pending.rs).
             (&Method::GET, "/admin/v1/pending") => self.pending_list(),
             (&Method::POST, p) if p.starts_with("/admin/v1/pending/") && p.ends_with("/approve") => {
@@ -158,7 +158,7 @@ impl Admin {
             }
             (&Method::GET, p) if p.starts_with("/admin/v1/incidents/") => {
                 let id = p.trim_start_matches("/admin/v1/incidents/");
-                match self.gw.incidents.get(id).await {
+                match crate::gateway::incidents::get(&self.gw, id).await {
                     Some(i) => json_response(StatusCode::OK, &json!({ "incident": i })),
                     None => error(StatusCode::NOT_FOUND, "unknown_incident", &format!("no incident `{id}`")),
                 }
@@ -378,57 +378,50 @@ impl Admin {
             Ok(m) => m,
             Err(r) => return r,
         };
-        let policy = self.gw.policy();
-        let mut targets: Vec<(String, &crate::config::Credential)> = Vec::new();
-        for (name, u) in &policy.upstreams {
-            targets.push((name.clone(), &u.credential));
-        }
-        for (name, s) in &policy.mcp.servers {
-            targets.push((format!("mcp:{name}"), &s.credential));
-        }
-        let selected: Vec<_> = match &only {
-            Some(n) => targets.into_iter().filter(|(t, _)| t == n || t.strip_prefix("mcp:") == Some(n)).collect(),
-            None => targets.into_iter().filter(|(_, c)| c.source().is_some()).collect(),
+        use crate::gateway::fleet::commands as fleet_commands;
+        let done = match fleet_commands::rotate_credentials(&self.gw, only.as_deref()) {
+            Ok(d) => d,
+            Err(m) => return error(StatusCode::NOT_FOUND, "unknown_upstream", &m),
         };
-        if selected.is_empty() {
-            return error(
-                StatusCode::NOT_FOUND,
-                "unknown_upstream",
-                &match only {
-                    Some(n) => format!("no upstream or MCP server named `{n}`"),
-                    None => "no upstream has a credential source to rotate".into(),
-                },
-            );
-        }
-        let mut rotated = Vec::new();
-        let mut failed = serde_json::Map::new();
-        for (name, cred) in selected {
-            match cred.rotate() {
-                Ok(()) => rotated.push(name),
-                Err(e) => {
-                    failed.insert(name, Value::from(e));
-                }
-            }
-        }
+        let mine = done.to_json();
+        // Fleet mode: every replica rotates too (a fleet command); this call waits for their results.
+        let fleet = fleet_commands::issue_and_wait(
+            &self.gw,
+            crate::fleet::commands::Kind::RotateCredentials,
+            only.as_deref(),
+            &who.id,
+            &reason,
+            (done.failed.is_empty(), &mine),
+        )
+        .await;
         let record = Record::new("rotation")
             .with("event", "credential")
             .with("actor", who.id.as_str())
             .with_opt("on_behalf_of", on_behalf_of.as_deref())
             .with("reason", reason.as_str())
-            .with("rotated", rotated.clone())
-            .with_opt("failed", (!failed.is_empty()).then(|| Value::Object(failed.clone())));
+            .with("rotated", done.rotated.clone())
+            .with_opt("failed", (!done.failed.is_empty()).then(|| Value::Object(done.failed.clone())))
+            .with_opt("fleet_command", fleet.as_ref().and_then(|(id, _)| *id));
         if let Err(e) = self.gw.audit.record_durable(record).await {
             tracing::error!(error = %e, "credentials rotated but the audit record failed");
         }
-        tracing::warn!(actor = %who.id, rotated = ?rotated, failed = failed.len(), "credentials rotated");
-        let status = if failed.is_empty() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
-        json_response(status, &json!({"rotated": rotated, "failed": failed}))
+        tracing::warn!(actor = %who.id, rotated = ?done.rotated, failed = done.failed.len(), "credentials rotated");
+        let status = if done.failed.is_empty() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
+        let mut body = mine;
+        if let Some((_, f)) = fleet {
+            body["fleet"] = f;
+        }
+        json_response(status, &body)
     }
 
     async fn incidents(&self, query: Option<&str>) -> Response<Body> {
         let open_only = query.unwrap_or("").split('&').any(|p| p == "status=open");
-        let list = self.gw.incidents.list(open_only).await;
-        json_response(StatusCode::OK, &json!({ "incidents": list }))
+        let listing = crate::gateway::incidents::list(&self.gw, open_only).await;
+        let mut body = json!({ "incidents": listing.incidents });
+        if let Some(d) = listing.degraded {
+            body["degraded"] = Value::from(d);
+        }
+        json_response(StatusCode::OK, &body)
     }
 
     async fn resolve(&self, req: Request<Incoming>, id: String, who: &Identity) -> Response<Body> {
@@ -440,10 +433,13 @@ impl Admin {
             if bytes.is_empty() { json!({}) } else { serde_json::from_slice(&bytes).unwrap_or(json!({})) };
         let on_behalf_of = meta.get("actor").and_then(Value::as_str).filter(|a| *a != who.id);
         let note = meta.get("note").and_then(Value::as_str).unwrap_or("");
-        match self.gw.incidents.resolve(&self.gw.audit, &id, &who.id, on_behalf_of, note).await {
+        match crate::gateway::incidents::resolve(&self.gw, &id, &who.id, on_behalf_of, note).await {
             Ok(i) => json_response(StatusCode::OK, &json!({ "incident": i })),
             Err(e @ crate::incident::IncidentError::NotFound(_)) => {
                 error(StatusCode::NOT_FOUND, "unknown_incident", &e.to_string())
+            }
+            Err(e @ crate::incident::IncidentError::Unavailable(_)) => {
+                error(StatusCode::SERVICE_UNAVAILABLE, "fleet_unavailable", &e.to_string())
             }
             Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "persist_failed", &e.to_string()),
         }
@@ -476,10 +472,13 @@ impl Admin {
                 )
             }
         };
-        match self.gw.incidents.tick(&self.gw.audit, &id, t.step, t.done, &who.id).await {
+        match crate::gateway::incidents::tick(&self.gw, &id, t.step, t.done, &who.id).await {
             Ok(i) => json_response(StatusCode::OK, &json!({ "incident": i })),
             Err(e @ crate::incident::IncidentError::NotFound(_)) => {
                 error(StatusCode::NOT_FOUND, "unknown_incident", &e.to_string())
+            }
+            Err(e @ crate::incident::IncidentError::Unavailable(_)) => {
+                error(StatusCode::SERVICE_UNAVAILABLE, "fleet_unavailable", &e.to_string())
             }
             Err(e @ crate::incident::IncidentError::NoStep(..)) => {
                 error(StatusCode::BAD_REQUEST, "unknown_step", &e.to_string())
@@ -580,36 +579,69 @@ impl Admin {
         }
     }
 
-    async fn reload(&self, who: &Identity) -> Response<Body> {
-        match self.gw.reload(&who.id).await {
-            Ok(p) => {
-                for w in &p.incidents.warnings {
-                    tracing::warn!(warning = %w, "policy reloaded with a risky setting");
-                }
-                json_response(
-                    StatusCode::OK,
-                    &json!({"reloaded": true, "source": p.source.display().to_string(), "warnings": p.incidents.warnings}),
-                )
+    /// `POST /admin/v1/policy/reload[?all=true]`: with `all` in fleet mode, every replica reloads its
+    /// own file too (a fleet command) and the answer carries each one's result.
+    async fn reload(&self, query: Option<&str>, who: &Identity) -> Response<Body> {
+        let all = query.unwrap_or("").split('&').any(|p| p == "all" || p == "all=true" || p == "all=1");
+        let reloaded = self.gw.reload(&who.id).await;
+        let fleet = if all {
+            let own = match &reloaded {
+                Ok(p) => (true, json!({ "policy_hash": p.sha256 })),
+                Err(e) => (false, json!({ "error": e.to_string() })),
+            };
+            crate::gateway::fleet::commands::issue_and_wait(
+                &self.gw,
+                crate::fleet::commands::Kind::Reload,
+                None,
+                &who.id,
+                "admin reload --all",
+                (own.0, &own.1),
+            )
+            .await
+            .map(|(_, f)| f)
+        } else {
+            None
+        };
+        let (status, mut body) = reload_answer(reloaded);
+        if let Some(f) = fleet {
+            body["fleet"] = f;
+        }
+        json_response(status, &body)
+    }
+}
+
+/// The answer to a reload on this replica.
+fn reload_answer(reloaded: Result<Arc<crate::config::Policy>, crate::gateway::ReloadError>) -> (StatusCode, Value) {
+    match reloaded {
+        Ok(p) => {
+            for w in &p.incidents.warnings {
+                tracing::warn!(warning = %w, "policy reloaded with a risky setting");
             }
-            Err(e) => {
-                let problems: Vec<Value> = match &e {
-                    crate::gateway::ReloadError::Invalid(pe) => {
-                        pe.0.iter().map(|l| serde_json::to_value(l).unwrap_or(Value::Null)).collect()
-                    }
-                    crate::gateway::ReloadError::Tls(m) => vec![json!({"message": m})],
-                    crate::gateway::ReloadError::Canaries(a) => vec![json!({"message": a.to_string()})],
-                };
-                json_response(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    &json!({"error": {
+            (
+                StatusCode::OK,
+                json!({"reloaded": true, "source": p.source.display().to_string(), "policy_hash": p.sha256, "warnings": p.incidents.warnings}),
+            )
+        }
+        Err(e) => {
+            let problems: Vec<Value> = match &e {
+                crate::gateway::ReloadError::Invalid(pe) => {
+                    pe.0.iter().map(|l| serde_json::to_value(l).unwrap_or(Value::Null)).collect()
+                }
+                crate::gateway::ReloadError::Tls(m) => vec![json!({"message": m})],
+                crate::gateway::ReloadError::Canaries(a) => vec![json!({"message": a.to_string()})],
+            };
+            (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                json!({"error": {
                     "code": "policy_rejected",
                     "message": "the new policy is invalid; the old one stays in force",
                     "problems": problems}}),
-                )
-            }
+            )
         }
     }
+}
 
+impl Admin {
     async fn audit(&self, query: Option<&str>) -> Response<Body> {
         let q = match console::audit::AuditQuery::parse(query.unwrap_or("")) {
             Ok(q) => q,

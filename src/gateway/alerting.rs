@@ -48,7 +48,7 @@ async fn enrich(gw: &Gateway, mut d: Draft) -> Draft {
         return d;
     }
     let Some(id) = d.fields.get("incident").and_then(Value::as_str).map(str::to_owned) else { return d };
-    let Some(inc) = gw.incidents.get(&id).await else { return d };
+    let Some(inc) = super::incidents::get(gw, &id).await else { return d };
     let mut m = Map::new();
     let taken: Vec<Value> =
         inc.actions.iter().flat_map(|t| t.actions.iter()).filter_map(|a| serde_json::to_value(a).ok()).collect();

@@ -2,6 +2,12 @@
 //! incidents (opened or joined, audited, saved) and automatic containment (switch batches through
 //! `Gateway::apply`). The engine (`incident`) only counts and decides which triggers fire; it never
 //! reaches the gateway, so `incident` does not depend on `proxy`.
+//!
+//! The book: on a single node the engine's file book. In fleet mode the book is PostgreSQL
+//! ([`crate::fleet::incidents`]): an incident opens once fleet-wide and its plan runs on the
+//! replica that opened it; while PostgreSQL is unreachable the firing is recorded in the local file
+//! (`INC-<replica>-L0001`, `local`) and merged on reconnect ([`merge_local`]). Readers (`control`,
+//! alerts, the console) go through [`list`], [`get`], [`tick`] and [`resolve`], which choose.
 
 use serde_json::Value;
 
@@ -9,9 +15,10 @@ use super::Gateway;
 use crate::audit::Record;
 use crate::config::Policy;
 use crate::facts::Facts;
+use crate::fleet::FleetError;
 use crate::incident::{
-    checklist, incident_record, now_rfc3339, server_of, target_of, Evidence, Incident, PlanError, Status, Taken,
-    Target, Trigger, MAX_EVIDENCE,
+    checklist, incident_record, now_rfc3339, server_of, target_of, Evidence, Incident, IncidentError, PlanError,
+    Status, Taken, Target, Trigger, MAX_EVIDENCE,
 };
 use crate::state::{Action, Batch};
 
@@ -40,14 +47,21 @@ pub async fn audited(gw: &Gateway, facts: &Facts, record: Record) {
     // that only joins an open incident does not: the request does not wait for an fsync of the
     // audit trail (which, under load, flushes everything written before it: 100-200 ms measured
     // in the load bench), and the joined incident is saved off the request path.
-    let seq = if gw.incidents.joins_only(&firings, &target, server).await {
+    // (Fleet mode: whether an incident is open is PostgreSQL's to say; the evidence is made durable.)
+    let seq = if gw.fleet.is_none() && gw.incidents.joins_only(&firings, &target, server).await {
         gw.audit.record(record).await;
         None
     } else {
         gw.audit.record_durable(record).await.ok()
     };
     for f in firings {
-        let ev = Evidence { audit_seq: seq, request_id: request_id.clone(), rule: f.rule, time: now_rfc3339() };
+        let ev = Evidence {
+            replica: gw.fleet.as_ref().map(|f| f.replica_id.clone()),
+            audit_seq: seq,
+            request_id: request_id.clone(),
+            rule: f.rule,
+            time: now_rfc3339(),
+        };
         fire(gw, &policy, &f.trigger, &target, server.map(str::to_owned), ev).await;
     }
 }
@@ -59,6 +73,17 @@ pub async fn audited(gw: &Gateway, facts: &Facts, record: Record) {
 async fn fire(gw: &Gateway, policy: &Policy, trigger: &Trigger, target: &Target, server: Option<String>, ev: Evidence) {
     let auto = trigger.auto && policy.incidents.auto_contain;
     let corroborated = gw.incidents.corroboration(policy, trigger, target, server.as_deref(), &ev.rule);
+    if let Some(fleet) = &gw.fleet {
+        let inc = new_incident(String::new(), trigger, target, server.clone(), &ev);
+        match fire_fleet(gw, fleet, policy, trigger, inc, &ev, auto, corroborated.clone()).await {
+            Ok(()) => return,
+            Err(e) => {
+                gw.metrics.decision(&format!("incident.{}", trigger.name), "local_book");
+                tracing::warn!(trigger = %trigger.name, error = %e,
+                    "fleet incident book unreachable: recording the incident in this replica's file");
+            }
+        }
+    }
     let mut book = gw.incidents.book().await;
     let now = now_rfc3339();
     let open = book.open_incident(&trigger.name, target, server.as_deref());
@@ -91,24 +116,14 @@ async fn fire(gw: &Gateway, policy: &Policy, trigger: &Trigger, target: &Target,
         }
     } else {
         book.next += 1;
-        let id = format!("INC-{:05}", book.next);
-        let mut inc = Incident {
-            id: id.clone(),
-            severity: trigger.severity,
-            trigger: trigger.name.clone(),
-            status: Status::Open,
-            principal: target.clone(),
-            server,
-            first_seen: now.clone(),
-            last_seen: now,
-            firings: 1,
-            evidence: vec![ev.clone()],
-            actions: Vec::new(),
-            checklist: checklist::for_trigger(&trigger.name).into_iter().map(str::to_owned).collect(),
-            ticked: Vec::new(),
-            notes: Vec::new(),
-            resolved_at: None,
+        let (id, local) = match &gw.fleet {
+            Some(f) => (format!("INC-{}-L{:04}", f.replica_id, book.next), true),
+            None => (format!("INC-{:05}", book.next), false),
         };
+        let mut inc = new_incident(id.clone(), trigger, target, server, &ev);
+        inc.first_seen = now.clone();
+        inc.last_seen = now;
+        inc.local = local;
         tracing::warn!(incident = %id, severity = trigger.severity.as_str(), trigger = %trigger.name,
             user = target.user.as_deref(), rule = %ev.rule, "incident opened");
         gw.metrics.decision(&format!("incident.{}", trigger.name), "detect");
@@ -132,6 +147,243 @@ async fn fire(gw: &Gateway, policy: &Policy, trigger: &Trigger, target: &Target,
     }
     if let Err(e) = gw.incidents.save(&mut book).await {
         tracing::error!(error = %e, "incident file not written");
+    }
+}
+
+/// A new incident of `trigger` for `target`, its first evidence `ev`.
+fn new_incident(id: String, trigger: &Trigger, target: &Target, server: Option<String>, ev: &Evidence) -> Incident {
+    let now = now_rfc3339();
+    Incident {
+        id,
+        severity: trigger.severity,
+        trigger: trigger.name.clone(),
+        status: Status::Open,
+        principal: target.clone(),
+        server,
+        first_seen: now.clone(),
+        last_seen: now,
+        firings: 1,
+        evidence: vec![ev.clone()],
+        actions: Vec::new(),
+        checklist: checklist::for_trigger(&trigger.name).into_iter().map(str::to_owned).collect(),
+        ticked: Vec::new(),
+        notes: Vec::new(),
+        resolved_at: None,
+        local: false,
+        merged_from: None,
+    }
+}
+
+/// Fleet mode: opens the incident once fleet-wide, or joins it. Only the replica whose insert
+/// opened it runs the plan (and the forensics hook); an escalation runs under the row lock, so
+/// it runs once too. An error means PostgreSQL could not record the firing (nothing ran).
+#[allow(clippy::too_many_arguments)]
+async fn fire_fleet(
+    gw: &Gateway,
+    fleet: &crate::fleet::Fleet,
+    policy: &Policy,
+    trigger: &Trigger,
+    new: Incident,
+    ev: &Evidence,
+    auto: bool,
+    corroborated: Option<String>,
+) -> Result<(), FleetError> {
+    let fired = crate::fleet::incidents::open_or_join(fleet, &new, ev).await?;
+    let mut inc = fired.incident;
+    if !fired.opened {
+        let rec = incident_record(&inc, "joined").with("rule", ev.rule.as_str());
+        gw.audit.record(rec).await;
+        let awaiting = inc.actions.last().is_some_and(|t| !t.awaiting_operator.is_empty());
+        if !(auto && awaiting && corroborated.is_some()) {
+            return Ok(());
+        }
+        // Escalation, under the row lock: a second replica escalating at once finds it done.
+        let target = inc.principal.clone();
+        let escalated = crate::fleet::incidents::update(fleet, fired.row, |mut locked: Incident| async move {
+            let still = locked.actions.last().is_some_and(|t| !t.awaiting_operator.is_empty());
+            if !still {
+                return (None, None);
+            }
+            let taken = contain(gw, policy, trigger, &locked.id, &target, corroborated).await;
+            let widened = !taken.actions.is_empty() && taken.error.is_none();
+            locked.actions.push(taken);
+            let out = widened.then(|| locked.clone());
+            (Some(locked), out)
+        })
+        .await;
+        match escalated {
+            Ok(Some(Some(inc))) => {
+                let rec = incident_record(&inc, "escalated")
+                    .with("rule", ev.rule.as_str())
+                    .with_opt("corroborated_by", inc.actions.last().and_then(|t| t.corroborated_by.clone()));
+                gw.audit.record(rec).await;
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(incident = %inc.id, error = %e, "incident escalation not recorded"),
+        }
+        return Ok(());
+    }
+    let id = inc.id.clone();
+    tracing::warn!(incident = %id, severity = trigger.severity.as_str(), trigger = %trigger.name,
+        user = inc.principal.user.as_deref(), rule = %ev.rule, "incident opened");
+    gw.metrics.decision(&format!("incident.{}", trigger.name), "detect");
+    let opened = incident_record(&inc, "opened").with("rule", ev.rule.as_str()).with("auto", auto);
+    if let Err(e) = gw.audit.record_durable(opened).await {
+        tracing::error!(error = %e, "incident opened but its audit record failed");
+    }
+    gw.forensics.incident_opened(&inc);
+    if auto {
+        let target = inc.principal.clone();
+        let taken = contain(gw, policy, trigger, &id, &target, corroborated).await;
+        if !taken.awaiting_operator.is_empty() {
+            let rec = incident_record(&inc, "awaiting_operator")
+                .with("awaiting_operator", serde_json::to_value(&taken.awaiting_operator).unwrap_or(Value::Null));
+            gw.audit.record(rec).await;
+        }
+        inc.actions.push(taken);
+        if let Err(e) = crate::fleet::incidents::set_actions(fleet, fired.row, &inc.actions).await {
+            tracing::error!(incident = %id, error = %e, "containment ran but is not recorded in the fleet incident");
+        }
+    }
+    Ok(())
+}
+
+/// What `admin incidents` shows.
+#[derive(Debug)]
+pub struct Listing {
+    /// Newest first.
+    pub incidents: Vec<Incident>,
+    /// Fleet mode, PostgreSQL unreachable: only this replica's local incidents are shown.
+    pub degraded: Option<String>,
+}
+
+/// Every incident, newest first (only open ones when `open_only`): the fleet book in fleet mode
+/// (this replica's local incidents, said so, while PostgreSQL is unreachable).
+pub async fn list(gw: &Gateway, open_only: bool) -> Listing {
+    let Some(fleet) = &gw.fleet else {
+        return Listing { incidents: gw.incidents.list(open_only).await, degraded: None };
+    };
+    match crate::fleet::incidents::list(fleet, open_only).await {
+        Ok(mut incidents) => {
+            // Not merged yet (the reconnect task runs within a poll interval): shown too.
+            let local = gw.incidents.list(open_only).await;
+            incidents.splice(0..0, local.into_iter().filter(|i| i.local));
+            Listing { incidents, degraded: None }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "incident list: fleet book unreachable, showing local incidents");
+            Listing {
+                incidents: gw.incidents.list(open_only).await,
+                degraded: Some("showing this replica's local incidents: PostgreSQL is unreachable".into()),
+            }
+        }
+    }
+}
+
+/// One incident: a fleet id (`INC-00042`) from the fleet book in fleet mode, a local one from the file.
+pub async fn get(gw: &Gateway, id: &str) -> Option<Incident> {
+    if let (Some(fleet), Some(_)) = (&gw.fleet, crate::fleet::incidents::row_id(id)) {
+        return match crate::fleet::incidents::get(fleet, id).await {
+            Ok(i) => i,
+            Err(e) => {
+                tracing::warn!(incident = id, error = %e, "incident lookup: fleet book unreachable");
+                None
+            }
+        };
+    }
+    gw.incidents.get(id).await
+}
+
+/// Runs `change` on fleet incident `id` under its row lock and writes it back.
+async fn change_fleet<T>(
+    fleet: &crate::fleet::Fleet,
+    id: &str,
+    change: impl FnOnce(&mut Incident) -> Result<T, IncidentError>,
+) -> Option<Result<(Incident, T), IncidentError>> {
+    let row = crate::fleet::incidents::row_id(id)?;
+    let done = crate::fleet::incidents::update(fleet, row, |mut inc: Incident| async move {
+        match change(&mut inc) {
+            Ok(t) => (Some(inc.clone()), Ok((inc, t))),
+            Err(e) => (None, Err(e)),
+        }
+    })
+    .await;
+    Some(match done {
+        Ok(Some(r)) => r,
+        Ok(None) => Err(IncidentError::NotFound(id.into())),
+        Err(e) => Err(IncidentError::Unavailable(e.to_string())),
+    })
+}
+
+/// Ticks (or unticks) checklist step `step` of incident `id`, audited.
+pub async fn tick(gw: &Gateway, id: &str, step: usize, done: bool, actor: &str) -> Result<Incident, IncidentError> {
+    if let Some(fleet) = &gw.fleet {
+        if let Some(r) = change_fleet(fleet, id, |inc| crate::incident::tick_step(inc, step, done, actor)).await {
+            let (inc, text) = r?;
+            let event = if done { "checklist_ticked" } else { "checklist_unticked" };
+            let rec = incident_record(&inc, event).with("actor", actor).with("step", step).with("step_text", text);
+            let _ = gw.audit.record_durable(rec).await;
+            return Ok(inc);
+        }
+    }
+    gw.incidents.tick(&gw.audit, id, step, done, actor).await
+}
+
+/// Resolves incident `id` with a note, audited.
+pub async fn resolve(
+    gw: &Gateway,
+    id: &str,
+    actor: &str,
+    on_behalf_of: Option<&str>,
+    note: &str,
+) -> Result<Incident, IncidentError> {
+    if let Some(fleet) = &gw.fleet {
+        let r = change_fleet(fleet, id, |inc| {
+            crate::incident::resolve_with(inc, actor, note);
+            Ok(())
+        })
+        .await;
+        if let Some(r) = r {
+            let (inc, ()) = r?;
+            let rec = incident_record(&inc, "resolved")
+                .with("actor", actor)
+                .with_opt("on_behalf_of", on_behalf_of)
+                .with("note", note);
+            let _ = gw.audit.record_durable(rec).await;
+            return Ok(inc);
+        }
+    }
+    gw.incidents.resolve(&gw.audit, id, actor, on_behalf_of, note).await
+}
+
+/// Fleet mode, PostgreSQL reachable again: merges the incidents recorded locally meanwhile into the
+/// fleet book (inserted, or joined into the open one) and drops them from the file. Their plans
+/// ran already (into the local override, replayed by the switch sync): nothing runs again.
+pub async fn merge_local(gw: &Gateway) {
+    let Some(fleet) = &gw.fleet else { return };
+    let local = gw.incidents.local_incidents().await;
+    if local.is_empty() {
+        return;
+    }
+    let mut merged = Vec::new();
+    for inc in &local {
+        match crate::fleet::incidents::merge(fleet, inc).await {
+            Ok(to) => {
+                tracing::info!(local = %inc.id, fleet = %to, "local incident merged into the fleet book");
+                let rec = incident_record(inc, "merged").with("into", to.as_str());
+                gw.audit.record(rec).await;
+                merged.push(inc.id.clone());
+            }
+            Err(e) => {
+                tracing::warn!(local = %inc.id, error = %e, "local incident not merged yet");
+                break;
+            }
+        }
+    }
+    if !merged.is_empty() {
+        if let Err(e) = gw.incidents.drop_local(&merged).await {
+            tracing::error!(error = %e, "merged local incidents not dropped from the file");
+        }
     }
 }
 

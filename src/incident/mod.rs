@@ -68,6 +68,9 @@ pub enum Status {
 /// One piece of evidence: the audit record (and request) that made a trigger count.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Evidence {
+    /// The replica whose audit trail holds the record (fleet mode; `None` on a single node).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica: Option<String>,
     /// Audit record seq.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audit_seq: Option<u64>,
@@ -169,6 +172,13 @@ pub struct Incident {
     /// When it was resolved.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolved_at: Option<String>,
+    /// Fleet mode: recorded in this replica's file while PostgreSQL was unreachable (id
+    /// `INC-<replica>-L0001`), merged into the fleet book on reconnect.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub local: bool,
+    /// Fleet mode: the local incident(s) merged into this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merged_from: Option<String>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -213,6 +223,9 @@ pub enum IncidentError {
     /// No such checklist step.
     #[error("incident `{0}` has no checklist step {1} (it has {2}, numbered from 0)")]
     NoStep(String, usize, usize),
+    /// Fleet mode: the fleet incident book (PostgreSQL) cannot be reached; nothing was changed.
+    #[error("the fleet incident book is unavailable: {0}; nothing was changed")]
+    Unavailable(String),
 }
 
 /// The incident engine of a running gateway.
@@ -279,7 +292,8 @@ pub fn file_for(state_file: &Path) -> PathBuf {
     state_file.with_extension("incidents.json")
 }
 
-pub(crate) fn now_rfc3339() -> String {
+/// Now, RFC 3339 seconds.
+pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
 }
 
@@ -627,6 +641,19 @@ impl Engine {
         window_counts(&self.windows, policy)
     }
 
+    /// Fleet mode: the incidents recorded in this replica's file while PostgreSQL was unreachable
+    /// (`local`), oldest first, to merge into the fleet book.
+    pub async fn local_incidents(&self) -> Vec<Incident> {
+        self.book.lock().await.incidents.iter().filter(|i| i.local).cloned().collect()
+    }
+
+    /// Fleet mode: forgets the local incidents `ids` (merged into the fleet book) and saves the file.
+    pub async fn drop_local(&self, ids: &[String]) -> Result<(), IncidentError> {
+        let mut book = self.book.lock().await;
+        book.incidents.retain(|i| !(i.local && ids.contains(&i.id)));
+        self.save(&mut book).await
+    }
+
     /// Every incident, newest first; only open ones when `open_only`.
     pub async fn list(&self, open_only: bool) -> Vec<Incident> {
         let book = self.book.lock().await;
@@ -650,14 +677,7 @@ impl Engine {
     ) -> Result<Incident, IncidentError> {
         let mut book = self.book.lock().await;
         let inc = book.incidents.iter_mut().find(|i| i.id == id).ok_or_else(|| IncidentError::NotFound(id.into()))?;
-        let Some(text) = inc.checklist.get(step).cloned() else {
-            return Err(IncidentError::NoStep(id.into(), step, inc.checklist.len()));
-        };
-        inc.ticked.retain(|t| t.step != step);
-        if done {
-            inc.ticked.push(Tick { step, actor: actor.into(), time: now_rfc3339() });
-            inc.ticked.sort_by_key(|t| t.step);
-        }
+        let text = tick_step(inc, step, done, actor)?;
         let out = inc.clone();
         let event = if done { "checklist_ticked" } else { "checklist_unticked" };
         let rec = incident_record(&out, event).with("actor", actor).with("step", step).with("step_text", text);
@@ -680,12 +700,7 @@ impl Engine {
     ) -> Result<Incident, IncidentError> {
         let mut book = self.book.lock().await;
         let inc = book.incidents.iter_mut().find(|i| i.id == id).ok_or_else(|| IncidentError::NotFound(id.into()))?;
-        let now = now_rfc3339();
-        if !note.trim().is_empty() {
-            inc.notes.push(Note { time: now.clone(), actor: actor.into(), text: note.into() });
-        }
-        inc.status = Status::Resolved;
-        inc.resolved_at = Some(now);
+        resolve_with(inc, actor, note);
         let out = inc.clone();
         let rec = incident_record(&out, "resolved")
             .with("actor", actor)
@@ -710,6 +725,29 @@ impl Engine {
     }
 }
 
+/// Marks checklist step `step` of `inc` done (or not done again) by `actor`: the step's text.
+pub fn tick_step(inc: &mut Incident, step: usize, done: bool, actor: &str) -> Result<String, IncidentError> {
+    let Some(text) = inc.checklist.get(step).cloned() else {
+        return Err(IncidentError::NoStep(inc.id.clone(), step, inc.checklist.len()));
+    };
+    inc.ticked.retain(|t| t.step != step);
+    if done {
+        inc.ticked.push(Tick { step, actor: actor.into(), time: now_rfc3339() });
+        inc.ticked.sort_by_key(|t| t.step);
+    }
+    Ok(text)
+}
+
+/// Marks `inc` resolved by `actor`, with `note` (when not blank) added to its notes.
+pub fn resolve_with(inc: &mut Incident, actor: &str, note: &str) {
+    let now = now_rfc3339();
+    if !note.trim().is_empty() {
+        inc.notes.push(Note { time: now.clone(), actor: actor.into(), text: note.into() });
+    }
+    inc.status = Status::Resolved;
+    inc.resolved_at = Some(now);
+}
+
 /// Whether `rule` is a gateway canary (a secret only the gateway knows), not a pattern match.
 pub(crate) fn canary_rule(policy: &Policy, rule: &str) -> bool {
     match policy.scanner.rules().iter().find(|x| x.id == rule) {
@@ -718,7 +756,8 @@ pub(crate) fn canary_rule(policy: &Policy, rule: &str) -> bool {
     }
 }
 
-pub(crate) fn incident_record(inc: &Incident, event: &str) -> Record {
+/// The audit record of an incident event (`kind: incident`).
+pub fn incident_record(inc: &Incident, event: &str) -> Record {
     Record::new("incident")
         .with("event", event)
         .with("incident", inc.id.as_str())

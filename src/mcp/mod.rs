@@ -312,7 +312,7 @@ where
         return Err(McpError::UnknownSession);
     }
     if let Some(sid) = &ctx.facts.session {
-        match gw.mcp_sessions.lookup(&server.name, sid) {
+        match crate::gateway::mcp_sessions::lookup(gw, &server.name, sid).await {
             None if replay => {}
             None => return Err(McpError::UnknownSession),
             Some(bound) if &*bound != key.id.as_str() => return Err(McpError::SessionMismatch),
@@ -416,7 +416,7 @@ impl Exchange {
         let (head, upstream_body) = resp.into_parts();
         if is_delete && head.status.is_success() {
             if let Some(sid) = &ctx.facts.session {
-                self.gw.mcp_sessions.forget(&self.server.name, sid);
+                crate::gateway::mcp_sessions::forget(&self.gw, &self.server.name, sid).await;
             }
         }
         // A new session handed out by the server belongs to the key that asked for it.
@@ -426,7 +426,7 @@ impl Exchange {
             head.headers.get("mcp-session-id").and_then(|v| v.to_str().ok()),
         ) {
             if !sid.is_empty() && sid.len() <= 256 {
-                self.gw.mcp_sessions.bind(&self.server.name, sid, &self.key.id);
+                crate::gateway::mcp_sessions::bind(&self.gw, &self.server.name, sid, &self.key.id).await;
             }
         }
         let mut builder = Response::builder().status(head.status);

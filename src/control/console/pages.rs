@@ -152,7 +152,7 @@ fn decision_row(r: &Value) -> Markup {
 /// Now: the state at a glance, live rates and decisions.
 pub async fn now(a: &Admin, s: &Session) -> Markup {
     let snap = a.gw.state.load();
-    let open = a.gw.incidents.list(true).await;
+    let open = crate::gateway::incidents::list(&a.gw, true).await.incidents;
     let mut by_sev: BTreeMap<&str, usize> = ["SEV-1", "SEV-2", "SEV-3", "SEV-4"].into_iter().map(|k| (k, 0)).collect();
     for i in &open {
         *by_sev.entry(i.severity.as_str()).or_default() += 1;
@@ -447,7 +447,7 @@ pub fn act(a: &Admin, s: &Session) -> Markup {
 
 /// Incidents: the list.
 pub async fn incidents(a: &Admin, s: &Session) -> Markup {
-    let list = a.gw.incidents.list(false).await;
+    let list = crate::gateway::incidents::list(&a.gw, false).await.incidents;
     let body = html! {
         section.card {
             h1 { "Incidents " span.count { (list.len()) } }
@@ -501,7 +501,7 @@ fn principal(t: &crate::incident::Target) -> String {
 
 /// One incident: principal, evidence, containment, checklist, timeline, resolve.
 pub async fn incident(a: &Admin, s: &Session, id: &str) -> Option<Markup> {
-    let i = a.gw.incidents.get(id).await?;
+    let i = crate::gateway::incidents::get(&a.gw, id).await?;
     let seqs: Vec<u64> = i.evidence.iter().filter_map(|e| e.audit_seq).collect();
     let path = a.gw.policy().storage.audit_file.clone();
     let iid = i.id.clone();

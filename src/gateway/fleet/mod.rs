@@ -9,6 +9,7 @@ use crate::config::fleet::Migrate;
 use crate::fleet::{Fleet, FleetError};
 
 pub mod heartbeat;
+pub mod commands;
 pub mod sync;
 
 /// Brings this replica into the fleet: migrations (when automatic), the first sync of the switch
@@ -21,6 +22,7 @@ pub async fn start(gw: &Arc<Gateway>, replica: &Replica) {
     sync::first_sync(gw).await;
     sync::spawn(gw);
     heartbeat::spawn(gw, replica, schema_ok);
+    commands::spawn(gw);
 }
 
 /// Migrates (`migrate = "auto"`) or checks (`"manual"`) the schema, bounded by the connect and
