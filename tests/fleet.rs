@@ -600,26 +600,23 @@ async fn redis_down_falls_back_then_resumes() {
     let fleet = start(&policy("[levels.normal]\nrequests_per_minute = 5\n"));
     fleet.redis_gate.cut();
     // Each replica alone: max(1, 5 / 3 live) = 1 per minute.
-    for i in 0..3 {
-        let g = fleet.r(i);
-        assert_eq!(chat(g, ALICE, "hello").await.0, 200, "replica {}: the first is allowed locally", REPLICA_IDS[i]);
+    for (g, id) in fleet.replicas.iter().zip(REPLICA_IDS) {
+        assert_eq!(chat(g, ALICE, "hello").await.0, 200, "replica {id}: the first is allowed locally");
         assert_eq!(
             chat(g, ALICE, "hello").await.0,
             429,
-            "replica {}: with Redis down each replica allows limit ÷ live replicas (1)",
-            REPLICA_IDS[i]
+            "replica {id}: with Redis down each replica allows limit ÷ live replicas (1)"
         );
     }
-    for i in 0..3 {
-        let n = fleet.r(i).metric("firebreak_fleet_redis_fallback_total{what=\"ratelimit\"}").await;
-        assert!(n.is_some_and(|n| n > 0.0), "fallback counted on {}: {n:?}", REPLICA_IDS[i]);
-        let log = fleet.r(i).stderr().to_lowercase();
-        assert!(log.contains("redis"), "replica {} logs that Redis is unreachable:\n{log}", REPLICA_IDS[i]);
+    for (g, id) in fleet.replicas.iter().zip(REPLICA_IDS) {
+        let n = g.metric("firebreak_fleet_redis_fallback_total{what=\"ratelimit\"}").await;
+        assert!(n.is_some_and(|n| n > 0.0), "fallback counted on {id}: {n:?}");
+        let log = g.stderr().to_lowercase();
+        assert!(log.contains("redis"), "replica {id} logs that Redis is unreachable:\n{log}");
     }
     fleet.redis_gate.restore();
-    for i in 0..3 {
-        let g = fleet.r(i);
-        eventually(Duration::from_secs(10), &format!("{} logs that Redis is back", REPLICA_IDS[i]), || async {
+    for (g, id) in fleet.replicas.iter().zip(REPLICA_IDS) {
+        eventually(Duration::from_secs(10), &format!("{id} logs that Redis is back"), || async {
             if g.stderr().contains("redis reachable again") {
                 Ok(())
             } else {
