@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command: lint, build, Rust unit + integration tests, then the end-to-end suite that
-# drives the real gateway binary with the official openai and anthropic Python SDKs.
+# drives the real gateway binary with the official openai and anthropic Python SDKs. The fleet tests
+# (tests/fleet.rs, tests/e2e/test_fleet.py) need PostgreSQL and Redis on loopback: tests/fleet-services.sh
+# starts them (or installs them) first.
 #
 #   bash tests/run.sh
 #
@@ -33,6 +35,10 @@ cargo clippy --all-targets -- -D warnings
 CURRENT_STAGE="cargo build"
 stage "cargo build"
 cargo build
+
+CURRENT_STAGE="fleet services"
+stage "fleet services: PostgreSQL and Redis on loopback for tests/fleet.rs (tests/fleet-services.sh)"
+bash "$ROOT/tests/fleet-services.sh" || die "tests/fleet-services.sh: the fleet tests need PostgreSQL and Redis on 127.0.0.1"
 
 CURRENT_STAGE="cargo test"
 stage "cargo test --all-targets (unit and integration tests)"

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod fleet;
+
 /// The admin token every test gateway uses.
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 
@@ -56,6 +58,11 @@ impl Gateway {
             Ok(g) => g,
             Err(msg) => panic!("{msg}"),
         }
+    }
+
+    /// Like [`spawn`], with extra environment variables for the gateway process.
+    pub fn spawn_with_env(dir: &Path, env: &[(&str, &str)]) -> Gateway {
+        Gateway::try_spawn_with_env(dir, env).unwrap_or_else(|msg| panic!("{msg}"))
     }
 
     /// Like [`spawn`], but returns the gateway's stderr when it fails to start.
@@ -208,6 +215,39 @@ impl Gateway {
             .expect("run firebreak");
         let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
         (out.status.success(), text(&out.stdout), text(&out.stderr))
+    }
+
+    /// Runs `firebreak ARGS…` against this gateway's admin API with extra environment variables;
+    /// the whole output, exit code included.
+    pub fn cli_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_firebreak"))
+            .args(args)
+            .env("FIREBREAK_ADMIN_URL", &self.admin)
+            .env("FIREBREAK_ADMIN_TOKEN", ADMIN_TOKEN)
+            .envs(env.iter().map(|(k, v)| (*k, *v)))
+            .output()
+            .expect("run firebreak")
+    }
+
+    /// The admin listener's `/metrics` text.
+    pub async fn metrics_text(&self) -> String {
+        let resp = reqwest::Client::new()
+            .get(format!("{}/metrics", self.admin))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .expect("GET /metrics");
+        resp.text().await.unwrap_or_default()
+    }
+
+    /// The value of one sample in `/metrics`, by its full name with labels as rendered (e.g.
+    /// `firebreak_fleet_redis_fallback_total{what="ratelimit"}`); `None` when absent.
+    pub async fn metric(&self, sample: &str) -> Option<f64> {
+        let text = self.metrics_text().await;
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .find_map(|l| l.strip_prefix(sample).and_then(|rest| rest.strip_prefix(' ')))
+            .and_then(|v| v.trim().parse().ok())
     }
 
     /// Posts a batch of switch actions.

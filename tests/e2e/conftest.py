@@ -240,14 +240,14 @@ class Gateway:
             self._log = None
 
 
-def start_gateway(bin_path: Path, workdir: Path, policy: str) -> Gateway:
+def start_gateway(bin_path: Path, workdir: Path, policy: str, extra_env: dict[str, str] | None = None) -> Gateway:
     workdir.mkdir(parents=True, exist_ok=True)
     policy_path = workdir / "policy.toml"
     policy_path.write_text(policy)
     ready = workdir / "ready.json"
     log_path = workdir / "gateway.log"
     log = open(log_path, "wb")
-    env = dict(os.environ, FIREBREAK_ADMIN_TOKEN=ADMIN_TOKEN, NO_COLOR="1")
+    env = dict(os.environ, FIREBREAK_ADMIN_TOKEN=ADMIN_TOKEN, NO_COLOR="1", **(extra_env or {}))
     cmd = [
         str(bin_path), "serve",
         "--policy", str(policy_path),
@@ -302,12 +302,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
 
 @pytest.fixture
 def start(bin_path: Path, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callable[..., Gateway]]:
-    """Factory: start(policy=..., name=...) -> Gateway; every gateway started is stopped on teardown
+    """Factory: start(policy=..., name=..., env=...) -> Gateway; every gateway started is stopped on teardown
     (and its log printed when the test failed)."""
     started: list[Gateway] = []
 
-    def _start(policy: str | None = None, name: str = "gw") -> Gateway:
-        g = start_gateway(bin_path, tmp_path / name, policy if policy is not None else base_policy())
+    def _start(policy: str | None = None, name: str = "gw", env: dict[str, str] | None = None) -> Gateway:
+        g = start_gateway(bin_path, tmp_path / name, policy if policy is not None else base_policy(), env)
         started.append(g)
         return g
 
