@@ -143,8 +143,8 @@ async fn migrations_are_idempotent_and_a_replica_heartbeats_into_the_fleet_view(
     }
 
     // A replica with automatic migrations heartbeats: it is listed live with its policy hash.
-    let text = policy("");
-    std::fs::write(&policy_path, &text).expect("write policy");
+    let policy_text = policy("");
+    std::fs::write(&policy_path, &policy_text).expect("write policy");
     let g = tokio::task::block_in_place(|| common::Gateway::try_spawn_with_env(tmp.path(), &env)).expect("start");
     let deadline = Instant::now() + Duration::from_secs(20);
     let view = loop {
@@ -158,13 +158,13 @@ async fn migrations_are_idempotent_and_a_replica_heartbeats_into_the_fleet_view(
     };
     let me = &view["replicas"][0];
     assert_eq!(view["replicas"].as_array().map(Vec::len), Some(1), "{view}");
-    assert_eq!(me["policy_hash"], Value::String(content_hash(&text)), "{view}");
+    assert_eq!(me["policy_hash"], Value::String(content_hash(&policy_text)), "{view}");
     assert_eq!(me["policy_mismatch"], false);
     assert_eq!(me["pid"], g.pid());
     assert_eq!(me["address"], g.proxy.trim_start_matches("http://"), "the proxy listener as bound");
     assert_eq!(view["mismatch"], false);
     assert_eq!(view["this_replica"], "h1-replica-a");
-    assert_eq!(view["policy_hashes"][content_hash(&text)], serde_json::json!(["h1-replica-a"]));
+    assert_eq!(view["policy_hashes"][content_hash(&policy_text)], serde_json::json!(["h1-replica-a"]));
 
     // PostgreSQL is up: /readyz names no PostgreSQL problem, and the metrics say so too.
     let (status, text) = readyz(&g, "").await;
@@ -185,6 +185,22 @@ async fn migrations_are_idempotent_and_a_replica_heartbeats_into_the_fleet_view(
     assert!(ok, "{out} {err}");
     assert!(out.contains("schema version 1") && out.contains("h1-replica-a"), "{out}");
     assert!(!g.stderr().contains(PASSWORD), "the URL's password reached the log");
+
+    // A second process with the same replica id: both say so (the newcomer at its first heartbeat,
+    // the first one when it finds its row written by another process).
+    let tmp2 = tempfile::tempdir().expect("tempdir");
+    std::fs::write(tmp2.path().join("policy.toml"), &policy_text).expect("write policy");
+    let twin = tokio::task::block_in_place(|| common::Gateway::try_spawn_with_env(tmp2.path(), &env)).expect("start");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !(twin.stderr().contains("two replicas with one id") && g.stderr().contains("two replicas with one id")) {
+        assert!(
+            Instant::now() < deadline,
+            "no clash reported:\n--- first\n{}\n--- twin\n{}",
+            g.stderr(),
+            twin.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
