@@ -229,6 +229,17 @@ async fn a_replica_whose_database_is_unreachable_starts_serves_and_is_degraded()
     assert!(!g.stderr().contains(PASSWORD), "the URL's password reached the log");
 }
 
+#[test]
+fn a_missing_url_variable_stops_the_start_with_a_clear_message() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    std::fs::write(tmp.path().join("policy.toml"), policy("")).expect("write policy");
+    let err = match common::Gateway::try_spawn_with_env(tmp.path(), &[("FB_H1_PG", "")]) {
+        Ok(_) => panic!("a replica without its database URL started"),
+        Err(e) => e,
+    };
+    assert!(err.contains("[fleet]: postgres_url: environment variable FB_H1_PG is not set or empty"), "{err}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_single_node_has_no_fleet_view() {
     let g = tokio::task::block_in_place(|| common::Gateway::start(""));
