@@ -145,7 +145,7 @@ async fn migrations_are_idempotent_and_a_replica_heartbeats_into_the_fleet_view(
     // A replica with automatic migrations heartbeats: it is listed live with its policy hash.
     let policy_text = policy("");
     std::fs::write(&policy_path, &policy_text).expect("write policy");
-    let g = tokio::task::block_in_place(|| common::Gateway::try_spawn_with_env(tmp.path(), &env)).expect("start");
+    let mut g = tokio::task::block_in_place(|| common::Gateway::try_spawn_with_env(tmp.path(), &env)).expect("start");
     let deadline = Instant::now() + Duration::from_secs(20);
     let view = loop {
         let (status, v) = g.admin(reqwest::Method::GET, "/admin/v1/fleet", None).await;
@@ -201,6 +201,21 @@ async fn migrations_are_idempotent_and_a_replica_heartbeats_into_the_fleet_view(
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    drop(twin);
+
+    // A graceful stop: the replica leaves, and is listed as not live at once (not after live_after).
+    g.terminate();
+    let exited = tokio::task::block_in_place(|| g.wait_exit(Duration::from_secs(30)));
+    assert!(exited.is_some(), "no exit after SIGTERM");
+    let live: bool = client
+        .query_one(
+            "SELECT last_seen > now() - interval '3 seconds' FROM replicas WHERE replica_id = 'h1-replica-a'",
+            &[],
+        )
+        .await
+        .expect("row")
+        .get(0);
+    assert!(!live, "a stopped replica still counts as live");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -81,6 +81,9 @@ pub struct FleetStatus {
     pub shipped_seq: AtomicU64,
     /// The break-glass override in force on this replica, as JSON, for the heartbeat (None: none).
     pub local_override: Mutex<Option<serde_json::Value>>,
+    /// Held around each heartbeat; `true` once this replica left the fleet (a graceful stop), after
+    /// which no heartbeat is written.
+    pub left: tokio::sync::Mutex<bool>,
 }
 
 /// The fleet handle a replica holds (`Gateway.fleet`), `None` in single-node mode.

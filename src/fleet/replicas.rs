@@ -138,6 +138,20 @@ pub async fn heartbeat(
     Ok((live_count_with(&client, live_after).await?, prev))
 }
 
+/// A graceful stop: this process's row stops counting as live at once (rather than after
+/// `live_after`), so the others' live count drops now. Only our own row (same pid) is touched.
+pub async fn leave(db: &FleetDb, id: &str, pid: i32) -> Result<(), FleetError> {
+    let client = db.client().await?;
+    client
+        .execute(
+            "UPDATE replicas SET last_seen = now() - interval '1 day' WHERE replica_id = $1 AND pid = $2",
+            &[&id, &pid],
+        )
+        .await
+        .map_err(|e| statement_error(&e))?;
+    Ok(())
+}
+
 /// Replicas heard from within `live_after` (at least 1: the caller).
 pub async fn live_count(db: &FleetDb, live_after: Duration) -> Result<u32, FleetError> {
     let client = db.client().await?;

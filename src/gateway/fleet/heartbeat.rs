@@ -63,9 +63,14 @@ async fn run(
                 audit_head: None,
             }
         };
+        let left = fleet.status.left.lock().await;
+        if *left {
+            return;
+        }
         let outcome =
             tokio::time::timeout(bound, replicas::heartbeat(&fleet.db, &fleet.replica_id, &beat, settings.live_after))
                 .await;
+        drop(left);
         match outcome {
             Ok(Ok((live, prev))) => {
                 fleet.status.live_replicas.store(live, Relaxed);
@@ -100,5 +105,19 @@ async fn run(
 fn down(fleet: &Fleet, why: &str) {
     if fleet.status.pg_up.swap(false, Relaxed) {
         tracing::warn!(replica = %fleet.replica_id, reason = %why, "fleet: PostgreSQL unreachable: enforcing the local switch snapshot");
+    }
+}
+
+/// On a graceful stop: marks this replica's row as not live (bounded by the connect timeout; an
+/// outage just leaves the row to age out after `live_after`).
+pub async fn leave(gw: &Gateway) {
+    let Some(fleet) = &gw.fleet else { return };
+    let pid = i32::try_from(std::process::id()).unwrap_or(i32::MAX);
+    let bound = fleet.settings.connect_timeout;
+    // Waits for a heartbeat in flight, and none follows.
+    let mut left = fleet.status.left.lock().await;
+    *left = true;
+    if let Ok(Ok(())) = tokio::time::timeout(bound, replicas::leave(&fleet.db, &fleet.replica_id, pid)).await {
+        tracing::info!(replica = %fleet.replica_id, "fleet: left (no longer counted live)");
     }
 }
