@@ -143,9 +143,9 @@ async fn migrations_are_idempotent_and_a_replica_heartbeats_into_the_fleet_view(
     }
 
     // A replica with automatic migrations heartbeats: it is listed live with its policy hash.
-    let text = policy("");
-    std::fs::write(&policy_path, &text).expect("write policy");
-    let g = tokio::task::block_in_place(|| common::Gateway::try_spawn_with_env(tmp.path(), &env)).expect("start");
+    let policy_text = policy("");
+    std::fs::write(&policy_path, &policy_text).expect("write policy");
+    let mut g = tokio::task::block_in_place(|| common::Gateway::try_spawn_with_env(tmp.path(), &env)).expect("start");
     let deadline = Instant::now() + Duration::from_secs(20);
     let view = loop {
         let (status, v) = g.admin(reqwest::Method::GET, "/admin/v1/fleet", None).await;
@@ -158,13 +158,13 @@ async fn migrations_are_idempotent_and_a_replica_heartbeats_into_the_fleet_view(
     };
     let me = &view["replicas"][0];
     assert_eq!(view["replicas"].as_array().map(Vec::len), Some(1), "{view}");
-    assert_eq!(me["policy_hash"], Value::String(content_hash(&text)), "{view}");
+    assert_eq!(me["policy_hash"], Value::String(content_hash(&policy_text)), "{view}");
     assert_eq!(me["policy_mismatch"], false);
     assert_eq!(me["pid"], g.pid());
     assert_eq!(me["address"], g.proxy.trim_start_matches("http://"), "the proxy listener as bound");
     assert_eq!(view["mismatch"], false);
     assert_eq!(view["this_replica"], "h1-replica-a");
-    assert_eq!(view["policy_hashes"][content_hash(&text)], serde_json::json!(["h1-replica-a"]));
+    assert_eq!(view["policy_hashes"][content_hash(&policy_text)], serde_json::json!(["h1-replica-a"]));
 
     // PostgreSQL is up: /readyz names no PostgreSQL problem, and the metrics say so too.
     let (status, text) = readyz(&g, "").await;
@@ -185,6 +185,37 @@ async fn migrations_are_idempotent_and_a_replica_heartbeats_into_the_fleet_view(
     assert!(ok, "{out} {err}");
     assert!(out.contains("schema version 1") && out.contains("h1-replica-a"), "{out}");
     assert!(!g.stderr().contains(PASSWORD), "the URL's password reached the log");
+
+    // A second process with the same replica id: both say so (the newcomer at its first heartbeat,
+    // the first one when it finds its row written by another process).
+    let tmp2 = tempfile::tempdir().expect("tempdir");
+    std::fs::write(tmp2.path().join("policy.toml"), &policy_text).expect("write policy");
+    let twin = tokio::task::block_in_place(|| common::Gateway::try_spawn_with_env(tmp2.path(), &env)).expect("start");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !(twin.stderr().contains("two replicas with one id") && g.stderr().contains("two replicas with one id")) {
+        assert!(
+            Instant::now() < deadline,
+            "no clash reported:\n--- first\n{}\n--- twin\n{}",
+            g.stderr(),
+            twin.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(twin);
+
+    // A graceful stop: the replica leaves, and is listed as not live at once (not after live_after).
+    g.terminate();
+    let exited = tokio::task::block_in_place(|| g.wait_exit(Duration::from_secs(30)));
+    assert!(exited.is_some(), "no exit after SIGTERM");
+    let live: bool = client
+        .query_one(
+            "SELECT last_seen > now() - interval '3 seconds' FROM replicas WHERE replica_id = 'h1-replica-a'",
+            &[],
+        )
+        .await
+        .expect("row")
+        .get(0);
+    assert!(!live, "a stopped replica still counts as live");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -211,6 +242,17 @@ async fn a_replica_whose_database_is_unreachable_starts_serves_and_is_degraded()
     let (_, metrics) = g.admin(reqwest::Method::GET, "/metrics", None).await;
     assert!(metrics.as_str().unwrap_or_default().contains("firebreak_fleet_degraded{reason=\"postgres\"} 1\n"));
     assert!(!g.stderr().contains(PASSWORD), "the URL's password reached the log");
+}
+
+#[test]
+fn a_missing_url_variable_stops_the_start_with_a_clear_message() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    std::fs::write(tmp.path().join("policy.toml"), policy("")).expect("write policy");
+    let err = match common::Gateway::try_spawn_with_env(tmp.path(), &[("FB_H1_PG", "")]) {
+        Ok(_) => panic!("a replica without its database URL started"),
+        Err(e) => e,
+    };
+    assert!(err.contains("[fleet]: postgres_url: environment variable FB_H1_PG is not set or empty"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -110,7 +110,10 @@ fn open(target: &Target) -> anyhow::Result<(FleetDb, Arc<FleetSettings>, String)
                 let why: Vec<String> = problems
                     .locate(&[])
                     .into_iter()
-                    .map(|p| format!("{}{}", p.message, p.hint.map(|h| format!(" ({h})")).unwrap_or_default()))
+                    .map(|p| {
+                        let what = p.message.trim_start_matches("[fleet] postgres_url ").to_owned();
+                        format!("{what}{}", p.hint.map(|h| format!(" ({h})")).unwrap_or_default())
+                    })
                     .collect();
                 bail!("--postgres {}", why.join("; "));
             }

@@ -200,6 +200,8 @@ async fn serve(
             drained.await;
         }
     }
+    // A fleet replica stops counting as live at once (the others' limits and waits adjust).
+    crate::gateway::fleet::heartbeat::leave(&gw).await;
     // Alerts still queued get a moment to go out; the rest go to the dead-letter file.
     gw.alerts.close(drain.min(ALERTS_GRACE)).await;
     Ok(ExitCode::SUCCESS)

@@ -166,7 +166,12 @@ pub(super) fn compile(raw: Option<&RawFleet>, base: &Path, problems: &mut Proble
         None => default,
         Some(Ok(d)) if !d.is_zero() => d,
         Some(_) => {
-            problems.add(0, at(key), "is not a positive duration", Some("write it like \"2s\" or \"500ms\"".into()));
+            problems.add(
+                0,
+                at(key),
+                format!("[fleet] {key} is not a positive duration"),
+                Some("write it like \"2s\" or \"500ms\"".into()),
+            );
             default
         }
     };
@@ -181,7 +186,7 @@ pub(super) fn compile(raw: Option<&RawFleet>, base: &Path, problems: &mut Proble
         problems.add(
             0,
             at("redis_timeout"),
-            "is longer than 1s",
+            "[fleet] redis_timeout is longer than 1s",
             Some("it bounds a call on the request path: keep it short (\"50ms\")".into()),
         );
     }
@@ -189,7 +194,7 @@ pub(super) fn compile(raw: Option<&RawFleet>, base: &Path, problems: &mut Proble
         problems.add(
             0,
             at("poll_interval"),
-            "is shorter than 100ms",
+            "[fleet] poll_interval is shorter than 100ms",
             Some("a poll every few seconds is enough: notifications do the fast path".into()),
         );
     }
@@ -197,7 +202,7 @@ pub(super) fn compile(raw: Option<&RawFleet>, base: &Path, problems: &mut Proble
         problems.add(
             0,
             at("live_after"),
-            "is not longer than heartbeat_interval",
+            "[fleet] live_after is not longer than heartbeat_interval",
             Some("a replica must miss several heartbeats before it counts as gone (e.g. 5× the interval)".into()),
         );
     }
@@ -223,7 +228,7 @@ pub(super) fn compile(raw: Option<&RawFleet>, base: &Path, problems: &mut Proble
             problems.add(
                 0,
                 at("redis_url"),
-                "is not a Redis URL",
+                "[fleet] redis_url is not a Redis URL",
                 Some("write it like \"redis://127.0.0.1:6379/0\"".into()),
             );
         }
@@ -236,7 +241,7 @@ pub(super) fn compile(raw: Option<&RawFleet>, base: &Path, problems: &mut Proble
         problems.add(
             0,
             at("redis_prefix"),
-            "must be 1–64 characters of A–Z, a–z, 0–9, _ . -",
+            "[fleet] redis_prefix must be 1–64 characters of A–Z, a–z, 0–9, _ . -",
             Some("e.g. \"firebreak\"; give each fleet sharing one Redis its own prefix".into()),
         );
     }
@@ -245,7 +250,7 @@ pub(super) fn compile(raw: Option<&RawFleet>, base: &Path, problems: &mut Proble
             problems.add(
                 0,
                 at("replica_id"),
-                "must be 1–128 characters with no spaces or control characters",
+                "[fleet] replica_id must be 1–128 characters with no spaces or control characters",
                 Some(
                     "better: leave it out and give each process its own with --replica-id or FIREBREAK_REPLICA_ID"
                         .into(),
@@ -260,7 +265,7 @@ pub(super) fn compile(raw: Option<&RawFleet>, base: &Path, problems: &mut Proble
             problems.add(
                 0,
                 at("pool_size"),
-                "must be between 1 and 256",
+                "[fleet] pool_size must be between 1 and 256",
                 Some("the default, 8, suits most replicas".into()),
             );
             8
@@ -273,7 +278,7 @@ pub(super) fn compile(raw: Option<&RawFleet>, base: &Path, problems: &mut Proble
             problems.add(
                 0,
                 at("audit_batch"),
-                "must be between 1 and 10000",
+                "[fleet] audit_batch must be between 1 and 10000",
                 Some("the default is 500 rows per INSERT".into()),
             );
             500
@@ -286,7 +291,7 @@ pub(super) fn compile(raw: Option<&RawFleet>, base: &Path, problems: &mut Proble
             problems.add(
                 0,
                 at("audit_queue_bytes"),
-                "is not a size of at least 1KiB",
+                "[fleet] audit_queue_bytes is not a size of at least 1KiB",
                 Some("write it like \"8MiB\" or \"512KiB\"".into()),
             );
             8 << 20
@@ -299,7 +304,7 @@ pub(super) fn compile(raw: Option<&RawFleet>, base: &Path, problems: &mut Proble
             problems.add(
                 0,
                 at("migrate"),
-                "must be \"auto\" or \"manual\"",
+                "[fleet] migrate must be \"auto\" or \"manual\"",
                 Some("\"manual\" leaves migrations to `firebreak fleet migrate`".into()),
             );
             Migrate::Auto
@@ -347,7 +352,7 @@ fn url_source(
                 problems.add(
                     0,
                     at(key.into()),
-                    "is empty",
+                    format!("[fleet] {key} is empty"),
                     Some(format!("write the URL, or use {key}_env / {key}_file")),
                 );
                 return None;
@@ -360,7 +365,7 @@ fn url_source(
                 problems.add(
                     0,
                     at(k.clone()),
-                    "holds a URL, not the name of an environment variable",
+                    format!("[fleet] {k} holds a URL, not the name of an environment variable"),
                     Some(format!("write the variable's name (e.g. {k} = \"FIREBREAK_{}\") and put the URL in that variable; never put a password in the policy", key.to_ascii_uppercase())),
                 );
                 return None;
@@ -368,8 +373,8 @@ fn url_source(
             if !is_env_name(e) {
                 problems.add(
                     0,
-                    at(k),
-                    "is not an environment variable name",
+                    at(k.clone()),
+                    format!("[fleet] {k} is not an environment variable name"),
                     Some(
                         "use letters, digits and _, not starting with a digit (e.g. \"FIREBREAK_POSTGRES_URL\")".into(),
                     ),
@@ -383,8 +388,8 @@ fn url_source(
             if f.contains("://") {
                 problems.add(
                     0,
-                    at(k),
-                    "holds a URL, not a file path",
+                    at(k.clone()),
+                    format!("[fleet] {k} holds a URL, not a file path"),
                     Some(
                         "write the path of a file that holds the URL (relative paths are from the policy's directory)"
                             .into(),
@@ -393,7 +398,12 @@ fn url_source(
                 return None;
             }
             if f.trim().is_empty() {
-                problems.add(0, at(k), "is empty", Some("write the path of a file that holds the URL".into()));
+                problems.add(
+                    0,
+                    at(k.clone()),
+                    format!("[fleet] {k} is empty"),
+                    Some("write the path of a file that holds the URL".into()),
+                );
                 return None;
             }
             Some(UrlSource::Source(TokenSource::File(resolve_path(base, f))))
@@ -403,7 +413,7 @@ fn url_source(
                 problems.add(
                     0,
                     at(key.into()),
-                    "is missing",
+                    format!("[fleet] {key} is missing"),
                     Some(format!("set one of {key}, {key}_env or {key}_file")),
                 );
             }
@@ -413,7 +423,7 @@ fn url_source(
             problems.add(
                 0,
                 at(key.into()),
-                "is given more than once",
+                format!("[fleet] {key} is given more than once"),
                 Some(format!("set exactly one of {key}, {key}_env or {key}_file")),
             );
             None
@@ -439,7 +449,7 @@ pub fn check_postgres_url(url: &str, allow_plaintext: bool, problems: &mut Probl
             } else {
                 "write it like \"postgres://firebreak@127.0.0.1:5432/firebreak\""
             };
-            problems.add(0, at, "is not a PostgreSQL URL", Some(hint.into()));
+            problems.add(0, at, "[fleet] postgres_url is not a PostgreSQL URL", Some(hint.into()));
             return;
         }
     };
@@ -447,7 +457,7 @@ pub fn check_postgres_url(url: &str, allow_plaintext: bool, problems: &mut Probl
         problems.add(
             0,
             at,
-            "names no host",
+            "[fleet] postgres_url names no host",
             Some("write it like \"postgres://firebreak@127.0.0.1:5432/firebreak\"".into()),
         );
         return;
@@ -464,7 +474,7 @@ pub fn check_postgres_url(url: &str, allow_plaintext: bool, problems: &mut Probl
         problems.add(
             0,
             at,
-            "asks for TLS (sslmode=require), which this build cannot do yet",
+            "[fleet] postgres_url asks for TLS (sslmode=require), which this build cannot do yet",
             Some("reach PostgreSQL over loopback or a unix socket (e.g. through a local TLS tunnel), or drop sslmode and set allow_plaintext = true on a trusted network".into()),
         );
         return;
@@ -473,7 +483,7 @@ pub fn check_postgres_url(url: &str, allow_plaintext: bool, problems: &mut Probl
         problems.add(
             0,
             at,
-            "names a remote host without TLS",
+            "[fleet] postgres_url names a remote host without TLS",
             Some("PostgreSQL holds the switches and canaries, and this build has no TLS to it yet: reach it over loopback (e.g. a local TLS tunnel), or set allow_plaintext = true on a trusted network".into()),
         );
     }

@@ -81,6 +81,9 @@ pub struct FleetStatus {
     pub shipped_seq: AtomicU64,
     /// The break-glass override in force on this replica, as JSON, for the heartbeat (None: none).
     pub local_override: Mutex<Option<serde_json::Value>>,
+    /// Held around each heartbeat; `true` once this replica left the fleet (a graceful stop), after
+    /// which no heartbeat is written.
+    pub left: tokio::sync::Mutex<bool>,
 }
 
 /// The fleet handle a replica holds (`Gateway.fleet`), `None` in single-node mode.
@@ -206,5 +209,41 @@ pub fn failpoint(name: &str) -> Option<u64> {
     {
         let _ = name;
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::fleet::UrlSource;
+    use crate::config::Secret;
+
+    fn settings(id: Option<&str>) -> FleetSettings {
+        let mut s = FleetSettings::for_postgres(UrlSource::Inline(Secret::new("postgres://fb@127.0.0.1/fb")));
+        s.replica_id = id.map(str::to_owned);
+        s
+    }
+
+    #[test]
+    fn the_replica_id_is_the_flag_then_the_policy_then_host_and_port() {
+        assert_eq!(replica_id(Some("flag"), &settings(Some("policy")), 8080), "flag");
+        assert_eq!(replica_id(Some(""), &settings(Some("policy")), 8080), "policy");
+        assert_eq!(replica_id(None, &settings(Some("policy")), 8080), "policy");
+        let default = replica_id(None, &settings(None), 8080);
+        assert!(default.ends_with(":8080") && default.len() > ":8080".len(), "{default}");
+    }
+
+    #[test]
+    fn a_new_fleet_handle_connects_nowhere_and_starts_degraded() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        rt.block_on(async {
+            // Port 1: nothing listens; building the handle must not try.
+            let mut s = settings(Some("a"));
+            s.postgres = UrlSource::Inline(Secret::new("postgres://fb@127.0.0.1:1/fb"));
+            let f = Fleet::new(Arc::new(s), "a".into()).expect("built without connecting");
+            assert_eq!(f.status.live_replicas.load(std::sync::atomic::Ordering::Relaxed), 1);
+            assert!(f.degraded().iter().any(|r| r.starts_with("postgres unreachable")));
+            assert!(f.render_metrics().contains("firebreak_fleet_degraded{reason=\"postgres\"} 1\n"));
+        });
     }
 }

@@ -36,7 +36,7 @@ pub struct Beat {
     pub audit_head: Option<Value>,
 }
 
-/// Whoever last wrote a replica id's row.
+/// Whoever wrote a replica id's row before this heartbeat.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Holder {
     /// Its process id.
@@ -88,33 +88,28 @@ fn u64_of(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
-/// The row of `id` as it is now (before this process writes it), for the "two replicas with one
-/// id" check.
-pub async fn holder(db: &FleetDb, id: &str, live_after: Duration) -> Result<Option<Holder>, FleetError> {
+/// Upserts this replica's row, then counts the live replicas (at least 1). Also returns who held
+/// the row just before this write (`None`: nobody yet), for the "two replicas with one id" check.
+pub async fn heartbeat(
+    db: &FleetDb,
+    id: &str,
+    beat: &Beat,
+    live_after: Duration,
+) -> Result<(u32, Option<Holder>), FleetError> {
     let client = db.client().await?;
     let row = client
-        .query_opt(
-            "SELECT pid, started_at, last_seen > now() - make_interval(secs => $2) FROM replicas WHERE replica_id = $1",
-            &[&id, &live_after.as_secs_f64()],
-        )
-        .await
-        .map_err(|e| statement_error(&e))?;
-    Ok(row.map(|r| Holder { pid: r.get(0), started_at: r.get(1), fresh: r.get(2) }))
-}
-
-/// Upserts this replica's row, then counts the live replicas (at least 1).
-pub async fn heartbeat(db: &FleetDb, id: &str, beat: &Beat, live_after: Duration) -> Result<u32, FleetError> {
-    let client = db.client().await?;
-    client
-        .execute(
-            "INSERT INTO replicas (replica_id, address, admin_address, pid, binary_version, started_at, last_seen,
+        .query_one(
+            "WITH prev AS (SELECT pid, started_at, last_seen > now() - make_interval(secs => $14) AS fresh
+                           FROM replicas WHERE replica_id = $1)
+             INSERT INTO replicas (replica_id, address, admin_address, pid, binary_version, started_at, last_seen,
                                    applied_version, policy_hash, written_seq, shipped_seq, redis_ok, local_override, audit_head)
              VALUES ($1, $2, $3, $4, $5, $6, now(), $7, $8, $9, $10, $11, $12, $13)
              ON CONFLICT (replica_id) DO UPDATE SET address = EXCLUDED.address, admin_address = EXCLUDED.admin_address,
                pid = EXCLUDED.pid, binary_version = EXCLUDED.binary_version, started_at = EXCLUDED.started_at,
                last_seen = now(), applied_version = greatest(replicas.applied_version, EXCLUDED.applied_version),
                policy_hash = EXCLUDED.policy_hash, written_seq = EXCLUDED.written_seq, shipped_seq = EXCLUDED.shipped_seq,
-               redis_ok = EXCLUDED.redis_ok, local_override = EXCLUDED.local_override, audit_head = EXCLUDED.audit_head",
+               redis_ok = EXCLUDED.redis_ok, local_override = EXCLUDED.local_override, audit_head = EXCLUDED.audit_head
+             RETURNING (SELECT pid FROM prev), (SELECT started_at FROM prev), (SELECT fresh FROM prev)",
             &[
                 &id,
                 &beat.address,
@@ -129,11 +124,32 @@ pub async fn heartbeat(db: &FleetDb, id: &str, beat: &Beat, live_after: Duration
                 &beat.redis_ok,
                 &beat.local_override,
                 &beat.audit_head,
+                &live_after.as_secs_f64(),
             ],
         )
         .await
         .map_err(|e| statement_error(&e))?;
-    live_count_with(&client, live_after).await
+    let prev = match (row.get::<_, Option<i32>>(0), row.get::<_, Option<SystemTime>>(1)) {
+        (Some(pid), Some(started_at)) => {
+            Some(Holder { pid, started_at, fresh: row.get::<_, Option<bool>>(2).unwrap_or(false) })
+        }
+        _ => None,
+    };
+    Ok((live_count_with(&client, live_after).await?, prev))
+}
+
+/// A graceful stop: this process's row stops counting as live at once (rather than after
+/// `live_after`), so the others' live count drops now. Only our own row (same pid) is touched.
+pub async fn leave(db: &FleetDb, id: &str, pid: i32) -> Result<(), FleetError> {
+    let client = db.client().await?;
+    client
+        .execute(
+            "UPDATE replicas SET last_seen = now() - interval '1 day' WHERE replica_id = $1 AND pid = $2",
+            &[&id, &pid],
+        )
+        .await
+        .map_err(|e| statement_error(&e))?;
+    Ok(())
 }
 
 /// Replicas heard from within `live_after` (at least 1: the caller).

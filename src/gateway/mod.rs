@@ -568,6 +568,8 @@ impl Gateway {
                 // Storage paths need a restart to change: the files in use stay (also when they came
                 // from --state-file/--audit-file, which the reloaded file does not know).
                 policy.storage = self.active.load().policy.storage.clone();
+                // So does fleet mode: the replica keeps the [fleet] settings it started with.
+                policy.fleet = self.active.load().policy.fleet.clone();
                 Active::new(policy, &self.state.load()).map_err(ReloadError::Tls)
             }
             Err(e) => Err(ReloadError::Invalid(e)),

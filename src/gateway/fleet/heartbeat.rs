@@ -5,7 +5,7 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Weak};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::fleet::replicas::{self, Beat};
 use crate::fleet::Fleet;
@@ -28,13 +28,15 @@ async fn run(
     admin_address: Option<String>,
     mut schema_ok: bool,
 ) {
-    let started_at = SystemTime::now();
+    // To the microsecond, as PostgreSQL keeps it, so that our own row reads back equal.
+    let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let started_at = UNIX_EPOCH + Duration::from_micros(u64::try_from(since_epoch.as_micros()).unwrap_or(u64::MAX));
     let pid = i32::try_from(std::process::id()).unwrap_or(i32::MAX);
     let settings = fleet.settings.clone();
     let bound = settings.connect_timeout + settings.statement_timeout;
     let mut tick = tokio::time::interval(settings.heartbeat_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut holder_checked = false;
+    let (mut first, mut clash) = (true, false);
     loop {
         tick.tick().await;
         if !schema_ok {
@@ -61,29 +63,37 @@ async fn run(
                 audit_head: None,
             }
         };
-        if !holder_checked {
-            match tokio::time::timeout(bound, replicas::holder(&fleet.db, &fleet.replica_id, settings.live_after)).await
-            {
-                Ok(Ok(h)) => {
-                    holder_checked = true;
-                    if let Some(h) = h.filter(|h| h.fresh && (h.pid != pid || h.started_at != started_at)) {
-                        tracing::error!(replica = %fleet.replica_id, other_pid = h.pid,
-                            other_started_at = %humantime::format_rfc3339_seconds(h.started_at),
-                            "fleet: another process heartbeated as this replica id within live_after: two replicas with one id? Give each its own (--replica-id or FIREBREAK_REPLICA_ID); a restart within live_after also shows this once");
-                    }
-                }
-                Ok(Err(e)) => down(&fleet, &e.to_string()),
-                Err(_) => down(&fleet, "timed out"),
-            }
+        let left = fleet.status.left.lock().await;
+        if *left {
+            return;
         }
-        match tokio::time::timeout(bound, replicas::heartbeat(&fleet.db, &fleet.replica_id, &beat, settings.live_after))
-            .await
-        {
-            Ok(Ok(live)) => {
+        let outcome =
+            tokio::time::timeout(bound, replicas::heartbeat(&fleet.db, &fleet.replica_id, &beat, settings.live_after))
+                .await;
+        drop(left);
+        match outcome {
+            Ok(Ok((live, prev))) => {
                 fleet.status.live_replicas.store(live, Relaxed);
                 if !fleet.status.pg_up.swap(true, Relaxed) {
                     tracing::info!(replica = %fleet.replica_id, live_replicas = live, "fleet: PostgreSQL reachable");
                 }
+                let other = prev.filter(|h| h.pid != pid || h.started_at != started_at);
+                match (&other, first) {
+                    // At start: the row belongs to a process heard from within live_after.
+                    (Some(h), true) if h.fresh => tracing::error!(replica = %fleet.replica_id, other_pid = h.pid,
+                        other_started_at = %humantime::format_rfc3339_seconds(h.started_at),
+                        "fleet: another process heartbeated as this replica id within live_after: two replicas with one id? Give each its own (--replica-id or FIREBREAK_REPLICA_ID); a restart within live_after also shows this once"),
+                    // Later: someone else wrote our row since our last heartbeat.
+                    (Some(h), false) if !clash => tracing::error!(replica = %fleet.replica_id, other_pid = h.pid,
+                        other_started_at = %humantime::format_rfc3339_seconds(h.started_at),
+                        "fleet: another process is heartbeating as this replica id: two replicas with one id; give each its own (--replica-id or FIREBREAK_REPLICA_ID)"),
+                    (None, false) if clash => {
+                        tracing::info!(replica = %fleet.replica_id, "fleet: this replica id is no longer shared")
+                    }
+                    _ => {}
+                }
+                clash = other.is_some() && !first;
+                first = false;
             }
             Ok(Err(e)) => down(&fleet, &e.to_string()),
             Err(_) => down(&fleet, "timed out"),
@@ -95,5 +105,19 @@ async fn run(
 fn down(fleet: &Fleet, why: &str) {
     if fleet.status.pg_up.swap(false, Relaxed) {
         tracing::warn!(replica = %fleet.replica_id, reason = %why, "fleet: PostgreSQL unreachable: enforcing the local switch snapshot");
+    }
+}
+
+/// On a graceful stop: marks this replica's row as not live (bounded by the connect timeout; an
+/// outage just leaves the row to age out after `live_after`).
+pub async fn leave(gw: &Gateway) {
+    let Some(fleet) = &gw.fleet else { return };
+    let pid = i32::try_from(std::process::id()).unwrap_or(i32::MAX);
+    let bound = fleet.settings.connect_timeout;
+    // Waits for a heartbeat in flight, and none follows.
+    let mut left = fleet.status.left.lock().await;
+    *left = true;
+    if let Ok(Ok(())) = tokio::time::timeout(bound, replicas::leave(&fleet.db, &fleet.replica_id, pid)).await {
+        tracing::info!(replica = %fleet.replica_id, "fleet: left (no longer counted live)");
     }
 }
