@@ -27,31 +27,31 @@ struct LocalBatch {
 }
 
 /// `?wait=all[&timeout=2s]`: the wait, `None` without `wait=all` or outside fleet mode (a single
-/// node has no one to wait for: it answers at once).
+/// node has no one to wait for: it answers at once); the 400 answer when the query is wrong.
 pub(super) fn wait_all(
     query: Option<&str>,
     fleet: Option<&crate::fleet::Fleet>,
-) -> Result<Option<Duration>, Response<Body>> {
+) -> Result<Option<Duration>, Box<Response<Body>>> {
     let mut wait = false;
     let mut timeout = None;
     for (k, v) in query.unwrap_or_default().split('&').filter_map(|p| p.split_once('=')) {
         match k {
             "wait" if v == "all" => wait = true,
             "wait" => {
-                return Err(error(
+                return Err(Box::new(error(
                     StatusCode::BAD_REQUEST,
                     "invalid_wait",
                     &format!("wait={v}: the only wait is `all`"),
-                ))
+                )))
             }
             "timeout" => match humantime::parse_duration(v) {
                 Ok(d) if d <= Duration::from_secs(60) => timeout = Some(d),
                 _ => {
-                    return Err(error(
+                    return Err(Box::new(error(
                         StatusCode::BAD_REQUEST,
                         "invalid_timeout",
                         &format!("timeout={v} is not a duration of at most 60s (e.g. 300ms, 2s)"),
-                    ))
+                    )))
                 }
             },
             _ => {}
