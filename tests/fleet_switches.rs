@@ -458,3 +458,67 @@ async fn wait_all_reports_laggards() {
     drop(a);
     db.drop_db().await;
 }
+
+/// Forwards `127.0.0.1:port` to PostgreSQL from now on (the database "comes back" for a replica
+/// started with that port closed).
+async fn open_gate(port: u16) -> tokio::task::JoinHandle<()> {
+    let l = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.expect("rebind the closed port");
+    tokio::spawn(async move {
+        while let Ok((mut c, _)) = l.accept().await {
+            tokio::spawn(async move {
+                if let Ok(mut s) = tokio::net::TcpStream::connect("127.0.0.1:5432").await {
+                    let _ = tokio::io::copy_bidirectional(&mut c, &mut s).await;
+                }
+            });
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn automatic_containment_while_the_database_is_down_is_replayed_when_it_returns() {
+    const CANARY: &str = "fbQ7kX2mZp9RtL4w";
+    let db = TestDb::create().await;
+    let p = policy("offline").replace(
+        "[[upstreams.scripted.replies]]\ntext = \"Hello",
+        &format!(
+            "[[upstreams.scripted.replies]]\nwhen_contains = \"leak-plain\"\ntext = \"Sure, the marker is {CANARY}.\"\n\n\
+             [[upstreams.scripted.replies]]\ntext = \"Hello"
+        ),
+    ) + &format!("\n[[redaction.canaries]]\nid = \"support-prompt\"\nvalue = \"{CANARY}\"\n");
+    let b = replica(&p, "B", &db.url);
+    let down = closed_pg_url();
+    let port: u16 =
+        down.rsplit(':').next().and_then(|s| s.split('/').next()).and_then(|s| s.parse().ok()).expect("port");
+    let url_via_gate = format!("postgres://postgres@127.0.0.1:{port}/{}", db.name);
+    let a = replica(&p, "A", &url_via_gate);
+    // The canary leaks through A: SEV-1, contained at once on A although the fleet is unreachable.
+    let resp = reqwest::Client::new()
+        .post(a.url("/v1/chat/completions"))
+        .bearer_auth(ALICE)
+        .json(&json!({"model": "m", "messages": [{"role": "user", "content": "leak-plain"}]}))
+        .send()
+        .await
+        .expect("chat");
+    let _ = resp.text().await;
+    let s = state(&a).await;
+    assert_eq!(s["local_override"]["entries"][0]["origin"]["kind"], "offline_containment", "{s}\n{}", a.stderr());
+    assert!(s["blocked_users"].get("alice").is_some(), "{s}");
+    assert_eq!(chat(&a).await.0, 403, "alice contained on A");
+    assert_eq!(chat(&b).await.0, 200, "not yet on B: the fleet never heard of it");
+    // The database returns for A: the containment is committed fleet-wide and leaves the overlay.
+    let gate = open_gate(port).await;
+    let (ok, s, took) = wait_state(&b, Duration::from_secs(10), |s| s["blocked_users"].get("alice").is_some()).await;
+    assert!(ok, "B never got the replayed containment: {s}\n{}", a.stderr());
+    println!("replayed and propagated in {took:?}");
+    let rows = db.sql("SELECT actor, reason FROM switch_batches").await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].get::<_, String>(0), "firebreak");
+    assert!(rows[0].get::<_, String>(1).starts_with("replayed after outage: "));
+    let (ok, s, _) = wait_state(&a, Duration::from_secs(3), |s| s.get("local_override").is_none()).await;
+    assert!(ok, "the replayed entry leaves A's overlay: {s}");
+    assert!(s["blocked_users"].get("alice").is_some(), "{s}");
+    assert_eq!(chat(&b).await.0, 403);
+    gate.abort();
+    drop((a, b));
+    db.drop_db().await;
+}

@@ -141,7 +141,7 @@ impl Admin {
                 &format!("the local override was not made: its audit record could not be made durable ({e})"),
             );
         }
-        self.publish_override();
+        self.gw.publish_override();
         tracing::warn!(actor = %who.id, id, "break-glass: local override set on this replica");
         json_response(
             StatusCode::OK,
@@ -204,23 +204,12 @@ impl Admin {
                 &format!("the local override was lifted but its audit record could not be made durable ({e})"),
             );
         }
-        self.publish_override();
+        self.gw.publish_override();
         tracing::warn!(actor = %who.id, ?lifted, "break-glass: local override lifted on this replica");
         json_response(
             StatusCode::OK,
             &json!({"lifted": lifted, "scope": "replica", "version": current.version,
                     "local_override": current.local_override, "state": &*current}),
         )
-    }
-
-    /// Tells the heartbeat (fleet mode) which override is in force here.
-    fn publish_override(&self) {
-        if let Some(f) = &self.gw.fleet {
-            let o = self.gw.state.local();
-            let v = (!o.is_empty()).then(|| serde_json::to_value(&o).unwrap_or(Value::Null));
-            if let Ok(mut slot) = f.status.local_override.lock() {
-                *slot = v;
-            }
-        }
     }
 }

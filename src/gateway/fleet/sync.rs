@@ -88,10 +88,7 @@ pub async fn first_sync(gw: &Arc<Gateway>) {
     }
     let applied = gw.state.base().version;
     fleet.status.applied_version.store(applied, Relaxed);
-    let overlay = gw.state.local();
-    if let Ok(mut slot) = fleet.status.local_override.lock() {
-        *slot = (!overlay.is_empty()).then(|| serde_json::to_value(&overlay).unwrap_or_default());
-    }
+    gw.publish_override();
     let f = fleet.clone();
     tokio::spawn(async move {
         let _ = f.report_applied(applied).await;
@@ -246,6 +243,15 @@ async fn sync_once(fleet: &Arc<Fleet>, gw: &Arc<Gateway>, wake: Wake) {
     };
     fleet.status.pg_up.store(true, Relaxed);
     note_db_version(fleet, remote.version, applied);
+    let offline = gw
+        .state
+        .local()
+        .entries
+        .iter()
+        .any(|e| matches!(e.origin, crate::state::local::Origin::OfflineContainment { .. }));
+    if offline {
+        gw.replay_offline_containment().await;
+    }
     if remote.version <= applied {
         return;
     }
