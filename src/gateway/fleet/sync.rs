@@ -114,6 +114,21 @@ fn set_problem(fleet: &Fleet, why: Option<String>) {
     }
 }
 
+/// Clears a snapshot problem this module reported (an older or unreadable database snapshot) once
+/// the database's snapshot is readable and not older; problems of other parts stay.
+fn clear_own_problem(fleet: &Fleet) {
+    if let Ok(mut p) = fleet.status.schema_problem.lock() {
+        let mine = p.as_deref().is_some_and(|p| {
+            p.starts_with("database snapshot v")
+                || p.starts_with("switch snapshot v")
+                || p.starts_with("the database snapshot (version")
+        });
+        if mine {
+            *p = None;
+        }
+    }
+}
+
 fn fail(fleet: &Fleet, e: &FleetError) {
     match e {
         FleetError::Unreadable(..) | FleetError::SchemaTooNew { .. } => {
@@ -243,6 +258,9 @@ async fn sync_once(fleet: &Arc<Fleet>, gw: &Arc<Gateway>, wake: Wake) {
     };
     fleet.status.pg_up.store(true, Relaxed);
     note_db_version(fleet, remote.version, applied);
+    if remote.version >= applied {
+        clear_own_problem(fleet);
+    }
     let offline = gw
         .state
         .local()
