@@ -458,3 +458,201 @@ async fn wait_all_reports_laggards() {
     drop(a);
     db.drop_db().await;
 }
+
+/// Forwards `127.0.0.1:port` to PostgreSQL from now on (the database "comes back" for a replica
+/// started with that port closed).
+async fn open_gate(port: u16) -> tokio::task::JoinHandle<()> {
+    let l = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.expect("rebind the closed port");
+    tokio::spawn(async move {
+        while let Ok((mut c, _)) = l.accept().await {
+            tokio::spawn(async move {
+                if let Ok(mut s) = tokio::net::TcpStream::connect("127.0.0.1:5432").await {
+                    let _ = tokio::io::copy_bidirectional(&mut c, &mut s).await;
+                }
+            });
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn automatic_containment_while_the_database_is_down_is_replayed_when_it_returns() {
+    const CANARY: &str = "fbQ7kX2mZp9RtL4w";
+    let db = TestDb::create().await;
+    let p = policy("offline").replace(
+        "[[upstreams.scripted.replies]]\ntext = \"Hello",
+        &format!(
+            "[[upstreams.scripted.replies]]\nwhen_contains = \"leak-plain\"\ntext = \"Sure, the marker is {CANARY}.\"\n\n\
+             [[upstreams.scripted.replies]]\ntext = \"Hello"
+        ),
+    ) + &format!("\n[[redaction.canaries]]\nid = \"support-prompt\"\nvalue = \"{CANARY}\"\n");
+    let b = replica(&p, "B", &db.url);
+    let down = closed_pg_url();
+    let port: u16 =
+        down.rsplit(':').next().and_then(|s| s.split('/').next()).and_then(|s| s.parse().ok()).expect("port");
+    let url_via_gate = format!("postgres://postgres@127.0.0.1:{port}/{}", db.name);
+    let a = replica(&p, "A", &url_via_gate);
+    // The canary leaks through A: SEV-1, contained at once on A although the fleet is unreachable.
+    let resp = reqwest::Client::new()
+        .post(a.url("/v1/chat/completions"))
+        .bearer_auth(ALICE)
+        .json(&json!({"model": "m", "messages": [{"role": "user", "content": "leak-plain"}]}))
+        .send()
+        .await
+        .expect("chat");
+    let _ = resp.text().await;
+    let s = state(&a).await;
+    assert_eq!(s["local_override"]["entries"][0]["origin"]["kind"], "offline_containment", "{s}\n{}", a.stderr());
+    assert!(s["blocked_users"].get("alice").is_some(), "{s}");
+    assert_eq!(chat(&a).await.0, 403, "alice contained on A");
+    assert_eq!(chat(&b).await.0, 200, "not yet on B: the fleet never heard of it");
+    // The database returns for A: the containment is committed fleet-wide and leaves the overlay.
+    let gate = open_gate(port).await;
+    let (ok, s, took) = wait_state(&b, Duration::from_secs(10), |s| s["blocked_users"].get("alice").is_some()).await;
+    assert!(ok, "B never got the replayed containment: {s}\n{}", a.stderr());
+    println!("replayed and propagated in {took:?}");
+    let rows = db.sql("SELECT actor, reason FROM switch_batches").await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].get::<_, String>(0), "firebreak");
+    assert!(rows[0].get::<_, String>(1).starts_with("replayed after outage: "));
+    let (ok, s, _) = wait_state(&a, Duration::from_secs(3), |s| s.get("local_override").is_none()).await;
+    assert!(ok, "the replayed entry leaves A's overlay: {s}");
+    assert!(s["blocked_users"].get("alice").is_some(), "{s}");
+    assert_eq!(chat(&b).await.0, 403);
+    gate.abort();
+    drop((a, b));
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_notifications_are_caught_by_the_poll_and_listen_reconnects() {
+    let db = TestDb::create().await;
+    let p = policy("lost");
+    let a = replica(&p, "A", &db.url);
+    let c = Gateway::start_with_env(
+        &p,
+        &[("H2_PG_URL", &db.url), ("FIREBREAK_REPLICA_ID", "C"), ("FIREBREAK_FLEET_FAILPOINT", "ignore_notify")],
+    );
+    let d = replica(&p, "D", &db.url);
+    let (status, body) = a.switches(batch("critical", None)).await;
+    assert_eq!(status, 200, "{body}");
+    let v = body["version"].as_u64().expect("version");
+    // C hears nothing: the poll (every 500 ms) brings it there.
+    let (ok, s, took) = wait_state(&c, Duration::from_millis(1500), |s| s["version"] == json!(v)).await;
+    assert!(ok, "C (ignore_notify) not at v{v} within poll_interval + 1 s: {s}");
+    println!("caught up by the poll in {took:?}");
+    assert!(c.stderr().contains("the poll installed"), "{}", c.stderr());
+    // D's LISTEN backend is terminated: it reconnects, and still follows.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let rows = db
+            .sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'firebreak-listen:D' AND datname = current_database()")
+            .await;
+        if !rows.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "D never had a LISTEN connection");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (status, body) = a.switches(batch("elevated", None)).await;
+    assert_eq!(status, 200, "{body}");
+    let v = body["version"].as_u64().expect("version");
+    let (ok, s, _) = wait_state(&d, Duration::from_millis(1500), |s| s["version"] == json!(v)).await;
+    assert!(ok, "D not at v{v} after its LISTEN backend was terminated: {s}");
+    let deadline = Instant::now() + Duration::from_secs(8);
+    loop {
+        let rows =
+            db.sql("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'firebreak-listen:D' AND datname = current_database()").await;
+        if rows[0].get::<_, i64>(0) == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "D did not reconnect its LISTEN connection");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop((a, c, d));
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_before_commit_changes_nothing_after_commit_reaches_everyone() {
+    let db = TestDb::create().await;
+    let p = policy("kill");
+    let b = replica(&p, "B", &db.url);
+    let env = |fp: &'static str| -> Vec<(&'static str, String)> {
+        vec![
+            ("H2_PG_URL", db.url.clone()),
+            ("FIREBREAK_REPLICA_ID", "A".into()),
+            ("FIREBREAK_FLEET_FAILPOINT", fp.into()),
+        ]
+    };
+    let spawn = |dir: Option<&std::path::Path>, fp: &'static str| -> Gateway {
+        let e = env(fp);
+        let e: Vec<(&str, &str)> = e.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        match dir {
+            Some(d) => Gateway::try_spawn_with_env(d, &e).unwrap_or_else(|m| panic!("{m}")),
+            None => Gateway::start_with_env(&p, &e),
+        }
+    };
+    let mut a = spawn(None, "pause_before_commit=3000");
+    let v = state(&b).await["version"].as_u64().expect("version");
+    let admin = a.admin.clone();
+    let post = tokio::spawn(async move {
+        reqwest::Client::new()
+            .post(format!("{admin}/admin/v1/switches"))
+            .bearer_auth(common::ADMIN_TOKEN)
+            .json(&batch("lockdown", None))
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+    });
+    // Wait until A's transaction holds the row (its UPDATE done, COMMIT pending), then kill it.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let rows = db
+            .sql("SELECT count(*) FROM pg_locks l JOIN pg_stat_activity s ON s.pid = l.pid \
+                  WHERE s.application_name = 'firebreak:A' AND s.datname = current_database() AND l.mode = 'RowExclusiveLock'")
+            .await;
+        if rows[0].get::<_, i64>(0) > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "A's transaction never started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    a.kill();
+    assert!(post.await.expect("task").is_err(), "the killed replica cannot answer");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let rows = db.sql("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'firebreak:A' AND datname = current_database()").await;
+        if rows[0].get::<_, i64>(0) == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "A's backend did not go away");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let rows = db.sql("SELECT version FROM switch_state").await;
+    assert_eq!(rows[0].get::<_, i64>(0) as u64, v, "nothing committed");
+    assert_eq!(db.sql("SELECT count(*) FROM switch_batches").await[0].get::<_, i64>(0), 0);
+    assert_eq!(state(&b).await["version"], json!(v));
+    // After the commit: everyone gets it, the restarted A too (from the database, its file is older).
+    let dir = a.dir.clone();
+    let mut a = spawn(Some(&dir), "pause_after_commit=3000");
+    let admin = a.admin.clone();
+    let post = tokio::spawn(async move {
+        reqwest::Client::new()
+            .post(format!("{admin}/admin/v1/switches"))
+            .bearer_auth(common::ADMIN_TOKEN)
+            .json(&batch("lockdown", None))
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+    });
+    let (ok, s, _) = wait_state(&b, Duration::from_secs(3), |s| s["version"] == json!(v + 1)).await;
+    assert!(ok, "B did not get the committed batch: {s}");
+    a.kill();
+    let _ = post.await;
+    let a = spawn(Some(&dir), "");
+    let s = state(&a).await;
+    assert_eq!(s["version"], json!(v + 1), "{s}");
+    assert_eq!(s["level"], "lockdown");
+    drop((a, b));
+    db.drop_db().await;
+}

@@ -27,31 +27,31 @@ struct LocalBatch {
 }
 
 /// `?wait=all[&timeout=2s]`: the wait, `None` without `wait=all` or outside fleet mode (a single
-/// node has no one to wait for: it answers at once).
+/// node has no one to wait for: it answers at once); the 400 answer when the query is wrong.
 pub(super) fn wait_all(
     query: Option<&str>,
     fleet: Option<&crate::fleet::Fleet>,
-) -> Result<Option<Duration>, Response<Body>> {
+) -> Result<Option<Duration>, Box<Response<Body>>> {
     let mut wait = false;
     let mut timeout = None;
     for (k, v) in query.unwrap_or_default().split('&').filter_map(|p| p.split_once('=')) {
         match k {
             "wait" if v == "all" => wait = true,
             "wait" => {
-                return Err(error(
+                return Err(Box::new(error(
                     StatusCode::BAD_REQUEST,
                     "invalid_wait",
                     &format!("wait={v}: the only wait is `all`"),
-                ))
+                )))
             }
             "timeout" => match humantime::parse_duration(v) {
                 Ok(d) if d <= Duration::from_secs(60) => timeout = Some(d),
                 _ => {
-                    return Err(error(
+                    return Err(Box::new(error(
                         StatusCode::BAD_REQUEST,
                         "invalid_timeout",
                         &format!("timeout={v} is not a duration of at most 60s (e.g. 300ms, 2s)"),
-                    ))
+                    )))
                 }
             },
             _ => {}
@@ -141,7 +141,7 @@ impl Admin {
                 &format!("the local override was not made: its audit record could not be made durable ({e})"),
             );
         }
-        self.publish_override();
+        self.gw.publish_override();
         tracing::warn!(actor = %who.id, id, "break-glass: local override set on this replica");
         json_response(
             StatusCode::OK,
@@ -204,23 +204,12 @@ impl Admin {
                 &format!("the local override was lifted but its audit record could not be made durable ({e})"),
             );
         }
-        self.publish_override();
+        self.gw.publish_override();
         tracing::warn!(actor = %who.id, ?lifted, "break-glass: local override lifted on this replica");
         json_response(
             StatusCode::OK,
             &json!({"lifted": lifted, "scope": "replica", "version": current.version,
                     "local_override": current.local_override, "state": &*current}),
         )
-    }
-
-    /// Tells the heartbeat (fleet mode) which override is in force here.
-    fn publish_override(&self) {
-        if let Some(f) = &self.gw.fleet {
-            let o = self.gw.state.local();
-            let v = (!o.is_empty()).then(|| serde_json::to_value(&o).unwrap_or(Value::Null));
-            if let Ok(mut slot) = f.status.local_override.lock() {
-                *slot = v;
-            }
-        }
     }
 }

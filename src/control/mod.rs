@@ -268,7 +268,7 @@ impl Admin {
         let tls_identity = req.extensions().get::<crate::http::peer::Peer>().and_then(|p| p.tls_identity.clone());
         let wait = match local::wait_all(req.uri().query(), self.gw.fleet.as_deref()) {
             Ok(w) => w,
-            Err(r) => return r,
+            Err(r) => return *r,
         };
         let bytes = match read(req).await {
             Ok(b) => b,

@@ -117,6 +117,14 @@ pub(crate) fn audit_gate(gw: &Gateway, policy: &Policy) -> Result<(), GatewayErr
     }
 }
 
+/// Whether a batch that failed for want of the database is kept as offline containment: an
+/// automatic plan's (actor `firebreak`) whose every action tightens.
+fn offline_eligible(batch: &crate::state::Batch) -> bool {
+    batch.actor.as_deref() == Some("firebreak")
+        && !batch.actions.is_empty()
+        && batch.actions.iter().all(crate::state::local::tightening)
+}
+
 /// Polls the certificate files of `gw`'s TLS listeners every `every`, reloading on change, until
 /// the gateway is dropped.
 pub async fn watch_listener_tls(gw: std::sync::Weak<Gateway>, every: Duration) {
@@ -277,7 +285,137 @@ impl Gateway {
         }
         let _g = self.reload_lock.lock().await;
         let active = self.active.load_full();
-        self.apply_with_scanner(batch, &active).await
+        match self.apply_with_scanner(batch, &active).await {
+            Err(ApplyError::Fleet(f)) if !f.unknown && offline_eligible(batch) => {
+                drop(_g);
+                self.contain_offline(batch, &f.message).await
+            }
+            r => r,
+        }
+    }
+
+    /// Fleet mode, PostgreSQL unreachable, an automatic containment plan (fail closed): its
+    /// tightening actions go into this replica's overlay as offline containment, in force at once
+    /// here, and are committed to the fleet when the database returns
+    /// ([`Gateway::replay_offline_containment`]). The version does not change.
+    async fn contain_offline(
+        &self,
+        batch: &crate::state::Batch,
+        why: &str,
+    ) -> Result<crate::state::Applied, ApplyError> {
+        use crate::state::local::{LocalEntry, Origin};
+        let policy = self.policy();
+        let before = self.state.base().version;
+        let entry = LocalEntry {
+            id: 0,
+            actions: batch.actions.clone(),
+            actor: batch.actor.clone().unwrap_or_else(|| "firebreak".into()),
+            reason: batch.reason.clone(),
+            since: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+            origin: Origin::OfflineContainment { incident: None },
+        };
+        let (id, after) = self
+            .state
+            .set_local(&policy, |o| {
+                let id = o.next_id();
+                o.entries.push(LocalEntry { id, ..entry });
+                Ok(id)
+            })
+            .await?
+            .map_err(|e| ApplyError::Invalid(vec![crate::state::ActionError::at(0, e)]))?;
+        tracing::warn!(
+            id,
+            error = why,
+            "fleet unavailable: automatic containment applied on this replica alone until the database returns"
+        );
+        self.audit
+            .record(
+                Record::new("switch")
+                    .with("event", "offline_containment")
+                    .with("scope", "replica")
+                    .with("actor", "firebreak")
+                    .with("id", id)
+                    .with("reason", batch.reason.as_str())
+                    .with("version", before)
+                    .with("actions", serde_json::to_value(&batch.actions).unwrap_or_default()),
+            )
+            .await;
+        self.publish_override();
+        Ok(crate::state::Applied { before, after })
+    }
+
+    /// Commits every offline containment of this replica's overlay as a fleet batch (actor
+    /// `firebreak`, reason `replayed after outage: …`) and drops it from the overlay. Called by the
+    /// sync task once the database answers; an entry that still cannot be committed stays.
+    pub async fn replay_offline_containment(&self) {
+        use crate::state::local::Origin;
+        let entries: Vec<_> = self
+            .state
+            .local()
+            .entries
+            .into_iter()
+            .filter(|e| matches!(e.origin, Origin::OfflineContainment { .. }))
+            .collect();
+        for e in entries {
+            let batch = crate::state::Batch {
+                actions: e.actions.clone(),
+                reason: format!("replayed after outage: {}", e.reason),
+                actor: Some("firebreak".into()),
+                expect_version: None,
+            };
+            let applied = {
+                let _g = self.reload_lock.lock().await;
+                let active = self.active.load_full();
+                self.apply_with_scanner(&batch, &active).await
+            };
+            match applied {
+                Ok(applied) => {
+                    let policy = self.policy();
+                    let _ = self
+                        .state
+                        .set_local(&policy, |o| {
+                            o.entries.retain(|x| x.id != e.id);
+                            Ok(())
+                        })
+                        .await;
+                    self.publish_override();
+                    self.audit
+                        .record(
+                            Record::new("switch")
+                                .with("event", "offline_containment_replayed")
+                                .with("actor", "firebreak")
+                                .with("id", e.id)
+                                .with("reason", batch.reason.as_str())
+                                .with("before_version", applied.before)
+                                .with("after_version", applied.after.version)
+                                .with("actions", serde_json::to_value(&batch.actions).unwrap_or_default()),
+                        )
+                        .await;
+                    tracing::info!(
+                        id = e.id,
+                        version = applied.after.version,
+                        "offline containment committed to the fleet"
+                    );
+                }
+                Err(ApplyError::Fleet(_)) => return,
+                Err(err) => {
+                    // Invalid now (a reload removed its target): it stays in force here; an operator
+                    // lifts it (admin --local lift).
+                    tracing::error!(id = e.id, error = %err, "offline containment could not be committed to the fleet");
+                }
+            }
+        }
+    }
+
+    /// Tells the heartbeat (fleet mode) which override is in force on this replica.
+    pub fn publish_override(&self) {
+        if let Some(f) = &self.fleet {
+            let o = self.state.local();
+            let v = (!o.is_empty()).then(|| serde_json::to_value(&o).unwrap_or_default());
+            if let Ok(mut slot) = f.status.local_override.lock() {
+                *slot = v;
+            }
+        }
     }
 
     /// The canary-issuing apply (every apply in fleet mode), with `reload_lock` held by the caller.

@@ -88,10 +88,7 @@ pub async fn first_sync(gw: &Arc<Gateway>) {
     }
     let applied = gw.state.base().version;
     fleet.status.applied_version.store(applied, Relaxed);
-    let overlay = gw.state.local();
-    if let Ok(mut slot) = fleet.status.local_override.lock() {
-        *slot = (!overlay.is_empty()).then(|| serde_json::to_value(&overlay).unwrap_or_default());
-    }
+    gw.publish_override();
     let f = fleet.clone();
     tokio::spawn(async move {
         let _ = f.report_applied(applied).await;
@@ -114,6 +111,21 @@ fn note_db_version(fleet: &Fleet, db: u64, applied: u64) {
 fn set_problem(fleet: &Fleet, why: Option<String>) {
     if let Ok(mut p) = fleet.status.schema_problem.lock() {
         *p = why;
+    }
+}
+
+/// Clears a snapshot problem this module reported (an older or unreadable database snapshot) once
+/// the database's snapshot is readable and not older; problems of other parts stay.
+fn clear_own_problem(fleet: &Fleet) {
+    if let Ok(mut p) = fleet.status.schema_problem.lock() {
+        let mine = p.as_deref().is_some_and(|p| {
+            p.starts_with("database snapshot v")
+                || p.starts_with("switch snapshot v")
+                || p.starts_with("the database snapshot (version")
+        });
+        if mine {
+            *p = None;
+        }
     }
 }
 
@@ -246,6 +258,18 @@ async fn sync_once(fleet: &Arc<Fleet>, gw: &Arc<Gateway>, wake: Wake) {
     };
     fleet.status.pg_up.store(true, Relaxed);
     note_db_version(fleet, remote.version, applied);
+    if remote.version >= applied {
+        clear_own_problem(fleet);
+    }
+    let offline = gw
+        .state
+        .local()
+        .entries
+        .iter()
+        .any(|e| matches!(e.origin, crate::state::local::Origin::OfflineContainment { .. }));
+    if offline {
+        gw.replay_offline_containment().await;
+    }
     if remote.version <= applied {
         return;
     }
