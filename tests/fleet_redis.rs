@@ -127,9 +127,9 @@ async fn window_script_fires_once_for_11_concurrent_adds_at_threshold_10() {
     let tasks: Vec<_> = (0..11)
         .map(|_| {
             let c = counter.clone();
-            tokio::spawn(async move {
-                c.add_all(&[hit("sustained_injection_campaign", "bob", Count::Sum(1), 10)]).await
-            })
+            tokio::spawn(
+                async move { c.add_all(&[hit("sustained_injection_campaign", "bob", Count::Sum(1), 10)]).await },
+            )
         })
         .collect();
     let mut fired = 0;
@@ -164,7 +164,10 @@ async fn window_script_fires_once_for_11_concurrent_adds_at_threshold_10() {
     assert!(names.contains(&("sustained_injection_campaign", "bob", 1)), "{names:?}");
     assert!(names.contains(&("anomalous_probing", "bob", 1)), "{names:?}");
     let digest = firebreak::audit::session_digest("sess-secret-1");
-    assert!(names.iter().any(|(t, p, _)| *t == "system_prompt_exposure" && *p == format!("session {digest}")), "{names:?}");
+    assert!(
+        names.iter().any(|(t, p, _)| *t == "system_prompt_exposure" && *p == format!("session {digest}")),
+        "{names:?}"
+    );
     assert!(!listed.iter().any(|(_, p, _)| p.contains("sess-secret")), "a session id is never a key");
     assert_eq!(f.metrics.redis_fallback_window.load(Relaxed), 0);
     cleanup(&p).await;

@@ -159,12 +159,15 @@ async fn redis_add(fleet: &Fleet, seq: &AtomicU64, hits: &[Hit], todo: &[usize])
     (pairs.len() == todo.len()).then_some(pairs)
 }
 
+/// A window key, its members with their scores, and Redis's clock (ms) when they were read.
+type Listed = (String, Vec<(String, f64)>, u64);
+
 /// The window counts in Redis: SCAN `<prefix>:w:*` (COUNT 500, at most [`MAX_LISTED`] keys), then
 /// every zset's members within its trigger's window on Redis's clock.
 async fn redis_counts(fleet: &Fleet, policy: &Policy) -> Option<Vec<(String, String, u64)>> {
     let head = fleet.redis.key("w:");
     let pattern = format!("{head}*");
-    let raw: Vec<(String, Vec<(String, f64)>, u64)> = fleet
+    let raw: Vec<Listed> = fleet
         .redis
         .call_within(&fleet.status.redis_up, LISTING_TIMEOUT, |mut cm| async move {
             let mut keys: Vec<String> = Vec::new();
