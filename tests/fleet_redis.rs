@@ -169,6 +169,17 @@ async fn window_script_fires_once_for_11_concurrent_adds_at_threshold_10() {
         "{names:?}"
     );
     assert!(!listed.iter().any(|(_, p, _)| p.contains("sess-secret")), "a session id is never a key");
+    // Corroboration: distinct sources per trigger, fleet-wide; the third distinct tenant fires.
+    let trigger = policy.incidents.triggers.get("bulk_data_extraction").expect("trigger").clone();
+    let who = |tenant: &str| firebreak::incident::Target { tenant: Some(tenant.into()), ..Default::default() };
+    let mut p3 = policy.clone();
+    std::sync::Arc::make_mut(&mut p3.incidents).corroboration = 3;
+    let c = |t: &str| firebreak::incident::corroboration_hit(&p3, &trigger, &who(t), None);
+    assert_eq!(counter.corroborate(&c("acme")).await, Some((1, false)));
+    assert_eq!(counter.corroborate(&c("acme")).await, Some((1, false)), "the same tenant counts once");
+    assert_eq!(counter.corroborate(&c("globex")).await, Some((2, false)));
+    assert_eq!(counter.corroborate(&c("initech")).await, Some((3, true)));
+    assert_eq!(counter.corroborate(&c("initech")).await, Some((1, false)), "re-armed");
     assert_eq!(f.metrics.redis_fallback_window.load(Relaxed), 0);
     cleanup(&p).await;
 }
