@@ -259,3 +259,20 @@ fn display_principal(seg: &str) -> String {
         None => p,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn principals_display_as_the_local_listing_does() {
+        let seg = |p: &str| key_segment(p);
+        assert_eq!(display_principal(&seg("alice")), "alice");
+        assert_eq!(display_principal(&seg("user:bob")), "bob");
+        assert_eq!(display_principal(&seg("session:0123abcd")), "session 0123abcd");
+        assert_eq!(display_principal(&seg("carol\u{0}files")), "carol (server files)");
+        assert_eq!(display_principal(&seg("carol\u{0}")), "carol");
+        let long = seg(&"x".repeat(300));
+        assert_eq!(display_principal(&long), long, "a hashed principal shows as its hash");
+    }
+}
