@@ -127,9 +127,9 @@ async fn window_script_fires_once_for_11_concurrent_adds_at_threshold_10() {
     let tasks: Vec<_> = (0..11)
         .map(|_| {
             let c = counter.clone();
-            tokio::spawn(async move {
-                c.add_all(&[hit("sustained_injection_campaign", "bob", Count::Sum(1), 10)]).await
-            })
+            tokio::spawn(
+                async move { c.add_all(&[hit("sustained_injection_campaign", "bob", Count::Sum(1), 10)]).await },
+            )
         })
         .collect();
     let mut fired = 0;
@@ -164,8 +164,22 @@ async fn window_script_fires_once_for_11_concurrent_adds_at_threshold_10() {
     assert!(names.contains(&("sustained_injection_campaign", "bob", 1)), "{names:?}");
     assert!(names.contains(&("anomalous_probing", "bob", 1)), "{names:?}");
     let digest = firebreak::audit::session_digest("sess-secret-1");
-    assert!(names.iter().any(|(t, p, _)| *t == "system_prompt_exposure" && *p == format!("session {digest}")), "{names:?}");
+    assert!(
+        names.iter().any(|(t, p, _)| *t == "system_prompt_exposure" && *p == format!("session {digest}")),
+        "{names:?}"
+    );
     assert!(!listed.iter().any(|(_, p, _)| p.contains("sess-secret")), "a session id is never a key");
+    // Corroboration: distinct sources per trigger, fleet-wide; the third distinct tenant fires.
+    let trigger = policy.incidents.triggers.get("bulk_data_extraction").expect("trigger").clone();
+    let who = |tenant: &str| firebreak::incident::Target { tenant: Some(tenant.into()), ..Default::default() };
+    let mut p3 = policy.clone();
+    std::sync::Arc::make_mut(&mut p3.incidents).corroboration = 3;
+    let c = |t: &str| firebreak::incident::corroboration_hit(&p3, &trigger, &who(t), None);
+    assert_eq!(counter.corroborate(&c("acme")).await, Some((1, false)));
+    assert_eq!(counter.corroborate(&c("acme")).await, Some((1, false)), "the same tenant counts once");
+    assert_eq!(counter.corroborate(&c("globex")).await, Some((2, false)));
+    assert_eq!(counter.corroborate(&c("initech")).await, Some((3, true)));
+    assert_eq!(counter.corroborate(&c("initech")).await, Some((1, false)), "re-armed");
     assert_eq!(f.metrics.redis_fallback_window.load(Relaxed), 0);
     cleanup(&p).await;
 }

@@ -55,7 +55,7 @@ impl Admin {
             &json!({
                 "alerts": self.gw.alerts.recent(limit),
                 "open_incidents": open,
-                "near_firing": crate::gateway::alerting::near_firing(&self.gw, limit),
+                "near_firing": crate::gateway::alerting::near_firing(&self.gw, limit).await,
                 "spikes": self.gw.alerts.spikes.recent(limit),
                 "sinks": self.gw.alerts.sink_status(&policy),
                 "settings": {

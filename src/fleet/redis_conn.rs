@@ -49,6 +49,10 @@ struct Link {
 
 impl Link {
     fn mark_up(&self, up: Option<&AtomicBool>) {
+        // The common case (up and known up) only reads: no shared write per call.
+        if self.state.load(Relaxed) == UP && up.is_none_or(|u| u.load(Relaxed)) {
+            return;
+        }
         if let Some(up) = up {
             up.store(true, Relaxed);
         }
@@ -182,8 +186,8 @@ impl RedisShared {
     /// first if needed (bounded by the connect timeout).
     pub async fn ping(&self, up: &AtomicBool) -> bool {
         if self.link.conn.load().is_none() {
-            self.spawn_connect();
             let mut rx = self.link.attempt.subscribe();
+            self.spawn_connect();
             let _ = tokio::time::timeout(self.connect_timeout + self.timeout, rx.changed()).await;
         }
         let Some(cm) = self.link.conn.load_full() else {

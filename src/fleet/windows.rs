@@ -91,7 +91,7 @@ impl WindowCounter {
             if todo.is_empty() {
                 continue;
             }
-            match redis_add(fleet, seq, hits, &todo).await {
+            match redis_add(fleet, seq, hits, &todo, |h| window_key(fleet, h)).await {
                 Some(counted) => {
                     for (i, r) in todo.iter().zip(counted) {
                         out[*i] = r;
@@ -108,6 +108,26 @@ impl WindowCounter {
             }
         }
         out
+    }
+
+    /// Counts a firing's corroboration event (`incident::corroboration_hit`) fleet-wide, in the
+    /// trigger's window `<prefix>:c:<trigger>`: its count and whether it reached the
+    /// corroboration (the window then re-arms). `None` in single-node mode or while Redis does not
+    /// answer: the engine counts it then (`Engine::corroboration`), at the full corroboration (a
+    /// gate on gateway-wide steps is not loosened per replica).
+    pub async fn corroborate(&self, hit: &Hit) -> Option<(u64, bool)> {
+        let WindowCounter::Fleet { fleet, .. } = self else { return None };
+        if hit.threshold == 0 {
+            return Some((1, true));
+        }
+        let key = |h: &Hit| fleet.redis.key(&format!("c:{}", key_segment(&h.trigger)));
+        match redis_add(fleet, &AtomicU64::new(0), std::slice::from_ref(hit), &[0], key).await {
+            Some(r) => r.first().copied(),
+            None => {
+                fleet.metrics.redis_fallback_window.fetch_add(1, Relaxed);
+                None
+            }
+        }
     }
 
     /// Each (trigger, principal) counted in a trigger window now, with its count (for `admin
@@ -134,8 +154,15 @@ pub fn window_key(fleet: &Fleet, h: &Hit) -> String {
     fleet.redis.key(&format!("w:{}:{}", key_segment(&h.trigger), key_segment(&principal)))
 }
 
-/// Runs the window script for `hits[i]`, `i` in `todo` (all with a threshold > 0).
-async fn redis_add(fleet: &Fleet, seq: &AtomicU64, hits: &[Hit], todo: &[usize]) -> Option<Vec<(u64, bool)>> {
+/// Runs the window script for `hits[i]`, `i` in `todo` (all with a threshold > 0), each in the
+/// window `key_of` names.
+async fn redis_add(
+    fleet: &Fleet,
+    seq: &AtomicU64,
+    hits: &[Hit],
+    todo: &[usize],
+    key_of: impl Fn(&Hit) -> String,
+) -> Option<Vec<(u64, bool)>> {
     let mut inv = fleet.redis.window.prepare_invoke();
     for &i in todo {
         let h = &hits[i];
@@ -144,12 +171,7 @@ async fn redis_add(fleet: &Fleet, seq: &AtomicU64, hits: &[Hit], todo: &[usize])
             Count::Distinct(label) => (format!("{label:016x}"), 1),
         };
         let window_ms = u64::try_from(h.window.as_millis()).unwrap_or(u64::MAX).max(1);
-        inv.key(window_key(fleet, h))
-            .arg(window_ms)
-            .arg(member)
-            .arg(weight)
-            .arg(h.threshold)
-            .arg(h.threshold.saturating_add(1));
+        inv.key(key_of(h)).arg(window_ms).arg(member).arg(weight).arg(h.threshold).arg(h.threshold.saturating_add(1));
     }
     let inv = &inv;
     let flat: Vec<i64> =
@@ -159,12 +181,15 @@ async fn redis_add(fleet: &Fleet, seq: &AtomicU64, hits: &[Hit], todo: &[usize])
     (pairs.len() == todo.len()).then_some(pairs)
 }
 
+/// A window key, its members with their scores, and Redis's clock (ms) when they were read.
+type Listed = (String, Vec<(String, f64)>, u64);
+
 /// The window counts in Redis: SCAN `<prefix>:w:*` (COUNT 500, at most [`MAX_LISTED`] keys), then
 /// every zset's members within its trigger's window on Redis's clock.
 async fn redis_counts(fleet: &Fleet, policy: &Policy) -> Option<Vec<(String, String, u64)>> {
     let head = fleet.redis.key("w:");
     let pattern = format!("{head}*");
-    let raw: Vec<(String, Vec<(String, f64)>, u64)> = fleet
+    let raw: Vec<Listed> = fleet
         .redis
         .call_within(&fleet.status.redis_up, LISTING_TIMEOUT, |mut cm| async move {
             let mut keys: Vec<String> = Vec::new();
@@ -232,5 +257,22 @@ fn display_principal(seg: &str) -> String {
         Some((user, server)) if !server.is_empty() => format!("{user} (server {server})"),
         Some((user, _)) => user.to_owned(),
         None => p,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn principals_display_as_the_local_listing_does() {
+        let seg = |p: &str| key_segment(p);
+        assert_eq!(display_principal(&seg("alice")), "alice");
+        assert_eq!(display_principal(&seg("user:bob")), "bob");
+        assert_eq!(display_principal(&seg("session:0123abcd")), "session 0123abcd");
+        assert_eq!(display_principal(&seg("carol\u{0}files")), "carol (server files)");
+        assert_eq!(display_principal(&seg("carol\u{0}")), "carol");
+        let long = seg(&"x".repeat(300));
+        assert_eq!(display_principal(&long), long, "a hashed principal shows as its hash");
     }
 }

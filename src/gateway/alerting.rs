@@ -129,13 +129,14 @@ pub async fn watch_spikes(gw: Weak<Gateway>) {
 }
 
 /// Principals whose count in a trigger's window is at `near_threshold` of its threshold or more,
-/// without having fired; highest share first.
-pub fn near_firing(gw: &Gateway, limit: usize) -> Vec<Value> {
+/// without having fired; highest share first. In fleet mode the counts are the fleet's (Redis).
+pub async fn near_firing(gw: &Gateway, limit: usize) -> Vec<Value> {
     let policy = gw.policy();
     let ratio = policy.alerts.near_threshold;
     let mut out: Vec<(f64, Value)> = gw
-        .incidents
-        .window_counts(&policy)
+        .windows
+        .counts(&policy)
+        .await
         .into_iter()
         .filter_map(|(trigger, principal, count)| {
             let t = policy.incidents.triggers.get(&trigger)?;

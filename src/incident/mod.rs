@@ -322,6 +322,42 @@ impl Observed {
     }
 }
 
+/// A firing's source as an event in its trigger's corroboration window (one window per trigger,
+/// `key` empty): the MCP server it came from, else the tenant, else the user, as a distinct label.
+/// It fires at `[incidents] corroboration` distinct sources (threshold one less). The fleet counts
+/// it in Redis (`fleet::windows::WindowCounter::corroborate`), a single node in the engine.
+pub fn corroboration_hit(policy: &Policy, trigger: &Trigger, target: &Target, server: Option<&str>) -> Hit {
+    let source = match (server, &target.tenant, &target.user) {
+        (Some(s), _, _) => format!("server\u{0}{s}"),
+        (None, Some(t), _) => format!("tenant\u{0}{t}"),
+        (None, None, u) => format!("user\u{0}{}", u.as_deref().unwrap_or("")),
+    };
+    Hit {
+        trigger: trigger.name.clone(),
+        key: String::new(),
+        count: Count::Distinct(window::label(&source)),
+        window: trigger.window,
+        threshold: u64::from(policy.incidents.corroboration).saturating_sub(1),
+        rule: String::new(),
+        unless: None,
+    }
+}
+
+/// What corroborates a firing's gateway-wide steps, given its corroboration count `n` and whether
+/// that count reached `[incidents] corroboration` (`counted`): the trigger's opt-in, a gateway
+/// canary as evidence, or the distinct sources.
+pub fn corroborated_by(policy: &Policy, trigger: &Trigger, rule: &str, n: u64, counted: bool) -> Option<String> {
+    if trigger.global_without_corroboration {
+        Some("opt-in (global_without_corroboration)".into())
+    } else if policy.incidents.canary_corroborates && canary_rule(policy, rule) {
+        Some("canary".into())
+    } else if counted {
+        Some(format!("{n} distinct tenants or servers within {}", humantime::format_duration(trigger.window)))
+    } else {
+        None
+    }
+}
+
 /// Each (trigger, principal) counted in `windows` now, with its count: see
 /// [`Engine::window_counts`].
 pub fn window_counts(windows: &Windows, policy: &Policy) -> Vec<(String, String, u64)> {
@@ -572,27 +608,17 @@ impl Engine {
         server: Option<&str>,
         rule: &str,
     ) -> Option<String> {
-        use std::hash::{Hash, Hasher};
         let ip = &policy.incidents;
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        match (server, &target.tenant, &target.user) {
-            (Some(s), _, _) => ("server", s).hash(&mut h),
-            (None, Some(t), _) => ("tenant", t.as_str()).hash(&mut h),
-            (None, None, u) => ("user", u.as_deref().unwrap_or("")).hash(&mut h),
-        }
+        let hit = corroboration_hit(policy, trigger, target, server);
         let cap = usize::try_from(ip.corroboration).unwrap_or(usize::MAX);
-        let n = self.tenants.add(&trigger.name, Instant::now(), trigger.window, Count::Distinct(h.finish()), cap);
-        if trigger.global_without_corroboration {
-            Some("opt-in (global_without_corroboration)".into())
-        } else if ip.canary_corroborates && canary_rule(policy, rule) {
-            Some("canary".into())
-        } else if n >= u64::from(ip.corroboration) {
+        let n = self.tenants.add(&trigger.name, Instant::now(), trigger.window, hit.count, cap);
+        let counted = n >= u64::from(ip.corroboration);
+        let by = corroborated_by(policy, trigger, rule, n, counted);
+        if counted && !trigger.global_without_corroboration && !(ip.canary_corroborates && canary_rule(policy, rule)) {
             // Re-arms: the next gateway-wide run needs as many distinct sources again.
             self.tenants.reset(&trigger.name);
-            Some(format!("{n} distinct tenants or servers within {}", humantime::format_duration(trigger.window)))
-        } else {
-            None
         }
+        by
     }
 
     /// The incident book, locked.
