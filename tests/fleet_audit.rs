@@ -320,7 +320,13 @@ impl Relay {
 }
 
 async fn metric(g: &Gateway, name: &str) -> Option<f64> {
-    let text = reqwest::get(format!("{}/metrics", g.admin)).await.ok()?.text().await.ok()?;
+    let resp = reqwest::Client::new()
+        .get(format!("{}/metrics", g.admin))
+        .bearer_auth(common::ADMIN_TOKEN)
+        .send()
+        .await
+        .ok()?;
+    let text = resp.text().await.ok()?;
     text.lines().find(|l| l.starts_with(name) && !l.starts_with('#'))?.rsplit(' ').next()?.parse().ok()
 }
 
@@ -336,7 +342,8 @@ async fn outage(queue: &str, n: usize) -> f64 {
         .expect("policy");
     let mut g = Gateway::spawn(tmp.path());
     let trail = tmp.path().join("audit.jsonl");
-    // The shipper is up: the start-up records arrive.
+    // The shipper is up: a first request's record arrives.
+    assert_eq!(chat(&g, ALICE).await, 200);
     let deadline = Instant::now() + Duration::from_secs(30);
     while db.counts(replica).await.0 == 0 {
         assert!(Instant::now() < deadline, "nothing shipped within 30 s:\n{}", g.stderr());
@@ -353,7 +360,7 @@ async fn outage(queue: &str, n: usize) -> f64 {
     loop {
         let written = last_seq(&trail);
         let (count, distinct, max) = db.counts(replica).await;
-        if count == written && metric(&g, "firebreak_fleet_audit_backlog").await.unwrap_or(0.0) == 0.0 {
+        if count == written && metric(&g, "firebreak_fleet_audit_backlog").await == Some(0.0) {
             assert_eq!((count, distinct, max), (written, written, written));
             break;
         }
@@ -365,6 +372,20 @@ async fn outage(queue: &str, n: usize) -> f64 {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let overflow = metric(&g, "firebreak_fleet_audit_queue_overflow_total").await.unwrap_or(-1.0);
+    // The shipped trail verifies against the head the replica reports (bounded: the heartbeat and
+    // the shipper report it after their next round).
+    let key = firebreak::audit::default_key_path(&trail);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (code, out) =
+            cli(&["audit", "verify", "--postgres", &db.url(), "--key-file", key.to_str().expect("utf-8")]);
+        if code == 0 && out.contains("head authenticated") {
+            assert!(out.contains(&format!("replica {replica}: OK")), "{out}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "audit verify --postgres: {out}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     g.kill();
     overflow
 }

@@ -53,7 +53,7 @@ const INSERT: &str =
 const HEAD: &str =
     "INSERT INTO replicas (replica_id, address, pid, binary_version, started_at, last_seen, policy_hash, \
      audit_head, shipped_seq) VALUES ($1, '', $4, $5, now(), now(), '', $2, $3) \
-     ON CONFLICT (replica_id) DO UPDATE SET audit_head = EXCLUDED.audit_head, \
+     ON CONFLICT (replica_id) DO UPDATE SET audit_head = coalesce(EXCLUDED.audit_head, replicas.audit_head), \
      shipped_seq = GREATEST(replicas.shipped_seq, EXCLUDED.shipped_seq)";
 
 /// What `/readyz` learns about the shipper (`Fleet.shipper`).
@@ -65,11 +65,18 @@ pub struct ShipperState {
     last_ok: Mutex<Instant>,
     /// A problem that needs an operator (records missing from the local trail).
     problem: Mutex<Option<String>>,
+    /// The local head (`<trail>.head`) read after the last shipped batch.
+    head: Mutex<Option<Value>>,
 }
 
 impl Default for ShipperState {
     fn default() -> Self {
-        ShipperState { running: AtomicBool::new(false), last_ok: Mutex::new(Instant::now()), problem: Mutex::new(None) }
+        ShipperState {
+            running: AtomicBool::new(false),
+            last_ok: Mutex::new(Instant::now()),
+            problem: Mutex::new(None),
+            head: Mutex::new(None),
+        }
     }
 }
 
@@ -90,6 +97,13 @@ impl ShipperState {
             why.push(p);
         }
         why
+    }
+
+    /// The local audit head read after the last shipped batch, for the heartbeat's
+    /// `replicas.audit_head` (`audit verify --postgres` checks the shipped records against it; a
+    /// head ahead of them is a backlog). `None` before the first batch: keep what the row has.
+    pub fn head(&self) -> Option<Value> {
+        self.head.lock().ok().and_then(|h| h.clone())
     }
 
     fn ok(&self) {
@@ -388,6 +402,9 @@ impl Shipper {
             .filter(Value::is_object);
         if head.is_some() && head == self.head_sent {
             return;
+        }
+        if let (Some(h), Ok(mut slot)) = (&head, self.fleet.shipper.head.lock()) {
+            *slot = Some(h.clone());
         }
         let Ok(c) = self.fleet.db.client().await else { return };
         let r = c
