@@ -262,6 +262,54 @@ async fn a_trail_shipped_twice_is_stored_once_and_verifies_from_postgres() {
     assert!(out.contains(&format!("TAMPERED at seq {victim}")), "{out}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_rotation_ships_across_and_a_restarted_trail_is_reported_not_overwritten() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    std::fs::write(dir.join("old.key"), "11".repeat(32)).expect("key");
+    std::fs::write(dir.join("new.key"), "22".repeat(32)).expect("key");
+    let run = |audit: &'static str, n: usize| {
+        let dir = dir.to_path_buf();
+        async move {
+            let text = policy("").replace("[roles.developer]", &format!("[roles.developer]\n\n[audit]\n{audit}"));
+            std::fs::write(dir.join("policy.toml"), text).expect("policy");
+            let mut g = Gateway::spawn(&dir);
+            for _ in 0..n {
+                assert_eq!(chat(&g, ALICE).await, 200);
+            }
+            g.terminate();
+            assert!(g.wait_exit(Duration::from_secs(20)).is_some(), "the gateway stops");
+        }
+    };
+    let trail = dir.join("audit.jsonl");
+    let db = TestDb::new().await;
+    run("key_file = \"old.key\"", 3).await;
+    ship_file(&db, dir, &trail, "r-k").await;
+    // The key rotates: the trail goes on in the same file with a key_rotated record.
+    run("key_file = \"new.key\"\nprevious_key_file = \"old.key\"", 3).await;
+    assert!(std::fs::read_to_string(&trail).expect("trail").contains("key_rotated"));
+    ship_file(&db, dir, &trail, "r-k").await;
+    let last = last_seq(&trail);
+    assert_eq!(db.counts("r-k").await, (last, last, last));
+    let (old, new) = (dir.join("old.key"), dir.join("new.key"));
+    let (old, new) = (old.to_str().expect("utf-8"), new.to_str().expect("utf-8"));
+    let (code, out) = cli(&["audit", "verify", "--postgres", &db.url(), "--key-file", old, "--key-file", new]);
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = cli(&["audit", "verify", "--postgres", &db.url(), "--key-file", new]);
+    assert_eq!(code, 2, "the records before the rotation need the old key: {out}");
+
+    // The trail is moved aside and a new one starts at seq 1 under the same replica id: its records
+    // cannot be stored (the old rows stay), and the shipper says so.
+    std::fs::rename(&trail, dir.join("old.jsonl")).expect("move the trail");
+    std::fs::rename(dir.join("audit.jsonl.head"), dir.join("old.jsonl.head")).expect("move the head");
+    run("key_file = \"new.key\"", 1).await;
+    assert!(last_seq(&trail) < last);
+    let f = ship_file(&db, dir, &trail, "r-k").await;
+    assert_eq!(db.counts("r-k").await, (last, last, last), "nothing overwritten");
+    let why = f.shipper.degraded(&f.status).join("; ");
+    assert!(why.contains("moved aside or restarted"), "{why}");
+}
+
 /// A TCP relay to PostgreSQL that the test can cut (every connection closed, new ones refused)
 /// and restore.
 struct Relay {

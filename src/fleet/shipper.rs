@@ -128,13 +128,13 @@ pub fn spawn(fleet: Option<&Arc<Fleet>>, audit: &Audit) {
     if !audit.set_shipper(handle) {
         return;
     }
-    fleet.shipper.running.store(true, Relaxed);
-    fleet.shipper.ok();
     tokio::spawn(run(fleet.clone(), queue, audit.path().to_path_buf()));
 }
 
 /// The task: ships until the audit writer stops.
 pub async fn run(fleet: Arc<Fleet>, queue: ShipperQueue, path: PathBuf) {
+    fleet.shipper.running.store(true, Relaxed);
+    fleet.shipper.ok();
     let batch = Batch::with_capacity(fleet.settings.audit_batch.max(1));
     let mut s = Shipper {
         fleet,
