@@ -34,6 +34,10 @@ pub const STALE_AFTER: Duration = Duration::from_secs(30);
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 const TICK: Duration = Duration::from_millis(500);
+/// The head goes to the replica's row at most this often while batches flow (and at each tick).
+const HEAD_EVERY: Duration = Duration::from_secs(1);
+/// Chunks taken from the queue before the batch is shipped (they gather while a batch is in flight).
+const DRAIN: usize = 256;
 /// How long after a catch-up that found nothing to read the next one is tried.
 const MISSING_RETRY: Duration = Duration::from_secs(30);
 
@@ -147,7 +151,9 @@ pub async fn run(fleet: Arc<Fleet>, queue: ShipperQueue, path: PathBuf) {
         backoff: BACKOFF_MIN,
         catch_up_after: None,
         last_error_log: None,
-        head_sent: None,
+        pending_end: None,
+        head_sent_seq: 0,
+        head_sent_at: None,
     };
     s.shipped = loop {
         match s.load_shipped().await {
@@ -166,7 +172,14 @@ pub async fn run(fleet: Arc<Fleet>, queue: ShipperQueue, path: PathBuf) {
     loop {
         tokio::select! {
             c = s.queue.recv() => match c {
-                Some(c) => s.on_chunk(c).await,
+                Some(c) => {
+                    s.on_chunk(c).await;
+                    for _ in 0..DRAIN {
+                        let Some(c) = s.queue.try_recv() else { break };
+                        s.on_chunk(c).await;
+                    }
+                    s.finish().await;
+                }
                 None => break,
             },
             _ = tick.tick() => s.on_tick().await,
@@ -174,10 +187,12 @@ pub async fn run(fleet: Arc<Fleet>, queue: ShipperQueue, path: PathBuf) {
         s.mirror();
     }
     // The writer has stopped: ship what it wrote last (best effort, no retry beyond one round).
+    s.finish().await;
     let until = s.written();
     if until > s.shipped {
         s.catch_up(until).await;
     }
+    s.send_head().await;
 }
 
 /// The shipper task's state.
@@ -196,7 +211,11 @@ struct Shipper {
     /// No catch-up from the tick before this (the last one found records missing).
     catch_up_after: Option<Instant>,
     last_error_log: Option<Instant>,
-    head_sent: Option<Value>,
+    /// The last chunk taken into the batch: its last seq and the offset after it.
+    pending_end: Option<(u64, u64)>,
+    /// `shipped` when the head was last sent, and when.
+    head_sent_seq: u64,
+    head_sent_at: Option<Instant>,
 }
 
 impl Shipper {
@@ -239,22 +258,25 @@ impl Shipper {
         self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
     }
 
+    /// Takes a chunk's records into the batch (shipped when full, or by [`Shipper::finish`]),
+    /// after catching up a gap before it.
     async fn on_chunk(&mut self, c: Chunk) {
         let end = c.offset + c.bytes.len() as u64;
         self.file_seq = self.file_seq.max(c.last_seq);
-        if c.last_seq <= self.shipped {
+        if c.last_seq <= self.shipped.max(self.batch.last) {
             if c.last_seq == self.shipped {
                 self.next_offset = Some(end);
             }
             return;
         }
-        if c.first_seq > self.shipped + 1 {
+        if c.first_seq > self.shipped.max(self.batch.last) + 1 {
+            self.finish().await;
             self.catch_up(c.first_seq - 1).await;
         }
         for line in c.bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
             let Ok(line) = std::str::from_utf8(line) else { continue };
             match Row::parse(line) {
-                Ok(row) if row.seq as u64 <= self.shipped => {}
+                Ok(row) if row.seq as u64 <= self.shipped.max(self.batch.last) => {}
                 Ok(row) => {
                     self.batch.push(row);
                     if self.batch.len() >= self.fleet.settings.audit_batch {
@@ -264,13 +286,21 @@ impl Shipper {
                 Err(e) => tracing::error!(error = %e, "an audit record cannot be shipped: it is not a record"),
             }
         }
+        self.pending_end = Some((c.last_seq, end));
+    }
+
+    /// Ships the batch and, when it ended with a whole chunk, remembers where the next record starts.
+    async fn finish(&mut self) {
         self.flush().await;
-        if self.shipped == c.last_seq {
-            self.next_offset = Some(end);
+        if let Some((seq, end)) = self.pending_end.take() {
+            if self.shipped == seq {
+                self.next_offset = Some(end);
+            }
         }
     }
 
     async fn on_tick(&mut self) {
+        self.send_head().await;
         let written = self.written();
         if written <= self.shipped {
             self.fleet.shipper.ok();
@@ -357,12 +387,14 @@ impl Shipper {
         }
         self.backoff = BACKOFF_MIN;
         let n = self.batch.len() as u64;
-        self.shipped = self.shipped.max(self.batch.last_seq());
+        self.shipped = self.shipped.max(self.batch.last);
         self.batch.clear();
         self.fleet.metrics.audit_shipped.fetch_add(n, Relaxed);
         self.fleet.shipper.ok();
         self.mirror();
-        self.send_head().await;
+        if self.head_sent_at.is_none_or(|t| t.elapsed() >= HEAD_EVERY) {
+            self.send_head().await;
+        }
     }
 
     async fn insert(&self) -> Result<(), FleetError> {
@@ -393,16 +425,16 @@ impl Shipper {
         Ok(())
     }
 
-    /// The local head file and `shipped_seq` to the replica's row (best effort: the next batch
-    /// sends them again).
+    /// The local head file and `shipped_seq` to the replica's row, when something was shipped
+    /// since the last time (best effort: the next batch or tick sends them again).
     async fn send_head(&mut self) {
+        if self.shipped == self.head_sent_seq {
+            return;
+        }
         let head = std::fs::read_to_string(crate::audit::head_path(&self.path))
             .ok()
             .and_then(|t| serde_json::from_str::<Value>(t.trim_end()).ok())
             .filter(Value::is_object);
-        if head.is_some() && head == self.head_sent {
-            return;
-        }
         if let (Some(h), Ok(mut slot)) = (&head, self.fleet.shipper.head.lock()) {
             *slot = Some(h.clone());
         }
@@ -420,7 +452,10 @@ impl Shipper {
             )
             .await;
         match r {
-            Ok(_) => self.head_sent = head,
+            Ok(_) => {
+                self.head_sent_seq = self.shipped;
+                self.head_sent_at = Some(Instant::now());
+            }
             Err(e) => tracing::debug!(error = %db_error(&e), "audit head not sent"),
         }
     }
@@ -529,6 +564,8 @@ fn credential_rule(id: &str) -> bool {
 /// Rows in the column layout the INSERT binds.
 #[derive(Debug, Default)]
 struct Batch {
+    /// The highest seq in the batch (0: empty).
+    last: u64,
     seq: Vec<i64>,
     time: Vec<SystemTime>,
     kind: Vec<String>,
@@ -550,6 +587,7 @@ impl Batch {
     }
 
     fn push(&mut self, r: Row) {
+        self.last = self.last.max(r.seq.max(0) as u64);
         self.seq.push(r.seq);
         self.time.push(r.time);
         self.kind.push(r.kind);
@@ -569,11 +607,8 @@ impl Batch {
         self.seq.len()
     }
 
-    fn last_seq(&self) -> u64 {
-        self.seq.iter().copied().max().unwrap_or(0).max(0) as u64
-    }
-
     fn clear(&mut self) {
+        self.last = 0;
         self.seq.clear();
         self.time.clear();
         self.kind.clear();
