@@ -262,6 +262,54 @@ async fn a_trail_shipped_twice_is_stored_once_and_verifies_from_postgres() {
     assert!(out.contains(&format!("TAMPERED at seq {victim}")), "{out}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_rotation_ships_across_and_a_restarted_trail_is_reported_not_overwritten() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    std::fs::write(dir.join("old.key"), "11".repeat(32)).expect("key");
+    std::fs::write(dir.join("new.key"), "22".repeat(32)).expect("key");
+    let run = |audit: &'static str, n: usize| {
+        let dir = dir.to_path_buf();
+        async move {
+            let text = policy("").replace("[roles.developer]", &format!("[roles.developer]\n\n[audit]\n{audit}"));
+            std::fs::write(dir.join("policy.toml"), text).expect("policy");
+            let mut g = Gateway::spawn(&dir);
+            for _ in 0..n {
+                assert_eq!(chat(&g, ALICE).await, 200);
+            }
+            g.terminate();
+            assert!(g.wait_exit(Duration::from_secs(20)).is_some(), "the gateway stops");
+        }
+    };
+    let trail = dir.join("audit.jsonl");
+    let db = TestDb::new().await;
+    run("key_file = \"old.key\"", 3).await;
+    ship_file(&db, dir, &trail, "r-k").await;
+    // The key rotates: the trail goes on in the same file with a key_rotated record.
+    run("key_file = \"new.key\"\nprevious_key_file = \"old.key\"", 3).await;
+    assert!(std::fs::read_to_string(&trail).expect("trail").contains("key_rotated"));
+    ship_file(&db, dir, &trail, "r-k").await;
+    let last = last_seq(&trail);
+    assert_eq!(db.counts("r-k").await, (last, last, last));
+    let (old, new) = (dir.join("old.key"), dir.join("new.key"));
+    let (old, new) = (old.to_str().expect("utf-8"), new.to_str().expect("utf-8"));
+    let (code, out) = cli(&["audit", "verify", "--postgres", &db.url(), "--key-file", old, "--key-file", new]);
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = cli(&["audit", "verify", "--postgres", &db.url(), "--key-file", new]);
+    assert_eq!(code, 2, "the records before the rotation need the old key: {out}");
+
+    // The trail is moved aside and a new one starts at seq 1 under the same replica id: its records
+    // cannot be stored (the old rows stay), and the shipper says so.
+    std::fs::rename(&trail, dir.join("old.jsonl")).expect("move the trail");
+    std::fs::rename(dir.join("audit.jsonl.head"), dir.join("old.jsonl.head")).expect("move the head");
+    run("key_file = \"new.key\"", 1).await;
+    assert!(last_seq(&trail) < last);
+    let f = ship_file(&db, dir, &trail, "r-k").await;
+    assert_eq!(db.counts("r-k").await, (last, last, last), "nothing overwritten");
+    let why = f.shipper.degraded(&f.status).join("; ");
+    assert!(why.contains("moved aside or restarted"), "{why}");
+}
+
 /// A TCP relay to PostgreSQL that the test can cut (every connection closed, new ones refused)
 /// and restore.
 struct Relay {
@@ -320,7 +368,13 @@ impl Relay {
 }
 
 async fn metric(g: &Gateway, name: &str) -> Option<f64> {
-    let text = reqwest::get(format!("{}/metrics", g.admin)).await.ok()?.text().await.ok()?;
+    let resp = reqwest::Client::new()
+        .get(format!("{}/metrics", g.admin))
+        .bearer_auth(common::ADMIN_TOKEN)
+        .send()
+        .await
+        .ok()?;
+    let text = resp.text().await.ok()?;
     text.lines().find(|l| l.starts_with(name) && !l.starts_with('#'))?.rsplit(' ').next()?.parse().ok()
 }
 
@@ -336,7 +390,8 @@ async fn outage(queue: &str, n: usize) -> f64 {
         .expect("policy");
     let mut g = Gateway::spawn(tmp.path());
     let trail = tmp.path().join("audit.jsonl");
-    // The shipper is up: the start-up records arrive.
+    // The shipper is up: a first request's record arrives.
+    assert_eq!(chat(&g, ALICE).await, 200);
     let deadline = Instant::now() + Duration::from_secs(30);
     while db.counts(replica).await.0 == 0 {
         assert!(Instant::now() < deadline, "nothing shipped within 30 s:\n{}", g.stderr());
@@ -353,7 +408,7 @@ async fn outage(queue: &str, n: usize) -> f64 {
     loop {
         let written = last_seq(&trail);
         let (count, distinct, max) = db.counts(replica).await;
-        if count == written && metric(&g, "firebreak_fleet_audit_backlog").await.unwrap_or(0.0) == 0.0 {
+        if count == written && metric(&g, "firebreak_fleet_audit_backlog").await == Some(0.0) {
             assert_eq!((count, distinct, max), (written, written, written));
             break;
         }
@@ -365,6 +420,20 @@ async fn outage(queue: &str, n: usize) -> f64 {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let overflow = metric(&g, "firebreak_fleet_audit_queue_overflow_total").await.unwrap_or(-1.0);
+    // The shipped trail verifies against the head the replica reports (bounded: the heartbeat and
+    // the shipper report it after their next round).
+    let key = firebreak::audit::default_key_path(&trail);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (code, out) =
+            cli(&["audit", "verify", "--postgres", &db.url(), "--key-file", key.to_str().expect("utf-8")]);
+        if code == 0 && out.contains("head authenticated") {
+            assert!(out.contains(&format!("replica {replica}: OK")), "{out}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "audit verify --postgres: {out}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     g.kill();
     overflow
 }

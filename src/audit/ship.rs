@@ -84,6 +84,13 @@ impl ShipperQueue {
         Some(c)
     }
 
+    /// The next chunk if one is queued (never waits).
+    pub fn try_recv(&mut self) -> Option<Chunk> {
+        let c = self.rx.try_recv().ok()?;
+        self.shared.queued.fetch_sub(c.bytes.len(), Ordering::AcqRel);
+        Some(c)
+    }
+
     /// The trail's last written seq, as far as the writer reported it (0 before its first write).
     pub fn written_seq(&self) -> u64 {
         self.shared.written_seq.load(Ordering::Acquire)

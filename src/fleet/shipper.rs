@@ -34,6 +34,10 @@ pub const STALE_AFTER: Duration = Duration::from_secs(30);
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 const TICK: Duration = Duration::from_millis(500);
+/// The head goes to the replica's row at most this often while batches flow (and at each tick).
+const HEAD_EVERY: Duration = Duration::from_secs(1);
+/// Chunks taken from the queue before the batch is shipped (they gather while a batch is in flight).
+const DRAIN: usize = 256;
 /// How long after a catch-up that found nothing to read the next one is tried.
 const MISSING_RETRY: Duration = Duration::from_secs(30);
 
@@ -53,7 +57,7 @@ const INSERT: &str =
 const HEAD: &str =
     "INSERT INTO replicas (replica_id, address, pid, binary_version, started_at, last_seen, policy_hash, \
      audit_head, shipped_seq) VALUES ($1, '', $4, $5, now(), now(), '', $2, $3) \
-     ON CONFLICT (replica_id) DO UPDATE SET audit_head = EXCLUDED.audit_head, \
+     ON CONFLICT (replica_id) DO UPDATE SET audit_head = coalesce(EXCLUDED.audit_head, replicas.audit_head), \
      shipped_seq = GREATEST(replicas.shipped_seq, EXCLUDED.shipped_seq)";
 
 /// What `/readyz` learns about the shipper (`Fleet.shipper`).
@@ -65,11 +69,18 @@ pub struct ShipperState {
     last_ok: Mutex<Instant>,
     /// A problem that needs an operator (records missing from the local trail).
     problem: Mutex<Option<String>>,
+    /// The local head (`<trail>.head`) read after the last shipped batch.
+    head: Mutex<Option<Value>>,
 }
 
 impl Default for ShipperState {
     fn default() -> Self {
-        ShipperState { running: AtomicBool::new(false), last_ok: Mutex::new(Instant::now()), problem: Mutex::new(None) }
+        ShipperState {
+            running: AtomicBool::new(false),
+            last_ok: Mutex::new(Instant::now()),
+            problem: Mutex::new(None),
+            head: Mutex::new(None),
+        }
     }
 }
 
@@ -90,6 +101,13 @@ impl ShipperState {
             why.push(p);
         }
         why
+    }
+
+    /// The local audit head read after the last shipped batch, for the heartbeat's
+    /// `replicas.audit_head` (`audit verify --postgres` checks the shipped records against it; a
+    /// head ahead of them is a backlog). `None` before the first batch: keep what the row has.
+    pub fn head(&self) -> Option<Value> {
+        self.head.lock().ok().and_then(|h| h.clone())
     }
 
     fn ok(&self) {
@@ -114,13 +132,13 @@ pub fn spawn(fleet: Option<&Arc<Fleet>>, audit: &Audit) {
     if !audit.set_shipper(handle) {
         return;
     }
-    fleet.shipper.running.store(true, Relaxed);
-    fleet.shipper.ok();
     tokio::spawn(run(fleet.clone(), queue, audit.path().to_path_buf()));
 }
 
 /// The task: ships until the audit writer stops.
 pub async fn run(fleet: Arc<Fleet>, queue: ShipperQueue, path: PathBuf) {
+    fleet.shipper.running.store(true, Relaxed);
+    fleet.shipper.ok();
     let batch = Batch::with_capacity(fleet.settings.audit_batch.max(1));
     let mut s = Shipper {
         fleet,
@@ -133,7 +151,9 @@ pub async fn run(fleet: Arc<Fleet>, queue: ShipperQueue, path: PathBuf) {
         backoff: BACKOFF_MIN,
         catch_up_after: None,
         last_error_log: None,
-        head_sent: None,
+        pending_end: None,
+        head_sent_seq: 0,
+        head_sent_at: None,
     };
     s.shipped = loop {
         match s.load_shipped().await {
@@ -152,7 +172,14 @@ pub async fn run(fleet: Arc<Fleet>, queue: ShipperQueue, path: PathBuf) {
     loop {
         tokio::select! {
             c = s.queue.recv() => match c {
-                Some(c) => s.on_chunk(c).await,
+                Some(c) => {
+                    s.on_chunk(c).await;
+                    for _ in 0..DRAIN {
+                        let Some(c) = s.queue.try_recv() else { break };
+                        s.on_chunk(c).await;
+                    }
+                    s.finish().await;
+                }
                 None => break,
             },
             _ = tick.tick() => s.on_tick().await,
@@ -160,10 +187,12 @@ pub async fn run(fleet: Arc<Fleet>, queue: ShipperQueue, path: PathBuf) {
         s.mirror();
     }
     // The writer has stopped: ship what it wrote last (best effort, no retry beyond one round).
+    s.finish().await;
     let until = s.written();
     if until > s.shipped {
         s.catch_up(until).await;
     }
+    s.send_head().await;
 }
 
 /// The shipper task's state.
@@ -182,7 +211,11 @@ struct Shipper {
     /// No catch-up from the tick before this (the last one found records missing).
     catch_up_after: Option<Instant>,
     last_error_log: Option<Instant>,
-    head_sent: Option<Value>,
+    /// The last chunk taken into the batch: its last seq and the offset after it.
+    pending_end: Option<(u64, u64)>,
+    /// `shipped` when the head was last sent, and when.
+    head_sent_seq: u64,
+    head_sent_at: Option<Instant>,
 }
 
 impl Shipper {
@@ -225,22 +258,25 @@ impl Shipper {
         self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
     }
 
+    /// Takes a chunk's records into the batch (shipped when full, or by [`Shipper::finish`]),
+    /// after catching up a gap before it.
     async fn on_chunk(&mut self, c: Chunk) {
         let end = c.offset + c.bytes.len() as u64;
         self.file_seq = self.file_seq.max(c.last_seq);
-        if c.last_seq <= self.shipped {
+        if c.last_seq <= self.shipped.max(self.batch.last) {
             if c.last_seq == self.shipped {
                 self.next_offset = Some(end);
             }
             return;
         }
-        if c.first_seq > self.shipped + 1 {
+        if c.first_seq > self.shipped.max(self.batch.last) + 1 {
+            self.finish().await;
             self.catch_up(c.first_seq - 1).await;
         }
         for line in c.bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
             let Ok(line) = std::str::from_utf8(line) else { continue };
             match Row::parse(line) {
-                Ok(row) if row.seq as u64 <= self.shipped => {}
+                Ok(row) if row.seq as u64 <= self.shipped.max(self.batch.last) => {}
                 Ok(row) => {
                     self.batch.push(row);
                     if self.batch.len() >= self.fleet.settings.audit_batch {
@@ -250,13 +286,21 @@ impl Shipper {
                 Err(e) => tracing::error!(error = %e, "an audit record cannot be shipped: it is not a record"),
             }
         }
+        self.pending_end = Some((c.last_seq, end));
+    }
+
+    /// Ships the batch and, when it ended with a whole chunk, remembers where the next record starts.
+    async fn finish(&mut self) {
         self.flush().await;
-        if self.shipped == c.last_seq {
-            self.next_offset = Some(end);
+        if let Some((seq, end)) = self.pending_end.take() {
+            if self.shipped == seq {
+                self.next_offset = Some(end);
+            }
         }
     }
 
     async fn on_tick(&mut self) {
+        self.send_head().await;
         let written = self.written();
         if written <= self.shipped {
             self.fleet.shipper.ok();
@@ -343,12 +387,14 @@ impl Shipper {
         }
         self.backoff = BACKOFF_MIN;
         let n = self.batch.len() as u64;
-        self.shipped = self.shipped.max(self.batch.last_seq());
+        self.shipped = self.shipped.max(self.batch.last);
         self.batch.clear();
         self.fleet.metrics.audit_shipped.fetch_add(n, Relaxed);
         self.fleet.shipper.ok();
         self.mirror();
-        self.send_head().await;
+        if self.head_sent_at.is_none_or(|t| t.elapsed() >= HEAD_EVERY) {
+            self.send_head().await;
+        }
     }
 
     async fn insert(&self) -> Result<(), FleetError> {
@@ -379,15 +425,18 @@ impl Shipper {
         Ok(())
     }
 
-    /// The local head file and `shipped_seq` to the replica's row (best effort: the next batch
-    /// sends them again).
+    /// The local head file and `shipped_seq` to the replica's row, when something was shipped
+    /// since the last time (best effort: the next batch or tick sends them again).
     async fn send_head(&mut self) {
+        if self.shipped == self.head_sent_seq {
+            return;
+        }
         let head = std::fs::read_to_string(crate::audit::head_path(&self.path))
             .ok()
             .and_then(|t| serde_json::from_str::<Value>(t.trim_end()).ok())
             .filter(Value::is_object);
-        if head.is_some() && head == self.head_sent {
-            return;
+        if let (Some(h), Ok(mut slot)) = (&head, self.fleet.shipper.head.lock()) {
+            *slot = Some(h.clone());
         }
         let Ok(c) = self.fleet.db.client().await else { return };
         let r = c
@@ -403,7 +452,10 @@ impl Shipper {
             )
             .await;
         match r {
-            Ok(_) => self.head_sent = head,
+            Ok(_) => {
+                self.head_sent_seq = self.shipped;
+                self.head_sent_at = Some(Instant::now());
+            }
             Err(e) => tracing::debug!(error = %db_error(&e), "audit head not sent"),
         }
     }
@@ -512,6 +564,8 @@ fn credential_rule(id: &str) -> bool {
 /// Rows in the column layout the INSERT binds.
 #[derive(Debug, Default)]
 struct Batch {
+    /// The highest seq in the batch (0: empty).
+    last: u64,
     seq: Vec<i64>,
     time: Vec<SystemTime>,
     kind: Vec<String>,
@@ -533,6 +587,7 @@ impl Batch {
     }
 
     fn push(&mut self, r: Row) {
+        self.last = self.last.max(r.seq.max(0) as u64);
         self.seq.push(r.seq);
         self.time.push(r.time);
         self.kind.push(r.kind);
@@ -552,11 +607,8 @@ impl Batch {
         self.seq.len()
     }
 
-    fn last_seq(&self) -> u64 {
-        self.seq.iter().copied().max().unwrap_or(0).max(0) as u64
-    }
-
     fn clear(&mut self) {
+        self.last = 0;
         self.seq.clear();
         self.time.clear();
         self.kind.clear();
