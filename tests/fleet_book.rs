@@ -86,10 +86,91 @@ impl Drop for Db {
     }
 }
 
+/// A TCP relay in front of PostgreSQL: `cut()` closes every relayed connection and refuses new
+/// ones (an outage the test controls; the shared server is never stopped).
+struct Gate {
+    addr: std::net::SocketAddr,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    conns: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl Gate {
+    fn new(target: std::net::SocketAddr) -> Gate {
+        use std::net::{TcpListener, TcpStream};
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind gate");
+        let addr = l.local_addr().expect("gate addr");
+        let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let conns: std::sync::Arc<std::sync::Mutex<Vec<TcpStream>>> = Default::default();
+        let (c, k) = (cut.clone(), conns.clone());
+        std::thread::spawn(move || {
+            for inbound in l.incoming() {
+                let Ok(inbound) = inbound else { continue };
+                if c.load(Ordering::SeqCst) {
+                    drop(inbound);
+                    continue;
+                }
+                let Ok(outbound) = TcpStream::connect(target) else { continue };
+                let mut list = k.lock().expect("gate list");
+                for s in [&inbound, &outbound] {
+                    if let Ok(s) = s.try_clone() {
+                        list.push(s);
+                    }
+                }
+                drop(list);
+                for (mut from, mut to) in
+                    [(inbound.try_clone().expect("clone"), outbound.try_clone().expect("clone")), (outbound, inbound)]
+                {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                        let _ = from.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Gate { addr, cut, conns }
+    }
+
+    fn cut(&self) {
+        self.cut.store(true, Ordering::SeqCst);
+        for s in self.conns.lock().expect("gate list").drain(..) {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    fn restore(&self) {
+        self.cut.store(false, Ordering::SeqCst);
+    }
+}
+
+/// The address of the PostgreSQL server the tests use.
+fn pg_addr() -> std::net::SocketAddr {
+    use std::net::ToSocketAddrs;
+    let url = pg_admin_url();
+    let after = url.rsplit_once('@').map_or(url.as_str(), |(_, h)| h);
+    let hostport = after.split('/').next().unwrap_or("127.0.0.1:5432");
+    let hostport = if hostport.contains(':') { hostport.to_owned() } else { format!("{hostport}:5432") };
+    hostport.to_socket_addrs().expect("PostgreSQL address").next().expect("an address")
+}
+
+/// `url_of(db)` through `gate`.
+fn url_through(gate: &Gate, db: &str) -> String {
+    let url = url_of(db);
+    let (head, rest) = url.split_once("://").expect("a URL");
+    let (auth, tail) = match rest.rsplit_once('@') {
+        Some((a, t)) => (format!("{a}@"), t),
+        None => (String::new(), rest),
+    };
+    let path = tail.split_once('/').map_or("", |(_, p)| p);
+    format!("{head}://{auth}{}/{path}", gate.addr)
+}
+
 /// Three replicas on one database. Fields drop in order: the processes, then their directories.
 struct Fleet {
     gws: Vec<Gateway>,
     db: Db,
+    /// In front of PostgreSQL for every replica (`start_gated`).
+    gate: Option<Gate>,
     _dirs: Vec<tempfile::TempDir>,
 }
 
@@ -97,14 +178,28 @@ impl Fleet {
     /// Starts A, B, C on `body` + a `[fleet]` section, with `env` for every replica, and waits until
     /// the three are live in the `replicas` table.
     fn start(body: &str, env: &[(&str, &str)]) -> Fleet {
+        Fleet::launch(body, env, false)
+    }
+
+    /// Like [`Fleet::start`], every replica reaching PostgreSQL through one [`Gate`].
+    fn start_gated(body: &str) -> Fleet {
+        Fleet::launch(body, &[], true)
+    }
+
+    fn launch(body: &str, env: &[(&str, &str)], gated: bool) -> Fleet {
         static N: AtomicU32 = AtomicU32::new(0);
         let db = Db::create();
+        let gate = gated.then(|| Gate::new(pg_addr()));
         let prefix = format!("h4fbt-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
         let policy = format!(
             "{body}\n[fleet]\npostgres_url_env = \"{PG_ENV}\"\nredis_url_env = \"{REDIS_ENV}\"\nredis_prefix = \"{prefix}\"\n\
              poll_interval = \"500ms\"\nheartbeat_interval = \"250ms\"\nlive_after = \"2s\"\nwait_timeout = \"5s\"\n"
         );
-        let (pg, redis) = (url_of(&db.name), redis_url());
+        let pg = match &gate {
+            Some(g) => url_through(g, &db.name),
+            None => url_of(&db.name),
+        };
+        let redis = redis_url();
         let mut gws = Vec::new();
         let mut dirs = Vec::new();
         for id in IDS {
@@ -117,7 +212,7 @@ impl Fleet {
             gws.push(gw);
             dirs.push(dir);
         }
-        let fleet = Fleet { gws, db, _dirs: dirs };
+        let fleet = Fleet { gws, db, gate, _dirs: dirs };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let live = fleet.sql_i64("SELECT count(*) FROM replicas WHERE last_seen > now() - interval '2 seconds'");
@@ -414,4 +509,82 @@ async fn rotate_all_and_reload_all_reach_every_replica() {
     let first: Option<String> = hashes[0].get(0);
     assert!(first.as_deref().is_some_and(|h| h.len() == 64), "{first:?}");
     assert!(hashes.iter().all(|r| r.get::<_, Option<String>>(0) == first), "one policy everywhere");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incidents_recorded_while_postgres_is_down_are_merged_on_reconnect() {
+    let body = format!(
+        r#"
+[upstreams.s]
+kind = "scripted"
+
+[[upstreams.s.replies]]
+when_contains = "leak"
+text = "Sure, the marker is {CANARY} as requested."
+
+[[upstreams.s.replies]]
+text = "Hello there."
+
+[[redaction.canaries]]
+id = "support-prompt"
+value = "{CANARY}"
+
+[triggers.credential_leakage_confirmed]
+auto = false
+
+[triggers.system_prompt_exposure]
+auto = false
+
+{keys}
+"#,
+        keys = keys("")
+    );
+    let f = tokio::task::block_in_place(|| Fleet::start_gated(&body));
+    let gate = f.gate.as_ref().expect("gated");
+    let (a, b) = (&f.gws[0], &f.gws[1]);
+    gate.cut();
+    assert_eq!(chat(a, ALICE, "leak while down").await.0, 200);
+    let v = incidents(a).await;
+    assert_eq!(v["degraded"], "showing this replica's local incidents: PostgreSQL is unreachable", "{v}");
+    let local: Vec<Value> = v["incidents"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter(|i| i["trigger"] == "credential_leakage_confirmed")
+        .cloned()
+        .collect();
+    assert_eq!(local.len(), 1, "{v}");
+    let local_id = local[0]["id"].as_str().expect("id").to_owned();
+    assert!(local_id.starts_with("INC-A-L"), "{local_id}");
+    assert_eq!(local[0]["local"], true);
+
+    gate.restore();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let merged = loop {
+        let v = incidents(b).await;
+        let hit =
+            v["incidents"].as_array().into_iter().flatten().find(|i| i["merged_from"] == local_id.as_str()).cloned();
+        if let Some(m) = hit {
+            break m;
+        }
+        assert!(Instant::now() < deadline, "not merged within 15 s: {v}\n{}", f.logs());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(merged["id"].as_str().is_some_and(|id| !id.contains("-L")), "{merged}");
+    assert_eq!(merged["firings"], 1);
+    assert_eq!(merged["evidence"][0]["replica"], "A", "{merged}");
+    assert!(merged.get("local").is_none(), "{merged}");
+    // Dropped from A's file, and A's list is the fleet's again.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let v = incidents(a).await;
+        let any_local = v["incidents"].as_array().into_iter().flatten().any(|i| i["local"] == true);
+        if v.get("degraded").is_none() && !any_local {
+            break;
+        }
+        assert!(Instant::now() < deadline, "A still shows local incidents: {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let file = std::fs::read_to_string(a.dir.join("state.incidents.json")).unwrap_or_default();
+    assert!(!file.contains(&local_id), "the merged incident left A's file: {file}");
 }
