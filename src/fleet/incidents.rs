@@ -548,7 +548,8 @@ mod tests {
         // Another principal is another incident.
         let other = open_or_join(&b, &incident("sustained_injection_campaign", "bob"), &ev(99)).await.expect("bob");
         assert!(other.opened);
-        assert_eq!(other.incident.id, "INC-00002", "joins spend no id (open conflicts may, rarely)");
+        assert_ne!(other.incident.id, "INC-00001");
+        assert_eq!(row_id(&other.incident.id), Some(other.row), "ids are rows (concurrent opens may leave gaps)");
     }
 
     #[tokio::test]

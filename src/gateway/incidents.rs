@@ -75,7 +75,12 @@ async fn fire(gw: &Gateway, policy: &Policy, trigger: &Trigger, target: &Target,
     let corroborated = gw.incidents.corroboration(policy, trigger, target, server.as_deref(), &ev.rule);
     if let Some(fleet) = &gw.fleet {
         let inc = new_incident(String::new(), trigger, target, server.clone(), &ev);
-        match fire_fleet(gw, fleet, policy, trigger, inc, &ev, auto, corroborated.clone()).await {
+        // The local book is held while the fleet incident opens and its plan runs, as on a single
+        // node: an alert enriched meanwhile ([`get`]) waits, and says what was done.
+        let held = gw.incidents.book().await;
+        let fired = fire_fleet(gw, fleet, policy, trigger, inc, &ev, auto, corroborated.clone()).await;
+        drop(held);
+        match fired {
             Ok(()) => return,
             Err(e) => {
                 gw.metrics.decision(&format!("incident.{}", trigger.name), "local_book");
@@ -283,6 +288,8 @@ pub async fn list(gw: &Gateway, open_only: bool) -> Listing {
 /// One incident: a fleet id (`INC-00042`) from the fleet book in fleet mode, a local one from the file.
 pub async fn get(gw: &Gateway, id: &str) -> Option<Incident> {
     if let (Some(fleet), Some(_)) = (&gw.fleet, crate::fleet::incidents::row_id(id)) {
+        // An incident this replica is opening is read once its plan ran (see `fire`).
+        drop(gw.incidents.book().await);
         return match crate::fleet::incidents::get(fleet, id).await {
             Ok(i) => i,
             Err(e) => {
