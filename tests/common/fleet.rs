@@ -388,11 +388,14 @@ pub struct Fleet {
     _root: tempfile::TempDir,
 }
 
-/// The `[fleet]` section the harness appends.
+/// The `[fleet]` section the harness appends (design §11.1), with a generous `redis_timeout`: on a
+/// busy 2-core CI machine the first Redis call, which also connects, can exceed the default 50 ms
+/// and count locally.
 pub fn fleet_section(prefix: &str, extra: &str) -> String {
     format!(
         "\n[fleet]\npostgres_url_env = \"{PG_ENV}\"\nredis_url_env = \"{REDIS_ENV}\"\nredis_prefix = \"{prefix}\"\n\
-         poll_interval = \"500ms\"\nheartbeat_interval = \"250ms\"\nlive_after = \"2s\"\n{extra}\n"
+         poll_interval = \"500ms\"\nheartbeat_interval = \"250ms\"\nlive_after = \"2s\"\n\
+         redis_timeout = \"500ms\"\n{extra}\n"
     )
 }
 
