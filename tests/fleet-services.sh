@@ -65,11 +65,16 @@ pg_trust_loopback() {
     fi
 }
 
+INSTALLED_PG=0
+
 start_pg() {
     if ! command -v pg_ctlcluster >/dev/null || [ -z "$(pg_version)" ]; then
         apt_install postgresql
-        pg_trust_loopback
+        INSTALLED_PG=1
     fi
+    # A cluster this script installed gets trust auth on loopback (a test machine); an existing one
+    # is left as it is configured.
+    [ "$INSTALLED_PG" = 1 ] && pg_trust_loopback
     can_root || die "PostgreSQL is not answering on $PG_HOST:$PG_PORT and starting it needs root"
     local v
     v="$(pg_version)"
@@ -88,7 +93,10 @@ start_redis() {
 if pg_up; then
     say "PostgreSQL answers on $PG_HOST:$PG_PORT"
 else
-    command -v pg_isready >/dev/null || apt_install postgresql-client postgresql
+    if ! command -v pg_isready >/dev/null; then
+        apt_install postgresql-client postgresql
+        INSTALLED_PG=1
+    fi
     pg_up || { start_pg; wait_for pg_up "PostgreSQL on $PG_HOST:$PG_PORT"; }
     say "PostgreSQL answers on $PG_HOST:$PG_PORT"
 fi
