@@ -65,11 +65,16 @@ pg_trust_loopback() {
     fi
 }
 
+INSTALLED_PG=0
+
 start_pg() {
     if ! command -v pg_ctlcluster >/dev/null || [ -z "$(pg_version)" ]; then
         apt_install postgresql
-        pg_trust_loopback
+        INSTALLED_PG=1
     fi
+    # A cluster this script installed gets trust auth on loopback (a test machine); an existing one
+    # is left as it is configured.
+    [ "$INSTALLED_PG" = 1 ] && pg_trust_loopback
     can_root || die "PostgreSQL is not answering on $PG_HOST:$PG_PORT and starting it needs root"
     local v
     v="$(pg_version)"
@@ -88,11 +93,21 @@ start_redis() {
 if pg_up; then
     say "PostgreSQL answers on $PG_HOST:$PG_PORT"
 else
-    command -v pg_isready >/dev/null || apt_install postgresql-client postgresql
+    if ! command -v pg_isready >/dev/null; then
+        apt_install postgresql-client postgresql
+        INSTALLED_PG=1
+    fi
     pg_up || { start_pg; wait_for pg_up "PostgreSQL on $PG_HOST:$PG_PORT"; }
     say "PostgreSQL answers on $PG_HOST:$PG_PORT"
 fi
-# The tests connect as postgres without a password over TCP: say so plainly when that is refused.
+# The tests connect as postgres without a password over TCP: a cluster installed here (and already
+# started by the package) gets trust auth on loopback; otherwise say so plainly when it is refused.
+pg_trust_ok() { psql -h "$PG_HOST" -p "$PG_PORT" -U postgres -d postgres -w -Atqc 'SELECT 1' >/dev/null 2>&1; }
+if [ "$INSTALLED_PG" = 1 ] && command -v psql >/dev/null && ! pg_trust_ok; then
+    pg_trust_loopback
+    $SUDO pg_ctlcluster --skip-systemctl-redirect "$(pg_version)" main reload || true
+    wait_for pg_trust_ok "PostgreSQL with trust auth on loopback"
+fi
 if [ -z "${FIREBREAK_TEST_PG:-}" ] && command -v psql >/dev/null; then
     psql -h "$PG_HOST" -p "$PG_PORT" -U postgres -d postgres -w -Atqc 'SELECT 1' >/dev/null 2>&1 \
         || die "PostgreSQL answers but refuses 'psql -h $PG_HOST -U postgres' without a password: add 'host all all 127.0.0.1/32 trust' to pg_hba.conf (or set FIREBREAK_TEST_PG to a URL with credentials)"

@@ -388,11 +388,14 @@ pub struct Fleet {
     _root: tempfile::TempDir,
 }
 
-/// The `[fleet]` section the harness appends.
+/// The `[fleet]` section the harness appends (design §11.1), with a generous `redis_timeout`: on a
+/// busy 2-core CI machine the first Redis call, which also connects, can exceed the default 50 ms
+/// and count locally.
 pub fn fleet_section(prefix: &str, extra: &str) -> String {
     format!(
         "\n[fleet]\npostgres_url_env = \"{PG_ENV}\"\nredis_url_env = \"{REDIS_ENV}\"\nredis_prefix = \"{prefix}\"\n\
-         poll_interval = \"500ms\"\nheartbeat_interval = \"250ms\"\nlive_after = \"2s\"\n{extra}\n"
+         poll_interval = \"500ms\"\nheartbeat_interval = \"250ms\"\nlive_after = \"2s\"\n\
+         redis_timeout = \"500ms\"\n{extra}\n"
     )
 }
 
@@ -500,12 +503,30 @@ impl Fleet {
         loop {
             let got = block(get_json(&admin, "/admin/v1/fleet"));
             if let Ok((200, v)) = &got {
-                let live = v["replicas"]
-                    .as_array()
-                    .map(|rs| rs.iter().filter(|r| r["live"] == Value::Bool(true)).count())
-                    .unwrap_or(0);
+                let rows = v["replicas"].as_array().cloned().unwrap_or_default();
+                let live = rows.iter().filter(|r| r["live"] == Value::Bool(true)).count();
                 if live >= n {
-                    return;
+                    // Each replica's live count (the Redis fallback divides by it) comes from its own
+                    // heartbeat: wait for one more beat from every replica after all were live.
+                    let beats = |rows: &[Value]| -> Vec<Option<std::time::SystemTime>> {
+                        rows.iter()
+                            .map(|r| r["last_heartbeat"].as_str().and_then(|t| humantime::parse_rfc3339_weak(t).ok()))
+                            .collect()
+                    };
+                    let Some(all_live_at) = beats(&rows).into_iter().flatten().max() else { return };
+                    loop {
+                        if let Ok((200, v)) = block(get_json(&admin, "/admin/v1/fleet")) {
+                            let rows = v["replicas"].as_array().cloned().unwrap_or_default();
+                            let b = beats(&rows);
+                            if b.len() >= n && b.iter().all(|t| t.is_some_and(|t| t > all_live_at)) {
+                                return;
+                            }
+                        }
+                        if Instant::now() > deadline {
+                            panic!("the replicas did not heartbeat again within {within:?}\n{}", self.logs());
+                        }
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
                 }
             }
             // No such route: fleet mode is not built (no point waiting).
@@ -521,13 +542,14 @@ impl Fleet {
         }
     }
 
-    /// The tail of every replica's stderr, for failure messages.
+    /// The tail of every replica's stderr, for failure messages (without the per-request lines).
     pub fn logs(&self) -> String {
         let mut out = String::new();
         for (g, id) in self.replicas.iter().zip(&self.ids) {
             let log = g.stderr();
-            let tail: Vec<&str> = log.lines().rev().take(25).collect();
-            out.push_str(&format!("--- replica {id} stderr (last 25 lines) ---\n"));
+            let tail: Vec<&str> =
+                log.lines().rev().filter(|l| !l.contains("}: request elapsed_us=")).take(25).collect();
+            out.push_str(&format!("--- replica {id} stderr (last 25 lines but requests) ---\n"));
             for l in tail.into_iter().rev() {
                 out.push_str(l);
                 out.push('\n');
