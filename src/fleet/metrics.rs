@@ -79,16 +79,13 @@ impl FleetMetrics {
             "Switch snapshots installed from the fleet.",
             self.snapshots_installed.load(Relaxed),
         );
-        one(
-            "redis_fallback_ratelimit_total",
-            "counter",
-            "Rate-limit checks counted locally because Redis was unreachable.",
+        // One counter with a label per kind of count (pushed after the others).
+        let fallback = format!(
+            "# HELP firebreak_fleet_redis_fallback_total Rate-limit checks (ratelimit) and trigger-window adds (window) counted locally because Redis was unreachable.\n\
+             # TYPE firebreak_fleet_redis_fallback_total counter\n\
+             firebreak_fleet_redis_fallback_total{{what=\"ratelimit\"}} {}\n\
+             firebreak_fleet_redis_fallback_total{{what=\"window\"}} {}\n",
             self.redis_fallback_ratelimit.load(Relaxed),
-        );
-        one(
-            "redis_fallback_window_total",
-            "counter",
-            "Trigger-window adds counted locally because Redis was unreachable.",
             self.redis_fallback_window.load(Relaxed),
         );
         one(
@@ -159,6 +156,7 @@ impl FleetMetrics {
             self.propagation_us_sum.load(Relaxed) as f64 / 1e6
         );
         let _ = writeln!(s, "firebreak_fleet_propagation_seconds_count {}", total.max(cumulative));
+        s.push_str(&fallback);
         s
     }
 

@@ -108,7 +108,8 @@ pub async fn heartbeat(
                pid = EXCLUDED.pid, binary_version = EXCLUDED.binary_version, started_at = EXCLUDED.started_at,
                last_seen = now(), applied_version = greatest(replicas.applied_version, EXCLUDED.applied_version),
                policy_hash = EXCLUDED.policy_hash, written_seq = EXCLUDED.written_seq, shipped_seq = EXCLUDED.shipped_seq,
-               redis_ok = EXCLUDED.redis_ok, local_override = EXCLUDED.local_override, audit_head = EXCLUDED.audit_head
+               redis_ok = EXCLUDED.redis_ok, local_override = EXCLUDED.local_override,
+               audit_head = coalesce(EXCLUDED.audit_head, replicas.audit_head)
              RETURNING (SELECT pid FROM prev), (SELECT started_at FROM prev), (SELECT fresh FROM prev)",
             &[
                 &id,

@@ -223,7 +223,7 @@ impl Gateway {
         let circuits = crate::circuit::Circuits::new(&policy);
         let active = Active::new(policy, &state.load()).map_err(StartError::Tls)?;
         metrics.set_switch_version(state.load().version);
-        let windows = crate::fleet::windows::WindowCounter::new(None, incidents.windows().clone());
+        let windows = crate::fleet::windows::WindowCounter::new(fleet.clone(), incidents.windows().clone());
         Ok(Arc::new(Gateway {
             active: ArcSwap::from_pointee(active),
             state,
@@ -233,7 +233,7 @@ impl Gateway {
             forensics,
             alerts,
             circuits,
-            limiter: ratelimit::Limiter::new(None),
+            limiter: ratelimit::Limiter::new(fleet.clone()),
             windows,
             admission,
             mcp_sessions: McpSessions::default(),

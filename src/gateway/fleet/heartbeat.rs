@@ -60,7 +60,8 @@ async fn run(
                 shipped_seq: fleet.status.shipped_seq.load(Relaxed),
                 redis_ok: fleet.status.redis_up.load(Relaxed),
                 local_override: fleet.status.local_override.lock().ok().and_then(|o| o.clone()),
-                audit_head: None,
+                // The head of the shipped records (None until the shipper shipped one: the row keeps its head).
+                audit_head: fleet.shipper.head(),
             }
         };
         let left = fleet.status.left.lock().await;
