@@ -504,11 +504,12 @@ async fn rotate_all_and_reload_all_reach_every_replica() {
     for id in IDS {
         assert!(text.contains(&format!("\"{id}\"")), "{id} in {text}");
     }
-    let hashes = f.sql("SELECT detail->>'policy_hash' FROM fleet_command_results r JOIN fleet_commands c ON c.id = r.command_id WHERE c.kind = 'reload'");
+    let hashes = f.sql("SELECT detail->>'policy_hash', detail::text FROM fleet_command_results r JOIN fleet_commands c ON c.id = r.command_id WHERE c.kind = 'reload'");
+    let details: Vec<String> = hashes.iter().map(|r| r.get(1)).collect();
     assert_eq!(hashes.len(), 3, "three results");
     let first: Option<String> = hashes[0].get(0);
     assert!(first.as_deref().is_some_and(|h| h.len() == 64), "{first:?}");
-    assert!(hashes.iter().all(|r| r.get::<_, Option<String>>(0) == first), "one policy everywhere");
+    assert!(hashes.iter().all(|r| r.get::<_, Option<String>>(0) == first), "one policy everywhere: {details:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -202,6 +202,21 @@ async fn migrations_are_idempotent_and_a_replica_heartbeats_into_the_fleet_view(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     drop(twin);
+    // The row is ours again once the first replica heartbeats after the twin is gone (a graceful
+    // stop only marks a row its own process wrote).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let pid: i32 = client
+            .query_one("SELECT pid FROM replicas WHERE replica_id = 'h1-replica-a'", &[])
+            .await
+            .expect("row")
+            .get(0);
+        if u32::try_from(pid).ok() == Some(g.pid()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the first replica never heartbeated after the twin stopped");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     // A graceful stop: the replica leaves, and is listed as not live at once (not after live_after).
     g.terminate();

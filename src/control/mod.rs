@@ -586,7 +586,7 @@ impl Admin {
         let reloaded = self.gw.reload(&who.id).await;
         let fleet = if all {
             let own = match &reloaded {
-                Ok(p) => (true, json!({ "policy_hash": p.sha256 })),
+                Ok(p) => (true, json!({ "policy_hash": p.content_sha256 })),
                 Err(e) => (false, json!({ "error": e.to_string() })),
             };
             crate::gateway::fleet::commands::issue_and_wait(
@@ -619,7 +619,7 @@ fn reload_answer(reloaded: Result<Arc<crate::config::Policy>, crate::gateway::Re
             }
             (
                 StatusCode::OK,
-                json!({"reloaded": true, "source": p.source.display().to_string(), "policy_hash": p.sha256, "warnings": p.incidents.warnings}),
+                json!({"reloaded": true, "source": p.source.display().to_string(), "policy_hash": p.content_sha256, "warnings": p.incidents.warnings}),
             )
         }
         Err(e) => {

@@ -175,10 +175,11 @@ async fn run_one(gw: &Gateway, fleet: &Fleet, c: &Command) {
     }
 }
 
-/// A reload as a command result: `(true, {"policy_hash"})` or `(false, {"error"})`.
+/// A reload as a command result: `(true, {"policy_hash"})` (the hash `admin fleet` compares:
+/// `Policy.content_sha256`) or `(false, {"error"})`.
 pub async fn reload(gw: &Gateway, actor: &str) -> (bool, Value) {
     match gw.reload(actor).await {
-        Ok(p) => (true, json!({ "policy_hash": p.sha256 })),
+        Ok(p) => (true, json!({ "policy_hash": p.content_sha256 })),
         Err(e) => (false, json!({ "error": e.to_string() })),
     }
 }
