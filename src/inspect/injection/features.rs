@@ -105,8 +105,15 @@ pub(super) fn normalize_probe(text: &str, out: &mut String, ends: &mut Vec<u32>)
     while let Some(mut c) = char_at(text, b, i) {
         // The common case first: a run of ASCII letters is copied lowercased in one go (leetspeak
         // never folds a letter, so each one would only set the word state below).
+        // Words of two or more letters joined by single spaces are copied in the same loop: for
+        // them the space path below only pushes the space (no " x y" can form).
         if c.is_ascii_alphabetic() {
-            let end = copy_letters(b, i, &mut o);
+            let mut end = copy_letters(b, i, &mut o);
+            while end - i >= 2 && b.get(end) == Some(&b' ') && b.get(end + 1).is_some_and(u8::is_ascii_alphabetic) {
+                o.push(b' ');
+                i = end + 1;
+                end = copy_letters(b, i, &mut o);
+            }
             if end == i + 1 {
                 singles = if single_end.wrapping_add(1) == i { singles + 1 } else { 1 };
                 single_end = end;
@@ -486,10 +493,8 @@ pub fn segment_sum(seg: &[u8], weights: &[i8; DIM]) -> (i32, u32) {
             continue;
         }
         let start = i;
-        while i < l && WORD[usize::from(seg[i])] {
-            i += 1;
-        }
-        let h = word_hash(&seg[start..i]);
+        i = word_end(seg, i);
+        let h = word_hash(seg, start, i);
         sum += wt(top(h)) + if words > 0 { wt(bigram(prev, h)) } else { 0 };
         (words, prev) = (words + 1, h);
     }
@@ -504,20 +509,62 @@ fn bigram(prev: u64, h: u64) -> u32 {
     top((prev.rotate_left(17) ^ h ^ SEED_BIGRAM).wrapping_mul(K_CHAR))
 }
 
-/// The hash of a (non-empty) word: exactly what `Words::step` computes byte by byte (its bytes
-/// folded eight at a time, big-endian, the last one to eight bytes mixed in at the end).
+/// Where the word that starts at `i` of `seg` ends: eight bytes at a time, the word bytes found by
+/// carry-free byte arithmetic (ASCII letters and digits, and every non-ASCII byte, as [`WORD`]).
 #[inline(always)]
-fn word_hash(word: &[u8]) -> u64 {
-    let len = word.len();
+fn word_end(seg: &[u8], mut i: usize) -> usize {
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    const CASE: u64 = 0x2020_2020_2020_2020;
+    while let Some(chunk) = seg.get(i..i + 8) {
+        let mut x = [0u8; 8];
+        x.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(x);
+        // Per byte, each sum below 0x100: y is the byte without its top bit.
+        let y = x & LOW7;
+        let yl = y | CASE;
+        let letter = yl.wrapping_add(0x1f1f_1f1f_1f1f_1f1f) & !yl.wrapping_add(0x0505_0505_0505_0505);
+        let digit = y.wrapping_add(0x5050_5050_5050_5050) & !y.wrapping_add(0x4646_4646_4646_4646);
+        let word = (x | letter | digit) & HIGH;
+        let k = ((!word & HIGH).trailing_zeros() / 8) as usize;
+        i += k;
+        if k < 8 {
+            return i;
+        }
+    }
+    while seg.get(i).is_some_and(|&x| WORD[usize::from(x)]) {
+        i += 1;
+    }
+    i
+}
+
+/// The hash of the (non-empty) word `seg[start..end]`: exactly what `Words::step` computes byte
+/// by byte (its bytes folded eight at a time, big-endian, the last one to eight bytes mixed in at
+/// the end).
+#[inline(always)]
+fn word_hash(seg: &[u8], start: usize, end: usize) -> u64 {
+    let len = end - start;
     let last = len.wrapping_sub(1) % 8 + 1;
-    let (init, tail) = word.split_at(len - last);
     let mut acc = 0u64;
-    for c in init.chunks_exact(8) {
+    for c in seg.get(start..end - last).unwrap_or_default().chunks_exact(8) {
         let mut x = [0u8; 8];
         x.copy_from_slice(c);
         acc = (acc ^ u64::from_be_bytes(x)).wrapping_mul(K_WORD).rotate_left(31);
     }
-    let tail = tail.iter().fold(0u64, |t, &b| (t << 8) | u64::from(b));
+    // The last bytes: the low `last` bytes of the eight that end the word.
+    let tail = match end.checked_sub(8).and_then(|s| seg.get(s..end)) {
+        Some(c) => {
+            let mut x = [0u8; 8];
+            x.copy_from_slice(c);
+            let x = u64::from_be_bytes(x);
+            if last == 8 {
+                x
+            } else {
+                x & ((1u64 << (8 * last)) - 1)
+            }
+        }
+        None => seg.get(end - last..end).unwrap_or_default().iter().fold(0u64, |t, &b| (t << 8) | u64::from(b)),
+    };
     let h = (acc ^ tail ^ SEED_WORD).wrapping_mul(K_WORD) ^ len as u64;
     (h ^ (h >> 31)).wrapping_mul(K_MIX)
 }
