@@ -25,7 +25,7 @@ use std::sync::OnceLock;
 
 use sha2::{Digest, Sha256};
 
-use super::features::{normalize, segment_features, BITS, CHAR_MAX, CHAR_MIN, DIM, SCHEME};
+use super::features::{normalize, normalize_probe, segment_sum, BITS, CHAR_MAX, CHAR_MIN, DIM, SCHEME};
 use super::{Assessment, HitAction, Signatures, TextOrigin};
 
 /// The model file, built in.
@@ -139,22 +139,20 @@ impl Model {
     fn score_with(&self, text: &str, s: &mut Scratch) -> f32 {
         let Scratch { buf, ends, segs } = s;
         let weights: &[i8; DIM] = &self.weights;
-        let folded = view(text);
-        normalize(folded.as_deref().unwrap_or(text), buf, ends);
+        // Normalised as it is first; only when the same pass saw something the signatures' folded
+        // view could change is the view built (exactly `view`'s decision) and normalised instead.
+        if normalize_probe(text, buf, ends) {
+            if let Some(folded) = view(text) {
+                normalize(&folded, buf, ends);
+            }
+        }
         segs.clear();
         let mut start = 0usize;
         for &e in ends.iter() {
             let e = e as usize;
             let seg = buf.get(start..e).unwrap_or_default().trim_start();
-            let mut sum = 0i32;
-            let mut n = 0u32;
             if !seg.is_empty() {
-                segment_features(seg, &mut |b| {
-                    sum += i32::from(weights[b as usize & (DIM - 1)]);
-                    n += 1;
-                });
-            }
-            if n > 0 {
+                let (sum, n) = segment_sum(seg.as_bytes(), weights);
                 segs.push(Seg { sum, n, len: (e - start) as u32 });
             }
             start = e;

@@ -74,6 +74,21 @@ fn leet(c: char) -> Option<char> {
 /// only a non-ASCII byte decodes a `char` (invisible, TAG, Unicode case and classes). `out`'s
 /// buffer is reused as bytes (no allocation once it has grown).
 pub fn normalize(text: &str, out: &mut String, ends: &mut Vec<u32>) {
+    normalize_probe(text, out, ends);
+}
+
+/// [`normalize`], and whether the signatures' folded view could differ from `text`: true whenever
+/// `normalize::needs_fold(text)` is (it may also be true when that is not). The classifier
+/// normalises `text` optimistically and decides on the folded view only then, so ordinary text
+/// never pays for a separate `needs_fold` scan. Tracked in the same pass: a non-ASCII char that
+/// folds, is a confusable or is dropped (exact); an ASCII word with a digit whose leet digits would
+/// fold it (exact, checked once per word with a digit); four single letters one byte apart (a
+/// superset: a letter next to a digit or after a non-ASCII byte counts too).
+pub(super) fn normalize_probe(text: &str, out: &mut String, ends: &mut Vec<u32>) -> bool {
+    let mut fold = false;
+    // End of the last ASCII word checked for leet digits, and of the last single letter, and how
+    // many single letters one byte apart end there.
+    let (mut leet_checked, mut single_end, mut singles) = (0usize, usize::MAX, 0u32);
     let mut o = std::mem::take(out).into_bytes();
     o.clear();
     ends.clear();
@@ -90,10 +105,21 @@ pub fn normalize(text: &str, out: &mut String, ends: &mut Vec<u32>) {
     while let Some(mut c) = char_at(text, b, i) {
         // The common case first: a run of ASCII letters is copied lowercased in one go (leetspeak
         // never folds a letter, so each one would only set the word state below).
+        // Words of two or more letters joined by single spaces are copied in the same loop: for
+        // them the space path below only pushes the space (no " x y" can form).
         if c.is_ascii_alphabetic() {
-            let end = b[i..].iter().position(|x| !x.is_ascii_alphabetic()).map_or(b.len(), |p| i + p);
-            o.extend(b[i..end].iter().map(u8::to_ascii_lowercase));
-            prev = char::from(b[end - 1].to_ascii_lowercase());
+            let mut end = copy_letters(b, i, &mut o);
+            while end - i >= 2 && b.get(end) == Some(&b' ') && b.get(end + 1).is_some_and(u8::is_ascii_alphabetic) {
+                o.push(b' ');
+                i = end + 1;
+                end = copy_letters(b, i, &mut o);
+            }
+            if end == i + 1 {
+                singles = if single_end.wrapping_add(1) == i { singles + 1 } else { 1 };
+                single_end = end;
+                fold |= singles >= 4;
+            }
+            prev = char::from(b[end - 1] | 0x20);
             (in_word, word_has_letter, run, i) = (true, true, 0, end);
             continue;
         }
@@ -110,9 +136,14 @@ pub fn normalize(text: &str, out: &mut String, ends: &mut Vec<u32>) {
         i += c.len_utf8();
         let (seg_end, space, lower) = if c.is_ascii() {
             let (x, cl) = (c as u8, CLASS[usize::from(c as u8)]);
+            if cl & DIGIT != 0 && i > leet_checked {
+                let (f, end) = leet_word(b, i - 1);
+                (fold, leet_checked) = (fold | f, end);
+            }
             let seg_end = cl & BREAK != 0 || (cl & SENT != 0 && b.get(i).is_none_or(|&n| space_at(text, n, i)));
             (seg_end, cl & SPACE != 0, char::from(if cl & ALPHA != 0 { x | 0x20 } else { x }))
         } else {
+            fold = fold || super::normalize::folds(c);
             if invisible(c) {
                 continue;
             }
@@ -188,6 +219,59 @@ pub fn normalize(text: &str, out: &mut String, ends: &mut Vec<u32>) {
     if spaced {
         collapse_spacing(out, ends);
     }
+    fold
+}
+
+/// Whether the ASCII word (run of ASCII letters and digits) around byte `at` of `b` is one the
+/// folded view reads as leetspeak (the rule of `normalize::needs_fold`: at least two letters, two
+/// leet digits and no other digit), and where the word ends.
+fn leet_word(b: &[u8], at: usize) -> (bool, usize) {
+    let start = b[..at].iter().rposition(|x| !x.is_ascii_alphanumeric()).map_or(0, |p| p + 1);
+    let end = b[at..].iter().position(|x| !x.is_ascii_alphanumeric()).map_or(b.len(), |p| at + p);
+    let (mut letters, mut leet, mut other) = (0usize, 0usize, 0usize);
+    for &x in &b[start..end] {
+        match x {
+            b'0' | b'1' | b'3' | b'4' | b'5' | b'7' | b'8' => leet += 1,
+            b'0'..=b'9' => other += 1,
+            _ => letters += 1,
+        }
+    }
+    (leet >= 2 && letters >= 2 && other == 0, end)
+}
+
+/// Appends the run of ASCII letters of `b` that starts at `i`, lowercased, to `o`; returns where
+/// it ends. Eight bytes at a time: one load, the letters found by carry-free byte arithmetic, all
+/// eight bytes stored lowercased and `o` cut back to the letters.
+#[inline(always)]
+fn copy_letters(b: &[u8], mut i: usize, o: &mut Vec<u8>) -> usize {
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    const CASE: u64 = 0x2020_2020_2020_2020;
+    while let Some(chunk) = b.get(i..i + 8) {
+        let mut x = [0u8; 8];
+        x.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(x);
+        // Per byte, no carry across bytes (each sum stays below 0x100): y = the byte lowercased,
+        // without its top bit; a letter is an ASCII byte with 'a' <= y <= 'z'.
+        let y = (x | CASE) & LOW7;
+        let ge_a = y.wrapping_add(0x1f1f_1f1f_1f1f_1f1f);
+        let gt_z = y.wrapping_add(0x0505_0505_0505_0505);
+        let letter = ge_a & !gt_z & !x & HIGH;
+        // Letters before the first other byte (little-endian: the first byte is the lowest).
+        let k = ((!letter & HIGH).trailing_zeros() / 8) as usize;
+        let len = o.len();
+        o.extend_from_slice(&(x | CASE).to_le_bytes());
+        o.truncate(len + k);
+        i += k;
+        if k < 8 {
+            return i;
+        }
+    }
+    while let Some(&x) = b.get(i).filter(|x| x.is_ascii_alphabetic()) {
+        o.push(x | 0x20);
+        i += 1;
+    }
+    i
 }
 
 /// Pushes a space; true when `o` then ends in " x y " (x, y ASCII letters). Bytes are only ever
@@ -372,6 +456,117 @@ pub fn segment_features(seg: &str, emit: &mut impl FnMut(u32)) {
     w = (w << 8) | u64::from(b' ');
     grams_upto(w, b.len() + 2, emit);
     words.step(b' ', emit);
+}
+
+/// The sum of the weights of every feature of one normalised, non-empty segment, and their number:
+/// the same features as [`segment_features`] (the same multiset; the order differs, which a sum
+/// does not see), in one pass over the bytes with no closure per feature. Per byte: its three
+/// n-grams from the window `w` of the last eight bytes, and a test whether it closes a word; a
+/// word is hashed once, at its end, from that window (a word of up to eight bytes is the window's
+/// low bytes) or, when longer, from its bytes in `seg`.
+#[inline]
+pub fn segment_sum(seg: &[u8], weights: &[i8; DIM]) -> (i32, u32) {
+    let wt = |bucket: u32| i32::from(weights[bucket as usize & (DIM - 1)]);
+    let l = seg.len();
+    // The n-grams: the window `w` holds the last eight bytes of the padded segment.
+    let mut w: u64 = u64::from(b' ');
+    let head = l.min(CHAR_MAX - 2);
+    let (first, rest) = seg.split_at(head);
+    let mut sum = 0i32;
+    for (p, &byte) in first.iter().enumerate() {
+        // The first bytes: only the n-grams that fit after the leading space.
+        w = (w << 8) | u64::from(byte);
+        sum += wt(gram::<3>(w)) * i32::from(p >= 1) + wt(gram::<4>(w)) * i32::from(p >= 2);
+    }
+    for &byte in rest {
+        w = (w << 8) | u64::from(byte);
+        sum += wt(gram::<3>(w)) + wt(gram::<4>(w)) + wt(gram::<5>(w));
+    }
+    w = (w << 8) | u64::from(b' ');
+    sum += wt(gram::<3>(w)) + wt(gram::<4>(w)) * i32::from(l >= 2) + wt(gram::<5>(w)) * i32::from(l >= 3);
+    // The words and bigrams, in a second pass (fewer live values in the first).
+    let (mut words, mut prev) = (0u32, 0u64);
+    let mut i = 0;
+    while i < l {
+        if !WORD[usize::from(seg[i])] {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        i = word_end(seg, i);
+        let h = word_hash(seg, start, i);
+        sum += wt(top(h)) + if words > 0 { wt(bigram(prev, h)) } else { 0 };
+        (words, prev) = (words + 1, h);
+    }
+    // n-grams of the padded segment (l + 2 bytes): l 3-grams, l - 1 4-grams, l - 2 5-grams.
+    let grams = (3 * l).saturating_sub(3).max(1) as u32;
+    (sum, grams + words + words.saturating_sub(1))
+}
+
+/// The bucket of the bigram of two consecutive words' hashes.
+#[inline(always)]
+fn bigram(prev: u64, h: u64) -> u32 {
+    top((prev.rotate_left(17) ^ h ^ SEED_BIGRAM).wrapping_mul(K_CHAR))
+}
+
+/// Where the word that starts at `i` of `seg` ends: eight bytes at a time, the word bytes found by
+/// carry-free byte arithmetic (ASCII letters and digits, and every non-ASCII byte, as [`WORD`]).
+#[inline(always)]
+fn word_end(seg: &[u8], mut i: usize) -> usize {
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    const CASE: u64 = 0x2020_2020_2020_2020;
+    while let Some(chunk) = seg.get(i..i + 8) {
+        let mut x = [0u8; 8];
+        x.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(x);
+        // Per byte, each sum below 0x100: y is the byte without its top bit.
+        let y = x & LOW7;
+        let yl = y | CASE;
+        let letter = yl.wrapping_add(0x1f1f_1f1f_1f1f_1f1f) & !yl.wrapping_add(0x0505_0505_0505_0505);
+        let digit = y.wrapping_add(0x5050_5050_5050_5050) & !y.wrapping_add(0x4646_4646_4646_4646);
+        let word = (x | letter | digit) & HIGH;
+        let k = ((!word & HIGH).trailing_zeros() / 8) as usize;
+        i += k;
+        if k < 8 {
+            return i;
+        }
+    }
+    while seg.get(i).is_some_and(|&x| WORD[usize::from(x)]) {
+        i += 1;
+    }
+    i
+}
+
+/// The hash of the (non-empty) word `seg[start..end]`: exactly what `Words::step` computes byte
+/// by byte (its bytes folded eight at a time, big-endian, the last one to eight bytes mixed in at
+/// the end).
+#[inline(always)]
+fn word_hash(seg: &[u8], start: usize, end: usize) -> u64 {
+    let len = end - start;
+    let last = len.wrapping_sub(1) % 8 + 1;
+    let mut acc = 0u64;
+    for c in seg.get(start..end - last).unwrap_or_default().chunks_exact(8) {
+        let mut x = [0u8; 8];
+        x.copy_from_slice(c);
+        acc = (acc ^ u64::from_be_bytes(x)).wrapping_mul(K_WORD).rotate_left(31);
+    }
+    // The last bytes: the low `last` bytes of the eight that end the word.
+    let tail = match end.checked_sub(8).and_then(|s| seg.get(s..end)) {
+        Some(c) => {
+            let mut x = [0u8; 8];
+            x.copy_from_slice(c);
+            let x = u64::from_be_bytes(x);
+            if last == 8 {
+                x
+            } else {
+                x & ((1u64 << (8 * last)) - 1)
+            }
+        }
+        None => seg.get(end - last..end).unwrap_or_default().iter().fold(0u64, |t, &b| (t << 8) | u64::from(b)),
+    };
+    let h = (acc ^ tail ^ SEED_WORD).wrapping_mul(K_WORD) ^ len as u64;
+    (h ^ (h >> 31)).wrapping_mul(K_MIX)
 }
 
 /// The bucket of the character `N`-gram in the low `N` bytes of `w`.
@@ -661,10 +856,27 @@ mod tests {
             segs.push(format!("go {w} now"));
             segs.push(format!("é{w}ü {w}"));
         }
+        // Pseudo-random weights for the scorer's sum.
+        let mut x = 0x5eed_u64;
+        let weights: Box<[i8; DIM]> = (0..DIM)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 56) as i8
+            })
+            .collect::<Vec<i8>>()
+            .try_into()
+            .expect("DIM weights");
         for t in &segs {
             let mut got = Vec::new();
             segment_features(t, &mut |x| got.push(x));
-            assert_eq!(got, reference_features(t), "{t:?}");
+            let want = reference_features(t);
+            assert_eq!(got, want, "{t:?}");
+            if !t.is_empty() {
+                let sum: i32 = want.iter().map(|&b| i32::from(weights[b as usize])).sum();
+                assert_eq!(segment_sum(t.as_bytes(), &weights), (sum, want.len() as u32), "{t:?}");
+            }
         }
         // And through normalisation, on texts with every kind of segment.
         let (mut buf, mut ends) = (String::new(), Vec::new());
@@ -685,6 +897,69 @@ mod tests {
                 start = e as usize;
             }
             assert_eq!(got, want, "{t:?}");
+        }
+    }
+
+    /// The probe must say "could fold" whenever `needs_fold` does (the classifier then builds the
+    /// view exactly as before); ordinary text should not trip it.
+    #[test]
+    fn the_fold_probe_covers_needs_fold() {
+        use super::super::normalize::needs_fold;
+        let probe = |t: &str| normalize_probe(t, &mut String::new(), &mut Vec::new());
+        let mut texts: Vec<String> = [
+            "1gn0r3 this",
+            "s a y t h a t",
+            "i.g.n.o.r.e all",
+            "x-y-z-w",
+            "ａ",
+            "ig\u{200B}nore",
+            "\u{E0069}\u{E0067}",
+            "pr3v10us",
+            "h4ck3r",
+            "4ll 0f th3m",
+            "a1b2 3c4d",
+            "é a b c d",
+            "<!-- a b c d -->",
+            "a b c <!-- d e f g",
+            "\u{456}gn\u{43e}re",
+            "ﬁle",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        // Random strings over an alphabet of the bytes and chars that matter.
+        let alphabet: Vec<char> =
+            "ab cdXY.-_,/|+~\t\n!?@$0134578269<!->éü\u{456}\u{43e}ａ\u{200B}\u{AD}\u{E0061}ﬁΣ".chars().collect();
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..40_000 {
+            let mut t = String::new();
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let n = (x % 24) as usize;
+            for _ in 0..n {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                t.push(alphabet[(x >> 33) as usize % alphabet.len()]);
+            }
+            texts.push(t);
+        }
+        let mut folding = 0;
+        for t in &texts {
+            if needs_fold(t) {
+                folding += 1;
+                assert!(probe(t), "{t:?}");
+            }
+        }
+        assert!(folding > 1000, "{folding}");
+        for t in [
+            "The quarterly report shows that revenue grew in every region except the north.",
+            "Use v2.1.3 on x86_64; sha256 and utf8 are fine; call 555-0100; 2nd floor, room 3b.",
+            "fn merge(a: &[i32], b: &[i32]) -> Vec<i32> { out.sort(); out }",
+            "Der Bericht zeigt, dass der Umsatz gestiegen ist. Straße, Größe, café, naïve.",
+        ] {
+            assert!(!probe(t), "{t:?}");
         }
     }
 

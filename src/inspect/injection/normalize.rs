@@ -35,7 +35,7 @@ pub(super) fn needs_fold(text: &str) -> bool {
         let mut i = 0;
         while let Some(at) = non_ascii_from(&b[..t], i) {
             let Some(c) = text.get(at..t).and_then(|r| r.chars().next()) else { break };
-            if fold_char(c).is_some() || confusable(c).is_some() || dropped(c) {
+            if folds(c) {
                 return true;
             }
             i = at + c.len_utf8();
@@ -82,6 +82,12 @@ pub(super) fn needs_fold(text: &str) -> bool {
         i += 1;
     }
     false
+}
+
+/// Whether the folded view changes the (non-ASCII) char `c`: a compatibility form, a confusable,
+/// or a dropped character.
+pub(super) fn folds(c: char) -> bool {
+    fold_char(c).is_some() || confusable(c).is_some() || dropped(c)
 }
 
 /// The position of the first non-ASCII byte of `b` at or after `i`.
