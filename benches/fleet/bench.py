@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Fleet-mode bench (docs/design/fleet-mode.md §12, steps 1-4), driven by benches/fleet/run.sh.
+"""Fleet-mode bench (docs/design/fleet-mode.md §12, steps 1-5), driven by benches/fleet/run.sh.
 
 Three release replicas A, B, C on a fresh database `fbbench_<pid>` and Redis prefix `fbbench-<pid>`,
 in front of examples/fake_provider (JSON) and a slow scripted upstream (streams):
@@ -13,6 +13,9 @@ in front of examples/fake_provider (JSON) and a slow scripted upstream (streams)
   4. req/s with fleet mode on (replica A) and off (the same policy without [fleet], same upstream and
      key) in the same run, alternating; the Redis round trip of the rate-limit script (EVALSHA with
      redis-benchmark, `redis-cli --latency` as a cross-check).
+
+  5. audit shipping: A's INSERTs held back by a table lock during DURATION s of load, then the
+     catch-up rate (records/s) from the first new row to the last; every trail line in the table once.
 
 Prints one Markdown table (and writes OUT/results.json). Standard library only. Everything it starts
 is stopped, and the database and the Redis keys are dropped, on exit.
@@ -407,6 +410,65 @@ def med(name: str, key: str) -> float:
 rps_on, rps_off = med("fleet", "rps"), med("single", "rps")
 log(f"req/s: fleet {rps_on:.0f}, single {rps_off:.0f}")
 
+# ---------------------------------------------------------------- 5. audit shipping throughput
+# A's shipper is held back while A serves DURATION s of load (a transaction holds a SHARE lock on
+# audit_records, so its INSERTs wait, time out and back off; the records queue in memory, then
+# overflow to the local JSONL); when the lock goes, the time from the first new row to the last
+# gives the shipper's catch-up rate. Every line of A's trail must then be in the table exactly once.
+DB_URL = PG_ADMIN_URL.rpartition("/")[0] + "/" + DB
+
+
+def dbsql(sql: str) -> str:
+    out = subprocess.run(["psql", DB_URL, "-X", "-v", "ON_ERROR_STOP=1", "-qAtc", sql], capture_output=True, text=True, timeout=60)
+    if out.returncode != 0:
+        die(f"psql {sql!r}: {out.stderr.strip()}")
+    return out.stdout
+
+
+def shipped(name: str) -> int:
+    return int(dbsql(f"SELECT count(*) FROM audit_records WHERE replica_id = '{name}'").strip() or 0)
+
+
+def written(r: Replica) -> int:
+    with open(r.dir / "audit.jsonl", "rb") as f:
+        return sum(1 for _ in f)
+
+
+wait_until(lambda: shipped("A") >= written(A), 60, "A's trail fully shipped before the outage")
+before = shipped("A")
+hold = DURATION + 2
+locker = subprocess.Popen(["psql", DB_URL, "-X", "-q", "-c",
+                           f"BEGIN; LOCK TABLE audit_records IN SHARE MODE; SELECT pg_sleep({hold}); COMMIT;"],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+PROCS.append(locker)
+time.sleep(0.5)  # the lock is taken before the load starts (a bench, not a test)
+wrk(A, DURATION)
+held_back = written(A) - shipped("A")
+locker.wait(timeout=hold + 30)
+t_release = time.perf_counter()
+base = shipped("A")
+t_first = None
+deadline = time.monotonic() + 300
+while time.monotonic() < deadline:
+    n = shipped("A")
+    if t_first is None and n > base:
+        t_first = time.perf_counter()
+    if n >= written(A):
+        break
+    time.sleep(0.02)
+t_done = time.perf_counter()
+total, in_table = written(A), shipped("A")
+dup = int(dbsql(f"SELECT count(*) - count(DISTINCT seq) FROM audit_records WHERE replica_id = 'A'").strip() or 0)
+drained = in_table - base
+drain_s = (t_done - (t_first or t_release))
+ship_rate = drained / drain_s if drain_s > 0 else float("nan")
+results["audit_shipping"] = {"held_back": held_back, "drained": drained, "drain_s": drain_s,
+                             "first_row_after_release_s": (t_first or t_done) - t_release,
+                             "records_per_s": ship_rate, "trail_lines": total, "rows": in_table, "duplicates": dup}
+log(f"audit shipping: {drained} records drained in {drain_s:.2f} s ({ship_rate:,.0f}/s); trail {total}, table {in_table}, duplicates {dup}")
+if in_table != total or dup:
+    die(f"audit shipping lost or duplicated records: trail {total} lines, table {in_table} rows, {dup} duplicates")
+
 # Redis: the rate-limit script's round trip, outside the gateway.
 lua = ROOT / "src/fleet/lua/ratelimit.lua"
 redis_rows: list[tuple[str, str]] = []
@@ -449,5 +511,7 @@ print(f"| stream cut overall, p50 / p99 (ms; target ≤ propagation + 100){'; ' 
 print(f"| req/s, fleet mode on (replica A, {CONNS} conns, median of {ROUNDS} × {DURATION} s) | {rps_on:,.0f} (p50 {med('fleet', 'p50_us') / 1000:.2f} ms, p99 {med('fleet', 'p99_us') / 1000:.2f} ms) |")
 print(f"| req/s, fleet mode off (same policy without [fleet]) | {rps_off:,.0f} (p50 {med('single', 'p50_us') / 1000:.2f} ms, p99 {med('single', 'p99_us') / 1000:.2f} ms) |")
 print(f"| fleet on vs off | {(rps_on / rps_off - 1) * 100:+.1f} % req/s, {(med('fleet', 'p50_us') - med('single', 'p50_us')):+.0f} µs p50 |")
+a = results["audit_shipping"]
+print(f"| audit shipping catch-up on A: {a['drained']:,} records held back during {DURATION} s of load, drained (first new row → last) | {a['drain_s']:.2f} s, {a['records_per_s']:,.0f} records/s; {a['rows']:,} rows = {a['trail_lines']:,} trail lines, {a['duplicates']} duplicates |")
 for k, v in redis_rows:
     print(f"| Redis: {k} | {v} |")

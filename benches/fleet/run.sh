@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Fleet-mode bench (docs/design/fleet-mode.md §12, steps 1-4): three release replicas on one host,
+# Fleet-mode bench (docs/design/fleet-mode.md §12, steps 1-5): three release replicas on one host,
 # sharing a fresh PostgreSQL database and a Redis prefix, in front of examples/fake_provider.
 # Measures switch propagation to every replica (p50/p99 over BATCHES batches), the time for a
 # lockdown on one replica to end streams open on all three, req/s with fleet mode on vs off in the
-# same run, and the Redis round trip of the rate-limit script. Steps 5-6 (audit shipping throughput,
-# the investigation queries on 10^7 rows) are benches/fleet/queries.sh.
+# same run, the Redis round trip of the rate-limit script, and audit shipping throughput (a
+# replica's shipper held back by a table lock during load, then its catch-up rate). Step 6 (the
+# investigation queries on 10^7 rows) is benches/fleet/queries.sh.
 #
 #   bash benches/fleet/run.sh
 #
