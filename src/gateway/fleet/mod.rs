@@ -8,8 +8,8 @@ use super::{Gateway, Replica};
 use crate::config::fleet::Migrate;
 use crate::fleet::{Fleet, FleetError};
 
-pub mod heartbeat;
 pub mod commands;
+pub mod heartbeat;
 pub mod sync;
 
 /// Brings this replica into the fleet: migrations (when automatic), the first sync of the switch
