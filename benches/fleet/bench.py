@@ -381,7 +381,14 @@ post_lua = ROOT / "benches/load/post.lua"
 body_file = ROOT / "benches/load/chat.json"
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (and its reaped threads), from /proc/PID/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def wrk(target: Replica, secs: int) -> dict:
+    cpu0 = cpu_seconds(target.proc.pid)
     env = dict(os.environ, BODY_FILE=str(body_file), AUTH=f"Bearer {CLIENT_KEY}", ACCEPT="application/json", PACE_MS="0")
     out = subprocess.run(["wrk", "-t1", f"-c{CONNS}", f"-d{secs}s", "--timeout", "5s", "-s", str(post_lua),
                           f"http://{target.proxy}/v1/chat/completions"], capture_output=True, text=True, env=env, timeout=secs + 60)
@@ -391,6 +398,9 @@ def wrk(target: Replica, secs: int) -> dict:
     w = json.loads(m.group(1))
     if sum(w["errors"].values()):
         log(f"wrk against {target.name}: errors {w['errors']}")
+    # The gateway process's own CPU per request (what a replica costs when PostgreSQL and Redis run
+    # elsewhere; on this one host they also take from the same cores).
+    w["cpu_us_per_req"] = (cpu_seconds(target.proc.pid) - cpu0) * 1e6 / max(1, w["requests"])
     return w
 
 
@@ -442,7 +452,8 @@ locker = subprocess.Popen(["psql", DB_URL, "-X", "-q", "-c",
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 PROCS.append(locker)
 time.sleep(0.5)  # the lock is taken before the load starts (a bench, not a test)
-wrk(A, DURATION)
+stalled = wrk(A, DURATION)
+results["wrk_shipper_stalled"] = stalled
 held_back = written(A) - shipped("A")
 locker.wait(timeout=hold + 30)
 t_release = time.perf_counter()
@@ -511,6 +522,8 @@ print(f"| stream cut overall, p50 / p99 (ms; target ≤ propagation + 100){'; ' 
 print(f"| req/s, fleet mode on (replica A, {CONNS} conns, median of {ROUNDS} × {DURATION} s) | {rps_on:,.0f} (p50 {med('fleet', 'p50_us') / 1000:.2f} ms, p99 {med('fleet', 'p99_us') / 1000:.2f} ms) |")
 print(f"| req/s, fleet mode off (same policy without [fleet]) | {rps_off:,.0f} (p50 {med('single', 'p50_us') / 1000:.2f} ms, p99 {med('single', 'p99_us') / 1000:.2f} ms) |")
 print(f"| fleet on vs off | {(rps_on / rps_off - 1) * 100:+.1f} % req/s, {(med('fleet', 'p50_us') - med('single', 'p50_us')):+.0f} µs p50 |")
+print(f"| gateway process CPU per request, fleet on / off (µs; /proc, the replica's own cost) | {med('fleet', 'cpu_us_per_req'):.0f} / {med('single', 'cpu_us_per_req'):.0f} ({med('fleet', 'cpu_us_per_req') / med('single', 'cpu_us_per_req'):.2f}×) |")
+print(f"| req/s, fleet on with the audit shipper stalled (step 5: no PostgreSQL INSERTs on the host) | {stalled['rps']:,.0f} ({(stalled['rps'] / rps_off - 1) * 100:+.1f} % vs off), CPU {stalled['cpu_us_per_req']:.0f} µs per request |")
 a = results["audit_shipping"]
 print(f"| audit shipping catch-up on A: {a['drained']:,} records held back during {DURATION} s of load, drained (first new row → last) | {a['drain_s']:.2f} s, {a['records_per_s']:,.0f} records/s; {a['rows']:,} rows = {a['trail_lines']:,} trail lines, {a['duplicates']} duplicates |")
 for k, v in redis_rows:
