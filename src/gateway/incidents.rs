@@ -125,29 +125,11 @@ async fn fire(gw: &Gateway, policy: &Policy, trigger: &Trigger, target: &Target,
             Some(f) => (format!("INC-{}-L{:04}", f.replica_id, book.next), true),
             None => (format!("INC-{:05}", book.next), false),
         };
-        let mut inc = new_incident(id.clone(), trigger, target, server, &ev);
+        let mut inc = new_incident(id, trigger, target, server, &ev);
         inc.first_seen = now.clone();
         inc.last_seen = now;
         inc.local = local;
-        tracing::warn!(incident = %id, severity = trigger.severity.as_str(), trigger = %trigger.name,
-            user = target.user.as_deref(), rule = %ev.rule, "incident opened");
-        gw.metrics.decision(&format!("incident.{}", trigger.name), "detect");
-        // The incident record goes first so the switch record that follows can name it.
-        let opened = incident_record(&inc, "opened").with("rule", ev.rule.as_str()).with("auto", auto);
-        if let Err(e) = gw.audit.record_durable(opened).await {
-            tracing::error!(error = %e, "incident opened but its audit record failed");
-        }
-        // The principal's recent exchanges (when `[forensics]` is on) become its evidence.
-        gw.forensics.incident_opened(&inc);
-        if auto {
-            let taken = contain(gw, policy, trigger, &id, target, corroborated).await;
-            if !taken.awaiting_operator.is_empty() {
-                let rec = incident_record(&inc, "awaiting_operator")
-                    .with("awaiting_operator", serde_json::to_value(&taken.awaiting_operator).unwrap_or(Value::Null));
-                gw.audit.record(rec).await;
-            }
-            inc.actions.push(taken);
-        }
+        opened(gw, policy, trigger, &mut inc, &ev, auto, corroborated).await;
         book.incidents.push(inc);
     }
     if let Err(e) = gw.incidents.save(&mut book).await {
@@ -228,29 +210,47 @@ async fn fire_fleet(
         }
         return Ok(());
     }
-    let id = inc.id.clone();
-    tracing::warn!(incident = %id, severity = trigger.severity.as_str(), trigger = %trigger.name,
+    opened(gw, policy, trigger, &mut inc, ev, auto, corroborated).await;
+    if auto {
+        if let Err(e) = crate::fleet::incidents::set_actions(fleet, fired.row, &inc.actions).await {
+            tracing::error!(incident = %inc.id, error = %e, "containment ran but is not recorded in the fleet incident");
+        }
+    }
+    Ok(())
+}
+
+/// What opening `inc` does on the replica that opened it (a single node, or the fleet's opener):
+/// the log line and metric, the durable `opened` record (first, so the switch record of the plan
+/// can name the incident), forensics, then the automatic plan when `auto` (its steps in
+/// `inc.actions`). The caller persists the incident.
+async fn opened(
+    gw: &Gateway,
+    policy: &Policy,
+    trigger: &Trigger,
+    inc: &mut Incident,
+    ev: &Evidence,
+    auto: bool,
+    corroborated: Option<String>,
+) {
+    tracing::warn!(incident = %inc.id, severity = trigger.severity.as_str(), trigger = %trigger.name,
         user = inc.principal.user.as_deref(), rule = %ev.rule, "incident opened");
     gw.metrics.decision(&format!("incident.{}", trigger.name), "detect");
-    let opened = incident_record(&inc, "opened").with("rule", ev.rule.as_str()).with("auto", auto);
-    if let Err(e) = gw.audit.record_durable(opened).await {
+    let rec = incident_record(inc, "opened").with("rule", ev.rule.as_str()).with("auto", auto);
+    if let Err(e) = gw.audit.record_durable(rec).await {
         tracing::error!(error = %e, "incident opened but its audit record failed");
     }
-    gw.forensics.incident_opened(&inc);
+    // The principal's recent exchanges (when `[forensics]` is on) become its evidence.
+    gw.forensics.incident_opened(inc);
     if auto {
         let target = inc.principal.clone();
-        let taken = contain(gw, policy, trigger, &id, &target, corroborated).await;
+        let taken = contain(gw, policy, trigger, &inc.id, &target, corroborated).await;
         if !taken.awaiting_operator.is_empty() {
-            let rec = incident_record(&inc, "awaiting_operator")
+            let rec = incident_record(inc, "awaiting_operator")
                 .with("awaiting_operator", serde_json::to_value(&taken.awaiting_operator).unwrap_or(Value::Null));
             gw.audit.record(rec).await;
         }
         inc.actions.push(taken);
-        if let Err(e) = crate::fleet::incidents::set_actions(fleet, fired.row, &inc.actions).await {
-            tracing::error!(incident = %id, error = %e, "containment ran but is not recorded in the fleet incident");
-        }
     }
-    Ok(())
 }
 
 /// What `admin incidents` shows.
