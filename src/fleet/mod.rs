@@ -103,6 +103,10 @@ pub struct Fleet {
     pub metrics: metrics::FleetMetrics,
     /// The audit shipper's health, for `degraded()` (the task: `shipper::spawn`).
     pub shipper: shipper::ShipperState,
+    /// When this process started, to the microsecond as PostgreSQL keeps it: with the pid, what
+    /// tells this process's `replicas` row from another one's (the heartbeat and the shipper both
+    /// write it).
+    pub started_at: std::time::SystemTime,
 }
 
 impl Fleet {
@@ -120,7 +124,13 @@ impl Fleet {
             status,
             metrics: metrics::FleetMetrics::default(),
             shipper: Default::default(),
+            started_at: start_time(),
         }))
+    }
+
+    /// This process's id as the `replicas` row keeps it.
+    pub fn pid() -> i32 {
+        i32::try_from(std::process::id()).unwrap_or(i32::MAX)
     }
 
     /// Why this replica is degraded (empty: it is not): for `/readyz` and `admin fleet`.
@@ -165,6 +175,13 @@ impl Fleet {
         }
         s
     }
+}
+
+/// Now, truncated to the microsecond (so that a `replicas` row reads back equal).
+fn start_time() -> std::time::SystemTime {
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+    let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    UNIX_EPOCH + Duration::from_micros(u64::try_from(since_epoch.as_micros()).unwrap_or(u64::MAX))
 }
 
 /// This replica's id: the flag or `FIREBREAK_REPLICA_ID` (given as `explicit`), then the policy,

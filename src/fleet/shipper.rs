@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::{db::db_error, Fleet, FleetError, FleetStatus};
 use crate::audit::{Audit, Chunk, ShipperQueue};
@@ -53,10 +53,11 @@ const INSERT: &str =
      ON CONFLICT (replica_id, seq) DO NOTHING";
 
 /// The replica's head and shipped seq; inserts a minimal row when the heartbeat has not made one
-/// yet (the heartbeat's upsert fills in the rest).
+/// yet (with this process's pid and start time, so the heartbeat takes it for its own; the
+/// heartbeat's upsert fills in the rest).
 const HEAD: &str =
     "INSERT INTO replicas (replica_id, address, pid, binary_version, started_at, last_seen, policy_hash, \
-     audit_head, shipped_seq) VALUES ($1, '', $4, $5, now(), now(), '', $2, $3) \
+     audit_head, shipped_seq) VALUES ($1, '', $4, $5, $6, now(), '', $2, $3) \
      ON CONFLICT (replica_id) DO UPDATE SET audit_head = coalesce(EXCLUDED.audit_head, replicas.audit_head), \
      shipped_seq = GREATEST(replicas.shipped_seq, EXCLUDED.shipped_seq)";
 
@@ -446,8 +447,9 @@ impl Shipper {
                     &self.fleet.replica_id,
                     &head,
                     &(self.shipped as i64),
-                    &(std::process::id() as i32),
+                    &Fleet::pid(),
                     &env!("CARGO_PKG_VERSION"),
+                    &self.fleet.started_at,
                 ],
             )
             .await;
@@ -492,37 +494,123 @@ pub struct Row {
     pub line: String,
 }
 
+/// The fields of a record the row's columns come from; every other field is skipped unparsed
+/// (no map of the whole record is built). Scalars are kept only when they are strings ([`Str`]);
+/// the three lists stay generic values, read as leniently as before.
+#[derive(serde::Deserialize)]
+struct Fields<'a> {
+    #[serde(default)]
+    seq: Option<u64>,
+    #[serde(default, borrow)]
+    time: Str<'a>,
+    #[serde(default, borrow)]
+    kind: Str<'a>,
+    #[serde(default, borrow)]
+    event: Str<'a>,
+    #[serde(default, borrow)]
+    user: Str<'a>,
+    #[serde(default, borrow)]
+    tenant: Str<'a>,
+    #[serde(default, borrow)]
+    key_id: Str<'a>,
+    #[serde(default, borrow)]
+    session: Str<'a>,
+    #[serde(default, borrow)]
+    request_id: Str<'a>,
+    #[serde(default, borrow)]
+    rule: Str<'a>,
+    #[serde(default)]
+    decisions: Option<Value>,
+    #[serde(default)]
+    redactions: Option<Value>,
+    #[serde(default)]
+    injections: Option<Value>,
+}
+
+/// A field kept only when it is a JSON string (borrowed from the line when it has no escapes);
+/// any other value is skipped, as `Value::as_str` would.
+#[derive(Default)]
+struct Str<'a>(Option<std::borrow::Cow<'a, str>>);
+
+impl Str<'_> {
+    fn owned(&self) -> Option<String> {
+        self.0.as_deref().map(str::to_owned)
+    }
+}
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for Str<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
+        use std::borrow::Cow;
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = Str<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Str<'a>, E> {
+                Ok(Str(Some(Cow::Borrowed(v))))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Str<'a>, E> {
+                Ok(Str(Some(Cow::Owned(v.to_owned()))))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Str<'a>, E> {
+                Ok(Str(Some(Cow::Owned(v))))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Str<'a>, E> {
+                Ok(Str(None))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Str<'a>, E> {
+                Ok(Str(None))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Str<'a>, E> {
+                Ok(Str(None))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Str<'a>, E> {
+                Ok(Str(None))
+            }
+            fn visit_unit<E>(self) -> Result<Str<'a>, E> {
+                Ok(Str(None))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Str<'a>, A::Error> {
+                while a.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Str(None))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Str<'a>, A::Error> {
+                while a.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Str(None))
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
 impl Row {
     /// The row of one JSONL line.
     pub fn parse(line: &str) -> Result<Row, String> {
-        let m: Map<String, Value> = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
-        let s = |k: &str| m.get(k).and_then(Value::as_str).map(str::to_owned);
-        let seq = m.get("seq").and_then(Value::as_u64).ok_or("no seq")?;
-        let time = m
-            .get("time")
-            .and_then(Value::as_str)
-            .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
-            .ok_or("no time")?;
-        let kind = s("kind").ok_or("no kind")?;
+        let f: Fields = serde_json::from_str(line).map_err(|e| format!("not a record: {e}"))?;
+        let seq = f.seq.ok_or("no seq")?;
+        let time = f.time.0.as_deref().and_then(|t| humantime::parse_rfc3339_weak(t).ok()).ok_or("no time")?;
+        let kind = f.kind.owned().ok_or("no kind")?;
         let mut rules = BTreeSet::new();
-        let mut flagged = kind == "incident" || s("event").as_deref() == Some("tool_call_refused");
-        for d in m.get("decisions").and_then(Value::as_array).into_iter().flatten() {
+        let mut flagged = kind == "incident" || f.event.0.as_deref() == Some("tool_call_refused");
+        for d in f.decisions.as_ref().and_then(Value::as_array).into_iter().flatten() {
             if let Some(r) = d.get("rule").and_then(Value::as_str) {
                 rules.insert(r.to_owned());
             }
             flagged |= d.get("action").and_then(Value::as_str) == Some("block");
         }
-        for id in m.get("redactions").and_then(Value::as_object).into_iter().flat_map(|r| r.keys()) {
+        for id in f.redactions.as_ref().and_then(Value::as_object).into_iter().flat_map(|r| r.keys()) {
             flagged |= id.starts_with("canary") || credential_rule(id);
             rules.insert(id.clone());
         }
-        for i in m.get("injections").and_then(Value::as_array).into_iter().flatten() {
+        for i in f.injections.as_ref().and_then(Value::as_array).into_iter().flatten() {
             if let Some(i) = i.as_str() {
                 rules.insert(i.to_owned());
                 flagged = true;
             }
         }
-        if let Some(r) = s("rule") {
+        if let Some(r) = f.rule.owned() {
             rules.insert(r);
         }
         let has_canary = rules.iter().any(|r| r.starts_with("canary."));
@@ -530,12 +618,12 @@ impl Row {
             seq: i64::try_from(seq).map_err(|_| "seq out of range")?,
             time,
             kind,
-            event: s("event"),
-            user_id: s("user"),
-            tenant: s("tenant"),
-            key_id: s("key_id"),
-            session: s("session"),
-            request_id: s("request_id"),
+            event: f.event.owned(),
+            user_id: f.user.owned(),
+            tenant: f.tenant.owned(),
+            key_id: f.key_id.owned(),
+            session: f.session.owned(),
+            request_id: f.request_id.owned(),
             rules: rules.into_iter().collect(),
             has_canary,
             flagged,
@@ -718,6 +806,14 @@ mod tests {
         .expect("row");
         assert!(cred.flagged, "a credential redaction is flagged");
         assert!(Row::parse(r#"{"kind":"request","time":"2026-12-03T16:18:09.000Z"}"#).is_err());
+        // Only strings fill the text columns (other values are skipped, not refused); escapes are read.
+        let odd = Row::parse(
+            r#"{"kind":"switch","seq":10,"time":"2026-12-03T16:18:09.000Z","user":null,"session":{"id":1},"rule":5,"tenant":"a\"b","event":["x"],"decisions":"none","extra":{"deep":[1,{"a":2}]}}"#,
+        )
+        .expect("row");
+        assert_eq!((odd.user_id, odd.session, odd.event), (None, None, None));
+        assert_eq!(odd.tenant.as_deref(), Some("a\"b"));
+        assert!(odd.rules.is_empty() && !odd.flagged);
     }
 
     #[test]

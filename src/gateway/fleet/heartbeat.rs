@@ -5,7 +5,6 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Weak};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::fleet::replicas::{self, Beat};
 use crate::fleet::Fleet;
@@ -28,10 +27,7 @@ async fn run(
     admin_address: Option<String>,
     mut schema_ok: bool,
 ) {
-    // To the microsecond, as PostgreSQL keeps it, so that our own row reads back equal.
-    let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-    let started_at = UNIX_EPOCH + Duration::from_micros(u64::try_from(since_epoch.as_micros()).unwrap_or(u64::MAX));
-    let pid = i32::try_from(std::process::id()).unwrap_or(i32::MAX);
+    let (started_at, pid) = (fleet.started_at, Fleet::pid());
     let settings = fleet.settings.clone();
     let bound = settings.connect_timeout + settings.statement_timeout;
     let mut tick = tokio::time::interval(settings.heartbeat_interval);
@@ -113,7 +109,7 @@ fn down(fleet: &Fleet, why: &str) {
 /// outage just leaves the row to age out after `live_after`).
 pub async fn leave(gw: &Gateway) {
     let Some(fleet) = &gw.fleet else { return };
-    let pid = i32::try_from(std::process::id()).unwrap_or(i32::MAX);
+    let pid = Fleet::pid();
     let bound = fleet.settings.connect_timeout;
     // Waits for a heartbeat in flight, and none follows.
     let mut left = fleet.status.left.lock().await;
