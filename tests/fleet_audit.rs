@@ -8,13 +8,13 @@
 
 mod common;
 
-use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::fleet::TcpGate;
 use common::{sha256_hex, Gateway};
 use serde_json::{json, Value};
 
@@ -310,63 +310,6 @@ async fn a_key_rotation_ships_across_and_a_restarted_trail_is_reported_not_overw
     assert!(why.contains("moved aside or restarted"), "{why}");
 }
 
-/// A TCP relay to PostgreSQL that the test can cut (every connection closed, new ones refused)
-/// and restore.
-struct Relay {
-    addr: String,
-    open: Arc<AtomicBool>,
-    conns: Arc<Mutex<Vec<TcpStream>>>,
-}
-
-impl Relay {
-    fn start() -> Relay {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind relay");
-        let addr = listener.local_addr().expect("addr").to_string();
-        let open = Arc::new(AtomicBool::new(true));
-        let conns: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
-        let (o, cs) = (open.clone(), conns.clone());
-        std::thread::spawn(move || {
-            for client in listener.incoming() {
-                let Ok(client) = client else { continue };
-                if !o.load(Ordering::SeqCst) {
-                    let _ = client.shutdown(Shutdown::Both);
-                    continue;
-                }
-                let Ok(server) = TcpStream::connect(PG) else { continue };
-                let mut list = cs.lock().expect("conns");
-                for s in [&client, &server] {
-                    if let Ok(s) = s.try_clone() {
-                        list.push(s);
-                    }
-                }
-                for (mut from, mut to) in
-                    [(client.try_clone(), server.try_clone()), (server.try_clone(), client.try_clone())]
-                        .into_iter()
-                        .filter_map(|(a, b)| Some((a.ok()?, b.ok()?)))
-                {
-                    std::thread::spawn(move || {
-                        let _ = std::io::copy(&mut from, &mut to);
-                        let _ = to.shutdown(Shutdown::Both);
-                        let _ = from.shutdown(Shutdown::Both);
-                    });
-                }
-            }
-        });
-        Relay { addr, open, conns }
-    }
-
-    fn cut(&self) {
-        self.open.store(false, Ordering::SeqCst);
-        for s in self.conns.lock().expect("conns").drain(..) {
-            let _ = s.shutdown(Shutdown::Both);
-        }
-    }
-
-    fn restore(&self) {
-        self.open.store(true, Ordering::SeqCst);
-    }
-}
-
 async fn metric(g: &Gateway, name: &str) -> Option<f64> {
     let resp = reqwest::Client::new()
         .get(format!("{}/metrics", g.admin))
@@ -382,12 +325,15 @@ async fn metric(g: &Gateway, name: &str) -> Option<f64> {
 /// every record of its trail is in `audit_records` exactly once. Returns the overflow count.
 async fn outage(queue: &str, n: usize) -> f64 {
     let db = TestDb::new().await;
-    let relay = Relay::start();
+    let relay = TcpGate::new(PG.parse().expect("postgres address"));
     let replica = "h5-outage";
     let tmp = tempfile::tempdir().expect("tempdir");
     let extra = format!("audit_queue_bytes = \"{queue}\"\naudit_batch = 50");
-    std::fs::write(tmp.path().join("policy.toml"), policy(&fleet_section(&db.name, &relay.addr, replica, &extra)))
-        .expect("policy");
+    std::fs::write(
+        tmp.path().join("policy.toml"),
+        policy(&fleet_section(&db.name, &relay.addr().to_string(), replica, &extra)),
+    )
+    .expect("policy");
     let mut g = Gateway::spawn(tmp.path());
     let trail = tmp.path().join("audit.jsonl");
     // The shipper is up: a first request's record arrives.

@@ -12,6 +12,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use common::fleet::TcpGate;
 use common::{sha256_hex, Gateway, ADMIN_TOKEN};
 use serde_json::{json, Value};
 use upstream::mcp::{McpClient, McpServer, PROTOCOL_VERSION};
@@ -86,63 +87,6 @@ impl Drop for Db {
     }
 }
 
-/// A TCP relay in front of PostgreSQL: `cut()` closes every relayed connection and refuses new
-/// ones (an outage the test controls; the shared server is never stopped).
-struct Gate {
-    addr: std::net::SocketAddr,
-    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    conns: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
-}
-
-impl Gate {
-    fn new(target: std::net::SocketAddr) -> Gate {
-        use std::net::{TcpListener, TcpStream};
-        let l = TcpListener::bind("127.0.0.1:0").expect("bind gate");
-        let addr = l.local_addr().expect("gate addr");
-        let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let conns: std::sync::Arc<std::sync::Mutex<Vec<TcpStream>>> = Default::default();
-        let (c, k) = (cut.clone(), conns.clone());
-        std::thread::spawn(move || {
-            for inbound in l.incoming() {
-                let Ok(inbound) = inbound else { continue };
-                if c.load(Ordering::SeqCst) {
-                    drop(inbound);
-                    continue;
-                }
-                let Ok(outbound) = TcpStream::connect(target) else { continue };
-                let mut list = k.lock().expect("gate list");
-                for s in [&inbound, &outbound] {
-                    if let Ok(s) = s.try_clone() {
-                        list.push(s);
-                    }
-                }
-                drop(list);
-                for (mut from, mut to) in
-                    [(inbound.try_clone().expect("clone"), outbound.try_clone().expect("clone")), (outbound, inbound)]
-                {
-                    std::thread::spawn(move || {
-                        let _ = std::io::copy(&mut from, &mut to);
-                        let _ = to.shutdown(std::net::Shutdown::Both);
-                        let _ = from.shutdown(std::net::Shutdown::Both);
-                    });
-                }
-            }
-        });
-        Gate { addr, cut, conns }
-    }
-
-    fn cut(&self) {
-        self.cut.store(true, Ordering::SeqCst);
-        for s in self.conns.lock().expect("gate list").drain(..) {
-            let _ = s.shutdown(std::net::Shutdown::Both);
-        }
-    }
-
-    fn restore(&self) {
-        self.cut.store(false, Ordering::SeqCst);
-    }
-}
-
 /// The address of the PostgreSQL server the tests use.
 fn pg_addr() -> std::net::SocketAddr {
     use std::net::ToSocketAddrs;
@@ -154,7 +98,7 @@ fn pg_addr() -> std::net::SocketAddr {
 }
 
 /// `url_of(db)` through `gate`.
-fn url_through(gate: &Gate, db: &str) -> String {
+fn url_through(gate: &TcpGate, db: &str) -> String {
     let url = url_of(db);
     let (head, rest) = url.split_once("://").expect("a URL");
     let (auth, tail) = match rest.rsplit_once('@') {
@@ -162,7 +106,7 @@ fn url_through(gate: &Gate, db: &str) -> String {
         None => (String::new(), rest),
     };
     let path = tail.split_once('/').map_or("", |(_, p)| p);
-    format!("{head}://{auth}{}/{path}", gate.addr)
+    format!("{head}://{auth}{}/{path}", gate.addr())
 }
 
 /// Three replicas on one database. Fields drop in order: the processes, then their directories.
@@ -170,7 +114,7 @@ struct Fleet {
     gws: Vec<Gateway>,
     db: Db,
     /// In front of PostgreSQL for every replica (`start_gated`).
-    gate: Option<Gate>,
+    gate: Option<TcpGate>,
     _dirs: Vec<tempfile::TempDir>,
 }
 
@@ -181,7 +125,7 @@ impl Fleet {
         Fleet::launch(body, env, false)
     }
 
-    /// Like [`Fleet::start`], every replica reaching PostgreSQL through one [`Gate`].
+    /// Like [`Fleet::start`], every replica reaching PostgreSQL through one [`TcpGate`].
     fn start_gated(body: &str) -> Fleet {
         Fleet::launch(body, &[], true)
     }
@@ -189,7 +133,7 @@ impl Fleet {
     fn launch(body: &str, env: &[(&str, &str)], gated: bool) -> Fleet {
         static N: AtomicU32 = AtomicU32::new(0);
         let db = Db::create();
-        let gate = gated.then(|| Gate::new(pg_addr()));
+        let gate = gated.then(|| TcpGate::new(pg_addr()));
         let prefix = format!("h4fbt-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
         let policy = format!(
             "{body}\n[fleet]\npostgres_url_env = \"{PG_ENV}\"\nredis_url_env = \"{REDIS_ENV}\"\nredis_prefix = \"{prefix}\"\n\

@@ -4,10 +4,11 @@
 //!
 //! Every test uses its own key prefix `h3_<pid>_<n>` and deletes its keys at the end.
 
-use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+mod common;
+
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use firebreak::config::fleet::{FleetSettings, Migrate, UrlSource};
@@ -16,6 +17,8 @@ use firebreak::fleet::windows::{Count, Hit, WindowCounter};
 use firebreak::fleet::Fleet;
 use firebreak::gateway::ratelimit::{Limiter, RateLimiter};
 use firebreak::incident::window::Windows;
+
+use common::fleet::TcpGate;
 
 const REDIS: &str = "127.0.0.1:6379";
 
@@ -209,78 +212,11 @@ async fn limiter_on_a_closed_port_falls_back_to_the_divided_limit() {
     assert!(limiter.check("erin", 0).await.is_err());
 }
 
-/// A TCP relay to Redis that can be cut (every connection closed, new ones closed at once) and
-/// restored.
-struct Relay {
-    addr: SocketAddr,
-    cut: Arc<AtomicBool>,
-    conns: Arc<Mutex<Vec<TcpStream>>>,
-}
-
-impl Relay {
-    fn start() -> Relay {
-        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let addr = l.local_addr().expect("addr");
-        let cut = Arc::new(AtomicBool::new(false));
-        let conns: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
-        let (c, cs) = (cut.clone(), conns.clone());
-        std::thread::spawn(move || {
-            for s in l.incoming() {
-                let Ok(down) = s else { continue };
-                if c.load(Relaxed) {
-                    let _ = down.shutdown(Shutdown::Both);
-                    continue;
-                }
-                let Ok(up) = TcpStream::connect(REDIS) else { continue };
-                let mut list = cs.lock().expect("lock");
-                for s in [&down, &up] {
-                    if let Ok(s) = s.try_clone() {
-                        list.push(s);
-                    }
-                }
-                drop(list);
-                pipe(down.try_clone().expect("clone"), up.try_clone().expect("clone"));
-                pipe(up, down);
-            }
-        });
-        Relay { addr, cut, conns }
-    }
-
-    fn cut(&self) {
-        self.cut.store(true, Relaxed);
-        for s in self.conns.lock().expect("lock").drain(..) {
-            let _ = s.shutdown(Shutdown::Both);
-        }
-    }
-
-    fn restore(&self) {
-        self.cut.store(false, Relaxed);
-    }
-}
-
-fn pipe(mut from: TcpStream, mut to: TcpStream) {
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 16 * 1024];
-        loop {
-            match from.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    if to.write_all(&buf[..n]).is_err() {
-                        break;
-                    }
-                }
-            }
-        }
-        let _ = to.shutdown(Shutdown::Both);
-        let _ = from.shutdown(Shutdown::Both);
-    });
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limiter_falls_back_while_redis_is_cut_then_resumes() {
-    let relay = Relay::start();
+    let relay = TcpGate::new(REDIS.parse().expect("redis address"));
     let p = prefix();
-    let f = fleet(&relay.addr.to_string(), &p, Duration::from_secs(1));
+    let f = fleet(&relay.addr().to_string(), &p, Duration::from_secs(1));
     f.status.live_replicas.store(2, Relaxed);
     let limiter = Limiter::Fleet { fleet: f.clone(), local: RateLimiter::default() };
     // Up: counted in Redis (4/min fleet-wide).
