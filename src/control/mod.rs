@@ -585,10 +585,7 @@ impl Admin {
         let all = query.unwrap_or("").split('&').any(|p| p == "all" || p == "all=true" || p == "all=1");
         let reloaded = self.gw.reload(&who.id).await;
         let fleet = if all {
-            let own = match &reloaded {
-                Ok(p) => (true, json!({ "policy_hash": p.content_sha256 })),
-                Err(e) => (false, json!({ "error": e.to_string() })),
-            };
+            let own = crate::gateway::fleet::commands::reload_result(&reloaded);
             crate::gateway::fleet::commands::issue_and_wait(
                 &self.gw,
                 crate::fleet::commands::Kind::Reload,

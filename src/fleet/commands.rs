@@ -132,8 +132,9 @@ pub async fn record_result(fleet: &Fleet, id: i64, ok: bool, detail: &Value) -> 
     Ok(())
 }
 
-/// Whether this replica has a result for command `id` already.
-pub async fn has_result(fleet: &Fleet, id: i64) -> Result<bool, FleetError> {
+/// Whether this replica has a result for command `id` already (the tests' check).
+#[cfg(test)]
+async fn has_result(fleet: &Fleet, id: i64) -> Result<bool, FleetError> {
     let c = fleet.db.client().await?;
     let row = c
         .query_opt(

@@ -30,13 +30,9 @@ macro_rules! ts {
 /// The columns an [`Incident`] is assembled from, in [`assemble`]'s order.
 const COLUMNS: &str = concat!("id, status, firings, ", ts!("first_seen"), ", ", ts!("last_seen"), ", doc");
 
-/// A statement error: `Unavailable` when the connection is gone, `Db` when the server refused it.
+/// [`super::db::statement_error`] by value, for `map_err`.
 pub(crate) fn pg(e: tokio_postgres::Error) -> FleetError {
-    if e.as_db_error().is_some() {
-        FleetError::Db(super::db::db_error(&e))
-    } else {
-        FleetError::Unavailable(super::db::db_error(&e))
-    }
+    super::db::statement_error(&e)
 }
 
 /// `INC-00042` for row 42.

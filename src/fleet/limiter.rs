@@ -42,10 +42,9 @@ pub async fn check(fleet: &Fleet, user: &str, rpm: u32) -> Option<Result<(), Dur
 /// The per-replica limit while Redis is down: the fleet limit divided by the live replicas,
 /// rounded down but never below 1/min (stricter than the fleet limit, never looser: fail closed).
 pub fn fallback_rpm(rpm: u32, live_replicas: u32) -> u32 {
-    if rpm == 0 {
-        return 0;
-    }
-    (rpm / live_replicas.max(1)).max(1)
+    // The trigger windows' division: 0 stays 0, otherwise at least 1.
+    let per = crate::incident::window::divided(u64::from(rpm), u64::from(live_replicas));
+    u32::try_from(per).unwrap_or(rpm)
 }
 
 /// The fallback limit for `rpm` on this replica now, counting the fallback.

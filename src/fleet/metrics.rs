@@ -26,8 +26,6 @@ pub struct FleetMetrics {
     pub redis_fallback_ratelimit: AtomicU64,
     /// Trigger-window adds counted locally because Redis was unreachable.
     pub redis_fallback_window: AtomicU64,
-    /// Gauge: audit records written locally and not yet in PostgreSQL.
-    pub audit_backlog: AtomicU64,
     /// Audit records shipped.
     pub audit_shipped: AtomicU64,
     /// Chunks dropped from the shipper's queue (the JSONL has them; a catch-up follows).
@@ -92,7 +90,7 @@ impl FleetMetrics {
             "audit_backlog",
             "gauge",
             "Audit records written locally and not yet in PostgreSQL.",
-            self.audit_backlog.load(Relaxed),
+            status.written_seq.load(Relaxed).saturating_sub(status.shipped_seq.load(Relaxed)),
         );
         one("audit_shipped_total", "counter", "Audit records shipped to PostgreSQL.", self.audit_shipped.load(Relaxed));
         one(

@@ -154,11 +154,6 @@ pub async fn leave(db: &FleetDb, id: &str, pid: i32) -> Result<(), FleetError> {
 }
 
 /// Replicas heard from within `live_after` (at least 1: the caller).
-pub async fn live_count(db: &FleetDb, live_after: Duration) -> Result<u32, FleetError> {
-    let client = db.client().await?;
-    live_count_with(&client, live_after).await
-}
-
 async fn live_count_with(client: &deadpool_postgres::Object, live_after: Duration) -> Result<u32, FleetError> {
     let n: i64 = client
         .query_one(

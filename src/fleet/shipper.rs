@@ -24,7 +24,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::Value;
 
-use super::{db::db_error, Fleet, FleetError, FleetStatus};
+use super::db::{db_error, statement_error};
+use super::{Fleet, FleetError, FleetStatus};
 use crate::audit::{Audit, Chunk, ShipperQueue};
 
 /// Backlog (records) past which the replica reports itself degraded.
@@ -230,7 +231,6 @@ impl Shipper {
         let written = self.written();
         f.status.written_seq.store(written, Relaxed);
         f.status.shipped_seq.store(self.shipped, Relaxed);
-        f.metrics.audit_backlog.store(written.saturating_sub(self.shipped), Relaxed);
         f.metrics.audit_queue_overflow.store(self.queue.overflows(), Relaxed);
     }
 
@@ -242,7 +242,7 @@ impl Shipper {
                 &[&self.fleet.replica_id],
             )
             .await
-            .map_err(|e| FleetError::Db(db_error(&e)))?;
+            .map_err(|e| statement_error(&e))?;
         Ok(row.get::<_, i64>(0).max(0) as u64)
     }
 
@@ -400,7 +400,7 @@ impl Shipper {
 
     async fn insert(&self) -> Result<(), FleetError> {
         let c = self.fleet.db.client().await?;
-        let st = c.prepare_cached(INSERT).await.map_err(|e| FleetError::Db(db_error(&e)))?;
+        let st = c.prepare_cached(INSERT).await.map_err(|e| statement_error(&e))?;
         let b = &self.batch;
         c.execute(
             &st,
@@ -422,7 +422,7 @@ impl Shipper {
             ],
         )
         .await
-        .map_err(|e| FleetError::Db(db_error(&e)))?;
+        .map_err(|e| statement_error(&e))?;
         Ok(())
     }
 
@@ -589,6 +589,11 @@ impl Row {
     /// The row of one JSONL line.
     pub fn parse(line: &str) -> Result<Row, String> {
         let f: Fields = serde_json::from_str(line).map_err(|e| format!("not a record: {e}"))?;
+        Row::from_fields(f, line)
+    }
+
+    /// The row of `line`, its fields already read.
+    fn from_fields(f: Fields<'_>, line: &str) -> Result<Row, String> {
         let seq = f.seq.ok_or("no seq")?;
         let time = f.time.0.as_deref().and_then(|t| humantime::parse_rfc3339_weak(t).ok()).ok_or("no time")?;
         let kind = f.kind.owned().ok_or("no kind")?;
@@ -733,10 +738,6 @@ struct Read {
 /// Reads the trail from `start` (a line boundary), skipping records with `seq <= after` and
 /// stopping before the first with `seq > until`, after `max` records, or at an incomplete line.
 fn read_lines(path: &Path, start: u64, after: u64, until: u64, max: usize) -> std::io::Result<Read> {
-    #[derive(serde::Deserialize)]
-    struct Seq {
-        seq: u64,
-    }
     let mut f = std::fs::File::open(path)?;
     let mut read = Read { end_offset: start, ..Read::default() };
     if f.metadata()?.len() < start {
@@ -755,7 +756,7 @@ fn read_lines(path: &Path, start: u64, after: u64, until: u64, max: usize) -> st
             return Ok(read);
         }
         let body = &line[..n - 1];
-        let Ok(Seq { seq }) = serde_json::from_slice::<Seq>(body) else {
+        let Some((text, fields, seq)) = record_of(body) else {
             // Not a record (cannot happen in a trail the writer wrote); skipped, verify names it.
             read.end_offset += n as u64;
             continue;
@@ -769,8 +770,7 @@ fn read_lines(path: &Path, start: u64, after: u64, until: u64, max: usize) -> st
         if seq <= after {
             continue;
         }
-        let text = String::from_utf8_lossy(body);
-        match Row::parse(&text) {
+        match Row::from_fields(fields, text) {
             Ok(row) => read.rows.push(row),
             Err(e) => tracing::error!(seq, error = %e, "an audit record cannot be shipped"),
         }
@@ -778,6 +778,14 @@ fn read_lines(path: &Path, start: u64, after: u64, until: u64, max: usize) -> st
             return Ok(read);
         }
     }
+}
+
+/// A trail line read once: its text, its fields and its seq (`None`: not a record).
+fn record_of(body: &[u8]) -> Option<(&str, Fields<'_>, u64)> {
+    let text = std::str::from_utf8(body).ok()?;
+    let fields: Fields = serde_json::from_str(text).ok()?;
+    let seq = fields.seq?;
+    Some((text, fields, seq))
 }
 
 #[cfg(test)]

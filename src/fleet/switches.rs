@@ -223,14 +223,6 @@ impl Fleet {
         Ok(Some(remote))
     }
 
-    /// The shared version alone (cheap: the poll's question); `None` when never seeded.
-    pub async fn version(&self) -> Result<Option<u64>, FleetError> {
-        let client = self.db.client().await?;
-        let row =
-            client.query_opt("SELECT version FROM switch_state WHERE id", &[]).await.map_err(|e| stmt_error(&e))?;
-        Ok(row.map(|r| u64::try_from(r.get::<_, i64>(0)).unwrap_or(0)))
-    }
-
     /// Seeds an empty `switch_state` with `snap` (a single node moving to a fleet keeps its
     /// switches). True when this replica's insert won; false when a row was there already.
     pub async fn seed(&self, snap: &Snapshot) -> Result<bool, FleetError> {

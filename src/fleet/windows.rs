@@ -110,6 +110,7 @@ impl WindowCounter {
         out
     }
 
+    /// Not called by the gateway yet (corroboration is counted per replica, in the engine).
     /// Counts a firing's corroboration event (`incident::corroboration_hit`) fleet-wide, in the
     /// trigger's window `<prefix>:c:<trigger>`: its count and whether it reached the
     /// corroboration (the window then re-arms). `None` in single-node mode or while Redis does not

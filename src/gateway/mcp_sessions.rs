@@ -42,17 +42,20 @@ impl Default for McpSessions {
 
 impl McpSessions {
     /// Binds a session `server` handed out to the key `key_id` (this process only).
-    pub fn bind(&self, server: &str, session: &str, key_id: &str) {
+    #[cfg(test)]
+    fn bind(&self, server: &str, session: &str, key_id: &str) {
         self.cache.insert(binding(server, session), Arc::from(key_id));
     }
 
     /// The key id a session of `server` is bound to, if this process saw it handed out.
-    pub fn lookup(&self, server: &str, session: &str) -> Option<Arc<str>> {
+    #[cfg(test)]
+    fn lookup(&self, server: &str, session: &str) -> Option<Arc<str>> {
         self.cache.get(&binding(server, session))
     }
 
     /// Forgets a session of `server` (the client ended it).
-    pub fn forget(&self, server: &str, session: &str) {
+    #[cfg(test)]
+    fn forget(&self, server: &str, session: &str) {
         self.invalidate(&binding(server, session));
     }
 

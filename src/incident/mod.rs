@@ -324,8 +324,9 @@ impl Observed {
 
 /// A firing's source as an event in its trigger's corroboration window (one window per trigger,
 /// `key` empty): the MCP server it came from, else the tenant, else the user, as a distinct label.
-/// It fires at `[incidents] corroboration` distinct sources (threshold one less). The fleet counts
-/// it in Redis (`fleet::windows::WindowCounter::corroborate`), a single node in the engine.
+/// It fires at `[incidents] corroboration` distinct sources (threshold one less). Counted in the
+/// engine (`Engine::corroboration`), on each replica alike: `fleet::windows::WindowCounter::corroborate`
+/// can count it in Redis fleet-wide, but the gateway does not call it yet.
 pub fn corroboration_hit(policy: &Policy, trigger: &Trigger, target: &Target, server: Option<&str>) -> Hit {
     let source = match (server, &target.tenant, &target.user) {
         (Some(s), _, _) => format!("server\u{0}{s}"),
@@ -358,8 +359,9 @@ pub fn corroborated_by(policy: &Policy, trigger: &Trigger, rule: &str, n: u64, c
     }
 }
 
-/// Each (trigger, principal) counted in `windows` now, with its count: see
-/// [`Engine::window_counts`].
+/// Each (trigger, principal) counted in `windows` now, with its count. The principal is the user
+/// (with the MCP server for a server trigger); a session's count names the session by its digest
+/// only.
 pub fn window_counts(windows: &Windows, policy: &Policy) -> Vec<(String, String, u64)> {
     let ip = &policy.incidents;
     let window_of = |k: &str| ip.triggers.get(k.split('\u{0}').next()?).map(|t| t.window);
@@ -658,13 +660,6 @@ impl Engine {
     pub async fn joins_only(&self, firings: &[Firing], target: &Target, server: Option<&str>) -> bool {
         let book = self.book.lock().await;
         firings.iter().all(|f| book.open_incident(&f.trigger.name, target, server).is_some())
-    }
-
-    /// Each (trigger, principal) counted in a trigger window now, with its count. The principal
-    /// is the user (with the MCP server for a server trigger); a session's count names the session
-    /// by its digest only.
-    pub fn window_counts(&self, policy: &Policy) -> Vec<(String, String, u64)> {
-        window_counts(&self.windows, policy)
     }
 
     /// Fleet mode: the incidents recorded in this replica's file while PostgreSQL was unreachable

@@ -178,7 +178,12 @@ async fn run_one(gw: &Gateway, fleet: &Fleet, c: &Command) {
 /// A reload as a command result: `(true, {"policy_hash"})` (the hash `admin fleet` compares:
 /// `Policy.content_sha256`) or `(false, {"error"})`.
 pub async fn reload(gw: &Gateway, actor: &str) -> (bool, Value) {
-    match gw.reload(actor).await {
+    reload_result(&gw.reload(actor).await)
+}
+
+/// A reload's outcome as a command result (also this replica's own, for `reload --all`).
+pub fn reload_result(r: &Result<Arc<crate::config::Policy>, crate::gateway::ReloadError>) -> (bool, Value) {
+    match r {
         Ok(p) => (true, json!({ "policy_hash": p.content_sha256 })),
         Err(e) => (false, json!({ "error": e.to_string() })),
     }
