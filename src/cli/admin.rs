@@ -338,7 +338,13 @@ async fn run_async(a: Args) -> anyhow::Result<ExitCode> {
     let token = std::env::var(&a.token_env).with_context(|| format!("set the admin token in ${}", a.token_env))?;
     let actor = a.actor.clone().or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "cli".into());
     let reason = a.reason.clone().unwrap_or_else(|| "no reason given (firebreak admin)".into());
-    let (method, path, body) = if a.local {
+    // `lift` ends break-glass overrides, with or without `--local`.
+    let (method, path, body) = if let Cmd::Lift { id } = &a.cmd {
+        match id {
+            Some(id) => ("DELETE", format!("/admin/v1/local/switches/{id}"), None),
+            None => ("DELETE", "/admin/v1/local/switches".to_owned(), None),
+        }
+    } else if a.local {
         match &a.cmd {
             Cmd::Level { .. } | Cmd::SafeMode { mode: OnOff::On } => {
                 let act = action(&a.cmd)?.unwrap_or_default();
@@ -348,15 +354,8 @@ async fn run_async(a: Args) -> anyhow::Result<ExitCode> {
             Cmd::SafeMode { mode: OnOff::Off } => {
                 bail!("a local override only tightens: to end a local safe mode, lift it (`firebreak admin --local lift [ID]`)")
             }
-            Cmd::Lift { id: Some(id) } => ("DELETE", format!("/admin/v1/local/switches/{id}"), None),
-            Cmd::Lift { id: None } => ("DELETE", "/admin/v1/local/switches".to_owned(), None),
             Cmd::State => ("GET", "/admin/v1/state".to_owned(), None),
             _ => bail!("--local is accepted only with `level`, `safe-mode on`, `lift` and `state`"),
-        }
-    } else if let Cmd::Lift { id } = &a.cmd {
-        match id {
-            Some(id) => ("DELETE", format!("/admin/v1/local/switches/{id}"), None),
-            None => ("DELETE", "/admin/v1/local/switches".to_owned(), None),
         }
     } else if let Some(act) = action(&a.cmd)? {
         let mut batch = json!({"actions": [strip_nulls(act)], "reason": reason, "actor": actor});

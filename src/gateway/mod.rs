@@ -418,6 +418,12 @@ impl Gateway {
         }
     }
 
+    /// Puts `policy` (the policy in force, its scanner extended with new canaries) in force with
+    /// `active`'s clients.
+    fn store_policy(&self, active: &Active, policy: crate::config::Policy) {
+        self.active.store(Arc::new(Active { policy: Arc::new(policy), clients: active.clients.clone() }));
+    }
+
     /// The canary-issuing apply (every apply in fleet mode), with `reload_lock` held by the caller.
     async fn apply_with_scanner(
         &self,
@@ -431,7 +437,7 @@ impl Gateway {
             .state
             .apply_with(batch, &active.policy, |next| {
                 let policy = next.canaries.extend_scanner(&active.policy)?;
-                self.active.store(Arc::new(Active { policy: Arc::new(policy), clients: active.clients.clone() }));
+                self.store_policy(active, policy);
                 Ok(())
             })
             .await?;
@@ -482,7 +488,7 @@ impl Gateway {
                 e => e,
             })?;
         if let Some(policy) = scanner {
-            self.active.store(Arc::new(Active { policy: Arc::new(policy), clients: active.clients.clone() }));
+            self.store_policy(active, policy);
         }
         let before = committed.before;
         let from = Some((fleet.replica_id.clone(), committed.committed_at_us));
@@ -560,9 +566,7 @@ impl Gateway {
         }
         if snap.canaries != base.canaries {
             match snap.canaries.extend_scanner(&active.policy) {
-                Ok(policy) => {
-                    self.active.store(Arc::new(Active { policy: Arc::new(policy), clients: active.clients.clone() }))
-                }
+                Ok(policy) => self.store_policy(active, policy),
                 Err(e) => {
                     // Never install a snapshot whose canaries this replica could not detect.
                     tracing::error!(error = %e, version = snap.version, "fleet snapshot not installed: its canaries cannot be added to the scanner");
@@ -603,7 +607,7 @@ impl Gateway {
                     .canaries
                     .extend_scanner(&active.policy)
                     .map_err(|e| ApplyError::Invalid(vec![crate::state::ActionError::at(0, e)]))?;
-                self.active.store(Arc::new(Active { policy: Arc::new(policy), clients: active.clients.clone() }));
+                self.store_policy(active, policy);
                 return Ok(true);
             }
             let batch = crate::state::Batch {

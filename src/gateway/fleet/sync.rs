@@ -261,15 +261,8 @@ async fn sync_once(fleet: &Arc<Fleet>, gw: &Arc<Gateway>, wake: Wake) {
     if remote.version >= applied {
         clear_own_problem(fleet);
     }
-    let offline = gw
-        .state
-        .local()
-        .entries
-        .iter()
-        .any(|e| matches!(e.origin, crate::state::local::Origin::OfflineContainment { .. }));
-    if offline {
-        gw.replay_offline_containment().await;
-    }
+    // Offline containment waiting for the database is committed now (nothing when there is none).
+    gw.replay_offline_containment().await;
     if remote.version <= applied {
         return;
     }
