@@ -471,8 +471,9 @@ fn client_meta(c: &mut Criterion) {
     let meta = ClientMeta::of(&ext, &typical);
     g.bench_function("record_user_agent", |b| {
         b.iter(|| {
-            let r = firebreak::audit::Record::new("request");
-            black_box(meta.into_record(r, &policy.scanner, &policy.listen.trusted_proxies))
+            let mut r = firebreak::audit::Exchange::new("request", "decision", String::new());
+            meta.fill(&mut r, &policy.scanner, &policy.listen.trusted_proxies);
+            black_box(r)
         })
     });
     g.finish();

@@ -415,6 +415,33 @@ impl RuleId {
     }
 }
 
+/// One decision: the rule and what it did (`allow`, `block`, `modify`, `redact`, …). In the trail:
+/// `{"action": …, "rule": …}` (keys in the trail's canonical, sorted order).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// The rule.
+    pub rule: RuleId,
+    /// What it did.
+    pub action: Verdict,
+}
+
+impl Decision {
+    /// A decision of a fixed rule.
+    pub fn new(rule: Rule, action: Verdict) -> Decision {
+        Decision { rule: RuleId::Fixed(rule), action }
+    }
+}
+
+impl Serialize for Decision {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(2))?;
+        m.serialize_entry("action", &self.action)?;
+        m.serialize_entry("rule", &self.rule)?;
+        m.end()
+    }
+}
+
 impl From<Rule> for RuleId {
     fn from(r: Rule) -> RuleId {
         RuleId::Fixed(r)

@@ -10,6 +10,7 @@
 //! put in a record: callers pass key ids, rule ids and locations, never matched values, and strings
 //! the client chose go through [`client_text`]; session ids are stored as [`session_digest`]s.
 
+mod exchange;
 mod key;
 mod ship;
 mod verify;
@@ -17,6 +18,7 @@ mod writer;
 
 use serde_json::{Map, Value};
 
+pub use exchange::Exchange;
 pub(crate) use key::head_message;
 pub use key::{default_key_path, writing_key, AuditKey};
 pub use ship::{shipper_channel, Chunk, ShipperHandle, ShipperQueue};
@@ -33,7 +35,8 @@ pub fn head_path(path: &std::path::Path) -> std::path::PathBuf {
     s.into()
 }
 
-/// A record being built: `kind` plus fields. `seq`, `time`, `prev` and `hash` are added by the writer.
+/// A record being built: `kind` plus fields. `seq`, `time`, `prev` and `kid` are added by the
+/// writer. The request path's records are typed instead ([`Exchange`]).
 #[derive(Debug, Clone)]
 pub struct Record(Map<String, Value>);
 
@@ -62,6 +65,28 @@ impl Record {
             Some(v) => self.with(key, v),
             None => self,
         }
+    }
+}
+
+/// What the writer appends: a control-plane [`Record`] (switches, policies, incidents, …) or an
+/// exchange's typed record, serialised straight from its fields.
+#[derive(Debug, Clone)]
+pub enum Entry {
+    /// A record built as a map.
+    Fields(Record),
+    /// The record of an exchange (the request path's record).
+    Exchange(Box<Exchange>),
+}
+
+impl From<Record> for Entry {
+    fn from(r: Record) -> Entry {
+        Entry::Fields(r)
+    }
+}
+
+impl From<Exchange> for Entry {
+    fn from(e: Exchange) -> Entry {
+        Entry::Exchange(Box::new(e))
     }
 }
 

@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Map, Value};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use super::{head_path, AuditKey, Record, GENESIS};
+use super::exchange::ChainFields;
+use super::{head_path, AuditKey, Entry, Record, GENESIS};
 use crate::config::AuditSettings;
 use crate::metrics::Metrics;
 
@@ -54,7 +55,7 @@ pub enum AuditError {
 
 struct Msg {
     /// None: a barrier (see [`Audit::flush`]).
-    record: Option<Record>,
+    record: Option<Entry>,
     ack: Option<oneshot::Sender<Result<u64, String>>>,
     /// The ack waits for fsync (not only for the write).
     durable: bool,
@@ -79,6 +80,36 @@ struct Health {
 
 /// Record kinds the alert tap takes; every other record (requests, MCP calls) is not even cloned.
 pub const TAPPED_KINDS: [&str; 4] = ["incident", "switch", "circuit", "fleet"];
+
+/// A record the writer has just chained, for the tap and the live feed.
+enum Fields {
+    Map(Map<String, Value>),
+    Exchange(Box<super::Exchange>),
+}
+
+impl Fields {
+    /// The record's `prev`.
+    fn prev(&self) -> &str {
+        match self {
+            Fields::Map(m) => m.get("prev").and_then(Value::as_str).unwrap_or_default(),
+            Fields::Exchange(e) => e.chain.as_ref().map_or("", |c| c.prev.as_str()),
+        }
+    }
+
+    /// What a live subscriber sees of it ([`FEED_FIELDS`]).
+    fn summary(&self) -> Option<Map<String, Value>> {
+        let pick = |m: &Map<String, Value>| -> Map<String, Value> {
+            FEED_FIELDS.iter().filter_map(|k| m.get(*k).map(|v| ((*k).to_owned(), v.clone()))).collect()
+        };
+        match self {
+            Fields::Map(m) => Some(pick(m)),
+            Fields::Exchange(e) => match serde_json::to_value(&**e) {
+                Ok(Value::Object(m)) => Some(pick(&m)),
+                _ => None,
+            },
+        }
+    }
+}
 
 impl Health {
     /// Hands a record to the alert tap without ever waiting: a full tap drops it (counted by the
@@ -324,18 +355,18 @@ impl Audit {
     }
 
     /// Queues a record (waits only when the queue is full: backpressure, never loss).
-    pub async fn record(&self, record: Record) {
-        if self.tx.send(Msg { record: Some(record), ack: None, durable: false }).await.is_err() {
+    pub async fn record(&self, record: impl Into<Entry>) {
+        if self.tx.send(Msg { record: Some(record.into()), ack: None, durable: false }).await.is_err() {
             tracing::error!("audit writer stopped; a record was lost");
         }
     }
 
     /// Writes a record and waits until it is on disk (fsynced). Returns its seq. Fails as soon as the
     /// write or the fsync fails (the record stays queued and is written once the disk recovers).
-    pub async fn record_durable(&self, record: Record) -> Result<u64, AuditError> {
+    pub async fn record_durable(&self, record: impl Into<Entry>) -> Result<u64, AuditError> {
         let (tx, rx) = oneshot::channel();
         self.tx
-            .send(Msg { record: Some(record), ack: Some(tx), durable: true })
+            .send(Msg { record: Some(record.into()), ack: Some(tx), durable: true })
             .await
             .map_err(|_| AuditError::Closed)?;
         match rx.await {
@@ -394,7 +425,7 @@ impl Writer {
         let mut acks: Vec<(oneshot::Sender<Result<u64, String>>, u64)> = Vec::new();
         if !first.is_empty() {
             for (r, key) in first {
-                self.append_with(r, Some(&key));
+                self.append_with(Entry::Fields(r), Some(&key));
             }
             // At once, not with the first request: a recovery or a rotation is never left unsaid.
             let _ = self.write(true);
@@ -464,51 +495,69 @@ impl Writer {
     /// Chains, MACs and serialises one record into the pending buffer (or drops it, counted, when
     /// the buffer is full because the trail has been failing for long).
     /// False when the record was dropped.
-    fn append(&mut self, record: Record) -> bool {
+    fn append(&mut self, record: Entry) -> bool {
         self.append_with(record, None)
     }
 
     /// [`Writer::append`] with another key than the writer's (the old one, for `key_rotated`).
-    fn append_with(&mut self, record: Record, other_key: Option<&AuditKey>) -> bool {
+    fn append_with(&mut self, record: Entry, other_key: Option<&AuditKey>) -> bool {
         if self.pending.len() >= MAX_PENDING {
             self.metrics.audit_dropped();
             return false;
         }
-        let mut m = record.0;
-        super::digest_sessions(&mut m);
-        self.chain.seq += 1;
-        m.insert("seq".into(), Value::from(self.chain.seq));
-        m.insert(
-            "time".into(),
-            Value::from(humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()),
-        );
-        m.insert("prev".into(), Value::from(std::mem::take(&mut self.chain.mac)));
         let key = other_key.unwrap_or(&self.key);
-        m.insert("kid".into(), Value::from(key.id()));
+        let chain = ChainFields {
+            seq: self.chain.seq + 1,
+            time: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+            prev: std::mem::take(&mut self.chain.mac),
+            kid: key.id().to_owned(),
+        };
         let start = self.pending.len();
-        // serde_json's Map is ordered by key, so these are the canonical bytes the verifier MACs
-        // again; `mac` is appended as the last key (readers parse the line into a map: order is free).
-        if let Err(e) = serde_json::to_writer(&mut self.pending, &m) {
-            // Cannot happen for a map of JSON values; the record is dropped, the chain unchanged.
+        // Both shapes serialise with their keys sorted (serde_json's Map is ordered by key; an
+        // `Exchange` writes its fields in key order): the canonical bytes the verifier MACs again.
+        // `mac` is appended as the last key (readers parse the line into a map: order is free).
+        let (written, fields) = match record {
+            Entry::Fields(r) => {
+                let mut m = r.0;
+                super::digest_sessions(&mut m);
+                m.insert("seq".into(), Value::from(chain.seq));
+                m.insert("time".into(), Value::from(chain.time));
+                m.insert("prev".into(), Value::from(chain.prev));
+                m.insert("kid".into(), Value::from(chain.kid));
+                (serde_json::to_writer(&mut self.pending, &m), Fields::Map(m))
+            }
+            Entry::Exchange(mut e) => {
+                if let Some(s) = e.session.as_mut() {
+                    *s = super::session_digest(s);
+                }
+                e.chain = Some(chain);
+                (serde_json::to_writer(&mut self.pending, &*e), Fields::Exchange(e))
+            }
+        };
+        if let Err(e) = written {
+            // Cannot happen for JSON values and strings; the record is dropped, the chain unchanged.
             tracing::error!(error = %e, "an audit record could not be serialised");
             self.pending.truncate(start);
-            self.chain.seq -= 1;
-            self.chain.mac = m.get("prev").and_then(Value::as_str).unwrap_or_default().to_owned();
+            self.chain.mac = fields.prev().to_owned();
             self.metrics.audit_dropped();
             return false;
         }
+        self.chain.seq += 1;
         self.chain.mac = key.mac(&self.pending[start..]);
         self.pending.pop(); // the closing brace
         self.pending.extend_from_slice(b",\"mac\":\"");
         self.pending.extend_from_slice(self.chain.mac.as_bytes());
         self.pending.extend_from_slice(b"\"}\n");
         self.pending_records += 1;
-        self.health.tap(&m, &self.metrics);
+        if let Fields::Map(m) = &fields {
+            // Exchanges (`request`, `mcp`) are never among the tapped kinds.
+            self.health.tap(m, &self.metrics);
+        }
         // Nobody listening (the usual case): nothing is built.
         if self.feed.receiver_count() > 0 {
-            let summary: Map<String, Value> =
-                FEED_FIELDS.iter().filter_map(|k| m.get(*k).map(|v| ((*k).to_owned(), v.clone()))).collect();
-            let _ = self.feed.send(Arc::from(Value::Object(summary).to_string()));
+            if let Some(summary) = fields.summary() {
+                let _ = self.feed.send(Arc::from(Value::Object(summary).to_string()));
+            }
         }
         true
     }

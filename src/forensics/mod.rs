@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
-use crate::audit::Record;
+use crate::audit::Exchange;
 use crate::config::forensics::ForensicsSettings;
 
 /// The payloads of one exchange, kept only while forensics is on.
@@ -165,11 +165,10 @@ impl Forensics {
     /// Keeps a finished exchange of the principal its audit `record` names: redacted with `scanner`,
     /// pushed into the principal's ring, and written to the store for each of the principal's
     /// incidents still in their "after" window.
-    pub fn capture(&self, record: &Record, capture: Capture, scanner: &crate::inspect::Scanner) {
+    pub fn capture(&self, record: &Exchange, capture: Capture, scanner: &crate::inspect::Scanner) {
         let Some(on) = &self.on else { return };
-        let fields = record.fields();
-        let Some(user) = fields.get("user").and_then(Value::as_str) else { return };
-        let json: Arc<str> = entry_json(fields, capture, scanner, on.settings.max_payload_bytes).into();
+        let Some(user) = record.user() else { return };
+        let json: Arc<str> = entry_json(record, capture, scanner, on.settings.max_payload_bytes).into();
         if let Some(rec) = on.recording.get(user) {
             let now = Instant::now();
             let mut list = rec.lock().unwrap_or_else(|p| p.into_inner());
@@ -240,16 +239,27 @@ impl Forensics {
 
 /// The stored form of one exchange: who, what, when (from its audit record; the session as its
 /// digest) and the payloads, redacted and cut.
-fn entry_json(fields: &Map<String, Value>, c: Capture, scanner: &crate::inspect::Scanner, max: usize) -> String {
+fn entry_json(r: &Exchange, c: Capture, scanner: &crate::inspect::Scanner, max: usize) -> String {
     let mut m = Map::new();
     m.insert("time".into(), Value::from(humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()));
-    for k in ["request_id", "kind", "event", "endpoint", "server", "status", "stream", "user", "tenant", "key_id"] {
-        if let Some(v) = fields.get(k) {
-            m.insert(k.into(), v.clone());
+    m.insert("request_id".into(), Value::from(r.request_id.as_str()));
+    m.insert("kind".into(), Value::from(r.kind));
+    m.insert("event".into(), Value::from(r.event));
+    let key = r.principal.as_deref();
+    let known = [
+        ("endpoint", r.endpoint.map(Value::from)),
+        ("server", r.server.as_deref().map(Value::from)),
+        ("status", r.status.map(Value::from)),
+        ("stream", r.stream.map(Value::from)),
+        ("user", key.map(|k| Value::from(k.user.as_str()))),
+        ("tenant", key.map(|k| Value::from(k.tenant.as_str()))),
+        ("key_id", key.map(|k| Value::from(k.id.as_str()))),
+        ("session", r.session.as_deref().map(|s| Value::from(crate::audit::session_digest(s)))),
+    ];
+    for (k, v) in known {
+        if let Some(v) = v {
+            m.insert(k.into(), v);
         }
-    }
-    if let Some(s) = fields.get("session").and_then(Value::as_str) {
-        m.insert("session".into(), Value::from(crate::audit::session_digest(s)));
     }
     let mut truncated = Vec::new();
     if let Some(body) = &c.request {

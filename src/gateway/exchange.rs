@@ -88,7 +88,7 @@ pub(crate) struct Finish {
 pub(crate) async fn finish(gw: &Gateway, policy: &Policy, facts: &Facts, done: Finish) {
     let mut record = facts.record(&policy.scanner);
     if let Some(c) = &done.client {
-        record = c.into_record(record, &policy.scanner, &policy.listen.trusted_proxies);
+        c.fill(&mut record, &policy.scanner, &policy.listen.trusted_proxies);
     }
     if let Some(c) = done.capture {
         gw.forensics.capture(&record, c, &policy.scanner);

@@ -12,7 +12,7 @@
 use serde_json::Value;
 
 use super::Gateway;
-use crate::audit::Record;
+use crate::audit::{Exchange, Record};
 use crate::config::Policy;
 use crate::facts::Facts;
 use crate::fleet::FleetError;
@@ -25,7 +25,7 @@ use crate::state::{Action, Batch};
 /// Writes an exchange's audit `record` and lets the incident engine see its `facts`: the one call
 /// the request path, the stream pump and the MCP gateway make when an exchange is finished.
 /// Automatic containment is applied before it returns.
-pub async fn audited(gw: &Gateway, facts: &Facts, record: Record) {
+pub async fn audited(gw: &Gateway, facts: &Facts, record: Exchange) {
     let policy = gw.policy();
     // Signals → hits (pure), counted in the trigger windows (local, or the fleet's in Redis: one
     // round trip, and none for the common exchange without signals), then the firings.

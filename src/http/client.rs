@@ -18,7 +18,7 @@ use std::net::{IpAddr, SocketAddr};
 use http::{HeaderMap, HeaderValue};
 
 use super::peer::Peer;
-use crate::audit::Record;
+use crate::audit::Exchange;
 use crate::inspect::egress::Cidr;
 
 /// Longest user agent kept in a record, in characters.
@@ -73,16 +73,16 @@ impl ClientMeta {
     /// Adds `client_addr`, `forwarded_for`, `user_agent` and `tls_identity` to `r` (those known).
     /// The user agent and identity are client text: secrets redacted, control characters escaped,
     /// capped (`audit::client_text_capped`).
-    pub fn into_record(&self, r: Record, scanner: &crate::inspect::Scanner, trusted: &[Cidr]) -> Record {
+    pub fn fill(&self, r: &mut Exchange, scanner: &crate::inspect::Scanner, trusted: &[Cidr]) {
         let ua = self.user_agent.as_ref().map(|v| match v.to_str() {
             Ok(s) => crate::audit::client_text_capped(scanner, s, MAX_USER_AGENT),
             Err(_) => crate::audit::client_text_capped(scanner, &String::from_utf8_lossy(v.as_bytes()), MAX_USER_AGENT),
         });
         let identity = self.peer.as_ref().and_then(|p| p.tls_identity.as_deref());
-        r.with_opt("client_addr", self.peer_addr().map(|a| a.to_string()))
-            .with_opt("forwarded_for", self.forwarded_for(trusted).map(|a| a.to_string()))
-            .with_opt("user_agent", ua)
-            .with_opt("tls_identity", identity.map(|i| crate::audit::client_text_capped(scanner, i, MAX_USER_AGENT)))
+        r.client_addr = self.peer_addr().map(|a| a.to_string());
+        r.forwarded_for = self.forwarded_for(trusted).map(|a| a.to_string());
+        r.user_agent = ua;
+        r.tls_identity = identity.map(|i| crate::audit::client_text_capped(scanner, i, MAX_USER_AGENT));
     }
 }
 
@@ -217,18 +217,19 @@ mod tests {
         h.insert(http::header::USER_AGENT, "sdk/1.0".parse().expect("value"));
         let mut ext = http::Extensions::new();
         ext.insert(Peer { addr: Some("192.0.2.4:4000".parse().expect("addr")), tls_identity: Some("svc-a\nx".into()) });
-        let r = ClientMeta::of(&ext, &h).into_record(Record::new("request"), &scanner, &[]);
-        let f = r.fields();
-        assert_eq!(f["client_addr"], "192.0.2.4:4000");
-        assert_eq!(f["user_agent"], "sdk/1.0");
-        assert_eq!(f["tls_identity"], "svc-a\\u{a}x", "escaped like any client text");
-        assert!(!f.contains_key("forwarded_for"));
+        let mut r = Exchange::new("request", "decision", String::new());
+        ClientMeta::of(&ext, &h).fill(&mut r, &scanner, &[]);
+        assert_eq!(r.client_addr.as_deref(), Some("192.0.2.4:4000"));
+        assert_eq!(r.user_agent.as_deref(), Some("sdk/1.0"));
+        assert_eq!(r.tls_identity.as_deref(), Some("svc-a\\u{a}x"), "escaped like any client text");
+        assert_eq!(r.forwarded_for, None);
         // No peer (an in-process replay) and no headers: nothing is added.
-        let r = ClientMeta::of(&http::Extensions::new(), &HeaderMap::new()).into_record(
-            Record::new("request"),
-            &scanner,
-            &[],
+        let mut r = Exchange::new("request", "decision", String::new());
+        ClientMeta::of(&http::Extensions::new(), &HeaderMap::new()).fill(&mut r, &scanner, &[]);
+        assert_eq!(
+            serde_json::to_string(&r).expect("serialises"),
+            r#"{"event":"decision","kind":"request","request_id":""}"#,
+            "only what the record had"
         );
-        assert_eq!(r.fields().len(), 1, "only kind");
     }
 }

@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, watch};
 use super::inspect::{self, Fate, Findings};
 use super::jsonrpc;
 use super::tools::Judge;
-use crate::audit::Record;
+use crate::audit::Exchange;
 use crate::config::mcp::McpServer;
 use crate::config::KeyEntry;
 use crate::forensics::kept;
@@ -196,16 +196,12 @@ async fn pump(
     }
     if let Some(c) = capture {
         // Before the stream's record: an incident it opens finds this exchange in the ring.
-        let r = Record::new("mcp")
-            .with("event", "stream")
-            .with("request_id", rid.as_str())
-            .with("server", ctx.server.name.as_str())
-            .with("stream", true);
-        ctx.gw.forensics.capture(
-            &crate::facts::principal(r, Some(&ctx.key), ctx.session.as_deref()),
-            c,
-            &ctx.active.policy.scanner,
-        );
+        let mut r = Exchange::new("mcp", "stream", rid.clone());
+        r.server = Some(ctx.server.name.clone());
+        r.stream = Some(true);
+        r.principal = Some(ctx.key.clone());
+        r.session = ctx.session.clone();
+        ctx.gw.forensics.capture(&r, c, &ctx.active.policy.scanner);
     }
     super::finish_stream(&mut ctx, findings, rule).await;
 }
