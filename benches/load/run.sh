@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Load test: firebreak (policies/example.toml: every inspection on) against a direct connection and
+# Load test: firebreak (policies/example.toml: every inspection on) against a direct connection, a bare
+# hyper proxy (the transport floor, examples/bare_proxy) and
 # nginx proxy_pass (when nginx is available) to the same fast local upstream, in one run; then 1,000
 # concurrent slow streams through firebreak while its RSS is sampled. See benches/README.md.
 #
@@ -12,7 +13,7 @@
 # setup before issue 15), NGINX_WORKERS (the baseline nginx's worker_processes, default auto),
 # NGINX_JSON_BUFFERING (on|off, default off: the baseline proxies JSON unbuffered, as SSE),
 # FIREBREAK_BIN_BEFORE (a second firebreak binary measured in the same run, as target `before`),
-# SLOW_SECS (default 15), NO_NGINX=1 (skip the nginx baseline), NO_INSTALL=1 (never apt-get),
+# SLOW_SECS (default 15), NO_NGINX=1 (skip the nginx baseline), NO_FLOOR=1 (skip the `floor` target: examples/bare_proxy, the hyper + tokio transport alone), NO_INSTALL=1 (never apt-get),
 # FIREBREAK_BIN (a firebreak binary to measure instead of this tree's), NO_BUILD=1 (use the binaries
 # already in target/release), TIME_LIMIT (default 1200 s),
 # MODES (default "json sse mcp json_paced sse_paced mcp_paced"; a `_paced` mode is the same request
@@ -127,13 +128,15 @@ fi
 # ---------------------------------------------------------------- build
 if [[ ${NO_BUILD:-0} != 1 ]]; then
     log "building release binaries (firebreak, examples/fake_provider)"
-    cargo build --release --bin firebreak --example fake_provider >&2 || die "release build failed"
+    cargo build --release --bin firebreak --example fake_provider --example bare_proxy >&2 || die "release build failed"
 fi
 TARGET=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 # FIREBREAK_BIN=path measures another firebreak build (e.g. an older revision) against the same run.
 FIREBREAK=${FIREBREAK_BIN:-$TARGET/release/firebreak}
 PROVIDER=$TARGET/release/examples/fake_provider
 [[ -x $FIREBREAK && -x $PROVIDER ]] || die "release binaries not found under $TARGET/release"
+FLOOR_BIN=$TARGET/release/examples/bare_proxy
+[[ ${NO_FLOOR:-0} == 1 || -x $FLOOR_BIN ]] || die "$FLOOR_BIN not found (build it: cargo build --release --example bare_proxy; or NO_FLOOR=1)"
 BEFORE=${FIREBREAK_BIN_BEFORE:-}
 [[ -z $BEFORE || -x $BEFORE ]] || die "FIREBREAK_BIN_BEFORE=$BEFORE is not an executable"
 
@@ -251,6 +254,16 @@ if [[ -n $BEFORE ]]; then
     BF_PID=$START_PID BF_ADDR=$START_ADDR
 fi
 
+# The transport floor: examples/bare_proxy (hyper + tokio shards, nothing else) to the same upstream.
+FL_PID="" FL_ADDR=""
+if [[ ${NO_FLOOR:-0} != 1 ]]; then
+    "$FLOOR_BIN" --listen 127.0.0.1:0 --upstream "$UP_ADDR" --ready-file "$OUT/floor.ready" >"$OUT/floor.log" 2>&1 &
+    PIDS+=($!)
+    FL_PID=${PIDS[-1]}
+    FL_ADDR=$(wait_ready "$OUT/floor.ready" "$FL_PID" floor | json_field addr)
+    log "floor (bare hyper proxy) on $FL_ADDR (pid $FL_PID)"
+fi
+
 NGINX_PID="" NG_PORT="" NG_STREAM_PORT=""
 if [[ -n $NGINX && $NGINX_BASELINE == 1 ]]; then
     NG=$OUT/nginx
@@ -306,6 +319,7 @@ url_of() { # target mode
         direct) [[ $2 == mcp ]] && echo "http://$UP_ADDR/mcp" || echo "http://$UP_ADDR/v1/chat/completions" ;;
         firebreak) [[ $2 == mcp ]] && echo "http://$FB_ADDR/mcp/everything" || echo "http://$FB_ADDR/v1/chat/completions" ;;
         before) [[ $2 == mcp ]] && echo "http://$BF_ADDR/mcp/everything" || echo "http://$BF_ADDR/v1/chat/completions" ;;
+        floor) [[ $2 == mcp ]] && echo "http://$FL_ADDR/mcp" || echo "http://$FL_ADDR/v1/chat/completions" ;;
         nginx) case $2 in
                    sse) echo "http://127.0.0.1:$NG_STREAM_PORT/v1/chat/completions" ;;
                    mcp) echo "http://127.0.0.1:$NG_PORT/mcp" ;;
@@ -338,7 +352,7 @@ for m in "${MODES[@]}"; do
     expect='"chat.completion"'
     [[ $m == sse ]] && expect='[DONE]'
     [[ $m == mcp ]] && expect='Echo: the gateway'
-    for t in direct firebreak ${BF_PID:+before} ${NGINX_PID:+nginx}; do
+    for t in direct firebreak ${BF_PID:+before} ${FL_PID:+floor} ${NGINX_PID:+nginx}; do
         check "$t $m" "$(url_of "$t" "$m")" "$(auth_of "$t")" "$(body_of "$m")" "$expect" "$(accept_of "$m")"
     done
 done
@@ -347,6 +361,7 @@ log "sanity checks passed"
 # ---------------------------------------------------------------- runs
 TARGETS=(direct firebreak)
 [[ -n $BF_PID ]] && TARGETS+=(before)
+[[ -n $FL_PID ]] && TARGETS+=(floor)
 [[ -n $NGINX_PID ]] && TARGETS+=(nginx)
 
 # CPU time (user + system, clock ticks) of processes and their threads; nginx counts its workers.
@@ -364,6 +379,7 @@ proxy_pids() {
     case $1 in
         firebreak) echo "$FB_PID" ;;
         before) echo "$BF_PID" ;;
+        floor) echo "$FL_PID" ;;
         nginx) tree "$NGINX_PID" ;;
     esac
 }
@@ -479,7 +495,7 @@ export CPU NPROC=$(nproc) KERNEL=$(uname -r) LOAD_BEFORE LOAD_AFTER ELAPSED FB_H
 python3 - "$OUT/runs.jsonl" "$OUT/results.json" <<'PY'
 import json, os, statistics, sys, datetime
 runs = [json.loads(l) for l in open(sys.argv[1])]
-targets = [t for t in ("direct", "firebreak", "before", "nginx") if any(r["target"] == t for r in runs)]
+targets = [t for t in ("direct", "firebreak", "before", "floor", "nginx") if any(r["target"] == t for r in runs)]
 med = statistics.median
 by = {}
 for r in runs:
@@ -542,10 +558,14 @@ for mode in dict.fromkeys(r["mode"] for r in runs):
         cmp.update({"firebreak_over_before_rps": ratio("firebreak", "before", lambda w: w["rps"]),
                     "firebreak_cpu_over_before": cpu_ratio("firebreak", "before"),
                     "before_p99_overhead_ms_vs_direct": diff_ms("before", "direct", lambda w: w["p99_us"])})
+    if "floor" in targets:
+        cmp["firebreak_cpu_over_floor"] = cpu_ratio("firebreak", "floor")
     if "nginx" in targets:
         cmp["firebreak_cpu_over_nginx"] = cpu_ratio("firebreak", "nginx")
         if "before" in targets:
             cmp["before_cpu_over_nginx"] = cpu_ratio("before", "nginx")
+        if "floor" in targets:
+            cmp["floor_cpu_over_nginx"] = cpu_ratio("floor", "nginx")
         cmp.update({"firebreak_over_nginx_rps": ratio("firebreak", "nginx", lambda w: w["rps"]),
                     "nginx_over_direct_rps": ratio("nginx", "direct", lambda w: w["rps"]),
                     "firebreak_p99_overhead_ms_vs_nginx": diff_ms("firebreak", "nginx", lambda w: w["p99_us"]),
@@ -579,11 +599,12 @@ for mode, m in res["modes"].items():
           f"**{fmt(c['firebreak_p99_overhead_ms_vs_direct'], ' ms')}** | {fmt(c['firebreak_p999_overhead_ms_vs_direct'], ' ms')} | {fmt(c.get('firebreak_p99_overhead_ms_vs_nginx'), ' ms')} |")
 print("\nProxy CPU per request as a multiple of nginx's (taken within each round, then the median; the issue-15 targets:"
       " <= 1.8x for JSON, <= 2x for SSE):\n")
-print("| mode | firebreak CPU / nginx CPU | before CPU / nginx CPU | firebreak CPU / before CPU | firebreak/before req/s | before p99 overhead vs direct |")
-print("|---|---:|---:|---:|---:|---:|")
+print("| mode | firebreak CPU / nginx CPU | before CPU / nginx CPU | firebreak CPU / before CPU | floor CPU / nginx CPU | firebreak CPU / floor CPU | firebreak/before req/s | before p99 overhead vs direct |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|")
 for mode, m in res["modes"].items():
     c = m["compare"]
     print(f"| {mode} | **{fmt(c.get('firebreak_cpu_over_nginx'))}** | {fmt(c.get('before_cpu_over_nginx'))} | {fmt(c.get('firebreak_cpu_over_before'))} | "
+          f"{fmt(c.get('floor_cpu_over_nginx'))} | {fmt(c.get('firebreak_cpu_over_floor'))} | "
           f"{fmt(c.get('firebreak_over_before_rps'))} | {fmt(c.get('before_p99_overhead_ms_vs_direct'), ' ms')} |")
 print("\nCPU time per request (user + system, median over rounds). Saturated modes: on a machine where everything shares the cores,"
       " throughput follows the sum of the three, and each process runs at its own rate (nginx's CPU per request falls as its rate"
