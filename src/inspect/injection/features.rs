@@ -123,15 +123,41 @@ pub(super) fn normalize_probe(text: &str, out: &mut String, ends: &mut Vec<u32>)
             (in_word, word_has_letter, run, i) = (true, true, 0, end);
             continue;
         }
-        // Next most common: a plain space (what the general path below does with it).
-        if c == ' ' {
-            i += 1;
-            in_word = false;
-            if prev != ' ' {
-                spaced |= push_space(&mut o);
-                prev = ' ';
+        // Then ASCII whitespace and punctuation, which the general path below treats alike
+        // whatever the state (no leetspeak: `@` and `$` take the general path, as do digits).
+        if c.is_ascii() && c != '@' && c != '$' {
+            let (x, cl) = (c as u8, CLASS[usize::from(c as u8)]);
+            if cl & SPACE != 0 {
+                i += 1;
+                in_word = false;
+                if cl & BREAK != 0 {
+                    push_end(&mut o, ends);
+                    prev = ' ';
+                } else if prev != ' ' {
+                    spaced |= push_space(&mut o);
+                    prev = ' ';
+                }
+                continue;
             }
-            continue;
+            if cl & DIGIT == 0 {
+                i += 1;
+                in_word = false;
+                let seg_end = cl & SENT != 0 && b.get(i).is_none_or(|&n| space_at(text, n, i));
+                if c == prev {
+                    run += 1;
+                } else {
+                    run = 0;
+                }
+                if run < 2 {
+                    o.push(x);
+                    prev = c;
+                }
+                if seg_end {
+                    push_end(&mut o, ends);
+                    prev = ' ';
+                }
+                continue;
+            }
         }
         i += c.len_utf8();
         let (seg_end, space, lower) = if c.is_ascii() {
@@ -505,7 +531,7 @@ pub fn segment_sum(seg: &[u8], weights: &[i8; DIM]) -> (i32, u32) {
 /// chunk's word starts and ends (the bytes whose word-ness differs from the byte before) taken
 /// one by one from that mask; the bytes past the end read as zeros (not word bytes), so a word
 /// that ends the segment ends there.
-#[inline(always)]
+#[inline(never)]
 fn words_sum(seg: &[u8], weights: &[i8; DIM]) -> (u32, i32) {
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let wt = |bucket: u32| i32::from(weights[bucket as usize & (DIM - 1)]);
@@ -834,6 +860,28 @@ mod tests {
             reference(t, &mut a, &mut ea);
             normalize(t, &mut b, &mut eb);
             assert_eq!((&a, &ea), (&b, &eb), "{t:?}");
+        }
+    }
+
+    proptest::proptest! {
+        /// The fast paths of [`normalize`] (letter runs, ASCII whitespace and punctuation) against
+        /// the char-by-char definition, on random texts over the bytes and chars they treat apart.
+        #[test]
+        fn normalize_matches_the_char_by_char_definition(
+            chars in proptest::collection::vec(
+                proptest::sample::select(
+                    "aabbcdefghiXYZ     ..,,-_'\"/|+~\t\n\r!?@$0134578269<!->éüß\u{456}\u{43e}ａ\u{200B}\u{AD}\u{E0061}ﬁΣİȺ。！\u{A0}\u{3000}\u{85}"
+                        .chars()
+                        .collect::<Vec<char>>(),
+                ),
+                0..64,
+            )
+        ) {
+            let t: String = chars.into_iter().collect();
+            let (mut a, mut ea, mut b, mut eb) = (String::new(), Vec::new(), String::new(), Vec::new());
+            reference(&t, &mut a, &mut ea);
+            normalize(&t, &mut b, &mut eb);
+            proptest::prop_assert_eq!((&a, &ea), (&b, &eb), "{:?}", t);
         }
     }
 
