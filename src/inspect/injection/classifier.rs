@@ -150,7 +150,12 @@ impl Model {
         let mut start = 0usize;
         for &e in ends.iter() {
             let e = e as usize;
-            let seg = buf.get(start..e).unwrap_or_default().trim_start();
+            let seg = buf.get(start..e).unwrap_or_default();
+            // (An ASCII byte above the space is not whitespace: nothing to trim.)
+            let seg = match seg.as_bytes().first() {
+                Some(&c) if c > b' ' && c < 0x80 => seg,
+                _ => seg.trim_start(),
+            };
             if !seg.is_empty() {
                 let (sum, n) = segment_sum(seg.as_bytes(), weights);
                 segs.push(Seg { sum, n, len: (e - start) as u32 });

@@ -123,15 +123,41 @@ pub(super) fn normalize_probe(text: &str, out: &mut String, ends: &mut Vec<u32>)
             (in_word, word_has_letter, run, i) = (true, true, 0, end);
             continue;
         }
-        // Next most common: a plain space (what the general path below does with it).
-        if c == ' ' {
-            i += 1;
-            in_word = false;
-            if prev != ' ' {
-                spaced |= push_space(&mut o);
-                prev = ' ';
+        // Then ASCII whitespace and punctuation, which the general path below treats alike
+        // whatever the state (no leetspeak: `@` and `$` take the general path, as do digits).
+        if c.is_ascii() && c != '@' && c != '$' {
+            let (x, cl) = (c as u8, CLASS[usize::from(c as u8)]);
+            if cl & SPACE != 0 {
+                i += 1;
+                in_word = false;
+                if cl & BREAK != 0 {
+                    push_end(&mut o, ends);
+                    prev = ' ';
+                } else if prev != ' ' {
+                    spaced |= push_space(&mut o);
+                    prev = ' ';
+                }
+                continue;
             }
-            continue;
+            if cl & DIGIT == 0 {
+                i += 1;
+                in_word = false;
+                let seg_end = cl & SENT != 0 && b.get(i).is_none_or(|&n| space_at(text, n, i));
+                if c == prev {
+                    run += 1;
+                } else {
+                    run = 0;
+                }
+                if run < 2 {
+                    o.push(x);
+                    prev = c;
+                }
+                if seg_end {
+                    push_end(&mut o, ends);
+                    prev = ' ';
+                }
+                continue;
+            }
         }
         i += c.len_utf8();
         let (seg_end, space, lower) = if c.is_ascii() {
@@ -460,10 +486,10 @@ pub fn segment_features(seg: &str, emit: &mut impl FnMut(u32)) {
 
 /// The sum of the weights of every feature of one normalised, non-empty segment, and their number:
 /// the same features as [`segment_features`] (the same multiset; the order differs, which a sum
-/// does not see), in one pass over the bytes with no closure per feature. Per byte: its three
-/// n-grams from the window `w` of the last eight bytes, and a test whether it closes a word; a
-/// word is hashed once, at its end, from that window (a word of up to eight bytes is the window's
-/// low bytes) or, when longer, from its bytes in `seg`.
+/// does not see), with no closure per feature: first the n-grams, three per byte from the window
+/// `w` of the last eight bytes (eight bytes per loop iteration), then the words and bigrams
+/// ([`words_sum`]: word edges found eight bytes at a time, each word hashed once from its bytes in
+/// `seg`).
 #[inline]
 pub fn segment_sum(seg: &[u8], weights: &[i8; DIM]) -> (i32, u32) {
     let wt = |bucket: u32| i32::from(weights[bucket as usize & (DIM - 1)]);
@@ -478,64 +504,112 @@ pub fn segment_sum(seg: &[u8], weights: &[i8; DIM]) -> (i32, u32) {
         w = (w << 8) | u64::from(byte);
         sum += wt(gram::<3>(w)) * i32::from(p >= 1) + wt(gram::<4>(w)) * i32::from(p >= 2);
     }
-    for &byte in rest {
+    // Eight bytes per iteration (unrolled: no loop counter per byte).
+    let mut chunks = rest.chunks_exact(8);
+    for chunk in &mut chunks {
+        for &byte in chunk {
+            w = (w << 8) | u64::from(byte);
+            sum += wt(gram::<3>(w)) + wt(gram::<4>(w)) + wt(gram::<5>(w));
+        }
+    }
+    for &byte in chunks.remainder() {
         w = (w << 8) | u64::from(byte);
         sum += wt(gram::<3>(w)) + wt(gram::<4>(w)) + wt(gram::<5>(w));
     }
     w = (w << 8) | u64::from(b' ');
     sum += wt(gram::<3>(w)) + wt(gram::<4>(w)) * i32::from(l >= 2) + wt(gram::<5>(w)) * i32::from(l >= 3);
     // The words and bigrams, in a second pass (fewer live values in the first).
-    let (mut words, mut prev) = (0u32, 0u64);
-    let mut i = 0;
-    while i < l {
-        if !WORD[usize::from(seg[i])] {
-            i += 1;
-            continue;
-        }
-        let start = i;
-        i = word_end(seg, i);
-        let h = word_hash(seg, start, i);
-        sum += wt(top(h)) + if words > 0 { wt(bigram(prev, h)) } else { 0 };
-        (words, prev) = (words + 1, h);
-    }
+    let (words, word_sum) = words_sum(seg, weights);
+    sum += word_sum;
     // n-grams of the padded segment (l + 2 bytes): l 3-grams, l - 1 4-grams, l - 2 5-grams.
     let grams = (3 * l).saturating_sub(3).max(1) as u32;
     (sum, grams + words + words.saturating_sub(1))
+}
+
+/// The sum of the weights of the words and bigrams of `seg`, and the number of words. Eight
+/// bytes at a time: the word bytes of each chunk found by carry-free byte arithmetic, and the
+/// chunk's word starts and ends (the bytes whose word-ness differs from the byte before) taken
+/// one by one from that mask; the bytes past the end read as zeros (not word bytes), so a word
+/// that ends the segment ends there.
+#[inline(never)]
+fn words_sum(seg: &[u8], weights: &[i8; DIM]) -> (u32, i32) {
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let wt = |bucket: u32| i32::from(weights[bucket as usize & (DIM - 1)]);
+    let l = seg.len();
+    let (mut sum, mut words, mut prev) = (0i32, 0u32, 0u64);
+    // Bit 7 set when the byte before the chunk is a word byte.
+    let mut carry = 0u64;
+    let (mut start, mut in_word) = (0usize, false);
+    let mut c = 0usize;
+    while c <= l {
+        let x = match seg.get(c..c + 8) {
+            Some(chunk) => {
+                let mut x = [0u8; 8];
+                x.copy_from_slice(chunk);
+                u64::from_le_bytes(x)
+            }
+            None => {
+                let mut x = [0u8; 8];
+                let rest = seg.get(c..).unwrap_or_default();
+                x[..rest.len()].copy_from_slice(rest);
+                u64::from_le_bytes(x)
+            }
+        };
+        let word = word_bytes(x);
+        let mut edges = (word ^ ((word << 8) | carry)) & HIGH;
+        carry = word >> 56;
+        while edges != 0 {
+            let p = c + (edges.trailing_zeros() / 8) as usize;
+            edges &= edges - 1;
+            if in_word {
+                let h = word_hash_at(seg, start, p);
+                sum += wt(top(h)) + if words > 0 { wt(bigram(prev, h)) } else { 0 };
+                (words, prev) = (words + 1, h);
+            } else {
+                start = p;
+            }
+            in_word = !in_word;
+        }
+        c += 8;
+    }
+    (words, sum)
+}
+
+/// Bit 7 of each byte of `x` set when that byte is a word byte ([`WORD`]): an ASCII letter or
+/// digit, or any non-ASCII byte. Per byte, no carry across bytes (each sum stays below 0x100).
+#[inline(always)]
+fn word_bytes(x: u64) -> u64 {
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    const CASE: u64 = 0x2020_2020_2020_2020;
+    let y = x & LOW7;
+    let yl = y | CASE;
+    let letter = yl.wrapping_add(0x1f1f_1f1f_1f1f_1f1f) & !yl.wrapping_add(0x0505_0505_0505_0505);
+    let digit = y.wrapping_add(0x5050_5050_5050_5050) & !y.wrapping_add(0x4646_4646_4646_4646);
+    (x | letter | digit) & HIGH
+}
+
+/// [`word_hash`] of `seg[start..end]`, with the common case (a word of up to eight bytes that
+/// ends at least eight bytes into the segment) read with one load.
+#[inline(always)]
+fn word_hash_at(seg: &[u8], start: usize, end: usize) -> u64 {
+    let len = end - start;
+    match end.checked_sub(8).and_then(|s| seg.get(s..end)) {
+        Some(c) if len <= 8 => {
+            let mut x = [0u8; 8];
+            x.copy_from_slice(c);
+            let tail = u64::from_be_bytes(x) & (u64::MAX >> (64 - 8 * len));
+            let h = (tail ^ SEED_WORD).wrapping_mul(K_WORD) ^ len as u64;
+            (h ^ (h >> 31)).wrapping_mul(K_MIX)
+        }
+        _ => word_hash(seg, start, end),
+    }
 }
 
 /// The bucket of the bigram of two consecutive words' hashes.
 #[inline(always)]
 fn bigram(prev: u64, h: u64) -> u32 {
     top((prev.rotate_left(17) ^ h ^ SEED_BIGRAM).wrapping_mul(K_CHAR))
-}
-
-/// Where the word that starts at `i` of `seg` ends: eight bytes at a time, the word bytes found by
-/// carry-free byte arithmetic (ASCII letters and digits, and every non-ASCII byte, as [`WORD`]).
-#[inline(always)]
-fn word_end(seg: &[u8], mut i: usize) -> usize {
-    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    const CASE: u64 = 0x2020_2020_2020_2020;
-    while let Some(chunk) = seg.get(i..i + 8) {
-        let mut x = [0u8; 8];
-        x.copy_from_slice(chunk);
-        let x = u64::from_le_bytes(x);
-        // Per byte, each sum below 0x100: y is the byte without its top bit.
-        let y = x & LOW7;
-        let yl = y | CASE;
-        let letter = yl.wrapping_add(0x1f1f_1f1f_1f1f_1f1f) & !yl.wrapping_add(0x0505_0505_0505_0505);
-        let digit = y.wrapping_add(0x5050_5050_5050_5050) & !y.wrapping_add(0x4646_4646_4646_4646);
-        let word = (x | letter | digit) & HIGH;
-        let k = ((!word & HIGH).trailing_zeros() / 8) as usize;
-        i += k;
-        if k < 8 {
-            return i;
-        }
-    }
-    while seg.get(i).is_some_and(|&x| WORD[usize::from(x)]) {
-        i += 1;
-    }
-    i
 }
 
 /// The hash of the (non-empty) word `seg[start..end]`: exactly what `Words::step` computes byte
@@ -789,6 +863,28 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// The fast paths of [`normalize`] (letter runs, ASCII whitespace and punctuation) against
+        /// the char-by-char definition, on random texts over the bytes and chars they treat apart.
+        #[test]
+        fn normalize_matches_the_char_by_char_definition(
+            chars in proptest::collection::vec(
+                proptest::sample::select(
+                    "aabbcdefghiXYZ     ..,,-_'\"/|+~\t\n\r!?@$0134578269<!->éüß\u{456}\u{43e}ａ\u{200B}\u{AD}\u{E0061}ﬁΣİȺ。！\u{A0}\u{3000}\u{85}"
+                        .chars()
+                        .collect::<Vec<char>>(),
+                ),
+                0..64,
+            )
+        ) {
+            let t: String = chars.into_iter().collect();
+            let (mut a, mut ea, mut b, mut eb) = (String::new(), Vec::new(), String::new(), Vec::new());
+            reference(&t, &mut a, &mut ea);
+            normalize(&t, &mut b, &mut eb);
+            proptest::prop_assert_eq!((&a, &ea), (&b, &eb), "{:?}", t);
+        }
+    }
+
     /// The straightforward definition of [`segment_features`]: the padded segment's n-grams by
     /// slices, words by splitting, each hashed from its bytes; same order (per byte: its n-grams,
     /// then the word it ends and that word's bigram).
@@ -856,18 +952,7 @@ mod tests {
             segs.push(format!("go {w} now"));
             segs.push(format!("é{w}ü {w}"));
         }
-        // Pseudo-random weights for the scorer's sum.
-        let mut x = 0x5eed_u64;
-        let weights: Box<[i8; DIM]> = (0..DIM)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x >> 56) as i8
-            })
-            .collect::<Vec<i8>>()
-            .try_into()
-            .expect("DIM weights");
+        let weights = test_weights();
         for t in &segs {
             let mut got = Vec::new();
             segment_features(t, &mut |x| got.push(x));
@@ -897,6 +982,45 @@ mod tests {
                 start = e as usize;
             }
             assert_eq!(got, want, "{t:?}");
+        }
+    }
+
+    /// Pseudo-random weights for the scorer's sum.
+    fn test_weights() -> Box<[i8; DIM]> {
+        let mut x = 0x5eed_u64;
+        (0..DIM)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 56) as i8
+            })
+            .collect::<Vec<i8>>()
+            .try_into()
+            .expect("DIM weights")
+    }
+
+    proptest::proptest! {
+        /// `segment_sum` (n-grams eight bytes per iteration, word edges from eight-byte masks,
+        /// short words hashed with one load) against the straightforward definition, on segments
+        /// over an alphabet of word bytes (ASCII letters and digits, non-ASCII) and separators,
+        /// so that words of every length start and end at every offset of the eight-byte chunks.
+        #[test]
+        fn segment_sum_matches_the_straightforward_definition(
+            parts in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::string::string_regex("[a-z0-9]{1,20}").expect("regex"),
+                    proptest::string::string_regex("[ .,!?:;'()\\-]{1,3}").expect("regex"),
+                    proptest::string::string_regex("[a-zé√ü次🙂]{1,12}").expect("regex"),
+                ],
+                1..24,
+            )
+        ) {
+            let seg = parts.concat();
+            let weights = test_weights();
+            let want = reference_features(&seg);
+            let sum: i32 = want.iter().map(|&b| i32::from(weights[b as usize])).sum();
+            proptest::prop_assert_eq!(segment_sum(seg.as_bytes(), &weights), (sum, want.len() as u32), "{:?}", seg);
         }
     }
 
