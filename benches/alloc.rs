@@ -16,9 +16,10 @@
 //!   body frame per event;
 //! - `mcp`: `mcp_call.json` (`tools/call` of `echo` on `everything`) answered with `reply_mcp.json`.
 //!
-//! For each: `WARMUP` requests, then `N` requests (the requests are built before counting starts,
-//! the responses are read to the end and dropped, and the audit trail is flushed before counting
-//! stops). Prints allocations, reallocations and bytes allocated per request.
+//! For each: `WARMUP` requests, then `N` requests (`FB_ALLOC_N`, default 2,000): the requests are
+//! built before counting starts, the responses are read to the end and dropped, and the audit trail
+//! is flushed before counting stops. Prints allocations, reallocations and bytes allocated per
+//! request. `FB_ALLOC_MODES=json,sse` runs only the modes named (e.g. a long run under `perf record`).
 
 use std::alloc::System;
 use std::path::Path;
@@ -39,7 +40,12 @@ use firebreak::protocol::Endpoint;
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
 const WARMUP: usize = 300;
-const N: usize = 2000;
+const N_DEFAULT: usize = 2000;
+
+/// Requests counted per mode: `FB_ALLOC_N` (e.g. a long run under `perf record`), else 2,000.
+fn n() -> usize {
+    std::env::var("FB_ALLOC_N").ok().and_then(|v| v.parse().ok()).unwrap_or(N_DEFAULT)
+}
 const CLIENT_KEY: &str = "example-key-platform";
 
 fn read(path: &Path) -> Bytes {
@@ -103,7 +109,7 @@ async fn measure(gw: &Arc<Gateway>, m: &Mode) {
         send(gw, request(m)).await;
     }
     gw.audit.flush().await.expect("audit flush");
-    let reqs: Vec<_> = (0..N).map(|_| request(m)).collect();
+    let reqs: Vec<_> = (0..n()).map(|_| request(m)).collect();
     let region = Region::new(GLOBAL);
     let start = Instant::now();
     for r in reqs {
@@ -112,7 +118,7 @@ async fn measure(gw: &Arc<Gateway>, m: &Mode) {
     gw.audit.flush().await.expect("audit flush");
     let elapsed = start.elapsed();
     let s = region.change();
-    let n = N as f64;
+    let n = n() as f64;
     println!(
         "| {} | {:.1} | {:.1} | {:.0} | {:.1} |",
         m.name,
@@ -172,28 +178,31 @@ fn main() {
             },
         ];
         println!(
-            "Heap allocations per request, in-process pipeline, policies/example.toml ({N} requests after {WARMUP}):\n"
+            "Heap allocations per request, in-process pipeline, policies/example.toml ({} requests after {WARMUP}):\n",
+            n()
         );
         println!(
             "| mode | allocations | reallocations | bytes allocated | µs per request (one thread, not a load figure) |"
         );
         println!("|---|---:|---:|---:|---:|");
-        for m in &modes {
+        // `FB_ALLOC_MODES=json,sse`: only these modes (a profile of one).
+        let only = std::env::var("FB_ALLOC_MODES").ok();
+        for m in modes.iter().filter(|m| only.as_deref().is_none_or(|o| o.split(',').any(|x| x == m.name))) {
             measure(&gw, m).await;
         }
         // The request body alone: the parse into a `Value` that the gateway did before issue 15
         // (with the field checks, which allocate nothing on a valid body), and `Payload::parse`.
-        println!("\nThe request body alone ({N} parses):\n");
+        println!("\nThe request body alone ({} parses):\n", n());
         println!("| body | `Value` parse: allocations, bytes | `Payload::parse`: allocations, bytes |");
         println!("|---|---:|---:|");
         for m in &modes[..2] {
             let count = |f: &dyn Fn()| {
                 let region = Region::new(GLOBAL);
-                for _ in 0..N {
+                for _ in 0..n() {
                     f();
                 }
                 let s = region.change();
-                (s.allocations as f64 / N as f64, s.bytes_allocated as f64 / N as f64)
+                (s.allocations as f64 / n() as f64, s.bytes_allocated as f64 / n() as f64)
             };
             let (va, vb) = count(&|| {
                 std::hint::black_box(serde_json::from_slice::<serde_json::Value>(&m.body).expect("JSON"));

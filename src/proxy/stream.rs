@@ -386,7 +386,15 @@ fn wire_checked(raw: Bytes, scanner: &crate::inspect::Scanner, found: &mut Vec<u
         return Err("the upstream sent bytes that are not UTF-8".into());
     };
     let mut dirty = false;
-    for line in text.split(['\r', '\n']).filter(|l| !l.is_empty()) {
+    // Lines end at CR, LF or CRLF (ASCII bytes: every cut is on a character boundary).
+    let mut start = 0;
+    let ends = memchr::memchr2_iter(b'\r', b'\n', raw.as_ref()).chain(std::iter::once(text.len()));
+    for end in ends {
+        let line = &text[start..end];
+        start = end + 1;
+        if line.is_empty() {
+            continue;
+        }
         let (field, value) = match line.split_once(':') {
             Some((f, v)) => (f, v),
             None => (line, ""),

@@ -261,6 +261,15 @@ impl StreamRedactor {
 
     /// The event that carries `rest`, the end of `slot`'s text, when no upstream event is left to.
     pub(in crate::inspect) fn carrier(&self, slot: &Slot, rest: String) -> Bytes {
+        // Chat: the field's last fast-path delta with `rest` in its text's place, when there is one
+        // (the same envelope as the deltas the client already has, with nothing decoded or rebuilt).
+        if self.endpoint == Endpoint::ChatCompletions {
+            if let Some(t) = self.template.as_ref().filter(|t| t.key == slot.key && t.carries_text_only()) {
+                if let Some(event) = t.with_text(&rest) {
+                    return event;
+                }
+            }
+        }
         let mut v = slot.skeleton.clone();
         if let Some(s) = v.pointer_mut(&slot.pointer) {
             *s = Value::String(rest);
@@ -481,6 +490,22 @@ struct Template {
 }
 
 impl Template {
+    /// Whether the event carries the text and identifiers only: not a role (the first delta of a
+    /// chat stream names it; a carrier does not repeat it).
+    fn carries_text_only(&self) -> bool {
+        memchr::memmem::find(&self.prefix, b"\"role\"").is_none()
+            && memchr::memmem::find(&self.suffix, b"\"role\"").is_none()
+    }
+
+    /// The event of this shape that carries `text`.
+    fn with_text(&self, text: &str) -> Option<Bytes> {
+        let mut out = Vec::with_capacity(self.prefix.len() + text.len() + 2 + self.suffix.len());
+        out.extend_from_slice(&self.prefix);
+        serde_json::to_writer(&mut out, text).ok()?;
+        out.extend_from_slice(&self.suffix);
+        Some(Bytes::from(out))
+    }
+
     /// The text of `raw` when it has this shape.
     fn text_of<'r>(&self, raw: &'r [u8]) -> Option<&'r str> {
         let lit = raw.strip_prefix(&self.prefix[..])?.strip_suffix(&self.suffix[..])?;

@@ -118,6 +118,56 @@ fn text_deltas_are_spliced_into_the_raw_event() {
     assert!(!out.contains("AKIAZ7Q3M4N5P6R2T8VW"));
 }
 
+/// The chunk that finishes a choice takes the fast path too: the text its field still held goes out
+/// first, in an event of the deltas' own shape (no role repeated), then the finishing chunk byte for
+/// byte; a finish reason the API does not define goes through the general path, with the same text.
+#[test]
+fn the_finishing_chunk_releases_the_held_text_then_passes_as_it_came() {
+    let s = scanner();
+    let env = "\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1700000000,\"model\":\"m\"";
+    let first = format!("data: {{{env},\"choices\":[{{\"index\":0,\"delta\":{{\"role\":\"assistant\",\"content\":\"\",\"refusal\":null}},\"logprobs\":null,\"finish_reason\":null}}]}}\n\n");
+    let delta = |t: &str| {
+        format!("data: {{{env},\"choices\":[{{\"index\":0,\"delta\":{{\"content\":{}}},\"logprobs\":null,\"finish_reason\":null}}]}}\n\n", json!(t))
+    };
+    for (reason, fast) in [("stop", true), ("length", true), ("made_up_reason", false)] {
+        let finish = format!("data: {{{env},\"choices\":[{{\"index\":0,\"delta\":{{}},\"logprobs\":null,\"finish_reason\":\"{reason}\"}}]}}\n\n");
+        let mut r = StreamRedactor::new(Endpoint::ChatCompletions);
+        let mut out = String::new();
+        let push = |r: &mut StreamRedactor, e: &str, out: &mut String| -> Vec<String> {
+            match r.on_event(&s, e.as_bytes()) {
+                Redacted::Same => {
+                    out.push_str(e);
+                    vec![e.to_owned()]
+                }
+                Redacted::Events(v) => {
+                    let v: Vec<String> = v.iter().map(|b| String::from_utf8(b.to_vec()).unwrap()).collect();
+                    v.iter().for_each(|e| out.push_str(e));
+                    v
+                }
+                Redacted::Uninspectable(why) => panic!("{why}"),
+            }
+        };
+        push(&mut r, &first, &mut out);
+        for piece in ["Here is the key AKIAZ7Q3M4", "N5P6R2T8VW and", " the end of it"] {
+            push(&mut r, &delta(piece), &mut out);
+        }
+        let last = push(&mut r, &finish, &mut out);
+        push(&mut r, "data: [DONE]\n\n", &mut out);
+        let want = s.redact("Here is the key AKIAZ7Q3M4N5P6R2T8VW and the end of it").0.into_owned();
+        assert_eq!(texts(&out, Endpoint::ChatCompletions), want, "{reason}");
+        assert!(!out.contains("AKIAZ7Q3M4N5P6R2T8VW"), "{reason}");
+        assert!(last.len() >= 2, "{reason}: the held text goes out before the finishing chunk: {last:?}");
+        if fast {
+            assert_eq!(last.last().unwrap(), &finish, "{reason}: the finishing chunk as it came");
+            let carrier = &last[0];
+            assert!(carrier.starts_with(&format!("data: {{{env},")), "{carrier}");
+            assert!(!carrier.contains("role"), "{carrier}");
+        } else {
+            assert_ne!(last.last().unwrap(), &finish, "{reason}: re-serialised by the general path");
+        }
+    }
+}
+
 /// Another tenant's identifier split across deltas is seen in every format; the stream itself is
 /// left as it was (detection only).
 #[test]

@@ -26,8 +26,11 @@ impl StreamRedactor {
     pub(in crate::inspect) fn fast_chat(&mut self, scanner: &Scanner, raw: &[u8], data: &str) -> Option<Redacted> {
         let c: ChatChunk<'_> = serde_json::from_str(data).ok()?;
         let [choice] = &c.choices[..] else { return None };
-        if choice.finish_reason.is_some() || !self.st.whole_clean(scanner, c.obfuscation) {
+        if !self.st.whole_clean(scanner, c.obfuscation) {
             return None;
+        }
+        if let Some(reason) = &choice.finish_reason {
+            return self.fast_finish(scanner, raw, data, choice, reason);
         }
         let delta = choice.delta.as_ref()?;
         if delta.tool_calls.is_some() {
@@ -45,6 +48,43 @@ impl StreamRedactor {
             )
         });
         self.fast_splice(scanner, raw, data, key, text, i)
+    }
+
+    /// The fast path for the chunk that finishes a choice with no text of its own (its `delta`
+    /// absent, empty, or a role and an empty `content`; a `finish_reason` the API defines): what the
+    /// choice's fields still hold goes out first, in carrier events, then the chunk as it came
+    /// (nothing in it needs a look: its other strings are identifiers, as in [`Self::fast_chat`]).
+    fn fast_finish(
+        &mut self,
+        scanner: &Scanner,
+        raw: &[u8],
+        data: &str,
+        choice: &ChatChoice<'_>,
+        reason: &str,
+    ) -> Option<Redacted> {
+        const REASONS: [&str; 5] = ["stop", "length", "tool_calls", "content_filter", "function_call"];
+        if !REASONS.contains(&reason) {
+            return None;
+        }
+        if let Some(d) = &choice.delta {
+            if d.tool_calls.is_some() || d.content.as_deref().is_some_and(|t| !t.is_empty()) {
+                return None;
+            }
+        }
+        let ci = choice.index;
+        let mut events = Vec::new();
+        for (slot, rest) in self.close(scanner, |k| k.scope == ci) {
+            if !rest.is_empty() {
+                events.push(self.carrier(&slot, rest));
+            }
+        }
+        self.last_chunk.clear();
+        self.last_chunk.extend_from_slice(data.as_bytes());
+        if events.is_empty() {
+            return Some(Redacted::Same);
+        }
+        events.push(Bytes::copy_from_slice(raw));
+        Some(Redacted::Events(events))
     }
 
     /// A chat chunk: everything under `choices[].delta` grows (per choice index and path); a
@@ -158,8 +198,10 @@ struct ChatChoice<'a> {
     index: u64,
     #[serde(borrow, default)]
     delta: Option<ChatDelta<'a>>,
-    #[serde(default)]
-    finish_reason: Option<IgnoredAny>,
+    /// A string (a reason the API defines takes [`StreamRedactor::fast_finish`]; any other
+    /// value fails the decode: general path).
+    #[serde(default, borrow)]
+    finish_reason: Option<&'a str>,
     /// Token data is dropped by the general path: only a `logprobs` without it is taken here.
     #[serde(default)]
     logprobs: Option<NoTokenData>,
