@@ -44,6 +44,25 @@ fn top_level_modules_form_no_cycle() {
     assert!(problems.is_empty(), "module graph:\n{}", problems.join("\n"));
 }
 
+/// The inspection engine (wire formats, rule ids, inspection) uses nothing else of the gateway: no
+/// policy, runtime, I/O or state. This is the boundary a `firebreak-inspect` library crate would
+/// enforce (docs/ARCHITECTURE.md, "The inspection engine as a library"), checked here instead.
+const ENGINE: [&str; 3] = ["protocol", "rules", "inspect"];
+
+#[test]
+fn the_inspection_engine_uses_nothing_else_of_the_gateway() {
+    let graph = module_graph(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"));
+    let mut problems = Vec::new();
+    for from in ENGINE {
+        for (to, files) in graph.get(from).into_iter().flatten() {
+            if !ENGINE.contains(&to.as_str()) {
+                problems.push(format!("{from} -> {to} ({})", files.iter().cloned().collect::<Vec<_>>().join(", ")));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "the inspection engine reaches outside itself:\n{}", problems.join("\n"));
+}
+
 #[test]
 fn a_new_edge_that_closes_a_cycle_is_found() {
     let mut g = Graph::new();
