@@ -30,12 +30,20 @@ pub async fn audited(gw: &Gateway, facts: &Facts, record: Exchange) {
     // Signals → hits (pure), counted in the trigger windows (local, or the fleet's in Redis: one
     // round trip, and none for the common exchange without signals), then the firings.
     let obs = gw.incidents.signals(&policy, facts);
-    let firings = if obs.is_empty() {
-        Vec::new()
-    } else {
-        let counted = gw.windows.add_all(&obs.hits).await;
-        gw.incidents.firings(&policy, obs, &counted)
-    };
+    if obs.is_empty() {
+        gw.audit.record(record).await;
+        return;
+    }
+    // Boxed: an async fn's future is as large as the largest state of everything it awaits, and
+    // the request's and the stream pump's futures await this one. Inline, the incident and fleet
+    // paths (Redis, PostgreSQL) made every stream's pump task 18 KB, held for the stream's life.
+    Box::pin(with_signals(gw, &policy, facts, record, obs)).await;
+}
+
+/// [`audited`] for an exchange with signals: counted, then the firings opened or joined.
+async fn with_signals(gw: &Gateway, policy: &Policy, facts: &Facts, record: Exchange, obs: crate::incident::Observed) {
+    let counted = gw.windows.add_all(&obs.hits).await;
+    let firings = gw.incidents.firings(policy, obs, &counted);
     if firings.is_empty() {
         gw.audit.record(record).await;
         return;
@@ -62,7 +70,7 @@ pub async fn audited(gw: &Gateway, facts: &Facts, record: Exchange) {
             rule: f.rule,
             time: now_rfc3339(),
         };
-        fire(gw, &policy, &f.trigger, &target, server.map(str::to_owned), ev).await;
+        fire(gw, policy, &f.trigger, &target, server.map(str::to_owned), ev).await;
     }
 }
 

@@ -292,7 +292,8 @@ async fn pump(
     // client's stream is over; the request counts as in flight until then.
     done.capture = capture;
     done.permit = ctx.permit.take();
-    crate::gateway::exchange::finish(gw, &ctx.policy, &facts, done).await;
+    // Boxed: awaited inline, its state would make every stream's task larger for the stream's whole life.
+    Box::pin(crate::gateway::exchange::finish(gw, &ctx.policy, &facts, done)).await;
     drop(tx);
 }
 
@@ -456,4 +457,43 @@ fn filtered(
 
 fn refusal_text(r: crate::state::Refusal) -> String {
     format!("stream terminated by the gateway operator ({})", crate::http::error::GatewayError::Refused(r))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stream's pump task lives as long as the stream, so the size of its future is memory held
+    /// per open stream (the load bench's 1,000 slow streams). The incident and fleet paths that
+    /// finishing an exchange may take are boxed (`gateway::incidents::audited`, and `finish` here):
+    /// awaited inline they made this future 18 KB. The bound leaves room to grow, not for them.
+    #[tokio::test]
+    async fn the_task_of_an_open_stream_stays_small() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut policy =
+            crate::config::load_str(crate::config::DEMO_NAME, crate::config::DEMO_POLICY, std::path::Path::new("."))
+                .expect("demo policy");
+        policy.storage.state_file = dir.path().join("state.json");
+        policy.storage.audit_file = dir.path().join("audit.jsonl");
+        let gw =
+            Gateway::start(policy, crate::gateway::PolicySource::Demo, Arc::new(crate::metrics::Metrics::default()))
+                .await
+                .expect("gateway starts");
+        let policy = gw.policy();
+        let key = policy.keys.values().next().expect("the demo policy has keys").clone();
+        let (tx, _rx) = mpsc::channel(1);
+        let ctx = StreamCtx {
+            gw: gw.clone(),
+            policy: policy.clone(),
+            key,
+            endpoint: Endpoint::ChatCompletions,
+            upstream: "scripted".into(),
+            permit: None,
+            capture: None,
+        };
+        let facts = Facts::new(crate::facts::Shape::AiRequest, "req".into(), std::time::Instant::now());
+        let fut = pump(ctx, crate::http::body::full(Bytes::new()), tx, gw.state.subscribe(), facts, Finish::default());
+        let size = std::mem::size_of_val(&fut);
+        assert!(size <= 6 * 1024, "the pump's future is {size} bytes: something large is awaited inline");
+    }
 }
