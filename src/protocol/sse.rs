@@ -133,7 +133,7 @@ fn canonical(raw: Bytes) -> Bytes {
 
 /// The lines of `raw`, each without its line ending (CRLF, LF or CR), as the SSE specification
 /// splits them. A last line with no ending is included.
-fn lines(raw: &[u8]) -> impl Iterator<Item = &[u8]> {
+pub(crate) fn lines(raw: &[u8]) -> impl Iterator<Item = &[u8]> {
     let mut rest = raw;
     std::iter::from_fn(move || {
         if rest.is_empty() {

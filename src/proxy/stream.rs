@@ -387,22 +387,17 @@ fn wire_checked(raw: Bytes, scanner: &crate::inspect::Scanner, found: &mut Vec<u
         return Err("the upstream sent bytes that are not UTF-8".into());
     };
     let mut dirty = false;
-    // Lines end at CR, LF or CRLF (ASCII bytes: every cut is on a character boundary).
-    let mut start = 0;
-    let ends = memchr::memchr2_iter(b'\r', b'\n', raw.as_ref()).chain(std::iter::once(text.len()));
-    for end in ends {
-        let line = &text[start..end];
-        start = end + 1;
-        if line.is_empty() {
-            continue;
-        }
-        let (field, value) = match line.split_once(':') {
-            Some((f, v)) => (f, v),
-            None => (line, ""),
+    for line in crate::protocol::sse::lines(&raw).filter(|l| !l.is_empty()) {
+        let (field, value) = match memchr::memchr(b':', line) {
+            Some(i) => (&line[..i], &line[i + 1..]),
+            None => (line, &b""[..]),
         };
         match field {
-            "data" => {}
-            "" | "event" | "id" | "retry" => dirty |= !value.is_empty() && !scanner.scan(value).is_empty(),
+            b"data" => {}
+            // `value` is cut from valid UTF-8 at an ASCII byte; were it not valid, it counts as dirty.
+            b"" | b"event" | b"id" | b"retry" => {
+                dirty |= !value.is_empty() && std::str::from_utf8(value).map_or(true, |v| !scanner.scan(v).is_empty())
+            }
             // The line itself is never echoed: it may hold anything.
             _ => return Err("the upstream sent a line that is not an SSE field".into()),
         }

@@ -72,12 +72,7 @@ impl StreamRedactor {
             }
         }
         let ci = choice.index;
-        let mut events = Vec::new();
-        for (slot, rest) in self.close(scanner, |k| k.scope == ci) {
-            if !rest.is_empty() {
-                events.push(self.carrier(&slot, rest));
-            }
-        }
+        let mut events = self.carriers(scanner, |k| k.scope == ci);
         self.last_chunk.clear();
         self.last_chunk.extend_from_slice(data.as_bytes());
         if events.is_empty() {
