@@ -77,8 +77,12 @@ pub(crate) struct Activity {
 }
 
 impl Activity {
+    /// Records activity now, rounded *up* to the next millisecond: the idle deadline computed from
+    /// it is never earlier than a full idle period after the activity (rounding down cut a
+    /// connection up to a millisecond early).
     fn touch(&self) {
-        self.last_ms.store(self.base.elapsed().as_millis() as u64, Ordering::Relaxed);
+        let ms = self.base.elapsed().as_nanos().div_ceil(1_000_000);
+        self.last_ms.store(u64::try_from(ms).unwrap_or(u64::MAX - 1), Ordering::Relaxed);
     }
 
     /// Marks a request in flight until the returned guard is dropped.
