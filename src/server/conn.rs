@@ -322,8 +322,8 @@ mod tests {
         let mut buf = [0u8; 8];
         // Never sends a byte: cut after the first-byte timeout.
         let (_client, server) = tokio::io::duplex(64);
-        let (mut w, _) = Watched::new(server, limits);
         let start = Instant::now();
+        let (mut w, _) = Watched::new(server, limits);
         let err = tokio::io::AsyncReadExt::read(&mut w, &mut buf).await.expect_err("timed out");
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
         assert!(start.elapsed() >= ms(200) && start.elapsed() < ms(2_000), "{:?}", start.elapsed());
