@@ -463,6 +463,10 @@ fn check_reports_every_admin_identity_problem() {
 kind = "openai"
 credential_env = "X"
 
+[admin]
+max_auth_failures = 0
+auth_failure_window = "2d"
+
 [admin.require_second]
 actions = ["set_level:normal", "launch_missiles", "set_level:panic", "safe_mode:maybe", "approve_tool:notool"]
 ttl = "forever"
@@ -510,6 +514,8 @@ role = "viewer"
         "`safe_mode:maybe`",
         "`approve_tool:notool`",
         "`forever` is not a duration",
+        "`0` is not between 1 and 10000",
+        "`2d` is not a duration between 1s and 24h",
     ] {
         assert!(text.contains(needle), "check reports `{needle}`:\n{text}");
     }
@@ -561,4 +567,112 @@ async fn two_person_rule_holds_a_prompt_rotation_and_a_viewer_cannot_decide() {
         (&rot["actor"], &rot["approved_by"], &rot["on_behalf_of"]),
         (&json!("rita"), &json!("ada"), &json!("ir-lead"))
     );
+}
+
+/// The admin listener's records of `event` so far (the trail file: the API itself is locked out).
+fn trail_events(gw: &Gateway, event: &str) -> Vec<Value> {
+    let text = std::fs::read_to_string(gw.dir.join("audit.jsonl")).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|r| r["kind"] == "admin" && r["event"] == event)
+        .collect()
+}
+
+/// A console login form POST with `token`: status, `Retry-After`, page.
+async fn console_login(gw: &Gateway, token: &str) -> (u16, Option<String>, String) {
+    let resp = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .post(format!("{}/console/login", gw.admin))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={token}"))
+        .send()
+        .await
+        .expect("console login");
+    let status = resp.status().as_u16();
+    let retry = resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    (status, retry, resp.text().await.unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_admin_authentications_are_audited_and_lock_the_address_out() {
+    let lockout = "[admin]\nmax_auth_failures = 3\nauth_failure_window = \"1h\"\n";
+    let (_up, gw) = setup(&admins(lockout)).await;
+    assert_eq!(req(&gw, Some(VIEWER), Method::GET, "/admin/v1/state", None).await.0, 200);
+
+    // Three refusals from 127.0.0.1, of three kinds and on both doors: the third starts the lockout.
+    assert_eq!(req(&gw, None, Method::GET, "/admin/v1/state", None).await.0, 401);
+    let (s, _, page) = console_login(&gw, "fb-admin-guess-1").await;
+    assert_eq!(s, 401, "{page}");
+    assert!(!page.contains("fb-admin-guess-1"), "the guess is not echoed");
+    let (s, v) = req(&gw, Some("fb-admin-guess-2"), Method::GET, "/admin/v1/state", None).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (401, Some("unauthorized")), "{v}");
+
+    // Locked out: even the right token is refused unchecked, on the API and the console, with the
+    // time left; the message names the setting and never the token.
+    let resp = reqwest::Client::new()
+        .get(format!("{}/admin/v1/state", gw.admin))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .expect("admin request");
+    assert_eq!(resp.status().as_u16(), 429);
+    let retry: u64 = resp.headers()["retry-after"].to_str().unwrap().parse().expect("Retry-After seconds");
+    assert!((3000..=3600).contains(&retry), "the rest of the hour: {retry}");
+    let v: Value = resp.json().await.expect("a JSON error");
+    assert_eq!(v["error"]["code"], "auth_locked_out", "{v}");
+    let msg = v["error"]["message"].as_str().unwrap_or_default();
+    assert!(msg.contains("max_auth_failures") && !msg.contains(ADMIN), "{msg}");
+    let (s, retry, page) = console_login(&gw, ADMIN).await;
+    assert_eq!(s, 429, "{page}");
+    assert!(retry.is_some() && page.contains("Too many failed logins"), "{page}");
+    assert_eq!(req(&gw, Some("fb-admin-guess-3"), Method::GET, "/admin/v1/state", None).await.0, 429);
+    assert_eq!(req(&gw, Some(RESPONDER), Method::GET, "/metrics", None).await.0, 429);
+
+    // The trail: each refusal up to the lockout, with the address and the reason; the lockout once;
+    // nothing for the attempts refused while locked out, and no token anywhere.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while trail_events(&gw, "auth_locked_out").is_empty() {
+        assert!(Instant::now() < deadline, "the lockout is audited");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let failed = trail_events(&gw, "auth_failed");
+    let reasons: Vec<_> = failed.iter().map(|r| r["reason"].as_str().unwrap_or_default()).collect();
+    assert_eq!(reasons, ["no_credential", "wrong_token", "wrong_token"], "{failed:?}");
+    assert!(failed.iter().all(|r| r["peer"] == "127.0.0.1"), "{failed:?}");
+    assert_eq!(failed[1]["route"], "POST /console/login");
+    assert_eq!(failed[2]["route"], "GET /admin/v1/state");
+    assert_eq!(failed.iter().map(|r| r["failures"].as_u64().unwrap_or(0)).collect::<Vec<_>>(), [1, 2, 3]);
+    let locked = trail_events(&gw, "auth_locked_out");
+    assert_eq!(locked.len(), 1, "{locked:?}");
+    assert_eq!((locked[0]["peer"].as_str(), locked[0]["window_seconds"].as_u64()), (Some("127.0.0.1"), Some(3600)));
+    let trail = std::fs::read_to_string(gw.dir.join("audit.jsonl")).unwrap_or_default();
+    for t in ["fb-admin-guess-1", "fb-admin-guess-2", "fb-admin-guess-3", ADMIN, RESPONDER] {
+        assert!(!trail.contains(t), "a token in the trail");
+    }
+
+    // Another address is not locked out, and sees the refusals in the metrics.
+    let other = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .build()
+        .expect("a client on 127.0.0.2");
+    let resp = other.get(format!("{}/metrics", gw.admin)).bearer_auth(VIEWER).send().await.expect("metrics");
+    assert_eq!(resp.status().as_u16(), 200, "127.0.0.2 is another address");
+    let text = resp.text().await.unwrap_or_default();
+    for line in [
+        "firebreak_admin_auth_failures_total{reason=\"no_credential\"} 1",
+        "firebreak_admin_auth_failures_total{reason=\"wrong_token\"} 2",
+        "firebreak_admin_auth_failures_total{reason=\"locked_out\"} 4",
+        "firebreak_admin_auth_lockouts_total 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} in:\n{text}");
+    }
+    // A reload that raises the limit lifts the lockout (the counts stay: 3 < 10).
+    let policy = std::fs::read_to_string(gw.dir.join("policy.toml")).expect("policy");
+    std::fs::write(gw.dir.join("policy.toml"), policy.replace("max_auth_failures = 3", "max_auth_failures = 10"))
+        .expect("write policy");
+    let resp = other.post(format!("{}/admin/v1/policy/reload", gw.admin)).bearer_auth(ADMIN).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200, "{}", resp.text().await.unwrap_or_default());
+    assert_eq!(req(&gw, Some(ADMIN), Method::GET, "/admin/v1/state", None).await.0, 200);
 }

@@ -124,6 +124,23 @@ pub struct RequireSecond {
     pub ttl: Duration,
 }
 
+/// `[admin] max_auth_failures` and `auth_failure_window`: how many refused admin authentications
+/// one address may make before its token attempts are refused unchecked (429) until the window
+/// that started with its first failure ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lockout {
+    /// Failures that start the lockout.
+    pub max_failures: u32,
+    /// The counting window, from an address's first failure.
+    pub window: Duration,
+}
+
+impl Default for Lockout {
+    fn default() -> Lockout {
+        Lockout { max_failures: 10, window: Duration::from_secs(5 * 60) }
+    }
+}
+
 /// The admin directory of a policy.
 #[derive(Debug, Clone, Default)]
 pub struct Admins {
@@ -131,6 +148,8 @@ pub struct Admins {
     pub identities: Vec<AdminIdentity>,
     /// `[admin.require_second]`, when set with at least one action.
     pub require_second: Option<RequireSecond>,
+    /// The lockout after failed authentications.
+    pub lockout: Lockout,
 }
 
 /// Switch actions an operator may send, with what their `:arg` names (`None`: no argument form).
@@ -163,8 +182,8 @@ pub const OPS: &[(&str, Option<&str>)] = &[
     ("restore_prompt", Some("prompt")),
 ];
 
-/// Compiles `[[admins]]` and `[admin.require_second]`, reporting every problem.
-pub(super) fn compile(raw: &[RawAdminIdentity], second: Option<&RawRequireSecond>, problems: &mut Problems) -> Admins {
+/// Compiles `[[admins]]`, `[admin.require_second]` and the `[admin]` lockout, reporting every problem.
+pub(super) fn compile(raw: &[RawAdminIdentity], admin: &super::raw::RawAdmin, problems: &mut Problems) -> Admins {
     let mut identities = Vec::new();
     let mut ids = HashSet::new();
     let mut digests: BTreeMap<[u8; 32], String> = BTreeMap::new();
@@ -240,8 +259,43 @@ pub(super) fn compile(raw: &[RawAdminIdentity], second: Option<&RawRequireSecond
             identities.push(AdminIdentity { id: a.id.clone(), role, sha256, cert_identity });
         }
     }
-    let require_second = second.and_then(|s| compile_second(s, problems));
-    Admins { identities, require_second }
+    let require_second = admin.require_second.as_ref().and_then(|s| compile_second(s, problems));
+    Admins { identities, require_second, lockout: compile_lockout(admin, problems) }
+}
+
+fn compile_lockout(admin: &super::raw::RawAdmin, problems: &mut Problems) -> Lockout {
+    let default = Lockout::default();
+    let max_failures = match admin.max_auth_failures {
+        None => default.max_failures,
+        Some(n) => match u32::try_from(n) {
+            Ok(n) if (1..=10_000).contains(&n) => n,
+            _ => {
+                problems.add(
+                    0,
+                    vec!["admin".into(), "max_auth_failures".into()],
+                    format!("`{n}` is not between 1 and 10000"),
+                    Some("the default is 10 failed authentications per address".into()),
+                );
+                default.max_failures
+            }
+        },
+    };
+    let window = match &admin.auth_failure_window {
+        None => default.window,
+        Some(t) => match humantime::parse_duration(t) {
+            Ok(d) if d >= Duration::from_secs(1) && d <= Duration::from_secs(24 * 3600) => d,
+            _ => {
+                problems.add(
+                    0,
+                    vec!["admin".into(), "auth_failure_window".into()],
+                    format!("`{t}` is not a duration between 1s and 24h"),
+                    Some("write e.g. \"5m\" (the default)".into()),
+                );
+                default.window
+            }
+        },
+    };
+    Lockout { max_failures, window }
 }
 
 fn compile_second(s: &RawRequireSecond, problems: &mut Problems) -> Option<RequireSecond> {

@@ -125,7 +125,7 @@ fn compile(m: Merged, base: &Path, problems: &mut Problems) -> Option<Policy> {
     let incidents = super::incidents::IncidentPolicy::compile(&raw.incidents, &raw.triggers, &raw.plans, problems);
     // As before sections had modules: with no scanner, `[[admins]]` and `[forensics]` are not checked.
     let inspection = inspection?;
-    let admins = super::admins::compile(&raw.admins, raw.admin.require_second.as_ref(), problems);
+    let admins = super::admins::compile(&raw.admins, &raw.admin, problems);
     let forensics = super::forensics::compile(raw.forensics.as_ref(), base, problems);
     let fleet = super::fleet::compile(raw.fleet.as_ref(), base, problems);
     Some(Policy {

@@ -220,6 +220,10 @@ pub struct RawAdmin {
     pub token_file: Option<String>,
     /// The two-person rule.
     pub require_second: Option<super::admins::RawRequireSecond>,
+    /// Failed admin authentications from one address before it is locked out.
+    pub max_auth_failures: Option<i64>,
+    /// The window those failures are counted in, and the lockout lasts to its end.
+    pub auth_failure_window: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -19,6 +19,7 @@ use http::{header, Method, Request, Response, StatusCode};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use super::lockout::Failure;
 pub use crate::config::admins::AdminRole as Role;
 use crate::config::admins::{ActionPattern, Admins as Directory};
 use crate::config::Secret;
@@ -46,11 +47,18 @@ pub struct Refusal {
     pub code: &'static str,
     /// What to do about it.
     pub message: String,
+    /// For a 401: which kind of failed authentication (counted towards the lockout).
+    pub failure: Option<Failure>,
 }
 
 impl Refusal {
     fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Refusal {
-        Refusal { status, code, message: message.into() }
+        Refusal { status, code, message: message.into(), failure: None }
+    }
+
+    /// A 401 for a failed authentication.
+    fn unauthorized(failure: Failure, message: impl Into<String>) -> Refusal {
+        Refusal { failure: Some(failure), ..Refusal::new(StatusCode::UNAUTHORIZED, "unauthorized", message) }
     }
 
     /// The JSON error answer: `{"error":{"code","message"}}` (403s also name `required_role` and `role`).
@@ -102,20 +110,15 @@ impl Admins {
                 .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
                 .map(str::trim)
                 .ok_or_else(|| {
-                    Refusal::new(
-                        StatusCode::UNAUTHORIZED,
-                        "unauthorized",
-                        "send the admin token as `Authorization: Bearer <token>`",
-                    )
+                    Refusal::unauthorized(Failure::Malformed, "send the admin token as `Authorization: Bearer <token>`")
                 })?;
             return self.authenticate_token(dir, token);
         }
         let cert = req.extensions().get::<crate::http::peer::Peer>().and_then(|p| p.tls_identity.as_deref());
         match cert {
             Some(c) => authenticate_cert(dir, c),
-            None => Err(Refusal::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
+            None => Err(Refusal::unauthorized(
+                Failure::NoCredential,
                 "send an admin token as `Authorization: Bearer <token>` (or connect with a client certificate named in [[admins]] cert_identity)",
             )),
         }
@@ -139,7 +142,7 @@ impl Admins {
                 found = Some(Identity { id: LEGACY_ID.into(), role: Role::Admin });
             }
         }
-        found.ok_or_else(|| Refusal::new(StatusCode::UNAUTHORIZED, "unauthorized", "the admin token is wrong"))
+        found.ok_or_else(|| Refusal::unauthorized(Failure::WrongToken, "the admin token is wrong"))
     }
 }
 
@@ -150,9 +153,8 @@ pub fn authenticate_cert(dir: &Directory, cert: &str) -> Result<Identity, Refusa
         .find(|a| a.cert_identity.as_deref() == Some(cert))
         .map(|a| Identity { id: a.id.clone(), role: a.role })
         .ok_or_else(|| {
-            Refusal::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
+            Refusal::unauthorized(
+                Failure::UnknownCertificate,
                 format!("the client certificate `{cert}` is not an admin: no [[admins]] entry has this cert_identity"),
             )
         })
@@ -293,6 +295,7 @@ mod tests {
                 },
             ],
             require_second: None,
+            lockout: Default::default(),
         }
     }
 
@@ -312,15 +315,18 @@ mod tests {
         let who = admins.authenticate(&dir(), &request(None, Some("ada.example"))).unwrap();
         assert_eq!(who, Identity { id: "ada".into(), role: Role::Admin });
         let r = admins.authenticate(&dir(), &request(None, Some("mallory"))).unwrap_err();
-        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+        assert_eq!((r.status, r.failure), (StatusCode::UNAUTHORIZED, Some(Failure::UnknownCertificate)));
         assert!(r.message.contains("mallory"), "{}", r.message);
         // A token that is sent must be right, even on a connection with a known certificate.
         let r = admins.authenticate(&dir(), &request(Some("Bearer wrong"), Some("ada.example"))).unwrap_err();
-        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+        assert_eq!((r.status, r.failure), (StatusCode::UNAUTHORIZED, Some(Failure::WrongToken)));
+        let r = admins.authenticate(&dir(), &request(Some("Basic d3Jvbmc="), None)).unwrap_err();
+        assert_eq!((r.status, r.failure), (StatusCode::UNAUTHORIZED, Some(Failure::Malformed)));
         // The token wins over the certificate when both are presented.
         let who = admins.authenticate(&dir(), &request(Some("Bearer v-token"), Some("ada.example"))).unwrap();
         assert_eq!(who.id, "vera");
-        assert_eq!(admins.authenticate(&dir(), &request(None, None)).unwrap_err().status, StatusCode::UNAUTHORIZED);
+        let r = admins.authenticate(&dir(), &request(None, None)).unwrap_err();
+        assert_eq!((r.status, r.failure), (StatusCode::UNAUTHORIZED, Some(Failure::NoCredential)));
     }
 
     #[test]
@@ -329,7 +335,8 @@ mod tests {
         let who = admins.authenticate(&dir(), &request(Some("Bearer legacy"), None)).unwrap();
         assert_eq!(who, Identity { id: LEGACY_ID.into(), role: Role::Admin });
         let none = Admins::new(None).authenticate(&Dir::default(), &request(Some("Bearer legacy"), None));
-        assert_eq!(none.unwrap_err().status, StatusCode::SERVICE_UNAVAILABLE);
+        let none = none.unwrap_err();
+        assert_eq!((none.status, none.failure), (StatusCode::SERVICE_UNAVAILABLE, None), "not counted as a failure");
     }
 
     #[test]

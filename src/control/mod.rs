@@ -23,12 +23,21 @@ mod fleet;
 mod forensics;
 pub mod identity;
 mod local;
+mod lockout;
 mod mcp_verify;
 mod pending;
 mod prompts;
 
 /// Largest admin request body.
 const MAX_ADMIN_BODY: usize = 1 << 20;
+
+/// Why an admin API caller was not authenticated.
+enum Unauthenticated {
+    /// 401 (or 503 with no identity configured).
+    Refused(identity::Refusal),
+    /// 429: the address is locked out for this much longer.
+    LockedOut(std::time::Duration),
+}
 
 /// The admin side of a running gateway.
 #[derive(Debug)]
@@ -37,6 +46,7 @@ pub struct Admin {
     admins: identity::Admins,
     pending: pending::PendingStore,
     console: console::Console,
+    auth_failures: lockout::AuthFailures,
 }
 
 impl Admin {
@@ -47,12 +57,79 @@ impl Admin {
             admins: identity::Admins::new(token.as_ref()),
             pending: Default::default(),
             console: console::Console::default(),
+            auth_failures: lockout::AuthFailures::default(),
         })
     }
 
     /// The caller of `req` under the policy in force: an `[[admins]]` identity or the legacy token's.
     pub fn authenticate<B>(&self, req: &Request<B>) -> Result<identity::Identity, identity::Refusal> {
         self.admins.authenticate(&self.gw.policy().admins, req)
+    }
+
+    /// [`Admin::authenticate`] under the lockout ([`lockout`]): a locked-out address's bearer tokens
+    /// are refused (429) without being checked, and every refusal is counted and audited.
+    fn authenticate_counted<B>(
+        &self,
+        req: &Request<B>,
+        method: &Method,
+        path: &str,
+    ) -> Result<Identity, Unauthenticated> {
+        let source = lockout::Source::of(req.extensions().get::<crate::http::peer::Peer>());
+        if req.headers().contains_key(header::AUTHORIZATION) {
+            if let Some(left) = self.locked_out(source) {
+                return Err(Unauthenticated::LockedOut(left));
+            }
+        }
+        self.authenticate(req).map_err(|r| {
+            if let Some(f) = r.failure {
+                self.auth_failed(source, f, &format!("{method} {path}"));
+            }
+            Unauthenticated::Refused(r)
+        })
+    }
+
+    /// How much longer `source` is locked out, if it is.
+    fn locked_out(&self, source: lockout::Source) -> Option<std::time::Duration> {
+        self.auth_failures.locked_out(source, &self.gw.policy().admins.lockout)
+    }
+
+    /// Counts a refused authentication from `source` on `route`; audits it (and the lockout it
+    /// starts) unless the source is already locked out. The record names the address and the
+    /// reason, never the credential.
+    fn auth_failed(&self, source: lockout::Source, why: lockout::Failure, route: &str) {
+        let limits = self.gw.policy().admins.lockout;
+        let (n, lockout) = match self.auth_failures.failed(source, why, &limits) {
+            lockout::Counted::Quiet => return,
+            lockout::Counted::Failure { n } => (n, None),
+            lockout::Counted::LockedOut { n, for_ } => (n, Some(for_)),
+        };
+        let peer = source.to_string_for_audit();
+        tracing::warn!(peer = %peer, reason = why.as_str(), route, failures = n, "admin authentication refused");
+        let mut records = vec![Record::new("admin")
+            .with("event", "auth_failed")
+            .with("peer", peer.as_str())
+            .with("reason", why.as_str())
+            .with("route", route)
+            .with("failures", n)];
+        if let Some(left) = lockout {
+            tracing::warn!(peer = %peer, failures = n, seconds = left.as_secs(), "admin authentication locked out for this address");
+            records.push(
+                Record::new("admin")
+                    .with("event", "auth_locked_out")
+                    .with("peer", peer.as_str())
+                    .with("failures", n)
+                    .with("window_seconds", limits.window.as_secs())
+                    .with("seconds", left.as_secs().max(1)),
+            );
+        }
+        // Queued, not awaited on disk: a refusal waits for nobody, and the lockout bounds how many
+        // records one address can cause.
+        let audit = self.gw.audit.clone();
+        tokio::spawn(async move {
+            for r in records {
+                audit.record(r).await;
+            }
+        });
     }
 
     /// The handler for [`crate::server::serve`].
@@ -83,9 +160,10 @@ impl Admin {
         let who = match self.console_auth(&req) {
             console::ApiAuth::Session(w) => w,
             console::ApiAuth::Refused(r) => return r,
-            console::ApiAuth::NotConsole => match self.authenticate(&req) {
+            console::ApiAuth::NotConsole => match self.authenticate_counted(&req, &method, &path) {
                 Ok(w) => w,
-                Err(r) => return r.response(),
+                Err(Unauthenticated::Refused(r)) => return r.response(),
+                Err(Unauthenticated::LockedOut(left)) => return locked_out(left),
             },
         };
         let needed = identity::required_role(&method, &path).unwrap_or(Role::Admin);
@@ -106,7 +184,9 @@ impl Admin {
         }
         match (&method, path.as_str()) {
             (&Method::GET, "/metrics") => {
-                let mut text = self.gw.metrics.render() + &self.gw.circuits.render_metrics();
+                let mut text = self.gw.metrics.render()
+                    + &self.gw.circuits.render_metrics()
+                    + &self.auth_failures.render_metrics();
                 if let Some(f) = &self.gw.fleet {
                     text.push_str(&f.render_metrics());
                 }
@@ -754,6 +834,18 @@ fn json_response(status: StatusCode, v: &Value) -> Response<Body> {
 
 fn error(status: StatusCode, code: &str, message: &str) -> Response<Body> {
     json_response(status, &json!({"error": {"code": code, "message": message}}))
+}
+
+/// The 429 for a locked-out address, with `Retry-After`.
+fn locked_out(left: std::time::Duration) -> Response<Body> {
+    let secs = left.as_secs().max(1);
+    let mut r = error(
+        StatusCode::TOO_MANY_REQUESTS,
+        "auth_locked_out",
+        &format!("too many failed admin authentications from this address; token attempts are refused for {secs} more seconds (a verified admin client certificate still gets in; see [admin] max_auth_failures)"),
+    );
+    r.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+    r
 }
 
 fn text(status: StatusCode, s: &'static str) -> Response<Body> {

@@ -134,7 +134,11 @@ fn main_only(file: usize, raw: &RawPolicy, problems: &mut Problems) {
             "listen",
         ),
         (
-            raw.admin.token_env.is_some() || raw.admin.token_file.is_some() || raw.admin.require_second.is_some(),
+            raw.admin.token_env.is_some()
+                || raw.admin.token_file.is_some()
+                || raw.admin.require_second.is_some()
+                || raw.admin.max_auth_failures.is_some()
+                || raw.admin.auth_failure_window.is_some(),
             "admin",
         ),
         (!raw.admins.is_empty(), "admins"),

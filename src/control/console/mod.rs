@@ -273,6 +273,7 @@ impl Admin {
         }
         let tls = self.console_tls(&req);
         let cert = self.login_cert(&req);
+        let source = super::lockout::Source::of(req.extensions().get::<crate::http::peer::Peer>());
         let body = match read_form(req).await {
             Ok(b) => b,
             Err(r) => return r,
@@ -283,10 +284,15 @@ impl Admin {
             match cert.as_deref().and_then(|c| self.certificate_identity(c)) {
                 Some(i) => (i, "certificate"),
                 None => {
+                    let why = match cert {
+                        Some(_) => super::lockout::Failure::UnknownCertificate,
+                        None => super::lockout::Failure::NoCredential,
+                    };
+                    self.auth_failed(source, why, "POST /console/login");
                     return html(
                         StatusCode::UNAUTHORIZED,
                         pages::login(cert.as_deref(), Some("Your client certificate is not an admin identity.")),
-                    )
+                    );
                 }
             }
         } else {
@@ -296,10 +302,28 @@ impl Admin {
                     pages::login(cert.as_deref(), Some("No admin token is configured on this gateway.")),
                 );
             }
+            if let Some(left) = self.locked_out(source) {
+                let mut r = html(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    pages::login(
+                        cert.as_deref(),
+                        Some(&format!(
+                            "Too many failed logins from your address: try again in {} seconds.",
+                            left.as_secs().max(1)
+                        )),
+                    ),
+                );
+                r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(left.as_secs().max(1)));
+                return r;
+            }
             match field("token").filter(|t| !t.trim().is_empty()).and_then(|t| self.token_identity(t)) {
                 Some(i) => (i, "token"),
                 None => {
-                    tracing::warn!("console login refused: wrong admin token");
+                    let why = match field("token").filter(|t| !t.trim().is_empty()) {
+                        Some(_) => super::lockout::Failure::WrongToken,
+                        None => super::lockout::Failure::NoCredential,
+                    };
+                    self.auth_failed(source, why, "POST /console/login");
                     return html(
                         StatusCode::UNAUTHORIZED,
                         pages::login(cert.as_deref(), Some("That token is not valid.")),
