@@ -1370,6 +1370,14 @@ async fn bad_input_gets_json_rpc_errors_and_the_gateway_keeps_working() {
     let g = read(post_raw("application/json", r#"{"jsonrpc": "2.0", "id": 1, "method": "ping""#.into())).await;
     assert_http_error(&g, 400, -32700, "request.bad_json");
     works("malformed JSON").await;
+    // A key twice (the tool's name, escaped): refused, the server might call the copy not checked.
+    let twice =
+        r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","n\u0061me":"add","arguments":{}}}"#;
+    let g = read(post_raw("application/json", twice.into())).await;
+    let v = assert_http_error(&g, 400, -32700, "request.bad_json");
+    let msg = v.pointer("/error/message").and_then(Value::as_str).unwrap_or_default();
+    assert!(msg.contains("same key twice"), "{v}");
+    works("a key twice").await;
 
     for body in [json!({"hello": "world"}), json!({"jsonrpc": "1.0", "id": 1, "method": "ping"}), json!(42), json!([])]
     {
@@ -1401,7 +1409,7 @@ async fn bad_input_gets_json_rpc_errors_and_the_gateway_keeps_working() {
     }
     works("missing key").await;
 
-    assert_eq!(r.srv.count(), before + 6, "only the six good pings reached the server");
+    assert_eq!(r.srv.count(), before + 7, "only the seven good pings reached the server");
     assert!(r.srv.requests()[before..].iter().all(|x| x.rpc_methods() == ["ping"]));
 }
 

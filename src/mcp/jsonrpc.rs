@@ -65,7 +65,8 @@ pub enum ParseError {
 
 /// Parses and validates a client's POST body.
 pub fn parse(body: &[u8]) -> Result<Messages, ParseError> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| ParseError::Json(e.to_string()))?;
+    // A key twice is refused: the server might act on the copy the gateway did not check.
+    let v = crate::protocol::json::parse_unique(body).map_err(|e| ParseError::Json(e.to_string()))?;
     let (list, batch) = match v {
         Value::Array(a) if a.is_empty() => return Err(ParseError::Invalid("an empty batch".into())),
         Value::Array(a) => (a, true),

@@ -5,17 +5,94 @@
 //!
 //! Every function here assumes valid JSON (checked first by [`validate`]); on anything else they
 //! return `None` or stop early, never panic.
+//!
+//! **Duplicate keys are refused.** JSON leaves an object with a key twice undefined: serde_json and
+//! most parsers keep the last, some keep the first. A gateway that inspects one copy while the
+//! upstream acts on the other is bypassed (a `model`, a tool `name`, a message's `content`), so
+//! [`validate`] and [`parse_unique`] refuse such a body at any depth, comparing keys after their
+//! escapes are decoded (`"m\u006fdel"` is `model`). The error names no key: a key is client text.
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 use std::ops::Range;
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Value};
+
+/// The error for an object with a key twice (serde_json adds the line and column).
+const DUPLICATE_KEY: &str = "an object has the same key twice (refused: parsers disagree on which copy counts)";
 
 /// Checks that `bytes` is one JSON value exactly as `serde_json::from_slice::<Value>` would (same
-/// parser, same errors: syntax, UTF-8, escapes, numbers out of range, nesting depth), without
-/// building it: strings are decoded into the parser's scratch buffer and dropped.
+/// parser, same errors: syntax, UTF-8, escapes, numbers out of range, nesting depth), and that no
+/// object has a key twice, without building it: strings are decoded into the parser's scratch
+/// buffer and dropped.
 pub fn validate(bytes: &[u8]) -> Result<(), serde_json::Error> {
     serde_json::from_slice::<Valid>(bytes).map(|_| ())
+}
+
+/// `serde_json::from_slice::<Value>`, refusing an object with a key twice.
+pub fn parse_unique(bytes: &[u8]) -> Result<Value, serde_json::Error> {
+    serde_json::from_slice::<Unique>(bytes).map(|u| u.0)
+}
+
+/// An object key, borrowed from the input unless it had escapes.
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Key<'de>, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object key")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(s)))
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(s.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, s: String) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(s)))
+            }
+        }
+        d.deserialize_str(KeyVisitor)
+    }
+}
+
+/// The keys of one object so far: the first few in place (no allocation for the objects of an
+/// ordinary request), a hash set beyond them (a schema with hundreds of properties stays linear).
+struct Keys<'de> {
+    few: [Cow<'de, str>; FEW],
+    n: usize,
+    many: Option<HashSet<Cow<'de, str>>>,
+}
+
+const FEW: usize = 12;
+
+impl<'de> Keys<'de> {
+    fn new() -> Keys<'de> {
+        Keys { few: std::array::from_fn(|_| Cow::Borrowed("")), n: 0, many: None }
+    }
+
+    /// Adds `k`; false when it was there already.
+    fn insert(&mut self, k: Cow<'de, str>) -> bool {
+        if let Some(set) = &mut self.many {
+            return set.insert(k);
+        }
+        if self.few[..self.n].contains(&k) {
+            return false;
+        }
+        if self.n < FEW {
+            self.few[self.n] = k;
+            self.n += 1;
+        } else {
+            let mut set: HashSet<Cow<'de, str>> = self.few.iter_mut().map(std::mem::take).collect();
+            set.insert(k);
+            self.many = Some(set);
+        }
+        true
+    }
 }
 
 /// Accepts any JSON value, like `Value`, and keeps nothing.
@@ -64,10 +141,77 @@ impl<'de> Visitor<'de> for ValidVisitor {
         Ok(Valid)
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Valid, A::Error> {
-        while map.next_key::<Valid>()?.is_some() {
+        let mut keys = Keys::new();
+        while let Some(Key(k)) = map.next_key::<Key<'de>>()? {
+            if !keys.insert(k) {
+                return Err(de::Error::custom(DUPLICATE_KEY));
+            }
             map.next_value::<Valid>()?;
         }
         Ok(Valid)
+    }
+}
+
+/// A `Value` whose objects have no key twice.
+struct Unique(Value);
+
+impl<'de> Deserialize<'de> for Unique {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Unique, D::Error> {
+        d.deserialize_any(UniqueVisitor)
+    }
+}
+
+struct UniqueVisitor;
+
+impl<'de> Visitor<'de> for UniqueVisitor {
+    type Value = Unique;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any valid JSON value")
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Unique, E> {
+        Ok(Unique(Value::Bool(v)))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Unique, E> {
+        Ok(Unique(Value::from(v)))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Unique, E> {
+        Ok(Unique(Value::from(v)))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Unique, E> {
+        Ok(Unique(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number)))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Unique, E> {
+        Ok(Unique(Value::String(v.to_owned())))
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Unique, E> {
+        Ok(Unique(Value::String(v)))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Unique, E> {
+        Ok(Unique(Value::Null))
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Unique, E> {
+        Ok(Unique(Value::Null))
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Unique, D::Error> {
+        Unique::deserialize(d)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Unique, A::Error> {
+        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+        while let Some(Unique(v)) = seq.next_element::<Unique>()? {
+            out.push(v);
+        }
+        Ok(Unique(Value::Array(out)))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Unique, A::Error> {
+        let mut out = Map::new();
+        while let Some(Key(k)) = map.next_key::<Key<'de>>()? {
+            let Unique(v) = map.next_value::<Unique>()?;
+            if out.insert(k.into_owned(), v).is_some() {
+                return Err(de::Error::custom(DUPLICATE_KEY));
+            }
+        }
+        Ok(Unique(Value::Object(out)))
     }
 }
 
@@ -268,6 +412,37 @@ mod tests {
         }
         let deep = "[".repeat(200) + &"]".repeat(200);
         assert!(validate(deep.as_bytes()).is_err());
+        assert!(parse_unique(deep.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn a_key_twice_is_refused_at_any_depth_and_however_it_is_escaped() {
+        let twice = [
+            &br#"{"model":"a","model":"b"}"#[..],
+            br#"{"model":"a","m\u006fdel":"b"}"#,
+            br#"{"messages":[{"role":"user","content":"x","content":"y"}]}"#,
+            br#"[1,{"a":{"b":1,"c":2,"b":3}}]"#,
+            br#"{"\ud83d\ude00":1,"\uD83D\uDE00":2}"#,
+        ];
+        for b in twice {
+            let e = validate(b).expect_err(&String::from_utf8_lossy(b)).to_string();
+            assert!(e.starts_with(DUPLICATE_KEY) && e.contains("column"), "{e}");
+            let e = parse_unique(b).expect_err(&String::from_utf8_lossy(b)).to_string();
+            assert!(e.starts_with(DUPLICATE_KEY), "{e}");
+        }
+        // Past the few kept in place, the set takes over; near-misses are distinct keys.
+        let many: Vec<String> = (0..40).map(|i| format!("\"k{i}\":{i}")).collect();
+        let ok = format!("{{{},\"K0\":0,\"k0 \":0}}", many.join(","));
+        assert!(validate(ok.as_bytes()).is_ok());
+        assert_eq!(parse_unique(ok.as_bytes()).unwrap(), serde_json::from_str::<Value>(&ok).unwrap());
+        let bad = format!("{{{},\"k39\":1}}", many.join(","));
+        assert!(validate(bad.as_bytes()).is_err() && parse_unique(bad.as_bytes()).is_err());
+        let bad = format!("{{{},\"k3\":1}}", many[..FEW].join(","));
+        assert!(validate(bad.as_bytes()).is_err() && parse_unique(bad.as_bytes()).is_err());
+        // The same key in sibling objects is fine; values are what serde_json builds.
+        let b = br#"{"a":[{"x":1.5,"y":null},{"x":-2,"y":[true,"s\n"]}],"b":18446744073709551615}"#;
+        assert_eq!(parse_unique(b).unwrap(), serde_json::from_slice::<Value>(b).unwrap());
+        assert!(validate(b).is_ok());
     }
 
     #[test]
