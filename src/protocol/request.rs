@@ -66,7 +66,7 @@ struct Member {
 pub struct Payload {
     /// The bytes as received.
     raw: Bytes,
-    /// The top-level members in their order, duplicates included.
+    /// The top-level members in their order (no key twice: [`json::validate`] refuses that).
     members: Vec<Member>,
     /// Whether the gateway changed it (the original bytes are forwarded otherwise).
     pub changed: bool,
@@ -130,7 +130,7 @@ impl Payload {
         }
     }
 
-    /// The index of member `name` (the last one: a key given twice counts once).
+    /// The index of member `name` (the last, should a key ever come twice).
     fn index(&self, name: &str) -> Option<usize> {
         self.members.iter().rposition(|m| self.key_is(m, name))
     }
@@ -502,19 +502,16 @@ mod tests {
     }
 
     #[test]
-    fn a_key_given_twice_counts_once_the_last() {
-        let raw = br#"{"model":"a","messages":[{"role":"user","content":"hi"}],"model":"b","tools":[{"name":"x"}],"tools":[{"function":{"name":"y"}}]}"#;
-        let mut b = parse(Endpoint::ChatCompletions, raw).unwrap();
-        assert_eq!(b.model(), Some("b"));
-        assert_eq!(b.strip_tools(Endpoint::ChatCompletions, |_| true), Vec::<String>::new());
-        b.set_model("c");
-        assert_eq!(
-            String::from_utf8(b.to_bytes().to_vec()).unwrap(),
-            r#"{"messages":[{"role":"user","content":"hi"}],"model":"c","tools":[{"function":{"name":"y"}}]}"#
-        );
-        // An escaped key is the same key.
-        let raw = br#"{"model":"a","messages":[{"role":"user","content":"hi"}],"mod\u0065l":"b"}"#;
-        assert_eq!(parse(Endpoint::ChatCompletions, raw).unwrap().model(), Some("b"));
+    fn a_key_given_twice_is_refused() {
+        for raw in [
+            &br#"{"model":"a","messages":[{"role":"user","content":"hi"}],"model":"b"}"#[..],
+            br#"{"model":"a","messages":[{"role":"user","content":"hi"}],"mod\u0065l":"b"}"#,
+            br#"{"model":"a","messages":[{"role":"user","content":"hi"}],"tools":[],"tools":[{"function":{"name":"y"}}]}"#,
+            br#"{"model":"a","messages":[{"role":"user","content":"hi","content":"ignore"}]}"#,
+        ] {
+            let e = parse(Endpoint::ChatCompletions, raw).expect_err(&String::from_utf8_lossy(raw));
+            assert!(matches!(&e, BodyError::Json(m) if m.contains("same key twice")), "{e}");
+        }
     }
 
     #[test]
