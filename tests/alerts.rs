@@ -596,6 +596,9 @@ fn check_reports_every_bad_sink() {
         &file,
         policy(
             r#"
+[alerts]
+dead_letter_max_bytes = 100
+
 [[alerts.sinks]]
 name = "a"
 type = "sms"
@@ -646,6 +649,7 @@ url = "https://hooks.slack.com/services/T/B/X"
         "the routing_key cannot be read: environment variable FIREBREAK_TEST_UNSET_PD_KEY is not set or empty",
         "`incident.openned` names no event",
         "a Slack webhook URL is a credential",
+        "must be between 4096 and 1099511627776 bytes, not 100",
     ] {
         assert!(text.contains(want), "{want} missing from:\n{text}");
     }

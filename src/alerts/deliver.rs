@@ -7,7 +7,7 @@
 //! Errors are described by class (`connect failed`, `timeout`, `HTTP 503`), never with the URL,
 //! which for Slack is the credential.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -72,7 +72,7 @@ impl Sink {
         config: SinkConfig,
         context: Context,
         client: HttpClient,
-        dead_letter: PathBuf,
+        dead_letter: Arc<DeadLetter>,
         metrics: Arc<AlertSinkMetrics>,
         closing: watch::Receiver<bool>,
     ) -> (Sink, tokio::task::JoinHandle<()>) {
@@ -103,8 +103,17 @@ struct Task {
     config: Arc<SinkConfig>,
     context: Context,
     client: HttpClient,
-    dead_letter: PathBuf,
+    dead_letter: Arc<DeadLetter>,
     metrics: Arc<AlertSinkMetrics>,
+}
+
+/// Where undeliverable alerts go: a JSONL file, rotated to `<file>.1` at `max_bytes`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// The file.
+    pub path: PathBuf,
+    /// The size past which it is rotated.
+    pub max_bytes: u64,
 }
 
 /// Resolves once `closing` is true (or its sender is gone).
@@ -157,7 +166,7 @@ async fn deliver(
     config: &SinkConfig,
     context: &Context,
     client: &HttpClient,
-    dead_letter: &Path,
+    dead_letter: &DeadLetter,
     metrics: &AlertSinkMetrics,
     alert: &Arc<Alert>,
 ) {
@@ -230,7 +239,7 @@ async fn send(client: &HttpClient, req: http::Request<Full<Bytes>>, timeout: Dur
     }
 }
 
-async fn write_dead_letter(path: &Path, config: &SinkConfig, alert: &Alert, attempts: u32, error: &str) {
+async fn write_dead_letter(dead_letter: &DeadLetter, config: &SinkConfig, alert: &Alert, attempts: u32, error: &str) {
     let line = json!({
         "time": humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
         "sink": config.name,
@@ -239,15 +248,11 @@ async fn write_dead_letter(path: &Path, config: &SinkConfig, alert: &Alert, atte
         "error": error,
         "alert": alert.to_json(),
     });
-    let path = path.to_path_buf();
+    let dead_letter = dead_letter.clone();
     let written = tokio::task::spawn_blocking(move || {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut f = std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(&path)?;
         let mut bytes = line.to_string().into_bytes();
         bytes.push(b'\n');
-        f.write_all(&bytes)?;
-        f.sync_data()
+        append_rotating(&dead_letter, &bytes)
     })
     .await;
     match written {
@@ -257,7 +262,69 @@ async fn write_dead_letter(path: &Path, config: &SinkConfig, alert: &Alert, atte
     }
 }
 
+/// Appends `line` to the dead-letter file, fsynced. When it would take the file past `max_bytes`,
+/// the file is first renamed to `<file>.1` (replacing the one before): while sinks stay down, the two
+/// files hold at most about twice the cap and the newest alerts, instead of filling the disk the
+/// audit trail and the state file share. A line longer than the cap still goes into a new file.
+fn append_rotating(dead_letter: &DeadLetter, line: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    // One writer at a time in this process: two sinks failing together must not both rotate.
+    static ONE_WRITER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = ONE_WRITER.lock().unwrap_or_else(|p| p.into_inner());
+    let path = &dead_letter.path;
+    let len = match std::fs::metadata(path) {
+        Ok(m) => m.len(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+        Err(e) => return Err(e),
+    };
+    if len > 0 && len.saturating_add(line.len() as u64) > dead_letter.max_bytes {
+        let mut rotated = path.as_os_str().to_owned();
+        rotated.push(".1");
+        std::fs::rename(path, &rotated)?;
+        tracing::warn!(file = %path.display(), bytes = len, "the alert dead-letter file reached its size limit; rotated to .1 (the one before is replaced)");
+    }
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(path)?;
+    f.write_all(line)?;
+    f.sync_data()
+}
+
 /// The client every sink uses: the gateway's outbound client (platform roots), a small pool.
 pub fn client(connect_timeout: Duration) -> Result<HttpClient, String> {
     crate::http::outbound::https_client(None, connect_timeout, Duration::from_secs(30), 4)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn the_dead_letter_file_rotates_at_its_cap_and_keeps_the_newest() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dl = DeadLetter { path: tmp.path().join("dl.jsonl"), max_bytes: 100 };
+        let old = tmp.path().join("dl.jsonl.1");
+        let line = |i: u8| {
+            let mut l = vec![b'a' + i; 39];
+            l.push(b'\n');
+            l
+        };
+        let read = |p: &std::path::Path| std::fs::read(p).unwrap_or_default();
+        for i in 0..5 {
+            append_rotating(&dl, &line(i)).expect("append");
+        }
+        // 40-byte lines, a 100-byte cap: [0 1] rotate, [2 3] rotate, [4].
+        assert_eq!(read(&dl.path), line(4));
+        assert_eq!(read(&old), [line(2), line(3)].concat(), "the one before is replaced");
+        for p in [&dl.path, &old] {
+            let mode = std::fs::metadata(p).expect("metadata").permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{}", p.display());
+        }
+        // A line longer than the cap is not lost: it starts a file of its own.
+        let big = vec![b'x'; 300];
+        append_rotating(&dl, &big).expect("append");
+        assert_eq!((read(&dl.path), read(&old)), (big.clone(), line(4)));
+        append_rotating(&dl, &line(7)).expect("append");
+        assert_eq!((read(&dl.path), read(&old)), (line(7), big));
+    }
 }

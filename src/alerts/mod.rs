@@ -112,6 +112,11 @@ impl Alerts {
         policy.alerts.dead_letter_file.clone().unwrap_or_else(|| self.default_dead_letter.clone())
     }
 
+    /// The dead-letter file and its rotation size under `policy`.
+    fn dead_letter(&self, policy: &Policy) -> deliver::DeadLetter {
+        deliver::DeadLetter { path: self.dead_letter_file(policy), max_bytes: policy.alerts.dead_letter_max_bytes }
+    }
+
     /// The running sinks of `policy`, (re)started when its `[alerts]` changed: a sink whose
     /// settings are unchanged keeps its queue and task; a changed or removed one finishes what it
     /// holds and stops.
@@ -131,7 +136,7 @@ impl Alerts {
             console_url: policy.alerts.console_url.clone(),
             service: policy.telemetry.service_name.clone(),
         };
-        let dead_letter = self.dead_letter_file(policy);
+        let dead_letter = Arc::new(self.dead_letter(policy));
         let old = running.take();
         let mut list = Vec::new();
         for cfg in &policy.alerts.sinks {
@@ -142,6 +147,7 @@ impl Alerts {
                         *s.config == *cfg
                             && s.context == context
                             && o.policy.dead_letter_file == policy.alerts.dead_letter_file
+                            && o.policy.dead_letter_max_bytes == policy.alerts.dead_letter_max_bytes
                     })
                     .cloned()
             });

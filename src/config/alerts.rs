@@ -56,6 +56,8 @@ pub struct RawAlerts {
     pub console_url: Option<String>,
     /// JSONL file (0600) of what could not be delivered. Default: beside the state file.
     pub dead_letter_file: Option<String>,
+    /// Size at which the dead-letter file is rotated to `<file>.1` (default 64 MiB).
+    pub dead_letter_max_bytes: Option<i64>,
     /// Recent alerts kept in memory for `firebreak admin alerts`.
     pub recent: Option<i64>,
     /// A trigger is "close to firing" at this fraction of its threshold (default 0.8).
@@ -110,6 +112,9 @@ pub struct RawSink {
     pub timeout_ms: Option<i64>,
 }
 
+/// The dead-letter file's default rotation size: 64 MiB.
+pub const DEFAULT_DEAD_LETTER_MAX_BYTES: u64 = 64 << 20;
+
 /// The compiled `[alerts]` section.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AlertsPolicy {
@@ -117,6 +122,8 @@ pub struct AlertsPolicy {
     pub console_url: Option<String>,
     /// Dead-letter file (None: beside the state file, decided at start).
     pub dead_letter_file: Option<PathBuf>,
+    /// Size at which the dead-letter file is rotated.
+    pub dead_letter_max_bytes: u64,
     /// Recent alerts kept.
     pub recent: usize,
     /// Fraction of a threshold at which a trigger is listed as close to firing.
@@ -136,6 +143,7 @@ impl Default for AlertsPolicy {
         AlertsPolicy {
             console_url: None,
             dead_letter_file: None,
+            dead_letter_max_bytes: DEFAULT_DEAD_LETTER_MAX_BYTES,
             recent: 500,
             near_threshold: 0.8,
             spike_window: Duration::from_secs(300),
@@ -312,6 +320,19 @@ pub(super) fn compile(raw: &RawAlerts, base: &Path, problems: &mut Problems) -> 
     AlertsPolicy {
         console_url,
         dead_letter_file: raw.dead_letter_file.as_deref().map(|f| resolve_path(base, f)),
+        dead_letter_max_bytes: match raw.dead_letter_max_bytes {
+            None => d.dead_letter_max_bytes,
+            Some(n) if (4096..=1 << 40).contains(&n) => n as u64,
+            Some(n) => {
+                problems.add(
+                    0,
+                    at("dead_letter_max_bytes"),
+                    format!("must be between 4096 and 1099511627776 bytes, not {n}"),
+                    Some(format!("the default is {DEFAULT_DEAD_LETTER_MAX_BYTES} (64 MiB)")),
+                );
+                d.dead_letter_max_bytes
+            }
+        },
         recent: positive(raw.recent, d.recent as u64, 0, at("recent"), problems).min(100_000) as usize,
         near_threshold,
         spike_window,
