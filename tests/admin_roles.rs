@@ -676,3 +676,59 @@ async fn failed_admin_authentications_are_audited_and_lock_the_address_out() {
     assert_eq!(resp.status().as_u16(), 200, "{}", resp.text().await.unwrap_or_default());
     assert_eq!(req(&gw, Some(ADMIN), Method::GET, "/admin/v1/state", None).await.0, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_person_rule_holds_a_plan_run_by_hand_whose_actions_need_it() {
+    let second = "[admin.require_second]\nactions = [\"set_level:normal\"]\n\n\
+                  [plans.recover]\ndescription = \"back to normal\"\nactions = [{action = \"set_level\", level = \"normal\"}]\n\n\
+                  [plans.quiet]\nactions = [{action = \"block_user\", user = \"{user}\"}]\n";
+    let (_up, gw) = setup(&admins(second)).await;
+    let (s, v) = batch(&gw, RESPONDER, json!([{"action": "set_level", "level": "lockdown"}]), None).await;
+    assert_eq!(s, 200, "{v}");
+    let run = |token: &'static str, plan: &'static str| {
+        let gw = &gw;
+        async move {
+            let body = json!({"user": "bob", "reason": "INC-7 over"});
+            req(gw, Some(token), Method::POST, &format!("/admin/v1/playbooks/{plan}"), Some(body)).await
+        }
+    };
+
+    // A plan that would lift the lockdown is held like the batch it makes.
+    let (s, v) = run(RESPONDER, "recover").await;
+    assert_eq!(s, 202, "{v}");
+    let p = &v["pending"];
+    assert_eq!((p["kind"].as_str(), p["plan"].as_str()), (Some("playbook"), Some("recover")), "{v}");
+    assert_eq!(p["batch"]["actions"], json!([{"action": "set_level", "level": "normal"}]));
+    assert_eq!(p["needs_second"], json!(["set_level:normal"]));
+    let id = p["id"].as_str().expect("pending id").to_owned();
+    assert_eq!(call(&gw, CHAT, &chat_body("gpt-4o", false)).await.status, 503, "still in lockdown");
+    let (s, v) = req(&gw, Some(RESPONDER), Method::POST, &format!("/admin/v1/pending/{id}/approve"), None).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (403, Some("same_identity")), "{v}");
+
+    // A second identity approves: the plan runs, recorded as the plan with both identities.
+    let (s, v) = req(&gw, Some(RESPONDER2), Method::POST, &format!("/admin/v1/pending/{id}/approve"), None).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!((v["applied"].as_bool(), v["plan"].as_str()), (Some(true), Some("recover")), "{v}");
+    assert_eq!(call(&gw, CHAT, &chat_body("gpt-4o", false)).await.status, 200, "lockdown lifted");
+
+    // A plan with no listed action runs at once.
+    let (s, v) = run(RESPONDER, "quiet").await;
+    assert_eq!(s, 200, "{v}");
+    let bob = send(post(&client(), &gw, CHAT, Auth::Bearer(BOB), &chat_body("gpt-4o", false))).await;
+    assert_eq!(bob.status, 403, "bob is blocked by the plan");
+
+    let records = audit(&gw).await;
+    let lift =
+        records.iter().find(|r| r["kind"] == "switch" && r["plan"] == "recover").expect("the plan's switch record");
+    assert_eq!(
+        (&lift["actor"], &lift["requested_by"], &lift["approved_by"], &lift["pending_id"]),
+        (&json!("rita"), &json!("rita"), &json!("ravi"), &json!(id)),
+        "{lift}"
+    );
+    let approvals: Vec<_> = records
+        .iter()
+        .filter(|r| r["kind"] == "approval" && r["pending_id"] == id.as_str())
+        .map(|r| (r["event"].as_str().unwrap_or_default(), r["kind_of_request"].as_str().unwrap_or_default()))
+        .collect();
+    assert_eq!(approvals, [("requested", "playbook"), ("refused", "playbook"), ("approved", "playbook")]);
+}

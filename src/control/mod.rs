@@ -631,32 +631,41 @@ impl Admin {
         }
         let policy = self.gw.policy();
         let reason = with_on_behalf_of(&run.reason, run.actor.as_deref().filter(|a| *a != who.id));
-        use crate::incident::PlanError;
-        match crate::gateway::incidents::run_plan(&self.gw, &policy, &plan, &run.target, &reason, &who.id, None, false)
-            .await
-        {
-            // Applied, but not durably audited: not acknowledged (see `switches`).
-            Ok(taken) if taken.error.is_some() => error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "audit_failed",
-                &format!(
-                    "the plan was applied (version {}) but {}; check GET /admin/v1/state before retrying",
-                    taken.version.unwrap_or_default(),
-                    taken.error.as_deref().unwrap_or_default()
-                ),
-            ),
-            Ok(taken) => json_response(StatusCode::OK, &json!({"applied": true, "plan": plan, "taken": taken})),
-            Err(e @ PlanError::Unknown(..)) => error(StatusCode::NOT_FOUND, "unknown_plan", &e.to_string()),
-            Err(PlanError::Apply(ApplyError::Invalid(errors))) => json_response(
-                StatusCode::BAD_REQUEST,
-                &json!({"error": {"code": "invalid_batch", "message": "the plan's batch was rejected whole; nothing changed", "problems": errors}}),
-            ),
-            Err(e @ PlanError::Apply(ApplyError::Persist(_))) => {
-                error(StatusCode::INTERNAL_SERVER_ERROR, "persist_failed", &e.to_string())
+        let expanded = match crate::gateway::incidents::expand_plan(&self.gw, &policy, &plan, &run.target, false) {
+            Ok(e) => e,
+            Err(e) => return plan_response(&plan, Err(e)),
+        };
+        // A plan run by hand is held like a batch when its actions need a second identity.
+        let batch = Batch {
+            actions: expanded.actions.clone(),
+            reason: reason.clone(),
+            actor: Some(who.id.clone()),
+            expect_version: None,
+        };
+        let expanded = match self.hold_if_needed(pending::Held::Plan { expanded, batch }, who, None).await {
+            Ok(pending::Held::Plan { expanded, .. }) => expanded,
+            Ok(_) => {
+                return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "a held plan came back as something else")
             }
-            Err(PlanError::Apply(e @ (ApplyError::Fleet(_) | ApplyError::Conflict { .. }))) => apply_error(e),
-            Err(e) => error(StatusCode::BAD_REQUEST, "invalid_playbook_run", &e.to_string()),
-        }
+            Err(r) => return r,
+        };
+        self.apply_playbook(expanded, &reason, &who.id, None).await
+    }
+
+    /// Applies an expanded plan run by `actor` (approved by a second identity when `approval`).
+    async fn apply_playbook(
+        &self,
+        expanded: crate::gateway::incidents::Expanded,
+        reason: &str,
+        actor: &str,
+        approval: Option<pending::Approval<'_>>,
+    ) -> Response<Body> {
+        let plan = expanded.plan.clone();
+        let mark = |r: Record| match approval {
+            Some(a) => a.add_to(r),
+            None => r,
+        };
+        plan_response(&plan, crate::gateway::incidents::apply_plan(&self.gw, expanded, reason, actor, None, mark).await)
     }
 
     /// `POST /admin/v1/policy/reload[?all=true]`: with `all` in fleet mode, every replica reloads its
@@ -834,6 +843,34 @@ fn json_response(status: StatusCode, v: &Value) -> Response<Body> {
 
 fn error(status: StatusCode, code: &str, message: &str) -> Response<Body> {
     json_response(status, &json!({"error": {"code": code, "message": message}}))
+}
+
+/// The answer to a plan run.
+fn plan_response(plan: &str, result: Result<crate::incident::Taken, crate::incident::PlanError>) -> Response<Body> {
+    use crate::incident::PlanError;
+    match result {
+        // Applied, but not durably audited: not acknowledged (see `switches`).
+        Ok(taken) if taken.error.is_some() => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "audit_failed",
+            &format!(
+                "the plan was applied (version {}) but {}; check GET /admin/v1/state before retrying",
+                taken.version.unwrap_or_default(),
+                taken.error.as_deref().unwrap_or_default()
+            ),
+        ),
+        Ok(taken) => json_response(StatusCode::OK, &json!({"applied": true, "plan": plan, "taken": taken})),
+        Err(e @ PlanError::Unknown(..)) => error(StatusCode::NOT_FOUND, "unknown_plan", &e.to_string()),
+        Err(PlanError::Apply(ApplyError::Invalid(errors))) => json_response(
+            StatusCode::BAD_REQUEST,
+            &json!({"error": {"code": "invalid_batch", "message": "the plan's batch was rejected whole; nothing changed", "problems": errors}}),
+        ),
+        Err(e @ PlanError::Apply(ApplyError::Persist(_))) => {
+            error(StatusCode::INTERNAL_SERVER_ERROR, "persist_failed", &e.to_string())
+        }
+        Err(PlanError::Apply(e @ (ApplyError::Fleet(_) | ApplyError::Conflict { .. }))) => apply_error(e),
+        Err(e) => error(StatusCode::BAD_REQUEST, "invalid_playbook_run", &e.to_string()),
+    }
 }
 
 /// The 429 for a locked-out address, with `Retry-After`.

@@ -42,12 +42,19 @@ pub(super) enum Held {
         /// Its batch.
         batch: Batch,
     },
+    /// `POST /admin/v1/playbooks/PLAN`: the plan as expanded when it was asked for.
+    Plan {
+        /// The plan and its actions for the target.
+        expanded: crate::gateway::incidents::Expanded,
+        /// The same actions as a batch, with the run's reason.
+        batch: Batch,
+    },
 }
 
 impl Held {
     pub(super) fn batch(&self) -> &Batch {
         match self {
-            Held::Switches(b) | Held::Rotation { batch: b, .. } => b,
+            Held::Switches(b) | Held::Rotation { batch: b, .. } | Held::Plan { batch: b, .. } => b,
         }
     }
 
@@ -56,6 +63,7 @@ impl Held {
             Held::Switches(_) => "switches",
             Held::Rotation { what: Rotate::Prompt, .. } => "rotate_prompt",
             Held::Rotation { what: Rotate::Canary, .. } => "rotate_canary",
+            Held::Plan { .. } => "playbook",
         }
     }
 }
@@ -83,7 +91,8 @@ impl Pending {
         json!({
             "id": self.id,
             "kind": self.held.kind(),
-            "prompt": match &self.held { Held::Rotation { prompt, .. } => Some(prompt.as_str()), Held::Switches(_) => None },
+            "prompt": match &self.held { Held::Rotation { prompt, .. } => Some(prompt.as_str()), _ => None },
+            "plan": match &self.held { Held::Plan { expanded, .. } => Some(expanded.plan.as_str()), _ => None },
             "batch": {"actions": b.actions, "reason": b.reason, "expect_version": b.expect_version},
             "requested_by": {"id": self.requested_by.id, "role": self.requested_by.role.as_str()},
             "on_behalf_of": self.on_behalf_of,
@@ -252,6 +261,9 @@ impl Admin {
             Held::Switches(batch) => self.apply_switches(batch, on_behalf_of, Some(approval), None).await,
             Held::Rotation { prompt, what, batch } => {
                 self.apply_rotation(prompt, what, batch, on_behalf_of, Some(approval)).await
+            }
+            Held::Plan { expanded, batch } => {
+                self.apply_playbook(expanded, &batch.reason, &p.requested_by.id, Some(approval)).await
             }
         }
     }

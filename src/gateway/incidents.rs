@@ -437,6 +437,19 @@ async fn contain(
     }
 }
 
+/// A plan expanded for its target: the batch it applies and what it leaves to an operator.
+#[derive(Debug, Clone)]
+pub struct Expanded {
+    /// The plan's name.
+    pub plan: String,
+    /// The actions it applies, as one batch.
+    pub actions: Vec<Action>,
+    /// Gateway-wide steps held back for an operator (`principal_only`).
+    pub awaiting_operator: Vec<Action>,
+    /// Whether it marks provider credentials for rotation.
+    pub rotate_credentials: bool,
+}
+
 /// Runs a containment plan for `target` as one atomic batch, and audits it (`kind: switch`, with the
 /// plan's name; `kind: rotation, event: marked` when the plan marks credentials for rotation). With
 /// `principal_only`, the plan's gateway-wide steps are not applied but returned in
@@ -452,6 +465,19 @@ pub async fn run_plan(
     incident: Option<&str>,
     principal_only: bool,
 ) -> Result<Taken, PlanError> {
+    let expanded = expand_plan(gw, policy, plan_name, target, principal_only)?;
+    apply_plan(gw, expanded, reason, actor, incident, |r| r).await
+}
+
+/// The actions plan `plan_name` takes for `target` now (its `{sessions}` are the user's recent
+/// sessions at this moment), without applying them.
+pub fn expand_plan(
+    gw: &Gateway,
+    policy: &Policy,
+    plan_name: &str,
+    target: &Target,
+    principal_only: bool,
+) -> Result<Expanded, PlanError> {
     let plan = policy.incidents.plans.get(plan_name).ok_or_else(|| {
         PlanError::Unknown(plan_name.into(), policy.incidents.plans.keys().cloned().collect::<Vec<_>>().join(", "))
     })?;
@@ -477,13 +503,27 @@ pub async fn run_plan(
     if principal_only {
         (actions, awaiting_operator) = actions.into_iter().partition(Action::is_principal_scoped);
     }
+    Ok(Expanded { plan: plan_name.into(), actions, awaiting_operator, rotate_credentials: plan.rotate_credentials })
+}
+
+/// Applies an expanded plan as one batch and audits it; `mark` adds fields to its switch record
+/// (who approved it, under the two-person rule).
+pub async fn apply_plan(
+    gw: &Gateway,
+    expanded: Expanded,
+    reason: &str,
+    actor: &str,
+    incident: Option<&str>,
+    mark: impl FnOnce(Record) -> Record,
+) -> Result<Taken, PlanError> {
+    let Expanded { plan: plan_name, actions, awaiting_operator, rotate_credentials } = expanded;
     let mut taken = Taken {
-        plan: plan_name.into(),
+        plan: plan_name.clone(),
         actor: actor.into(),
         time: now_rfc3339(),
         actions: actions.clone(),
         version: None,
-        credentials_marked_for_rotation: plan.rotate_credentials,
+        credentials_marked_for_rotation: rotate_credentials,
         error: None,
         awaiting_operator,
         corroborated_by: None,
@@ -499,20 +539,20 @@ pub async fn run_plan(
             .with("before_version", applied.before)
             .with("after_version", applied.after.version)
             .with("actions", serde_json::to_value(&batch.actions).unwrap_or(Value::Null))
-            .with("plan", plan_name)
+            .with("plan", plan_name.as_str())
             .with_opt("incident", incident);
-        if let Err(e) = gw.audit.record_durable(rec).await {
+        if let Err(e) = gw.audit.record_durable(mark(rec)).await {
             tracing::error!(error = %e, "containment applied but its audit record failed");
             taken.error = Some(format!("applied, but its audit record could not be made durable: {e}"));
         }
-        tracing::warn!(plan = plan_name, actor, version = applied.after.version, "containment plan applied");
+        tracing::warn!(plan = %plan_name, actor, version = applied.after.version, "containment plan applied");
     }
-    if plan.rotate_credentials {
+    if rotate_credentials {
         let rec = Record::new("rotation")
             .with("event", "marked")
             .with("actor", actor)
             .with("reason", reason)
-            .with("plan", plan_name)
+            .with("plan", plan_name.as_str())
             .with_opt("incident", incident);
         let _ = gw.audit.record_durable(rec).await;
     }
