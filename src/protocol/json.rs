@@ -60,38 +60,43 @@ impl<'de> Deserialize<'de> for Key<'de> {
     }
 }
 
-/// The keys of one object so far: the first few in place (no allocation for the objects of an
-/// ordinary request), a hash set beyond them (a schema with hundreds of properties stays linear).
+/// The keys of one object so far: the first few without escapes as slices of the input (nothing
+/// allocated, nothing to drop: the objects of an ordinary request), a hash set once there are more
+/// or one had escapes (a schema with hundreds of properties stays linear).
 struct Keys<'de> {
-    few: [Cow<'de, str>; FEW],
+    few: [&'de str; FEW],
     n: usize,
-    many: Option<HashSet<Cow<'de, str>>>,
+    set: Option<HashSet<Cow<'de, str>>>,
 }
 
-const FEW: usize = 12;
+const FEW: usize = 8;
 
 impl<'de> Keys<'de> {
     fn new() -> Keys<'de> {
-        Keys { few: std::array::from_fn(|_| Cow::Borrowed("")), n: 0, many: None }
+        Keys { few: [""; FEW], n: 0, set: None }
     }
 
     /// Adds `k`; false when it was there already.
     fn insert(&mut self, k: Cow<'de, str>) -> bool {
-        if let Some(set) = &mut self.many {
+        if let Some(set) = &mut self.set {
             return set.insert(k);
         }
-        if self.few[..self.n].contains(&k) {
-            return false;
+        match k {
+            Cow::Borrowed(b) if self.n < FEW => {
+                if self.few[..self.n].contains(&b) {
+                    return false;
+                }
+                self.few[self.n] = b;
+                self.n += 1;
+                true
+            }
+            k => {
+                let mut set: HashSet<Cow<'de, str>> = self.few[..self.n].iter().map(|s| Cow::Borrowed(*s)).collect();
+                let fresh = set.insert(k);
+                self.set = Some(set);
+                fresh
+            }
         }
-        if self.n < FEW {
-            self.few[self.n] = k;
-            self.n += 1;
-        } else {
-            let mut set: HashSet<Cow<'de, str>> = self.few.iter_mut().map(std::mem::take).collect();
-            set.insert(k);
-            self.many = Some(set);
-        }
-        true
     }
 }
 
