@@ -601,12 +601,18 @@ async fn failed_admin_authentications_are_audited_and_lock_the_address_out() {
     let (_up, gw) = setup(&admins(lockout)).await;
     assert_eq!(req(&gw, Some(VIEWER), Method::GET, "/admin/v1/state", None).await.0, 200);
 
-    // Three refusals from 127.0.0.1, of three kinds and on both doors: the third starts the lockout.
-    assert_eq!(req(&gw, None, Method::GET, "/admin/v1/state", None).await.0, 401);
+    // A request with no credential is refused and audited but is no guess: it never counts. Then
+    // three wrong tokens from 127.0.0.1, on both doors: the third starts the lockout.
+    for _ in 0..5 {
+        assert_eq!(req(&gw, None, Method::GET, "/admin/v1/state", None).await.0, 401);
+    }
     let (s, _, page) = console_login(&gw, "fb-admin-guess-1").await;
     assert_eq!(s, 401, "{page}");
     assert!(!page.contains("fb-admin-guess-1"), "the guess is not echoed");
     let (s, v) = req(&gw, Some("fb-admin-guess-2"), Method::GET, "/admin/v1/state", None).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (401, Some("unauthorized")), "{v}");
+    assert_eq!(req(&gw, Some(VIEWER), Method::GET, "/admin/v1/state", None).await.0, 200, "two guesses: not yet");
+    let (s, v) = req(&gw, Some("fb-admin-guess-2b"), Method::GET, "/admin/v1/state", None).await;
     assert_eq!((s, v["error"]["code"].as_str()), (401, Some("unauthorized")), "{v}");
 
     // Locked out: even the right token is refused unchecked, on the API and the console, with the
@@ -639,16 +645,17 @@ async fn failed_admin_authentications_are_audited_and_lock_the_address_out() {
     }
     let failed = trail_events(&gw, "auth_failed");
     let reasons: Vec<_> = failed.iter().map(|r| r["reason"].as_str().unwrap_or_default()).collect();
-    assert_eq!(reasons, ["no_credential", "wrong_token", "wrong_token"], "{failed:?}");
+    assert_eq!(reasons, ["no_credential"; 5].into_iter().chain(["wrong_token"; 3]).collect::<Vec<_>>(), "{failed:?}");
     assert!(failed.iter().all(|r| r["peer"] == "127.0.0.1"), "{failed:?}");
-    assert_eq!(failed[1]["route"], "POST /console/login");
-    assert_eq!(failed[2]["route"], "GET /admin/v1/state");
-    assert_eq!(failed.iter().map(|r| r["failures"].as_u64().unwrap_or(0)).collect::<Vec<_>>(), [1, 2, 3]);
+    assert_eq!(failed[5]["route"], "POST /console/login");
+    assert_eq!(failed[6]["route"], "GET /admin/v1/state");
+    let guesses: Vec<_> = failed.iter().map(|r| r["failures"].as_u64()).collect();
+    assert_eq!(guesses, [None, None, None, None, None, Some(1), Some(2), Some(3)], "only wrong tokens count");
     let locked = trail_events(&gw, "auth_locked_out");
     assert_eq!(locked.len(), 1, "{locked:?}");
     assert_eq!((locked[0]["peer"].as_str(), locked[0]["window_seconds"].as_u64()), (Some("127.0.0.1"), Some(3600)));
     let trail = std::fs::read_to_string(gw.dir.join("audit.jsonl")).unwrap_or_default();
-    for t in ["fb-admin-guess-1", "fb-admin-guess-2", "fb-admin-guess-3", ADMIN, RESPONDER] {
+    for t in ["fb-admin-guess-1", "fb-admin-guess-2", "fb-admin-guess-3", ADMIN, RESPONDER, VIEWER] {
         assert!(!trail.contains(t), "a token in the trail");
     }
 
@@ -661,14 +668,14 @@ async fn failed_admin_authentications_are_audited_and_lock_the_address_out() {
     assert_eq!(resp.status().as_u16(), 200, "127.0.0.2 is another address");
     let text = resp.text().await.unwrap_or_default();
     for line in [
-        "firebreak_admin_auth_failures_total{reason=\"no_credential\"} 1",
-        "firebreak_admin_auth_failures_total{reason=\"wrong_token\"} 2",
+        "firebreak_admin_auth_failures_total{reason=\"no_credential\"} 5",
+        "firebreak_admin_auth_failures_total{reason=\"wrong_token\"} 3",
         "firebreak_admin_auth_failures_total{reason=\"locked_out\"} 4",
         "firebreak_admin_auth_lockouts_total 1",
     ] {
         assert!(text.lines().any(|l| l == line), "{line} in:\n{text}");
     }
-    // A reload that raises the limit lifts the lockout (the counts stay: 3 < 10).
+    // A reload that raises the limit lifts the lockout (the count stays: 3 < 10).
     let policy = std::fs::read_to_string(gw.dir.join("policy.toml")).expect("policy");
     std::fs::write(gw.dir.join("policy.toml"), policy.replace("max_auth_failures = 3", "max_auth_failures = 10"))
         .expect("write policy");

@@ -1,18 +1,20 @@
 //! Failed admin authentications, counted per peer address, and the lockout they lead to.
 //!
 //! Admin tokens are long and random, but the admin listener is where an attacker inside the
-//! network would guess them, and every refused attempt is evidence. Each refused authentication
-//! (no credential, a malformed header, a wrong token, a certificate that is no admin, a wrong
-//! console login) counts against its peer address for `[admin] auth_failure_window`, starting at
-//! the address's first failure. At `[admin] max_auth_failures` the address is locked out until that
-//! window ends: its token attempts (the API's bearer tokens and the console's token login) are
-//! answered 429 without being checked. A verified admin client certificate still gets in: it cannot
-//! be guessed, and an operator locked out by a flood from a shared address keeps a way in.
+//! network would guess them, and every refused attempt is evidence. Each wrong token (a bearer
+//! token or a console login) counts against its peer address for `[admin] auth_failure_window`,
+//! starting at the address's first. At `[admin] max_auth_failures` the address is locked out until
+//! that window ends: its token attempts are answered 429 without being checked. Refusals that are no
+//! guess (no credential, a header that is not `Bearer`, a certificate that is no admin) are counted
+//! in the metrics and audited, but never lock anyone out. A verified admin client certificate still
+//! gets in (sent without a token): it cannot be guessed, and it keeps operators in when a flood
+//! comes from a shared address.
 //!
-//! The caller audits each failure up to the lockout and the lockout itself once ([`Counted`]);
-//! attempts refused while locked out are only counted in the metrics, so a flood cannot fill the
-//! trail. IPv6 addresses count by their /64 (what one host usually holds), IPv4 by the address;
-//! the direct TCP peer is used (forwarding headers are never believed on the admin listener).
+//! The caller audits refusals up to the lockout and the lockout itself once ([`Counted`]), within a
+//! budget shared by all sources ([`AuthFailures::may_audit`]); past it, and during a lockout,
+//! refusals are only counted, so a flood cannot fill the trail. IPv6 addresses count by their /64
+//! (what one host usually holds), IPv4 by the address; the direct TCP peer is used (forwarding
+//! headers are never believed on the admin listener).
 
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -81,30 +83,49 @@ impl Source {
     }
 }
 
-/// What a counted failure means for the caller.
+/// What a refusal means for the caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Counted {
-    /// Audit it: the `n`th failure of this source in its window, below the limit.
+    /// Audit it (if the audit budget allows): a refusal that is no guess (`n` = 0), or the `n`th
+    /// wrong token of its source in the window, below the limit.
     Failure { n: u32 },
     /// Audit it, and the lockout it starts, which lasts `for_` more.
     LockedOut { n: u32, for_: Duration },
-    /// The source was already locked out: count it in the metrics only.
+    /// A wrong token from a source already locked out: count it in the metrics only.
     Quiet,
 }
 
 #[derive(Debug)]
 struct Window {
     since: Instant,
-    failures: u32,
+    /// Wrong tokens in the window.
+    guesses: u32,
+    /// Whether `guesses` reached the limit in force when the last one came (the lockout was
+    /// audited): lowering the limit by a reload locks nobody out until their next guess.
+    locked: bool,
+}
+
+/// Audit records of refused authentications, all sources together: a burst, then one a second.
+/// Past it they are only counted, so many addresses (an IPv6 /48 holds 65,536 /64s) cannot fill the
+/// disk the trail is on.
+const AUDIT_BURST: f64 = 100.0;
+const AUDIT_PER_SEC: f64 = 1.0;
+
+#[derive(Debug)]
+struct Budget {
+    tokens: f64,
+    at: Instant,
 }
 
 /// The failure counts of a running admin listener.
 #[derive(Debug)]
 pub struct AuthFailures {
     sources: moka::sync::Cache<Source, Arc<Mutex<Window>>>,
-    /// Failures by [`Failure`] (in `Failure::ALL` order), then attempts refused while locked out.
+    /// Failures by [`Failure`] (in `Failure::ALL` order), then token attempts refused while locked out.
     counts: [AtomicU64; 5],
     lockouts: AtomicU64,
+    budget: Mutex<Budget>,
+    unaudited: AtomicU64,
 }
 
 impl Default for AuthFailures {
@@ -117,6 +138,8 @@ impl Default for AuthFailures {
                 .build(),
             counts: Default::default(),
             lockouts: AtomicU64::new(0),
+            budget: Mutex::new(Budget { tokens: AUDIT_BURST, at: Instant::now() }),
+            unaudited: AtomicU64::new(0),
         }
     }
 }
@@ -131,14 +154,17 @@ impl AuthFailures {
         let window = self.sources.get(&source)?;
         let w = window.lock().unwrap_or_else(|p| p.into_inner());
         let left = limits.window.checked_sub(now.saturating_duration_since(w.since))?;
-        if w.failures < limits.max_failures || left.is_zero() {
+        if !w.locked || w.guesses < limits.max_failures || left.is_zero() {
             return None;
         }
         self.counts[4].fetch_add(1, Ordering::Relaxed);
         Some(left)
     }
 
-    /// Counts a refused authentication of `source`.
+    /// Counts a refused authentication of `source`. Only a wrong token is a guess and counts
+    /// towards the lockout: a request with no credential, a header that is not `Bearer`, or a
+    /// certificate that is no admin cannot succeed by repetition, and counting them would let a
+    /// health check or a scraper without a token lock the operators behind the same address out.
     pub fn failed(&self, source: Source, why: Failure, limits: &Lockout) -> Counted {
         self.failed_at(source, why, limits, Instant::now())
     }
@@ -146,20 +172,44 @@ impl AuthFailures {
     fn failed_at(&self, source: Source, why: Failure, limits: &Lockout, now: Instant) -> Counted {
         let i = Failure::ALL.iter().position(|f| *f == why).unwrap_or(0);
         self.counts[i].fetch_add(1, Ordering::Relaxed);
-        let window = self.sources.get_with(source, || Arc::new(Mutex::new(Window { since: now, failures: 0 })));
+        if why != Failure::WrongToken {
+            return Counted::Failure { n: 0 };
+        }
+        let fresh = || Window { since: now, guesses: 0, locked: false };
+        let window = self.sources.get_with(source, || Arc::new(Mutex::new(fresh())));
         let mut w = window.lock().unwrap_or_else(|p| p.into_inner());
         if now.saturating_duration_since(w.since) >= limits.window {
-            *w = Window { since: now, failures: 0 };
+            *w = fresh();
         }
-        if w.failures >= limits.max_failures {
+        if w.locked && w.guesses >= limits.max_failures {
             return Counted::Quiet;
         }
-        w.failures += 1;
-        if w.failures < limits.max_failures {
-            return Counted::Failure { n: w.failures };
+        w.guesses = w.guesses.saturating_add(1);
+        if w.guesses < limits.max_failures {
+            return Counted::Failure { n: w.guesses };
         }
+        w.locked = true;
         self.lockouts.fetch_add(1, Ordering::Relaxed);
-        Counted::LockedOut { n: w.failures, for_: limits.window.saturating_sub(now.saturating_duration_since(w.since)) }
+        Counted::LockedOut { n: w.guesses, for_: limits.window.saturating_sub(now.saturating_duration_since(w.since)) }
+    }
+
+    /// Whether the shared audit budget allows one more record now (counted when it does not).
+    pub fn may_audit(&self) -> bool {
+        self.may_audit_at(Instant::now())
+    }
+
+    fn may_audit_at(&self, now: Instant) -> bool {
+        let mut b = self.budget.lock().unwrap_or_else(|p| p.into_inner());
+        let refill = now.saturating_duration_since(b.at).as_secs_f64() * AUDIT_PER_SEC;
+        b.tokens = (b.tokens + refill).min(AUDIT_BURST);
+        b.at = now;
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            true
+        } else {
+            self.unaudited.fetch_add(1, Ordering::Relaxed);
+            false
+        }
     }
 
     /// Prometheus text: `firebreak_admin_auth_failures_total{reason}` and
@@ -176,8 +226,12 @@ impl AuthFailures {
             ));
         }
         out.push_str(&format!(
-            "# HELP firebreak_admin_auth_lockouts_total Peer addresses locked out after too many failed admin authentications.\n# TYPE firebreak_admin_auth_lockouts_total counter\nfirebreak_admin_auth_lockouts_total {}\n",
+            "# HELP firebreak_admin_auth_lockouts_total Peer addresses locked out after too many wrong admin tokens.\n# TYPE firebreak_admin_auth_lockouts_total counter\nfirebreak_admin_auth_lockouts_total {}\n",
             self.lockouts.load(Ordering::Relaxed)
+        ));
+        out.push_str(&format!(
+            "# HELP firebreak_admin_auth_unaudited_total Refused admin authentications not audited: past the shared audit budget.\n# TYPE firebreak_admin_auth_unaudited_total counter\nfirebreak_admin_auth_unaudited_total {}\n",
+            self.unaudited.load(Ordering::Relaxed)
         ));
         out
     }
@@ -194,7 +248,7 @@ mod tests {
     }
 
     #[test]
-    fn the_limit_locks_a_source_out_until_its_window_ends() {
+    fn wrong_tokens_lock_a_source_out_until_its_window_ends() {
         let limits = Lockout { max_failures: 3, window: Duration::from_secs(60) };
         let f = AuthFailures::default();
         let a = from("10.0.0.1:4000");
@@ -202,11 +256,18 @@ mod tests {
         let at = |s: u64| t0 + Duration::from_secs(s);
         assert_eq!(f.failed_at(a, Failure::WrongToken, &limits, at(0)), Counted::Failure { n: 1 });
         assert_eq!(f.locked_out_at(a, &limits, at(1)), None, "below the limit");
-        assert_eq!(f.failed_at(a, Failure::NoCredential, &limits, at(2)), Counted::Failure { n: 2 });
+        // Refusals that are no guess never count towards the lockout.
+        for why in [Failure::NoCredential, Failure::Malformed, Failure::UnknownCertificate] {
+            for _ in 0..5 {
+                assert_eq!(f.failed_at(a, why, &limits, at(1)), Counted::Failure { n: 0 });
+            }
+        }
+        assert_eq!(f.locked_out_at(a, &limits, at(1)), None, "15 refusals that were no guess");
+        assert_eq!(f.failed_at(a, Failure::WrongToken, &limits, at(2)), Counted::Failure { n: 2 });
         assert_eq!(
             f.failed_at(a, Failure::WrongToken, &limits, at(10)),
             Counted::LockedOut { n: 3, for_: Duration::from_secs(50) },
-            "the window counts from the first failure"
+            "the window counts from the first wrong token"
         );
         assert_eq!(f.failed_at(a, Failure::WrongToken, &limits, at(11)), Counted::Quiet, "audited once");
         assert_eq!(f.locked_out_at(a, &limits, at(10)), Some(Duration::from_secs(50)));
@@ -217,23 +278,48 @@ mod tests {
         assert_eq!(f.failed_at(a, Failure::WrongToken, &limits, at(61)), Counted::Failure { n: 1 }, "a new window");
 
         let text = f.render_metrics();
-        assert!(text.contains("firebreak_admin_auth_failures_total{reason=\"wrong_token\"} 4\n"), "{text}");
-        assert!(text.contains("firebreak_admin_auth_failures_total{reason=\"no_credential\"} 1\n"), "{text}");
+        assert!(text.contains("firebreak_admin_auth_failures_total{reason=\"wrong_token\"} 5\n"), "{text}");
+        assert!(text.contains("firebreak_admin_auth_failures_total{reason=\"no_credential\"} 5\n"), "{text}");
         assert!(text.contains("firebreak_admin_auth_failures_total{reason=\"locked_out\"} 2\n"), "{text}");
         assert!(text.contains("firebreak_admin_auth_lockouts_total 1\n"), "{text}");
     }
 
     #[test]
-    fn a_reload_that_raises_the_limit_or_shortens_the_window_lifts_the_lockout() {
+    fn a_reload_lifts_a_lockout_by_raising_the_limit_and_lowering_it_locks_at_the_next_guess() {
         let tight = Lockout { max_failures: 1, window: Duration::from_secs(60) };
         let f = AuthFailures::default();
         let a = from("10.0.0.1:4000");
         let t0 = Instant::now();
         assert!(matches!(f.failed_at(a, Failure::WrongToken, &tight, t0), Counted::LockedOut { n: 1, .. }));
         assert!(f.locked_out_at(a, &tight, t0).is_some());
-        assert_eq!(f.locked_out_at(a, &Lockout { max_failures: 5, ..tight }, t0), None);
+        let loose = Lockout { max_failures: 3, ..tight };
+        assert_eq!(f.locked_out_at(a, &loose, t0), None, "a higher limit lifts it");
+        assert_eq!(f.failed_at(a, Failure::WrongToken, &loose, t0), Counted::Failure { n: 2 });
+        assert!(
+            matches!(f.failed_at(a, Failure::WrongToken, &loose, t0), Counted::LockedOut { n: 3, .. }),
+            "audited again"
+        );
         let short = Lockout { window: Duration::from_secs(1), ..tight };
         assert_eq!(f.locked_out_at(a, &short, t0 + Duration::from_secs(2)), None, "a shorter window has ended");
+
+        // Lowering the limit locks nobody out retroactively; the next guess does, audited.
+        let b = from("10.0.0.9:1");
+        assert_eq!(f.failed_at(b, Failure::WrongToken, &loose, t0), Counted::Failure { n: 1 });
+        assert_eq!(f.failed_at(b, Failure::WrongToken, &loose, t0), Counted::Failure { n: 2 });
+        assert_eq!(f.locked_out_at(b, &tight, t0), None);
+        assert!(matches!(f.failed_at(b, Failure::WrongToken, &tight, t0), Counted::LockedOut { n: 3, .. }));
+        assert!(f.locked_out_at(b, &tight, t0).is_some());
+    }
+
+    #[test]
+    fn the_audit_budget_is_a_burst_then_one_a_second() {
+        let f = AuthFailures::default();
+        let t0 = Instant::now();
+        let allowed = (0..150).filter(|_| f.may_audit_at(t0)).count();
+        assert_eq!(allowed, AUDIT_BURST as usize);
+        assert!(!f.may_audit_at(t0 + Duration::from_millis(500)));
+        assert!(f.may_audit_at(t0 + Duration::from_millis(1600)), "refilled");
+        assert!(f.render_metrics().contains("firebreak_admin_auth_unaudited_total 51\n"));
     }
 
     #[test]

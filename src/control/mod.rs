@@ -94,8 +94,8 @@ impl Admin {
     }
 
     /// Counts a refused authentication from `source` on `route`; audits it (and the lockout it
-    /// starts) unless the source is already locked out. The record names the address and the
-    /// reason, never the credential.
+    /// starts) within the shared audit budget, unless the source is already locked out. The record
+    /// names the address and the reason, never the credential.
     fn auth_failed(&self, source: lockout::Source, why: lockout::Failure, route: &str) {
         let limits = self.gw.policy().admins.lockout;
         let (n, lockout) = match self.auth_failures.failed(source, why, &limits) {
@@ -103,15 +103,23 @@ impl Admin {
             lockout::Counted::Failure { n } => (n, None),
             lockout::Counted::LockedOut { n, for_ } => (n, Some(for_)),
         };
+        // The path is the caller's text: kept short.
+        let route = match route.char_indices().nth(160) {
+            Some((i, _)) => &route[..i],
+            None => route,
+        };
         let peer = source.to_string_for_audit();
-        tracing::warn!(peer = %peer, reason = why.as_str(), route, failures = n, "admin authentication refused");
-        let mut records = vec![Record::new("admin")
-            .with("event", "auth_failed")
-            .with("peer", peer.as_str())
-            .with("reason", why.as_str())
-            .with("route", route)
-            .with("failures", n)];
-        if let Some(left) = lockout {
+        let mut records = Vec::new();
+        if self.auth_failures.may_audit() {
+            tracing::warn!(peer = %peer, reason = why.as_str(), route, failures = n, "admin authentication refused");
+            let r = Record::new("admin")
+                .with("event", "auth_failed")
+                .with("peer", peer.as_str())
+                .with("reason", why.as_str())
+                .with("route", route);
+            records.push(if n > 0 { r.with("failures", n) } else { r });
+        }
+        if let Some(left) = lockout.filter(|_| self.auth_failures.may_audit()) {
             tracing::warn!(peer = %peer, failures = n, seconds = left.as_secs(), "admin authentication locked out for this address");
             records.push(
                 Record::new("admin")
@@ -122,8 +130,11 @@ impl Admin {
                     .with("seconds", left.as_secs().max(1)),
             );
         }
-        // Queued, not awaited on disk: a refusal waits for nobody, and the lockout bounds how many
-        // records one address can cause.
+        if records.is_empty() {
+            return;
+        }
+        // Queued, not awaited on disk: a refusal waits for nobody, and the shared budget bounds how
+        // many records (and tasks) refusals can cause.
         let audit = self.gw.audit.clone();
         tokio::spawn(async move {
             for r in records {

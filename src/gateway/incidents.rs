@@ -506,15 +506,15 @@ pub fn expand_plan(
     Ok(Expanded { plan: plan_name.into(), actions, awaiting_operator, rotate_credentials: plan.rotate_credentials })
 }
 
-/// Applies an expanded plan as one batch and audits it; `mark` adds fields to its switch record
-/// (who approved it, under the two-person rule).
+/// Applies an expanded plan as one batch and audits it; `mark` adds fields to its records (who
+/// approved it, under the two-person rule).
 pub async fn apply_plan(
     gw: &Gateway,
     expanded: Expanded,
     reason: &str,
     actor: &str,
     incident: Option<&str>,
-    mark: impl FnOnce(Record) -> Record,
+    mark: impl Fn(Record) -> Record,
 ) -> Result<Taken, PlanError> {
     let Expanded { plan: plan_name, actions, awaiting_operator, rotate_credentials } = expanded;
     let mut taken = Taken {
@@ -554,7 +554,7 @@ pub async fn apply_plan(
             .with("reason", reason)
             .with("plan", plan_name.as_str())
             .with_opt("incident", incident);
-        let _ = gw.audit.record_durable(rec).await;
+        let _ = gw.audit.record_durable(mark(rec)).await;
     }
     Ok(taken)
 }
