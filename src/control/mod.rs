@@ -890,7 +890,7 @@ fn locked_out(left: std::time::Duration) -> Response<Body> {
     let mut r = error(
         StatusCode::TOO_MANY_REQUESTS,
         "auth_locked_out",
-        &format!("too many failed admin authentications from this address; token attempts are refused for {secs} more seconds (a verified admin client certificate still gets in; see [admin] max_auth_failures)"),
+        &format!("too many wrong admin tokens from this address; token attempts are refused for {secs} more seconds (a verified admin client certificate still gets in; see [admin] max_auth_failures)"),
     );
     r.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
     r
