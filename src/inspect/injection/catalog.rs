@@ -560,6 +560,7 @@ pub(super) const BUILTIN: &[Spec] = &[
                 "scratch",
                 "forget",
                 "ignor",
+                "disregard",
                 "never",
                 "nevermind",
                 "nvm",
@@ -584,6 +585,8 @@ pub(super) const BUILTIN: &[Spec] = &[
                 r"|you(?: are|['’]re) no longer (?:an? |the )?[a-z]+(?: [a-z]+)?,? (?:you(?: are|['’]re)|but|now)",
                 r"|you(?: are|['’]re) now (?:called |named )?(?:an? |the )?(?-i:[A-Z][A-Za-z0-9]*(?:Bot|GPT|AI|LLM))\b",
                 r"|new (?:task|job|objective|goal)[\t\x20]*[:\-—][\t\x20]*(?:print|output|say|write|respond|reply|return|ignore|forget|reveal|tell)",
+                r"|(?:ignor(?:e|ing)|disregard(?:ing)?) (?:all (?:of )?)?(?:the )?above\b[.!,]?(?: (?:and|then|instead|just|only),?){1,3} (?:say|print|output|repeat|type|respond with|reply with|answer with)\b",
+                r"|(?:ignor(?:e|ing)|disregard(?:ing)?) (?:all (?:of )?)?(?:the|these|those) (?:articles?|documents?|passages?|texts?|sources?|search results)(?: (?:provided|given|supplied|shown|attached|above|below))?, (?:instead |just |now |only |simply )?(?:provide|write|say|print|output|tell|explain|list|give|state|claim|argue|respond|reply|answer|describe|insist|declare)\b",
                 r")"
             ),
         ),
