@@ -16,8 +16,9 @@ pub struct Args {
     /// evaluated as one set (e.g. tests/detection/holdout tests/detection/holdout2).
     #[arg(required = true, num_args = 1..)]
     dir: Vec<PathBuf>,
-    /// Use this policy's `[injection]` section (actions, disabled and custom signatures); default:
-    /// the built-in signatures with the default actions (user input: block, tool results: strip).
+    /// Use this policy's `[injection]` section (actions, disabled and custom signatures, the
+    /// classifier); default: the built-in signatures with the default actions (user input: block,
+    /// tool results: strip), then both stages with the classifier's default thresholds.
     #[arg(long)]
     policy: Option<PathBuf>,
     /// One JSON object per stage instead of tables.
@@ -62,15 +63,31 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         let dirs: Vec<String> = a.dir.iter().map(|d| d.display().to_string()).collect();
         println!("samples: {} from {}", samples.len(), dirs.join(", "));
     }
-    // Stage 2, in the same run, when the policy enables the classifier ([injection.classifier]).
-    if sigs.classifier().is_some() {
+    // Stage 2, in the same run: the policy's classifier when it enables one; without --policy,
+    // the built-in model with its default thresholds, so the harness shows both stages as shipped.
+    let defaults;
+    let both = match &a.policy {
+        Some(_) => sigs,
+        None => {
+            defaults = crate::config::load_str(
+                "<built-in signatures and classifier>",
+                "[injection.classifier]\nenabled = true\n",
+                Path::new("."),
+            )
+            .context("building the built-in classifier")?;
+            &defaults.injection
+        }
+    };
+    if both.classifier().is_some() {
         let stage = "signatures+classifier";
-        let report = eval::evaluate(&samples, &|text, source| eval::combined_outcome(sigs, text, source));
+        let report = eval::evaluate(&samples, &|text, source| eval::combined_outcome(both, text, source));
         if a.json {
             println!("{}", eval::to_json(stage, &report));
         } else {
             print!("\n{}", eval::render(stage, &report));
         }
+    } else if !a.json {
+        println!("\nstage 2 not run: this policy does not enable [injection.classifier]");
     }
     Ok(ExitCode::SUCCESS)
 }
