@@ -175,6 +175,7 @@ fn the_training_split_shares_no_text_with_the_evaluation_sets() {
     let mut eval = texts_in(&root);
     eval.extend(texts_in(&root.join("holdout")));
     eval.extend(texts_in(&root.join("holdout2")));
+    eval.extend(texts_in(&root.join("holdout3")));
     assert!(eval.len() > 500, "the evaluation sets are there: {}", eval.len());
     let held: HashSet<&str> = eval.iter().map(|(_, t)| t.as_str()).collect();
     let shared: Vec<&str> = train.iter().map(|(_, t)| t.as_str()).filter(|t| held.contains(t)).collect();

@@ -8,7 +8,7 @@ seeded, so the output is byte-for-byte reproducible:
 Nothing here is taken from a third-party attack corpus (the project reserves garak, PyRIT, spikee,
 ps_fuzz, promptfoo, EasyJailbreak, giskard and jailbreak-corpus-mini for independent evaluation).
 Lines whose text is also in the evaluation sets (tests/detection/*.jsonl,
-tests/detection/holdout/*.jsonl and tests/detection/holdout2/*.jsonl) are dropped, so the two
+tests/detection/holdout/*.jsonl, holdout2/*.jsonl and holdout3/*.jsonl) are dropped, so the two
 splits never share a text (tests/classifier.rs checks it).
 """
 
@@ -957,7 +957,7 @@ def main():
 
     # Never a text that is in the evaluation split.
     held = set()
-    for d in (EVAL, os.path.join(EVAL, "holdout"), os.path.join(EVAL, "holdout2")):
+    for d in (EVAL, os.path.join(EVAL, "holdout"), os.path.join(EVAL, "holdout2"), os.path.join(EVAL, "holdout3")):
         if not os.path.isdir(d):
             continue
         for name in sorted(os.listdir(d)):
