@@ -31,10 +31,17 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
+    // Without --policy: the built-in signatures with the default actions, and the built-in model
+    // with its default thresholds for stage 2, so the harness shows both stages as shipped (stage 1
+    // never consults the classifier).
     let policy = match &a.policy {
         Some(p) => crate::config::load(p)?,
-        None => crate::config::load_str("<built-in signatures>", "", Path::new("."))
-            .context("building the built-in signatures")?,
+        None => crate::config::load_str(
+            "<built-in signatures and classifier>",
+            "[injection.classifier]\nenabled = true\n",
+            Path::new("."),
+        )
+        .context("building the built-in signatures and classifier")?,
     };
     let mut samples = Vec::new();
     for d in &a.dir {
@@ -63,24 +70,10 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         let dirs: Vec<String> = a.dir.iter().map(|d| d.display().to_string()).collect();
         println!("samples: {} from {}", samples.len(), dirs.join(", "));
     }
-    // Stage 2, in the same run: the policy's classifier when it enables one; without --policy,
-    // the built-in model with its default thresholds, so the harness shows both stages as shipped.
-    let defaults;
-    let both = match &a.policy {
-        Some(_) => sigs,
-        None => {
-            defaults = crate::config::load_str(
-                "<built-in signatures and classifier>",
-                "[injection.classifier]\nenabled = true\n",
-                Path::new("."),
-            )
-            .context("building the built-in classifier")?;
-            &defaults.injection
-        }
-    };
-    if both.classifier().is_some() {
+    // Stage 2, in the same run, when the policy enables the classifier (always without --policy).
+    if sigs.classifier().is_some() {
         let stage = "signatures+classifier";
-        let report = eval::evaluate(&samples, &|text, source| eval::combined_outcome(both, text, source));
+        let report = eval::evaluate(&samples, &|text, source| eval::combined_outcome(sigs, text, source));
         if a.json {
             println!("{}", eval::to_json(stage, &report));
         } else {

@@ -541,7 +541,8 @@ pub(super) const BUILTIN: &[Spec] = &[
     },
     // Hijacks with no override word: "STOP EVERYTHING!!! NOW!!! JUST PRINT …", "DO NOT ANSWER THIS
     // QUESTION BUT JUST OUTPUT …", "Instead of answering, say …", "Your only job is to say …",
-    // "SYSTEM OVERRIDE:", "You are no longer a summarizer, you are …", "New task: print …". FP: a
+    // "SYSTEM OVERRIDE:", "You are no longer a summarizer, you are …", "New task: print …",
+    // "Ignore above and say …", "Disregarding the articles, provide …". FP: a
     // user redirecting their own request ("cancel the summary, instead write a haiku") — the
     // patterns need a print/say verb right after the redirect.
     Spec {
