@@ -172,10 +172,16 @@ fn the_training_split_shares_no_text_with_the_evaluation_sets() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/detection");
     let train = texts_in(&root.join("train"));
     assert!(train.len() > 5000, "the training set is there: {}", train.len());
+    // The evaluation sets: tests/detection and every folder in it but train/ (holdout/, ...).
     let mut eval = texts_in(&root);
-    eval.extend(texts_in(&root.join("holdout")));
-    eval.extend(texts_in(&root.join("holdout2")));
-    eval.extend(texts_in(&root.join("holdout3")));
+    let mut held_out = 0;
+    for dir in std::fs::read_dir(&root).expect("read tests/detection").filter_map(Result::ok).map(|e| e.path()) {
+        if dir.is_dir() && !dir.ends_with("train") {
+            eval.extend(texts_in(&dir));
+            held_out += 1;
+        }
+    }
+    assert!(held_out >= 3, "holdout/, holdout2/ and holdout3/ are there: {held_out}");
     assert!(eval.len() > 500, "the evaluation sets are there: {}", eval.len());
     let held: HashSet<&str> = eval.iter().map(|(_, t)| t.as_str()).collect();
     let shared: Vec<&str> = train.iter().map(|(_, t)| t.as_str()).filter(|t| held.contains(t)).collect();

@@ -7,8 +7,8 @@ seeded, so the output is byte-for-byte reproducible:
 
 Nothing here is taken from a third-party attack corpus (the project reserves garak, PyRIT, spikee,
 ps_fuzz, promptfoo, EasyJailbreak, giskard and jailbreak-corpus-mini for independent evaluation).
-Lines whose text is also in the evaluation sets (tests/detection/*.jsonl,
-tests/detection/holdout/*.jsonl, holdout2/*.jsonl and holdout3/*.jsonl) are dropped, so the two
+Lines whose text is also in the evaluation sets (tests/detection/*.jsonl and the *.jsonl of each
+folder beside this one: holdout/, holdout2/, holdout3/) are dropped, so the two
 splits never share a text (tests/classifier.rs checks it).
 """
 
@@ -955,11 +955,12 @@ def main():
         src = "tool" if rng.random() < 0.2 else "user"
         add(as_benign_tool(s) if src == "tool" else s, "tricky_benign", src, "en", tags)
 
-    # Never a text that is in the evaluation split.
+    # Never a text that is in the evaluation split: tests/detection and each of its folders but
+    # this one (holdout/, holdout2/, ...).
     held = set()
-    for d in (EVAL, os.path.join(EVAL, "holdout"), os.path.join(EVAL, "holdout2"), os.path.join(EVAL, "holdout3")):
-        if not os.path.isdir(d):
-            continue
+    evals = [EVAL] + [os.path.join(EVAL, n) for n in sorted(os.listdir(EVAL))
+                      if os.path.isdir(os.path.join(EVAL, n)) and not os.path.samefile(os.path.join(EVAL, n), HERE)]
+    for d in evals:
         for name in sorted(os.listdir(d)):
             if name.endswith(".jsonl"):
                 with open(os.path.join(d, name), encoding="utf-8") as f:
